@@ -1,0 +1,297 @@
+//! Sort-based construction of the context trie, level by level, and IGTree pruning.
+//!
+//! The instance ids are kept in one array. Every node owns a contiguous range of it; expanding a node
+//! sorts its range by the next feature (in weight order) and cuts it into runs of equal value, which
+//! become its children. No per-instance insertion and no per-node allocation.
+
+use crate::classes::ClassStats;
+use crate::instances::Instances;
+use crate::trie::TrieArrays;
+
+/// One level of the unpruned trie under construction.
+#[derive(Default)]
+struct Level {
+    /// Index of every node's parent in the previous level.
+    parent: Vec<u32>,
+    label: Vec<u32>,
+    /// Range of every node in the instance order array.
+    range: Vec<(u32, u32)>,
+    dist_start: Vec<u32>,
+    dist_class: Vec<u32>,
+    dist_count: Vec<u32>,
+}
+
+impl Level {
+    fn len(&self) -> usize {
+        self.label.len()
+    }
+    fn default_class(&self, j: usize) -> u32 {
+        self.dist_class[self.dist_start[j] as usize]
+    }
+    fn is_pure(&self, j: usize) -> bool {
+        self.dist_start[j + 1] - self.dist_start[j] == 1
+    }
+}
+
+/// Counts classes over ranges of instances with one dense scratch array, reused for every node.
+struct DistributionCounter<'s> {
+    counts: Vec<u32>,
+    touched: Vec<u32>,
+    stats: &'s ClassStats,
+}
+
+impl<'s> DistributionCounter<'s> {
+    fn new(stats: &'s ClassStats) -> Self {
+        DistributionCounter {
+            counts: vec![0; stats.counts.len()],
+            touched: Vec::new(),
+            stats,
+        }
+    }
+
+    /// Appends the distribution of `ids` to the level, default class first.
+    fn push<I: Instances + ?Sized>(&mut self, instances: &I, ids: &[u32], level: &mut Level) {
+        for &i in ids {
+            let c = instances.class(i as usize);
+            if self.counts[c as usize] == 0 {
+                self.touched.push(c);
+            }
+            self.counts[c as usize] += 1;
+        }
+        let (counts, rank) = (&self.counts, &self.stats.rank);
+        self.touched
+            .sort_unstable_by_key(|&c| (std::cmp::Reverse(counts[c as usize]), rank[c as usize]));
+        for &c in &self.touched {
+            level.dist_class.push(c);
+            level.dist_count.push(self.counts[c as usize]);
+            self.counts[c as usize] = 0;
+        }
+        self.touched.clear();
+        level.dist_start.push(level.dist_class.len() as u32);
+    }
+}
+
+/// Sorts `ids` by the value of feature `f`.
+fn sort_by_feature<I: Instances + ?Sized>(instances: &I, ids: &mut [u32], f: usize) {
+    if ids.len() <= 32 {
+        ids.sort_unstable_by_key(|&i| instances.feature(i as usize, f));
+        return;
+    }
+    let mut keyed: Vec<u64> = ids
+        .iter()
+        .map(|&i| ((instances.feature(i as usize, f) as u64) << 32) | i as u64)
+        .collect();
+    if keyed.len() > 1 << 16 {
+        rayon::slice::ParallelSliceMut::par_sort_unstable(&mut keyed[..]);
+    } else {
+        keyed.sort_unstable();
+    }
+    for (slot, k) in ids.iter_mut().zip(keyed) {
+        *slot = k as u32;
+    }
+}
+
+/// Builds the IGTree (TiMBL `-a1`): the trie in feature order `order`, nodes whose instances all share
+/// one class not expanded, then pruned bottom-up (a leaf whose default equals its parent's is removed).
+pub fn build_igtree<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+) -> TrieArrays {
+    let levels = build_levels(instances, order, stats);
+    prune_and_flatten(&levels)
+}
+
+/// Builds the unpruned levels: level 0 is the root, level d holds the nodes matched on d features.
+fn build_levels<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+) -> Vec<Level> {
+    let n = instances.len();
+    let mut ids: Vec<u32> = (0..n as u32).collect();
+    let mut counter = DistributionCounter::new(stats);
+    let mut root = Level {
+        parent: vec![0],
+        label: vec![0],
+        range: vec![(0, n as u32)],
+        dist_start: vec![0],
+        ..Level::default()
+    };
+    counter.push(instances, &ids, &mut root);
+    let mut levels = vec![root];
+    for &feature in order {
+        let parent_level = levels.last().expect("the root level exists");
+        let mut next = Level {
+            dist_start: vec![0],
+            ..Level::default()
+        };
+        for j in 0..parent_level.len() {
+            if parent_level.is_pure(j) {
+                continue;
+            }
+            let (start, end) = parent_level.range[j];
+            let slice = &mut ids[start as usize..end as usize];
+            sort_by_feature(instances, slice, feature);
+            let mut run = 0;
+            while run < slice.len() {
+                let value = instances.feature(slice[run] as usize, feature);
+                let mut run_end = run + 1;
+                while run_end < slice.len()
+                    && instances.feature(slice[run_end] as usize, feature) == value
+                {
+                    run_end += 1;
+                }
+                next.parent.push(j as u32);
+                next.label.push(value);
+                next.range
+                    .push((start + run as u32, start + run_end as u32));
+                counter.push(instances, &slice[run..run_end], &mut next);
+                run = run_end;
+            }
+        }
+        if next.len() == 0 {
+            break;
+        }
+        levels.last_mut().expect("the root level exists").range = Vec::new();
+        levels.push(next);
+    }
+    levels
+}
+
+/// Removes, bottom-up, every leaf whose default class equals its parent's, and lays the remaining
+/// nodes out breadth-first in flat arrays.
+fn prune_and_flatten(levels: &[Level]) -> TrieArrays {
+    // keep[d][j]: node j of level d survives pruning.
+    let mut keep: Vec<Vec<bool>> = levels.iter().map(|l| vec![false; l.len()]).collect();
+    keep[0][0] = true;
+    let mut has_kept_child: Vec<bool> = Vec::new();
+    for d in (1..levels.len()).rev() {
+        let (level, parent) = (&levels[d], &levels[d - 1]);
+        let mut parent_has_kept_child = vec![false; parent.len()];
+        for j in 0..level.len() {
+            let p = level.parent[j] as usize;
+            let internal = has_kept_child.get(j).copied().unwrap_or(false);
+            if internal || level.default_class(j) != parent.default_class(p) {
+                keep[d][j] = true;
+                parent_has_kept_child[p] = true;
+            }
+        }
+        has_kept_child = parent_has_kept_child;
+    }
+
+    let mut out = TrieArrays::default();
+    let kept_total: usize = keep.iter().map(|k| k.iter().filter(|&&x| x).count()).sum();
+    out.child_start.reserve(kept_total + 1);
+    out.label.reserve(kept_total);
+    out.dist_start.push(0);
+    // Children of the kept nodes of level d are the kept nodes of level d + 1, in parent order.
+    let mut next_child = 1u32;
+    for d in 0..levels.len() {
+        let level = &levels[d];
+        let mut kept_children = vec![0u32; level.len()];
+        if let Some(below) = levels.get(d + 1) {
+            for j in 0..below.len() {
+                if keep[d + 1][j] {
+                    kept_children[below.parent[j] as usize] += 1;
+                }
+            }
+        }
+        for j in 0..level.len() {
+            if !keep[d][j] {
+                continue;
+            }
+            out.child_start.push(next_child);
+            next_child += kept_children[j];
+            out.label.push(level.label[j]);
+            let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
+            out.dist_class
+                .extend_from_slice(&level.dist_class[dist.clone()]);
+            out.dist_count.extend_from_slice(&level.dist_count[dist]);
+            out.dist_start.push(out.dist_class.len() as u32);
+        }
+    }
+    out.child_start.push(next_child);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instances::InstanceTable;
+    use crate::trie::ROOT;
+
+    fn build(rows: Vec<u32>, width: usize, n_symbols: usize, order: &[usize]) -> TrieArrays {
+        let t = InstanceTable::new(rows, width).unwrap();
+        let stats = ClassStats::new(&t, n_symbols);
+        build_igtree(&t, order, &stats)
+    }
+
+    #[test]
+    fn pure_root_is_a_single_node() {
+        let trie = build(vec![1, 2, 7, 3, 4, 7], 2, 8, &[1, 0]);
+        assert_eq!(trie.label.len(), 1);
+        assert_eq!(trie.view().distribution(ROOT), (&[7u32][..], &[2u32][..]));
+        trie.view().validate(8).unwrap();
+    }
+
+    #[test]
+    fn leaves_agreeing_with_parent_are_pruned() {
+        // Feature order [0]. Value 1 -> classes {5,5,6}: default 5 = root default, but value 1 has a
+        // mixed distribution. Value 2 -> class 6 (differs from root default 5): kept.
+        // Value 3 -> class 5 (same as root default): pruned.
+        let rows = vec![1, 5, 1, 5, 1, 6, 2, 6, 3, 5];
+        let trie = build(rows, 1, 8, &[0]);
+        let v = trie.view();
+        v.validate(8).unwrap();
+        assert_eq!(v.default_class(ROOT), 5);
+        assert_eq!(v.distribution(ROOT), (&[5u32, 6][..], &[3u32, 2][..]));
+        assert_eq!(v.child(ROOT, 3), None, "pruned: same default as the root");
+        assert_eq!(v.child(ROOT, 1), None, "pruned: same default as the root");
+        let two = v.child(ROOT, 2).expect("kept: default 6 differs");
+        assert_eq!(v.distribution(two), (&[6u32][..], &[1u32][..]));
+        assert_eq!(v.node_count(), 2);
+    }
+
+    #[test]
+    fn internal_node_with_same_default_is_kept_when_a_child_differs() {
+        // Order [1, 0]. Feature 1 value 1 covers classes 5,5,6 (default 5, like the root); under it,
+        // feature 0 value 9 -> class 6 differs, so both nodes stay.
+        let rows = vec![8, 1, 5, 8, 1, 5, 9, 1, 6, 8, 2, 5];
+        let trie = build(rows, 2, 10, &[1, 0]);
+        let v = trie.view();
+        v.validate(10).unwrap();
+        let one = v.child(ROOT, 1).expect("internal node kept");
+        assert_eq!(v.default_class(one), 5);
+        let leaf = v.child(one, 9).expect("differing leaf kept");
+        assert_eq!(v.default_class(leaf), 6);
+        assert_eq!(v.child(one, 8), None);
+        assert_eq!(v.child(ROOT, 2), None);
+    }
+
+    #[test]
+    fn default_ties_break_on_global_frequency_then_first_occurrence() {
+        // Global counts: 4 x2 (first seen at 0), 3 x2 (first seen at 2), 7 x1.
+        // Node of value 1 holds {3:1, 7:1}: tie -> 3 (more frequent globally).
+        // Node of value 2 holds {4:1, 3:1}: tie on count and global frequency -> 4 (seen first).
+        let rows = vec![2, 4, 0, 4, 1, 3, 1, 7, 2, 3];
+        let trie = build(rows, 1, 8, &[0]);
+        let v = trie.view();
+        assert_eq!(v.default_class(ROOT), 4);
+        let one = v.child(ROOT, 1).unwrap();
+        assert_eq!(v.distribution(one), (&[3u32, 7][..], &[1u32, 1][..]));
+        // Value 2's default (4) equals the root's, so it is pruned.
+        assert_eq!(v.child(ROOT, 2), None);
+    }
+
+    #[test]
+    fn depth_is_bounded_by_width() {
+        let rows = vec![1, 1, 5, 1, 1, 6, 1, 1, 5];
+        let trie = build(rows, 2, 8, &[0, 1]);
+        let v = trie.view();
+        v.validate(8).unwrap();
+        // The two instances with identical features but classes 5,5,6 end in one leaf at depth 2 with
+        // default 5 = root default: everything is pruned.
+        assert_eq!(v.node_count(), 1);
+    }
+}

@@ -1,0 +1,249 @@
+//! TiMBL's column format: `f1 f2 ... fW class` per line, whitespace separated, `_` for padding.
+//!
+//! Reading a training file, writing one from token windows, and classifying a test file with
+//! TiMBL's output layout (`-o`: the instance followed by the predicted class, optionally the
+//! distribution in braces) and totals.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::atomic::AtomicFile;
+use crate::error::{Error, Result};
+use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
+use crate::model::{Model, PAD_SYMBOL};
+
+fn open(path: &Path) -> Result<BufReader<File>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(BufReader::with_capacity(1 << 20, file))
+}
+
+/// Reads lines of `path`, calling `each(line_number, fields)` for every non-blank line.
+fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[&str]) -> Result<()>) -> Result<()> {
+    let mut reader = open(path)?;
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => Error::BadInstanceFile {
+                path: path.to_path_buf(),
+                line: number + 1,
+                reason: "not valid UTF-8".into(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if !fields.is_empty() {
+            each(number, &fields)?;
+        }
+    }
+}
+
+/// A training file read into a symbol table and rows of symbol ids.
+pub struct TrainingFile {
+    /// The instances.
+    pub table: InstanceTable,
+    /// Symbol strings by id; id 0 is `_`.
+    pub symbols: Vec<String>,
+}
+
+/// Reads a TiMBL column-format training file; the width is the number of columns minus one.
+pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut symbols = vec![PAD_SYMBOL.to_string()];
+    ids.insert(PAD_SYMBOL.to_string(), 0);
+    let mut rows: Vec<u32> = Vec::new();
+    let mut columns = 0usize;
+    for_each_line(path, |number, fields| {
+        if columns == 0 {
+            if fields.len() < 2 {
+                return Err(Error::BadInstanceFile {
+                    path: path.to_path_buf(),
+                    line: number,
+                    reason: "an instance needs at least one feature and a class".into(),
+                });
+            }
+            check_width(fields.len() - 1).map_err(|e| Error::BadInstanceFile {
+                path: path.to_path_buf(),
+                line: number,
+                reason: e.to_string(),
+            })?;
+            columns = fields.len();
+        }
+        if fields.len() != columns {
+            return Err(Error::BadInstanceFile {
+                path: path.to_path_buf(),
+                line: number,
+                reason: format!(
+                    "{} columns where the file started with {columns}",
+                    fields.len()
+                ),
+            });
+        }
+        for &field in fields {
+            let id = match ids.get(field) {
+                Some(&id) => id,
+                None => {
+                    let id = symbols.len() as u32;
+                    ids.insert(field.to_string(), id);
+                    symbols.push(field.to_string());
+                    id
+                }
+            };
+            rows.push(id);
+        }
+        Ok(())
+    })?;
+    if columns == 0 {
+        return Err(Error::InvalidInput(format!(
+            "{}: no instances in the file",
+            path.display()
+        )));
+    }
+    Ok(TrainingFile {
+        table: InstanceTable::new(rows, columns - 1)?,
+        symbols,
+    })
+}
+
+/// Writes token windows as a TiMBL column file (decimal token ids, `_` for padding), atomically.
+pub fn write_instance_file(windows: &TokenWindows, path: &Path) -> Result<()> {
+    let mut out = AtomicFile::create(path)?;
+    let w = out.writer();
+    let mut line = String::new();
+    for i in 0..windows.len() {
+        line.clear();
+        for f in 0..windows.width() {
+            push_symbol(&mut line, windows.feature(i, f), windows.pad());
+            line.push(' ');
+        }
+        push_symbol(&mut line, windows.class(i), windows.pad());
+        line.push('\n');
+        w.write_all(line.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+    }
+    out.commit()
+}
+
+fn push_symbol(line: &mut String, id: u32, pad: u32) {
+    use std::fmt::Write as _;
+    if id == pad {
+        line.push_str(PAD_SYMBOL);
+    } else {
+        write!(line, "{id}").expect("writing to a String cannot fail");
+    }
+}
+
+/// Totals of classifying a test file, in TiMBL's terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ClassifyTotals {
+    /// Instances classified.
+    pub instances: usize,
+    /// Instances whose given class equals the prediction.
+    pub correct: usize,
+    /// Whether the file carried classes (one column more than the width).
+    pub has_classes: bool,
+    /// Seconds spent in classification alone (not reading or writing).
+    pub seconds: f64,
+}
+
+const CHUNK: usize = 1 << 16;
+
+/// Classifies every line of a column file with the IGTree and writes TiMBL's output layout to `out`.
+pub fn classify_file(
+    model: &Model,
+    path: &Path,
+    out: &mut dyn Write,
+    with_distribution: bool,
+) -> Result<ClassifyTotals> {
+    let width = model.width();
+    let mut totals = ClassifyTotals::default();
+    let mut lines: Vec<String> = Vec::with_capacity(CHUNK);
+    let mut contexts: Vec<u32> = Vec::with_capacity(CHUNK * width);
+    let mut classes: Vec<u32> = Vec::with_capacity(CHUNK);
+    let mut columns = 0;
+    let mut flush = |lines: &mut Vec<String>,
+                     contexts: &mut Vec<u32>,
+                     classes: &mut Vec<u32>,
+                     totals: &mut ClassifyTotals|
+     -> Result<()> {
+        let start = Instant::now();
+        let matches = model.igtree_match_batch(contexts)?;
+        totals.seconds += start.elapsed().as_secs_f64();
+        let trie = model.trie();
+        let mut text = String::new();
+        for (k, m) in matches.iter().enumerate() {
+            let predicted = trie.default_class(m.node);
+            if totals.has_classes && classes[k] == predicted {
+                totals.correct += 1;
+            }
+            text.clear();
+            text.push_str(&lines[k]);
+            text.push(' ');
+            text.push_str(&model.symbol(predicted));
+            if with_distribution {
+                let (cs, ns) = trie.distribution(m.node);
+                text.push_str(" {");
+                for (j, (&c, &n)) in cs.iter().zip(ns).enumerate() {
+                    let sep = if j == 0 { " " } else { ", " };
+                    text.push_str(&format!("{sep}{} {n}.00000", model.symbol(c)));
+                }
+                text.push_str(" }");
+            }
+            text.push('\n');
+            out.write_all(text.as_bytes())
+                .map_err(|e| Error::io("<output>", e))?;
+        }
+        totals.instances += matches.len();
+        lines.clear();
+        contexts.clear();
+        classes.clear();
+        Ok(())
+    };
+    for_each_line(path, |number, fields| {
+        if columns == 0 {
+            if fields.len() != width && fields.len() != width + 1 {
+                return Err(Error::BadInstanceFile {
+                    path: path.to_path_buf(),
+                    line: number,
+                    reason: format!(
+                        "{} columns, but the model's width is {width} (expected {width} features and optionally a class)",
+                        fields.len()
+                    ),
+                });
+            }
+            columns = fields.len();
+            totals.has_classes = columns == width + 1;
+        }
+        if fields.len() != columns {
+            return Err(Error::BadInstanceFile {
+                path: path.to_path_buf(),
+                line: number,
+                reason: format!(
+                    "{} columns where the file started with {columns}",
+                    fields.len()
+                ),
+            });
+        }
+        contexts.extend(fields[..width].iter().map(|s| model.symbol_id(s)));
+        if totals.has_classes {
+            classes.push(model.symbol_id(fields[width]));
+        }
+        lines.push(fields.join(" "));
+        if lines.len() == CHUNK {
+            flush(&mut lines, &mut contexts, &mut classes, &mut totals)?;
+        }
+        Ok(())
+    })?;
+    if !lines.is_empty() {
+        flush(&mut lines, &mut contexts, &mut classes, &mut totals)?;
+    }
+    Ok(totals)
+}

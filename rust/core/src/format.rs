@@ -1,0 +1,279 @@
+//! The single-file model container: magic, format version, a table of typed sections, a checksum.
+//!
+//! Layout (all integers little-endian):
+//! ```text
+//! 0   magic  b"MEMLM\0\r\n"           8 bytes (the CR LF catches text-mode mangling)
+//! 8   format version                 u32
+//! 12  section count S                u32
+//! 16  S x { id u32, element size u32, offset u64, byte length u64 }
+//! ..  sections, each at an offset that is a multiple of 8
+//! end-8  xxh3-64 of every byte before it
+//! ```
+//! Reading checks the magic, the version, that every section lies inside the file, is aligned and
+//! holds whole elements, and the checksum, before anything else looks at the bytes.
+
+use std::ops::Range;
+
+/// First eight bytes of every memlm model file.
+pub const MAGIC: &[u8; 8] = b"MEMLM\0\r\n";
+/// Format version written by this build; files of other versions are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+const TABLE_ENTRY: usize = 24;
+const HEADER: usize = 16;
+const CHECKSUM: usize = 8;
+
+/// Section identifiers of format version 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Section {
+    /// u64 x PARAM_COUNT: see `model::Params`.
+    Params = 1,
+    /// f64 x W: information gain per feature.
+    InfoGain = 2,
+    /// f64 x W: gain ratio per feature.
+    GainRatio = 3,
+    /// u32 x W: features in weight order.
+    FeatureOrder = 4,
+    /// u64 x symbols: training frequency of every class.
+    ClassCounts = 5,
+    /// u32 x symbols: tie-break rank of every class.
+    ClassRank = 6,
+    /// u32 x (nodes + 1).
+    ChildStart = 7,
+    /// u32 x nodes.
+    Label = 8,
+    /// u32 x (nodes + 1).
+    DistStart = 9,
+    /// u32 x entries.
+    DistClass = 10,
+    /// u32 x entries.
+    DistCount = 11,
+    /// u32 x (symbols + 1): offsets into SymbolBytes (models trained from instance files only).
+    SymbolOffsets = 12,
+    /// UTF-8 bytes of all symbol strings.
+    SymbolBytes = 13,
+    /// Opaque tokenizer blob (the Python package stores the zlib-compressed tokenizer JSON).
+    Tokenizer = 14,
+    /// Opaque UTF-8 JSON metadata (training sources, tokenizer hash, memlm version, ...).
+    Metadata = 15,
+}
+
+/// All sections, in file order.
+pub const ALL_SECTIONS: [Section; 15] = [
+    Section::Params,
+    Section::InfoGain,
+    Section::GainRatio,
+    Section::FeatureOrder,
+    Section::ClassCounts,
+    Section::ClassRank,
+    Section::ChildStart,
+    Section::Label,
+    Section::DistStart,
+    Section::DistClass,
+    Section::DistCount,
+    Section::SymbolOffsets,
+    Section::SymbolBytes,
+    Section::Tokenizer,
+    Section::Metadata,
+];
+
+impl Section {
+    fn element_size(self) -> usize {
+        match self {
+            Section::Params | Section::InfoGain | Section::GainRatio | Section::ClassCounts => 8,
+            Section::SymbolBytes | Section::Tokenizer | Section::Metadata => 1,
+            _ => 4,
+        }
+    }
+}
+
+/// One section's payload, ready to write.
+pub struct SectionData<'a> {
+    pub section: Section,
+    pub bytes: &'a [u8],
+}
+
+/// Serialises sections into one model image (8-byte aligned in memory, so it can be viewed in place).
+pub fn encode(sections: &[SectionData]) -> AlignedBytes {
+    let table_end = HEADER + TABLE_ENTRY * sections.len();
+    let mut offset = align8(table_end);
+    let mut placed = Vec::with_capacity(sections.len());
+    for s in sections {
+        placed.push(offset);
+        offset = align8(offset + s.bytes.len());
+    }
+    let total = offset + CHECKSUM;
+    let mut out = AlignedBytes::zeroed(total);
+    let buf = out.as_mut_slice();
+    buf[..8].copy_from_slice(MAGIC);
+    buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
+    for (k, (s, &at)) in sections.iter().zip(&placed).enumerate() {
+        let e = HEADER + k * TABLE_ENTRY;
+        buf[e..e + 4].copy_from_slice(&(s.section as u32).to_le_bytes());
+        buf[e + 4..e + 8].copy_from_slice(&(s.section.element_size() as u32).to_le_bytes());
+        buf[e + 8..e + 16].copy_from_slice(&(at as u64).to_le_bytes());
+        buf[e + 16..e + 24].copy_from_slice(&(s.bytes.len() as u64).to_le_bytes());
+        buf[at..at + s.bytes.len()].copy_from_slice(s.bytes);
+    }
+    let sum = xxhash_rust::xxh3::xxh3_64(&buf[..total - CHECKSUM]);
+    buf[total - CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Byte ranges of every section of a checked model image, indexed by section id.
+#[derive(Clone, Debug, Default)]
+pub struct SectionTable {
+    ranges: Vec<Option<Range<usize>>>,
+}
+
+impl SectionTable {
+    /// The byte range of a section, or an error naming it when the file lacks it.
+    pub fn get(&self, s: Section) -> std::result::Result<Range<usize>, String> {
+        self.ranges
+            .get(s as usize)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| format!("the {s:?} section is missing"))
+    }
+}
+
+/// Checks magic, version, section table and checksum of a model image.
+pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a memlm model file (bad magic number)".into());
+    }
+    if bytes.len() < HEADER + CHECKSUM {
+        return Err("truncated model file (shorter than its header)".into());
+    }
+    let version = u32_at(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "model format version {version} is not supported by this memlm (it reads version {FORMAT_VERSION})"
+        ));
+    }
+    let count = u32_at(bytes, 12) as usize;
+    let body = bytes.len() - CHECKSUM;
+    if count > ALL_SECTIONS.len() * 4 || HEADER + count * TABLE_ENTRY > body {
+        return Err("truncated or corrupt model file (section table)".into());
+    }
+    let stored = u64::from_le_bytes(bytes[body..].try_into().expect("8 bytes"));
+    if xxhash_rust::xxh3::xxh3_64(&bytes[..body]) != stored {
+        return Err("corrupt or truncated model file (checksum mismatch)".into());
+    }
+    let mut table = SectionTable {
+        ranges: vec![None; ALL_SECTIONS.len() + 1],
+    };
+    for k in 0..count {
+        let e = HEADER + k * TABLE_ENTRY;
+        let id = u32_at(bytes, e);
+        let elem = u32_at(bytes, e + 4) as usize;
+        let offset = u64_at(bytes, e + 8);
+        let len = u64_at(bytes, e + 16);
+        let Some(section) = ALL_SECTIONS.iter().find(|s| **s as u32 == id) else {
+            return Err(format!("unknown section id {id}"));
+        };
+        let end = offset.checked_add(len).unwrap_or(u64::MAX);
+        if end > body as u64 || offset % 8 != 0 {
+            return Err(format!("section {section:?} lies outside the file"));
+        }
+        if elem != section.element_size() || len as usize % elem != 0 {
+            return Err(format!("section {section:?} has a wrong element size"));
+        }
+        table.ranges[id as usize] = Some(offset as usize..end as usize);
+    }
+    Ok(table)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+/// A byte buffer whose start is 8-byte aligned, so typed arrays can be viewed in it.
+pub struct AlignedBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// A zero-filled buffer of `len` bytes.
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBytes {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> AlignedBytes {
+        let params = [3u64, 4];
+        let meta = b"{\"x\":1}";
+        encode(&[
+            SectionData {
+                section: Section::Params,
+                bytes: bytemuck::cast_slice(&params),
+            },
+            SectionData {
+                section: Section::Metadata,
+                bytes: meta,
+            },
+        ])
+    }
+
+    #[test]
+    fn round_trip() {
+        let img = image();
+        let t = decode(img.as_slice()).unwrap();
+        let r = t.get(Section::Params).unwrap();
+        assert_eq!(r.len(), 16);
+        assert_eq!(r.start % 8, 0);
+        let m = t.get(Section::Metadata).unwrap();
+        assert_eq!(&img.as_slice()[m], b"{\"x\":1}");
+        assert!(t.get(Section::Label).is_err());
+    }
+
+    #[test]
+    fn every_single_byte_flip_and_truncation_is_caught() {
+        let img = image();
+        let good = img.as_slice().to_vec();
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x20;
+            assert!(decode(&bad).is_err(), "flip at {at} not detected");
+        }
+        for len in 0..good.len() {
+            assert!(
+                decode(&good[..len]).is_err(),
+                "truncation to {len} not detected"
+            );
+        }
+    }
+
+    #[test]
+    fn other_version_is_named() {
+        let mut bad = image().as_slice().to_vec();
+        bad[8] = 9;
+        let err = decode(&bad).unwrap_err();
+        assert!(err.contains("version 9"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! memlm core: a memory-based language model.
+//!
+//! Token ids go in as blocks ([`instances::TokenWindows`]) or as TiMBL column files ([`columns`]);
+//! [`weights`] computes information gain and gain ratio per context position; [`build`] builds the
+//! IGTree over flat arrays ([`trie`]); [`model::Model`] stores it in one checksummed, memory-mappable
+//! file ([`format`]) and answers queries.
+
+pub mod atomic;
+pub mod build;
+pub mod classes;
+pub mod columns;
+pub mod error;
+pub mod format;
+pub mod instances;
+pub mod model;
+pub mod trie;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use instances::{InstanceTable, Instances, TokenWindows};
+pub use model::{Match, Model, TrainSpec, Vocabulary};
+pub use weights::Weighting;

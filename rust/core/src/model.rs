@@ -1,0 +1,504 @@
+//! A trained model: parameters, feature weights, the IGTree, the symbol table, viewed in one image
+//! that is either built in memory or memory-mapped from a model file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::build::build_igtree;
+use crate::classes::ClassStats;
+use crate::error::{Error, Result};
+use crate::format::{self, AlignedBytes, Section, SectionData, SectionTable};
+use crate::instances::{check_width, Instances};
+use crate::trie::{TrieView, ROOT};
+use crate::weights::{feature_order, FeatureWeights, Weighting};
+
+/// Symbol id that matches nothing: what an unknown symbol in a query maps to.
+pub const UNKNOWN: u32 = u32::MAX;
+
+/// The padding symbol of instance-file models (`_`, as OLIFANT writes it).
+pub const PAD_SYMBOL: &str = "_";
+
+/// What the symbol ids of a model stand for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vocabulary {
+    /// Token ids `0..size` of a tokenizer; the padding symbol is `size`.
+    TokenIds { size: u32 },
+    /// Arbitrary strings read from an instance file; id 0 is the padding symbol `_`.
+    Symbols(Vec<String>),
+}
+
+impl Vocabulary {
+    fn symbol_count(&self) -> usize {
+        match self {
+            Vocabulary::TokenIds { size } => *size as usize + 1,
+            Vocabulary::Symbols(s) => s.len(),
+        }
+    }
+    fn pad(&self) -> u32 {
+        match self {
+            Vocabulary::TokenIds { size } => *size,
+            Vocabulary::Symbols(_) => 0,
+        }
+    }
+}
+
+const PARAM_COUNT: usize = 6;
+
+/// Scalar parameters of a model (the Params section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Context width W.
+    pub width: usize,
+    /// Number of symbol ids (token ids plus padding, or instance-file symbols).
+    pub n_symbols: u32,
+    /// Padding symbol id.
+    pub pad: u32,
+    /// Number of training instances.
+    pub n_instances: u64,
+    /// Weighting that ordered the features.
+    pub weighting: Weighting,
+    /// Whether symbols are token ids (else a stored symbol table).
+    pub token_ids: bool,
+}
+
+impl Params {
+    fn encode(&self) -> [u64; PARAM_COUNT] {
+        [
+            self.width as u64,
+            self.n_symbols as u64,
+            self.pad as u64,
+            self.n_instances,
+            self.weighting.code() as u64,
+            self.token_ids as u64,
+        ]
+    }
+
+    fn decode(words: &[u64]) -> std::result::Result<Self, String> {
+        let [width, n_symbols, pad, n_instances, weighting, token_ids] = words else {
+            return Err("the Params section has a wrong length".into());
+        };
+        check_width(*width as usize).map_err(|e| e.to_string())?;
+        if *n_symbols == 0 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
+            return Err("the symbol count or padding id is out of range".into());
+        }
+        Ok(Params {
+            width: *width as usize,
+            n_symbols: *n_symbols as u32,
+            pad: *pad as u32,
+            n_instances: *n_instances,
+            weighting: Weighting::from_code(*weighting as u32)
+                .ok_or("unknown weighting code in the Params section")?,
+            token_ids: match token_ids {
+                0 => false,
+                1 => true,
+                _ => return Err("bad vocabulary kind in the Params section".into()),
+            },
+        })
+    }
+}
+
+/// Where a query's descent in the IGTree stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The last matched node.
+    pub node: u32,
+    /// How many features (in weight order) were matched on the way to it.
+    pub depth: u32,
+}
+
+enum Backing {
+    Owned(AlignedBytes),
+    Mapped(memmap2::Mmap),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Owned(b) => b.as_slice(),
+            Backing::Mapped(m) => m,
+        }
+    }
+}
+
+/// A trained memory-based language model, ready for queries.
+pub struct Model {
+    backing: Backing,
+    sections: SectionTable,
+    params: Params,
+    order: Vec<usize>,
+    /// `unmatched_weight[d]`: summed weight of the features not matched at depth `d`.
+    unmatched_weight: Vec<f64>,
+    symbol_index: OnceLock<HashMap<String, u32>>,
+}
+
+/// What goes into a model besides the instances.
+pub struct TrainSpec<'a> {
+    pub vocabulary: Vocabulary,
+    pub weighting: Weighting,
+    /// Opaque tokenizer blob stored in the file (empty for instance-file models).
+    pub tokenizer: &'a [u8],
+    /// Opaque UTF-8 JSON stored in the file.
+    pub metadata: &'a str,
+}
+
+impl Model {
+    /// Trains an IGTree model on `instances`.
+    pub fn train<I: Instances + ?Sized>(instances: &I, spec: TrainSpec) -> Result<Model> {
+        if instances.is_empty() {
+            return Err(Error::InvalidInput(
+                "no training instances: the corpus is empty".into(),
+            ));
+        }
+        let width = instances.width();
+        check_width(width)?;
+        let n_symbols = spec.vocabulary.symbol_count();
+        let stats = ClassStats::new(instances, n_symbols);
+        let weights = FeatureWeights::compute(instances, &stats);
+        let order = feature_order(weights.get(spec.weighting));
+        let trie = build_igtree(instances, &order, &stats);
+        let params = Params {
+            width,
+            n_symbols: n_symbols as u32,
+            pad: spec.vocabulary.pad(),
+            n_instances: instances.len() as u64,
+            weighting: spec.weighting,
+            token_ids: matches!(spec.vocabulary, Vocabulary::TokenIds { .. }),
+        };
+        let order_u32: Vec<u32> = order.iter().map(|&f| f as u32).collect();
+        let (symbol_offsets, symbol_bytes) = match &spec.vocabulary {
+            Vocabulary::TokenIds { .. } => (Vec::new(), Vec::new()),
+            Vocabulary::Symbols(symbols) => pack_symbols(symbols),
+        };
+        let params_words = params.encode();
+        let data = [
+            (Section::Params, bytemuck::cast_slice(&params_words)),
+            (Section::InfoGain, bytemuck::cast_slice(&weights.info_gain)),
+            (
+                Section::GainRatio,
+                bytemuck::cast_slice(&weights.gain_ratio),
+            ),
+            (Section::FeatureOrder, bytemuck::cast_slice(&order_u32)),
+            (Section::ClassCounts, bytemuck::cast_slice(&stats.counts)),
+            (Section::ClassRank, bytemuck::cast_slice(&stats.rank)),
+            (Section::ChildStart, bytemuck::cast_slice(&trie.child_start)),
+            (Section::Label, bytemuck::cast_slice(&trie.label)),
+            (Section::DistStart, bytemuck::cast_slice(&trie.dist_start)),
+            (Section::DistClass, bytemuck::cast_slice(&trie.dist_class)),
+            (Section::DistCount, bytemuck::cast_slice(&trie.dist_count)),
+            (
+                Section::SymbolOffsets,
+                bytemuck::cast_slice(&symbol_offsets),
+            ),
+            (Section::SymbolBytes, &symbol_bytes[..]),
+            (Section::Tokenizer, spec.tokenizer),
+            (Section::Metadata, spec.metadata.as_bytes()),
+        ];
+        let sections: Vec<SectionData> = data
+            .iter()
+            .map(|&(section, bytes)| SectionData { section, bytes })
+            .collect();
+        let image = format::encode(&sections);
+        drop(trie);
+        Model::from_backing(Backing::Owned(image)).map_err(|reason| Error::BadModel {
+            path: PathBuf::from("<built in memory>"),
+            reason,
+        })
+    }
+
+    /// Opens a model file by memory-mapping it, and validates it completely before use.
+    pub fn load(path: &Path) -> Result<Model> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only; memlm replaces model files by rename, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        Model::from_backing(Backing::Mapped(map)).map_err(|reason| Error::BadModel {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Reads a model from an in-memory image (as written by [`Model::save`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        let mut image = AlignedBytes::zeroed(bytes.len());
+        image.as_mut_slice().copy_from_slice(bytes);
+        Model::from_backing(Backing::Owned(image)).map_err(|reason| Error::BadModel {
+            path: PathBuf::from("<bytes>"),
+            reason,
+        })
+    }
+
+    fn from_backing(backing: Backing) -> std::result::Result<Model, String> {
+        let sections = format::decode(backing.bytes())?;
+        let mut model = Model {
+            backing,
+            sections,
+            params: Params {
+                width: 1,
+                n_symbols: 1,
+                pad: 0,
+                n_instances: 0,
+                weighting: Weighting::GainRatio,
+                token_ids: true,
+            },
+            order: Vec::new(),
+            unmatched_weight: Vec::new(),
+            symbol_index: OnceLock::new(),
+        };
+        model.params = Params::decode(model.array::<u64>(Section::Params)?)?;
+        let (w, n) = (model.params.width, model.params.n_symbols as usize);
+        let order: Vec<usize> = model
+            .array::<u32>(Section::FeatureOrder)?
+            .iter()
+            .map(|&f| f as usize)
+            .collect();
+        let mut seen = vec![false; w];
+        if order.len() != w
+            || order
+                .iter()
+                .any(|&f| f >= w || std::mem::replace(&mut seen[f], true))
+        {
+            return Err("the feature order is not a permutation of the features".into());
+        }
+        for s in [Section::InfoGain, Section::GainRatio] {
+            let weights = model.array::<f64>(s)?;
+            if weights.len() != w || weights.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(format!("the {s:?} weights are invalid"));
+            }
+        }
+        if model.array::<u64>(Section::ClassCounts)?.len() != n
+            || model.array::<u32>(Section::ClassRank)?.len() != n
+        {
+            return Err("class statistics do not match the symbol count".into());
+        }
+        model.trie_checked()?.validate(n as u32)?;
+        if !model.params.token_ids {
+            model.check_symbols()?;
+        }
+        std::str::from_utf8(model.section_bytes(Section::Metadata)?)
+            .map_err(|_| "the metadata is not UTF-8".to_string())?;
+        let weights = model.weights().to_vec();
+        model.unmatched_weight = (0..=w)
+            .map(|d| order[d..].iter().map(|&f| weights[f]).sum())
+            .collect();
+        model.order = order;
+        Ok(model)
+    }
+
+    fn section_bytes(&self, s: Section) -> std::result::Result<&[u8], String> {
+        Ok(&self.backing.bytes()[self.sections.get(s)?])
+    }
+
+    fn array<T: bytemuck::Pod>(&self, s: Section) -> std::result::Result<&[T], String> {
+        bytemuck::try_cast_slice(self.section_bytes(s)?)
+            .map_err(|e| format!("the {s:?} section cannot be read: {e}"))
+    }
+
+    fn trie_checked(&self) -> std::result::Result<TrieView<'_>, String> {
+        Ok(TrieView {
+            child_start: self.array(Section::ChildStart)?,
+            label: self.array(Section::Label)?,
+            dist_start: self.array(Section::DistStart)?,
+            dist_class: self.array(Section::DistClass)?,
+            dist_count: self.array(Section::DistCount)?,
+        })
+    }
+
+    fn check_symbols(&self) -> std::result::Result<(), String> {
+        let offsets: &[u32] = self.array(Section::SymbolOffsets)?;
+        let bytes = self.section_bytes(Section::SymbolBytes)?;
+        if offsets.len() != self.params.n_symbols as usize + 1
+            || offsets[0] != 0
+            || offsets.windows(2).any(|w| w[1] < w[0])
+            || *offsets.last().expect("non-empty") as usize != bytes.len()
+        {
+            return Err("the symbol table is inconsistent".into());
+        }
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| "the symbol table is not UTF-8".to_string())?;
+        for w in offsets.windows(2) {
+            if !text.is_char_boundary(w[0] as usize) {
+                return Err("the symbol table splits a character".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The IGTree.
+    pub fn trie(&self) -> TrieView<'_> {
+        self.trie_checked()
+            .expect("validated when the model was opened")
+    }
+
+    /// Scalar parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Context width W.
+    pub fn width(&self) -> usize {
+        self.params.width
+    }
+
+    /// Features in weight order.
+    pub fn feature_order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// The weights of the model's weighting, per feature.
+    pub fn weights(&self) -> &[f64] {
+        match self.params.weighting {
+            Weighting::GainRatio => self.array(Section::GainRatio),
+            Weighting::InfoGain => self.array(Section::InfoGain),
+        }
+        .expect("validated")
+    }
+
+    /// Both kinds of weights.
+    pub fn feature_weights(&self) -> FeatureWeights {
+        FeatureWeights {
+            info_gain: self.array(Section::InfoGain).expect("validated").to_vec(),
+            gain_ratio: self.array(Section::GainRatio).expect("validated").to_vec(),
+        }
+    }
+
+    /// Training frequency of every class.
+    pub fn class_counts(&self) -> &[u64] {
+        self.array(Section::ClassCounts).expect("validated")
+    }
+
+    /// The opaque tokenizer blob (empty when the model has none).
+    pub fn tokenizer_blob(&self) -> &[u8] {
+        self.section_bytes(Section::Tokenizer).expect("validated")
+    }
+
+    /// The opaque metadata JSON.
+    pub fn metadata(&self) -> &str {
+        std::str::from_utf8(self.section_bytes(Section::Metadata).expect("validated"))
+            .expect("validated")
+    }
+
+    /// The whole model image, as [`Model::save`] writes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.backing.bytes()
+    }
+
+    /// Writes the model file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_atomic(path, self.as_bytes())
+    }
+
+    /// The string of symbol `id` (a decimal token id, or `_` for padding, in token-id models).
+    pub fn symbol(&self, id: u32) -> std::borrow::Cow<'_, str> {
+        if id == self.params.pad {
+            return PAD_SYMBOL.into();
+        }
+        if self.params.token_ids {
+            return id.to_string().into();
+        }
+        let offsets: &[u32] = self.array(Section::SymbolOffsets).expect("validated");
+        let bytes = self.section_bytes(Section::SymbolBytes).expect("validated");
+        let range = offsets[id as usize] as usize..offsets[id as usize + 1] as usize;
+        std::str::from_utf8(&bytes[range])
+            .expect("validated")
+            .into()
+    }
+
+    /// The id of a symbol string, or [`UNKNOWN`]: `_` is padding; token-id models read decimal ids.
+    pub fn symbol_id(&self, symbol: &str) -> u32 {
+        if symbol == PAD_SYMBOL {
+            return self.params.pad;
+        }
+        if self.params.token_ids {
+            return match symbol.parse::<u32>() {
+                Ok(id) if id < self.params.pad => id,
+                _ => UNKNOWN,
+            };
+        }
+        let index = self.symbol_index.get_or_init(|| {
+            (0..self.params.n_symbols)
+                .map(|id| (self.symbol(id).into_owned(), id))
+                .collect()
+        });
+        index.get(symbol).copied().unwrap_or(UNKNOWN)
+    }
+
+    /// Checks that `context` has the model's width and only known ids or [`UNKNOWN`].
+    pub fn check_context(&self, context: &[u32]) -> Result<()> {
+        if context.len() != self.params.width {
+            return Err(Error::InvalidInput(format!(
+                "a context must hold exactly {} symbols (the model's width), got {}",
+                self.params.width,
+                context.len()
+            )));
+        }
+        if let Some(&bad) = context
+            .iter()
+            .find(|&&s| s >= self.params.n_symbols && s != UNKNOWN)
+        {
+            return Err(Error::InvalidInput(format!(
+                "symbol id {bad} is outside the model's vocabulary of {} ids",
+                self.params.n_symbols
+            )));
+        }
+        Ok(())
+    }
+
+    /// Descends the IGTree along `context` (features in column order, farthest first).
+    pub fn igtree_match(&self, context: &[u32]) -> Result<Match> {
+        self.check_context(context)?;
+        Ok(self.descend(&self.trie(), context))
+    }
+
+    /// [`Model::igtree_match`] for a row-major batch of contexts, on all cores.
+    pub fn igtree_match_batch(&self, contexts: &[u32]) -> Result<Vec<Match>> {
+        let w = self.params.width;
+        if contexts.len() % w != 0 {
+            return Err(Error::InvalidInput(format!(
+                "a batch of contexts must have {w} columns (the model's width)"
+            )));
+        }
+        contexts
+            .par_chunks(w.max(1) * 256)
+            .try_for_each(|chunk| chunk.chunks(w).try_for_each(|c| self.check_context(c)))?;
+        let trie = self.trie();
+        Ok(contexts
+            .par_chunks(w)
+            .with_min_len(512)
+            .map(|c| self.descend(&trie, c))
+            .collect())
+    }
+
+    #[inline]
+    fn descend(&self, trie: &TrieView, context: &[u32]) -> Match {
+        let mut node = ROOT;
+        let mut depth = 0;
+        for &f in &self.order {
+            match trie.child(node, context[f]) {
+                Some(child) => {
+                    node = child;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        Match { node, depth }
+    }
+
+    /// IGTree distance of a match at `depth`: the summed weight of the features left unmatched.
+    pub fn distance(&self, depth: u32) -> f64 {
+        self.unmatched_weight[depth as usize]
+    }
+}
+
+fn pack_symbols(symbols: &[String]) -> (Vec<u32>, Vec<u8>) {
+    let mut offsets = Vec::with_capacity(symbols.len() + 1);
+    let mut bytes = Vec::new();
+    offsets.push(0);
+    for s in symbols {
+        bytes.extend_from_slice(s.as_bytes());
+        offsets.push(bytes.len() as u32);
+    }
+    (offsets, bytes)
+}
