@@ -1,0 +1,41 @@
+"""memlm: a memory-based language model (IGTree over a trie of all training contexts), CPU only.
+
+    >>> import memlm
+    >>> model = memlm.train("data/sample_train.txt", width=4)
+    >>> model.generate("It is a truth", max_new_tokens=10)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("memlm")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0"
+
+from memlm._core import FORMAT_VERSION  # noqa: E402
+from memlm.errors import (  # noqa: E402
+    CorpusError,
+    InstanceFileError,
+    MemlmError,
+    ModelFormatError,
+    TokenizerMismatchError,
+)
+from memlm.model import Model, Prediction  # noqa: E402
+from memlm.tokenization import TokenizerSpec  # noqa: E402
+from memlm.training import load, train, train_instances  # noqa: E402
+
+__all__ = [
+    "FORMAT_VERSION",
+    "CorpusError",
+    "InstanceFileError",
+    "MemlmError",
+    "Model",
+    "ModelFormatError",
+    "Prediction",
+    "TokenizerMismatchError",
+    "TokenizerSpec",
+    "__version__",
+    "load",
+    "train",
+    "train_instances",
+]

@@ -1,0 +1,202 @@
+"""The ``memlm`` command line: train, generate, info, instances, classify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+import memlm
+from memlm._core import write_instances
+from memlm.corpus import read_blocks
+from memlm.errors import MemlmError
+from memlm.tokenization import TokenizerSpec
+
+app = typer.Typer(
+    help="memlm: a memory-based language model (IGTree over all training contexts), CPU only.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+
+def _status(name: str):
+    """A spinner on stderr while a phase runs; nothing when stderr is not a terminal."""
+    return stderr.status(name) if stderr.is_terminal else nullcontext()
+
+
+@contextmanager
+def _clean_errors():
+    """Turns memlm's errors and file errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except (MemlmError, OSError, ValueError) as e:
+        message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        print(f"memlm: error: {message}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"memlm {memlm.__version__} (model format {memlm.FORMAT_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """memlm: train, inspect and run memory-based language models."""
+
+
+@app.command()
+def train(
+    corpus: Annotated[
+        Optional[list[str]], typer.Argument(help="Text files, directories, .gz, .jsonl, or - for stdin.")
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write.")] = ...,
+    width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
+    tokenizer: Annotated[
+        Optional[Path], typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
+    errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' (error) or 'replace'.")] = "strict",
+    weighting: Annotated[str, typer.Option(help="Feature weighting: gain_ratio or info_gain.")] = "gain_ratio",
+    instances: Annotated[
+        Optional[Path], typer.Option(help="Train from a TiMBL column-format instance file instead.")
+    ] = None,
+) -> None:
+    """Train a model (IGTree) and write it to one self-contained file."""
+    with _clean_errors():
+        if instances is not None:
+            if corpus:
+                raise MemlmError("give either a corpus or --instances, not both")
+            model = memlm.train_instances(instances, weighting=weighting, status=_status)
+        else:
+            if not corpus:
+                raise MemlmError("no corpus given (or use --instances FILE)")
+            model = memlm.train(
+                corpus,
+                width=width,
+                tokenizer=tokenizer,
+                text_field=text_field,
+                errors=errors,
+                weighting=weighting,
+                status=_status,
+            )
+        model.save(output)
+        info = model.info()
+        print(
+            f"wrote {output}: width {info['width']}, {info['training_instances']:,} instances, "
+            f"{info['nodes']:,} nodes, {info['bytes']:,} bytes",
+            file=sys.stderr,
+        )
+
+
+@app.command()
+def generate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    prompt: Annotated[Optional[str], typer.Argument(help="Prompt (read from stdin when omitted).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 20,
+    do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Sample among the k most frequent (0: all).")] = 50,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed, for repeatable sampling.")] = None,
+    stop: Annotated[Optional[list[str]], typer.Option(help="Stop at this string (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
+) -> None:
+    """Generate text after a prompt (greedy unless --do-sample)."""
+    with _clean_errors():
+        model = memlm.load(model_path)
+        if prompt is None:
+            prompt = "" if sys.stdin.isatty() else sys.stdin.read()
+        pieces = model.stream(
+            prompt,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+        )
+        if stream:
+            for piece in pieces:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        else:
+            print(prompt + "".join(pieces))
+
+
+@app.command()
+def info(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a model's width, size, weights and tokenizer."""
+    with _clean_errors():
+        details = memlm.load(model_path).info()
+        if as_json:
+            print(json.dumps(details, indent=2))
+            return
+        per_token = details["bytes"] / max(details["training_instances"], 1)
+        print(f"file                  {model_path}")
+        print(f"width                 {details['width']}")
+        print(f"training instances    {details['training_instances']:,}")
+        print(f"symbols               {details['symbols']:,}")
+        print(f"nodes                 {details['nodes']:,}")
+        print(f"distribution entries  {details['distribution_entries']:,}")
+        print(f"bytes                 {details['bytes']:,} ({per_token:.2f} per training token)")
+        print(f"tokenizer             {details['tokenizer'] or 'none (symbol table)'}")
+        print(f"weighting             {details['weighting']}")
+        print("feature order         " + " ".join(f"t-{d}" for d in details["feature_order"]))
+        weights = details[details["weighting"]]
+        print("weights (t-W .. t-1)  " + " ".join(f"{w:.4f}" for w in weights))
+
+
+@app.command()
+def instances(
+    corpus: Annotated[list[str], typer.Argument(help="Text files, directories, .gz, .jsonl, or -.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
+    width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="tokenizers JSON file.")] = None,
+    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
+    errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' or 'replace'.")] = "strict",
+) -> None:
+    """Write the instances of a corpus in TiMBL's column format (token ids, _ for padding)."""
+    with _clean_errors():
+        spec = TokenizerSpec.from_file(tokenizer)
+        tokens, lengths = spec.encode_blocks(read_blocks(corpus, text_field=text_field, errors=errors))
+        write_instances(tokens, lengths, width, spec.vocab_size, output)
+        print(f"wrote {output}: {tokens.size:,} instances of width {width}", file=sys.stderr)
+
+
+@app.command()
+def classify(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    instances: Annotated[Path, typer.Option(help="TiMBL column-format test file.")] = ...,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output (default stdout).")] = None,
+    distribution: Annotated[bool, typer.Option("--distribution", help="Append the distribution.")] = False,
+) -> None:
+    """Classify an instance file; TiMBL's output layout and totals (`Seconds taken`, accuracy)."""
+    with _clean_errors():
+        model = memlm.load(model_path)
+        totals = model._core.classify_file(instances, output, distribution)
+        n, seconds = totals["instances"], totals["seconds"]
+        rate = n / seconds if seconds > 0 else float("inf")
+        print(f"Tested: {n} instances", file=sys.stderr)
+        print(f"Seconds taken: {seconds:.4f} ({rate:.2f} p/s)", file=sys.stderr)
+        if totals["has_classes"] and n:
+            print(f"overall accuracy:        {totals['correct'] / n:.6f}  ({totals['correct']}/{n})", file=sys.stderr)
+
+

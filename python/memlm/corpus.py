@@ -1,0 +1,111 @@
+"""Corpus ingestion: files, directories, gzip, JSONL and stdin, split into blank-line blocks (SPEC §1)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from memlm.errors import CorpusError
+
+STDIN = "-"
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+
+
+def split_blocks(text: str) -> list[str]:
+    """Splits text at blank lines; inside a block, line breaks become single spaces."""
+    blocks = []
+    for raw in _BLANK_LINES.split(text.replace("\r\n", "\n")):
+        lines = [line.strip() for line in raw.split("\n")]
+        block = " ".join(line for line in lines if line)
+        if block:
+            blocks.append(block)
+    return blocks
+
+
+def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
+    for source in sources:
+        if str(source) == STDIN:
+            yield STDIN
+            continue
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            if not files:
+                raise CorpusError(f"{path}: the directory holds no files")
+            yield from files
+        elif path.exists():
+            yield path
+        else:
+            raise FileNotFoundError(f"{path}: no such file or directory")
+
+
+def _read_bytes(source: str | Path) -> bytes:
+    if source == STDIN:
+        return sys.stdin.buffer.read()
+    path = Path(source)
+    if path.suffix == ".gz":
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as e:
+            raise CorpusError(f"{path}: not a valid gzip file ({e})") from None
+    return path.read_bytes()
+
+
+def _decode(data: bytes, name: str, errors: str) -> str:
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{name}: invalid UTF-8 at byte offset {e.start} (use errors='replace' to substitute)"
+        ) from None
+
+
+def _is_jsonl(source: str | Path) -> bool:
+    name = str(source)
+    return name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz"))
+
+
+def iter_documents(
+    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
+) -> Iterator[tuple[str, str]]:
+    """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
+    if errors not in ("strict", "replace"):
+        raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    for source in _expand(sources):
+        name = "<stdin>" if source == STDIN else str(source)
+        text = _decode(_read_bytes(source), name, errors)
+        if not _is_jsonl(source):
+            yield name, text
+            continue
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{name}:{number}: not valid JSON ({e.msg})") from None
+            if not isinstance(record, dict) or text_field not in record:
+                raise CorpusError(f"{name}:{number}: no {text_field!r} field")
+            value = record[text_field]
+            if not isinstance(value, str):
+                raise CorpusError(f"{name}:{number}: the {text_field!r} field is not a string")
+            yield f"{name}:{number}", value
+
+
+def read_blocks(
+    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
+) -> list[str]:
+    """All blocks of all sources, in order; an error when there are none."""
+    sources = list(sources)
+    if not sources:
+        raise CorpusError("no corpus given")
+    blocks: list[str] = []
+    for _, text in iter_documents(sources, text_field=text_field, errors=errors):
+        blocks.extend(split_blocks(text))
+    if not blocks:
+        raise CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
+    return blocks

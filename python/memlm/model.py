@@ -1,0 +1,217 @@
+"""The public :class:`Model`: a trained core model plus its tokenizer (or symbol table)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memlm._core import CoreModel
+from memlm.errors import MemlmError, TokenizerMismatchError
+from memlm.generation import SamplingConfig, choose
+from memlm.tokenization import TokenizerSpec
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The IGTree's answer for one context."""
+
+    #: Most frequent next tokens (ids, or symbol ids for instance-file models), most frequent first.
+    ids: list[int]
+    #: Their strings (decoded tokens, or symbols).
+    tokens: list[str]
+    #: Their counts in the matched node.
+    counts: list[int]
+    #: Their share of the matched node's instances.
+    probabilities: list[float]
+    #: Number of context positions matched (in feature-weight order).
+    depth: int
+    #: IGTree distance: summed weight of the unmatched context positions.
+    distance: float
+
+    @property
+    def id(self) -> int:
+        return self.ids[0]
+
+    @property
+    def token(self) -> str:
+        return self.tokens[0]
+
+
+class Model:
+    """A memory-based language model. Create one with :func:`memlm.train` or :func:`memlm.load`."""
+
+    def __init__(self, core: CoreModel, tokenizer: TokenizerSpec | None = None):
+        self._core = core
+        self._metadata = json.loads(core.metadata or "{}")
+        self._tokenizer = tokenizer
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        """Context width W: how many previous tokens the model looks at."""
+        return self._core.width
+
+    @property
+    def metadata(self) -> dict:
+        return dict(self._metadata)
+
+    @property
+    def has_tokenizer(self) -> bool:
+        return self._core.token_ids
+
+    @property
+    def tokenizer(self) -> TokenizerSpec:
+        """The tokenizer stored in the model (read from the file on first use)."""
+        if not self.has_tokenizer:
+            raise MemlmError("this model was trained from an instance file: it has symbols, not a tokenizer")
+        if self._tokenizer is None:
+            spec = TokenizerSpec.from_blob(self._core.tokenizer_blob, self._metadata.get("tokenizer", "?"))
+            if spec.sha256 != self._metadata.get("tokenizer_sha256"):
+                raise MemlmError("the tokenizer stored in the model does not match its recorded hash")
+            self._tokenizer = spec
+        return self._tokenizer
+
+    def check_tokenizer(self, tokenizer: TokenizerSpec) -> None:
+        """Raises :class:`TokenizerMismatchError` unless ``tokenizer`` is the one the model was built with."""
+        expected = self._metadata.get("tokenizer_sha256")
+        if not self.has_tokenizer or tokenizer.sha256 != expected:
+            raise TokenizerMismatchError(
+                f"the model was built with tokenizer {self._metadata.get('tokenizer', 'none')!r} "
+                f"(sha256 {str(expected)[:12]}), not with {tokenizer.name!r} (sha256 {tokenizer.sha256[:12]})"
+            )
+        self._tokenizer = tokenizer
+
+    def info(self) -> dict:
+        """What `memlm info` shows: sizes, weights and provenance."""
+        core = self._core
+        return {
+            "width": core.width,
+            "training_instances": core.n_instances,
+            "symbols": core.n_symbols,
+            "nodes": core.n_nodes,
+            "distribution_entries": core.n_distribution_entries,
+            "bytes": core.nbytes,
+            "weighting": core.weighting,
+            "feature_order": [core.width - f for f in core.feature_order],
+            "gain_ratio": core.gain_ratio,
+            "info_gain": core.info_gain,
+            "tokenizer": self._metadata.get("tokenizer"),
+            "tokenizer_sha256": self._metadata.get("tokenizer_sha256"),
+            "metadata": self._metadata,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Writes the model file atomically (self-contained: the tokenizer is inside)."""
+        self._core.save(Path(path))
+
+    # -- contexts ---------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Text to ids: tokens for tokenizer models, whitespace-separated symbols for instance models."""
+        if self.has_tokenizer:
+            return self.tokenizer.encode(text)
+        return [self._symbol_id(s) for s in text.split()]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        if self.has_tokenizer:
+            return self.tokenizer.decode(list(ids))
+        return " ".join(self._core.symbol(i) for i in ids)
+
+    def _symbol_id(self, symbol: str) -> int:
+        found = self._core.symbol_id(symbol)
+        # Unknown symbols match nothing: the id past the table never labels an arc.
+        return found if found is not None else 0xFFFFFFFF
+
+    def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
+        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
+        tail = ids[-self.width :] if ids else []
+        return [self._core.pad] * (self.width - len(tail)) + tail
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def predict(self, text_or_ids: str | Sequence[int], top_k: int = 5) -> Prediction:
+        """The next-token prediction after ``text_or_ids`` (text, or ids ending where the target starts)."""
+        classes, counts, total, depth, distance = self._core.predict(self.context(text_or_ids), top_k)
+        return Prediction(
+            ids=list(classes),
+            tokens=[self.decode([c]) for c in classes],
+            counts=list(counts),
+            probabilities=[c / total for c in counts],
+            depth=depth,
+            distance=distance,
+        )
+
+    def predict_batch(self, contexts: np.ndarray, top_k: int = 1):
+        """IGTree predictions for an (n, W) array of ids on all cores.
+
+        Returns (classes (n, top_k), counts (n, top_k), depth (n,), distance (n,)); classes is -1 where a
+        node holds fewer than ``top_k`` classes.
+        """
+        contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
+        if contexts.ndim != 2:
+            raise MemlmError(f"contexts must be a 2-D array (n, {self.width}), got {contexts.ndim} dimensions")
+        return self._core.predict_batch(contexts, top_k)
+
+    def distribution(self, text_or_ids: str | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The matched node's whole class distribution: (ids, counts), most frequent first."""
+        classes, counts, _, _, _ = self._core.predict(self.context(text_or_ids), 0)
+        return np.asarray(classes, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | str | None = None,
+    ) -> Iterator[str]:
+        """Generates text after ``prompt``, yielding it piece by piece as tokens come."""
+        if max_new_tokens < 0:
+            raise MemlmError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        config = SamplingConfig(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        rng = np.random.default_rng(seed)
+        ids = self.encode(prompt)
+        generated: list[int] = []
+        emitted = ""
+        for _ in range(max_new_tokens):
+            classes, counts = self.distribution(ids + generated)
+            generated.append(choose(classes, counts, config, rng))
+            text = self._join(generated)
+            cut = _first_stop(text, stops)
+            if cut is not None:
+                yield text[len(emitted) : cut]
+                return
+            # Hold back an incomplete UTF-8 sequence until the token that completes it.
+            if text.endswith("\ufffd"):
+                continue
+            if len(text) > len(emitted):
+                yield text[len(emitted) :]
+                emitted = text
+        text = self._join(generated)
+        if len(text) > len(emitted):
+            yield text[len(emitted) :]
+
+    def _join(self, generated: list[int]) -> str:
+        text = self.decode(generated)
+        return text if self.has_tokenizer or not text else " " + text
+
+    def generate(self, prompt: str = "", max_new_tokens: int = 20, **kwargs) -> str:
+        """The text generated after ``prompt`` (greedy unless ``do_sample=True``); see :meth:`stream`."""
+        return "".join(self.stream(prompt, max_new_tokens=max_new_tokens, **kwargs))
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    positions = [text.find(s) for s in stops if s and s in text]
+    return min(positions) if positions else None

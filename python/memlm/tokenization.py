@@ -1,0 +1,80 @@
+"""Tokenisation with Hugging Face ``tokenizers``: the tokenizer's identity, and batch encoding of blocks."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+#: The GPT-2 byte-level BPE tokenizer shipped with memlm (the default).
+DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
+
+#: Blocks encoded per ``encode_batch`` call: large enough to keep all cores busy, small enough to bound memory.
+ENCODE_CHUNK = 4096
+
+
+@dataclass
+class TokenizerSpec:
+    """A tokenizer with the exact JSON it was read from, which identifies it (by SHA-256)."""
+
+    json: str
+    name: str
+    _tokenizer: Tokenizer | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None) -> TokenizerSpec:
+        """Reads a ``tokenizers`` JSON file (the shipped GPT-2 tokenizer when ``path`` is None)."""
+        path = Path(path) if path is not None else DEFAULT_TOKENIZER
+        json_text = path.read_text(encoding="utf-8")
+        spec = cls(json=json_text, name=path.name)
+        spec.tokenizer  # noqa: B018 - parse now so a bad file fails here, with its name
+        return spec
+
+    @classmethod
+    def from_blob(cls, blob: bytes, name: str) -> TokenizerSpec:
+        """Inverse of :meth:`to_blob`: the form stored inside model files."""
+        return cls(json=zlib.decompress(blob).decode("utf-8"), name=name)
+
+    def to_blob(self) -> bytes:
+        """The zlib-compressed JSON, as stored in model files."""
+        return zlib.compress(self.json.encode("utf-8"), 9)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.json.encode("utf-8")).hexdigest()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The parsed tokenizer (parsed on first use)."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer.from_str(self.json)
+        return self._tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes blocks in parallel: (all token ids concatenated as uint32, block lengths as uint64)."""
+        ids: list[np.ndarray] = []
+        lengths: list[int] = []
+        for start in range(0, len(blocks), ENCODE_CHUNK):
+            encodings = self.tokenizer.encode_batch(
+                blocks[start : start + ENCODE_CHUNK], add_special_tokens=False
+            )
+            for enc in encodings:
+                if enc.ids:
+                    ids.append(np.asarray(enc.ids, dtype=np.uint32))
+                    lengths.append(len(enc.ids))
+        tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)
+        return tokens, np.asarray(lengths, dtype=np.uint64)

@@ -1,0 +1,80 @@
+"""Training: corpus -> blocks -> token ids -> IGTree (in the Rust core), and loading model files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+from memlm import __version__
+from memlm._core import CoreModel
+from memlm.corpus import read_blocks
+from memlm.model import Model
+from memlm.tokenization import TokenizerSpec
+
+WEIGHTINGS = ("gain_ratio", "info_gain")
+
+
+def _metadata(**fields) -> str:
+    return json.dumps({"memlm_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+
+
+def train(
+    sources: Iterable[str | Path] | str | Path,
+    width: int = 16,
+    tokenizer: str | Path | TokenizerSpec | None = None,
+    text_field: str = "text",
+    errors: str = "strict",
+    weighting: str = "gain_ratio",
+    status=None,
+) -> Model:
+    """Trains a model on raw text.
+
+    ``sources``: files, directories (read recursively), ``.gz`` files, JSONL files (``text_field`` of each
+    record) or ``"-"`` for stdin. ``tokenizer``: a ``tokenizers`` JSON file (GPT-2 BPE by default).
+    ``status``: optional callable taking a phase name, returning a context manager (used by the CLI to
+    show progress).
+    """
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    phase = status or (lambda _name: nullcontext())
+    spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
+    with phase("reading corpus"):
+        blocks = read_blocks(sources, text_field=text_field, errors=errors)
+    with phase(f"tokenising {len(blocks):,} blocks"):
+        tokens, lengths = spec.encode_blocks(blocks)
+    del blocks
+    metadata = _metadata(
+        sources=[str(s) for s in sources],
+        tokenizer=spec.name,
+        tokenizer_sha256=spec.sha256,
+        blocks=len(lengths),
+        tokens=int(tokens.size),
+    )
+    with phase(f"building the IGTree over {tokens.size:,} tokens"):
+        core = CoreModel.train_tokens(
+            tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata
+        )
+    return Model(core, spec)
+
+
+def train_instances(path: str | Path, weighting: str = "gain_ratio", status=None) -> Model:
+    """Trains on a TiMBL column-format instance file (``f1 ... fW class`` per line, ``_`` for padding).
+
+    The model keeps the file's own symbol table and has no tokenizer.
+    """
+    phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
+    with phase:
+        core = CoreModel.train_instance_file(Path(path), weighting, _metadata(sources=[str(path)]))
+    return Model(core)
+
+
+def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None) -> Model:
+    """Opens a model file (memory-mapped, validated). With ``tokenizer``, checks it is the model's own."""
+    model = Model(CoreModel.load(Path(path)))
+    if tokenizer is not None:
+        spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
+        model.check_tokenizer(spec)
+    return model
