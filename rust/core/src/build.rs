@@ -5,8 +5,10 @@
 //! become its children. No per-instance insertion and no per-node allocation.
 
 use crate::classes::ClassStats;
+use crate::distribution::{class_bytes, push_entry};
 use crate::instances::Instances;
-use crate::trie::TrieArrays;
+use crate::offsets::PackedOffsets;
+use crate::trie::{EncodedTrie, LabelVec};
 
 /// One level of the unpruned trie under construction.
 #[derive(Default)]
@@ -14,22 +16,18 @@ struct Level {
     /// Index of every node's parent in the previous level.
     parent: Vec<u32>,
     label: Vec<u32>,
-    /// Range of every node in the instance order array.
+    /// Range of every node in the instance order array (dropped once the level is expanded).
     range: Vec<(u32, u32)>,
+    default: Vec<u32>,
+    pure: Vec<bool>,
+    /// Start of every node's distribution in `dist_bytes`, plus the end.
     dist_start: Vec<u32>,
-    dist_class: Vec<u32>,
-    dist_count: Vec<u32>,
+    dist_bytes: Vec<u8>,
 }
 
 impl Level {
     fn len(&self) -> usize {
         self.label.len()
-    }
-    fn default_class(&self, j: usize) -> u32 {
-        self.dist_class[self.dist_start[j] as usize]
-    }
-    fn is_pure(&self, j: usize) -> bool {
-        self.dist_start[j + 1] - self.dist_start[j] == 1
     }
 }
 
@@ -38,6 +36,7 @@ struct DistributionCounter<'s> {
     counts: Vec<u32>,
     touched: Vec<u32>,
     stats: &'s ClassStats,
+    class_bytes: usize,
 }
 
 impl<'s> DistributionCounter<'s> {
@@ -46,6 +45,7 @@ impl<'s> DistributionCounter<'s> {
             counts: vec![0; stats.counts.len()],
             touched: Vec::new(),
             stats,
+            class_bytes: class_bytes(stats.counts.len() as u32),
         }
     }
 
@@ -62,12 +62,21 @@ impl<'s> DistributionCounter<'s> {
         self.touched
             .sort_unstable_by_key(|&c| (std::cmp::Reverse(counts[c as usize]), rank[c as usize]));
         for &c in &self.touched {
-            level.dist_class.push(c);
-            level.dist_count.push(self.counts[c as usize]);
+            push_entry(
+                &mut level.dist_bytes,
+                c,
+                self.counts[c as usize],
+                self.class_bytes,
+            );
             self.counts[c as usize] = 0;
         }
+        level.default.push(self.touched[0]);
+        level.pure.push(self.touched.len() == 1);
+        level.dist_start.push(
+            u32::try_from(level.dist_bytes.len())
+                .expect("a trie level holds under 4 GiB of distributions"),
+        );
         self.touched.clear();
-        level.dist_start.push(level.dist_class.len() as u32);
     }
 }
 
@@ -97,9 +106,9 @@ pub fn build_igtree<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
-) -> TrieArrays {
+) -> EncodedTrie {
     let levels = build_levels(instances, order, stats);
-    prune_and_flatten(&levels)
+    prune_and_encode(levels, stats.counts.len() as u32)
 }
 
 /// Builds the unpruned levels: level 0 is the root, level d holds the nodes matched on d features.
@@ -121,16 +130,16 @@ fn build_levels<I: Instances + ?Sized>(
     counter.push(instances, &ids, &mut root);
     let mut levels = vec![root];
     for &feature in order {
-        let parent_level = levels.last().expect("the root level exists");
+        let parent_level = levels.last_mut().expect("the root level exists");
+        let ranges = std::mem::take(&mut parent_level.range);
         let mut next = Level {
             dist_start: vec![0],
             ..Level::default()
         };
-        for j in 0..parent_level.len() {
-            if parent_level.is_pure(j) {
+        for (j, &(start, end)) in ranges.iter().enumerate() {
+            if parent_level.pure[j] {
                 continue;
             }
-            let (start, end) = parent_level.range[j];
             let slice = &mut ids[start as usize..end as usize];
             sort_by_feature(instances, slice, feature);
             let mut run = 0;
@@ -153,15 +162,14 @@ fn build_levels<I: Instances + ?Sized>(
         if next.len() == 0 {
             break;
         }
-        levels.last_mut().expect("the root level exists").range = Vec::new();
         levels.push(next);
     }
     levels
 }
 
-/// Removes, bottom-up, every leaf whose default class equals its parent's, and lays the remaining
-/// nodes out breadth-first in flat arrays.
-fn prune_and_flatten(levels: &[Level]) -> TrieArrays {
+/// Removes, bottom-up, every leaf whose default class equals its parent's, and encodes the remaining
+/// nodes breadth-first.
+fn prune_and_encode(mut levels: Vec<Level>, n_symbols: u32) -> EncodedTrie {
     // keep[d][j]: node j of level d survives pruning.
     let mut keep: Vec<Vec<bool>> = levels.iter().map(|l| vec![false; l.len()]).collect();
     keep[0][0] = true;
@@ -172,7 +180,7 @@ fn prune_and_flatten(levels: &[Level]) -> TrieArrays {
         for j in 0..level.len() {
             let p = level.parent[j] as usize;
             let internal = has_kept_child.get(j).copied().unwrap_or(false);
-            if internal || level.default_class(j) != parent.default_class(p) {
+            if internal || level.default[j] != parent.default[p] {
                 keep[d][j] = true;
                 parent_has_kept_child[p] = true;
             }
@@ -180,16 +188,13 @@ fn prune_and_flatten(levels: &[Level]) -> TrieArrays {
         has_kept_child = parent_has_kept_child;
     }
 
-    let mut out = TrieArrays::default();
-    let kept_total: usize = keep.iter().map(|k| k.iter().filter(|&&x| x).count()).sum();
-    out.child_start.reserve(kept_total + 1);
-    out.label.reserve(kept_total);
-    out.dist_start.push(0);
+    let mut labels = LabelVec::for_symbols(n_symbols);
+    let mut degrees: Vec<u64> = Vec::new();
+    let mut dist_lengths: Vec<u64> = Vec::new();
+    let mut dist_bytes: Vec<u8> = Vec::new();
     // Children of the kept nodes of level d are the kept nodes of level d + 1, in parent order.
-    let mut next_child = 1u32;
     for d in 0..levels.len() {
-        let level = &levels[d];
-        let mut kept_children = vec![0u32; level.len()];
+        let mut kept_children = vec![0u64; levels[d].len()];
         if let Some(below) = levels.get(d + 1) {
             for j in 0..below.len() {
                 if keep[d + 1][j] {
@@ -197,31 +202,38 @@ fn prune_and_flatten(levels: &[Level]) -> TrieArrays {
                 }
             }
         }
+        let level = std::mem::take(&mut levels[d]);
         for j in 0..level.len() {
             if !keep[d][j] {
                 continue;
             }
-            out.child_start.push(next_child);
-            next_child += kept_children[j];
-            out.label.push(level.label[j]);
+            labels.push(level.label[j]);
+            degrees.push(kept_children[j]);
             let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
-            out.dist_class
-                .extend_from_slice(&level.dist_class[dist.clone()]);
-            out.dist_count.extend_from_slice(&level.dist_count[dist]);
-            out.dist_start.push(out.dist_class.len() as u32);
+            dist_lengths.push(dist.len() as u64);
+            dist_bytes.extend_from_slice(&level.dist_bytes[dist]);
         }
     }
-    out.child_start.push(next_child);
-    out
+    EncodedTrie {
+        labels,
+        children: PackedOffsets::from_lengths(degrees),
+        dist_offsets: PackedOffsets::from_lengths(dist_lengths),
+        dist_bytes,
+        class_bytes: class_bytes(n_symbols),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::instances::InstanceTable;
-    use crate::trie::ROOT;
+    use crate::trie::{TrieView, ROOT};
 
-    fn build(rows: Vec<u32>, width: usize, n_symbols: usize, order: &[usize]) -> TrieArrays {
+    fn dist(v: &TrieView, n: u32) -> Vec<(u32, u32)> {
+        v.distribution(n).collect()
+    }
+
+    fn build(rows: Vec<u32>, width: usize, n_symbols: usize, order: &[usize]) -> EncodedTrie {
         let t = InstanceTable::new(rows, width).unwrap();
         let stats = ClassStats::new(&t, n_symbols);
         build_igtree(&t, order, &stats)
@@ -230,8 +242,8 @@ mod tests {
     #[test]
     fn pure_root_is_a_single_node() {
         let trie = build(vec![1, 2, 7, 3, 4, 7], 2, 8, &[1, 0]);
-        assert_eq!(trie.label.len(), 1);
-        assert_eq!(trie.view().distribution(ROOT), (&[7u32][..], &[2u32][..]));
+        assert_eq!(trie.view().node_count(), 1);
+        assert_eq!(dist(&trie.view(), ROOT), vec![(7, 2)]);
         trie.view().validate(8).unwrap();
     }
 
@@ -245,11 +257,11 @@ mod tests {
         let v = trie.view();
         v.validate(8).unwrap();
         assert_eq!(v.default_class(ROOT), 5);
-        assert_eq!(v.distribution(ROOT), (&[5u32, 6][..], &[3u32, 2][..]));
+        assert_eq!(dist(&v, ROOT), vec![(5, 3), (6, 2)]);
         assert_eq!(v.child(ROOT, 3), None, "pruned: same default as the root");
         assert_eq!(v.child(ROOT, 1), None, "pruned: same default as the root");
         let two = v.child(ROOT, 2).expect("kept: default 6 differs");
-        assert_eq!(v.distribution(two), (&[6u32][..], &[1u32][..]));
+        assert_eq!(dist(&v, two), vec![(6, 1)]);
         assert_eq!(v.node_count(), 2);
     }
 
@@ -279,7 +291,7 @@ mod tests {
         let v = trie.view();
         assert_eq!(v.default_class(ROOT), 4);
         let one = v.child(ROOT, 1).unwrap();
-        assert_eq!(v.distribution(one), (&[3u32, 7][..], &[1u32, 1][..]));
+        assert_eq!(dist(&v, one), vec![(3, 1), (7, 1)]);
         // Value 2's default (4) equals the root's, so it is pruned.
         assert_eq!(v.child(ROOT, 2), None);
     }

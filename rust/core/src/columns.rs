@@ -61,8 +61,14 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
     ids.insert(PAD_SYMBOL.to_string(), 0);
     let mut rows: Vec<u32> = Vec::new();
     let mut columns = 0usize;
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len() as usize;
     for_each_line(path, |number, fields| {
         if columns == 0 {
+            // Reserve once from the file size and the first line, rather than doubling as rows come.
+            let line_bytes = fields.iter().map(|f| f.len() + 1).sum::<usize>().max(1);
+            rows.reserve((file_bytes / line_bytes + 1) * fields.len() * 5 / 4);
             if fields.len() < 2 {
                 return Err(Error::BadInstanceFile {
                     path: path.to_path_buf(),
@@ -189,9 +195,8 @@ pub fn classify_file(
             text.push(' ');
             text.push_str(&model.symbol(predicted));
             if with_distribution {
-                let (cs, ns) = trie.distribution(m.node);
                 text.push_str(" {");
-                for (j, (&c, &n)) in cs.iter().zip(ns).enumerate() {
+                for (j, (c, n)) in trie.distribution(m.node).enumerate() {
                     let sep = if j == 0 { " " } else { ", " };
                     text.push_str(&format!("{sep}{} {n}.00000", model.symbol(c)));
                 }

@@ -27,7 +27,7 @@ const CHECKSUM: usize = 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Section {
-    /// u64 x PARAM_COUNT: see `model::Params`.
+    /// u64 x 6: width, symbol count, padding id, training instances, weighting, vocabulary kind.
     Params = 1,
     /// f64 x W: information gain per feature.
     InfoGain = 2,
@@ -39,39 +39,51 @@ pub enum Section {
     ClassCounts = 5,
     /// u32 x symbols: tie-break rank of every class.
     ClassRank = 6,
-    /// u32 x (nodes + 1).
-    ChildStart = 7,
-    /// u32 x nodes.
-    Label = 8,
-    /// u32 x (nodes + 1).
-    DistStart = 9,
-    /// u32 x entries.
-    DistClass = 10,
-    /// u32 x entries.
-    DistCount = 11,
+    /// u16 x nodes: arc labels, when every symbol id fits 16 bits.
+    Labels16 = 7,
+    /// u32 x nodes: arc labels otherwise.
+    Labels32 = 8,
+    /// Child counts as packed offsets: u8 per node, u64 per block, exception items and lengths.
+    ChildLens = 9,
+    ChildBases = 10,
+    ChildExceptionItems = 11,
+    ChildExceptionLens = 12,
+    /// Distribution byte lengths as packed offsets.
+    DistLens = 13,
+    DistBases = 14,
+    DistExceptionItems = 15,
+    DistExceptionLens = 16,
+    /// The distributions: (class, varint count) entries per node.
+    DistBytes = 17,
     /// u32 x (symbols + 1): offsets into SymbolBytes (models trained from instance files only).
-    SymbolOffsets = 12,
+    SymbolOffsets = 18,
     /// UTF-8 bytes of all symbol strings.
-    SymbolBytes = 13,
+    SymbolBytes = 19,
     /// Opaque tokenizer blob (the Python package stores the zlib-compressed tokenizer JSON).
-    Tokenizer = 14,
+    Tokenizer = 20,
     /// Opaque UTF-8 JSON metadata (training sources, tokenizer hash, memlm version, ...).
-    Metadata = 15,
+    Metadata = 21,
 }
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 15] = [
+pub const ALL_SECTIONS: [Section; 21] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
     Section::FeatureOrder,
     Section::ClassCounts,
     Section::ClassRank,
-    Section::ChildStart,
-    Section::Label,
-    Section::DistStart,
-    Section::DistClass,
-    Section::DistCount,
+    Section::Labels16,
+    Section::Labels32,
+    Section::ChildLens,
+    Section::ChildBases,
+    Section::ChildExceptionItems,
+    Section::ChildExceptionLens,
+    Section::DistLens,
+    Section::DistBases,
+    Section::DistExceptionItems,
+    Section::DistExceptionLens,
+    Section::DistBytes,
     Section::SymbolOffsets,
     Section::SymbolBytes,
     Section::Tokenizer,
@@ -80,10 +92,14 @@ pub const ALL_SECTIONS: [Section; 15] = [
 
 impl Section {
     fn element_size(self) -> usize {
+        use Section::*;
         match self {
-            Section::Params | Section::InfoGain | Section::GainRatio | Section::ClassCounts => 8,
-            Section::SymbolBytes | Section::Tokenizer | Section::Metadata => 1,
-            _ => 4,
+            Params | InfoGain | GainRatio | ClassCounts | ChildBases | ChildExceptionLens
+            | DistBases | DistExceptionLens => 8,
+            FeatureOrder | ClassRank | Labels32 | ChildExceptionItems | DistExceptionItems
+            | SymbolOffsets => 4,
+            Labels16 => 2,
+            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata => 1,
         }
     }
 }
@@ -249,7 +265,7 @@ mod tests {
         assert_eq!(r.start % 8, 0);
         let m = t.get(Section::Metadata).unwrap();
         assert_eq!(&img.as_slice()[m], b"{\"x\":1}");
-        assert!(t.get(Section::Label).is_err());
+        assert!(t.get(Section::Labels16).is_err());
     }
 
     #[test]

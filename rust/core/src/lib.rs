@@ -2,17 +2,19 @@
 //!
 //! Token ids go in as blocks ([`instances::TokenWindows`]) or as TiMBL column files ([`columns`]);
 //! [`weights`] computes information gain and gain ratio per context position; [`build`] builds the
-//! IGTree over flat arrays ([`trie`]); [`model::Model`] stores it in one checksummed, memory-mappable
+//! IGTree, stored compactly ([`trie`], [`offsets`], [`distribution`]); [`model::Model`] stores it in one checksummed, memory-mappable
 //! file ([`format`]) and answers queries.
 
 pub mod atomic;
 pub mod build;
 pub mod classes;
 pub mod columns;
+pub mod distribution;
 pub mod error;
 pub mod format;
 pub mod instances;
 pub mod model;
+pub mod offsets;
 pub mod trie;
 pub mod weights;
 

@@ -12,7 +12,8 @@ use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{self, AlignedBytes, Section, SectionData, SectionTable};
 use crate::instances::{check_width, Instances};
-use crate::trie::{TrieView, ROOT};
+use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::trie::{LabelVec, Labels, TrieView, ROOT};
 use crate::weights::{feature_order, FeatureWeights, Weighting};
 
 /// Symbol id that matches nothing: what an unknown symbol in a query maps to.
@@ -145,8 +146,8 @@ pub struct TrainSpec<'a> {
 }
 
 impl Model {
-    /// Trains an IGTree model on `instances`.
-    pub fn train<I: Instances + ?Sized>(instances: &I, spec: TrainSpec) -> Result<Model> {
+    /// Trains an IGTree model on `instances`, which are dropped as soon as the trie is built.
+    pub fn train<I: Instances>(instances: I, spec: TrainSpec) -> Result<Model> {
         if instances.is_empty() {
             return Err(Error::InvalidInput(
                 "no training instances: the corpus is empty".into(),
@@ -155,15 +156,17 @@ impl Model {
         let width = instances.width();
         check_width(width)?;
         let n_symbols = spec.vocabulary.symbol_count();
-        let stats = ClassStats::new(instances, n_symbols);
-        let weights = FeatureWeights::compute(instances, &stats);
+        let stats = ClassStats::new(&instances, n_symbols);
+        let weights = FeatureWeights::compute(&instances, &stats);
         let order = feature_order(weights.get(spec.weighting));
-        let trie = build_igtree(instances, &order, &stats);
+        let trie = build_igtree(&instances, &order, &stats);
+        let n_instances = instances.len() as u64;
+        drop(instances);
         let params = Params {
             width,
             n_symbols: n_symbols as u32,
             pad: spec.vocabulary.pad(),
-            n_instances: instances.len() as u64,
+            n_instances,
             weighting: spec.weighting,
             token_ids: matches!(spec.vocabulary, Vocabulary::TokenIds { .. }),
         };
@@ -173,7 +176,29 @@ impl Model {
             Vocabulary::Symbols(symbols) => pack_symbols(symbols),
         };
         let params_words = params.encode();
-        let data = [
+        let (labels_section, labels_bytes): (Section, &[u8]) = match &trie.labels {
+            LabelVec::U16(v) => (Section::Labels16, bytemuck::cast_slice(v)),
+            LabelVec::U32(v) => (Section::Labels32, bytemuck::cast_slice(v)),
+        };
+        let child = offset_sections(
+            &trie.children,
+            [
+                Section::ChildLens,
+                Section::ChildBases,
+                Section::ChildExceptionItems,
+                Section::ChildExceptionLens,
+            ],
+        );
+        let dist = offset_sections(
+            &trie.dist_offsets,
+            [
+                Section::DistLens,
+                Section::DistBases,
+                Section::DistExceptionItems,
+                Section::DistExceptionLens,
+            ],
+        );
+        let mut data: Vec<(Section, &[u8])> = vec![
             (Section::Params, bytemuck::cast_slice(&params_words)),
             (Section::InfoGain, bytemuck::cast_slice(&weights.info_gain)),
             (
@@ -183,11 +208,12 @@ impl Model {
             (Section::FeatureOrder, bytemuck::cast_slice(&order_u32)),
             (Section::ClassCounts, bytemuck::cast_slice(&stats.counts)),
             (Section::ClassRank, bytemuck::cast_slice(&stats.rank)),
-            (Section::ChildStart, bytemuck::cast_slice(&trie.child_start)),
-            (Section::Label, bytemuck::cast_slice(&trie.label)),
-            (Section::DistStart, bytemuck::cast_slice(&trie.dist_start)),
-            (Section::DistClass, bytemuck::cast_slice(&trie.dist_class)),
-            (Section::DistCount, bytemuck::cast_slice(&trie.dist_count)),
+            (labels_section, labels_bytes),
+        ];
+        data.extend(child);
+        data.extend(dist);
+        data.extend([
+            (Section::DistBytes, &trie.dist_bytes[..]),
             (
                 Section::SymbolOffsets,
                 bytemuck::cast_slice(&symbol_offsets),
@@ -195,7 +221,7 @@ impl Model {
             (Section::SymbolBytes, &symbol_bytes[..]),
             (Section::Tokenizer, spec.tokenizer),
             (Section::Metadata, spec.metadata.as_bytes()),
-        ];
+        ]);
         let sections: Vec<SectionData> = data
             .iter()
             .map(|&(section, bytes)| SectionData { section, bytes })
@@ -295,13 +321,37 @@ impl Model {
             .map_err(|e| format!("the {s:?} section cannot be read: {e}"))
     }
 
+    fn offsets_checked(&self, s: [Section; 4]) -> std::result::Result<OffsetsView<'_>, String> {
+        Ok(OffsetsView {
+            lens: self.array(s[0])?,
+            bases: self.array(s[1])?,
+            exception_items: self.array(s[2])?,
+            exception_lens: self.array(s[3])?,
+        })
+    }
+
     fn trie_checked(&self) -> std::result::Result<TrieView<'_>, String> {
+        let labels = match (self.array(Section::Labels16), self.array(Section::Labels32)) {
+            (Ok(v), Err(_)) => Labels::U16(v),
+            (Err(_), Ok(v)) => Labels::U32(v),
+            _ => return Err("the model must hold exactly one label section".into()),
+        };
         Ok(TrieView {
-            child_start: self.array(Section::ChildStart)?,
-            label: self.array(Section::Label)?,
-            dist_start: self.array(Section::DistStart)?,
-            dist_class: self.array(Section::DistClass)?,
-            dist_count: self.array(Section::DistCount)?,
+            labels,
+            children: self.offsets_checked([
+                Section::ChildLens,
+                Section::ChildBases,
+                Section::ChildExceptionItems,
+                Section::ChildExceptionLens,
+            ])?,
+            dist_offsets: self.offsets_checked([
+                Section::DistLens,
+                Section::DistBases,
+                Section::DistExceptionItems,
+                Section::DistExceptionLens,
+            ])?,
+            dist_bytes: self.section_bytes(Section::DistBytes)?,
+            class_bytes: crate::distribution::class_bytes(self.params.n_symbols),
         })
     }
 
@@ -377,6 +427,39 @@ impl Model {
     pub fn metadata(&self) -> &str {
         std::str::from_utf8(self.section_bytes(Section::Metadata).expect("validated"))
             .expect("validated")
+    }
+
+    /// Bytes of the model image per part: labels, children, distribution offsets, distributions,
+    /// symbols, tokenizer, and the rest (header, weights, class statistics, metadata).
+    pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
+        use Section::*;
+        let groups: [(&'static str, &[Section]); 6] = [
+            ("labels", &[Labels16, Labels32]),
+            (
+                "children",
+                &[
+                    ChildLens,
+                    ChildBases,
+                    ChildExceptionItems,
+                    ChildExceptionLens,
+                ],
+            ),
+            (
+                "distribution offsets",
+                &[DistLens, DistBases, DistExceptionItems, DistExceptionLens],
+            ),
+            ("distributions", &[DistBytes]),
+            ("symbols", &[SymbolOffsets, SymbolBytes]),
+            ("tokenizer", &[Tokenizer]),
+        ];
+        let size = |s: Section| self.sections.get(s).map(|r| r.len()).unwrap_or(0);
+        let mut parts: Vec<(&'static str, usize)> = groups
+            .iter()
+            .map(|(name, sections)| (*name, sections.iter().map(|&s| size(s)).sum()))
+            .collect();
+        let listed: usize = parts.iter().map(|p| p.1).sum();
+        parts.push(("other", self.as_bytes().len() - listed));
+        parts
     }
 
     /// The whole model image, as [`Model::save`] writes it.
@@ -490,6 +573,17 @@ impl Model {
     pub fn distance(&self, depth: u32) -> f64 {
         self.unmatched_weight[depth as usize]
     }
+}
+
+/// The four sections of one set of packed offsets.
+fn offset_sections(o: &PackedOffsets, sections: [Section; 4]) -> [(Section, &[u8]); 4] {
+    let [lens, bases, items, lengths] = sections;
+    [
+        (lens, &o.lens[..]),
+        (bases, bytemuck::cast_slice(&o.bases)),
+        (items, bytemuck::cast_slice(&o.exception_items)),
+        (lengths, bytemuck::cast_slice(&o.exception_lens)),
+    ]
 }
 
 fn pack_symbols(symbols: &[String]) -> (Vec<u32>, Vec<u8>) {

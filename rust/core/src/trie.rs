@@ -1,129 +1,207 @@
-//! The context trie as flat arrays, and read access to it.
+//! The context trie in its compact stored form, and read access to it.
 //!
 //! Nodes are numbered breadth-first with the root as node 0, so the children of a node are a contiguous
-//! range `child_start[n] .. child_start[n + 1]`, their arc labels sorted ascending. Every node carries
-//! the class distribution of the training instances below it as a run of (class, count) pairs, sorted
-//! by count (descending) and then by the global tie-break rank: the first entry is the node's default.
+//! run of node ids, their arc labels ascending. Per node the file stores: the arc label leading into
+//! it (2 bytes when every symbol id fits, else 4), its child count and the byte length of its class
+//! distribution as packed offsets ([`crate::offsets`]), and the distribution itself as a byte run
+//! ([`crate::distribution`]), most frequent class first: the first entry is the node's default.
 
 use std::ops::Range;
 
-/// Owned trie arrays, as produced by the builder.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrieArrays {
-    /// First child of every node, plus one final entry: the node count.
-    pub child_start: Vec<u32>,
-    /// Arc label (feature value) leading into every node; the root's is 0 and unused.
-    pub label: Vec<u32>,
-    /// First distribution entry of every node, plus one final entry: the entry count.
-    pub dist_start: Vec<u32>,
-    /// Class of every distribution entry.
-    pub dist_class: Vec<u32>,
-    /// Count of every distribution entry.
-    pub dist_count: Vec<u32>,
-}
-
-impl TrieArrays {
-    /// Borrowed view of these arrays.
-    pub fn view(&self) -> TrieView<'_> {
-        TrieView {
-            child_start: &self.child_start,
-            label: &self.label,
-            dist_start: &self.dist_start,
-            dist_class: &self.dist_class,
-            dist_count: &self.dist_count,
-        }
-    }
-}
-
-/// Read access to trie arrays, owned or memory-mapped. Construct it only from validated arrays.
-#[derive(Clone, Copy, Debug)]
-pub struct TrieView<'a> {
-    pub child_start: &'a [u32],
-    pub label: &'a [u32],
-    pub dist_start: &'a [u32],
-    pub dist_class: &'a [u32],
-    pub dist_count: &'a [u32],
-}
+use crate::distribution::Entries;
+use crate::offsets::{OffsetsView, PackedOffsets};
 
 /// The root node's id.
 pub const ROOT: u32 = 0;
 
+/// Arc labels, in the narrowest integer type that holds every symbol id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelVec {
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+}
+
+impl LabelVec {
+    /// An empty label array for a symbol space of `n_symbols` ids.
+    pub fn for_symbols(n_symbols: u32) -> Self {
+        if n_symbols <= 1 << 16 {
+            LabelVec::U16(Vec::new())
+        } else {
+            LabelVec::U32(Vec::new())
+        }
+    }
+
+    /// Appends a label (which must fit the type chosen by [`LabelVec::for_symbols`]).
+    pub fn push(&mut self, label: u32) {
+        match self {
+            LabelVec::U16(v) => v.push(label as u16),
+            LabelVec::U32(v) => v.push(label),
+        }
+    }
+
+    /// Borrowed view.
+    pub fn view(&self) -> Labels<'_> {
+        match self {
+            LabelVec::U16(v) => Labels::U16(v),
+            LabelVec::U32(v) => Labels::U32(v),
+        }
+    }
+}
+
+/// Borrowed arc labels.
+#[derive(Clone, Copy, Debug)]
+pub enum Labels<'a> {
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+}
+
+impl Labels<'_> {
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::U16(v) => v.len(),
+            Labels::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Position of `value` among the labels of `range`, if present.
+    #[inline]
+    fn find(&self, range: Range<usize>, value: u32) -> Option<usize> {
+        match self {
+            Labels::U16(v) => {
+                let value = u16::try_from(value).ok()?;
+                v[range].binary_search(&value).ok()
+            }
+            Labels::U32(v) => v[range].binary_search(&value).ok(),
+        }
+    }
+
+    fn strictly_ascending(&self, range: Range<usize>) -> bool {
+        match self {
+            Labels::U16(v) => v[range].windows(2).all(|w| w[0] < w[1]),
+            Labels::U32(v) => v[range].windows(2).all(|w| w[0] < w[1]),
+        }
+    }
+}
+
+/// An owned trie in stored form, as the builder produces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedTrie {
+    pub labels: LabelVec,
+    pub children: PackedOffsets,
+    pub dist_offsets: PackedOffsets,
+    pub dist_bytes: Vec<u8>,
+    pub class_bytes: usize,
+}
+
+impl EncodedTrie {
+    /// Borrowed view.
+    pub fn view(&self) -> TrieView<'_> {
+        TrieView {
+            labels: self.labels.view(),
+            children: self.children.view(),
+            dist_offsets: self.dist_offsets.view(),
+            dist_bytes: &self.dist_bytes,
+            class_bytes: self.class_bytes,
+        }
+    }
+}
+
+/// Read access to a stored trie. Construct it only over validated arrays ([`TrieView::validate`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TrieView<'a> {
+    pub labels: Labels<'a>,
+    pub children: OffsetsView<'a>,
+    pub dist_offsets: OffsetsView<'a>,
+    pub dist_bytes: &'a [u8],
+    pub class_bytes: usize,
+}
+
 impl<'a> TrieView<'a> {
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
-        self.label.len()
+        self.labels.len()
     }
 
-    /// The children of node `n`.
+    /// The node ids of the children of `n`.
     #[inline]
     pub fn children(&self, n: u32) -> Range<usize> {
-        self.child_start[n as usize] as usize..self.child_start[n as usize + 1] as usize
+        let r = self.children.range(n as usize);
+        r.start as usize + 1..r.end as usize + 1
     }
 
     /// The child of `n` reached by arc `value`, if any.
     #[inline]
     pub fn child(&self, n: u32, value: u32) -> Option<u32> {
         let range = self.children(n);
-        let labels = &self.label[range.clone()];
-        labels
-            .binary_search(&value)
-            .ok()
-            .map(|k| (range.start + k) as u32)
+        let start = range.start;
+        self.labels.find(range, value).map(|k| (start + k) as u32)
     }
 
-    /// The class distribution of node `n`: (classes, counts), default class first.
+    /// The class distribution of node `n`: (class, count) entries, default class first.
     #[inline]
-    pub fn distribution(&self, n: u32) -> (&'a [u32], &'a [u32]) {
-        let range = self.dist_start[n as usize] as usize..self.dist_start[n as usize + 1] as usize;
-        (&self.dist_class[range.clone()], &self.dist_count[range])
+    pub fn distribution(&self, n: u32) -> Entries<'a> {
+        let r = self.dist_offsets.range(n as usize);
+        Entries::new(
+            &self.dist_bytes[r.start as usize..r.end as usize],
+            self.class_bytes,
+        )
     }
 
     /// The default (majority) class of node `n`.
     #[inline]
     pub fn default_class(&self, n: u32) -> u32 {
-        self.dist_class[self.dist_start[n as usize] as usize]
+        self.distribution(n)
+            .next()
+            .expect("validated: no distribution is empty")
+            .0
     }
 
-    /// Checks every structural invariant the lookups rely on, so that a view over untrusted bytes can
-    /// never index out of bounds or loop. `n_symbols` bounds the class ids.
+    /// Total of node `n`'s counts: the number of training instances below it.
+    pub fn total(&self, n: u32) -> u64 {
+        self.distribution(n).map(|(_, c)| c as u64).sum()
+    }
+
+    /// Checks every invariant the lookups rely on, so that a view over untrusted bytes never indexes
+    /// out of bounds, loops or panics. `n_symbols` bounds the class ids.
     pub fn validate(&self, n_symbols: u32) -> Result<(), String> {
-        let nodes = self.label.len();
+        let nodes = self.labels.len();
         if nodes == 0 {
             return Err("the trie has no root node".into());
         }
-        if self.child_start.len() != nodes + 1 || self.dist_start.len() != nodes + 1 {
-            return Err("node arrays disagree on the node count".into());
-        }
-        if self.dist_class.len() != self.dist_count.len() {
-            return Err("distribution arrays disagree on their length".into());
-        }
-        if self.child_start[0] != 1 || self.child_start[nodes] as usize != nodes {
-            return Err("child ranges do not cover the nodes after the root".into());
+        self.children.validate(nodes)?;
+        if self.children.total() != nodes as u64 - 1 {
+            return Err("child counts do not add up to the node count".into());
         }
         for n in 0..nodes {
-            let (a, b) = (self.child_start[n], self.child_start[n + 1]);
-            // Children come after their parent, so a lookup always moves forward and terminates.
-            if b < a || (b > a && a as usize <= n) {
-                return Err(format!("node {n} has an invalid child range {a}..{b}"));
+            let range = self.children(n as u32);
+            // Children come after their parent, so a descent always moves forward.
+            if !range.is_empty() && (range.start <= n || range.end > nodes) {
+                return Err(format!("node {n} has an invalid child range"));
             }
-            if !self.label[a as usize..b as usize]
-                .windows(2)
-                .all(|w| w[0] < w[1])
-            {
+            if !self.labels.strictly_ascending(range) {
                 return Err(format!("children of node {n} are not sorted by label"));
             }
         }
-        if self.dist_start[0] != 0 || self.dist_start[nodes] as usize != self.dist_class.len() {
-            return Err("distribution ranges do not cover the entries".into());
+        self.dist_offsets.validate(nodes)?;
+        if self.dist_offsets.total() != self.dist_bytes.len() as u64 {
+            return Err("distribution lengths do not add up to the distribution bytes".into());
         }
-        if self.dist_start.windows(2).any(|w| w[1] <= w[0]) {
-            return Err("a node has an empty or inverted distribution".into());
+        if self.class_bytes != crate::distribution::class_bytes(n_symbols) {
+            return Err("the class width does not fit the symbol count".into());
         }
-        if self.dist_class.iter().any(|&c| c >= n_symbols) {
-            return Err("a distribution names a class outside the symbol table".into());
-        }
-        if self.dist_count.contains(&0) {
-            return Err("a distribution holds a zero count".into());
+        for n in 0..nodes {
+            let r = self.dist_offsets.range(n);
+            Entries::new(
+                &self.dist_bytes[r.start as usize..r.end as usize],
+                self.class_bytes,
+            )
+            .validate(n_symbols)?;
         }
         Ok(())
     }

@@ -14,7 +14,12 @@ use pyo3::exceptions::{PyException, PyOSError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-pyo3::create_exception!(_core, MemlmError, PyException, "Base class of memlm's errors.");
+pyo3::create_exception!(
+    _core,
+    MemlmError,
+    PyException,
+    "Base class of memlm's errors."
+);
 pyo3::create_exception!(
     _core,
     ModelFormatError,
@@ -99,7 +104,7 @@ impl CoreModel {
             tokenizer,
             metadata,
         };
-        let inner = py.detach(|| Model::train(&windows, spec)).map_err(to_py)?;
+        let inner = py.detach(|| Model::train(windows, spec)).map_err(to_py)?;
         Ok(CoreModel { inner })
     }
 
@@ -121,7 +126,7 @@ impl CoreModel {
                     tokenizer: &[],
                     metadata,
                 };
-                Model::train(&file.table, spec)
+                Model::train(file.table, spec)
             })
             .map_err(to_py)?;
         Ok(CoreModel { inner })
@@ -159,9 +164,10 @@ impl CoreModel {
     fn n_nodes(&self) -> usize {
         self.inner.trie().node_count()
     }
+    /// Bytes of the model file per part (labels, children, distributions, ...).
     #[getter]
-    fn n_distribution_entries(&self) -> usize {
-        self.inner.trie().dist_class.len()
+    fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
+        self.inner.size_breakdown()
     }
     #[getter]
     fn nbytes(&self) -> usize {
@@ -199,7 +205,9 @@ impl CoreModel {
     /// The string of a symbol id.
     fn symbol(&self, id: u32) -> PyResult<String> {
         if id >= self.inner.params().n_symbols {
-            return Err(MemlmError::new_err(format!("symbol id {id} is out of range")));
+            return Err(MemlmError::new_err(format!(
+                "symbol id {id} is out of range"
+            )));
         }
         Ok(self.inner.symbol(id).into_owned())
     }
@@ -218,12 +226,13 @@ impl CoreModel {
         top_k: usize,
     ) -> PyResult<(Vec<u32>, Vec<u32>, u64, u32, f64)> {
         let m = self.inner.igtree_match(&context).map_err(to_py)?;
-        let (classes, counts) = self.inner.trie().distribution(m.node);
-        let k = if top_k == 0 { classes.len() } else { top_k.min(classes.len()) };
+        let trie = self.inner.trie();
+        let k = if top_k == 0 { usize::MAX } else { top_k };
+        let (classes, counts): (Vec<u32>, Vec<u32>) = trie.distribution(m.node).take(k).unzip();
         Ok((
-            classes[..k].to_vec(),
-            counts[..k].to_vec(),
-            counts.iter().map(|&c| c as u64).sum(),
+            classes,
+            counts,
+            trie.total(m.node),
             m.depth,
             self.inner.distance(m.depth),
         ))
@@ -261,10 +270,9 @@ impl CoreModel {
                 let mut classes = vec![-1i64; rows * k];
                 let mut counts = vec![0u32; rows * k];
                 for (r, m) in matches.iter().enumerate() {
-                    let (cs, ns) = trie.distribution(m.node);
-                    for j in 0..k.min(cs.len()) {
-                        classes[r * k + j] = cs[j] as i64;
-                        counts[r * k + j] = ns[j];
+                    for (j, (c, n)) in trie.distribution(m.node).take(k).enumerate() {
+                        classes[r * k + j] = c as i64;
+                        counts[r * k + j] = n;
                     }
                 }
                 let depth: Vec<u32> = matches.iter().map(|m| m.depth).collect();
