@@ -1,8 +1,8 @@
 """memlm: a memory-based language model (IGTree over a trie of all training contexts), CPU only.
 
-    >>> import memlm
-    >>> model = memlm.train("data/sample_train.txt", width=4)
-    >>> model.generate("It is a truth", max_new_tokens=10)
+>>> import memlm
+>>> model = memlm.train("data/sample_train.txt", width=4)
+>>> model.generate("It is a truth", max_new_tokens=10)
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -60,18 +60,16 @@ def main(
 @app.command()
 def train(
     corpus: Annotated[
-        Optional[list[str]], typer.Argument(help="Text files, directories, .gz, .jsonl, or - for stdin.")
+        list[str] | None, typer.Argument(help="Text files, directories, .gz, .jsonl, or - for stdin.")
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write.")] = ...,
     width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
-    tokenizer: Annotated[
-        Optional[Path], typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")
-    ] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
     errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' (error) or 'replace'.")] = "strict",
     weighting: Annotated[str, typer.Option(help="Feature weighting: gain_ratio or info_gain.")] = "gain_ratio",
     instances: Annotated[
-        Optional[Path], typer.Option(help="Train from a TiMBL column-format instance file instead.")
+        Path | None, typer.Option(help="Train from a TiMBL column-format instance file instead.")
     ] = None,
 ) -> None:
     """Train a model (IGTree) and write it to one self-contained file."""
@@ -104,14 +102,14 @@ def train(
 @app.command()
 def generate(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
-    prompt: Annotated[Optional[str], typer.Argument(help="Prompt (read from stdin when omitted).")] = None,
+    prompt: Annotated[str | None, typer.Argument(help="Prompt (read from stdin when omitted).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 20,
     do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample among the k most frequent (0: all).")] = 50,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed, for repeatable sampling.")] = None,
-    stop: Annotated[Optional[list[str]], typer.Option(help="Stop at this string (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed, for repeatable sampling.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop at this string (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
 ) -> None:
     """Generate text after a prompt (greedy unless --do-sample)."""
@@ -170,7 +168,7 @@ def instances(
     corpus: Annotated[list[str], typer.Argument(help="Text files, directories, .gz, .jsonl, or -.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
     width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="tokenizers JSON file.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file.")] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
     errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' or 'replace'.")] = "strict",
 ) -> None:
@@ -186,7 +184,7 @@ def instances(
 def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
     instances: Annotated[Path, typer.Option(help="TiMBL column-format test file.")] = ...,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output (default stdout).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output (default stdout).")] = None,
     distribution: Annotated[bool, typer.Option("--distribution", help="Append the distribution.")] = False,
 ) -> None:
     """Classify an instance file; TiMBL's output layout and totals (`Seconds taken`, accuracy)."""
@@ -198,6 +196,7 @@ def classify(
         print(f"Tested: {n} instances", file=sys.stderr)
         print(f"Seconds taken: {seconds:.4f} ({rate:.2f} p/s)", file=sys.stderr)
         if totals["has_classes"] and n:
-            print(f"overall accuracy:        {totals['correct'] / n:.6f}  ({totals['correct']}/{n})", file=sys.stderr)
-
-
+            print(
+                f"overall accuracy:        {totals['correct'] / n:.6f}  ({totals['correct']}/{n})",
+                file=sys.stderr,
+            )

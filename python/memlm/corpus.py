@@ -96,9 +96,7 @@ def iter_documents(
             yield f"{name}:{number}", value
 
 
-def read_blocks(
-    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
-) -> list[str]:
+def read_blocks(sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict") -> list[str]:
     """All blocks of all sources, in order; an error when there are none."""
     sources = list(sources)
     if not sources:

@@ -69,9 +69,7 @@ class TokenizerSpec:
         ids: list[np.ndarray] = []
         lengths: list[int] = []
         for start in range(0, len(blocks), ENCODE_CHUNK):
-            encodings = self.tokenizer.encode_batch(
-                blocks[start : start + ENCODE_CHUNK], add_special_tokens=False
-            )
+            encodings = self.tokenizer.encode_batch(blocks[start : start + ENCODE_CHUNK], add_special_tokens=False)
             for enc in encodings:
                 if enc.ids:
                     ids.append(np.asarray(enc.ids, dtype=np.uint32))

@@ -54,9 +54,7 @@ def train(
         tokens=int(tokens.size),
     )
     with phase(f"building the IGTree over {tokens.size:,} tokens"):
-        core = CoreModel.train_tokens(
-            tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata
-        )
+        core = CoreModel.train_tokens(tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata)
     return Model(core, spec)
 
 

@@ -177,13 +177,11 @@ fn prune_and_encode(mut levels: Vec<Level>, n_symbols: u32) -> EncodedTrie {
     for d in (1..levels.len()).rev() {
         let (level, parent) = (&levels[d], &levels[d - 1]);
         let mut parent_has_kept_child = vec![false; parent.len()];
-        for j in 0..level.len() {
+        for (j, kept) in keep[d].iter_mut().enumerate() {
             let p = level.parent[j] as usize;
             let internal = has_kept_child.get(j).copied().unwrap_or(false);
-            if internal || level.default[j] != parent.default[p] {
-                keep[d][j] = true;
-                parent_has_kept_child[p] = true;
-            }
+            *kept = internal || level.default[j] != parent.default[p];
+            parent_has_kept_child[p] |= *kept;
         }
         has_kept_child = parent_has_kept_child;
     }

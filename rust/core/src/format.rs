@@ -133,7 +133,7 @@ pub fn encode(sections: &[SectionData]) -> AlignedBytes {
         buf[e + 16..e + 24].copy_from_slice(&(s.bytes.len() as u64).to_le_bytes());
         buf[at..at + s.bytes.len()].copy_from_slice(s.bytes);
     }
-    let sum = xxhash_rust::xxh3::xxh3_64(&buf[..total - CHECKSUM]);
+    let sum = checksum(&buf[..total - CHECKSUM]);
     buf[total - CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
     out
 }
@@ -175,7 +175,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
         return Err("truncated or corrupt model file (section table)".into());
     }
     let stored = u64::from_le_bytes(bytes[body..].try_into().expect("8 bytes"));
-    if xxhash_rust::xxh3::xxh3_64(&bytes[..body]) != stored {
+    if checksum(&bytes[..body]) != stored {
         return Err("corrupt or truncated model file (checksum mismatch)".into());
     }
     let mut table = SectionTable {
@@ -190,7 +190,7 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
         let Some(section) = ALL_SECTIONS.iter().find(|s| **s as u32 == id) else {
             return Err(format!("unknown section id {id}"));
         };
-        let end = offset.checked_add(len).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(len);
         if end > body as u64 || offset % 8 != 0 {
             return Err(format!("section {section:?} lies outside the file"));
         }
@@ -200,6 +200,11 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
         table.ranges[id as usize] = Some(offset as usize..end as usize);
     }
     Ok(table)
+}
+
+/// The checksum stored in the last eight bytes of a model file: xxh3-64 of everything before them.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

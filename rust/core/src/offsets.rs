@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn validation_catches_inconsistency() {
-        let packed = PackedOffsets::from_lengths([1, 300, 2, 5].into_iter());
+        let packed = PackedOffsets::from_lengths([1, 300, 2, 5]);
         packed.view().validate(4).unwrap();
         let mut bad = packed.clone();
         bad.lens[0] = 3;

@@ -1,0 +1,179 @@
+//! Model files: round trips, equivalence of the two instance sources, and hostile bytes.
+
+use memlm_core::format::MAGIC;
+use memlm_core::model::UNKNOWN;
+use memlm_core::{InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting};
+use proptest::prelude::*;
+
+const VOCAB: u32 = 40;
+
+fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
+    TrainSpec {
+        vocabulary,
+        weighting: Weighting::GainRatio,
+        tokenizer: b"tok",
+        metadata: "{}",
+    }
+}
+
+/// Blocks of token ids drawn from a small vocabulary with some repetition, so the trie branches.
+fn corpus(seed: u64, tokens: usize) -> (Vec<u32>, Vec<usize>) {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let ids: Vec<u32> = (0..tokens)
+        .map(|_| (next() % VOCAB).min(next() % VOCAB))
+        .collect();
+    let mut lengths = Vec::new();
+    let mut left = tokens;
+    while left > 0 {
+        let l = (1 + next() as usize % 30).min(left);
+        lengths.push(l);
+        left -= l;
+    }
+    (ids, lengths)
+}
+
+fn token_model(seed: u64, width: usize) -> Model {
+    let (ids, lengths) = corpus(seed, 3000);
+    let windows = TokenWindows::new(ids, &lengths, width, VOCAB).unwrap();
+    Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap()
+}
+
+fn predictions(model: &Model, contexts: &[u32]) -> Vec<(u32, u32, Vec<(u32, u32)>)> {
+    model
+        .igtree_match_batch(contexts)
+        .unwrap()
+        .iter()
+        .map(|m| (m.node, m.depth, model.trie().distribution(m.node).collect()))
+        .collect()
+}
+
+#[test]
+fn token_windows_and_instance_table_give_the_same_model() {
+    let width = 3;
+    let (ids, lengths) = corpus(7, 2000);
+    let windows = TokenWindows::new(ids, &lengths, width, VOCAB).unwrap();
+    let mut rows = Vec::new();
+    for i in 0..windows.len() {
+        rows.extend((0..width).map(|f| windows.feature(i, f)));
+        rows.push(windows.class(i));
+    }
+    let table = InstanceTable::new(rows, width).unwrap();
+    let a = Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap();
+    let b = Model::train(table, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap();
+    assert_eq!(a.as_bytes(), b.as_bytes());
+}
+
+#[test]
+fn save_and_load_round_trip() {
+    let model = token_model(1, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.memlm");
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path).unwrap();
+    assert_eq!(loaded.as_bytes(), model.as_bytes());
+    assert_eq!(loaded.tokenizer_blob(), b"tok");
+    assert_eq!(loaded.feature_order(), model.feature_order());
+}
+
+#[test]
+fn empty_corpus_and_bad_contexts_are_errors() {
+    let windows = TokenWindows::new(vec![], &[], 4, VOCAB).unwrap();
+    let err = Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB }))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let model = token_model(2, 4);
+    assert!(model.igtree_match(&[1, 2, 3]).is_err());
+    assert!(model.igtree_match(&[1, 2, 3, 4, 5]).is_err());
+    assert!(model.igtree_match(&[1, 2, 3, VOCAB + 1]).is_err());
+    assert!(model.igtree_match(&[1, 2, 3, UNKNOWN]).is_ok());
+    assert!(model.igtree_match_batch(&[1, 2, 3]).is_err());
+}
+
+#[test]
+fn foreign_missing_and_truncated_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Model::load(&dir.path().join("none")).err().unwrap();
+    assert!(missing.to_string().contains("none"), "{missing}");
+    let foreign = dir.path().join("foreign");
+    std::fs::write(&foreign, b"PK\x03\x04 this is a zip file, not a model").unwrap();
+    let err = Model::load(&foreign).err().unwrap();
+    assert!(err.to_string().contains("not a memlm model"), "{err}");
+    let bytes = token_model(3, 2).as_bytes().to_vec();
+    for len in [0, 7, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Model::from_bytes(&bytes[..len]).is_err(), "length {len}");
+    }
+    let mut newer = bytes.clone();
+    newer[8] = 2;
+    let err = Model::from_bytes(&newer).err().unwrap();
+    assert!(err.to_string().contains("version 2"), "{err}");
+    assert_eq!(&bytes[..8], MAGIC);
+}
+
+#[test]
+fn symbol_models_map_strings() {
+    let rows = vec![0, 1, 2, 1, 2, 3, 2, 3, 1];
+    let symbols = ["_", "a", "b", "c"].map(String::from).to_vec();
+    let model = Model::train(
+        InstanceTable::new(rows, 2).unwrap(),
+        spec(Vocabulary::Symbols(symbols)),
+    )
+    .unwrap();
+    assert_eq!(model.symbol_id("_"), 0);
+    assert_eq!(model.symbol_id("c"), 3);
+    assert_eq!(model.symbol_id("zzz"), UNKNOWN);
+    assert_eq!(model.symbol(2), "b");
+    let m = model
+        .igtree_match(&[model.symbol_id("a"), model.symbol_id("b")])
+        .unwrap();
+    assert_eq!(model.symbol(model.trie().default_class(m.node)), "c");
+}
+
+/// Rewrites the trailing checksum so that corruption reaches the structural checks.
+fn reseal(bytes: &mut [u8]) {
+    let body = bytes.len() - 8;
+    let sum = memlm_core::format::checksum(&bytes[..body]);
+    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A saved and reloaded model answers every query exactly as before.
+    #[test]
+    fn reloaded_model_classifies_identically(seed in 0u64..1000, width in 1usize..8,
+                                             queries in prop::collection::vec(0u32..=VOCAB, 0..400)) {
+        let model = token_model(seed, width);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.memlm");
+        model.save(&path).unwrap();
+        let loaded = Model::load(&path).unwrap();
+        let n = queries.len() / width * width;
+        prop_assert_eq!(predictions(&model, &queries[..n]), predictions(&loaded, &queries[..n]));
+    }
+
+    /// Any byte changed anywhere, with the checksum fixed up, is refused or still safe to query:
+    /// never a panic or an out-of-bounds read.
+    #[test]
+    fn corrupted_model_never_panics(at in any::<prop::sample::Index>(), value in any::<u8>(),
+                                    queries in prop::collection::vec(0u32..=VOCAB, 12)) {
+        let mut bytes = token_model(5, 3).as_bytes().to_vec();
+        let i = at.index(bytes.len() - 8);
+        bytes[i] = value;
+        reseal(&mut bytes);
+        if let Ok(model) = Model::from_bytes(&bytes) {
+            for m in model.igtree_match_batch(&queries).unwrap() {
+                let _ = model.trie().distribution(m.node).count();
+                let _ = model.distance(m.depth);
+            }
+        }
+    }
+}
