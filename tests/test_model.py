@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from conftest import TEST_TEXT, TRAIN_TEXT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 import memlm
 from memlm.errors import CorpusError, MemlmError, ModelFormatError, TokenizerMismatchError
+
+from conftest import TEST_TEXT, TRAIN_TEXT
 
 
 @pytest.fixture(scope="module")

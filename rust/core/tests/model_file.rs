@@ -46,7 +46,10 @@ fn token_model(seed: u64, width: usize) -> Model {
     Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap()
 }
 
-fn predictions(model: &Model, contexts: &[u32]) -> Vec<(u32, u32, Vec<(u32, u32)>)> {
+/// Per query: matched node, depth and the node's whole distribution.
+type Answer = (u32, u32, Vec<(u32, u32)>);
+
+fn predictions(model: &Model, contexts: &[u32]) -> Vec<Answer> {
     model
         .igtree_match_batch(contexts)
         .unwrap()

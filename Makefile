@@ -1,0 +1,45 @@
+# memlm: `make demo` trains on the sample corpus and generates text; `make test` runs every check.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+DEMO_MODEL := build/demo.memlm
+PROMPTS := "Emma Woodhouse, handsome, clever, and rich," "Mr. Knightley said" "It was a fine morning, and"
+
+.PHONY: install install-test timbl demo test lint rust-test python-test bench
+
+install:
+	$(PIP) --editable .
+
+install-test: timbl
+	$(PIP) --editable ".[test]"
+
+# TiMBL is the reference the equivalence tests run against (Debian package `timbl`).
+timbl:
+	@command -v timbl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq timbl time >/dev/null; \
+	  else echo "timbl is missing: run 'sudo apt-get install timbl time'" >&2; exit 1; fi; }
+
+demo: install
+	@mkdir -p build
+	memlm train data/austen_emma_sample.txt --width 4 -o $(DEMO_MODEL)
+	memlm info $(DEMO_MODEL)
+	@for prompt in $(PROMPTS); do \
+	  echo; memlm generate $(DEMO_MODEL) "$$prompt" --max-new-tokens 40 --do-sample --top-k 20 --seed 7; \
+	done
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	ruff check python tests bench
+	ruff format --check python tests bench
+
+rust-test:
+	cargo test --quiet
+
+python-test:
+	$(PYTHON) -m pytest -q
+
+test: install-test lint rust-test python-test
+
+bench: install
+	$(PYTHON) -m bench.igtree_vs_timbl

@@ -1,0 +1,60 @@
+"""IGTree equivalence with TiMBL itself (SPEC §3): same instances, per-instance top-1 classes compared.
+
+The instances are those of a real text (data/: Emma for training, Persuasion for testing), written by
+`memlm instances`, given to `timbl -f TRAIN -t TEST -a1 +D` and to memlm trained from the same file.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
+
+TIMBL = shutil.which("timbl")
+
+if TIMBL is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("timbl is not installed: `make test` installs it with apt-get")
+    pytest.skip("timbl is not installed (apt-get install timbl)", allow_module_level=True)
+
+
+def last_column(path):
+    return [line.split()[-1] for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("width", [4, 16])
+def test_igtree_top1_equals_timbl(tmp_path, width):
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    run_cli("instances", TRAIN_TEXT, "--width", width, "-o", train)
+    run_cli("instances", TEST_TEXT, "--width", width, "-o", test)
+
+    timbl = subprocess.run(
+        [TIMBL, "-f", train, "-t", test, "-a1", "+D", "-o", tmp_path / "timbl.out"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert timbl.returncode == 0, timbl.stderr
+    theirs = last_column(tmp_path / "timbl.out")
+
+    run_cli("train", "--instances", train, "-o", tmp_path / "m.memlm")
+    classified = run_cli("classify", tmp_path / "m.memlm", "--instances", test, "-o", tmp_path / "memlm.out")
+    ours = last_column(tmp_path / "memlm.out")
+
+    assert len(ours) == len(theirs) > 10_000
+    agreement = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
+    assert agreement >= 0.995, f"top-1 agreement with timbl -a1: {agreement:.4f}"
+
+    # Same predictions, so the same accuracy line as TiMBL's own.
+    timbl_accuracy = next(line for line in timbl.stdout.splitlines() if line.startswith("overall accuracy"))
+    ours_accuracy = next(line for line in classified.stderr.splitlines() if line.startswith("overall accuracy"))
+    assert ours_accuracy.split()[2] == timbl_accuracy.split()[2]
+    assert "Seconds taken:" in classified.stderr
+
+    # The model trained on raw text (token ids, tokenizer inside) predicts exactly as the one trained
+    # from the instance file.
+    run_cli("train", TRAIN_TEXT, "--width", width, "-o", tmp_path / "text.memlm")
+    run_cli("classify", tmp_path / "text.memlm", "--instances", test, "-o", tmp_path / "text.out")
+    assert last_column(tmp_path / "text.out") == ours
