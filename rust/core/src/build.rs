@@ -23,6 +23,8 @@ struct Level {
     /// Start of every node's distribution in `dist_bytes`, plus the end.
     dist_start: Vec<u32>,
     dist_bytes: Vec<u8>,
+    /// Instance base only: the one instance below each single-instance node (else `u32::MAX`).
+    single: Vec<u32>,
 }
 
 impl Level {
@@ -107,8 +109,58 @@ pub fn build_igtree<I: Instances + ?Sized>(
     order: &[usize],
     stats: &ClassStats,
 ) -> EncodedTrie {
-    let levels = build_levels(instances, order, stats);
-    prune_and_encode(levels, stats.counts.len() as u32)
+    let levels = build_levels(instances, order, stats, Expand::Impure);
+    let keep = prune(&levels);
+    encode(levels, Some(&keep), stats.counts.len() as u32)
+}
+
+/// The unpruned instance base of TRIBL2 and IB1, with the tails of its single-instance leaves.
+pub struct InstanceBase {
+    /// Every node with two or more instances is expanded, to depth W.
+    pub trie: EncodedTrie,
+    /// Per node: how many feature values its tail holds (W - depth for single-instance nodes).
+    pub tail_offsets: PackedOffsets,
+    /// The tails: the remaining feature values (in weight order) of each single-instance node.
+    pub tail_values: LabelVec,
+}
+
+/// Builds the instance base (TiMBL's IB1/TRIBL2 trie): the full trie in feature order `order`, except
+/// that a node holding a single instance stores the rest of that instance as a tail instead of a chain.
+pub fn build_instance_base<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+) -> InstanceBase {
+    let n_symbols = stats.counts.len() as u32;
+    let levels = build_levels(instances, order, stats, Expand::Shared);
+    let mut tail_values = LabelVec::for_symbols(n_symbols);
+    let mut tail_lengths = Vec::new();
+    for (depth, level) in levels.iter().enumerate() {
+        for &i in &level.single {
+            if i == u32::MAX {
+                tail_lengths.push(0);
+                continue;
+            }
+            for &f in &order[depth..] {
+                tail_values.push(instances.feature(i as usize, f));
+            }
+            tail_lengths.push((order.len() - depth) as u64);
+        }
+    }
+    InstanceBase {
+        trie: encode(levels, None, n_symbols),
+        tail_offsets: PackedOffsets::from_lengths(tail_lengths),
+        tail_values,
+    }
+}
+
+/// Which nodes the builder expands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expand {
+    /// IGTree: nodes whose instances have more than one class.
+    Impure,
+    /// Instance base: nodes holding more than one instance.
+    Shared,
 }
 
 /// Builds the unpruned levels: level 0 is the root, level d holds the nodes matched on d features.
@@ -116,6 +168,7 @@ fn build_levels<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
+    expand: Expand,
 ) -> Vec<Level> {
     let n = instances.len();
     let mut ids: Vec<u32> = (0..n as u32).collect();
@@ -136,8 +189,18 @@ fn build_levels<I: Instances + ?Sized>(
             dist_start: vec![0],
             ..Level::default()
         };
+        if expand == Expand::Shared {
+            parent_level.single = ranges
+                .iter()
+                .map(|&(start, end)| if end - start == 1 { ids[start as usize] } else { u32::MAX })
+                .collect();
+        }
         for (j, &(start, end)) in ranges.iter().enumerate() {
-            if parent_level.pure[j] {
+            let leaf = match expand {
+                Expand::Impure => parent_level.pure[j],
+                Expand::Shared => end - start == 1,
+            };
+            if leaf {
                 continue;
             }
             let slice = &mut ids[start as usize..end as usize];
@@ -164,13 +227,15 @@ fn build_levels<I: Instances + ?Sized>(
         }
         levels.push(next);
     }
+    // The deepest level is never expanded: its nodes have no tail.
+    let last = levels.last_mut().expect("the root level exists");
+    last.single = vec![u32::MAX; last.len()];
     levels
 }
 
-/// Removes, bottom-up, every leaf whose default class equals its parent's, and encodes the remaining
-/// nodes breadth-first.
-fn prune_and_encode(mut levels: Vec<Level>, n_symbols: u32) -> EncodedTrie {
-    // keep[d][j]: node j of level d survives pruning.
+/// IGTree pruning: marks, bottom-up, every leaf whose default class equals its parent's for removal.
+/// `keep[d][j]` tells whether node j of level d survives.
+fn prune(levels: &[Level]) -> Vec<Vec<bool>> {
     let mut keep: Vec<Vec<bool>> = levels.iter().map(|l| vec![false; l.len()]).collect();
     keep[0][0] = true;
     let mut has_kept_child: Vec<bool> = Vec::new();
@@ -185,7 +250,12 @@ fn prune_and_encode(mut levels: Vec<Level>, n_symbols: u32) -> EncodedTrie {
         }
         has_kept_child = parent_has_kept_child;
     }
+    keep
+}
 
+/// Encodes the kept nodes (all when `keep` is None) breadth-first.
+fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) -> EncodedTrie {
+    let kept = |d: usize, j: usize| keep.is_none_or(|k| k[d][j]);
     let mut labels = LabelVec::for_symbols(n_symbols);
     let mut degrees: Vec<u64> = Vec::new();
     let mut dist_lengths: Vec<u64> = Vec::new();
@@ -195,14 +265,14 @@ fn prune_and_encode(mut levels: Vec<Level>, n_symbols: u32) -> EncodedTrie {
         let mut kept_children = vec![0u64; levels[d].len()];
         if let Some(below) = levels.get(d + 1) {
             for j in 0..below.len() {
-                if keep[d + 1][j] {
+                if kept(d + 1, j) {
                     kept_children[below.parent[j] as usize] += 1;
                 }
             }
         }
         let level = std::mem::take(&mut levels[d]);
         for j in 0..level.len() {
-            if !keep[d][j] {
+            if !kept(d, j) {
                 continue;
             }
             labels.push(level.label[j]);

@@ -63,10 +63,90 @@ pub enum Section {
     Tokenizer = 20,
     /// Opaque UTF-8 JSON metadata (training sources, tokenizer hash, memlm version, ...).
     Metadata = 21,
+    /// The unpruned instance base (TRIBL2, IB1), optional: a trie stored like the IGTree's ...
+    BaseLabels16 = 22,
+    BaseLabels32 = 23,
+    BaseChildLens = 24,
+    BaseChildBases = 25,
+    BaseChildExceptionItems = 26,
+    BaseChildExceptionLens = 27,
+    BaseDistLens = 28,
+    BaseDistBases = 29,
+    BaseDistExceptionItems = 30,
+    BaseDistExceptionLens = 31,
+    BaseDistBytes = 32,
+    /// ... plus the tails of single-instance leaves: their remaining feature values, in weight order,
+    /// with their lengths as packed offsets.
+    TailLens = 33,
+    TailBases = 34,
+    TailExceptionItems = 35,
+    TailExceptionLens = 36,
+    TailValues16 = 37,
+    TailValues32 = 38,
 }
 
+/// The section ids of one stored trie.
+#[derive(Clone, Copy, Debug)]
+pub struct TrieSections {
+    pub labels16: Section,
+    pub labels32: Section,
+    /// Child counts: lens, bases, exception items, exception lengths.
+    pub children: [Section; 4],
+    /// Distribution byte lengths: lens, bases, exception items, exception lengths.
+    pub dist_offsets: [Section; 4],
+    pub dist_bytes: Section,
+}
+
+impl TrieSections {
+    /// The IGTree.
+    pub const IGTREE: TrieSections = TrieSections {
+        labels16: Section::Labels16,
+        labels32: Section::Labels32,
+        children: [
+            Section::ChildLens,
+            Section::ChildBases,
+            Section::ChildExceptionItems,
+            Section::ChildExceptionLens,
+        ],
+        dist_offsets: [
+            Section::DistLens,
+            Section::DistBases,
+            Section::DistExceptionItems,
+            Section::DistExceptionLens,
+        ],
+        dist_bytes: Section::DistBytes,
+    };
+
+    /// The unpruned instance base.
+    pub const BASE: TrieSections = TrieSections {
+        labels16: Section::BaseLabels16,
+        labels32: Section::BaseLabels32,
+        children: [
+            Section::BaseChildLens,
+            Section::BaseChildBases,
+            Section::BaseChildExceptionItems,
+            Section::BaseChildExceptionLens,
+        ],
+        dist_offsets: [
+            Section::BaseDistLens,
+            Section::BaseDistBases,
+            Section::BaseDistExceptionItems,
+            Section::BaseDistExceptionLens,
+        ],
+        dist_bytes: Section::BaseDistBytes,
+    };
+}
+
+/// The sections of the instance base's tails: lens, bases, exception items, exception lengths.
+pub const TAIL_OFFSETS: [Section; 4] = [
+    Section::TailLens,
+    Section::TailBases,
+    Section::TailExceptionItems,
+    Section::TailExceptionLens,
+];
+
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 21] = [
+pub const ALL_SECTIONS: [Section; 38] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -88,6 +168,23 @@ pub const ALL_SECTIONS: [Section; 21] = [
     Section::SymbolBytes,
     Section::Tokenizer,
     Section::Metadata,
+    Section::BaseLabels16,
+    Section::BaseLabels32,
+    Section::BaseChildLens,
+    Section::BaseChildBases,
+    Section::BaseChildExceptionItems,
+    Section::BaseChildExceptionLens,
+    Section::BaseDistLens,
+    Section::BaseDistBases,
+    Section::BaseDistExceptionItems,
+    Section::BaseDistExceptionLens,
+    Section::BaseDistBytes,
+    Section::TailLens,
+    Section::TailBases,
+    Section::TailExceptionItems,
+    Section::TailExceptionLens,
+    Section::TailValues16,
+    Section::TailValues32,
 ];
 
 impl Section {
@@ -95,11 +192,14 @@ impl Section {
         use Section::*;
         match self {
             Params | InfoGain | GainRatio | ClassCounts | ChildBases | ChildExceptionLens
-            | DistBases | DistExceptionLens => 8,
+            | DistBases | DistExceptionLens | BaseChildBases | BaseChildExceptionLens
+            | BaseDistBases | BaseDistExceptionLens | TailBases | TailExceptionLens => 8,
             FeatureOrder | ClassRank | Labels32 | ChildExceptionItems | DistExceptionItems
-            | SymbolOffsets => 4,
-            Labels16 => 2,
-            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata => 1,
+            | SymbolOffsets | BaseLabels32 | BaseChildExceptionItems | BaseDistExceptionItems
+            | TailExceptionItems | TailValues32 => 4,
+            Labels16 | BaseLabels16 | TailValues16 => 2,
+            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata | BaseChildLens
+            | BaseDistLens | BaseDistBytes | TailLens => 1,
         }
     }
 }
