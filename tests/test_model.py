@@ -28,7 +28,7 @@ def word_tokenizer(tmp_path_factory):
 def test_predict_returns_distribution_head(model4):
     p = model4.predict("It was a very", top_k=5)
     assert 1 <= len(p.ids) <= 5
-    assert p.counts == sorted(p.counts, reverse=True)
+    assert p.votes == sorted(p.votes, reverse=True)
     assert 0 < sum(p.probabilities) <= 1 + 1e-12
     assert 0 <= p.depth <= 4
     assert p.token == model4.decode([p.id])
@@ -72,7 +72,7 @@ def test_batch_equals_single(model4):
     for row in rng.choice(len(ids), 50, replace=False):
         p = model4.predict(ids[max(0, row - 4) : row], top_k=3)
         assert list(classes[row][: len(p.ids)]) == p.ids
-        assert list(counts[row][: len(p.ids)]) == p.counts
+        assert list(counts[row][: len(p.ids)]) == p.votes
         assert depth[row] == p.depth
         assert distance[row] == pytest.approx(p.distance)
 

@@ -71,13 +71,16 @@ def train(
     instances: Annotated[
         Path | None, typer.Option(help="Train from a TiMBL column-format instance file instead.")
     ] = None,
+    algorithms: Annotated[
+        str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
+    ] = "igtree",
 ) -> None:
-    """Train a model (IGTree) and write it to one self-contained file."""
+    """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
         if instances is not None:
             if corpus:
                 raise MemlmError("give either a corpus or --instances, not both")
-            model = memlm.train_instances(instances, weighting=weighting, status=_status)
+            model = memlm.train_instances(instances, weighting=weighting, algorithms=algorithms, status=_status)
         else:
             if not corpus:
                 raise MemlmError("no corpus given (or use --instances FILE)")
@@ -88,6 +91,7 @@ def train(
                 text_field=text_field,
                 errors=errors,
                 weighting=weighting,
+                algorithms=algorithms,
                 status=_status,
             )
         model.save(output)
@@ -97,6 +101,12 @@ def train(
             f"{info['nodes']:,} nodes, {info['bytes']:,} bytes",
             file=sys.stderr,
         )
+
+
+AlgorithmOption = Annotated[str, typer.Option(help="Classifier: igtree, tribl2 or ib1.")]
+KOption = Annotated[int, typer.Option("-k", help="k-NN: how many nearest distances vote.")]
+VoteOption = Annotated[str, typer.Option(help="k-NN votes: majority, inverse_distance, exponential_decay.")]
+DecayOption = Annotated[float, typer.Option(help="Alpha of exponential_decay voting.")]
 
 
 @app.command()
@@ -111,6 +121,10 @@ def generate(
     seed: Annotated[int | None, typer.Option(help="Random seed, for repeatable sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop at this string (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
+    algorithm: AlgorithmOption = "igtree",
+    k: KOption = 1,
+    vote: VoteOption = "majority",
+    decay: DecayOption = 1.0,
 ) -> None:
     """Generate text after a prompt (greedy unless --do-sample)."""
     with _clean_errors():
@@ -126,6 +140,10 @@ def generate(
             top_p=top_p,
             seed=seed,
             stop=stop,
+            algorithm=algorithm,
+            k=k,
+            vote=vote,
+            decay=decay,
         )
         if stream:
             for piece in pieces:
@@ -158,6 +176,7 @@ def info(
         print(f"  of which            {parts}")
         print(f"tokenizer             {details['tokenizer'] or 'none (symbol table)'}")
         print(f"weighting             {details['weighting']}")
+        print(f"algorithms            {', '.join(details['algorithms'])}")
         print("feature order         " + " ".join(f"t-{d}" for d in details["feature_order"]))
         weights = details[details["weighting"]]
         print("weights (t-W .. t-1)  " + " ".join(f"{w:.4f}" for w in weights))
@@ -186,11 +205,15 @@ def classify(
     instances: Annotated[Path, typer.Option(help="TiMBL column-format test file.")] = ...,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output (default stdout).")] = None,
     distribution: Annotated[bool, typer.Option("--distribution", help="Append the distribution.")] = False,
+    algorithm: AlgorithmOption = "igtree",
+    k: KOption = 1,
+    vote: VoteOption = "majority",
+    decay: DecayOption = 1.0,
 ) -> None:
     """Classify an instance file; TiMBL's output layout and totals (`Seconds taken`, accuracy)."""
     with _clean_errors():
         model = memlm.load(model_path)
-        totals = model._core.classify_file(instances, output, distribution)
+        totals = model._core.classify_file(instances, output, distribution, algorithm, k, vote, decay)
         n, seconds = totals["instances"], totals["seconds"]
         rate = n / seconds if seconds > 0 else float("inf")
         print(f"Tested: {n} instances", file=sys.stderr)

@@ -28,11 +28,11 @@ class SamplingConfig:
             raise MemlmError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def choose(classes: np.ndarray, counts: np.ndarray, config: SamplingConfig, rng: np.random.Generator) -> int:
-    """Picks one class. ``classes``/``counts`` come most frequent first (the node's default first)."""
+def choose(classes: np.ndarray, votes: np.ndarray, config: SamplingConfig, rng: np.random.Generator) -> int:
+    """Picks one class. ``classes``/``votes`` come best first (the classifier's answer first)."""
     if not config.do_sample:
         return int(classes[0])
-    weights = np.asarray(counts, dtype=np.float64) ** (1.0 / config.temperature)
+    weights = np.asarray(votes, dtype=np.float64) ** (1.0 / config.temperature)
     if config.top_k:
         weights = weights[: config.top_k]
     probs = weights / weights.sum()

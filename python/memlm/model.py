@@ -17,19 +17,19 @@ from memlm.tokenization import TokenizerSpec
 
 @dataclass(frozen=True)
 class Prediction:
-    """The IGTree's answer for one context."""
+    """A classifier's answer for one context."""
 
     #: Most frequent next tokens (ids, or symbol ids for instance-file models), most frequent first.
     ids: list[int]
     #: Their strings (decoded tokens, or symbols).
     tokens: list[str]
-    #: Their counts in the matched node.
-    counts: list[int]
-    #: Their share of the matched node's instances.
+    #: Their votes: counts in the matched node (IGTree), or the neighbours' (weighted) votes.
+    votes: list[float]
+    #: Their share of all votes.
     probabilities: list[float]
-    #: Number of context positions matched (in feature-weight order).
+    #: Number of context positions matched (in feature-weight order) before any k-NN search.
     depth: int
-    #: IGTree distance: summed weight of the unmatched context positions.
+    #: Distance: IGTree's summed weight of the unmatched positions, or the nearest neighbours' distance.
     distance: float
 
     @property
@@ -97,6 +97,7 @@ class Model:
             "bytes": core.nbytes,
             "size_breakdown": dict(core.size_breakdown),
             "weighting": core.weighting,
+            "algorithms": ["igtree", "tribl2", "ib1"] if core.has_instance_base else ["igtree"],
             "feature_order": [core.width - f for f in core.feature_order],
             "gain_ratio": core.gain_ratio,
             "info_gain": core.info_gain,
@@ -135,33 +136,48 @@ class Model:
 
     # -- prediction -------------------------------------------------------------------------------
 
-    def predict(self, text_or_ids: str | Sequence[int], top_k: int = 5) -> Prediction:
-        """The next-token prediction after ``text_or_ids`` (text, or ids ending where the target starts)."""
-        classes, counts, total, depth, distance = self._core.predict(self.context(text_or_ids), top_k)
+    def predict(
+        self,
+        text_or_ids: str | Sequence[int],
+        top_k: int = 5,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+    ) -> Prediction:
+        """The next-token prediction after ``text_or_ids`` (text, or ids ending where the target starts).
+
+        ``algorithm``: ``igtree`` (default), ``tribl2`` or ``ib1`` (these two need a model trained with
+        them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
+        ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
+        """
+        classes, votes, total, depth, distance = self._core.predict(
+            self.context(text_or_ids), top_k, algorithm, k, vote, decay
+        )
         return Prediction(
             ids=list(classes),
             tokens=[self.decode([c]) for c in classes],
-            counts=list(counts),
-            probabilities=[c / total for c in counts],
+            votes=list(votes),
+            probabilities=[v / total for v in votes],
             depth=depth,
             distance=distance,
         )
 
-    def predict_batch(self, contexts: np.ndarray, top_k: int = 1):
-        """IGTree predictions for an (n, W) array of ids on all cores.
+    def predict_batch(self, contexts: np.ndarray, top_k: int = 1, algorithm: str = "igtree", **knn):
+        """Predictions for an (n, W) array of ids on all cores, without the GIL.
 
-        Returns (classes (n, top_k), counts (n, top_k), depth (n,), distance (n,)); classes is -1 where a
-        node holds fewer than ``top_k`` classes.
+        Returns (classes (n, top_k), votes (n, top_k), depth (n,), distance (n,)); classes is -1 where
+        fewer than ``top_k`` classes got votes. ``knn``: ``k``, ``vote``, ``decay`` as in :meth:`predict`.
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
         if contexts.ndim != 2:
             raise MemlmError(f"contexts must be a 2-D array (n, {self.width}), got {contexts.ndim} dimensions")
-        return self._core.predict_batch(contexts, top_k)
+        return self._core.predict_batch(contexts, top_k, algorithm, **knn)
 
-    def distribution(self, text_or_ids: str | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The matched node's whole class distribution: (ids, counts), most frequent first."""
-        classes, counts, _, _, _ = self._core.predict(self.context(text_or_ids), 0)
-        return np.asarray(classes, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+    def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
+        """Every class that got votes: (ids, votes), the winner first."""
+        classes, votes, _, _, _ = self._core.predict(self.context(text_or_ids), 0, algorithm, **knn)
+        return np.asarray(classes, dtype=np.int64), np.asarray(votes, dtype=np.float64)
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -175,8 +191,14 @@ class Model:
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] | str | None = None,
+        algorithm: str = "igtree",
+        **knn,
     ) -> Iterator[str]:
-        """Generates text after ``prompt``, yielding it piece by piece as tokens come."""
+        """Generates text after ``prompt``, yielding it piece by piece as tokens come.
+
+        Greedy unless ``do_sample``; ``algorithm`` and ``knn`` (``k``, ``vote``, ``decay``) as in
+        :meth:`predict`.
+        """
         if max_new_tokens < 0:
             raise MemlmError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
         config = SamplingConfig(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
@@ -186,7 +208,7 @@ class Model:
         generated: list[int] = []
         emitted = ""
         for _ in range(max_new_tokens):
-            classes, counts = self.distribution(ids + generated)
+            classes, counts = self.distribution(ids + generated, algorithm, **knn)
             generated.append(choose(classes, counts, config, rng))
             text = self._join(generated)
             cut = _first_stop(text, stops)

@@ -11,10 +11,21 @@ from pathlib import Path
 from memlm import __version__
 from memlm._core import CoreModel
 from memlm.corpus import read_blocks
+from memlm.errors import MemlmError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
 
 WEIGHTINGS = ("gain_ratio", "info_gain")
+ALGORITHMS = ("igtree", "tribl2", "ib1")
+
+
+def needs_instance_base(algorithms) -> bool:
+    """Whether `algorithms` (names, or one comma-separated string) need the unpruned instance base."""
+    names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
+    unknown = [a for a in names if a not in ALGORITHMS]
+    if unknown or not names:
+        raise MemlmError(f"unknown algorithm(s) {unknown or names}: choose from {', '.join(ALGORITHMS)}")
+    return any(a in ("tribl2", "ib1") for a in names)
 
 
 def _metadata(**fields) -> str:
@@ -28,6 +39,7 @@ def train(
     text_field: str = "text",
     errors: str = "strict",
     weighting: str = "gain_ratio",
+    algorithms: str | Iterable[str] = ("igtree",),
     status=None,
 ) -> Model:
     """Trains a model on raw text.
@@ -35,8 +47,10 @@ def train(
     ``sources``: files, directories (read recursively), ``.gz`` files, JSONL files (``text_field`` of each
     record) or ``"-"`` for stdin. ``tokenizer``: a ``tokenizers`` JSON file (GPT-2 BPE by default).
     ``status``: optional callable taking a phase name, returning a context manager (used by the CLI to
-    show progress).
+    show progress). ``algorithms``: what the model must answer; ``tribl2`` or ``ib1`` add the unpruned
+    instance base to the file (IGTree is always there).
     """
+    instance_base = needs_instance_base(algorithms)
     if isinstance(sources, (str, Path)):
         sources = [sources]
     phase = status or (lambda _name: nullcontext())
@@ -54,18 +68,26 @@ def train(
         tokens=int(tokens.size),
     )
     with phase(f"building the IGTree over {tokens.size:,} tokens"):
-        core = CoreModel.train_tokens(tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata)
+        core = CoreModel.train_tokens(
+            tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata, instance_base
+        )
     return Model(core, spec)
 
 
-def train_instances(path: str | Path, weighting: str = "gain_ratio", status=None) -> Model:
+def train_instances(
+    path: str | Path,
+    weighting: str = "gain_ratio",
+    algorithms: str | Iterable[str] = ("igtree",),
+    status=None,
+) -> Model:
     """Trains on a TiMBL column-format instance file (``f1 ... fW class`` per line, ``_`` for padding).
 
     The model keeps the file's own symbol table and has no tokenizer.
     """
+    instance_base = needs_instance_base(algorithms)
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(Path(path), weighting, _metadata(sources=[str(path)]))
+        core = CoreModel.train_instance_file(Path(path), weighting, _metadata(sources=[str(path)]), instance_base)
     return Model(core)
 
 

@@ -192,7 +192,13 @@ fn build_levels<I: Instances + ?Sized>(
         if expand == Expand::Shared {
             parent_level.single = ranges
                 .iter()
-                .map(|&(start, end)| if end - start == 1 { ids[start as usize] } else { u32::MAX })
+                .map(|&(start, end)| {
+                    if end - start == 1 {
+                        ids[start as usize]
+                    } else {
+                        u32::MAX
+                    }
+                })
                 .collect();
         }
         for (j, &(start, end)) in ranges.iter().enumerate() {
@@ -227,9 +233,11 @@ fn build_levels<I: Instances + ?Sized>(
         }
         levels.push(next);
     }
-    // The deepest level is never expanded: its nodes have no tail.
+    // Nodes at depth W are never expanded and have no tail.
     let last = levels.last_mut().expect("the root level exists");
-    last.single = vec![u32::MAX; last.len()];
+    if last.single.is_empty() {
+        last.single = vec![u32::MAX; last.len()];
+    }
     levels
 }
 

@@ -13,7 +13,8 @@ use std::time::Instant;
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
-use crate::model::{Model, PAD_SYMBOL};
+use crate::knn::KnnOptions;
+use crate::model::{Algorithm, Model, PAD_SYMBOL};
 
 fn open(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -162,12 +163,15 @@ pub struct ClassifyTotals {
 
 const CHUNK: usize = 1 << 16;
 
-/// Classifies every line of a column file with the IGTree and writes TiMBL's output layout to `out`.
+/// Classifies every line of a column file and writes TiMBL's output layout to `out`: the instance,
+/// the predicted class and, with `with_distribution`, the votes (IGTree: the node's counts) in braces.
 pub fn classify_file(
     model: &Model,
     path: &Path,
     out: &mut dyn Write,
     with_distribution: bool,
+    algorithm: Algorithm,
+    options: KnnOptions,
 ) -> Result<ClassifyTotals> {
     let width = model.width();
     let mut totals = ClassifyTotals::default();
@@ -181,12 +185,32 @@ pub fn classify_file(
                      totals: &mut ClassifyTotals|
      -> Result<()> {
         let start = Instant::now();
-        let matches = model.igtree_match_batch(contexts)?;
-        totals.seconds += start.elapsed().as_secs_f64();
-        let trie = model.trie();
+        let answers = if algorithm == Algorithm::IgTree {
+            let trie = model.trie();
+            let matches = model.igtree_match_batch(contexts)?;
+            totals.seconds += start.elapsed().as_secs_f64();
+            // Distributions are read only when written, outside the timed part.
+            matches
+                .iter()
+                .map(|m| {
+                    let votes = if with_distribution {
+                        trie.distribution(m.node)
+                            .map(|(c, n)| (c, n as f64))
+                            .collect()
+                    } else {
+                        vec![(trie.default_class(m.node), 0.0)]
+                    };
+                    votes
+                })
+                .collect::<Vec<_>>()
+        } else {
+            let found = model.classify_batch(contexts, algorithm, options)?;
+            totals.seconds += start.elapsed().as_secs_f64();
+            found.into_iter().map(|n| n.votes).collect()
+        };
         let mut text = String::new();
-        for (k, m) in matches.iter().enumerate() {
-            let predicted = trie.default_class(m.node);
+        for (k, votes) in answers.iter().enumerate() {
+            let predicted = votes[0].0;
             if totals.has_classes && classes[k] == predicted {
                 totals.correct += 1;
             }
@@ -196,9 +220,9 @@ pub fn classify_file(
             text.push_str(&model.symbol(predicted));
             if with_distribution {
                 text.push_str(" {");
-                for (j, (c, n)) in trie.distribution(m.node).enumerate() {
+                for (j, (c, v)) in votes.iter().enumerate() {
                     let sep = if j == 0 { " " } else { ", " };
-                    text.push_str(&format!("{sep}{} {n}.00000", model.symbol(c)));
+                    text.push_str(&format!("{sep}{} {v:.5}", model.symbol(*c)));
                 }
                 text.push_str(" }");
             }
@@ -206,7 +230,7 @@ pub fn classify_file(
             out.write_all(text.as_bytes())
                 .map_err(|e| Error::io("<output>", e))?;
         }
-        totals.instances += matches.len();
+        totals.instances += answers.len();
         lines.clear();
         contexts.clear();
         classes.clear();

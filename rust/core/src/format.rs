@@ -191,15 +191,34 @@ impl Section {
     fn element_size(self) -> usize {
         use Section::*;
         match self {
-            Params | InfoGain | GainRatio | ClassCounts | ChildBases | ChildExceptionLens
-            | DistBases | DistExceptionLens | BaseChildBases | BaseChildExceptionLens
-            | BaseDistBases | BaseDistExceptionLens | TailBases | TailExceptionLens => 8,
-            FeatureOrder | ClassRank | Labels32 | ChildExceptionItems | DistExceptionItems
-            | SymbolOffsets | BaseLabels32 | BaseChildExceptionItems | BaseDistExceptionItems
-            | TailExceptionItems | TailValues32 => 4,
+            Params
+            | InfoGain
+            | GainRatio
+            | ClassCounts
+            | ChildBases
+            | ChildExceptionLens
+            | DistBases
+            | DistExceptionLens
+            | BaseChildBases
+            | BaseChildExceptionLens
+            | BaseDistBases
+            | BaseDistExceptionLens
+            | TailBases
+            | TailExceptionLens => 8,
+            FeatureOrder
+            | ClassRank
+            | Labels32
+            | ChildExceptionItems
+            | DistExceptionItems
+            | SymbolOffsets
+            | BaseLabels32
+            | BaseChildExceptionItems
+            | BaseDistExceptionItems
+            | TailExceptionItems
+            | TailValues32 => 4,
             Labels16 | BaseLabels16 | TailValues16 => 2,
-            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata | BaseChildLens
-            | BaseDistLens | BaseDistBytes | TailLens => 1,
+            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata
+            | BaseChildLens | BaseDistLens | BaseDistBytes | TailLens => 1,
         }
     }
 }

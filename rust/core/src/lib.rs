@@ -13,6 +13,7 @@ pub mod distribution;
 pub mod error;
 pub mod format;
 pub mod instances;
+pub mod knn;
 pub mod model;
 pub mod offsets;
 pub mod trie;
@@ -20,5 +21,6 @@ pub mod weights;
 
 pub use error::{Error, Result};
 pub use instances::{InstanceTable, Instances, TokenWindows};
-pub use model::{Match, Model, TrainSpec, Vocabulary};
+pub use knn::{KnnOptions, Neighbourhood, Vote};
+pub use model::{Algorithm, Match, Model, TrainSpec, Vocabulary};
 pub use weights::Weighting;

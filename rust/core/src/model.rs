@@ -7,13 +7,16 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::build::build_igtree;
+use crate::build::{build_igtree, build_instance_base, InstanceBase};
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
-use crate::format::{self, AlignedBytes, Section, SectionData, SectionTable};
+use crate::format::{
+    self, AlignedBytes, Section, SectionData, SectionTable, TrieSections, TAIL_OFFSETS,
+};
 use crate::instances::{check_width, Instances};
+use crate::knn::{InstanceBaseView, KnnOptions, Neighbourhood, Search};
 use crate::offsets::{OffsetsView, PackedOffsets};
-use crate::trie::{LabelVec, Labels, TrieView, ROOT};
+use crate::trie::{EncodedTrie, LabelVec, Labels, TrieView, ROOT};
 use crate::weights::{feature_order, FeatureWeights, Weighting};
 
 /// Symbol id that matches nothing: what an unknown symbol in a query maps to.
@@ -101,6 +104,17 @@ impl Params {
     }
 }
 
+/// The classifiers a model can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// TiMBL `-a1`: descend the pruned IGTree while the context matches.
+    IgTree,
+    /// TiMBL `-a4`: descend the instance base, then k-NN below the last matched node.
+    Tribl2,
+    /// TiMBL `-a0`: k-NN over every stored instance (weighted overlap).
+    Ib1,
+}
+
 /// Where a query's descent in the IGTree stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Match {
@@ -132,6 +146,9 @@ pub struct Model {
     order: Vec<usize>,
     /// `unmatched_weight[d]`: summed weight of the features not matched at depth `d`.
     unmatched_weight: Vec<f64>,
+    /// Feature weights in weight order.
+    ordered_weights: Vec<f64>,
+    has_instance_base: bool,
     symbol_index: OnceLock<HashMap<String, u32>>,
 }
 
@@ -143,6 +160,8 @@ pub struct TrainSpec<'a> {
     pub tokenizer: &'a [u8],
     /// Opaque UTF-8 JSON stored in the file.
     pub metadata: &'a str,
+    /// Whether to store the unpruned instance base too (needed by TRIBL2 and IB1).
+    pub instance_base: bool,
 }
 
 impl Model {
@@ -160,6 +179,9 @@ impl Model {
         let weights = FeatureWeights::compute(&instances, &stats);
         let order = feature_order(weights.get(spec.weighting));
         let trie = build_igtree(&instances, &order, &stats);
+        let base = spec
+            .instance_base
+            .then(|| build_instance_base(&instances, &order, &stats));
         let n_instances = instances.len() as u64;
         drop(instances);
         let params = Params {
@@ -176,28 +198,6 @@ impl Model {
             Vocabulary::Symbols(symbols) => pack_symbols(symbols),
         };
         let params_words = params.encode();
-        let (labels_section, labels_bytes): (Section, &[u8]) = match &trie.labels {
-            LabelVec::U16(v) => (Section::Labels16, bytemuck::cast_slice(v)),
-            LabelVec::U32(v) => (Section::Labels32, bytemuck::cast_slice(v)),
-        };
-        let child = offset_sections(
-            &trie.children,
-            [
-                Section::ChildLens,
-                Section::ChildBases,
-                Section::ChildExceptionItems,
-                Section::ChildExceptionLens,
-            ],
-        );
-        let dist = offset_sections(
-            &trie.dist_offsets,
-            [
-                Section::DistLens,
-                Section::DistBases,
-                Section::DistExceptionItems,
-                Section::DistExceptionLens,
-            ],
-        );
         let mut data: Vec<(Section, &[u8])> = vec![
             (Section::Params, bytemuck::cast_slice(&params_words)),
             (Section::InfoGain, bytemuck::cast_slice(&weights.info_gain)),
@@ -208,10 +208,11 @@ impl Model {
             (Section::FeatureOrder, bytemuck::cast_slice(&order_u32)),
             (Section::ClassCounts, bytemuck::cast_slice(&stats.counts)),
             (Section::ClassRank, bytemuck::cast_slice(&stats.rank)),
-            (labels_section, labels_bytes),
         ];
-        data.extend(child);
-        data.extend(dist);
+        data.extend(trie_sections(&trie, TrieSections::IGTREE));
+        if let Some(base) = &base {
+            data.extend(instance_base_sections(base));
+        }
         data.extend([
             (Section::DistBytes, &trie.dist_bytes[..]),
             (
@@ -227,7 +228,7 @@ impl Model {
             .map(|&(section, bytes)| SectionData { section, bytes })
             .collect();
         let image = format::encode(&sections);
-        drop(trie);
+        drop((trie, base));
         Model::from_backing(Backing::Owned(image)).map_err(|reason| Error::BadModel {
             path: PathBuf::from("<built in memory>"),
             reason,
@@ -270,6 +271,8 @@ impl Model {
             },
             order: Vec::new(),
             unmatched_weight: Vec::new(),
+            ordered_weights: Vec::new(),
+            has_instance_base: false,
             symbol_index: OnceLock::new(),
         };
         model.params = Params::decode(model.array::<u64>(Section::Params)?)?;
@@ -298,7 +301,13 @@ impl Model {
         {
             return Err("class statistics do not match the symbol count".into());
         }
-        model.trie_checked()?.validate(n as u32)?;
+        model
+            .trie_checked(TrieSections::IGTREE)?
+            .validate(n as u32)?;
+        model.has_instance_base = model.sections.get(Section::BaseDistBytes).is_ok();
+        if model.has_instance_base {
+            model.instance_base_checked()?.validate(w, n as u32)?;
+        }
         if !model.params.token_ids {
             model.check_symbols()?;
         }
@@ -308,6 +317,7 @@ impl Model {
         model.unmatched_weight = (0..=w)
             .map(|d| order[d..].iter().map(|&f| weights[f]).sum())
             .collect();
+        model.ordered_weights = order.iter().map(|&f| weights[f]).collect();
         model.order = order;
         Ok(model)
     }
@@ -330,28 +340,35 @@ impl Model {
         })
     }
 
-    fn trie_checked(&self) -> std::result::Result<TrieView<'_>, String> {
-        let labels = match (self.array(Section::Labels16), self.array(Section::Labels32)) {
-            (Ok(v), Err(_)) => Labels::U16(v),
-            (Err(_), Ok(v)) => Labels::U32(v),
-            _ => return Err("the model must hold exactly one label section".into()),
-        };
+    fn labels_checked(
+        &self,
+        s16: Section,
+        s32: Section,
+    ) -> std::result::Result<Labels<'_>, String> {
+        match (self.array(s16), self.array(s32)) {
+            (Ok(v), Err(_)) => Ok(Labels::U16(v)),
+            (Err(_), Ok(v)) => Ok(Labels::U32(v)),
+            _ => Err(format!(
+                "the model must hold exactly one of {s16:?} and {s32:?}"
+            )),
+        }
+    }
+
+    fn trie_checked(&self, s: TrieSections) -> std::result::Result<TrieView<'_>, String> {
         Ok(TrieView {
-            labels,
-            children: self.offsets_checked([
-                Section::ChildLens,
-                Section::ChildBases,
-                Section::ChildExceptionItems,
-                Section::ChildExceptionLens,
-            ])?,
-            dist_offsets: self.offsets_checked([
-                Section::DistLens,
-                Section::DistBases,
-                Section::DistExceptionItems,
-                Section::DistExceptionLens,
-            ])?,
-            dist_bytes: self.section_bytes(Section::DistBytes)?,
+            labels: self.labels_checked(s.labels16, s.labels32)?,
+            children: self.offsets_checked(s.children)?,
+            dist_offsets: self.offsets_checked(s.dist_offsets)?,
+            dist_bytes: self.section_bytes(s.dist_bytes)?,
             class_bytes: crate::distribution::class_bytes(self.params.n_symbols),
+        })
+    }
+
+    fn instance_base_checked(&self) -> std::result::Result<InstanceBaseView<'_>, String> {
+        Ok(InstanceBaseView {
+            trie: self.trie_checked(TrieSections::BASE)?,
+            tail_offsets: self.offsets_checked(TAIL_OFFSETS)?,
+            tail_values: self.labels_checked(Section::TailValues16, Section::TailValues32)?,
         })
     }
 
@@ -377,8 +394,106 @@ impl Model {
 
     /// The IGTree.
     pub fn trie(&self) -> TrieView<'_> {
-        self.trie_checked()
+        self.trie_checked(TrieSections::IGTREE)
             .expect("validated when the model was opened")
+    }
+
+    /// The unpruned instance base, when the model stores one.
+    pub fn instance_base(&self) -> Option<InstanceBaseView<'_>> {
+        self.has_instance_base.then(|| {
+            self.instance_base_checked()
+                .expect("validated when the model was opened")
+        })
+    }
+
+    /// Tie-break rank of every class.
+    pub fn class_rank(&self) -> &[u32] {
+        self.array(Section::ClassRank).expect("validated")
+    }
+
+    /// Classifies one context with any algorithm: votes (winner first), distance and matched depth.
+    /// IGTree's votes are its node's counts and its distance the weight of the unmatched features.
+    pub fn classify(
+        &self,
+        context: &[u32],
+        algorithm: Algorithm,
+        options: KnnOptions,
+    ) -> Result<Neighbourhood> {
+        self.check_context(context)?;
+        let base = self.base_for(algorithm)?;
+        Ok(self.classify_unchecked(context, algorithm, options, base.as_ref()))
+    }
+
+    /// [`Model::classify`] for a row-major batch of contexts, on all cores.
+    pub fn classify_batch(
+        &self,
+        contexts: &[u32],
+        algorithm: Algorithm,
+        options: KnnOptions,
+    ) -> Result<Vec<Neighbourhood>> {
+        self.check_batch(contexts)?;
+        let base = self.base_for(algorithm)?;
+        Ok(contexts
+            .par_chunks(self.params.width)
+            .with_min_len(if algorithm == Algorithm::IgTree {
+                512
+            } else {
+                1
+            })
+            .map(|c| self.classify_unchecked(c, algorithm, options, base.as_ref()))
+            .collect())
+    }
+
+    fn base_for(&self, algorithm: Algorithm) -> Result<Option<InstanceBaseView<'_>>> {
+        if algorithm == Algorithm::IgTree {
+            return Ok(None);
+        }
+        match self.instance_base() {
+            Some(base) => Ok(Some(base)),
+            None => Err(Error::InvalidInput(format!(
+                "{algorithm:?} needs the instance base, which this model does not store \
+                 (train it with the tribl2 or ib1 algorithm)"
+            ))),
+        }
+    }
+
+    fn classify_unchecked(
+        &self,
+        context: &[u32],
+        algorithm: Algorithm,
+        options: KnnOptions,
+        base: Option<&InstanceBaseView>,
+    ) -> Neighbourhood {
+        let Some(base) = base else {
+            let trie = self.trie();
+            let m = self.descend(&trie, context);
+            return Neighbourhood {
+                votes: trie
+                    .distribution(m.node)
+                    .map(|(c, n)| (c, n as f64))
+                    .collect(),
+                distance: self.distance(m.depth),
+                depth: m.depth,
+            };
+        };
+        let query: Vec<u32> = self.order.iter().map(|&f| context[f]).collect();
+        let search = Search::new(base, &query, &self.ordered_weights);
+        match algorithm {
+            Algorithm::Ib1 => search.ib1(options, self.class_rank()),
+            _ => search.tribl2(options, self.class_rank()),
+        }
+    }
+
+    fn check_batch(&self, contexts: &[u32]) -> Result<()> {
+        let w = self.params.width;
+        if contexts.len() % w != 0 {
+            return Err(Error::InvalidInput(format!(
+                "a batch of contexts must have {w} columns (the model's width)"
+            )));
+        }
+        contexts
+            .par_chunks(w * 256)
+            .try_for_each(|chunk| chunk.chunks(w).try_for_each(|c| self.check_context(c)))
     }
 
     /// Scalar parameters.
@@ -536,15 +651,8 @@ impl Model {
 
     /// [`Model::igtree_match`] for a row-major batch of contexts, on all cores.
     pub fn igtree_match_batch(&self, contexts: &[u32]) -> Result<Vec<Match>> {
+        self.check_batch(contexts)?;
         let w = self.params.width;
-        if contexts.len() % w != 0 {
-            return Err(Error::InvalidInput(format!(
-                "a batch of contexts must have {w} columns (the model's width)"
-            )));
-        }
-        contexts
-            .par_chunks(w.max(1) * 256)
-            .try_for_each(|chunk| chunk.chunks(w).try_for_each(|c| self.check_context(c)))?;
         let trie = self.trie();
         Ok(contexts
             .par_chunks(w)
@@ -573,6 +681,29 @@ impl Model {
     pub fn distance(&self, depth: u32) -> f64 {
         self.unmatched_weight[depth as usize]
     }
+}
+
+/// The sections of one stored trie.
+fn trie_sections(trie: &EncodedTrie, s: TrieSections) -> Vec<(Section, &[u8])> {
+    let mut out = vec![match &trie.labels {
+        LabelVec::U16(v) => (s.labels16, bytemuck::cast_slice(&v[..])),
+        LabelVec::U32(v) => (s.labels32, bytemuck::cast_slice(&v[..])),
+    }];
+    out.extend(offset_sections(&trie.children, s.children));
+    out.extend(offset_sections(&trie.dist_offsets, s.dist_offsets));
+    out.push((s.dist_bytes, &trie.dist_bytes[..]));
+    out
+}
+
+/// The sections of the instance base: its trie and the tails.
+fn instance_base_sections(base: &InstanceBase) -> Vec<(Section, &[u8])> {
+    let mut out = trie_sections(&base.trie, TrieSections::BASE);
+    out.extend(offset_sections(&base.tail_offsets, TAIL_OFFSETS));
+    out.push(match &base.tail_values {
+        LabelVec::U16(v) => (Section::TailValues16, bytemuck::cast_slice(&v[..])),
+        LabelVec::U32(v) => (Section::TailValues32, bytemuck::cast_slice(&v[..])),
+    });
+    out
 }
 
 /// The four sections of one set of packed offsets.

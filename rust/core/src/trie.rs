@@ -69,6 +69,15 @@ impl Labels<'_> {
         self.len() == 0
     }
 
+    /// The label at position `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> u32 {
+        match self {
+            Labels::U16(v) => v[i] as u32,
+            Labels::U32(v) => v[i],
+        }
+    }
+
     /// Position of `value` among the labels of `range`, if present.
     #[inline]
     fn find(&self, range: Range<usize>, value: u32) -> Option<usize> {

@@ -13,6 +13,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         weighting: Weighting::GainRatio,
         tokenizer: b"tok",
         metadata: "{}",
+        instance_base: true,
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use memlm_core::columns;
 use memlm_core::model::UNKNOWN;
-use memlm_core::{Error, Model, TokenWindows, TrainSpec, Vocabulary, Weighting};
+use memlm_core::{
+    Algorithm, Error, KnnOptions, Model, TokenWindows, TrainSpec, Vocabulary, Vote, Weighting,
+};
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
     PyUntypedArrayMethods,
@@ -53,6 +55,35 @@ fn parse_weighting(name: &str) -> PyResult<Weighting> {
     }
 }
 
+fn parse_algorithm(name: &str) -> PyResult<Algorithm> {
+    match name {
+        "igtree" => Ok(Algorithm::IgTree),
+        "tribl2" => Ok(Algorithm::Tribl2),
+        "ib1" => Ok(Algorithm::Ib1),
+        other => Err(MemlmError::new_err(format!(
+            "unknown algorithm {other:?}: use 'igtree', 'tribl2' or 'ib1'"
+        ))),
+    }
+}
+
+fn knn_options(k: usize, vote: &str, decay: f64) -> PyResult<KnnOptions> {
+    if k == 0 {
+        return Err(MemlmError::new_err("k must be at least 1"));
+    }
+    let vote = match vote {
+        "majority" => Vote::Majority,
+        "inverse_distance" => Vote::InverseDistance,
+        "exponential_decay" if decay > 0.0 => Vote::ExponentialDecay { alpha: decay },
+        "exponential_decay" => return Err(MemlmError::new_err("decay must be positive")),
+        other => {
+            return Err(MemlmError::new_err(format!(
+                "unknown vote {other:?}: use 'majority', 'inverse_distance' or 'exponential_decay'"
+            )))
+        }
+    };
+    Ok(KnnOptions { k, vote })
+}
+
 fn weighting_name(w: Weighting) -> &'static str {
     match w {
         Weighting::GainRatio => "gain_ratio",
@@ -84,7 +115,7 @@ struct CoreModel {
 impl CoreModel {
     /// Trains on blocks of token ids (concatenated `tokens`, split by `block_lengths`).
     #[staticmethod]
-    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata))]
+    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata, instance_base))]
     #[allow(clippy::too_many_arguments)]
     fn train_tokens(
         py: Python<'_>,
@@ -95,6 +126,7 @@ impl CoreModel {
         weighting: &str,
         tokenizer: &[u8],
         metadata: &str,
+        instance_base: bool,
     ) -> PyResult<Self> {
         let weighting = parse_weighting(weighting)?;
         let windows = token_windows(tokens, block_lengths, width, vocab_size)?;
@@ -103,6 +135,7 @@ impl CoreModel {
             weighting,
             tokenizer,
             metadata,
+            instance_base,
         };
         let inner = py.detach(|| Model::train(windows, spec)).map_err(to_py)?;
         Ok(CoreModel { inner })
@@ -115,6 +148,7 @@ impl CoreModel {
         path: PathBuf,
         weighting: &str,
         metadata: &str,
+        instance_base: bool,
     ) -> PyResult<Self> {
         let weighting = parse_weighting(weighting)?;
         let inner = py
@@ -125,6 +159,7 @@ impl CoreModel {
                     weighting,
                     tokenizer: &[],
                     metadata,
+                    instance_base,
                 };
                 Model::train(file.table, spec)
             })
@@ -174,6 +209,10 @@ impl CoreModel {
         self.inner.as_bytes().len()
     }
     #[getter]
+    fn has_instance_base(&self) -> bool {
+        self.inner.instance_base().is_some()
+    }
+    #[getter]
     fn token_ids(&self) -> bool {
         self.inner.params().token_ids
     }
@@ -217,43 +256,67 @@ impl CoreModel {
         Some(self.inner.symbol_id(symbol)).filter(|&id| id != UNKNOWN)
     }
 
-    /// IGTree prediction for one context of exactly `width` ids: (classes, counts, node total,
-    /// depth, distance) with the `top_k` most frequent classes of the matched node (all when 0).
-    #[allow(clippy::type_complexity)]
+    /// Prediction for one context of exactly `width` ids: (classes, votes, total, depth, distance) with
+    /// the `top_k` best classes (all when 0). IGTree votes are the matched node's counts.
+    #[pyo3(signature = (context, top_k, algorithm="igtree", k=1, vote="majority", decay=1.0))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn predict(
         &self,
+        py: Python<'_>,
         context: Vec<u32>,
         top_k: usize,
-    ) -> PyResult<(Vec<u32>, Vec<u32>, u64, u32, f64)> {
-        let m = self.inner.igtree_match(&context).map_err(to_py)?;
-        let trie = self.inner.trie();
-        let k = if top_k == 0 { usize::MAX } else { top_k };
-        let (classes, counts): (Vec<u32>, Vec<u32>) = trie.distribution(m.node).take(k).unzip();
-        Ok((
-            classes,
-            counts,
-            trie.total(m.node),
-            m.depth,
-            self.inner.distance(m.depth),
-        ))
+        algorithm: &str,
+        k: usize,
+        vote: &str,
+        decay: f64,
+    ) -> PyResult<(Vec<u32>, Vec<f64>, f64, u32, f64)> {
+        let algorithm = parse_algorithm(algorithm)?;
+        let take = if top_k == 0 { usize::MAX } else { top_k };
+        if algorithm == Algorithm::IgTree {
+            let m = self.inner.igtree_match(&context).map_err(to_py)?;
+            let trie = self.inner.trie();
+            let (classes, counts): (Vec<u32>, Vec<f64>) = trie
+                .distribution(m.node)
+                .take(take)
+                .map(|(c, n)| (c, n as f64))
+                .unzip();
+            return Ok((
+                classes,
+                counts,
+                trie.total(m.node) as f64,
+                m.depth,
+                self.inner.distance(m.depth),
+            ));
+        }
+        let options = knn_options(k, vote, decay)?;
+        let found = py
+            .detach(|| self.inner.classify(&context, algorithm, options))
+            .map_err(to_py)?;
+        let total = found.votes.iter().map(|v| v.1).sum();
+        let (classes, votes) = found.votes.into_iter().take(take).unzip();
+        Ok((classes, votes, total, found.depth, found.distance))
     }
 
     /// IGTree predictions for a batch of contexts (an n x width array), on all cores without the
     /// GIL. Returns classes (n x top_k, -1 where a node has fewer classes), counts (n x top_k),
     /// matched depths (n) and distances (n).
-    #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (contexts, top_k, algorithm="igtree", k=1, vote="majority", decay=1.0))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn predict_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: PyReadonlyArray2<'py, u32>,
         top_k: usize,
+        algorithm: &str,
+        k: usize,
+        vote: &str,
+        decay: f64,
     ) -> PyResult<(
         Bound<'py, PyArray2<i64>>,
-        Bound<'py, PyArray2<u32>>,
+        Bound<'py, PyArray2<f64>>,
         Bound<'py, PyArray1<u32>>,
         Bound<'py, PyArray1<f64>>,
     )> {
-        let k = top_k.max(1);
         let rows = contexts.shape()[0];
         let flat = contexts.as_slice()?;
         if contexts.shape()[1] != self.inner.width() {
@@ -263,27 +326,40 @@ impl CoreModel {
                 self.inner.width()
             )));
         }
+        let algorithm = parse_algorithm(algorithm)?;
+        let options = knn_options(k, vote, decay)?;
+        let width = top_k.max(1);
         let (classes, counts, depth, distance) = py
             .detach(|| -> memlm_core::Result<_> {
-                let matches = self.inner.igtree_match_batch(flat)?;
-                let trie = self.inner.trie();
-                let mut classes = vec![-1i64; rows * k];
-                let mut counts = vec![0u32; rows * k];
-                for (r, m) in matches.iter().enumerate() {
-                    for (j, (c, n)) in trie.distribution(m.node).take(k).enumerate() {
-                        classes[r * k + j] = c as i64;
-                        counts[r * k + j] = n;
+                let mut classes = vec![-1i64; rows * width];
+                let mut counts = vec![0f64; rows * width];
+                let mut depth = Vec::with_capacity(rows);
+                let mut distance = Vec::with_capacity(rows);
+                if algorithm == Algorithm::IgTree {
+                    let trie = self.inner.trie();
+                    for (r, m) in self.inner.igtree_match_batch(flat)?.iter().enumerate() {
+                        for (j, (c, n)) in trie.distribution(m.node).take(width).enumerate() {
+                            classes[r * width + j] = c as i64;
+                            counts[r * width + j] = n as f64;
+                        }
+                        depth.push(m.depth);
+                        distance.push(self.inner.distance(m.depth));
+                    }
+                } else {
+                    let found = self.inner.classify_batch(flat, algorithm, options)?;
+                    for (r, n) in found.iter().enumerate() {
+                        for (j, &(c, v)) in n.votes.iter().take(width).enumerate() {
+                            classes[r * width + j] = c as i64;
+                            counts[r * width + j] = v;
+                        }
+                        depth.push(n.depth);
+                        distance.push(n.distance);
                     }
                 }
-                let depth: Vec<u32> = matches.iter().map(|m| m.depth).collect();
-                let distance: Vec<f64> = matches
-                    .iter()
-                    .map(|m| self.inner.distance(m.depth))
-                    .collect();
                 Ok((classes, counts, depth, distance))
             })
             .map_err(to_py)?;
-        let shape = [rows, k];
+        let shape = [rows, width];
         Ok((
             classes.into_pyarray(py).reshape(shape)?,
             counts.into_pyarray(py).reshape(shape)?,
@@ -293,27 +369,47 @@ impl CoreModel {
     }
 
     /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None).
-    #[pyo3(signature = (path, output=None, distribution=false))]
+    #[pyo3(signature = (path, output=None, distribution=false, algorithm="igtree", k=1, vote="majority", decay=1.0))]
+    #[allow(clippy::too_many_arguments)]
     fn classify_file<'py>(
         &self,
         py: Python<'py>,
         path: PathBuf,
         output: Option<PathBuf>,
         distribution: bool,
+        algorithm: &str,
+        k: usize,
+        vote: &str,
+        decay: f64,
     ) -> PyResult<Bound<'py, PyDict>> {
+        let algorithm = parse_algorithm(algorithm)?;
+        let options = knn_options(k, vote, decay)?;
         let totals = py
             .detach(|| match &output {
                 Some(out) => {
                     let mut file = memlm_core::atomic::AtomicFile::create(out)?;
-                    let totals =
-                        columns::classify_file(&self.inner, &path, file.writer(), distribution)?;
+                    let totals = columns::classify_file(
+                        &self.inner,
+                        &path,
+                        file.writer(),
+                        distribution,
+                        algorithm,
+                        options,
+                    )?;
                     file.commit()?;
                     Ok(totals)
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut lock = std::io::BufWriter::new(stdout.lock());
-                    columns::classify_file(&self.inner, &path, &mut lock, distribution)
+                    columns::classify_file(
+                        &self.inner,
+                        &path,
+                        &mut lock,
+                        distribution,
+                        algorithm,
+                        options,
+                    )
                 }
             })
             .map_err(to_py)?;

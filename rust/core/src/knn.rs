@@ -1,0 +1,336 @@
+//! k-nearest-neighbour classification over the instance base: IB1 (weighted overlap over all
+//! instances) and TRIBL2 (trie descent, then IB1 below the last matched node), as in TiMBL `-a0` and
+//! `-a4`, made fast by branch and bound: features are visited in weight order, the matching arc first,
+//! and a branch is cut as soon as its partial distance exceeds the current k-th nearest distance.
+
+use crate::offsets::OffsetsView;
+use crate::trie::{Labels, TrieView, ROOT};
+
+/// Distances closer than this are the same distance (sums of the same weights in another order).
+const SAME_DISTANCE: f64 = 1e-9;
+
+/// How the neighbours' classes are weighed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Vote {
+    /// Every neighbour counts 1 (TiMBL's default, `-d Z`).
+    Majority,
+    /// 1 / (distance + epsilon) (`-d ID`).
+    InverseDistance,
+    /// exp(-alpha * distance) (`-d ED:alpha`).
+    ExponentialDecay { alpha: f64 },
+}
+
+impl Vote {
+    fn weight(self, distance: f64) -> f64 {
+        match self {
+            Vote::Majority => 1.0,
+            Vote::InverseDistance => 1.0 / (distance + 1e-7),
+            Vote::ExponentialDecay { alpha } => (-alpha * distance).exp(),
+        }
+    }
+}
+
+/// Options of a k-NN query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KnnOptions {
+    /// How many nearest *distances* take part: every instance at a tied distance votes.
+    pub k: usize,
+    pub vote: Vote,
+}
+
+impl Default for KnnOptions {
+    fn default() -> Self {
+        KnnOptions {
+            k: 1,
+            vote: Vote::Majority,
+        }
+    }
+}
+
+/// The answer of a k-NN query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Neighbourhood {
+    /// (class, vote) pairs, the winner first, then by descending vote and tie-break rank.
+    pub votes: Vec<(u32, f64)>,
+    /// Distance of the nearest neighbours.
+    pub distance: f64,
+    /// Features matched by the trie descent before the search (TRIBL2), or 0 (IB1).
+    pub depth: u32,
+}
+
+/// The stored instance base: the unpruned trie and the tails of its single-instance nodes.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceBaseView<'a> {
+    pub trie: TrieView<'a>,
+    pub tail_offsets: OffsetsView<'a>,
+    pub tail_values: Labels<'a>,
+}
+
+impl<'a> InstanceBaseView<'a> {
+    /// The tail of node `n`: positions in `tail_values` (empty unless `n` holds a single instance
+    /// above depth W).
+    #[inline]
+    fn tail(&self, n: u32) -> std::ops::Range<usize> {
+        let r = self.tail_offsets.range(n as usize);
+        r.start as usize..r.end as usize
+    }
+
+    /// Checks the tails against the trie: only single-instance leaves have one, of length W - depth.
+    pub fn validate(&self, width: usize, n_symbols: u32) -> Result<(), String> {
+        self.trie.validate(n_symbols)?;
+        let nodes = self.trie.node_count();
+        self.tail_offsets.validate(nodes)?;
+        if self.tail_offsets.total() != self.tail_values.len() as u64 {
+            return Err("tail lengths do not add up to the tail values".into());
+        }
+        let mut depth = vec![0u8; nodes];
+        for n in 0..nodes as u32 {
+            let d = depth[n as usize] as usize;
+            let children = self.trie.children(n);
+            if d >= width && !children.is_empty() {
+                return Err("the instance base is deeper than the width".into());
+            }
+            for c in children.clone() {
+                depth[c] = d as u8 + 1;
+            }
+            let tail = self.tail(n).len();
+            let single = self.trie.total(n) == 1;
+            let expected = if single && children.is_empty() {
+                width - d
+            } else {
+                0
+            };
+            if tail != expected {
+                return Err(format!("node {n} has a tail of the wrong length"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The nearest distances found so far, each with the nodes whose instances lie at it.
+struct Nearest {
+    keep: usize,
+    groups: Vec<(f64, Vec<u32>)>,
+}
+
+impl Nearest {
+    fn new(keep: usize) -> Self {
+        Nearest {
+            keep,
+            groups: Vec::with_capacity(keep + 1),
+        }
+    }
+
+    /// The distance beyond which nothing can enter.
+    #[inline]
+    fn bound(&self) -> f64 {
+        if self.groups.len() < self.keep {
+            f64::INFINITY
+        } else {
+            self.groups[self.keep - 1].0 + SAME_DISTANCE
+        }
+    }
+
+    fn add(&mut self, distance: f64, node: u32) {
+        if distance > self.bound() {
+            return;
+        }
+        let at = self
+            .groups
+            .partition_point(|g| g.0 < distance - SAME_DISTANCE);
+        match self.groups.get_mut(at) {
+            Some(g) if (g.0 - distance).abs() <= SAME_DISTANCE => g.1.push(node),
+            _ => {
+                self.groups.insert(at, (distance, vec![node]));
+                self.groups.truncate(self.keep);
+            }
+        }
+    }
+}
+
+/// One k-NN query over an instance base.
+pub struct Search<'q, 'a> {
+    base: &'q InstanceBaseView<'a>,
+    /// Query values in weight order.
+    query: &'q [u32],
+    /// Feature weights in weight order.
+    weights: &'q [f64],
+}
+
+impl<'q, 'a> Search<'q, 'a> {
+    /// A query; `query` and `weights` are both in feature-weight order.
+    pub fn new(base: &'q InstanceBaseView<'a>, query: &'q [u32], weights: &'q [f64]) -> Self {
+        Search {
+            base,
+            query,
+            weights,
+        }
+    }
+
+    /// IB1: the k nearest distances over all instances.
+    pub fn ib1(&self, options: KnnOptions, rank: &[u32]) -> Neighbourhood {
+        self.knn_below(ROOT, 0, options, rank)
+    }
+
+    /// TRIBL2: descend while the query matches; an exact match answers with its leaf's distribution,
+    /// otherwise IB1 runs over the instances below the last matched node, on the remaining features.
+    pub fn tribl2(&self, options: KnnOptions, rank: &[u32]) -> Neighbourhood {
+        let trie = &self.base.trie;
+        let mut node = ROOT;
+        let mut depth = 0;
+        while depth < self.query.len() && self.base.tail(node).is_empty() {
+            match trie.child(node, self.query[depth]) {
+                Some(c) => {
+                    node = c;
+                    depth += 1;
+                }
+                None => break,
+            }
+        }
+        let tail = self.base.tail(node);
+        let tail_matches = tail
+            .clone()
+            .enumerate()
+            .all(|(j, t)| self.base.tail_values.get(t) == self.query[depth + j]);
+        if depth == self.query.len() || (!tail.is_empty() && tail_matches) {
+            let votes = best_first(
+                trie.distribution(node)
+                    .map(|(c, n)| (c, n as f64 * options.vote.weight(0.0)))
+                    .collect(),
+                rank,
+            );
+            return Neighbourhood {
+                votes,
+                distance: 0.0,
+                depth: depth as u32,
+            };
+        }
+        self.knn_below(node, depth, options, rank)
+    }
+
+    fn knn_below(
+        &self,
+        node: u32,
+        depth: usize,
+        options: KnnOptions,
+        rank: &[u32],
+    ) -> Neighbourhood {
+        let k = options.k.max(1);
+        // One distance more than asked, for TiMBL's tie rule (retry with k + 1).
+        let mut nearest = Nearest::new(k + 1);
+        self.visit(node, depth, 0.0, &mut nearest);
+        let groups = &nearest.groups;
+        let votes_k = tally(
+            &self.base.trie,
+            &groups[..k.min(groups.len())],
+            options.vote,
+        );
+        let votes = resolve_ties(
+            votes_k,
+            || tally(&self.base.trie, groups, options.vote),
+            rank,
+        );
+        Neighbourhood {
+            votes,
+            distance: groups.first().map_or(0.0, |g| g.0),
+            depth: depth as u32,
+        }
+    }
+
+    fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
+        if distance > nearest.bound() {
+            return;
+        }
+        let tail = self.base.tail(node);
+        if !tail.is_empty() {
+            let mut d = distance;
+            for (j, t) in tail.enumerate() {
+                if self.base.tail_values.get(t) != self.query[depth + j] {
+                    d += self.weights[depth + j];
+                    if d > nearest.bound() {
+                        return;
+                    }
+                }
+            }
+            nearest.add(d, node);
+            return;
+        }
+        let trie = &self.base.trie;
+        let children = trie.children(node);
+        if children.is_empty() {
+            nearest.add(distance, node);
+            return;
+        }
+        let matching = trie.child(node, self.query[depth]);
+        if let Some(c) = matching {
+            self.visit(c, depth + 1, distance, nearest);
+        }
+        let mismatch = distance + self.weights[depth];
+        for c in children {
+            if mismatch > nearest.bound() {
+                return;
+            }
+            if Some(c as u32) != matching {
+                self.visit(c as u32, depth + 1, mismatch, nearest);
+            }
+        }
+    }
+}
+
+/// Sums the (weighted) class counts of every node in the groups; sorted by class.
+fn tally(trie: &TrieView, groups: &[(f64, Vec<u32>)], vote: Vote) -> Vec<(u32, f64)> {
+    let mut votes: Vec<(u32, f64)> = Vec::new();
+    for (distance, nodes) in groups {
+        let w = vote.weight(*distance);
+        for &n in nodes {
+            votes.extend(trie.distribution(n).map(|(c, count)| (c, count as f64 * w)));
+        }
+    }
+    votes.sort_unstable_by_key(|v| v.0);
+    votes.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 += later.1;
+            true
+        } else {
+            false
+        }
+    });
+    votes
+}
+
+/// Orders the votes winner first, as TiMBL decides a tie for the top: retry with one more distance
+/// (`wider`, k + 1 distances); if that has a single winner it decides and its votes are reported,
+/// otherwise the tied classes of the k distances are ordered by the global tie-break rank (frequency,
+/// then first occurrence).
+fn resolve_ties(
+    votes: Vec<(u32, f64)>,
+    wider: impl FnOnce() -> Vec<(u32, f64)>,
+    rank: &[u32],
+) -> Vec<(u32, f64)> {
+    let votes = best_first(votes, rank);
+    if !top_is_tied(&votes) {
+        return votes;
+    }
+    let wider = best_first(wider(), rank);
+    if top_is_tied(&wider) {
+        votes
+    } else {
+        wider
+    }
+}
+
+fn top_is_tied(votes: &[(u32, f64)]) -> bool {
+    match votes {
+        [first, second, ..] => second.1 >= first.1 - 1e-12 * first.1.abs(),
+        _ => false,
+    }
+}
+
+fn best_first(mut votes: Vec<(u32, f64)>, rank: &[u32]) -> Vec<(u32, f64)> {
+    votes.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(rank[a.0 as usize].cmp(&rank[b.0 as usize]))
+    });
+    votes
+}
