@@ -279,12 +279,12 @@ fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) ->
             }
         }
         let level = std::mem::take(&mut levels[d]);
-        for j in 0..level.len() {
+        for (j, &degree) in kept_children.iter().enumerate() {
             if !kept(d, j) {
                 continue;
             }
             labels.push(level.label[j]);
-            degrees.push(kept_children[j]);
+            degrees.push(degree);
             let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
             dist_lengths.push(dist.len() as u64);
             dist_bytes.extend_from_slice(&level.dist_bytes[dist]);

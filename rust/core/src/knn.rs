@@ -239,10 +239,24 @@ impl<'q, 'a> Search<'q, 'a> {
     }
 
     fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
+        let children = self.base.trie.children(node);
+        let tail = self.base.tail(node);
+        self.visit_with(node, children, tail, depth, distance, nearest);
+    }
+
+    /// Visits `node`, whose child and tail ranges the caller already knows.
+    fn visit_with(
+        &self,
+        node: u32,
+        children: std::ops::Range<usize>,
+        tail: std::ops::Range<usize>,
+        depth: usize,
+        distance: f64,
+        nearest: &mut Nearest,
+    ) {
         if distance > nearest.bound() {
             return;
         }
-        let tail = self.base.tail(node);
         if !tail.is_empty() {
             let mut d = distance;
             for (j, t) in tail.enumerate() {
@@ -256,23 +270,30 @@ impl<'q, 'a> Search<'q, 'a> {
             nearest.add(d, node);
             return;
         }
-        let trie = &self.base.trie;
-        let children = trie.children(node);
         if children.is_empty() {
             nearest.add(distance, node);
             return;
         }
+        let trie = &self.base.trie;
         let matching = trie.child(node, self.query[depth]);
         if let Some(c) = matching {
             self.visit(c, depth + 1, distance, nearest);
         }
         let mismatch = distance + self.weights[depth];
-        for c in children {
+        if mismatch > nearest.bound() {
+            return;
+        }
+        // Siblings are consecutive: walk their child and tail ranges instead of looking each up.
+        let grandchildren = trie.children.ranges_from(children.start);
+        let tails = self.base.tail_offsets.ranges_from(children.start);
+        for ((c, grand), tail) in children.zip(grandchildren).zip(tails) {
             if mismatch > nearest.bound() {
                 return;
             }
             if Some(c as u32) != matching {
-                self.visit(c as u32, depth + 1, mismatch, nearest);
+                let grand = grand.start as usize + 1..grand.end as usize + 1;
+                let tail = tail.start as usize..tail.end as usize;
+                self.visit_with(c as u32, grand, tail, depth + 1, mismatch, nearest);
             }
         }
     }
