@@ -544,11 +544,11 @@ impl Model {
             .expect("validated")
     }
 
-    /// Bytes of the model image per part: labels, children, distribution offsets, distributions,
-    /// symbols, tokenizer, and the rest (header, weights, class statistics, metadata).
+    /// Bytes of the model image per part: the IGTree's labels, children, distribution offsets and
+    /// distributions, symbols, tokenizer, the instance base, and the rest (header, weights, class statistics, metadata).
     pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
         use Section::*;
-        let groups: [(&'static str, &[Section]); 6] = [
+        let groups: [(&'static str, &[Section]); 7] = [
             ("labels", &[Labels16, Labels32]),
             (
                 "children",
@@ -566,6 +566,28 @@ impl Model {
             ("distributions", &[DistBytes]),
             ("symbols", &[SymbolOffsets, SymbolBytes]),
             ("tokenizer", &[Tokenizer]),
+            (
+                "instance base",
+                &[
+                    BaseLabels16,
+                    BaseLabels32,
+                    BaseChildLens,
+                    BaseChildBases,
+                    BaseChildExceptionItems,
+                    BaseChildExceptionLens,
+                    BaseDistLens,
+                    BaseDistBases,
+                    BaseDistExceptionItems,
+                    BaseDistExceptionLens,
+                    BaseDistBytes,
+                    TailLens,
+                    TailBases,
+                    TailExceptionItems,
+                    TailExceptionLens,
+                    TailValues16,
+                    TailValues32,
+                ],
+            ),
         ];
         let size = |s: Section| self.sections.get(s).map(|r| r.len()).unwrap_or(0);
         let mut parts: Vec<(&'static str, usize)> = groups
