@@ -42,4 +42,4 @@ python-test:
 test: install-test lint rust-test python-test
 
 bench: install
-	$(PYTHON) -m bench.igtree_vs_timbl
+	$(PYTHON) -m bench.vs_timbl
