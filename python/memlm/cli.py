@@ -8,6 +8,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -180,6 +181,75 @@ def info(
         print("feature order         " + " ".join(f"t-{d}" for d in details["feature_order"]))
         weights = details[details["weighting"]]
         print("weights (t-W .. t-1)  " + " ".join(f"{w:.4f}" for w in weights))
+
+
+@app.command()
+def score(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",
+) -> None:
+    """Score text: per token its log10 probability, matched context length and OOV flag (KenLM style)."""
+    from memlm.corpus import iter_documents
+    from memlm.evaluation import perplexity_of
+
+    with _clean_errors():
+        model = memlm.load(model_path)
+        text = "\n\n".join(doc for _, doc in iter_documents([text_file]))
+        scores = model.score(text)
+        out = sys.stdout
+        for s in scores:
+            out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")
+        log10 = np.array([s.log10_prob for s in scores])
+        oov = np.array([s.oov for s in scores], dtype=bool)
+        print(
+            f"Total: {log10.sum():.4f} OOV: {int(oov.sum())}\n"
+            f"Perplexity including OOVs:\t{perplexity_of(log10):.4f}\n"
+            f"Perplexity excluding OOVs:\t{perplexity_of(log10[~oov]):.4f}\n"
+            f"Tokens:\t{len(scores)}",
+            file=sys.stderr,
+        )
+
+
+@app.command("eval")
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    test: Annotated[list[str], typer.Argument(metavar="TESTFILE", help="Held-out text (files, dirs, .gz, .jsonl).")],
+    algorithm: AlgorithmOption = "igtree",
+    k: KOption = 1,
+    vote: VoteOption = "majority",
+    decay: DecayOption = 1.0,
+    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate on held-out text (SPEC §5): accuracy, top-5 accuracy, perplexity, tokens/s, peak memory."""
+    from rich.table import Table
+
+    from memlm.evaluation import evaluate as run_evaluation
+
+    with _clean_errors():
+        model = memlm.load(model_path)
+        knn = {} if algorithm == "igtree" else {"k": k, "vote": vote, "decay": decay}
+        result = run_evaluation(model, test, algorithm=algorithm, text_field=text_field, **knn)
+        if as_json:
+            print(json.dumps(result, indent=2))
+            return
+        table = Table(title=f"memlm eval: {model_path.name} on {', '.join(test)}")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        rows = [
+            ("algorithm", algorithm + (f" (k={k}, {vote})" if knn else "")),
+            ("width", str(result["width"])),
+            ("tokens", f"{result['tokens']:,}"),
+            ("accuracy", f"{result['accuracy']:.4f}"),
+            ("top-5 accuracy", f"{result['top5_accuracy']:.4f}"),
+            ("perplexity", f"{result['perplexity']:.2f}"),
+            ("perplexity excluding OOVs", f"{result['perplexity_excluding_oov']:.2f} ({result['oov']} OOV)"),
+            ("tokens per second", f"{result['tokens_per_second']:,.0f}"),
+            ("peak memory", f"{result['peak_rss_bytes'] / 2**20:.0f} MiB"),
+        ]
+        for name, value in rows:
+            table.add_row(name, value)
+        Console().print(table)
 
 
 @app.command()

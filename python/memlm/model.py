@@ -174,6 +174,23 @@ class Model:
             raise MemlmError(f"contexts must be a 2-D array (n, {self.width}), got {contexts.ndim} dimensions")
         return self._core.predict_batch(contexts, top_k, algorithm, **knn)
 
+    def probabilities(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
+        """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
+        summing to 1 (interpolated Witten-Bell back-off along the IGTree path, see `memlm.evaluation`)."""
+        return self._core.scoring_distribution(self.context(text_or_ids))
+
+    def score(self, text: str):
+        """Per-token (log10 probability, matched context length, OOV flag), KenLM style."""
+        from memlm.evaluation import score
+
+        return score(self, text)
+
+    def perplexity(self, text: str) -> dict:
+        """Perplexity of ``text``, with and without OOV tokens."""
+        from memlm.evaluation import perplexity
+
+        return perplexity(self, text)
+
     def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
         """Every class that got votes: (ids, votes), the winner first."""
         classes, votes, _, _, _ = self._core.predict(self.context(text_or_ids), 0, algorithm, **knn)

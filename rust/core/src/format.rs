@@ -316,6 +316,9 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
         if elem != section.element_size() || len as usize % elem != 0 {
             return Err(format!("section {section:?} has a wrong element size"));
         }
+        if table.ranges[id as usize].is_some() {
+            return Err(format!("section {section:?} appears twice"));
+        }
         table.ranges[id as usize] = Some(offset as usize..end as usize);
     }
     Ok(table)
@@ -407,6 +410,17 @@ mod tests {
                 "truncation to {len} not detected"
             );
         }
+    }
+
+    #[test]
+    fn duplicate_sections_are_refused() {
+        let params = [3u64, 4];
+        let twice = [Section::Params, Section::Params].map(|section| SectionData {
+            section,
+            bytes: bytemuck::cast_slice(&params),
+        });
+        let err = decode(encode(&twice).as_slice()).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
     }
 
     #[test]

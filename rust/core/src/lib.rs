@@ -16,6 +16,7 @@ pub mod instances;
 pub mod knn;
 pub mod model;
 pub mod offsets;
+pub mod scoring;
 pub mod trie;
 pub mod weights;
 

@@ -214,7 +214,6 @@ impl Model {
             data.extend(instance_base_sections(base));
         }
         data.extend([
-            (Section::DistBytes, &trie.dist_bytes[..]),
             (
                 Section::SymbolOffsets,
                 bytemuck::cast_slice(&symbol_offsets),
@@ -697,6 +696,78 @@ impl Model {
             }
         }
         Match { node, depth }
+    }
+
+    /// The IGTree nodes on the descent path of `context`, root first (at most W + 1 of them).
+    fn path(
+        &self,
+        trie: &TrieView,
+        context: &[u32],
+    ) -> ([u32; crate::instances::MAX_WIDTH + 1], usize) {
+        let mut nodes = [ROOT; crate::instances::MAX_WIDTH + 1];
+        let mut len = 1;
+        for &f in &self.order {
+            match trie.child(nodes[len - 1], context[f]) {
+                Some(child) => {
+                    nodes[len] = child;
+                    len += 1;
+                }
+                None => break,
+            }
+        }
+        (nodes, len)
+    }
+
+    /// Number of symbols a scoring distribution spreads over (all but padding).
+    fn vocabulary(&self) -> usize {
+        self.params.n_symbols as usize - 1
+    }
+
+    /// Probability of `target` after `context` under the scoring distribution ([`crate::scoring`]),
+    /// and the matched depth. Defined for every target, [`UNKNOWN`] included.
+    pub fn score(&self, context: &[u32], target: u32) -> Result<(f64, u32)> {
+        self.check_context(context)?;
+        let trie = self.trie();
+        let (nodes, len) = self.path(&trie, context);
+        let p = crate::scoring::probability(&trie, &nodes[..len], target, self.vocabulary());
+        Ok((p, len as u32 - 1))
+    }
+
+    /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
+    pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Vec<(f64, u32)>> {
+        self.check_batch(contexts)?;
+        let w = self.params.width;
+        if contexts.len() / w != targets.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} contexts but {} targets",
+                contexts.len() / w,
+                targets.len()
+            )));
+        }
+        let trie = self.trie();
+        Ok(contexts
+            .par_chunks(w)
+            .zip(targets.par_iter())
+            .with_min_len(256)
+            .map(|(c, &t)| {
+                let (nodes, len) = self.path(&trie, c);
+                let p = crate::scoring::probability(&trie, &nodes[..len], t, self.vocabulary());
+                (p, len as u32 - 1)
+            })
+            .collect())
+    }
+
+    /// The whole scoring distribution after `context`: a probability per symbol id, summing to 1.
+    pub fn scoring_distribution(&self, context: &[u32]) -> Result<Vec<f64>> {
+        self.check_context(context)?;
+        let trie = self.trie();
+        let (nodes, len) = self.path(&trie, context);
+        Ok(crate::scoring::distribution(
+            &trie,
+            &nodes[..len],
+            self.params.n_symbols as usize,
+            self.params.pad,
+        ))
     }
 
     /// IGTree distance of a match at `depth`: the summed weight of the features left unmatched.

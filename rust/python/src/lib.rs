@@ -368,6 +368,46 @@ impl CoreModel {
         ))
     }
 
+    /// Log10 probabilities of `targets` (n) after `contexts` (n x width) under the scoring
+    /// distribution, and the matched depths; on all cores without the GIL.
+    fn score_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: PyReadonlyArray2<'py, u32>,
+        targets: PyReadonlyArray1<'py, u32>,
+    ) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<u32>>)> {
+        if contexts.shape()[1] != self.inner.width() {
+            return Err(MemlmError::new_err(format!(
+                "contexts have {} columns but the model's width is {}",
+                contexts.shape()[1],
+                self.inner.width()
+            )));
+        }
+        let (flat, targets) = (contexts.as_slice()?, targets.as_slice()?);
+        let scored = py
+            .detach(|| self.inner.score_batch(flat, targets))
+            .map_err(to_py)?;
+        let log10: Vec<f64> = scored.iter().map(|s| s.0.log10()).collect();
+        let depth: Vec<u32> = scored.iter().map(|s| s.1).collect();
+        Ok((log10.into_pyarray(py), depth.into_pyarray(py)))
+    }
+
+    /// The whole scoring distribution after one context: a probability per symbol id.
+    fn scoring_distribution<'py>(
+        &self,
+        py: Python<'py>,
+        context: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let p = self.inner.scoring_distribution(&context).map_err(to_py)?;
+        Ok(p.into_pyarray(py))
+    }
+
+    /// Training frequency of every class.
+    #[getter]
+    fn class_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        self.inner.class_counts().to_vec().into_pyarray(py)
+    }
+
     /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None).
     #[pyo3(signature = (path, output=None, distribution=false, algorithm="igtree", k=1, vote="majority", decay=1.0))]
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,71 @@
+//! True probabilities: interpolated Witten-Bell back-off along the matched IGTree path.
+//!
+//! TiMBL leaves every class unseen in the matched node at probability zero, so OLIFANT reports no
+//! perplexity. memlm scores with the node distributions on the descent path, from the root (all
+//! training instances) to the deepest matched node, each level interpolated with the one above as in
+//! Witten-Bell smoothing (Witten & Bell 1991; Chen & Goodman 1998, §2.5):
+//!
+//! ```text
+//! P_d(w) = (c_d(w) + T_d * P_{d-1}(w)) / (N_d + T_d)
+//! ```
+//!
+//! with `c_d(w)` the count of `w` at the level-d node, `N_d` its total, `T_d` its number of distinct
+//! classes, and a uniform floor `P_{-1}(w) = 1 / V` over the V non-padding symbols. Every symbol gets
+//! a positive probability and the probabilities sum to 1. The method has no parameter to tune.
+
+use crate::trie::TrieView;
+
+/// Count, total and distinct classes of one path node, for one target.
+#[derive(Clone, Copy, Debug)]
+struct Level {
+    count: f64,
+    total: f64,
+    distinct: f64,
+}
+
+/// Probability of `target` after the path `nodes` (root first) over `vocabulary` symbols.
+pub fn probability(trie: &TrieView, nodes: &[u32], target: u32, vocabulary: usize) -> f64 {
+    let mut p = 1.0 / vocabulary as f64;
+    for &n in nodes {
+        let level = level(trie, n, target);
+        p = (level.count + level.distinct * p) / (level.total + level.distinct);
+    }
+    p
+}
+
+fn level(trie: &TrieView, node: u32, target: u32) -> Level {
+    let mut level = Level {
+        count: 0.0,
+        total: 0.0,
+        distinct: 0.0,
+    };
+    for (class, count) in trie.distribution(node) {
+        if class == target {
+            level.count = count as f64;
+        }
+        level.total += count as f64;
+        level.distinct += 1.0;
+    }
+    level
+}
+
+/// The whole distribution after the path `nodes`: one probability per symbol id (`n_symbols` of them),
+/// the padding symbol `pad` at zero.
+pub fn distribution(trie: &TrieView, nodes: &[u32], n_symbols: usize, pad: u32) -> Vec<f64> {
+    let vocabulary = n_symbols - 1;
+    let mut p = vec![1.0 / vocabulary as f64; n_symbols];
+    p[pad as usize] = 0.0;
+    let mut counts: Vec<(u32, f64)> = Vec::new();
+    for &n in nodes {
+        counts.clear();
+        counts.extend(trie.distribution(n).map(|(c, k)| (c, k as f64)));
+        let total: f64 = counts.iter().map(|c| c.1).sum();
+        let distinct = counts.len() as f64;
+        let scale = distinct / (total + distinct);
+        p.iter_mut().for_each(|x| *x *= scale);
+        for &(c, k) in &counts {
+            p[c as usize] += k / (total + distinct);
+        }
+    }
+    p
+}

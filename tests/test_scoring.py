@@ -1,0 +1,88 @@
+"""True probabilities and evaluation (SPEC §4-5)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import memlm
+from memlm.evaluation import evaluate
+
+from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=50256), min_size=0, max_size=8))
+def test_probabilities_sum_to_one_over_the_vocabulary(model4, ids):
+    p = model4.probabilities(ids)
+    assert p.shape == (50258,)
+    assert p[model4._core.pad] == 0
+    assert (p[:-1] > 0).all()
+    assert abs(p.sum() - 1.0) < 1e-6
+
+
+def test_scores_agree_with_the_full_distribution(model4):
+    text = "It was a fine morning"
+    ids = model4.encode(text)
+    scores = model4.score(text)
+    assert [s.id for s in scores] == ids
+    for i, s in enumerate(scores):
+        p = model4.probabilities(ids[:i])
+        assert s.log10_prob == pytest.approx(math.log10(p[ids[i]]), rel=1e-9)
+        assert 0 <= s.context_length <= model4.width
+
+
+def test_training_text_is_far_less_perplexing_than_held_out_text(model4):
+    seen = model4.perplexity(TRAIN_TEXT.read_text()[:20000])
+    held_out = model4.perplexity(TEST_TEXT.read_text()[:20000])
+    assert seen["perplexity"] * 3 < held_out["perplexity"] < math.inf
+    assert held_out["oov"] > 0 and held_out["perplexity_excluding_oov"] < held_out["perplexity"]
+
+
+def test_unseen_tokens_have_finite_cost(model4):
+    scores = model4.score("Zxqv\u4e2d\u6587 \U0001f600 floccinaucinihilipilification")
+    assert any(s.oov for s in scores)
+    assert all(math.isfinite(s.log10_prob) and s.log10_prob < 0 for s in scores)
+
+
+def test_evaluate_reports_the_protocol_figures(model4):
+    result = evaluate(model4, [TEST_TEXT])
+    assert result["tokens"] > 10_000
+    assert 0 < result["accuracy"] <= result["top5_accuracy"] < 1
+    assert result["correct"] == round(result["accuracy"] * result["tokens"])
+    assert 1 < result["perplexity_excluding_oov"] < result["perplexity"] < math.inf
+    assert result["tokens_per_second"] > 0 and result["peak_rss_bytes"] > 0
+
+
+def test_evaluate_matches_instance_by_instance_classification(model4, tmp_path):
+    # The same instances through `memlm instances` + `memlm classify` (the path checked against TiMBL
+    # in test_timbl_equivalence) give the same accuracy as `memlm eval` on the raw text.
+    instances = tmp_path / "test.txt"
+    run_cli("instances", TEST_TEXT, "--width", 4, "-o", instances)
+    model = tmp_path / "m.memlm"
+    model4.save(model)
+    classified = run_cli("classify", model, "--instances", instances, "-o", tmp_path / "out.txt")
+    line = next(x for x in classified.stderr.splitlines() if x.startswith("overall accuracy"))
+    correct = int(line.split("(")[1].split("/")[0])
+    assert evaluate(model4, [TEST_TEXT])["correct"] == correct
+
+
+def test_score_and_eval_commands(model4_path):
+    proc = run_cli("score", model4_path, stdin="It was a fine morning.\n\nThe end.")
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(memlm.load(model4_path).encode("It was a fine morning.")) + 3
+    assert "Perplexity including OOVs" in proc.stderr
+    out = run_cli("eval", model4_path, TEST_TEXT, "--json").stdout
+    assert '"top5_accuracy"' in out
+    table = run_cli("eval", model4_path, TEST_TEXT).stdout
+    assert "perplexity" in table and "top-5 accuracy" in table
+
+
+def test_knn_evaluation_needs_the_instance_base(model4):
+    with pytest.raises(memlm.MemlmError, match="instance base"):
+        evaluate(model4, [TEST_TEXT], algorithm="tribl2")
+    small = memlm.train(TRAIN_TEXT, width=4, algorithms="igtree,tribl2")
+    contexts = np.zeros((1, 4), dtype=np.uint32)
+    assert small.predict_batch(contexts, algorithm="tribl2")[0].shape == (1, 1)
