@@ -22,7 +22,7 @@ from memlm.errors import (  # noqa: E402
 )
 from memlm.model import Model, Prediction  # noqa: E402
 from memlm.tokenization import TokenizerSpec  # noqa: E402
-from memlm.training import load, train, train_instances  # noqa: E402
+from memlm.training import load, train, train_instances, train_token_ids  # noqa: E402
 
 __all__ = [
     "FORMAT_VERSION",
@@ -38,4 +38,5 @@ __all__ = [
     "load",
     "train",
     "train_instances",
+    "train_token_ids",
 ]

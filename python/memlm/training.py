@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+import numpy as np
+
 from memlm import __version__
 from memlm._core import CoreModel
 from memlm.corpus import read_blocks
@@ -50,7 +52,7 @@ def train(
     show progress). ``algorithms``: what the model must answer; ``tribl2`` or ``ib1`` add the unpruned
     instance base to the file (IGTree is always there).
     """
-    instance_base = needs_instance_base(algorithms)
+    needs_instance_base(algorithms)  # fail on a bad name before reading the corpus
     if isinstance(sources, (str, Path)):
         sources = [sources]
     phase = status or (lambda _name: nullcontext())
@@ -68,10 +70,36 @@ def train(
         tokens=int(tokens.size),
     )
     with phase(f"building the IGTree over {tokens.size:,} tokens"):
-        core = CoreModel.train_tokens(
-            tokens, lengths, width, spec.vocab_size, weighting, spec.to_blob(), metadata, instance_base
+        return train_token_ids(tokens, lengths, spec, width, weighting, algorithms, metadata)
+
+
+def train_token_ids(
+    tokens,
+    block_lengths,
+    tokenizer: TokenizerSpec,
+    width: int = 16,
+    weighting: str = "gain_ratio",
+    algorithms: str | Iterable[str] = ("igtree",),
+    metadata: str | None = None,
+) -> Model:
+    """Trains on text already tokenised: all token ids concatenated (uint32) and the length of every block."""
+    tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
+    block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
+    if metadata is None:
+        metadata = _metadata(
+            sources=[], tokenizer=tokenizer.name, tokenizer_sha256=tokenizer.sha256, tokens=int(tokens.size)
         )
-    return Model(core, spec)
+    core = CoreModel.train_tokens(
+        tokens,
+        block_lengths,
+        width,
+        tokenizer.vocab_size,
+        weighting,
+        tokenizer.to_blob(),
+        metadata,
+        needs_instance_base(algorithms),
+    )
+    return Model(core, tokenizer)
 
 
 def train_instances(

@@ -82,22 +82,28 @@ impl<'s> DistributionCounter<'s> {
     }
 }
 
-/// Sorts `ids` by the value of feature `f`.
-fn sort_by_feature<I: Instances + ?Sized>(instances: &I, ids: &mut [u32], f: usize) {
+/// Sorts `ids` by the value of feature `f`; `keyed` is scratch space reused between calls.
+fn sort_by_feature<I: Instances + ?Sized>(
+    instances: &I,
+    ids: &mut [u32],
+    f: usize,
+    keyed: &mut Vec<u64>,
+) {
     if ids.len() <= 32 {
         ids.sort_unstable_by_key(|&i| instances.feature(i as usize, f));
         return;
     }
-    let mut keyed: Vec<u64> = ids
-        .iter()
-        .map(|&i| ((instances.feature(i as usize, f) as u64) << 32) | i as u64)
-        .collect();
+    keyed.clear();
+    keyed.extend(
+        ids.iter()
+            .map(|&i| ((instances.feature(i as usize, f) as u64) << 32) | i as u64),
+    );
     if keyed.len() > 1 << 16 {
         rayon::slice::ParallelSliceMut::par_sort_unstable(&mut keyed[..]);
     } else {
         keyed.sort_unstable();
     }
-    for (slot, k) in ids.iter_mut().zip(keyed) {
+    for (slot, &k) in ids.iter_mut().zip(keyed.iter()) {
         *slot = k as u32;
     }
 }
@@ -134,22 +140,22 @@ pub fn build_instance_base<I: Instances + ?Sized>(
     let n_symbols = stats.counts.len() as u32;
     let levels = build_levels(instances, order, stats, Expand::Shared);
     let mut tail_values = LabelVec::for_symbols(n_symbols);
-    let mut tail_lengths = Vec::new();
+    let mut tail_offsets = PackedOffsets::default();
     for (depth, level) in levels.iter().enumerate() {
         for &i in &level.single {
             if i == u32::MAX {
-                tail_lengths.push(0);
+                tail_offsets.push(0);
                 continue;
             }
             for &f in &order[depth..] {
                 tail_values.push(instances.feature(i as usize, f));
             }
-            tail_lengths.push((order.len() - depth) as u64);
+            tail_offsets.push((order.len() - depth) as u64);
         }
     }
     InstanceBase {
         trie: encode(levels, None, n_symbols),
-        tail_offsets: PackedOffsets::from_lengths(tail_lengths),
+        tail_offsets: tail_offsets.finish(),
         tail_values,
     }
 }
@@ -173,6 +179,7 @@ fn build_levels<I: Instances + ?Sized>(
     let n = instances.len();
     let mut ids: Vec<u32> = (0..n as u32).collect();
     let mut counter = DistributionCounter::new(stats);
+    let mut keyed: Vec<u64> = Vec::new();
     let mut root = Level {
         parent: vec![0],
         label: vec![0],
@@ -210,7 +217,7 @@ fn build_levels<I: Instances + ?Sized>(
                 continue;
             }
             let slice = &mut ids[start as usize..end as usize];
-            sort_by_feature(instances, slice, feature);
+            sort_by_feature(instances, slice, feature, &mut keyed);
             let mut run = 0;
             while run < slice.len() {
                 let value = instances.feature(slice[run] as usize, feature);
@@ -265,8 +272,8 @@ fn prune(levels: &[Level]) -> Vec<Vec<bool>> {
 fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) -> EncodedTrie {
     let kept = |d: usize, j: usize| keep.is_none_or(|k| k[d][j]);
     let mut labels = LabelVec::for_symbols(n_symbols);
-    let mut degrees: Vec<u64> = Vec::new();
-    let mut dist_lengths: Vec<u64> = Vec::new();
+    let mut children = PackedOffsets::default();
+    let mut dist_offsets = PackedOffsets::default();
     let mut dist_bytes: Vec<u8> = Vec::new();
     // Children of the kept nodes of level d are the kept nodes of level d + 1, in parent order.
     for d in 0..levels.len() {
@@ -284,16 +291,16 @@ fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) ->
                 continue;
             }
             labels.push(level.label[j]);
-            degrees.push(degree);
+            children.push(degree);
             let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
-            dist_lengths.push(dist.len() as u64);
+            dist_offsets.push(dist.len() as u64);
             dist_bytes.extend_from_slice(&level.dist_bytes[dist]);
         }
     }
     EncodedTrie {
         labels,
-        children: PackedOffsets::from_lengths(degrees),
-        dist_offsets: PackedOffsets::from_lengths(dist_lengths),
+        children: children.finish(),
+        dist_offsets: dist_offsets.finish(),
         dist_bytes,
         class_bytes: class_bytes(n_symbols),
     }

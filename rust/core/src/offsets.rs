@@ -19,28 +19,40 @@ pub struct PackedOffsets {
     pub exception_items: Vec<u32>,
     /// Their lengths.
     pub exception_lens: Vec<u64>,
+    /// Sum of the lengths pushed so far (not stored).
+    pending_total: u64,
 }
 
 impl PackedOffsets {
     /// Packs the given item lengths.
     pub fn from_lengths(lengths: impl IntoIterator<Item = u64>) -> Self {
         let mut packed = PackedOffsets::default();
-        let mut total = 0u64;
-        for (i, len) in lengths.into_iter().enumerate() {
-            if i % BLOCK == 0 {
-                packed.bases.push(total);
-            }
-            if len >= ESCAPE as u64 {
-                packed.lens.push(ESCAPE);
-                packed.exception_items.push(i as u32);
-                packed.exception_lens.push(len);
-            } else {
-                packed.lens.push(len as u8);
-            }
-            total += len;
+        for len in lengths {
+            packed.push(len);
         }
-        packed.bases.push(total);
-        packed
+        packed.finish()
+    }
+
+    /// Appends the length of the next item.
+    pub fn push(&mut self, len: u64) {
+        let i = self.lens.len();
+        if i % BLOCK == 0 {
+            self.bases.push(self.pending_total);
+        }
+        if len >= ESCAPE as u64 {
+            self.lens.push(ESCAPE);
+            self.exception_items.push(i as u32);
+            self.exception_lens.push(len);
+        } else {
+            self.lens.push(len as u8);
+        }
+        self.pending_total += len;
+    }
+
+    /// Closes the list: appends the total after the last item.
+    pub fn finish(mut self) -> Self {
+        self.bases.push(self.pending_total);
+        self
     }
 
     /// Borrowed view.

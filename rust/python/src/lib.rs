@@ -370,6 +370,7 @@ impl CoreModel {
 
     /// Log10 probabilities of `targets` (n) after `contexts` (n x width) under the scoring
     /// distribution, and the matched depths; on all cores without the GIL.
+    #[allow(clippy::type_complexity)]
     fn score_batch<'py>(
         &self,
         py: Python<'py>,

@@ -1,0 +1,31 @@
+"""Smoke runs of the benchmarks on tiny slices, so they cannot rot. They measure nothing worth keeping."""
+
+import json
+import shutil
+
+import pytest
+
+from bench import scaling, vs_timbl
+from bench.common import SHARED_DATA
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
+
+
+def test_scaling_smoke(tmp_path):
+    scaling.main(["--size", "20000", "--size", "60000", "--test-tokens", "3000", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "scaling.json").read_text())
+    assert [r["train_tokens"] for r in report["rows"]] == [20000, 60000]
+    assert all(0 < r["accuracy"] < 1 and r["perplexity"] > 1 for r in report["rows"])
+    assert report["points_per_10x"][0]["points"] is not None
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(shutil.which("timbl") is None, reason="timbl is not installed")
+def test_vs_timbl_smoke(tmp_path):
+    args = ["--train-tokens", "20000", "--test-instances", "200", "--ib1-instances", "40", "--repeats", "1"]
+    for algorithm in ("igtree", "tribl2", "ib1"):
+        args += ["--algorithm", algorithm]
+    vs_timbl.main([*args, "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "vs_timbl.json").read_text())["rows"]
+    assert [r["algorithm"] for r in rows] == ["igtree", "tribl2", "ib1"]
+    assert all(r["top1_agreement"] >= 0.99 for r in rows)
