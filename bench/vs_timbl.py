@@ -24,12 +24,14 @@ from bench.common import first_lines, instance_files, median, memlm_cmd, seconds
 TIMBL_FLAGS = {"igtree": "-a1", "tribl2": "-a4", "ib1": "-a0"}
 
 
-def measure_timbl(algorithm: str, train: Path, test: Path, work: Path, repeats: int, k: int) -> dict:
+def measure_timbl(algorithm: str, train: Path, test: Path, work: Path, repeats: tuple[int, int], k: int) -> dict:
+    """Training (repeated `repeats[0]` times) and classification (`repeats[1]` times) with timbl."""
+    train_repeats, repeats = repeats
     timbl = shutil.which("timbl") or sys.exit("timbl is missing: apt-get install timbl")
     flag = TIMBL_FLAGS[algorithm]
     base = work / f"timbl_{algorithm}.ibase"
     trains = []
-    for _ in range(repeats):
+    for _ in range(train_repeats):
         base.unlink(missing_ok=True)
         # Without -t, timbl exits with status 1 although it wrote the base (SPEC §9): check the file.
         run = timed([timbl, "-f", train, flag, "+D", "-I", base], cwd=work)
@@ -53,14 +55,13 @@ def measure_timbl(algorithm: str, train: Path, test: Path, work: Path, repeats: 
     }
 
 
-def measure_memlm(algorithm: str, train: Path, test: Path, work: Path, repeats: int, k: int) -> dict:
+def measure_memlm(algorithm: str, train: Path, test: Path, work: Path, repeats: tuple[int, int], k: int) -> dict:
+    """Training (repeated `repeats[0]` times) and classification (`repeats[1]` times) with memlm."""
+    train_repeats, repeats = repeats
     model = work / f"memlm_{algorithm}.memlm"
     algorithms = "igtree" if algorithm == "igtree" else f"igtree,{algorithm}"
-    trains = [timed(memlm_cmd("train", "--instances", train, "--algorithms", algorithms, "-o", model))]
-    trains += [
-        timed(memlm_cmd("train", "--instances", train, "--algorithms", algorithms, "-o", model))
-        for _ in range(repeats - 1)
-    ]
+    train_cmd = memlm_cmd("train", "--instances", train, "--algorithms", algorithms, "-o", model)
+    trains = [timed(train_cmd) for _ in range(train_repeats)]
     for run in trains:
         if run.returncode != 0:
             raise RuntimeError(run.stderr[-2000:])
@@ -88,7 +89,7 @@ def compare(width: int, algorithm: str, args: argparse.Namespace, work: Path) ->
     row["train_tokens"] = sum(1 for _ in train.open())
     predictions = {}
     for name, measure in (("timbl", measure_timbl), ("memlm", measure_memlm)):
-        result = measure(algorithm, train, test, work, args.repeats, args.k)
+        result = measure(algorithm, train, test, work, (args.train_repeats or args.repeats, args.repeats), args.k)
         predictions[name] = result.pop("predictions")
         result["accuracy"] = sum(p == t for p, t in zip(predictions[name], truth, strict=True)) / len(truth)
         row[name] = result
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algorithm", choices=sorted(TIMBL_FLAGS), action="append", help="repeatable; default igtree")
     parser.add_argument("-k", type=int, default=1, help="k of TRIBL2 and IB1")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-repeats", type=int, default=0, help="training runs (default: --repeats)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
     work = args.out / "work"

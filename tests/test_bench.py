@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from bench import scaling, vs_timbl
+from bench import latency_energy, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -29,3 +29,20 @@ def test_vs_timbl_smoke(tmp_path):
     rows = json.loads((tmp_path / "vs_timbl.json").read_text())["rows"]
     assert [r["algorithm"] for r in rows] == ["igtree", "tribl2", "ib1"]
     assert all(r["top1_agreement"] >= 0.99 for r in rows)
+
+
+@pytest.mark.skipif(shutil.which("timbl") is None, reason="timbl is not installed")
+def test_latency_energy_smoke(tmp_path):
+    latency_energy.main(
+        [
+            *("--train-tokens", "20000", "--test-instances", "200", "--ib1-instances", "20"),
+            *("--latency-contexts", "40", "--generate-tokens", "4", "--repeats", "1", "--energy-seconds", "0.1"),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    report = json.loads((tmp_path / "latency_energy.json").read_text())
+    row = report["rows"][0]
+    assert set(row["latency"]) == {"igtree", "tribl2", "ib1"}
+    assert all(r["predict_p50_us"] > 0 and r["generate_tokens_per_s"] > 0 for r in row["latency"].values())
+    assert all(e["joules"] > 0 and e["method"] for e in row["energy"].values())
+    assert (tmp_path / "latency.png").exists() and (tmp_path / "energy.png").exists()
