@@ -21,11 +21,13 @@ fn open(path: &Path) -> Result<BufReader<File>> {
     Ok(BufReader::with_capacity(1 << 20, file))
 }
 
-/// Reads lines of `path`, calling `each(line_number, fields)` for every non-blank line.
+/// Reads lines of `path`, calling `each(line_number, fields)` for every non-blank line; a line with
+/// another number of fields than the first is an error.
 fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[&str]) -> Result<()>) -> Result<()> {
     let mut reader = open(path)?;
     let mut line = String::new();
     let mut number = 0;
+    let mut columns = 0;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
@@ -41,9 +43,22 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[&str]) -> Result<()>
         }
         number += 1;
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if !fields.is_empty() {
-            each(number, &fields)?;
+        if fields.is_empty() {
+            continue;
         }
+        if columns == 0 {
+            columns = fields.len();
+        } else if fields.len() != columns {
+            return Err(Error::BadInstanceFile {
+                path: path.to_path_buf(),
+                line: number,
+                reason: format!(
+                    "{} columns where the file started with {columns}",
+                    fields.len()
+                ),
+            });
+        }
+        each(number, &fields)?;
     }
 }
 
@@ -83,16 +98,6 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
                 reason: e.to_string(),
             })?;
             columns = fields.len();
-        }
-        if fields.len() != columns {
-            return Err(Error::BadInstanceFile {
-                path: path.to_path_buf(),
-                line: number,
-                reason: format!(
-                    "{} columns where the file started with {columns}",
-                    fields.len()
-                ),
-            });
         }
         for &field in fields {
             let id = match ids.get(field) {
@@ -250,16 +255,6 @@ pub fn classify_file(
             }
             columns = fields.len();
             totals.has_classes = columns == width + 1;
-        }
-        if fields.len() != columns {
-            return Err(Error::BadInstanceFile {
-                path: path.to_path_buf(),
-                line: number,
-                reason: format!(
-                    "{} columns where the file started with {columns}",
-                    fields.len()
-                ),
-            });
         }
         contexts.extend(fields[..width].iter().map(|s| model.symbol_id(s)));
         if totals.has_classes {
