@@ -99,6 +99,11 @@ def generate_latency(model: memlm.Model, algorithm: str, prompts: list[str], tok
     return {"generate_p50_us": median(p50s), "generate_p95_us": median(p95s), "generate_tokens_per_s": median(rates)}
 
 
+def generating(model: memlm.Model, prompts: list[str], tokens: int, algorithm: str):
+    """Work for the energy tracker: greedy generation of `tokens` new tokens after every prompt."""
+    return lambda: [model.generate(p, max_new_tokens=tokens, algorithm=algorithm) for p in prompts]
+
+
 def energies(width: int, args: argparse.Namespace, work: Path, model_paths: dict, tests: dict) -> dict:
     """Joules per token: training (both), classifying the test instances (both), generating (memlm)."""
     timbl = shutil.which("timbl")
@@ -249,7 +254,16 @@ def main(argv: list[str] | None = None) -> None:
                 ),
             }
         row["energy"] = energies(width, args, work, model_paths, tests)
+        for algorithm in ALGORITHMS:
+            used = prompts[: 20 if algorithm != "ib1" else 2]
+            e = track(generating(text_model, used, args.generate_tokens, algorithm), args.country, args.energy_seconds)
+            tokens = e.runs * len(used) * args.generate_tokens
+            row["energy"][f"memlm_generate_{algorithm}"] = {**e.as_dict(), "joules_per_token": e.per(tokens)}
         rows.append(row)
+        write_report(rows, args)  # after every width, so a long run leaves its finished part
+
+
+def write_report(rows: list[dict], args: argparse.Namespace) -> None:
     report = {"machine": platform.platform(), "repeats": args.repeats, "country": args.country, "rows": rows}
     (args.out / "latency_energy.json").write_text(json.dumps(report, indent=2))
     table = markdown(rows)
@@ -257,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     plot(rows, args.out)
     methods = sorted({e["method"] for row in rows for e in row["energy"].values()})
     print(table)
-    print(f"CodeCarbon measured energy by: {', '.join(methods)}")
+    print(f"CodeCarbon measured energy by: {', '.join(methods)}", flush=True)
 
 
 def anchor_tokens(spec: memlm.TokenizerSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
