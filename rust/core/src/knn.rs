@@ -355,3 +355,139 @@ fn best_first(mut votes: Vec<(u32, f64)>, rank: &[u32]) -> Vec<(u32, f64)> {
     });
     votes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::build_instance_base;
+    use crate::classes::ClassStats;
+    use crate::instances::InstanceTable;
+
+    // Symbols: features a..f = 1..6, q = 7 and z = 8 (never stored); classes X..V = 10..14.
+    const A: u32 = 1;
+    const B: u32 = 2;
+    const C: u32 = 3;
+    const D: u32 = 4;
+    const E: u32 = 5;
+    const F: u32 = 6;
+    const Q: u32 = 7;
+    const Z: u32 = 8;
+    const X: u32 = 10;
+    const Y: u32 = 11;
+    const ZC: u32 = 12;
+    const W: u32 = 13;
+    const V: u32 = 14;
+    /// Hand-picked weights, features already in weight order.
+    const WEIGHTS: [f64; 3] = [3.0, 2.0, 1.0];
+
+    fn answer(
+        rows: &[[u32; 4]],
+        query: [u32; 3],
+        algorithm: &str,
+        options: KnnOptions,
+    ) -> Neighbourhood {
+        let flat: Vec<u32> = rows.iter().flatten().copied().collect();
+        let table = InstanceTable::new(flat, 3).unwrap();
+        let stats = ClassStats::new(&table, 15);
+        let base = build_instance_base(&table, &[0, 1, 2], &stats);
+        let view = InstanceBaseView {
+            trie: base.trie.view(),
+            tail_offsets: base.tail_offsets.view(),
+            tail_values: base.tail_values.view(),
+        };
+        view.validate(3, 15).unwrap();
+        let search = Search::new(&view, &query, &WEIGHTS);
+        match algorithm {
+            "ib1" => search.ib1(options, &stats.rank),
+            _ => search.tribl2(options, &stats.rank),
+        }
+    }
+
+    fn k(k: usize) -> KnnOptions {
+        KnnOptions {
+            k,
+            vote: Vote::Majority,
+        }
+    }
+
+    const FOUR: [[u32; 4]; 4] = [[A, B, C, X], [A, B, D, Y], [A, E, C, Y], [F, B, C, ZC]];
+
+    #[test]
+    fn ib1_tie_at_k_is_decided_by_one_more_distance() {
+        // Distances to (a b q): 1 (X), 1 (Y), 3 (Y), 4 (Z). k=1 ties X and Y; with the distance 3
+        // group Y leads 2 to 1, and those are the votes reported.
+        let n = answer(&FOUR, [A, B, Q], "ib1", k(1));
+        assert_eq!(n.votes, vec![(Y, 2.0), (X, 1.0)]);
+        assert_eq!(n.distance, 1.0);
+        let n = answer(&FOUR, [A, B, Q], "ib1", k(2));
+        assert_eq!(n.votes, vec![(Y, 2.0), (X, 1.0)]);
+        let n = answer(&FOUR, [A, B, Q], "ib1", k(3));
+        assert_eq!(n.votes[0], (Y, 2.0));
+        assert_eq!(n.votes.len(), 3);
+    }
+
+    #[test]
+    fn ib1_exact_match_and_every_tied_instance_votes() {
+        let n = answer(&FOUR, [A, B, C], "ib1", k(1));
+        assert_eq!((n.votes.clone(), n.distance), (vec![(X, 1.0)], 0.0));
+        // (f e c): Z at 2, Y at 3 (a e c), X at 5, Y at 6. k=2 ties Z and Y; one more distance (X)
+        // still ties, so the k=2 votes stand, Y first as the globally more frequent class.
+        let n = answer(&FOUR, [F, E, C], "ib1", k(2));
+        assert_eq!(n.votes, vec![(Y, 1.0), (ZC, 1.0)]);
+        // Two instances at one distance both vote: (a b z) has X and Y at 1; k=2 adds Y at 3.
+        let n = answer(&FOUR, [A, B, Z], "ib1", k(2));
+        assert_eq!(n.votes, vec![(Y, 2.0), (X, 1.0)]);
+    }
+
+    #[test]
+    fn persistent_tie_falls_back_to_frequency_then_first_occurrence() {
+        // (a b q): X and Y at 1, then W and V at 6: still a tie, so the k=1 tie is broken by the global
+        // rank: all classes occur once, X first.
+        let rows = [[A, B, C, X], [A, B, D, Y], [Z, Z, Z, W], [Z, Z, Q, V]];
+        let n = answer(&rows, [A, B, Q], "ib1", k(1));
+        assert_eq!(n.votes, vec![(X, 1.0), (Y, 1.0)]);
+        // With Y twice in the data, Y is globally more frequent and wins the same tie.
+        let rows = [
+            [A, B, C, X],
+            [A, B, D, Y],
+            [Z, Z, Z, W],
+            [Z, Z, Q, V],
+            [E, E, E, Y],
+        ];
+        let n = answer(&rows, [A, B, Q], "ib1", k(1));
+        assert_eq!(n.votes[0].0, Y);
+    }
+
+    #[test]
+    fn tribl2_descends_then_searches_below_the_last_match() {
+        // Exact match: the leaf's distribution, depth 3.
+        let n = answer(&FOUR, [A, B, C], "tribl2", k(1));
+        assert_eq!((n.votes, n.depth, n.distance), (vec![(X, 1.0)], 3, 0.0));
+        // (f e c): matches f, then IB1 below it on (e c): only (b c) -> Z at distance 2.
+        let n = answer(&FOUR, [F, E, C], "tribl2", k(1));
+        assert_eq!((n.votes, n.depth, n.distance), (vec![(ZC, 1.0)], 1, 2.0));
+        // IB1 over everything finds the same nearest instance.
+        assert_eq!(answer(&FOUR, [F, E, C], "ib1", k(1)).votes[0].0, ZC);
+        // (a q c): matches a; below it (b c) X and (e c) Y at 2, (b d) Y at 3 -> Y by the retry.
+        let n = answer(&FOUR, [A, Q, C], "tribl2", k(1));
+        assert_eq!((n.votes, n.depth), (vec![(Y, 2.0), (X, 1.0)], 1));
+    }
+
+    #[test]
+    fn distance_weighted_votes() {
+        let inverse = KnnOptions {
+            k: 2,
+            vote: Vote::InverseDistance,
+        };
+        let n = answer(&FOUR, [A, B, Q], "ib1", inverse);
+        assert_eq!(n.votes[0].0, Y);
+        assert!((n.votes[0].1 - (1.0 / (1.0 + 1e-7) + 1.0 / (3.0 + 1e-7))).abs() < 1e-9);
+        let decay = KnnOptions {
+            k: 2,
+            vote: Vote::ExponentialDecay { alpha: 1.0 },
+        };
+        let n = answer(&FOUR, [A, B, Q], "ib1", decay);
+        assert_eq!(n.votes[0].0, Y);
+        assert!((n.votes[1].1 - (-1.0f64).exp()).abs() < 1e-12);
+    }
+}
