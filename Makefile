@@ -1,6 +1,7 @@
 # memlm: `make demo` trains on the sample corpus and generates text; `make test` runs every check.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
+MEMLM := $(PYTHON) -m memlm
 DEMO_MODEL := build/demo.memlm
 PROMPTS := "Emma Woodhouse, handsome, clever, and rich," "Mr. Knightley said" "It was a fine morning, and"
 
@@ -21,10 +22,10 @@ timbl:
 
 demo: install
 	@mkdir -p build
-	memlm train data/austen_emma_sample.txt --width 4 -o $(DEMO_MODEL)
-	memlm info $(DEMO_MODEL)
+	$(MEMLM) train data/austen_emma_sample.txt --width 4 -o $(DEMO_MODEL)
+	$(MEMLM) info $(DEMO_MODEL)
 	@for prompt in $(PROMPTS); do \
-	  echo; memlm generate $(DEMO_MODEL) "$$prompt" --max-new-tokens 40 --do-sample --top-k 20 --seed 7; \
+	  echo; $(MEMLM) generate $(DEMO_MODEL) "$$prompt" --max-new-tokens 40 --do-sample --top-k 20 --seed 7; \
 	done
 
 lint:
