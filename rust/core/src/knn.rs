@@ -179,7 +179,7 @@ impl<'q, 'a> Search<'q, 'a> {
         let trie = &self.base.trie;
         let mut node = ROOT;
         let mut depth = 0;
-        while depth < self.query.len() && self.base.tail(node).is_empty() {
+        while depth < self.query.len() && !trie.children(node).is_empty() {
             match trie.child(node, self.query[depth]) {
                 Some(c) => {
                     node = c;
@@ -240,7 +240,12 @@ impl<'q, 'a> Search<'q, 'a> {
 
     fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
         let children = self.base.trie.children(node);
-        let tail = self.base.tail(node);
+        // Only leaves have tails: skip the lookup for inner nodes.
+        let tail = if children.is_empty() {
+            self.base.tail(node)
+        } else {
+            0..0
+        };
         self.visit_with(node, children, tail, depth, distance, nearest);
     }
 
