@@ -131,7 +131,7 @@ def generate(
     with _clean_errors():
         model = memlm.load(model_path)
         if prompt is None:
-            prompt = "" if sys.stdin.isatty() else sys.stdin.read()
+            prompt = "" if sys.stdin.isatty() else sys.stdin.read().rstrip("\n")
         pieces = model.stream(
             prompt,
             max_new_tokens=max_new_tokens,
@@ -147,6 +147,7 @@ def generate(
             decay=decay,
         )
         if stream:
+            sys.stdout.write(prompt)
             for piece in pieces:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
