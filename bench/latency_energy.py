@@ -156,16 +156,18 @@ def plot(rows: list[dict], out: Path) -> None:
         x = np.arange(len(labels))
         ax.bar(x - 0.2, timbl_vals, 0.4, label="timbl (this machine)")
         ax.bar(x + 0.2, memlm_vals, 0.4, label="memlm (this machine)")
-        for name, ms, kwh in PAPER:
+        for i, (name, ms, kwh) in enumerate(PAPER):
             value = ms * 1e3 if kind == "latency" else kwh * 3.6e6 / PAPER_TEST_TOKENS * 1e3
             ax.axhline(value, ls="--", lw=0.8, color="grey")
+            # Alternate sides so that close reference lines keep readable labels.
+            x, side = (-0.45, "left") if i % 2 else (len(labels) - 0.55, "right")
             ax.text(
-                len(labels) - 0.5,
+                x,
                 value,
                 f"OLIFANT paper: {name} (other hardware)",
                 fontsize=7,
                 va="bottom",
-                ha="right",
+                ha=side,
                 color="grey",
             )
         ax.set_xticks(x, labels)
