@@ -160,9 +160,9 @@ def plot(rows: list[dict], out: Path) -> None:
             value = ms * 1e3 if kind == "latency" else kwh * 3.6e6 / PAPER_TEST_TOKENS * 1e3
             ax.axhline(value, ls="--", lw=0.8, color="grey")
             # Alternate sides so that close reference lines keep readable labels.
-            x, side = (-0.45, "left") if i % 2 else (len(labels) - 0.55, "right")
+            label_x, side = (-0.45, "left") if i % 2 else (len(labels) - 0.55, "right")
             ax.text(
-                x,
+                label_x,
                 value,
                 f"OLIFANT paper: {name} (other hardware)",
                 fontsize=7,
