@@ -51,28 +51,35 @@ def perplexity_of(log10_probs: np.ndarray) -> float:
     return float(10 ** (-log10_probs.mean())) if log10_probs.size else math.inf
 
 
+def _scored(model: Model, contexts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log10 probabilities, matched depths, OOV flags) of the targets after their contexts."""
+    log10, depth = model._core.score_batch(contexts, targets)
+    return log10, depth, model._core.class_counts[targets] == 0
+
+
+def _perplexities(log10: np.ndarray, oov: np.ndarray) -> dict:
+    return {
+        "oov": int(oov.sum()),
+        "perplexity": perplexity_of(log10),
+        "perplexity_excluding_oov": perplexity_of(log10[~oov]),
+    }
+
+
 def score(model: Model, text: str) -> list[TokenScore]:
     """Per-token scores of `text` (split into blocks at blank lines)."""
     contexts, targets = windows(model, split_blocks(text))
-    log10, depth = model._core.score_batch(contexts, targets)
-    seen = model._core.class_counts
+    log10, depth, oov = _scored(model, contexts, targets)
     return [
-        TokenScore(model.decode([int(t)]), int(t), float(p), int(d), bool(seen[t] == 0))
-        for t, p, d in zip(targets, log10, depth, strict=True)
+        TokenScore(model.decode([int(t)]), int(t), float(p), int(d), bool(o))
+        for t, p, d, o in zip(targets, log10, depth, oov, strict=True)
     ]
 
 
 def perplexity(model: Model, text: str) -> dict:
     """Perplexity of `text` with and without OOV tokens, as KenLM reports them."""
     contexts, targets = windows(model, split_blocks(text))
-    log10, _ = model._core.score_batch(contexts, targets)
-    oov = model._core.class_counts[targets] == 0
-    return {
-        "tokens": int(targets.size),
-        "oov": int(oov.sum()),
-        "perplexity": perplexity_of(log10),
-        "perplexity_excluding_oov": perplexity_of(log10[~oov]),
-    }
+    log10, _, oov = _scored(model, contexts, targets)
+    return {"tokens": int(targets.size), **_perplexities(log10, oov)}
 
 
 def evaluate(
@@ -88,8 +95,7 @@ def evaluate(
     start = time.perf_counter()
     classes, _, _, _ = model.predict_batch(contexts, top_k=5, algorithm=algorithm, **knn)
     seconds = time.perf_counter() - start
-    log10, _ = model._core.score_batch(contexts, targets)
-    oov = model._core.class_counts[targets] == 0
+    log10, _, oov = _scored(model, contexts, targets)
     n = int(targets.size)
     return {
         "algorithm": algorithm,
@@ -99,9 +105,7 @@ def evaluate(
         "correct": int((classes[:, 0] == targets).sum()),
         "accuracy": float((classes[:, 0] == targets).mean()) if n else 0.0,
         "top5_accuracy": float((classes == targets[:, None]).any(axis=1).mean()) if n else 0.0,
-        "perplexity": perplexity_of(log10),
-        "perplexity_excluding_oov": perplexity_of(log10[~oov]),
-        "oov": int(oov.sum()),
+        **_perplexities(log10, oov),
         "seconds": seconds,
         "tokens_per_second": n / seconds if seconds > 0 else math.inf,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

@@ -684,18 +684,11 @@ impl Model {
 
     #[inline]
     fn descend(&self, trie: &TrieView, context: &[u32]) -> Match {
-        let mut node = ROOT;
-        let mut depth = 0;
-        for &f in &self.order {
-            match trie.child(node, context[f]) {
-                Some(child) => {
-                    node = child;
-                    depth += 1;
-                }
-                None => break,
-            }
+        let (nodes, len) = self.path(trie, context);
+        Match {
+            node: nodes[len - 1],
+            depth: len as u32 - 1,
         }
-        Match { node, depth }
     }
 
     /// The IGTree nodes on the descent path of `context`, root first (at most W + 1 of them).
