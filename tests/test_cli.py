@@ -51,12 +51,13 @@ def test_classify_writes_timbl_layout(tmp_path, model4_path):
 
 def test_errors_are_one_clean_line(tmp_path):
     corrupt = tmp_path / "corrupt.memlm"
-    corrupt.write_bytes(b"MEMLM\0\r\n" + (1).to_bytes(4, "little") + b"\0" * 100)
+    corrupt.write_bytes(b"MEMLM\0\r\n" + memlm.FORMAT_VERSION.to_bytes(4, "little") + b"\0" * 100)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     cases = [
         (("info", tmp_path / "missing.memlm"), "missing.memlm"),
         (("generate", corrupt, "hi"), "checksum"),
+        (("verify", corrupt), "checksum"),
         (("train", empty, "-o", tmp_path / "m.memlm"), "holds no text"),
         (("train", "-o", tmp_path / "m.memlm"), "no corpus"),
         (("train", TRAIN_TEXT, "--width", 99, "-o", tmp_path / "m.memlm"), "width must be between 1 and 64"),

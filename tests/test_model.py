@@ -169,7 +169,7 @@ def test_missing_corrupt_truncated_foreign_and_newer_files(model4_path, tmp_path
     }
     messages = {
         "corrupt": "checksum",
-        "truncated": "checksum|truncated",
+        "truncated": "truncated",
         "foreign": "not a memlm model",
         "newer": "format version 99",
         "empty": "not a memlm model",
@@ -178,7 +178,24 @@ def test_missing_corrupt_truncated_foreign_and_newer_files(model4_path, tmp_path
         path = tmp_path / f"{name}.memlm"
         path.write_bytes(content)
         with pytest.raises(ModelFormatError, match=messages[name]):
-            memlm.load(path)
+            memlm.load(path, verify=True)
+
+
+def test_quick_load_reads_no_trie_and_verify_catches_its_corruption(model4_path, tmp_path):
+    # Byte 1000 lies in a small section (checked on every load); the middle of the file in the IGTree,
+    # a bulk section that only verification reads in full.
+    data = model4_path.read_bytes()
+    small = tmp_path / "small.memlm"
+    small.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
+    with pytest.raises(ModelFormatError, match="checksum mismatch in section"):
+        memlm.load(small)
+    middle = len(data) // 2
+    bulk = tmp_path / "bulk.memlm"
+    bulk.write_bytes(data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :])
+    model = memlm.load(bulk)
+    with pytest.raises(ModelFormatError, match="checksum mismatch"):
+        model.verify()
+    assert memlm.load(model4_path, verify=True).width == 4
 
 
 def test_other_tokenizer(model4_path, word_tokenizer, tmp_path):

@@ -185,6 +185,14 @@ def info(
 
 
 @app.command()
+def verify(model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")]) -> None:
+    """Check every checksum and structural invariant of a model file (loading checks only the header)."""
+    with _clean_errors():
+        memlm.load(model_path, verify=True)
+        print(f"{model_path}: ok")
+
+
+@app.command()
 def score(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
     text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",

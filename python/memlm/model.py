@@ -106,6 +106,10 @@ class Model:
             "metadata": self._metadata,
         }
 
+    def verify(self) -> None:
+        """Checks every checksum and structural invariant; raises :class:`ModelFormatError` if one fails."""
+        self._core.verify()
+
     def save(self, path: str | Path) -> None:
         """Writes the model file atomically (self-contained: the tokenizer is inside)."""
         self._core.save(Path(path))

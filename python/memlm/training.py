@@ -119,9 +119,12 @@ def train_instances(
     return Model(core)
 
 
-def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None) -> Model:
-    """Opens a model file (memory-mapped, validated). With ``tokenizer``, checks it is the model's own."""
-    model = Model(CoreModel.load(Path(path)))
+def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, verify: bool = False) -> Model:
+    """Opens a model file, memory-mapped: header and small sections are checked (milliseconds for a model
+    of any size), the tries are read page by page as queries touch them. ``verify=True`` also checks every
+    checksum and structural invariant first (as :meth:`Model.verify` and ``memlm verify`` do). With
+    ``tokenizer``, checks it is the model's own."""
+    model = Model(CoreModel.load(Path(path), verify))
     if tokenizer is not None:
         spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
         model.check_tokenizer(spec)

@@ -5,7 +5,7 @@
 //! become its children. No per-instance insertion and no per-node allocation.
 
 use crate::classes::ClassStats;
-use crate::distribution::{class_bytes, push_entry};
+use crate::distribution::DistributionWriter;
 use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
 use crate::trie::{EncodedTrie, LabelVec};
@@ -38,7 +38,6 @@ struct DistributionCounter<'s> {
     counts: Vec<u32>,
     touched: Vec<u32>,
     stats: &'s ClassStats,
-    class_bytes: usize,
 }
 
 impl<'s> DistributionCounter<'s> {
@@ -47,7 +46,6 @@ impl<'s> DistributionCounter<'s> {
             counts: vec![0; stats.counts.len()],
             touched: Vec::new(),
             stats,
-            class_bytes: class_bytes(stats.counts.len() as u32),
         }
     }
 
@@ -63,13 +61,9 @@ impl<'s> DistributionCounter<'s> {
         let (counts, rank) = (&self.counts, &self.stats.rank);
         self.touched
             .sort_unstable_by_key(|&c| (std::cmp::Reverse(counts[c as usize]), rank[c as usize]));
+        let mut writer = DistributionWriter::default();
         for &c in &self.touched {
-            push_entry(
-                &mut level.dist_bytes,
-                c,
-                self.counts[c as usize],
-                self.class_bytes,
-            );
+            writer.push(&mut level.dist_bytes, rank[c as usize], self.counts[c as usize]);
             self.counts[c as usize] = 0;
         }
         level.default.push(self.touched[0]);
@@ -117,7 +111,7 @@ pub fn build_igtree<I: Instances + ?Sized>(
 ) -> EncodedTrie {
     let levels = build_levels(instances, order, stats, Expand::Impure);
     let keep = prune(&levels);
-    encode(levels, Some(&keep), stats.counts.len() as u32)
+    encode(levels, Some(&keep), stats)
 }
 
 /// The unpruned instance base of TRIBL2 and IB1, with the tails of its single-instance leaves.
@@ -154,7 +148,7 @@ pub fn build_instance_base<I: Instances + ?Sized>(
         }
     }
     InstanceBase {
-        trie: encode(levels, None, n_symbols),
+        trie: encode(levels, None, stats),
         tail_offsets: tail_offsets.finish(),
         tail_values,
     }
@@ -269,9 +263,9 @@ fn prune(levels: &[Level]) -> Vec<Vec<bool>> {
 }
 
 /// Encodes the kept nodes (all when `keep` is None) breadth-first.
-fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) -> EncodedTrie {
+fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, stats: &ClassStats) -> EncodedTrie {
     let kept = |d: usize, j: usize| keep.is_none_or(|k| k[d][j]);
-    let mut labels = LabelVec::for_symbols(n_symbols);
+    let mut labels = LabelVec::for_symbols(stats.counts.len() as u32);
     let mut children = PackedOffsets::default();
     let mut dist_offsets = PackedOffsets::default();
     let mut dist_bytes: Vec<u8> = Vec::new();
@@ -302,7 +296,7 @@ fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, n_symbols: u32) ->
         children: children.finish(),
         dist_offsets: dist_offsets.finish(),
         dist_bytes,
-        class_bytes: class_bytes(n_symbols),
+        classes: stats.by_rank.clone(),
     }
 }
 

@@ -9,6 +9,8 @@ pub struct ClassStats {
     pub counts: Vec<u64>,
     /// Tie-break rank per symbol id: 0 is preferred over 1, and so on. Unseen symbols rank last.
     pub rank: Vec<u32>,
+    /// The inverse of `rank`: the symbol id of every rank.
+    pub by_rank: Vec<u32>,
 }
 
 impl ClassStats {
@@ -35,7 +37,11 @@ impl ClassStats {
         for (r, &c) in by_preference.iter().enumerate() {
             rank[c as usize] = r as u32;
         }
-        ClassStats { counts, rank }
+        ClassStats {
+            counts,
+            rank,
+            by_rank: by_preference,
+        }
     }
 
     /// Entropy of the class distribution in bits.

@@ -1,82 +1,150 @@
-//! Class distributions as byte runs: per entry the class (2 bytes when every symbol id fits, else 4)
-//! and the count as a LEB128 varint. Entries come most frequent first, so the default leads.
+//! Class distributions as byte runs. Entries come most frequent first (ties: better tie-break rank
+//! first), so the first entry is the node's default. Classes are stored by their tie-break rank
+//! ([`crate::classes::ClassStats::rank`]), which numbers frequent classes low, as a gap: the rank minus
+//! the previous entry's rank minus one (the rank itself for the first entry, and after a change of
+//! count). Per entry one LEB128 varint `gap << 1 | new_count`; when `new_count` is set, the count
+//! follows as a second varint. The count is implied when it equals the previous entry's, or is 1 for
+//! the first entry: most entries (counts of 1, frequent classes) take one or two bytes.
 
-/// Bytes per class id for a symbol space of `n_symbols` ids.
-pub fn class_bytes(n_symbols: u32) -> usize {
-    if n_symbols <= 1 << 16 {
-        2
-    } else {
-        4
+/// Appends LEB128 `value`.
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// What an entry's gap and count are relative to: the previous entry, or (for the first entry) rank
+/// -1 with count 1.
+#[derive(Clone, Copy, Debug)]
+struct Previous {
+    /// The previous rank plus one: where the next gap starts.
+    next_rank: u32,
+    count: u32,
+}
+
+impl Default for Previous {
+    fn default() -> Self {
+        Previous {
+            next_rank: 0,
+            count: 1,
+        }
     }
 }
 
-/// Appends one entry.
-pub fn push_entry(out: &mut Vec<u8>, class: u32, count: u32, class_bytes: usize) {
-    out.extend_from_slice(&class.to_le_bytes()[..class_bytes]);
-    let mut n = count;
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
+/// Encodes one distribution, entries given as (rank, count) in stored order (count descending, then
+/// rank ascending).
+#[derive(Default)]
+pub struct DistributionWriter {
+    previous: Previous,
+}
+
+impl DistributionWriter {
+    /// Appends the next entry of the current distribution.
+    pub fn push(&mut self, out: &mut Vec<u8>, rank: u32, count: u32) {
+        let same_count = count == self.previous.count;
+        let base = if same_count { self.previous.next_rank } else { 0 };
+        let gap = (rank - base) as u64;
+        push_varint(out, gap << 1 | !same_count as u64);
+        if !same_count {
+            push_varint(out, count as u64);
+        }
+        self.previous = Previous {
+            next_rank: rank + 1,
+            count,
+        };
     }
-    out.push(n as u8);
 }
 
 /// Iterator over the (class, count) entries of one distribution's bytes.
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
     bytes: &'a [u8],
-    class_bytes: usize,
+    /// Class id of every tie-break rank.
+    classes: &'a [u32],
+    previous: Previous,
+}
+
+fn read_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut value = 0u64;
+    let mut shift = 0;
+    loop {
+        let Some(&b) = bytes.get(*at) else {
+            return Err("a distribution entry is cut short".into());
+        };
+        value |= ((b & 0x7f) as u64) << shift;
+        *at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 35 {
+            return Err("a distribution varint is too long".into());
+        }
+    }
+    Ok(value)
 }
 
 impl<'a> Entries<'a> {
-    /// Reads the entries of `bytes` (one node's run).
-    pub fn new(bytes: &'a [u8], class_bytes: usize) -> Self {
-        Entries { bytes, class_bytes }
+    /// Reads the entries of `bytes` (one node's run); `classes` maps ranks to class ids.
+    pub fn new(bytes: &'a [u8], classes: &'a [u32]) -> Self {
+        Entries {
+            bytes,
+            classes,
+            previous: Previous::default(),
+        }
     }
 
-    /// Decodes the next entry, or reports malformed bytes.
+    /// Decodes the next entry as (rank, count), or reports malformed bytes.
     fn next_checked(&mut self) -> Option<Result<(u32, u32), String>> {
         if self.bytes.is_empty() {
             return None;
         }
-        if self.bytes.len() < self.class_bytes + 1 {
-            return Some(Err("a distribution entry is cut short".into()));
-        }
-        let mut class = [0u8; 4];
-        class[..self.class_bytes].copy_from_slice(&self.bytes[..self.class_bytes]);
-        let mut count = 0u64;
-        let mut at = self.class_bytes;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = self.bytes.get(at) else {
-                return Some(Err("a distribution count is cut short".into()));
+        let mut at = 0;
+        let first = self.previous.next_rank == 0;
+        let entry = (|| {
+            let head = read_varint(self.bytes, &mut at)?;
+            let (rank, count) = if head & 1 == 1 {
+                let count = read_varint(self.bytes, &mut at)?;
+                if count == 0 || count == self.previous.count as u64 {
+                    return Err("a distribution count is zero or repeated".to_string());
+                }
+                if !first && count > self.previous.count as u64 {
+                    return Err("a distribution is not sorted by count".to_string());
+                }
+                (head >> 1, count)
+            } else {
+                (self.previous.next_rank as u64 + (head >> 1), self.previous.count as u64)
             };
-            count |= ((b & 0x7f) as u64) << shift;
-            at += 1;
-            if b & 0x80 == 0 {
-                break;
+            if rank >= self.classes.len() as u64 || count > u32::MAX as u64 {
+                return Err("a distribution names a class outside the symbol table".to_string());
             }
-            shift += 7;
-            if shift > 28 {
-                return Some(Err("a distribution count is too long".into()));
+            Ok((rank as u32, count as u32))
+        })();
+        match entry {
+            Ok(e) => {
+                self.bytes = &self.bytes[at..];
+                self.previous = Previous {
+                    next_rank: e.0 + 1,
+                    count: e.1,
+                };
+                Some(Ok(e))
+            }
+            Err(e) => {
+                self.bytes = &[];
+                Some(Err(e))
             }
         }
-        if count == 0 || count > u32::MAX as u64 {
-            return Some(Err("a distribution count is out of range".into()));
-        }
-        self.bytes = &self.bytes[at..];
-        Some(Ok((u32::from_le_bytes(class), count as u32)))
     }
 
-    /// Checks that the bytes are whole, non-empty entries with classes below `n_symbols`.
-    pub fn validate(mut self, n_symbols: u32) -> Result<(), String> {
+    /// Checks that the bytes are whole, non-empty, sorted entries with classes in the table.
+    pub fn validate(mut self) -> Result<(), String> {
         if self.bytes.is_empty() {
             return Err("a node has an empty distribution".into());
         }
         while let Some(entry) = self.next_checked() {
-            if entry?.0 >= n_symbols {
-                return Err("a distribution names a class outside the symbol table".into());
-            }
+            entry?;
         }
         Ok(())
     }
@@ -86,8 +154,10 @@ impl Iterator for Entries<'_> {
     type Item = (u32, u32);
     #[inline]
     fn next(&mut self) -> Option<(u32, u32)> {
-        self.next_checked()
-            .map(|e| e.expect("validated when the model was opened"))
+        self.next_checked().map(|e| {
+            let (rank, count) = e.expect("validated when the model was opened");
+            (self.classes[rank as usize], count)
+        })
     }
 }
 
@@ -95,35 +165,49 @@ impl Iterator for Entries<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_both_class_widths() {
-        for (cb, classes) in [
-            (2usize, vec![0u32, 65535, 7]),
-            (4, vec![70000, 0, u32::MAX - 1]),
-        ] {
-            let counts = [1u32, 300, u32::MAX];
-            let mut bytes = Vec::new();
-            for (&c, &n) in classes.iter().zip(&counts) {
-                push_entry(&mut bytes, c, n, cb);
-            }
-            let got: Vec<(u32, u32)> = Entries::new(&bytes, cb).collect();
-            let want: Vec<(u32, u32)> = classes.iter().copied().zip(counts).collect();
-            assert_eq!(got, want);
-            Entries::new(&bytes, cb).validate(u32::MAX).unwrap();
-            assert!(Entries::new(&bytes[..bytes.len() - 1], cb)
-                .validate(u32::MAX)
-                .is_err());
+    fn encode(entries: &[(u32, u32)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut writer = DistributionWriter::default();
+        for &(rank, count) in entries {
+            writer.push(&mut bytes, rank, count);
         }
-        assert_eq!(class_bytes(50258), 2);
-        assert_eq!(class_bytes(70000), 4);
+        bytes
     }
 
     #[test]
-    fn rejects_zero_counts_and_bad_classes() {
-        let mut bytes = Vec::new();
-        push_entry(&mut bytes, 5, 1, 2);
-        assert!(Entries::new(&bytes, 2).validate(5).is_err());
-        assert!(Entries::new(&[5, 0, 0], 2).validate(10).is_err());
-        assert!(Entries::new(&[], 2).validate(10).is_err());
+    fn round_trip_maps_ranks_to_classes() {
+        // Ranks 0..4 stand for classes 40, 10, 30, 20, 70000.
+        let classes = [40u32, 10, 30, 20, 70000];
+        let entries = [(3u32, u32::MAX), (1, 300), (0, 2), (2, 2), (4, 2)];
+        let bytes = encode(&entries);
+        let got: Vec<(u32, u32)> = Entries::new(&bytes, &classes).collect();
+        let want: Vec<(u32, u32)> = entries
+            .iter()
+            .map(|&(r, n)| (classes[r as usize], n))
+            .collect();
+        assert_eq!(got, want);
+        Entries::new(&bytes, &classes).validate().unwrap();
+        // Cut inside the first count (u32::MAX takes five bytes).
+        assert!(Entries::new(&bytes[..3], &classes).validate().is_err());
+    }
+
+    #[test]
+    fn counts_of_one_and_equal_counts_are_implied() {
+        assert_eq!(encode(&[(5, 1)]).len(), 1);
+        assert_eq!(encode(&[(5, 2)]).len(), 2);
+        // Equal counts store the rank gap: 100, 101, 102 cost one byte each after the first.
+        assert_eq!(encode(&[(100, 3), (101, 3), (102, 3)]).len(), 5);
+    }
+
+    #[test]
+    fn rejects_zero_counts_bad_ranks_and_wrong_order() {
+        let classes = [1u32, 2, 3];
+        assert!(Entries::new(&encode(&[(3, 1)]), &classes).validate().is_err());
+        assert!(Entries::new(&[0, 1], &classes).validate().is_err());
+        assert!(Entries::new(&[], &classes).validate().is_err());
+        // Count 1 (implied) then count 2: not sorted.
+        assert!(Entries::new(&[0, 1, 2], &classes).validate().is_err());
+        // An explicit count equal to the implied one is not canonical.
+        assert!(Entries::new(&[1, 1], &classes).validate().is_err());
     }
 }

@@ -1,29 +1,40 @@
-//! The single-file model container: magic, format version, a table of typed sections, a checksum.
+//! The single-file model container: magic, format version, a table of typed, checksummed sections.
 //!
 //! Layout (all integers little-endian):
 //! ```text
-//! 0   magic  b"MEMLM\0\r\n"           8 bytes (the CR LF catches text-mode mangling)
-//! 8   format version                 u32
-//! 12  section count S                u32
-//! 16  S x { id u32, element size u32, offset u64, byte length u64 }
-//! ..  sections, each at an offset that is a multiple of 8
-//! end-8  xxh3-64 of every byte before it
+//! 0      magic  b"MEMLM\0\r\n"        8 bytes (the CR LF catches text-mode mangling)
+//! 8      format version              u32
+//! 12     section count S             u32
+//! 16     S x { id u32, element size u32, offset u64, byte length u64, xxh3-64 of the section }
+//! 16+32S xxh3-64 of every byte before it (the header checksum)
+//! ..     sections, each at an offset that is a multiple of 8, zero padding between them
 //! ```
-//! Reading checks the magic, the version, that every section lies inside the file, is aligned and
-//! holds whole elements, and the checksum, before anything else looks at the bytes.
+//! Opening ([`Check::Header`]) checks the magic, the version, the header checksum, that every section
+//! lies inside the file, is aligned and holds whole elements, and the checksums of the small
+//! sections: time independent of the trie's size, so a model of any size opens in milliseconds. The
+//! bulk sections (the tries) are checksummed by [`Check::Full`] (`memlm verify`).
 
 use std::ops::Range;
 
 /// First eight bytes of every memlm model file.
 pub const MAGIC: &[u8; 8] = b"MEMLM\0\r\n";
 /// Format version written by this build; files of other versions are refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
-const TABLE_ENTRY: usize = 24;
+const TABLE_ENTRY: usize = 32;
 const HEADER: usize = 16;
 const CHECKSUM: usize = 8;
 
-/// Section identifiers of format version 1.
+/// How much of a model image [`decode`] checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Header, section table and the small sections: cost independent of the model's size.
+    Header,
+    /// Every section's checksum as well.
+    Full,
+}
+
+/// Section identifiers of format version 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Section {
@@ -37,7 +48,7 @@ pub enum Section {
     FeatureOrder = 4,
     /// u64 x symbols: training frequency of every class.
     ClassCounts = 5,
-    /// u32 x symbols: tie-break rank of every class.
+    /// u32 x symbols: tie-break rank of every class (distributions store classes by rank).
     ClassRank = 6,
     /// u16 x nodes: arc labels, when every symbol id fits 16 bits.
     Labels16 = 7,
@@ -188,6 +199,24 @@ pub const ALL_SECTIONS: [Section; 38] = [
 ];
 
 impl Section {
+    /// Whether the section grows with the training data (checked by [`Check::Full`] only).
+    pub fn is_bulk(self) -> bool {
+        use Section::*;
+        !matches!(
+            self,
+            Params
+                | InfoGain
+                | GainRatio
+                | FeatureOrder
+                | ClassCounts
+                | ClassRank
+                | SymbolOffsets
+                | SymbolBytes
+                | Tokenizer
+                | Metadata
+        )
+    }
+
     fn element_size(self) -> usize {
         use Section::*;
         match self {
@@ -232,13 +261,14 @@ pub struct SectionData<'a> {
 /// Serialises sections into one model image (8-byte aligned in memory, so it can be viewed in place).
 pub fn encode(sections: &[SectionData]) -> AlignedBytes {
     let table_end = HEADER + TABLE_ENTRY * sections.len();
-    let mut offset = align8(table_end);
+    let mut offset = table_end + CHECKSUM;
     let mut placed = Vec::with_capacity(sections.len());
+    let mut total = offset;
     for s in sections {
+        offset = align8(total);
         placed.push(offset);
-        offset = align8(offset + s.bytes.len());
+        total = offset + s.bytes.len();
     }
-    let total = offset + CHECKSUM;
     let mut out = AlignedBytes::zeroed(total);
     let buf = out.as_mut_slice();
     buf[..8].copy_from_slice(MAGIC);
@@ -250,10 +280,11 @@ pub fn encode(sections: &[SectionData]) -> AlignedBytes {
         buf[e + 4..e + 8].copy_from_slice(&(s.section.element_size() as u32).to_le_bytes());
         buf[e + 8..e + 16].copy_from_slice(&(at as u64).to_le_bytes());
         buf[e + 16..e + 24].copy_from_slice(&(s.bytes.len() as u64).to_le_bytes());
+        buf[e + 24..e + 32].copy_from_slice(&checksum(s.bytes).to_le_bytes());
         buf[at..at + s.bytes.len()].copy_from_slice(s.bytes);
     }
-    let sum = checksum(&buf[..total - CHECKSUM]);
-    buf[total - CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+    let sum = checksum(&buf[..table_end]);
+    buf[table_end..table_end + CHECKSUM].copy_from_slice(&sum.to_le_bytes());
     out
 }
 
@@ -274,8 +305,8 @@ impl SectionTable {
     }
 }
 
-/// Checks magic, version, section table and checksum of a model image.
-pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
+/// Checks magic, version, section table and checksums of a model image, as far as `check` says.
+pub fn decode(bytes: &[u8], check: Check) -> std::result::Result<SectionTable, String> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err("not a memlm model file (bad magic number)".into());
     }
@@ -289,13 +320,12 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
         ));
     }
     let count = u32_at(bytes, 12) as usize;
-    let body = bytes.len() - CHECKSUM;
-    if count > ALL_SECTIONS.len() * 4 || HEADER + count * TABLE_ENTRY > body {
+    let table_end = HEADER + count * TABLE_ENTRY;
+    if count > ALL_SECTIONS.len() * 4 || table_end + CHECKSUM > bytes.len() {
         return Err("truncated or corrupt model file (section table)".into());
     }
-    let stored = u64::from_le_bytes(bytes[body..].try_into().expect("8 bytes"));
-    if checksum(&bytes[..body]) != stored {
-        return Err("corrupt or truncated model file (checksum mismatch)".into());
+    if checksum(&bytes[..table_end]) != u64_at(bytes, table_end) {
+        return Err("corrupt model file (header checksum mismatch)".into());
     }
     let mut table = SectionTable {
         ranges: vec![None; ALL_SECTIONS.len() + 1],
@@ -310,21 +340,61 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<SectionTable, String> {
             return Err(format!("unknown section id {id}"));
         };
         let end = offset.saturating_add(len);
-        if end > body as u64 || offset % 8 != 0 {
-            return Err(format!("section {section:?} lies outside the file"));
+        if end > bytes.len() as u64 {
+            return Err(format!(
+                "truncated model file (section {section:?} ends past the end of the file)"
+            ));
+        }
+        if offset % 8 != 0 || offset < (table_end + CHECKSUM) as u64 {
+            return Err(format!("section {section:?} is misplaced"));
         }
         if elem != section.element_size() || len as usize % elem != 0 {
             return Err(format!("section {section:?} has a wrong element size"));
+        }
+        if (check == Check::Full || !section.is_bulk())
+            && checksum(&bytes[offset as usize..end as usize]) != u64_at(bytes, e + 24)
+        {
+            return Err(format!(
+                "corrupt model file (checksum mismatch in section {section:?})"
+            ));
         }
         if table.ranges[id as usize].is_some() {
             return Err(format!("section {section:?} appears twice"));
         }
         table.ranges[id as usize] = Some(offset as usize..end as usize);
     }
+    check_layout(bytes, &table, table_end + CHECKSUM, check)?;
     Ok(table)
 }
 
-/// The checksum stored in the last eight bytes of a model file: xxh3-64 of everything before them.
+/// The file ends where its last section ends; with [`Check::Full`], every byte between sections is
+/// zero padding.
+fn check_layout(
+    bytes: &[u8],
+    table: &SectionTable,
+    sections_start: usize,
+    check: Check,
+) -> std::result::Result<(), String> {
+    let mut ranges: Vec<&Range<usize>> = table.ranges.iter().flatten().collect();
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let end = ranges.last().map_or(sections_start, |r| r.end);
+    if end != bytes.len() {
+        return Err("corrupt model file (its length does not match its section table)".into());
+    }
+    let mut at = sections_start;
+    for r in ranges {
+        if r.start < at {
+            return Err("corrupt model file (sections overlap)".into());
+        }
+        if check == Check::Full && bytes[at..r.start].iter().any(|&b| b != 0) {
+            return Err("corrupt model file (padding between sections is not zero)".into());
+        }
+        at = r.end;
+    }
+    Ok(())
+}
+
+/// The checksum of a section or of the header: xxh3-64.
 pub fn checksum(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
@@ -386,7 +456,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let img = image();
-        let t = decode(img.as_slice()).unwrap();
+        let t = decode(img.as_slice(), Check::Header).unwrap();
         let r = t.get(Section::Params).unwrap();
         assert_eq!(r.len(), 16);
         assert_eq!(r.start % 8, 0);
@@ -402,11 +472,11 @@ mod tests {
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x20;
-            assert!(decode(&bad).is_err(), "flip at {at} not detected");
+            assert!(decode(&bad, Check::Full).is_err(), "flip at {at} not detected");
         }
         for len in 0..good.len() {
             assert!(
-                decode(&good[..len]).is_err(),
+                decode(&good[..len], Check::Header).is_err(),
                 "truncation to {len} not detected"
             );
         }
@@ -419,7 +489,7 @@ mod tests {
             section,
             bytes: bytemuck::cast_slice(&params),
         });
-        let err = decode(encode(&twice).as_slice()).unwrap_err();
+        let err = decode(encode(&twice).as_slice(), Check::Header).unwrap_err();
         assert!(err.contains("twice"), "{err}");
     }
 
@@ -427,7 +497,7 @@ mod tests {
     fn other_version_is_named() {
         let mut bad = image().as_slice().to_vec();
         bad[8] = 9;
-        let err = decode(&bad).unwrap_err();
+        let err = decode(&bad, Check::Header).unwrap_err();
         assert!(err.contains("version 9"), "{err}");
     }
 }

@@ -75,6 +75,16 @@ impl<'a> InstanceBaseView<'a> {
         r.start as usize..r.end as usize
     }
 
+    /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
+    pub fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
+        self.trie.check_lengths(n_symbols)?;
+        self.tail_offsets.check_lengths(self.trie.node_count())?;
+        if self.tail_offsets.total() != self.tail_values.len() as u64 {
+            return Err("tail lengths do not add up to the tail values".into());
+        }
+        Ok(())
+    }
+
     /// Checks the tails against the trie: only single-instance leaves have one, of length W - depth.
     pub fn validate(&self, width: usize, n_symbols: u32) -> Result<(), String> {
         self.trie.validate(n_symbols)?;

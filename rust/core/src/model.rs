@@ -11,7 +11,7 @@ use crate::build::{build_igtree, build_instance_base, InstanceBase};
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, AlignedBytes, Section, SectionData, SectionTable, TrieSections, TAIL_OFFSETS,
+    self, AlignedBytes, Check, Section, SectionData, SectionTable, TrieSections, TAIL_OFFSETS,
 };
 use crate::instances::{check_width, Instances};
 use crate::knn::{InstanceBaseView, KnnOptions, Neighbourhood, Search};
@@ -148,6 +148,8 @@ pub struct Model {
     unmatched_weight: Vec<f64>,
     /// Feature weights in weight order.
     ordered_weights: Vec<f64>,
+    /// Class id of every tie-break rank (the inverse of the ClassRank section).
+    class_by_rank: Vec<u32>,
     has_instance_base: bool,
     symbol_index: OnceLock<HashMap<String, u32>>,
 }
@@ -228,35 +230,51 @@ impl Model {
             .collect();
         let image = format::encode(&sections);
         drop((trie, base));
-        Model::from_backing(Backing::Owned(image)).map_err(|reason| Error::BadModel {
+        Model::from_backing(Backing::Owned(image), Check::Header).map_err(|reason| Error::BadModel {
             path: PathBuf::from("<built in memory>"),
             reason,
         })
     }
 
-    /// Opens a model file by memory-mapping it, and validates it completely before use.
-    pub fn load(path: &Path) -> Result<Model> {
+    /// Opens a model file by memory-mapping it. `check` says how much is verified before use:
+    /// [`Check::Header`] costs the same for a model of any size (header, section table, the small
+    /// sections, array lengths); the tries' pages are read only when a query touches them.
+    /// [`Check::Full`] also verifies every checksum and every structural invariant of the tries.
+    pub fn load(path: &Path, check: Check) -> Result<Model> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only; memlm replaces model files by rename, never in place.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Model::from_backing(Backing::Mapped(map)).map_err(|reason| Error::BadModel {
+        Model::from_backing(Backing::Mapped(map), check).map_err(|reason| Error::BadModel {
             path: path.to_path_buf(),
             reason,
         })
     }
 
-    /// Reads a model from an in-memory image (as written by [`Model::save`]).
+    /// Reads a model from an in-memory image (as written by [`Model::save`]), verified in full.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let mut image = AlignedBytes::zeroed(bytes.len());
         image.as_mut_slice().copy_from_slice(bytes);
-        Model::from_backing(Backing::Owned(image)).map_err(|reason| Error::BadModel {
-            path: PathBuf::from("<bytes>"),
-            reason,
+        Model::from_backing(Backing::Owned(image), Check::Full).map_err(|reason| {
+            Error::BadModel {
+                path: PathBuf::from("<bytes>"),
+                reason,
+            }
         })
     }
 
-    fn from_backing(backing: Backing) -> std::result::Result<Model, String> {
-        let sections = format::decode(backing.bytes())?;
+    /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
+    pub fn verify(&self) -> std::result::Result<(), String> {
+        format::decode(self.as_bytes(), Check::Full)?;
+        let n = self.params.n_symbols;
+        self.trie().validate(n)?;
+        if let Some(base) = self.instance_base() {
+            base.validate(self.params.width, n)?;
+        }
+        Ok(())
+    }
+
+    fn from_backing(backing: Backing, check: Check) -> std::result::Result<Model, String> {
+        let sections = format::decode(backing.bytes(), check)?;
         let mut model = Model {
             backing,
             sections,
@@ -271,6 +289,7 @@ impl Model {
             order: Vec::new(),
             unmatched_weight: Vec::new(),
             ordered_weights: Vec::new(),
+            class_by_rank: Vec::new(),
             has_instance_base: false,
             symbol_index: OnceLock::new(),
         };
@@ -300,12 +319,26 @@ impl Model {
         {
             return Err("class statistics do not match the symbol count".into());
         }
+        let mut class_by_rank = vec![u32::MAX; n];
+        for (class, &rank) in model.array::<u32>(Section::ClassRank)?.iter().enumerate() {
+            match class_by_rank.get_mut(rank as usize) {
+                Some(slot) if *slot == u32::MAX => *slot = class as u32,
+                _ => return Err("the class ranks are not a permutation".into()),
+            }
+        }
+        model.class_by_rank = class_by_rank;
         model
             .trie_checked(TrieSections::IGTREE)?
-            .validate(n as u32)?;
+            .check_lengths(n as u32)?;
         model.has_instance_base = model.sections.get(Section::BaseDistBytes).is_ok();
         if model.has_instance_base {
-            model.instance_base_checked()?.validate(w, n as u32)?;
+            model.instance_base_checked()?.check_lengths(n as u32)?;
+        }
+        if check == Check::Full {
+            model.trie_checked(TrieSections::IGTREE)?.validate(n as u32)?;
+            if model.has_instance_base {
+                model.instance_base_checked()?.validate(w, n as u32)?;
+            }
         }
         if !model.params.token_ids {
             model.check_symbols()?;
@@ -359,7 +392,7 @@ impl Model {
             children: self.offsets_checked(s.children)?,
             dist_offsets: self.offsets_checked(s.dist_offsets)?,
             dist_bytes: self.section_bytes(s.dist_bytes)?,
-            class_bytes: crate::distribution::class_bytes(self.params.n_symbols),
+            classes: &self.class_by_rank,
         })
     }
 

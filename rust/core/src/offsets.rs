@@ -142,11 +142,20 @@ impl<'a> OffsetsView<'a> {
         }
     }
 
-    /// Checks that the arrays are consistent, so [`OffsetsView::range`] never indexes out of bounds.
-    pub fn validate(&self, items: usize) -> Result<(), String> {
-        if self.lens.len() != items || self.bases.len() != items.div_ceil(BLOCK) + 1 {
+    /// Checks the array lengths only (constant time): enough for a quick open, not for safety.
+    pub fn check_lengths(&self, items: usize) -> Result<(), String> {
+        if self.lens.len() != items
+            || self.bases.len() != items.div_ceil(BLOCK) + 1
+            || self.exception_items.len() != self.exception_lens.len()
+        {
             return Err("offset arrays have the wrong length".into());
         }
+        Ok(())
+    }
+
+    /// Checks that the arrays are consistent, so [`OffsetsView::range`] never indexes out of bounds.
+    pub fn validate(&self, items: usize) -> Result<(), String> {
+        self.check_lengths(items)?;
         if self.exception_items.len() != self.exception_lens.len()
             || !self.exception_items.windows(2).all(|w| w[0] < w[1])
         {

@@ -105,7 +105,8 @@ pub struct EncodedTrie {
     pub children: PackedOffsets,
     pub dist_offsets: PackedOffsets,
     pub dist_bytes: Vec<u8>,
-    pub class_bytes: usize,
+    /// Class id of every tie-break rank (distributions store ranks).
+    pub classes: Vec<u32>,
 }
 
 impl EncodedTrie {
@@ -116,7 +117,7 @@ impl EncodedTrie {
             children: self.children.view(),
             dist_offsets: self.dist_offsets.view(),
             dist_bytes: &self.dist_bytes,
-            class_bytes: self.class_bytes,
+            classes: &self.classes,
         }
     }
 }
@@ -128,7 +129,8 @@ pub struct TrieView<'a> {
     pub children: OffsetsView<'a>,
     pub dist_offsets: OffsetsView<'a>,
     pub dist_bytes: &'a [u8],
-    pub class_bytes: usize,
+    /// Class id of every tie-break rank.
+    pub classes: &'a [u32],
 }
 
 impl<'a> TrieView<'a> {
@@ -158,7 +160,7 @@ impl<'a> TrieView<'a> {
         let r = self.dist_offsets.range(n as usize);
         Entries::new(
             &self.dist_bytes[r.start as usize..r.end as usize],
-            self.class_bytes,
+            self.classes,
         )
     }
 
@@ -176,17 +178,32 @@ impl<'a> TrieView<'a> {
         self.distribution(n).map(|(_, c)| c as u64).sum()
     }
 
-    /// Checks every invariant the lookups rely on, so that a view over untrusted bytes never indexes
-    /// out of bounds, loops or panics. `n_symbols` bounds the class ids.
-    pub fn validate(&self, n_symbols: u32) -> Result<(), String> {
+    /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
+    pub fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
         let nodes = self.labels.len();
         if nodes == 0 {
             return Err("the trie has no root node".into());
         }
-        self.children.validate(nodes)?;
+        self.children.check_lengths(nodes)?;
         if self.children.total() != nodes as u64 - 1 {
             return Err("child counts do not add up to the node count".into());
         }
+        self.dist_offsets.check_lengths(nodes)?;
+        if self.dist_offsets.total() != self.dist_bytes.len() as u64 {
+            return Err("distribution lengths do not add up to the distribution bytes".into());
+        }
+        if self.classes.len() != n_symbols as usize {
+            return Err("the class table does not fit the symbol count".into());
+        }
+        Ok(())
+    }
+
+    /// Checks every invariant the lookups rely on, so that a view over untrusted bytes never indexes
+    /// out of bounds, loops or panics. `n_symbols` bounds the class ids.
+    pub fn validate(&self, n_symbols: u32) -> Result<(), String> {
+        self.check_lengths(n_symbols)?;
+        let nodes = self.labels.len();
+        self.children.validate(nodes)?;
         for n in 0..nodes {
             let range = self.children(n as u32);
             // Children come after their parent, so a descent always moves forward.
@@ -198,19 +215,13 @@ impl<'a> TrieView<'a> {
             }
         }
         self.dist_offsets.validate(nodes)?;
-        if self.dist_offsets.total() != self.dist_bytes.len() as u64 {
-            return Err("distribution lengths do not add up to the distribution bytes".into());
-        }
-        if self.class_bytes != crate::distribution::class_bytes(n_symbols) {
-            return Err("the class width does not fit the symbol count".into());
-        }
         for n in 0..nodes {
             let r = self.dist_offsets.range(n);
             Entries::new(
                 &self.dist_bytes[r.start as usize..r.end as usize],
-                self.class_bytes,
+                self.classes,
             )
-            .validate(n_symbols)?;
+            .validate()?;
         }
         Ok(())
     }

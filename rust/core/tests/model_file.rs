@@ -1,6 +1,6 @@
 //! Model files: round trips, equivalence of the two instance sources, and hostile bytes.
 
-use memlm_core::format::MAGIC;
+use memlm_core::format::{Check, MAGIC};
 use memlm_core::model::UNKNOWN;
 use memlm_core::{InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting};
 use proptest::prelude::*;
@@ -81,7 +81,7 @@ fn save_and_load_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
     model.save(&path).unwrap();
-    let loaded = Model::load(&path).unwrap();
+    let loaded = Model::load(&path, Check::Full).unwrap();
     assert_eq!(loaded.as_bytes(), model.as_bytes());
     assert_eq!(loaded.tokenizer_blob(), b"tok");
     assert_eq!(loaded.feature_order(), model.feature_order());
@@ -105,20 +105,22 @@ fn empty_corpus_and_bad_contexts_are_errors() {
 #[test]
 fn foreign_missing_and_truncated_files_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = Model::load(&dir.path().join("none")).err().unwrap();
+    let missing = Model::load(&dir.path().join("none"), Check::Header)
+        .err()
+        .unwrap();
     assert!(missing.to_string().contains("none"), "{missing}");
     let foreign = dir.path().join("foreign");
     std::fs::write(&foreign, b"PK\x03\x04 this is a zip file, not a model").unwrap();
-    let err = Model::load(&foreign).err().unwrap();
+    let err = Model::load(&foreign, Check::Header).err().unwrap();
     assert!(err.to_string().contains("not a memlm model"), "{err}");
     let bytes = token_model(3, 2).as_bytes().to_vec();
     for len in [0, 7, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         assert!(Model::from_bytes(&bytes[..len]).is_err(), "length {len}");
     }
     let mut newer = bytes.clone();
-    newer[8] = 2;
+    newer[8] = 9;
     let err = Model::from_bytes(&newer).err().unwrap();
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(err.to_string().contains("version 9"), "{err}");
     assert_eq!(&bytes[..8], MAGIC);
 }
 
@@ -141,11 +143,48 @@ fn symbol_models_map_strings() {
     assert_eq!(model.symbol(model.trie().default_class(m.node)), "c");
 }
 
-/// Rewrites the trailing checksum so that corruption reaches the structural checks.
+/// Rewrites every section checksum and the header checksum (format version 2 layout), so that
+/// corruption reaches the structural checks.
 fn reseal(bytes: &mut [u8]) {
-    let body = bytes.len() - 8;
-    let sum = memlm_core::format::checksum(&bytes[..body]);
-    bytes[body..].copy_from_slice(&sum.to_le_bytes());
+    use memlm_core::format::checksum;
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    for k in 0..count {
+        let e = 16 + 32 * k;
+        let (offset, len) = (word(bytes, e + 8) as usize, word(bytes, e + 16) as usize);
+        if offset + len <= bytes.len() {
+            let sum = checksum(&bytes[offset..offset + len]);
+            bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+    let table_end = 16 + 32 * count;
+    let sum = checksum(&bytes[..table_end]);
+    bytes[table_end..table_end + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
+#[test]
+fn quick_open_defers_the_tries_to_verify() {
+    let model = token_model(4, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.memlm");
+    model.save(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Flip a byte inside the IGTree's distributions: a bulk section, not read by the quick open.
+    let dist = model.as_bytes().len() / 2;
+    bytes[dist] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let opened = Model::load(&path, Check::Header).expect("the header is intact");
+    let err = opened.verify().unwrap_err();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    let err = Model::load(&path, Check::Full).err().unwrap().to_string();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    // A damaged small section (the parameters) is caught by the quick open already.
+    let mut bytes = model.as_bytes().to_vec();
+    let params = 16 + 32 * u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize + 8;
+    bytes[params] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Model::load(&path, Check::Header).err().unwrap().to_string();
+    assert!(err.contains("checksum mismatch in section Params"), "{err}");
 }
 
 proptest! {
@@ -159,13 +198,13 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.memlm");
         model.save(&path).unwrap();
-        let loaded = Model::load(&path).unwrap();
+        let loaded = Model::load(&path, Check::Header).unwrap();
         let n = queries.len() / width * width;
         prop_assert_eq!(predictions(&model, &queries[..n]), predictions(&loaded, &queries[..n]));
     }
 
-    /// Any byte changed anywhere, with the checksum fixed up, is refused or still safe to query:
-    /// never a panic or an out-of-bounds read.
+    /// Any byte changed anywhere, with the checksums fixed up, is refused by the full check or still
+    /// safe to query: never a panic or an out-of-bounds read.
     #[test]
     fn corrupted_model_never_panics(at in any::<prop::sample::Index>(), value in any::<u8>(),
                                     queries in prop::collection::vec(0u32..=VOCAB, 12)) {

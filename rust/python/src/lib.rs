@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use memlm_core::columns;
+use memlm_core::format::Check;
 use memlm_core::model::UNKNOWN;
 use memlm_core::{
     Algorithm, Error, KnnOptions, Model, TokenWindows, TrainSpec, Vocabulary, Vote, Weighting,
@@ -167,11 +168,20 @@ impl CoreModel {
         Ok(CoreModel { inner })
     }
 
-    /// Memory-maps and validates a model file.
+    /// Memory-maps a model file: checks its header and small sections (constant time), or, with
+    /// `verify`, every checksum and structural invariant.
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py.detach(|| Model::load(&path)).map_err(to_py)?;
+    #[pyo3(signature = (path, verify=false))]
+    fn load(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
+        let check = if verify { Check::Full } else { Check::Header };
+        let inner = py.detach(|| Model::load(&path, check)).map_err(to_py)?;
         Ok(CoreModel { inner })
+    }
+
+    /// Verifies every checksum and structural invariant of the model (ModelFormatError if broken).
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.verify())
+            .map_err(|reason| ModelFormatError::new_err(reason))
     }
 
     /// Writes the model file atomically.
