@@ -63,7 +63,11 @@ impl<'s> DistributionCounter<'s> {
             .sort_unstable_by_key(|&c| (std::cmp::Reverse(counts[c as usize]), rank[c as usize]));
         let mut writer = DistributionWriter::default();
         for &c in &self.touched {
-            writer.push(&mut level.dist_bytes, rank[c as usize], self.counts[c as usize]);
+            writer.push(
+                &mut level.dist_bytes,
+                rank[c as usize],
+                self.counts[c as usize],
+            );
             self.counts[c as usize] = 0;
         }
         level.default.push(self.touched[0]);

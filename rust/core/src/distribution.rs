@@ -44,7 +44,11 @@ impl DistributionWriter {
     /// Appends the next entry of the current distribution.
     pub fn push(&mut self, out: &mut Vec<u8>, rank: u32, count: u32) {
         let same_count = count == self.previous.count;
-        let base = if same_count { self.previous.next_rank } else { 0 };
+        let base = if same_count {
+            self.previous.next_rank
+        } else {
+            0
+        };
         let gap = (rank - base) as u64;
         push_varint(out, gap << 1 | !same_count as u64);
         if !same_count {
@@ -115,7 +119,10 @@ impl<'a> Entries<'a> {
                 }
                 (head >> 1, count)
             } else {
-                (self.previous.next_rank as u64 + (head >> 1), self.previous.count as u64)
+                (
+                    self.previous.next_rank as u64 + (head >> 1),
+                    self.previous.count as u64,
+                )
             };
             if rank >= self.classes.len() as u64 || count > u32::MAX as u64 {
                 return Err("a distribution names a class outside the symbol table".to_string());
@@ -202,7 +209,9 @@ mod tests {
     #[test]
     fn rejects_zero_counts_bad_ranks_and_wrong_order() {
         let classes = [1u32, 2, 3];
-        assert!(Entries::new(&encode(&[(3, 1)]), &classes).validate().is_err());
+        assert!(Entries::new(&encode(&[(3, 1)]), &classes)
+            .validate()
+            .is_err());
         assert!(Entries::new(&[0, 1], &classes).validate().is_err());
         assert!(Entries::new(&[], &classes).validate().is_err());
         // Count 1 (implied) then count 2: not sorted.

@@ -472,7 +472,10 @@ mod tests {
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x20;
-            assert!(decode(&bad, Check::Full).is_err(), "flip at {at} not detected");
+            assert!(
+                decode(&bad, Check::Full).is_err(),
+                "flip at {at} not detected"
+            );
         }
         for len in 0..good.len() {
             assert!(

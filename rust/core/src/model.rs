@@ -230,9 +230,11 @@ impl Model {
             .collect();
         let image = format::encode(&sections);
         drop((trie, base));
-        Model::from_backing(Backing::Owned(image), Check::Header).map_err(|reason| Error::BadModel {
-            path: PathBuf::from("<built in memory>"),
-            reason,
+        Model::from_backing(Backing::Owned(image), Check::Header).map_err(|reason| {
+            Error::BadModel {
+                path: PathBuf::from("<built in memory>"),
+                reason,
+            }
         })
     }
 
@@ -254,11 +256,9 @@ impl Model {
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let mut image = AlignedBytes::zeroed(bytes.len());
         image.as_mut_slice().copy_from_slice(bytes);
-        Model::from_backing(Backing::Owned(image), Check::Full).map_err(|reason| {
-            Error::BadModel {
-                path: PathBuf::from("<bytes>"),
-                reason,
-            }
+        Model::from_backing(Backing::Owned(image), Check::Full).map_err(|reason| Error::BadModel {
+            path: PathBuf::from("<bytes>"),
+            reason,
         })
     }
 
@@ -335,7 +335,9 @@ impl Model {
             model.instance_base_checked()?.check_lengths(n as u32)?;
         }
         if check == Check::Full {
-            model.trie_checked(TrieSections::IGTREE)?.validate(n as u32)?;
+            model
+                .trie_checked(TrieSections::IGTREE)?
+                .validate(n as u32)?;
             if model.has_instance_base {
                 model.instance_base_checked()?.validate(w, n as u32)?;
             }

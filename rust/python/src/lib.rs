@@ -181,7 +181,7 @@ impl CoreModel {
     /// Verifies every checksum and structural invariant of the model (ModelFormatError if broken).
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.inner.verify())
-            .map_err(|reason| ModelFormatError::new_err(reason))
+            .map_err(ModelFormatError::new_err)
     }
 
     /// Writes the model file atomically.
