@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokenizer: &[],
         metadata: "{}",
         instance_base: rest.iter().any(|a| a == "--instance-base"),
+        build: Default::default(),
     };
     let model = Model::train(file.table, spec)?;
     model.save(&PathBuf::from(output))?;

@@ -1,14 +1,50 @@
-//! Sort-based construction of the context trie, level by level, and IGTree pruning.
+//! Sort-based construction of the context trie, level by level, and IGTree pruning, in shards that
+//! fit a memory budget.
 //!
 //! The instance ids are kept in one array. Every node owns a contiguous range of it; expanding a node
 //! sorts its range by the next feature (in weight order) and cuts it into runs of equal value, which
 //! become its children. No per-instance insertion and no per-node allocation.
+//!
+//! The subtrees below the root's children are independent, so the builder cuts the first feature's
+//! values into ranges (shards) whose instances fit the memory budget, builds each shard's levels on
+//! its own, spills them to a temporary file when there is more than one shard, and assembles the
+//! levels breadth-first at the end: the result is the same trie, byte for byte, whatever the budget.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
 
 use crate::classes::ClassStats;
 use crate::distribution::DistributionWriter;
+use crate::error::{Error, Result};
 use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
 use crate::trie::{EncodedTrie, LabelVec};
+
+/// Working memory per instance of a shard while its levels are built: the id (4 bytes), its sort key
+/// (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
+pub const BUILD_BYTES_PER_INSTANCE: u64 = 48;
+
+/// Reports progress: (phase, done, total).
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+/// How the builder may use memory, and whom it tells how far it got.
+#[derive(Clone, Copy, Default)]
+pub struct BuildOptions<'a> {
+    /// Bytes of working memory a shard may take (None: one shard, as large as the data).
+    pub shard_memory: Option<u64>,
+    /// Folder for the spilled shards (None: the system's temporary folder).
+    pub temp_dir: Option<&'a std::path::Path>,
+    pub progress: Option<Progress<'a>>,
+}
+
+impl BuildOptions<'_> {
+    pub(crate) fn report(&self, phase: &str, done: u64, total: u64) {
+        if let Some(progress) = self.progress {
+            progress(phase, done, total);
+        }
+    }
+}
 
 /// One level of the unpruned trie under construction.
 #[derive(Default)]
@@ -49,10 +85,9 @@ impl<'s> DistributionCounter<'s> {
         }
     }
 
-    /// Appends the distribution of `ids` to the level, default class first.
-    fn push<I: Instances + ?Sized>(&mut self, instances: &I, ids: &[u32], level: &mut Level) {
-        for &i in ids {
-            let c = instances.class(i as usize);
+    /// Appends the distribution of the given classes to the level, default class first.
+    fn push(&mut self, classes: impl Iterator<Item = u32>, level: &mut Level) {
+        for c in classes {
             if self.counts[c as usize] == 0 {
                 self.touched.push(c);
             }
@@ -112,10 +147,9 @@ pub fn build_igtree<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
-) -> EncodedTrie {
-    let levels = build_levels(instances, order, stats, Expand::Impure);
-    let keep = prune(&levels);
-    encode(levels, Some(&keep), stats)
+    options: BuildOptions,
+) -> Result<EncodedTrie> {
+    Ok(build(instances, order, stats, Expand::Impure, options)?.0)
 }
 
 /// The unpruned instance base of TRIBL2 and IB1, with the tails of its single-instance leaves.
@@ -134,28 +168,15 @@ pub fn build_instance_base<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
-) -> InstanceBase {
-    let n_symbols = stats.counts.len() as u32;
-    let levels = build_levels(instances, order, stats, Expand::Shared);
-    let mut tail_values = LabelVec::for_symbols(n_symbols);
-    let mut tail_offsets = PackedOffsets::default();
-    for (depth, level) in levels.iter().enumerate() {
-        for &i in &level.single {
-            if i == u32::MAX {
-                tail_offsets.push(0);
-                continue;
-            }
-            for &f in &order[depth..] {
-                tail_values.push(instances.feature(i as usize, f));
-            }
-            tail_offsets.push((order.len() - depth) as u64);
-        }
-    }
-    InstanceBase {
-        trie: encode(levels, None, stats),
-        tail_offsets: tail_offsets.finish(),
+    options: BuildOptions,
+) -> Result<InstanceBase> {
+    let (trie, tail_offsets, tail_values) =
+        build(instances, order, stats, Expand::Shared, options)?;
+    Ok(InstanceBase {
+        trie,
+        tail_offsets,
         tail_values,
-    }
+    })
 }
 
 /// Which nodes the builder expands.
@@ -167,15 +188,284 @@ enum Expand {
     Shared,
 }
 
-/// Builds the unpruned levels: level 0 is the root, level d holds the nodes matched on d features.
+/// The kept nodes of one level (of one shard), in breadth-first order.
+#[derive(Default)]
+struct LevelOut {
+    labels: Vec<u32>,
+    children: Vec<u32>,
+    dist_lens: Vec<u32>,
+    dist_bytes: Vec<u8>,
+    /// Instance base only: tail length per node, and the tails.
+    tail_lens: Vec<u32>,
+    tail_values: Vec<u32>,
+}
+
+impl LevelOut {
+    fn write_to(&self, file: &mut File) -> std::io::Result<()> {
+        let arrays: [&[u8]; 6] = [
+            bytemuck::cast_slice(&self.labels),
+            bytemuck::cast_slice(&self.children),
+            bytemuck::cast_slice(&self.dist_lens),
+            &self.dist_bytes,
+            bytemuck::cast_slice(&self.tail_lens),
+            bytemuck::cast_slice(&self.tail_values),
+        ];
+        for a in arrays {
+            file.write_all(&(a.len() as u64).to_le_bytes())?;
+            file.write_all(a)?;
+        }
+        Ok(())
+    }
+
+    fn read_from(file: &mut File) -> std::io::Result<LevelOut> {
+        fn bytes(file: &mut File) -> std::io::Result<Vec<u8>> {
+            let mut len = [0u8; 8];
+            file.read_exact(&mut len)?;
+            let mut v = vec![0u8; u64::from_le_bytes(len) as usize];
+            file.read_exact(&mut v)?;
+            Ok(v)
+        }
+        fn words(file: &mut File) -> std::io::Result<Vec<u32>> {
+            Ok(bytes(file)?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect())
+        }
+        Ok(LevelOut {
+            labels: words(file)?,
+            children: words(file)?,
+            dist_lens: words(file)?,
+            dist_bytes: bytes(file)?,
+            tail_lens: words(file)?,
+            tail_values: words(file)?,
+        })
+    }
+}
+
+/// A built shard: its levels below the root, in memory or spilled to a temporary file.
+enum Shard {
+    InMemory(Vec<LevelOut>),
+    Spilled {
+        file: File,
+        /// Where each level starts in the file.
+        starts: Vec<u64>,
+    },
+}
+
+impl Shard {
+    fn spill(levels: Vec<LevelOut>, dir: Option<&std::path::Path>) -> Result<Shard> {
+        let dir: PathBuf = dir.map_or_else(std::env::temp_dir, |d| d.to_path_buf());
+        let io = |e| Error::io(&dir, e);
+        let mut file = tempfile::tempfile_in(&dir).map_err(io)?;
+        let mut starts = Vec::with_capacity(levels.len());
+        for level in &levels {
+            starts.push(file.stream_position().map_err(io)?);
+            level.write_to(&mut file).map_err(io)?;
+        }
+        Ok(Shard::Spilled { file, starts })
+    }
+
+    fn depth(&self) -> usize {
+        match self {
+            Shard::InMemory(levels) => levels.len(),
+            Shard::Spilled { starts, .. } => starts.len(),
+        }
+    }
+
+    /// Level `d` (1-based depth below the root), taken out of the shard.
+    fn take_level(&mut self, d: usize) -> Result<LevelOut> {
+        match self {
+            Shard::InMemory(levels) => Ok(std::mem::take(&mut levels[d - 1])),
+            Shard::Spilled { file, starts } => {
+                let io = |e| Error::io("<spilled shard>", e);
+                file.seek(SeekFrom::Start(starts[d - 1])).map_err(io)?;
+                LevelOut::read_from(file).map_err(io)
+            }
+        }
+    }
+}
+
+/// Ranges of the first feature's values, each holding at most `capacity` instances (a single value
+/// with more instances is a shard of its own).
+fn shard_ranges<I: Instances + ?Sized>(
+    instances: &I,
+    feature: usize,
+    n_symbols: usize,
+    capacity: u64,
+) -> Vec<(u32, u32)> {
+    let mut histogram = vec![0u64; n_symbols];
+    for i in 0..instances.len() {
+        histogram[instances.feature(i, feature) as usize] += 1;
+    }
+    let mut ranges = Vec::new();
+    let (mut start, mut held) = (0u32, 0u64);
+    for (value, &count) in histogram.iter().enumerate() {
+        if held > 0 && held + count > capacity {
+            ranges.push((start, value as u32));
+            (start, held) = (value as u32, 0);
+        }
+        held += count;
+    }
+    ranges.push((start, n_symbols as u32));
+    ranges
+}
+
+/// Builds a trie (and, for the instance base, its tails) in shards that fit `options.shard_memory`.
+fn build<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+    expand: Expand,
+    options: BuildOptions,
+) -> Result<(EncodedTrie, PackedOffsets, LabelVec)> {
+    let n = instances.len();
+    let n_symbols = stats.counts.len();
+    let mut counter = DistributionCounter::new(stats);
+    let mut root = Level {
+        dist_start: vec![0],
+        ..Level::default()
+    };
+    counter.push((0..n).map(|i| instances.class(i)), &mut root);
+    let root_default = root.default[0];
+    let expand_root = !order.is_empty()
+        && match expand {
+            Expand::Impure => !root.pure[0],
+            Expand::Shared => n > 1,
+        };
+    let ranges = if expand_root {
+        let capacity = options
+            .shard_memory
+            .map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1));
+        shard_ranges(instances, order[0], n_symbols, capacity)
+    } else {
+        Vec::new()
+    };
+    let mut shards = Vec::with_capacity(ranges.len());
+    for (s, &(lo, hi)) in ranges.iter().enumerate() {
+        options.report("building", s as u64, ranges.len() as u64);
+        let ids: Vec<u32> = if ranges.len() == 1 {
+            (0..n as u32).collect()
+        } else {
+            (0..n as u32)
+                .filter(|&i| (lo..hi).contains(&instances.feature(i as usize, order[0])))
+                .collect()
+        };
+        let levels = build_levels(instances, order, stats, expand, ids);
+        let outs = level_outs(instances, order, levels, expand, root_default);
+        shards.push(if ranges.len() == 1 {
+            Shard::InMemory(outs)
+        } else {
+            Shard::spill(outs, options.temp_dir)?
+        });
+    }
+    options.report("building", ranges.len() as u64, ranges.len() as u64);
+    // The root: its distribution, its kept children, its tail when it holds a single instance.
+    let mut root_out = LevelOut {
+        labels: vec![0],
+        dist_lens: vec![root.dist_bytes.len() as u32],
+        dist_bytes: root.dist_bytes,
+        ..LevelOut::default()
+    };
+    let single_root = expand == Expand::Shared && n == 1;
+    root_out
+        .tail_lens
+        .push(if single_root { order.len() as u32 } else { 0 });
+    if single_root {
+        root_out
+            .tail_values
+            .extend(order.iter().map(|&f| instances.feature(0, f)));
+    }
+    let depth = shards.iter().map(Shard::depth).max().unwrap_or(0);
+    let mut trie = TrieWriter::new(n_symbols as u32, stats);
+    let mut first = Vec::with_capacity(shards.len());
+    for shard in &mut shards {
+        first.push(if shard.depth() >= 1 {
+            shard.take_level(1)?
+        } else {
+            LevelOut::default()
+        });
+    }
+    root_out
+        .children
+        .push(first.iter().map(|l| l.labels.len() as u32).sum());
+    trie.append(&root_out);
+    for level in &first {
+        trie.append(level);
+    }
+    drop(first);
+    for d in 2..=depth {
+        for shard in &mut shards {
+            if shard.depth() >= d {
+                trie.append(&shard.take_level(d)?);
+            }
+        }
+    }
+    Ok(trie.finish())
+}
+
+/// Appends levels breadth-first to the stored form.
+struct TrieWriter {
+    labels: LabelVec,
+    children: PackedOffsets,
+    dist_offsets: PackedOffsets,
+    dist_bytes: Vec<u8>,
+    tail_offsets: PackedOffsets,
+    tail_values: LabelVec,
+    classes: Vec<u32>,
+}
+
+impl TrieWriter {
+    fn new(n_symbols: u32, stats: &ClassStats) -> Self {
+        TrieWriter {
+            labels: LabelVec::for_symbols(n_symbols),
+            children: PackedOffsets::default(),
+            dist_offsets: PackedOffsets::default(),
+            dist_bytes: Vec::new(),
+            tail_offsets: PackedOffsets::default(),
+            tail_values: LabelVec::for_symbols(n_symbols),
+            classes: stats.by_rank.clone(),
+        }
+    }
+
+    fn append(&mut self, level: &LevelOut) {
+        for j in 0..level.labels.len() {
+            self.labels.push(level.labels[j]);
+            self.children.push(level.children[j] as u64);
+            self.dist_offsets.push(level.dist_lens[j] as u64);
+            self.tail_offsets
+                .push(level.tail_lens.get(j).copied().unwrap_or(0) as u64);
+        }
+        self.dist_bytes.extend_from_slice(&level.dist_bytes);
+        for &v in &level.tail_values {
+            self.tail_values.push(v);
+        }
+    }
+
+    fn finish(self) -> (EncodedTrie, PackedOffsets, LabelVec) {
+        (
+            EncodedTrie {
+                labels: self.labels,
+                children: self.children.finish(),
+                dist_offsets: self.dist_offsets.finish(),
+                dist_bytes: self.dist_bytes,
+                classes: self.classes,
+            },
+            self.tail_offsets.finish(),
+            self.tail_values,
+        )
+    }
+}
+
+/// Builds the unpruned levels below a root that holds `ids` and is always expanded: level 0 is that
+/// root, level d holds the nodes matched on d features.
 fn build_levels<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
     expand: Expand,
+    mut ids: Vec<u32>,
 ) -> Vec<Level> {
-    let n = instances.len();
-    let mut ids: Vec<u32> = (0..n as u32).collect();
+    let n = ids.len();
     let mut counter = DistributionCounter::new(stats);
     let mut keyed: Vec<u64> = Vec::new();
     let mut root = Level {
@@ -185,9 +475,9 @@ fn build_levels<I: Instances + ?Sized>(
         dist_start: vec![0],
         ..Level::default()
     };
-    counter.push(instances, &ids, &mut root);
+    counter.push(ids.iter().map(|&i| instances.class(i as usize)), &mut root);
     let mut levels = vec![root];
-    for &feature in order {
+    for (depth, &feature) in order.iter().enumerate() {
         let parent_level = levels.last_mut().expect("the root level exists");
         let ranges = std::mem::take(&mut parent_level.range);
         let mut next = Level {
@@ -207,10 +497,11 @@ fn build_levels<I: Instances + ?Sized>(
                 .collect();
         }
         for (j, &(start, end)) in ranges.iter().enumerate() {
-            let leaf = match expand {
-                Expand::Impure => parent_level.pure[j],
-                Expand::Shared => end - start == 1,
-            };
+            let leaf = depth > 0
+                && match expand {
+                    Expand::Impure => parent_level.pure[j],
+                    Expand::Shared => end - start == 1,
+                };
             if leaf {
                 continue;
             }
@@ -229,7 +520,12 @@ fn build_levels<I: Instances + ?Sized>(
                 next.label.push(value);
                 next.range
                     .push((start + run as u32, start + run_end as u32));
-                counter.push(instances, &slice[run..run_end], &mut next);
+                counter.push(
+                    slice[run..run_end]
+                        .iter()
+                        .map(|&i| instances.class(i as usize)),
+                    &mut next,
+                );
                 run = run_end;
             }
         }
@@ -266,16 +562,21 @@ fn prune(levels: &[Level]) -> Vec<Vec<bool>> {
     keep
 }
 
-/// Encodes the kept nodes (all when `keep` is None) breadth-first.
-fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, stats: &ClassStats) -> EncodedTrie {
-    let kept = |d: usize, j: usize| keep.is_none_or(|k| k[d][j]);
-    let mut labels = LabelVec::for_symbols(stats.counts.len() as u32);
-    let mut children = PackedOffsets::default();
-    let mut dist_offsets = PackedOffsets::default();
-    let mut dist_bytes: Vec<u8> = Vec::new();
-    // Children of the kept nodes of level d are the kept nodes of level d + 1, in parent order.
-    for d in 0..levels.len() {
-        let mut kept_children = vec![0u64; levels[d].len()];
+/// The kept nodes of levels 1.. (IGTree: pruned against `root_default`, the real root's default;
+/// instance base: all, with their tails), breadth-first.
+fn level_outs<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    mut levels: Vec<Level>,
+    expand: Expand,
+    root_default: u32,
+) -> Vec<LevelOut> {
+    levels[0].default[0] = root_default;
+    let keep = (expand == Expand::Impure).then(|| prune(&levels));
+    let kept = |d: usize, j: usize| keep.as_ref().is_none_or(|k| k[d][j]);
+    let mut outs = Vec::with_capacity(levels.len() - 1);
+    for d in 1..levels.len() {
+        let mut kept_children = vec![0u32; levels[d].len()];
         if let Some(below) = levels.get(d + 1) {
             for j in 0..below.len() {
                 if kept(d + 1, j) {
@@ -284,24 +585,33 @@ fn encode(mut levels: Vec<Level>, keep: Option<&[Vec<bool>]>, stats: &ClassStats
             }
         }
         let level = std::mem::take(&mut levels[d]);
+        let mut out = LevelOut::default();
         for (j, &degree) in kept_children.iter().enumerate() {
             if !kept(d, j) {
                 continue;
             }
-            labels.push(level.label[j]);
-            children.push(degree);
+            out.labels.push(level.label[j]);
+            out.children.push(degree);
             let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
-            dist_offsets.push(dist.len() as u64);
-            dist_bytes.extend_from_slice(&level.dist_bytes[dist]);
+            out.dist_lens.push(dist.len() as u32);
+            out.dist_bytes.extend_from_slice(&level.dist_bytes[dist]);
+            if expand == Expand::Shared {
+                let single = level.single[j];
+                if single == u32::MAX {
+                    out.tail_lens.push(0);
+                } else {
+                    out.tail_lens.push((order.len() - d) as u32);
+                    out.tail_values.extend(
+                        order[d..]
+                            .iter()
+                            .map(|&f| instances.feature(single as usize, f)),
+                    );
+                }
+            }
         }
+        outs.push(out);
     }
-    EncodedTrie {
-        labels,
-        children: children.finish(),
-        dist_offsets: dist_offsets.finish(),
-        dist_bytes,
-        classes: stats.by_rank.clone(),
-    }
+    outs
 }
 
 #[cfg(test)]
@@ -317,7 +627,7 @@ mod tests {
     fn build(rows: Vec<u32>, width: usize, n_symbols: usize, order: &[usize]) -> EncodedTrie {
         let t = InstanceTable::new(rows, width).unwrap();
         let stats = ClassStats::new(&t, n_symbols);
-        build_igtree(&t, order, &stats)
+        build_igtree(&t, order, &stats, BuildOptions::default()).unwrap()
     }
 
     #[test]

@@ -374,7 +374,7 @@ fn best_first(mut votes: Vec<(u32, f64)>, rank: &[u32]) -> Vec<(u32, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::build_instance_base;
+    use crate::build::{build_instance_base, BuildOptions};
     use crate::classes::ClassStats;
     use crate::instances::InstanceTable;
 
@@ -404,7 +404,8 @@ mod tests {
         let flat: Vec<u32> = rows.iter().flatten().copied().collect();
         let table = InstanceTable::new(flat, 3).unwrap();
         let stats = ClassStats::new(&table, 15);
-        let base = build_instance_base(&table, &[0, 1, 2], &stats);
+        let base =
+            build_instance_base(&table, &[0, 1, 2], &stats, BuildOptions::default()).unwrap();
         let view = InstanceBaseView {
             trie: base.trie.view(),
             tail_offsets: base.tail_offsets.view(),

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::build::{build_igtree, build_instance_base, InstanceBase};
+use crate::build::{build_igtree, build_instance_base, BuildOptions, InstanceBase};
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -164,6 +164,8 @@ pub struct TrainSpec<'a> {
     pub metadata: &'a str,
     /// Whether to store the unpruned instance base too (needed by TRIBL2 and IB1).
     pub instance_base: bool,
+    /// Memory budget of the trie construction, spill folder, progress reports.
+    pub build: BuildOptions<'a>,
 }
 
 impl Model {
@@ -180,10 +182,11 @@ impl Model {
         let stats = ClassStats::new(&instances, n_symbols);
         let weights = FeatureWeights::compute(&instances, &stats);
         let order = feature_order(weights.get(spec.weighting));
-        let trie = build_igtree(&instances, &order, &stats);
-        let base = spec
-            .instance_base
-            .then(|| build_instance_base(&instances, &order, &stats));
+        let trie = build_igtree(&instances, &order, &stats, spec.build)?;
+        let base = match spec.instance_base {
+            true => Some(build_instance_base(&instances, &order, &stats, spec.build)?),
+            false => None,
+        };
         let n_instances = instances.len() as u64;
         drop(instances);
         let params = Params {

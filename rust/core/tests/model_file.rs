@@ -14,6 +14,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         tokenizer: b"tok",
         metadata: "{}",
         instance_base: true,
+        build: Default::default(),
     }
 }
 
@@ -218,5 +219,45 @@ proptest! {
                 let _ = model.distance(m.depth);
             }
         }
+    }
+}
+
+#[test]
+fn sharded_build_equals_single_build_byte_for_byte() {
+    use memlm_core::build::{BuildOptions, BUILD_BYTES_PER_INSTANCE};
+    let (ids, lengths) = corpus(11, 5000);
+    for width in [1, 3, 6] {
+        let single = Model::train(
+            TokenWindows::new(ids.clone(), &lengths, width, VOCAB).unwrap(),
+            spec(Vocabulary::TokenIds { size: VOCAB }),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let reports = std::sync::Mutex::new(Vec::new());
+        let progress = |phase: &str, done: u64, total: u64| {
+            reports
+                .lock()
+                .unwrap()
+                .push((phase.to_string(), done, total));
+        };
+        // Room for 400 instances per shard: the 40 first-feature values spread over many shards.
+        let mut sharded_spec = spec(Vocabulary::TokenIds { size: VOCAB });
+        sharded_spec.build = BuildOptions {
+            shard_memory: Some(400 * BUILD_BYTES_PER_INSTANCE),
+            temp_dir: Some(dir.path()),
+            progress: Some(&progress),
+        };
+        let sharded = Model::train(
+            TokenWindows::new(ids.clone(), &lengths, width, VOCAB).unwrap(),
+            sharded_spec,
+        )
+        .unwrap();
+        assert_eq!(sharded.as_bytes(), single.as_bytes(), "width {width}");
+        sharded.verify().unwrap();
+        let reports = reports.into_inner().unwrap();
+        let shards = reports.last().unwrap().2;
+        assert!(shards > 5, "only {shards} shards");
+        // The spill files are gone once the build is done.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -137,6 +137,7 @@ impl CoreModel {
             tokenizer,
             metadata,
             instance_base,
+            build: Default::default(),
         };
         let inner = py.detach(|| Model::train(windows, spec)).map_err(to_py)?;
         Ok(CoreModel { inner })
@@ -161,6 +162,7 @@ impl CoreModel {
                     tokenizer: &[],
                     metadata,
                     instance_base,
+                    build: Default::default(),
                 };
                 Model::train(file.table, spec)
             })
