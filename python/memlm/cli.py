@@ -16,6 +16,7 @@ import memlm
 from memlm._core import write_instances
 from memlm.corpus import read_blocks
 from memlm.errors import MemlmError
+from memlm.progress import BuildProgress, parse_size
 from memlm.tokenization import TokenizerSpec
 
 app = typer.Typer(
@@ -75,6 +76,10 @@ def train(
     algorithms: Annotated[
         str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
     ] = "igtree",
+    memory: Annotated[
+        str | None, typer.Option(help="Memory budget of the build, e.g. 8G: past it the trie is built in shards.")
+    ] = None,
+    temp_dir: Annotated[Path | None, typer.Option(help="Folder for the shards spilled under --memory.")] = None,
 ) -> None:
     """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
@@ -85,16 +90,19 @@ def train(
         else:
             if not corpus:
                 raise MemlmError("no corpus given (or use --instances FILE)")
-            model = memlm.train(
-                corpus,
-                width=width,
-                tokenizer=tokenizer,
-                text_field=text_field,
-                errors=errors,
-                weighting=weighting,
-                algorithms=algorithms,
-                status=_status,
-            )
+            with BuildProgress(stderr) as progress:
+                model = memlm.train(
+                    corpus,
+                    width=width,
+                    tokenizer=tokenizer,
+                    text_field=text_field,
+                    errors=errors,
+                    weighting=weighting,
+                    algorithms=algorithms,
+                    memory=None if memory is None else parse_size(memory),
+                    temp_dir=temp_dir,
+                    progress=progress,
+                )
         model.save(output)
         info = model.info()
         print(

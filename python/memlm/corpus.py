@@ -99,11 +99,70 @@ def iter_documents(
 def read_blocks(sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict") -> list[str]:
     """All blocks of all sources, in order; an error when there are none."""
     sources = list(sources)
-    if not sources:
-        raise CorpusError("no corpus given")
-    blocks: list[str] = []
-    for _, text in iter_documents(sources, text_field=text_field, errors=errors):
-        blocks.extend(split_blocks(text))
+    blocks = [block for _, block in iter_blocks(sources, text_field=text_field, errors=errors)]
     if not blocks:
         raise CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
     return blocks
+
+
+def _is_blank(line: str) -> bool:
+    return not line.strip(" \t\r\f\v\n")
+
+
+def _plain_text_blocks(lines: Iterable[str]) -> Iterator[str]:
+    """Blocks of a plain text read line by line: the same blocks as :func:`split_blocks` on the whole."""
+    pending: list[str] = []
+    for line in lines:
+        if _is_blank(line):
+            if pending:
+                yield " ".join(pending)
+                pending = []
+            continue
+        stripped = line.strip()
+        if stripped:
+            pending.append(stripped)
+    if pending:
+        yield " ".join(pending)
+
+
+def iter_blocks(
+    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
+) -> Iterator[tuple[float, str]]:
+    """Streams (fraction of the input bytes read, block) for every block of every source, reading plain
+    text (and gzip) line by line so that memory does not grow with the corpus."""
+    sources = list(sources)
+    if not sources:
+        raise CorpusError("no corpus given")
+    if errors not in ("strict", "replace"):
+        raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    files = list(_expand(sources))
+    total = sum(Path(f).stat().st_size for f in files if f != STDIN) or 1
+    done = 0
+    for source in files:
+        if source == STDIN or _is_jsonl(source):
+            for _, text in iter_documents([source], text_field=text_field, errors=errors):
+                for block in split_blocks(text):
+                    yield done / total, block
+            done += 0 if source == STDIN else Path(source).stat().st_size
+            continue
+        with open(source, "rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw) if Path(source).suffix == ".gz" else raw
+            lines = _decoded_lines(stream, str(source), errors)
+            for block in _plain_text_blocks(lines):
+                yield (done + raw.tell()) / total, block
+        done += Path(source).stat().st_size
+
+
+def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
+    offset = 0
+    try:
+        for raw_line in stream:
+            try:
+                yield raw_line.decode("utf-8", errors=errors)
+            except UnicodeDecodeError as e:
+                raise CorpusError(
+                    f"{name}: invalid UTF-8 at byte offset {offset + e.start} (use errors='replace' to substitute)"
+                ) from None
+            offset += len(raw_line)
+    except (OSError, EOFError) as e:
+        raise CorpusError(f"{name}: not a valid gzip file ({e})") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,42 @@ class TokenizerSpec:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    @property
+    def id_dtype(self) -> type:
+        """The narrowest dtype that holds every token id: uint16 for GPT-2's 50,257 ids."""
+        return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
+
+    def encode_stream(self, blocks: Iterable[tuple[float, str]], progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes (fraction read, block) pairs as they stream in, ``ENCODE_CHUNK`` blocks per parallel batch,
+        into one growing array of the narrowest id dtype; ``progress(fraction, tokens)`` after each batch."""
+        buffer = np.empty(1 << 20, dtype=self.id_dtype)
+        used = 0
+        lengths: list[int] = []
+        batch: list[str] = []
+
+        def flush(fraction: float) -> None:
+            nonlocal buffer, used
+            for enc in self.tokenizer.encode_batch(batch, add_special_tokens=False):
+                ids = enc.ids
+                if not ids:
+                    continue
+                if used + len(ids) > buffer.size:
+                    buffer = np.resize(buffer, max(2 * buffer.size, used + len(ids)))
+                buffer[used : used + len(ids)] = ids
+                used += len(ids)
+                lengths.append(len(ids))
+            batch.clear()
+            if progress is not None:
+                progress(fraction, used)
+
+        fraction = 0.0
+        for fraction, block in blocks:
+            batch.append(block)
+            if len(batch) == ENCODE_CHUNK:
+                flush(fraction)
+        flush(1.0)
+        return buffer[:used].copy(), np.asarray(lengths, dtype=np.uint64)
 
     def encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encodes blocks in parallel: (all token ids concatenated as uint32, block lengths as uint64)."""

@@ -12,8 +12,8 @@ import numpy as np
 
 from memlm import __version__
 from memlm._core import CoreModel
-from memlm.corpus import read_blocks
-from memlm.errors import MemlmError
+from memlm.corpus import iter_blocks
+from memlm.errors import CorpusError, MemlmError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
 
@@ -42,26 +42,30 @@ def train(
     errors: str = "strict",
     weighting: str = "gain_ratio",
     algorithms: str | Iterable[str] = ("igtree",),
-    status=None,
+    memory: int | None = None,
+    temp_dir: str | Path | None = None,
+    progress=None,
 ) -> Model:
     """Trains a model on raw text.
 
     ``sources``: files, directories (read recursively), ``.gz`` files, JSONL files (``text_field`` of each
-    record) or ``"-"`` for stdin. ``tokenizer``: a ``tokenizers`` JSON file (GPT-2 BPE by default).
-    ``status``: optional callable taking a phase name, returning a context manager (used by the CLI to
-    show progress). ``algorithms``: what the model must answer; ``tribl2`` or ``ib1`` add the unpruned
-    instance base to the file (IGTree is always there).
+    record) or ``"-"`` for stdin; read as a stream and tokenised in parallel batches, token ids kept as
+    uint16 when the vocabulary allows. ``tokenizer``: a ``tokenizers`` JSON file (GPT-2 BPE by default).
+    ``algorithms``: what the model must answer; ``tribl2`` or ``ib1`` add the unpruned instance base to
+    the file (IGTree is always there). ``memory``: budget in bytes for the whole build (see
+    :func:`train_token_ids`). ``progress(phase, done, total)``: called as reading and building advance.
     """
     needs_instance_base(algorithms)  # fail on a bad name before reading the corpus
     if isinstance(sources, (str, Path)):
         sources = [sources]
-    phase = status or (lambda _name: nullcontext())
     spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
-    with phase("reading corpus"):
-        blocks = read_blocks(sources, text_field=text_field, errors=errors)
-    with phase(f"tokenising {len(blocks):,} blocks"):
-        tokens, lengths = spec.encode_blocks(blocks)
-    del blocks
+    report = progress or (lambda *_: None)
+    tokens, lengths = spec.encode_stream(
+        iter_blocks(sources, text_field=text_field, errors=errors),
+        progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
+    )
+    if tokens.size == 0:
+        raise CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
     metadata = _metadata(
         sources=[str(s) for s in sources],
         tokenizer=spec.name,
@@ -69,8 +73,18 @@ def train(
         blocks=len(lengths),
         tokens=int(tokens.size),
     )
-    with phase(f"building the IGTree over {tokens.size:,} tokens"):
-        return train_token_ids(tokens, lengths, spec, width, weighting, algorithms, metadata)
+    return train_token_ids(
+        tokens,
+        lengths,
+        spec,
+        width,
+        weighting,
+        algorithms,
+        metadata,
+        memory=memory,
+        temp_dir=temp_dir,
+        progress=progress,
+    )
 
 
 def train_token_ids(
@@ -81,9 +95,18 @@ def train_token_ids(
     weighting: str = "gain_ratio",
     algorithms: str | Iterable[str] = ("igtree",),
     metadata: str | None = None,
+    memory: int | None = None,
+    temp_dir: str | Path | None = None,
+    progress=None,
 ) -> Model:
-    """Trains on text already tokenised: all token ids concatenated (uint32) and the length of every block."""
-    tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
+    """Trains on text already tokenised: all token ids concatenated and the length of every block.
+
+    ``memory``: a budget in bytes for the build. The token ids (2 or 4 bytes per token, plus 1), the
+    finished model (held twice while it is written, ~12 bytes per token) and the feature-weight buffer (8
+    bytes per token) are set aside first; the trie is then built in shards that fit the rest, spilled to
+    ``temp_dir``. A budget too small for the fixed part is an error that names the minimum.
+    """
+    tokens = np.ascontiguousarray(tokens, dtype=tokenizer.id_dtype)
     block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
     if metadata is None:
         metadata = _metadata(
@@ -98,8 +121,31 @@ def train_token_ids(
         tokenizer.to_blob(),
         metadata,
         needs_instance_base(algorithms),
+        shard_memory=None if memory is None else shard_memory(memory, tokens.size, tokens.itemsize),
+        temp_dir=None if temp_dir is None else Path(temp_dir),
+        progress=progress,
     )
     return Model(core, tokenizer)
+
+
+#: What a build needs besides the shards, per token: ids, block offsets, weight pairs, the model twice.
+FIXED_BYTES_PER_TOKEN = 1 + 8 + 12
+#: The interpreter, numpy and tokenizers, counted against every budget.
+BASELINE_BYTES = 80 << 20
+#: The smallest share of the budget a shard may have.
+MIN_SHARD_BYTES = 8 << 20
+
+
+def shard_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
+    """The working memory left for each trie shard out of a whole-build budget of ``memory`` bytes."""
+    fixed = BASELINE_BYTES + n_tokens * (id_bytes + FIXED_BYTES_PER_TOKEN)
+    if memory - fixed < MIN_SHARD_BYTES:
+        need = (fixed + MIN_SHARD_BYTES) / 2**20
+        raise MemlmError(
+            f"a memory budget of {memory / 2**20:.0f} MiB is too small for {n_tokens:,} tokens: "
+            f"give at least {need:.0f} MiB"
+        )
+    return memory - fixed
 
 
 def train_instances(

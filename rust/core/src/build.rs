@@ -39,7 +39,8 @@ pub struct BuildOptions<'a> {
 }
 
 impl BuildOptions<'_> {
-    pub(crate) fn report(&self, phase: &str, done: u64, total: u64) {
+    /// Tells the progress callback, if any.
+    pub fn report(&self, phase: &str, done: u64, total: u64) {
         if let Some(progress) = self.progress {
             progress(phase, done, total);
         }
@@ -340,9 +341,13 @@ fn build<I: Instances + ?Sized>(
     } else {
         Vec::new()
     };
+    let phase = match expand {
+        Expand::Impure => "building the IGTree (shards)",
+        Expand::Shared => "building the instance base (shards)",
+    };
     let mut shards = Vec::with_capacity(ranges.len());
     for (s, &(lo, hi)) in ranges.iter().enumerate() {
-        options.report("building", s as u64, ranges.len() as u64);
+        options.report(phase, s as u64, ranges.len() as u64);
         let ids: Vec<u32> = if ranges.len() == 1 {
             (0..n as u32).collect()
         } else {
@@ -358,7 +363,7 @@ fn build<I: Instances + ?Sized>(
             Shard::spill(outs, options.temp_dir)?
         });
     }
-    options.report("building", ranges.len() as u64, ranges.len() as u64);
+    options.report(phase, ranges.len() as u64, ranges.len() as u64);
     // The root: its distribution, its kept children, its tail when it holds a single instance.
     let mut root_out = LevelOut {
         labels: vec![0],

@@ -21,7 +21,7 @@ pub mod trie;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use instances::{InstanceTable, Instances, TokenWindows};
+pub use instances::{InstanceTable, Instances, TokenIds, TokenWindows};
 pub use knn::{KnnOptions, Neighbourhood, Vote};
 pub use model::{Algorithm, Match, Model, TrainSpec, Vocabulary};
 pub use weights::Weighting;

@@ -179,8 +179,10 @@ impl Model {
         let width = instances.width();
         check_width(width)?;
         let n_symbols = spec.vocabulary.symbol_count();
+        spec.build.report("computing feature weights", 0, 1);
         let stats = ClassStats::new(&instances, n_symbols);
         let weights = FeatureWeights::compute(&instances, &stats);
+        spec.build.report("computing feature weights", 1, 1);
         let order = feature_order(weights.get(spec.weighting));
         let trie = build_igtree(&instances, &order, &stats, spec.build)?;
         let base = match spec.instance_base {

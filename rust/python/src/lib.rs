@@ -3,11 +3,13 @@
 
 use std::path::PathBuf;
 
+use memlm_core::build::BuildOptions;
 use memlm_core::columns;
 use memlm_core::format::Check;
 use memlm_core::model::UNKNOWN;
 use memlm_core::{
-    Algorithm, Error, KnnOptions, Model, TokenWindows, TrainSpec, Vocabulary, Vote, Weighting,
+    Algorithm, Error, KnnOptions, Model, TokenIds, TokenWindows, TrainSpec, Vocabulary, Vote,
+    Weighting,
 };
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
@@ -92,8 +94,9 @@ fn weighting_name(w: Weighting) -> &'static str {
     }
 }
 
+/// Windows over a uint16 or uint32 array of token ids (kept at that width in the core).
 fn token_windows(
-    tokens: PyReadonlyArray1<u32>,
+    tokens: &Bound<'_, PyAny>,
     block_lengths: PyReadonlyArray1<u64>,
     width: usize,
     pad: u32,
@@ -103,7 +106,17 @@ fn token_windows(
         .iter()
         .map(|&l| l as usize)
         .collect();
-    TokenWindows::new(tokens.as_slice()?.to_vec(), &lengths, width, pad).map_err(to_py)
+    let ids = if let Ok(narrow) = tokens.extract::<PyReadonlyArray1<u16>>() {
+        TokenIds::U16(narrow.as_slice()?.to_vec())
+    } else {
+        TokenIds::U32(
+            tokens
+                .extract::<PyReadonlyArray1<u32>>()?
+                .as_slice()?
+                .to_vec(),
+        )
+    };
+    TokenWindows::from_ids(ids, &lengths, width, pad).map_err(to_py)
 }
 
 /// A trained model (IGTree), built in memory or memory-mapped from a file.
@@ -114,13 +127,15 @@ struct CoreModel {
 
 #[pymethods]
 impl CoreModel {
-    /// Trains on blocks of token ids (concatenated `tokens`, split by `block_lengths`).
+    /// Trains on blocks of token ids (concatenated uint16 or uint32 `tokens`, split by
+    /// `block_lengths`). `shard_memory` caps the trie construction's working memory (in shards spilled
+    /// to `temp_dir`); `progress(phase, done, total)` is called as the build advances.
     #[staticmethod]
-    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata, instance_base))]
+    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata, instance_base, shard_memory=None, temp_dir=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_tokens(
         py: Python<'_>,
-        tokens: PyReadonlyArray1<u32>,
+        tokens: &Bound<'_, PyAny>,
         block_lengths: PyReadonlyArray1<u64>,
         width: usize,
         vocab_size: u32,
@@ -128,16 +143,32 @@ impl CoreModel {
         tokenizer: &[u8],
         metadata: &str,
         instance_base: bool,
+        shard_memory: Option<u64>,
+        temp_dir: Option<PathBuf>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let weighting = parse_weighting(weighting)?;
         let windows = token_windows(tokens, block_lengths, width, vocab_size)?;
+        let report = |phase: &str, done: u64, total: u64| {
+            if let Some(callback) = &progress {
+                Python::attach(|py| {
+                    if let Err(e) = callback.call1(py, (phase, done, total)) {
+                        e.print(py);
+                    }
+                });
+            }
+        };
         let spec = TrainSpec {
             vocabulary: Vocabulary::TokenIds { size: vocab_size },
             weighting,
             tokenizer,
             metadata,
             instance_base,
-            build: Default::default(),
+            build: BuildOptions {
+                shard_memory,
+                temp_dir: temp_dir.as_deref(),
+                progress: Some(&report),
+            },
         };
         let inner = py.detach(|| Model::train(windows, spec)).map_err(to_py)?;
         Ok(CoreModel { inner })
@@ -479,7 +510,7 @@ impl CoreModel {
 #[pyfunction]
 fn write_instances(
     py: Python<'_>,
-    tokens: PyReadonlyArray1<u32>,
+    tokens: &Bound<'_, PyAny>,
     block_lengths: PyReadonlyArray1<u64>,
     width: usize,
     pad: u32,

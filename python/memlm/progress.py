@@ -1,0 +1,65 @@
+"""Progress of long builds on stderr: a bar with the ETA per phase on a terminal, a line per phase otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class BuildProgress:
+    """A ``progress(phase, done, total)`` callback for :func:`memlm.train` that shows each phase."""
+
+    def __init__(self, console: Console | None = None):
+        self._console = console or Console(stderr=True)
+        self._bars: Progress | None = None
+        self._tasks: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> BuildProgress:
+        if self._console.is_terminal:
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self._console,
+            )
+            self._bars.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self._started:
+            self._started[phase] = time.perf_counter()
+            if self._bars is not None:
+                self._tasks[phase] = self._bars.add_task(phase, total=total)
+        if self._bars is not None:
+            self._bars.update(self._tasks[phase], completed=done, total=total)
+        elif done == total:
+            # Without a terminal (logs), a line per phase that took long enough to matter.
+            seconds = time.perf_counter() - self._started[phase]
+            if seconds >= 1.0:
+                print(f"memlm: {phase}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from a size such as ``8G``, ``512M``, ``300k`` or ``1000000`` (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = units.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if cleaned[-1:] in units else cleaned
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use e.g. 8G, 512M)") from None
+    if value <= 0:
+        raise ValueError(f"a size must be positive, got {text!r}")
+    return int(value)
