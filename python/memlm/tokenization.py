@@ -16,6 +16,8 @@ DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
 
 #: Blocks encoded per ``encode_batch`` call: large enough to keep all cores busy, small enough to bound memory.
 ENCODE_CHUNK = 4096
+#: Characters per streamed batch at most: an Encoding costs ~100 bytes per token while it lives.
+ENCODE_CHARS = 1 << 20
 
 
 @dataclass
@@ -71,7 +73,7 @@ class TokenizerSpec:
         return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
 
     def encode_stream(self, blocks: Iterable[tuple[float, str]], progress=None) -> tuple[np.ndarray, np.ndarray]:
-        """Encodes (fraction read, block) pairs as they stream in, ``ENCODE_CHUNK`` blocks per parallel batch,
+        """Encodes (fraction read, block) pairs as they stream in, in parallel batches of bounded size,
         into one growing array of the narrowest id dtype; ``progress(fraction, tokens)`` after each batch."""
         buffer = np.empty(1 << 20, dtype=self.id_dtype)
         used = 0
@@ -93,11 +95,13 @@ class TokenizerSpec:
             if progress is not None:
                 progress(fraction, used)
 
-        fraction = 0.0
+        fraction, chars = 0.0, 0
         for fraction, block in blocks:
             batch.append(block)
-            if len(batch) == ENCODE_CHUNK:
+            chars += len(block)
+            if len(batch) == ENCODE_CHUNK or chars >= ENCODE_CHARS:
                 flush(fraction)
+                chars = 0
         flush(1.0)
         return buffer[:used].copy(), np.asarray(lengths, dtype=np.uint64)
 

@@ -101,10 +101,10 @@ def train_token_ids(
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
-    ``memory``: a budget in bytes for the build. The token ids (2 or 4 bytes per token, plus 1), the
-    finished model (held twice while it is written, ~12 bytes per token) and the feature-weight buffer (8
-    bytes per token) are set aside first; the trie is then built in shards that fit the rest, spilled to
-    ``temp_dir``. A budget too small for the fixed part is an error that names the minimum.
+    ``memory``: a budget in bytes for the whole process. The interpreter and tokenizer (128 MiB), the token
+    ids (held by numpy and by the core) and ~16 bytes per token for the feature weights and the finished
+    model are set aside first; the trie is then built in shards that fit the rest, spilled to ``temp_dir``.
+    A budget too small for the fixed part is an error that names the minimum.
     """
     tokens = np.ascontiguousarray(tokens, dtype=tokenizer.id_dtype)
     block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
@@ -128,17 +128,18 @@ def train_token_ids(
     return Model(core, tokenizer)
 
 
-#: What a build needs besides the shards, per token: ids, block offsets, weight pairs, the model twice.
-FIXED_BYTES_PER_TOKEN = 1 + 8 + 12
-#: The interpreter, numpy and tokenizers, counted against every budget.
-BASELINE_BYTES = 80 << 20
+#: What a build needs besides the shards, per token and besides the ids: block offsets, the feature-weight
+#: buffer or the finished model (not at once), measured at W = 16 on GPT-2 text.
+FIXED_BYTES_PER_TOKEN = 16
+#: The interpreter, numpy, the tokenizer and its batch buffers, counted against every budget.
+BASELINE_BYTES = 128 << 20
 #: The smallest share of the budget a shard may have.
 MIN_SHARD_BYTES = 8 << 20
 
 
 def shard_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
     """The working memory left for each trie shard out of a whole-build budget of ``memory`` bytes."""
-    fixed = BASELINE_BYTES + n_tokens * (id_bytes + FIXED_BYTES_PER_TOKEN)
+    fixed = BASELINE_BYTES + n_tokens * (2 * id_bytes + FIXED_BYTES_PER_TOKEN)
     if memory - fixed < MIN_SHARD_BYTES:
         need = (fixed + MIN_SHARD_BYTES) / 2**20
         raise MemlmError(
