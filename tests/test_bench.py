@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from bench import latency_energy, scaling, vs_timbl
+from bench import latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -46,3 +46,13 @@ def test_latency_energy_smoke(tmp_path):
     assert all(r["predict_p50_us"] > 0 and r["generate_tokens_per_s"] > 0 for r in row["latency"].values())
     assert all(e["joules"] > 0 and e["method"] for e in row["energy"].values())
     assert (tmp_path / "latency.png").exists() and (tmp_path / "energy.png").exists()
+
+
+@pytest.mark.skipif(shutil.which("timbl") is None, reason="timbl is not installed")
+def test_scale_smoke(tmp_path):
+    scale.main(["--size", "20000", "--algorithm", "tribl2", "--timbl-max-tokens", "20000", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "scale.json").read_text())
+    assert [(r["train_tokens"], r["algorithms"]) for r in rows] == [(20000, "igtree"), (20000, "igtree,tribl2")]
+    first = rows[0]
+    assert first["peak_rss_bytes"] > 0 and first["load_ms"] > 0 and first["igtree"]["predict_p50_us"] > 0
+    assert first["timbl"]["model_bytes"] > 0 and "tribl2" in rows[1]
