@@ -55,13 +55,20 @@ def _read_bytes(source: str | Path) -> bytes:
     return path.read_bytes()
 
 
+def _bad_utf8(name: str, offset: int) -> CorpusError:
+    return CorpusError(f"{name}: invalid UTF-8 at byte offset {offset} (use errors='replace' to substitute)")
+
+
+def no_text(sources: Iterable[str | Path]) -> CorpusError:
+    """The error for a corpus that yields no tokens."""
+    return CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
+
+
 def _decode(data: bytes, name: str, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"{name}: invalid UTF-8 at byte offset {e.start} (use errors='replace' to substitute)"
-        ) from None
+        raise _bad_utf8(name, e.start) from None
 
 
 def _is_jsonl(source: str | Path) -> bool:
@@ -101,7 +108,7 @@ def read_blocks(sources: Iterable[str | Path], text_field: str = "text", errors:
     sources = list(sources)
     blocks = [block for _, block in iter_blocks(sources, text_field=text_field, errors=errors)]
     if not blocks:
-        raise CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
+        raise no_text(sources)
     return blocks
 
 
@@ -136,21 +143,20 @@ def iter_blocks(
     if errors not in ("strict", "replace"):
         raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
     files = list(_expand(sources))
-    total = sum(Path(f).stat().st_size for f in files if f != STDIN) or 1
+    sizes = [0 if f == STDIN else Path(f).stat().st_size for f in files]
+    total = sum(sizes) or 1
     done = 0
-    for source in files:
+    for source, size in zip(files, sizes, strict=True):
         if source == STDIN or _is_jsonl(source):
             for _, text in iter_documents([source], text_field=text_field, errors=errors):
                 for block in split_blocks(text):
                     yield done / total, block
-            done += 0 if source == STDIN else Path(source).stat().st_size
-            continue
-        with open(source, "rb") as raw:
-            stream = gzip.GzipFile(fileobj=raw) if Path(source).suffix == ".gz" else raw
-            lines = _decoded_lines(stream, str(source), errors)
-            for block in _plain_text_blocks(lines):
-                yield (done + raw.tell()) / total, block
-        done += Path(source).stat().st_size
+        else:
+            with open(source, "rb") as raw:
+                stream = gzip.GzipFile(fileobj=raw) if Path(source).suffix == ".gz" else raw
+                for block in _plain_text_blocks(_decoded_lines(stream, str(source), errors)):
+                    yield (done + raw.tell()) / total, block
+        done += size
 
 
 def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
@@ -160,9 +166,7 @@ def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
             try:
                 yield raw_line.decode("utf-8", errors=errors)
             except UnicodeDecodeError as e:
-                raise CorpusError(
-                    f"{name}: invalid UTF-8 at byte offset {offset + e.start} (use errors='replace' to substitute)"
-                ) from None
+                raise _bad_utf8(name, offset + e.start) from None
             offset += len(raw_line)
     except (OSError, EOFError) as e:
         raise CorpusError(f"{name}: not a valid gzip file ({e})") from None

@@ -73,7 +73,8 @@ class TokenizerSpec:
         return np.uint16 if self.vocab_size <= 1 << 16 else np.uint32
 
     def encode_stream(self, blocks: Iterable[tuple[float, str]], progress=None) -> tuple[np.ndarray, np.ndarray]:
-        """Encodes (fraction read, block) pairs as they stream in, in parallel batches of bounded size,
+        """Encodes (fraction read, block) pairs as they stream in, in parallel batches of bounded size
+        (``ENCODE_CHUNK`` blocks, ``ENCODE_CHARS`` characters),
         into one growing array of the narrowest id dtype; ``progress(fraction, tokens)`` after each batch."""
         buffer = np.empty(1 << 20, dtype=self.id_dtype)
         used = 0
@@ -107,13 +108,5 @@ class TokenizerSpec:
 
     def encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encodes blocks in parallel: (all token ids concatenated as uint32, block lengths as uint64)."""
-        ids: list[np.ndarray] = []
-        lengths: list[int] = []
-        for start in range(0, len(blocks), ENCODE_CHUNK):
-            encodings = self.tokenizer.encode_batch(blocks[start : start + ENCODE_CHUNK], add_special_tokens=False)
-            for enc in encodings:
-                if enc.ids:
-                    ids.append(np.asarray(enc.ids, dtype=np.uint32))
-                    lengths.append(len(enc.ids))
-        tokens = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)
-        return tokens, np.asarray(lengths, dtype=np.uint64)
+        tokens, lengths = self.encode_stream((0.0, block) for block in blocks)
+        return tokens.astype(np.uint32), lengths

@@ -12,8 +12,8 @@ import numpy as np
 
 from memlm import __version__
 from memlm._core import CoreModel
-from memlm.corpus import iter_blocks
-from memlm.errors import CorpusError, MemlmError
+from memlm.corpus import iter_blocks, no_text
+from memlm.errors import MemlmError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
 
@@ -65,7 +65,7 @@ def train(
         progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
     )
     if tokens.size == 0:
-        raise CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
+        raise no_text(sources)
     metadata = _metadata(
         sources=[str(s) for s in sources],
         tokenizer=spec.name,

@@ -171,8 +171,8 @@ pub fn build_instance_base<I: Instances + ?Sized>(
     stats: &ClassStats,
     options: BuildOptions,
 ) -> Result<InstanceBase> {
-    let (trie, tail_offsets, tail_values) =
-        build(instances, order, stats, Expand::Shared, options)?;
+    let (trie, tails) = build(instances, order, stats, Expand::Shared, options)?;
+    let (tail_offsets, tail_values) = tails.expect("the instance base has tails");
     Ok(InstanceBase {
         trie,
         tail_offsets,
@@ -318,7 +318,7 @@ fn build<I: Instances + ?Sized>(
     stats: &ClassStats,
     expand: Expand,
     options: BuildOptions,
-) -> Result<(EncodedTrie, PackedOffsets, LabelVec)> {
+) -> Result<(EncodedTrie, Option<Tails>)> {
     let n = instances.len();
     let n_symbols = stats.counts.len();
     let mut counter = DistributionCounter::new(stats);
@@ -381,7 +381,7 @@ fn build<I: Instances + ?Sized>(
             .extend(order.iter().map(|&f| instances.feature(0, f)));
     }
     let depth = shards.iter().map(Shard::depth).max().unwrap_or(0);
-    let mut trie = TrieWriter::new(n_symbols as u32, stats);
+    let mut trie = TrieWriter::new(n_symbols as u32, stats, expand == Expand::Shared);
     let mut first = Vec::with_capacity(shards.len());
     for shard in &mut shards {
         first.push(if shard.depth() >= 1 {
@@ -408,26 +408,28 @@ fn build<I: Instances + ?Sized>(
     Ok(trie.finish())
 }
 
+/// The instance base's tails: their lengths per node, and their values.
+type Tails = (PackedOffsets, LabelVec);
+
 /// Appends levels breadth-first to the stored form.
 struct TrieWriter {
     labels: LabelVec,
     children: PackedOffsets,
     dist_offsets: PackedOffsets,
     dist_bytes: Vec<u8>,
-    tail_offsets: PackedOffsets,
-    tail_values: LabelVec,
+    /// The instance base only.
+    tails: Option<Tails>,
     classes: Vec<u32>,
 }
 
 impl TrieWriter {
-    fn new(n_symbols: u32, stats: &ClassStats) -> Self {
+    fn new(n_symbols: u32, stats: &ClassStats, with_tails: bool) -> Self {
         TrieWriter {
             labels: LabelVec::for_symbols(n_symbols),
             children: PackedOffsets::default(),
             dist_offsets: PackedOffsets::default(),
             dist_bytes: Vec::new(),
-            tail_offsets: PackedOffsets::default(),
-            tail_values: LabelVec::for_symbols(n_symbols),
+            tails: with_tails.then(|| (PackedOffsets::default(), LabelVec::for_symbols(n_symbols))),
             classes: stats.by_rank.clone(),
         }
     }
@@ -437,27 +439,27 @@ impl TrieWriter {
             self.labels.push(level.labels[j]);
             self.children.push(level.children[j] as u64);
             self.dist_offsets.push(level.dist_lens[j] as u64);
-            self.tail_offsets
-                .push(level.tail_lens.get(j).copied().unwrap_or(0) as u64);
         }
         self.dist_bytes.extend_from_slice(&level.dist_bytes);
-        for &v in &level.tail_values {
-            self.tail_values.push(v);
+        if let Some((offsets, values)) = &mut self.tails {
+            for &len in &level.tail_lens {
+                offsets.push(len as u64);
+            }
+            for &v in &level.tail_values {
+                values.push(v);
+            }
         }
     }
 
-    fn finish(self) -> (EncodedTrie, PackedOffsets, LabelVec) {
-        (
-            EncodedTrie {
-                labels: self.labels,
-                children: self.children.finish(),
-                dist_offsets: self.dist_offsets.finish(),
-                dist_bytes: self.dist_bytes,
-                classes: self.classes,
-            },
-            self.tail_offsets.finish(),
-            self.tail_values,
-        )
+    fn finish(self) -> (EncodedTrie, Option<Tails>) {
+        let trie = EncodedTrie {
+            labels: self.labels,
+            children: self.children.finish(),
+            dist_offsets: self.dist_offsets.finish(),
+            dist_bytes: self.dist_bytes,
+            classes: self.classes,
+        };
+        (trie, self.tails.map(|(o, v)| (o.finish(), v)))
     }
 }
 

@@ -87,12 +87,10 @@ impl<'a> InstanceBaseView<'a> {
 
     /// Checks the tails against the trie: only single-instance leaves have one, of length W - depth.
     pub fn validate(&self, width: usize, n_symbols: u32) -> Result<(), String> {
+        self.check_lengths(n_symbols)?;
         self.trie.validate(n_symbols)?;
         let nodes = self.trie.node_count();
         self.tail_offsets.validate(nodes)?;
-        if self.tail_offsets.total() != self.tail_values.len() as u64 {
-            return Err("tail lengths do not add up to the tail values".into());
-        }
         let mut depth = vec![0u8; nodes];
         for n in 0..nodes as u32 {
             let d = depth[n as usize] as usize;

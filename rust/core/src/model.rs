@@ -270,10 +270,17 @@ impl Model {
     /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
     pub fn verify(&self) -> std::result::Result<(), String> {
         format::decode(self.as_bytes(), Check::Full)?;
+        self.validate_tries()
+    }
+
+    /// Every structural invariant of the IGTree and the instance base (what [`Check::Full`] adds to the
+    /// checksums).
+    fn validate_tries(&self) -> std::result::Result<(), String> {
         let n = self.params.n_symbols;
-        self.trie().validate(n)?;
-        if let Some(base) = self.instance_base() {
-            base.validate(self.params.width, n)?;
+        self.trie_checked(TrieSections::IGTREE)?.validate(n)?;
+        if self.has_instance_base {
+            self.instance_base_checked()?
+                .validate(self.params.width, n)?;
         }
         Ok(())
     }
@@ -340,12 +347,7 @@ impl Model {
             model.instance_base_checked()?.check_lengths(n as u32)?;
         }
         if check == Check::Full {
-            model
-                .trie_checked(TrieSections::IGTREE)?
-                .validate(n as u32)?;
-            if model.has_instance_base {
-                model.instance_base_checked()?.validate(w, n as u32)?;
-            }
+            model.validate_tries()?;
         }
         if !model.params.token_ids {
             model.check_symbols()?;
