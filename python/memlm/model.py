@@ -48,13 +48,16 @@ class Model:
         self._core = core
         self._metadata = json.loads(core.metadata or "{}")
         self._tokenizer = tokenizer
+        # Read once: each is a call into the core, and `predict` needs them on every call.
+        self._width, self._pad, self._token_ids = core.width, core.pad, core.token_ids
+        self._token_strings: dict[int, str] = {}
 
     # -- identity ---------------------------------------------------------------------------------
 
     @property
     def width(self) -> int:
         """Context width W: how many previous tokens the model looks at."""
-        return self._core.width
+        return self._width
 
     @property
     def metadata(self) -> dict:
@@ -62,7 +65,7 @@ class Model:
 
     @property
     def has_tokenizer(self) -> bool:
-        return self._core.token_ids
+        return self._token_ids
 
     @property
     def tokenizer(self) -> TokenizerSpec:
@@ -134,9 +137,16 @@ class Model:
 
     def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
         """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
-        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
-        tail = ids[-self.width :] if ids else []
-        return [self._core.pad] * (self.width - len(tail)) + tail
+        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
+        tail = list(ids[-self._width :]) if len(ids) else []
+        return [self._pad] * (self._width - len(tail)) + tail
+
+    def token_string(self, token_id: int) -> str:
+        """The text of one token (or symbol), decoded once and then remembered."""
+        text = self._token_strings.get(token_id)
+        if text is None:
+            text = self._token_strings[token_id] = self.decode([token_id])
+        return text
 
     # -- prediction -------------------------------------------------------------------------------
 
@@ -159,9 +169,9 @@ class Model:
             self.context(text_or_ids), top_k, algorithm, k, vote, decay
         )
         return Prediction(
-            ids=list(classes),
-            tokens=[self.decode([c]) for c in classes],
-            votes=list(votes),
+            ids=classes,
+            tokens=[self.token_string(c) for c in classes],
+            votes=votes,
             probabilities=[v / total for v in votes],
             depth=depth,
             distance=distance,

@@ -15,11 +15,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use crate::classes::ClassStats;
-use crate::distribution::DistributionWriter;
+use crate::distribution::{DistributionWriter, Entries};
 use crate::error::{Error, Result};
 use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
-use crate::trie::{EncodedTrie, LabelVec};
+use crate::trie::{EncodedTrie, LabelVec, STORED_TOTAL_BYTES};
 
 /// Working memory per instance of a shard while its levels are built: the id (4 bytes), its sort key
 /// (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
@@ -420,6 +420,8 @@ struct TrieWriter {
     /// The instance base only.
     tails: Option<Tails>,
     classes: Vec<u32>,
+    total_nodes: Vec<u32>,
+    total_counts: Vec<u64>,
 }
 
 impl TrieWriter {
@@ -431,14 +433,28 @@ impl TrieWriter {
             dist_bytes: Vec::new(),
             tails: with_tails.then(|| (PackedOffsets::default(), LabelVec::for_symbols(n_symbols))),
             classes: stats.by_rank.clone(),
+            total_nodes: Vec::new(),
+            total_counts: Vec::new(),
         }
     }
 
     fn append(&mut self, level: &LevelOut) {
+        let mut dist_at = 0;
         for j in 0..level.labels.len() {
+            let len = level.dist_lens[j] as usize;
+            if len as u64 >= STORED_TOTAL_BYTES {
+                let bytes = &level.dist_bytes[dist_at..dist_at + len];
+                self.total_nodes.push(self.labels.view().len() as u32);
+                self.total_counts.push(
+                    Entries::new(bytes, &self.classes)
+                        .map(|(_, c)| c as u64)
+                        .sum(),
+                );
+            }
+            dist_at += len;
             self.labels.push(level.labels[j]);
             self.children.push(level.children[j] as u64);
-            self.dist_offsets.push(level.dist_lens[j] as u64);
+            self.dist_offsets.push(len as u64);
         }
         self.dist_bytes.extend_from_slice(&level.dist_bytes);
         if let Some((offsets, values)) = &mut self.tails {
@@ -458,6 +474,8 @@ impl TrieWriter {
             dist_offsets: self.dist_offsets.finish(),
             dist_bytes: self.dist_bytes,
             classes: self.classes,
+            total_nodes: self.total_nodes,
+            total_counts: self.total_counts,
         };
         (trie, self.tails.map(|(o, v)| (o.finish(), v)))
     }

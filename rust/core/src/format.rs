@@ -94,6 +94,13 @@ pub enum Section {
     TailExceptionLens = 36,
     TailValues16 = 37,
     TailValues32 = 38,
+    /// u32 x large distributions: the IGTree nodes whose distribution is stored with its total ...
+    TotalNodes = 39,
+    /// ... u64 x large distributions: those totals.
+    TotalCounts = 40,
+    /// The same for the instance base.
+    BaseTotalNodes = 41,
+    BaseTotalCounts = 42,
 }
 
 /// The section ids of one stored trie.
@@ -106,6 +113,8 @@ pub struct TrieSections {
     /// Distribution byte lengths: lens, bases, exception items, exception lengths.
     pub dist_offsets: [Section; 4],
     pub dist_bytes: Section,
+    /// The stored totals of large distributions: node ids, totals.
+    pub totals: [Section; 2],
 }
 
 impl TrieSections {
@@ -126,6 +135,7 @@ impl TrieSections {
             Section::DistExceptionLens,
         ],
         dist_bytes: Section::DistBytes,
+        totals: [Section::TotalNodes, Section::TotalCounts],
     };
 
     /// The unpruned instance base.
@@ -145,6 +155,7 @@ impl TrieSections {
             Section::BaseDistExceptionLens,
         ],
         dist_bytes: Section::BaseDistBytes,
+        totals: [Section::BaseTotalNodes, Section::BaseTotalCounts],
     };
 }
 
@@ -157,7 +168,7 @@ pub const TAIL_OFFSETS: [Section; 4] = [
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 38] = [
+pub const ALL_SECTIONS: [Section; 42] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -196,6 +207,10 @@ pub const ALL_SECTIONS: [Section; 38] = [
     Section::TailExceptionLens,
     Section::TailValues16,
     Section::TailValues32,
+    Section::TotalNodes,
+    Section::TotalCounts,
+    Section::BaseTotalNodes,
+    Section::BaseTotalCounts,
 ];
 
 impl Section {
@@ -233,7 +248,9 @@ impl Section {
             | BaseDistBases
             | BaseDistExceptionLens
             | TailBases
-            | TailExceptionLens => 8,
+            | TailExceptionLens
+            | TotalCounts
+            | BaseTotalCounts => 8,
             FeatureOrder
             | ClassRank
             | Labels32
@@ -244,7 +261,9 @@ impl Section {
             | BaseChildExceptionItems
             | BaseDistExceptionItems
             | TailExceptionItems
-            | TailValues32 => 4,
+            | TailValues32
+            | TotalNodes
+            | BaseTotalNodes => 4,
             Labels16 | BaseLabels16 | TailValues16 => 2,
             ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata
             | BaseChildLens | BaseDistLens | BaseDistBytes | TailLens => 1,

@@ -402,6 +402,8 @@ impl Model {
             dist_offsets: self.offsets_checked(s.dist_offsets)?,
             dist_bytes: self.section_bytes(s.dist_bytes)?,
             classes: &self.class_by_rank,
+            total_nodes: self.array(s.totals[0])?,
+            total_counts: self.array(s.totals[1])?,
         })
     }
 
@@ -602,7 +604,14 @@ impl Model {
             ),
             (
                 "distribution offsets",
-                &[DistLens, DistBases, DistExceptionItems, DistExceptionLens],
+                &[
+                    DistLens,
+                    DistBases,
+                    DistExceptionItems,
+                    DistExceptionLens,
+                    TotalNodes,
+                    TotalCounts,
+                ],
             ),
             ("distributions", &[DistBytes]),
             ("symbols", &[SymbolOffsets, SymbolBytes]),
@@ -621,6 +630,8 @@ impl Model {
                     BaseDistExceptionItems,
                     BaseDistExceptionLens,
                     BaseDistBytes,
+                    BaseTotalNodes,
+                    BaseTotalCounts,
                     TailLens,
                     TailBases,
                     TailExceptionItems,
@@ -820,6 +831,8 @@ fn trie_sections(trie: &EncodedTrie, s: TrieSections) -> Vec<(Section, &[u8])> {
     out.extend(offset_sections(&trie.children, s.children));
     out.extend(offset_sections(&trie.dist_offsets, s.dist_offsets));
     out.push((s.dist_bytes, &trie.dist_bytes[..]));
+    out.push((s.totals[0], bytemuck::cast_slice(&trie.total_nodes)));
+    out.push((s.totals[1], bytemuck::cast_slice(&trie.total_counts)));
     out
 }
 

@@ -14,6 +14,10 @@ use crate::offsets::{OffsetsView, PackedOffsets};
 /// The root node's id.
 pub const ROOT: u32 = 0;
 
+/// Distributions of at least this many bytes have their total stored beside them, so that a node's
+/// total costs a lookup, not a decode of thousands of entries (the root's and its children's).
+pub const STORED_TOTAL_BYTES: u64 = 128;
+
 /// Arc labels, in the narrowest integer type that holds every symbol id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LabelVec {
@@ -107,6 +111,9 @@ pub struct EncodedTrie {
     pub dist_bytes: Vec<u8>,
     /// Class id of every tie-break rank (distributions store ranks).
     pub classes: Vec<u32>,
+    /// The nodes whose distribution takes [`STORED_TOTAL_BYTES`] or more, ascending, and their totals.
+    pub total_nodes: Vec<u32>,
+    pub total_counts: Vec<u64>,
 }
 
 impl EncodedTrie {
@@ -118,6 +125,8 @@ impl EncodedTrie {
             dist_offsets: self.dist_offsets.view(),
             dist_bytes: &self.dist_bytes,
             classes: &self.classes,
+            total_nodes: &self.total_nodes,
+            total_counts: &self.total_counts,
         }
     }
 }
@@ -131,6 +140,9 @@ pub struct TrieView<'a> {
     pub dist_bytes: &'a [u8],
     /// Class id of every tie-break rank.
     pub classes: &'a [u32],
+    /// The nodes with large distributions, ascending, and their totals.
+    pub total_nodes: &'a [u32],
+    pub total_counts: &'a [u64],
 }
 
 impl<'a> TrieView<'a> {
@@ -175,6 +187,16 @@ impl<'a> TrieView<'a> {
 
     /// Total of node `n`'s counts: the number of training instances below it.
     pub fn total(&self, n: u32) -> u64 {
+        let r = self.dist_offsets.range(n as usize);
+        if r.end - r.start >= STORED_TOTAL_BYTES {
+            if let Ok(k) = self.total_nodes.binary_search(&n) {
+                return self.total_counts[k];
+            }
+        }
+        self.decoded_total(n)
+    }
+
+    fn decoded_total(&self, n: u32) -> u64 {
         self.distribution(n).map(|(_, c)| c as u64).sum()
     }
 
@@ -194,6 +216,9 @@ impl<'a> TrieView<'a> {
         }
         if self.classes.len() != n_symbols as usize {
             return Err("the class table does not fit the symbol count".into());
+        }
+        if self.total_nodes.len() != self.total_counts.len() {
+            return Err("the stored totals have the wrong length".into());
         }
         Ok(())
     }
@@ -222,6 +247,18 @@ impl<'a> TrieView<'a> {
                 self.classes,
             )
             .validate()?;
+        }
+        let large = (0..nodes as u32).filter(|&n| {
+            let r = self.dist_offsets.range(n as usize);
+            r.end - r.start >= STORED_TOTAL_BYTES
+        });
+        if !large.eq(self.total_nodes.iter().copied()) {
+            return Err("the stored totals do not list the large distributions".into());
+        }
+        for (&n, &total) in self.total_nodes.iter().zip(self.total_counts) {
+            if self.decoded_total(n) != total {
+                return Err(format!("node {n} has a wrong stored total"));
+            }
         }
         Ok(())
     }
