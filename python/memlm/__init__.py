@@ -21,8 +21,9 @@ from memlm.errors import (  # noqa: E402
     TokenizerMismatchError,
 )
 from memlm.model import Model, Prediction  # noqa: E402
+from memlm.shards import make_shard, merge, merge_shards  # noqa: E402
 from memlm.tokenization import TokenizerSpec  # noqa: E402
-from memlm.training import load, train, train_instances, train_token_ids  # noqa: E402
+from memlm.training import load, tokenize, train, train_instances, train_token_ids  # noqa: E402
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,6 +37,10 @@ __all__ = [
     "TokenizerSpec",
     "__version__",
     "load",
+    "make_shard",
+    "merge",
+    "merge_shards",
+    "tokenize",
     "train",
     "train_instances",
     "train_token_ids",

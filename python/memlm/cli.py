@@ -59,57 +59,118 @@ def main(
     """memlm: train, inspect and run memory-based language models."""
 
 
+WidthOption = Annotated[int, typer.Option(help="Context width W (1..64).")]
+WeightingOption = Annotated[str, typer.Option(help="Feature weighting: gain_ratio or info_gain.")]
+AlgorithmsOption = Annotated[
+    str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
+]
+MemoryOption = Annotated[
+    str | None, typer.Option(help="Memory budget of the build, e.g. 8G: past it the trie is built in shards.")
+]
+TempDirOption = Annotated[Path | None, typer.Option(help="Folder for the shards spilled under --memory.")]
+KeepTokensOption = Annotated[
+    bool, typer.Option("--keep-tokens", help="Store the token ids in the model, so `memlm merge` can add to it.")
+]
+
+
+def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir: Path | None, keep_tokens: bool):
+    """The keyword arguments that `memlm.train` and `memlm.merge` share."""
+    return dict(
+        weighting=weighting,
+        algorithms=algorithms,
+        memory=None if memory is None else parse_size(memory),
+        temp_dir=temp_dir,
+        keep_tokens=keep_tokens,
+    )
+
+
+def _wrote(output: Path, model: memlm.Model) -> None:
+    model.save(output)
+    info = model.info()
+    print(
+        f"wrote {output}: width {info['width']}, {info['training_instances']:,} instances, "
+        f"{info['nodes']:,} nodes, {info['bytes']:,} bytes",
+        file=sys.stderr,
+    )
+
+
+def _wrote_shard(output: Path, fields: dict) -> None:
+    print(f"wrote shard {output}: {fields['tokens']:,} tokens in {fields['blocks']:,} blocks", file=sys.stderr)
+
+
 @app.command()
 def train(
     corpus: Annotated[
         list[str] | None, typer.Argument(help="Text files, directories, .gz, .jsonl, or - for stdin.")
     ] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model file to write.")] = ...,
-    width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
+    width: WidthOption = 16,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
     errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' (error) or 'replace'.")] = "strict",
-    weighting: Annotated[str, typer.Option(help="Feature weighting: gain_ratio or info_gain.")] = "gain_ratio",
+    weighting: WeightingOption = "gain_ratio",
     instances: Annotated[
         Path | None, typer.Option(help="Train from a TiMBL column-format instance file instead.")
     ] = None,
-    algorithms: Annotated[
-        str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
-    ] = "igtree",
-    memory: Annotated[
-        str | None, typer.Option(help="Memory budget of the build, e.g. 8G: past it the trie is built in shards.")
-    ] = None,
-    temp_dir: Annotated[Path | None, typer.Option(help="Folder for the shards spilled under --memory.")] = None,
+    algorithms: AlgorithmsOption = "igtree",
+    memory: MemoryOption = None,
+    temp_dir: TempDirOption = None,
+    keep_tokens: KeepTokensOption = False,
+    shard: Annotated[
+        bool, typer.Option("--shard", help="Only tokenise: write a shard for `memlm merge` instead of a model.")
+    ] = False,
 ) -> None:
     """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
         if instances is not None:
-            if corpus:
-                raise MemlmError("give either a corpus or --instances, not both")
+            if corpus or shard:
+                raise MemlmError("give either a corpus or --instances, not both (and no --shard)")
             model = memlm.train_instances(instances, weighting=weighting, algorithms=algorithms, status=_status)
-        else:
-            if not corpus:
-                raise MemlmError("no corpus given (or use --instances FILE)")
-            with BuildProgress(stderr) as progress:
-                model = memlm.train(
-                    corpus,
-                    width=width,
-                    tokenizer=tokenizer,
-                    text_field=text_field,
-                    errors=errors,
-                    weighting=weighting,
-                    algorithms=algorithms,
-                    memory=None if memory is None else parse_size(memory),
-                    temp_dir=temp_dir,
-                    progress=progress,
-                )
-        model.save(output)
-        info = model.info()
-        print(
-            f"wrote {output}: width {info['width']}, {info['training_instances']:,} instances, "
-            f"{info['nodes']:,} nodes, {info['bytes']:,} bytes",
-            file=sys.stderr,
-        )
+            _wrote(output, model)
+            return
+        if not corpus:
+            raise MemlmError("no corpus given (or use --instances FILE)")
+        with BuildProgress(stderr) as progress:
+            if shard:
+                fields = memlm.make_shard(corpus, output, tokenizer, text_field, errors, progress=progress)
+                _wrote_shard(output, fields)
+                return
+            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
+            model = memlm.train(
+                corpus,
+                width=width,
+                tokenizer=tokenizer,
+                text_field=text_field,
+                errors=errors,
+                progress=progress,
+                **options,
+            )
+        _wrote(output, model)
+
+
+@app.command()
+def merge(
+    inputs: Annotated[
+        list[Path], typer.Argument(metavar="SHARD_OR_MODEL...", help="Shards, or models trained with --keep-tokens.")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
+    width: WidthOption = 16,
+    weighting: WeightingOption = "gain_ratio",
+    algorithms: AlgorithmsOption = "igtree",
+    memory: MemoryOption = None,
+    temp_dir: TempDirOption = None,
+    keep_tokens: KeepTokensOption = False,
+    shard: Annotated[bool, typer.Option("--shard", help="Write one combined shard instead of a model.")] = False,
+) -> None:
+    """Make one model of shards (or of models that kept their tokens): the model of their text, concatenated."""
+    with _clean_errors():
+        if shard:
+            _wrote_shard(output, memlm.merge_shards(inputs, output))
+            return
+        with BuildProgress(stderr) as progress:
+            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
+            model = memlm.merge(inputs, width=width, progress=progress, **options)
+        _wrote(output, model)
 
 
 AlgorithmOption = Annotated[str, typer.Option(help="Classifier: igtree, tribl2 or ib1.")]

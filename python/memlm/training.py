@@ -34,6 +34,35 @@ def _metadata(**fields) -> str:
     return json.dumps({"memlm_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
 
 
+def tokenize(
+    sources: Iterable[str | Path] | str | Path,
+    tokenizer: str | Path | TokenizerSpec | None = None,
+    text_field: str = "text",
+    errors: str = "strict",
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
+    """Reads and tokenises a corpus as a stream: (token ids in the narrowest dtype, block lengths, the
+    tokenizer, metadata fields naming the sources). An empty corpus is a :class:`CorpusError`."""
+    if isinstance(sources, (str, Path)):
+        sources = [sources]
+    spec = spec_or_path(tokenizer)
+    report = progress or (lambda *_: None)
+    tokens, lengths = spec.encode_stream(
+        iter_blocks(sources, text_field=text_field, errors=errors),
+        progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
+    )
+    if tokens.size == 0:
+        raise no_text(sources)
+    fields = dict(
+        sources=[str(s) for s in sources],
+        tokenizer=spec.name,
+        tokenizer_sha256=spec.sha256,
+        blocks=len(lengths),
+        tokens=int(tokens.size),
+    )
+    return tokens, lengths, spec, fields
+
+
 def train(
     sources: Iterable[str | Path] | str | Path,
     width: int = 16,
@@ -45,6 +74,7 @@ def train(
     memory: int | None = None,
     temp_dir: str | Path | None = None,
     progress=None,
+    keep_tokens: bool = False,
 ) -> Model:
     """Trains a model on raw text.
 
@@ -54,25 +84,11 @@ def train(
     ``algorithms``: what the model must answer; ``tribl2`` or ``ib1`` add the unpruned instance base to
     the file (IGTree is always there). ``memory``: budget in bytes for the whole build (see
     :func:`train_token_ids`). ``progress(phase, done, total)``: called as reading and building advance.
+    ``keep_tokens``: store the token ids in the model too (2 bytes per token), so that :func:`memlm.merge`
+    can add text to it later.
     """
     needs_instance_base(algorithms)  # fail on a bad name before reading the corpus
-    if isinstance(sources, (str, Path)):
-        sources = [sources]
-    spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
-    report = progress or (lambda *_: None)
-    tokens, lengths = spec.encode_stream(
-        iter_blocks(sources, text_field=text_field, errors=errors),
-        progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
-    )
-    if tokens.size == 0:
-        raise no_text(sources)
-    metadata = _metadata(
-        sources=[str(s) for s in sources],
-        tokenizer=spec.name,
-        tokenizer_sha256=spec.sha256,
-        blocks=len(lengths),
-        tokens=int(tokens.size),
-    )
+    tokens, lengths, spec, fields = tokenize(sources, tokenizer, text_field, errors, progress)
     return train_token_ids(
         tokens,
         lengths,
@@ -80,11 +96,17 @@ def train(
         width,
         weighting,
         algorithms,
-        metadata,
+        _metadata(**fields),
         memory=memory,
         temp_dir=temp_dir,
         progress=progress,
+        keep_tokens=keep_tokens,
     )
+
+
+def spec_or_path(tokenizer: str | Path | TokenizerSpec | None) -> TokenizerSpec:
+    """A tokenizer given as a spec, a JSON file, or None for the default GPT-2 tokenizer."""
+    return tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
 
 
 def train_token_ids(
@@ -98,6 +120,7 @@ def train_token_ids(
     memory: int | None = None,
     temp_dir: str | Path | None = None,
     progress=None,
+    keep_tokens: bool = False,
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
@@ -124,6 +147,7 @@ def train_token_ids(
         shard_memory=None if memory is None else shard_memory(memory, tokens.size, tokens.itemsize),
         temp_dir=None if temp_dir is None else Path(temp_dir),
         progress=progress,
+        keep_tokens=keep_tokens,
     )
     return Model(core, tokenizer)
 
@@ -173,6 +197,5 @@ def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, 
     ``tokenizer``, checks it is the model's own."""
     model = Model(CoreModel.load(Path(path), verify))
     if tokenizer is not None:
-        spec = tokenizer if isinstance(tokenizer, TokenizerSpec) else TokenizerSpec.from_file(tokenizer)
-        model.check_tokenizer(spec)
+        model.check_tokenizer(spec_or_path(tokenizer))
     return model

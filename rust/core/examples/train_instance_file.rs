@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         metadata: "{}",
         instance_base: rest.iter().any(|a| a == "--instance-base"),
         build: Default::default(),
+        keep_tokens: None,
     };
     let model = Model::train(file.table, spec)?;
     model.save(&PathBuf::from(output))?;

@@ -18,6 +18,38 @@ use std::ops::Range;
 
 /// First eight bytes of every memlm model file.
 pub const MAGIC: &[u8; 8] = b"MEMLM\0\r\n";
+/// First eight bytes of every memlm shard file (tokenised text that `memlm merge` makes models of).
+pub const SHARD_MAGIC: &[u8; 8] = b"MEMLMS\r\n";
+
+/// The two kinds of file in this container: they differ in their magic number and sections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A trained model.
+    Model,
+    /// Token ids and block lengths of a corpus (`memlm train --shard`).
+    Shard,
+}
+
+impl Kind {
+    /// The file's first eight bytes.
+    pub fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Kind::Model => MAGIC,
+            Kind::Shard => SHARD_MAGIC,
+        }
+    }
+
+    /// What a file of this kind is, said when another kind was expected.
+    fn described(self) -> &'static str {
+        match self {
+            Kind::Model => "a memlm model, not a shard (tokenised text)",
+            Kind::Shard => {
+                "a memlm shard (tokenised text), not a model: make a model of it with `memlm merge`"
+            }
+        }
+    }
+}
+
 /// Format version written by this build; files of other versions are refused.
 pub const FORMAT_VERSION: u32 = 2;
 
@@ -101,6 +133,14 @@ pub enum Section {
     /// The same for the instance base.
     BaseTotalNodes = 41,
     BaseTotalCounts = 42,
+    /// u64 x 1 (shards): the tokenizer's vocabulary size, which the token ids lie below.
+    ShardParams = 43,
+    /// u16 or u32 x tokens: the training text's token ids, all blocks concatenated (shards, and
+    /// models trained with `--keep-tokens`) ...
+    Tokens16 = 44,
+    Tokens32 = 45,
+    /// ... u64 x blocks: the length of every block.
+    BlockLengths = 46,
 }
 
 /// The section ids of one stored trie.
@@ -168,7 +208,7 @@ pub const TAIL_OFFSETS: [Section; 4] = [
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 42] = [
+pub const ALL_SECTIONS: [Section; 46] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -211,6 +251,10 @@ pub const ALL_SECTIONS: [Section; 42] = [
     Section::TotalCounts,
     Section::BaseTotalNodes,
     Section::BaseTotalCounts,
+    Section::ShardParams,
+    Section::Tokens16,
+    Section::Tokens32,
+    Section::BlockLengths,
 ];
 
 impl Section {
@@ -229,6 +273,7 @@ impl Section {
                 | SymbolBytes
                 | Tokenizer
                 | Metadata
+                | ShardParams
         )
     }
 
@@ -250,7 +295,9 @@ impl Section {
             | TailBases
             | TailExceptionLens
             | TotalCounts
-            | BaseTotalCounts => 8,
+            | BaseTotalCounts
+            | ShardParams
+            | BlockLengths => 8,
             FeatureOrder
             | ClassRank
             | Labels32
@@ -263,8 +310,9 @@ impl Section {
             | TailExceptionItems
             | TailValues32
             | TotalNodes
-            | BaseTotalNodes => 4,
-            Labels16 | BaseLabels16 | TailValues16 => 2,
+            | BaseTotalNodes
+            | Tokens32 => 4,
+            Labels16 | BaseLabels16 | TailValues16 | Tokens16 => 2,
             ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata
             | BaseChildLens | BaseDistLens | BaseDistBytes | TailLens => 1,
         }
@@ -277,8 +325,9 @@ pub struct SectionData<'a> {
     pub bytes: &'a [u8],
 }
 
-/// Serialises sections into one model image (8-byte aligned in memory, so it can be viewed in place).
-pub fn encode(sections: &[SectionData]) -> AlignedBytes {
+/// Serialises sections into one image of a `kind` of file (8-byte aligned in memory, so it can be
+/// viewed in place).
+pub fn encode(kind: Kind, sections: &[SectionData]) -> AlignedBytes {
     let table_end = HEADER + TABLE_ENTRY * sections.len();
     let mut offset = table_end + CHECKSUM;
     let mut placed = Vec::with_capacity(sections.len());
@@ -290,7 +339,7 @@ pub fn encode(sections: &[SectionData]) -> AlignedBytes {
     }
     let mut out = AlignedBytes::zeroed(total);
     let buf = out.as_mut_slice();
-    buf[..8].copy_from_slice(MAGIC);
+    buf[..8].copy_from_slice(kind.magic());
     buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     buf[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
     for (k, (s, &at)) in sections.iter().zip(&placed).enumerate() {
@@ -324,10 +373,21 @@ impl SectionTable {
     }
 }
 
-/// Checks magic, version, section table and checksums of a model image, as far as `check` says.
-pub fn decode(bytes: &[u8], check: Check) -> std::result::Result<SectionTable, String> {
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a memlm model file (bad magic number)".into());
+/// Checks magic, version, section table and checksums of an image of a `kind` of file, as far as
+/// `check` says.
+pub fn decode(bytes: &[u8], kind: Kind, check: Check) -> std::result::Result<SectionTable, String> {
+    let other = match kind {
+        Kind::Model => Kind::Shard,
+        Kind::Shard => Kind::Model,
+    };
+    if bytes.starts_with(other.magic()) {
+        return Err(other.described().into());
+    }
+    if !bytes.starts_with(kind.magic()) {
+        return Err(match kind {
+            Kind::Model => "not a memlm model file (bad magic number)".into(),
+            Kind::Shard => "not a memlm shard file (bad magic number)".into(),
+        });
     }
     if bytes.len() < HEADER + CHECKSUM {
         return Err("truncated model file (shorter than its header)".into());
@@ -430,6 +490,30 @@ fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
+/// The bytes of an opened file: built in memory, or memory-mapped.
+pub enum Image {
+    Owned(AlignedBytes),
+    Mapped(memmap2::Mmap),
+}
+
+impl Image {
+    /// Memory-maps a file (read-only).
+    pub fn map(path: &std::path::Path) -> crate::Result<Image> {
+        let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+        // SAFETY: the map is read-only; memlm replaces its files by rename, never in place.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| crate::Error::io(path, e))?;
+        Ok(Image::Mapped(map))
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Image::Owned(b) => b.as_slice(),
+            Image::Mapped(m) => m,
+        }
+    }
+}
+
 /// A byte buffer whose start is 8-byte aligned, so typed arrays can be viewed in it.
 pub struct AlignedBytes {
     words: Vec<u64>,
@@ -460,22 +544,25 @@ mod tests {
     fn image() -> AlignedBytes {
         let params = [3u64, 4];
         let meta = b"{\"x\":1}";
-        encode(&[
-            SectionData {
-                section: Section::Params,
-                bytes: bytemuck::cast_slice(&params),
-            },
-            SectionData {
-                section: Section::Metadata,
-                bytes: meta,
-            },
-        ])
+        encode(
+            Kind::Model,
+            &[
+                SectionData {
+                    section: Section::Params,
+                    bytes: bytemuck::cast_slice(&params),
+                },
+                SectionData {
+                    section: Section::Metadata,
+                    bytes: meta,
+                },
+            ],
+        )
     }
 
     #[test]
     fn round_trip() {
         let img = image();
-        let t = decode(img.as_slice(), Check::Header).unwrap();
+        let t = decode(img.as_slice(), Kind::Model, Check::Header).unwrap();
         let r = t.get(Section::Params).unwrap();
         assert_eq!(r.len(), 16);
         assert_eq!(r.start % 8, 0);
@@ -492,13 +579,13 @@ mod tests {
             let mut bad = good.clone();
             bad[at] ^= 0x20;
             assert!(
-                decode(&bad, Check::Full).is_err(),
+                decode(&bad, Kind::Model, Check::Full).is_err(),
                 "flip at {at} not detected"
             );
         }
         for len in 0..good.len() {
             assert!(
-                decode(&good[..len], Check::Header).is_err(),
+                decode(&good[..len], Kind::Model, Check::Header).is_err(),
                 "truncation to {len} not detected"
             );
         }
@@ -511,7 +598,12 @@ mod tests {
             section,
             bytes: bytemuck::cast_slice(&params),
         });
-        let err = decode(encode(&twice).as_slice(), Check::Header).unwrap_err();
+        let err = decode(
+            encode(Kind::Model, &twice).as_slice(),
+            Kind::Model,
+            Check::Header,
+        )
+        .unwrap_err();
         assert!(err.contains("twice"), "{err}");
     }
 
@@ -519,7 +611,18 @@ mod tests {
     fn other_version_is_named() {
         let mut bad = image().as_slice().to_vec();
         bad[8] = 9;
-        let err = decode(&bad, Check::Header).unwrap_err();
+        let err = decode(&bad, Kind::Model, Check::Header).unwrap_err();
         assert!(err.contains("version 9"), "{err}");
+    }
+
+    #[test]
+    fn a_shard_is_not_a_model_and_says_so() {
+        let img = image();
+        let err = decode(img.as_slice(), Kind::Shard, Check::Header).unwrap_err();
+        assert!(err.contains("a memlm model, not a shard"), "{err}");
+        let mut shard = img.as_slice().to_vec();
+        shard[..8].copy_from_slice(SHARD_MAGIC);
+        let err = decode(&shard, Kind::Model, Check::Header).unwrap_err();
+        assert!(err.contains("memlm merge"), "{err}");
     }
 }

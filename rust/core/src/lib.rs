@@ -17,6 +17,7 @@ pub mod knn;
 pub mod model;
 pub mod offsets;
 pub mod scoring;
+pub mod shard;
 pub mod trie;
 pub mod weights;
 

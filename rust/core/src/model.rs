@@ -11,11 +11,13 @@ use crate::build::{build_igtree, build_instance_base, BuildOptions, InstanceBase
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, AlignedBytes, Check, Section, SectionData, SectionTable, TrieSections, TAIL_OFFSETS,
+    self, AlignedBytes, Check, Image, Kind, Section, SectionData, SectionTable, TrieSections,
+    TAIL_OFFSETS,
 };
-use crate::instances::{check_width, Instances};
+use crate::instances::{check_width, Instances, TokenIds};
 use crate::knn::{InstanceBaseView, KnnOptions, Neighbourhood, Search};
 use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::shard::{read_tokens, token_sections, TokenSlice};
 use crate::trie::{EncodedTrie, LabelVec, Labels, TrieView, ROOT};
 use crate::weights::{feature_order, FeatureWeights, Weighting};
 
@@ -124,23 +126,9 @@ pub struct Match {
     pub depth: u32,
 }
 
-enum Backing {
-    Owned(AlignedBytes),
-    Mapped(memmap2::Mmap),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Owned(b) => b.as_slice(),
-            Backing::Mapped(m) => m,
-        }
-    }
-}
-
 /// A trained memory-based language model, ready for queries.
 pub struct Model {
-    backing: Backing,
+    backing: Image,
     sections: SectionTable,
     params: Params,
     order: Vec<usize>,
@@ -166,6 +154,9 @@ pub struct TrainSpec<'a> {
     pub instance_base: bool,
     /// Memory budget of the trie construction, spill folder, progress reports.
     pub build: BuildOptions<'a>,
+    /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
+    /// can add text to it later (None: not stored).
+    pub keep_tokens: Option<(&'a TokenIds, &'a [u64])>,
 }
 
 impl Model {
@@ -220,6 +211,9 @@ impl Model {
         if let Some(base) = &base {
             data.extend(instance_base_sections(base));
         }
+        if let Some((tokens, block_lengths)) = spec.keep_tokens {
+            data.extend(token_sections(tokens, block_lengths));
+        }
         data.extend([
             (
                 Section::SymbolOffsets,
@@ -233,13 +227,11 @@ impl Model {
             .iter()
             .map(|&(section, bytes)| SectionData { section, bytes })
             .collect();
-        let image = format::encode(&sections);
+        let image = format::encode(Kind::Model, &sections);
         drop((trie, base));
-        Model::from_backing(Backing::Owned(image), Check::Header).map_err(|reason| {
-            Error::BadModel {
-                path: PathBuf::from("<built in memory>"),
-                reason,
-            }
+        Model::from_backing(Image::Owned(image), Check::Header).map_err(|reason| Error::BadModel {
+            path: PathBuf::from("<built in memory>"),
+            reason,
         })
     }
 
@@ -248,10 +240,7 @@ impl Model {
     /// sections, array lengths); the tries' pages are read only when a query touches them.
     /// [`Check::Full`] also verifies every checksum and every structural invariant of the tries.
     pub fn load(path: &Path, check: Check) -> Result<Model> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        // SAFETY: the map is read-only; memlm replaces model files by rename, never in place.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Model::from_backing(Backing::Mapped(map), check).map_err(|reason| Error::BadModel {
+        Model::from_backing(Image::map(path)?, check).map_err(|reason| Error::BadModel {
             path: path.to_path_buf(),
             reason,
         })
@@ -261,7 +250,7 @@ impl Model {
     pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
         let mut image = AlignedBytes::zeroed(bytes.len());
         image.as_mut_slice().copy_from_slice(bytes);
-        Model::from_backing(Backing::Owned(image), Check::Full).map_err(|reason| Error::BadModel {
+        Model::from_backing(Image::Owned(image), Check::Full).map_err(|reason| Error::BadModel {
             path: PathBuf::from("<bytes>"),
             reason,
         })
@@ -269,13 +258,21 @@ impl Model {
 
     /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
     pub fn verify(&self) -> std::result::Result<(), String> {
-        format::decode(self.as_bytes(), Check::Full)?;
+        format::decode(self.as_bytes(), Kind::Model, Check::Full)?;
         self.validate_tries()
     }
 
     /// Every structural invariant of the IGTree and the instance base (what [`Check::Full`] adds to the
     /// checksums).
     fn validate_tries(&self) -> std::result::Result<(), String> {
+        if self.params.token_ids {
+            read_tokens(
+                self.as_bytes(),
+                &self.sections,
+                self.params.pad,
+                Check::Full,
+            )?;
+        }
         let n = self.params.n_symbols;
         self.trie_checked(TrieSections::IGTREE)?.validate(n)?;
         if self.has_instance_base {
@@ -285,8 +282,8 @@ impl Model {
         Ok(())
     }
 
-    fn from_backing(backing: Backing, check: Check) -> std::result::Result<Model, String> {
-        let sections = format::decode(backing.bytes(), check)?;
+    fn from_backing(backing: Image, check: Check) -> std::result::Result<Model, String> {
+        let sections = format::decode(backing.bytes(), Kind::Model, check)?;
         let mut model = Model {
             backing,
             sections,
@@ -348,6 +345,16 @@ impl Model {
         }
         if check == Check::Full {
             model.validate_tries()?;
+        }
+        if model.params.token_ids {
+            read_tokens(
+                model.backing.bytes(),
+                &model.sections,
+                model.params.pad,
+                check,
+            )?;
+        } else if model.sections.get(Section::BlockLengths).is_ok() {
+            return Err("a symbol-table model cannot hold training tokens".into());
         }
         if !model.params.token_ids {
             model.check_symbols()?;
@@ -447,6 +454,20 @@ impl Model {
             self.instance_base_checked()
                 .expect("validated when the model was opened")
         })
+    }
+
+    /// The training text's token ids and block lengths, when the model was trained to keep them.
+    pub fn training_tokens(&self) -> Option<(TokenSlice<'_>, &[u64])> {
+        if !self.params.token_ids {
+            return None;
+        }
+        read_tokens(
+            self.as_bytes(),
+            &self.sections,
+            self.params.pad,
+            Check::Header,
+        )
+        .expect("checked when the model was opened")
     }
 
     /// Tie-break rank of every class.
@@ -591,7 +612,7 @@ impl Model {
     /// distributions, symbols, tokenizer, the instance base, and the rest (header, weights, class statistics, metadata).
     pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
         use Section::*;
-        let groups: [(&'static str, &[Section]); 7] = [
+        let groups: [(&'static str, &[Section]); 8] = [
             ("labels", &[Labels16, Labels32]),
             (
                 "children",
@@ -615,6 +636,7 @@ impl Model {
             ),
             ("distributions", &[DistBytes]),
             ("symbols", &[SymbolOffsets, SymbolBytes]),
+            ("training tokens", &[Tokens16, Tokens32, BlockLengths]),
             ("tokenizer", &[Tokenizer]),
             (
                 "instance base",

@@ -15,6 +15,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         metadata: "{}",
         instance_base: true,
         build: Default::default(),
+        keep_tokens: None,
     }
 }
 
@@ -260,4 +261,50 @@ fn sharded_build_equals_single_build_byte_for_byte() {
         // The spill files are gone once the build is done.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
+}
+
+#[test]
+fn shards_round_trip_and_models_keep_their_tokens() {
+    use memlm_core::shard::{write_shard, Shard, TokenSlice};
+    use memlm_core::TokenIds;
+    let (ids, lengths) = corpus(12, 800);
+    let lengths64: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
+    let narrow = TokenIds::U16(ids.iter().map(|&t| t as u16).collect());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.shard");
+    write_shard(&path, &narrow, &lengths64, VOCAB, b"tok", "{\"n\":1}").unwrap();
+    let shard = Shard::open(&path).unwrap();
+    let (tokens, blocks) = shard.tokens();
+    assert!(
+        matches!(tokens, TokenSlice::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied()))
+    );
+    assert_eq!(blocks, &lengths64[..]);
+    assert_eq!(
+        (shard.vocab_size(), shard.tokenizer_blob(), shard.metadata()),
+        (VOCAB, &b"tok"[..], "{\"n\":1}")
+    );
+    // A shard is not a model, and a model is not a shard: each says what it is.
+    let err = Model::load(&path, Check::Header).err().unwrap().to_string();
+    assert!(err.contains("memlm merge"), "{err}");
+    let model_path = dir.path().join("m.memlm");
+    let mut keeping = spec(Vocabulary::TokenIds { size: VOCAB });
+    keeping.keep_tokens = Some((&narrow, &lengths64));
+    let kept = Model::train(
+        TokenWindows::new(ids.clone(), &lengths, 3, VOCAB).unwrap(),
+        keeping,
+    )
+    .unwrap();
+    kept.save(&model_path).unwrap();
+    let err = Shard::open(&model_path).err().unwrap().to_string();
+    assert!(err.contains("a memlm model, not a shard"), "{err}");
+    let loaded = Model::load(&model_path, Check::Full).unwrap();
+    let (tokens, blocks) = loaded.training_tokens().expect("kept");
+    assert_eq!((tokens.len(), blocks), (ids.len(), &lengths64[..]));
+    // Block lengths that do not add up to the tokens are refused.
+    let bad_path = dir.path().join("bad.shard");
+    let mut short = lengths64.clone();
+    short[0] += 1;
+    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}").unwrap();
+    let err = Shard::open(&bad_path).err().unwrap().to_string();
+    assert!(err.contains("do not add up"), "{err}");
 }

@@ -7,6 +7,7 @@ use memlm_core::build::BuildOptions;
 use memlm_core::columns;
 use memlm_core::format::Check;
 use memlm_core::model::UNKNOWN;
+use memlm_core::shard::{self, Shard, TokenSlice};
 use memlm_core::{
     Algorithm, Error, KnnOptions, Model, TokenIds, TokenWindows, TrainSpec, Vocabulary, Vote,
     Weighting,
@@ -94,29 +95,40 @@ fn weighting_name(w: Weighting) -> &'static str {
     }
 }
 
-/// Windows over a uint16 or uint32 array of token ids (kept at that width in the core).
-fn token_windows(
-    tokens: &Bound<'_, PyAny>,
-    block_lengths: PyReadonlyArray1<u64>,
-    width: usize,
-    pad: u32,
-) -> PyResult<TokenWindows> {
-    let lengths: Vec<usize> = block_lengths
-        .as_slice()?
-        .iter()
-        .map(|&l| l as usize)
-        .collect();
-    let ids = if let Ok(narrow) = tokens.extract::<PyReadonlyArray1<u16>>() {
-        TokenIds::U16(narrow.as_slice()?.to_vec())
-    } else {
-        TokenIds::U32(
+/// A uint16 or uint32 numpy array of token ids, copied at that width.
+fn token_ids(tokens: &Bound<'_, PyAny>) -> PyResult<TokenIds> {
+    Ok(match tokens.extract::<PyReadonlyArray1<u16>>() {
+        Ok(narrow) => TokenIds::U16(narrow.as_slice()?.to_vec()),
+        Err(_) => TokenIds::U32(
             tokens
                 .extract::<PyReadonlyArray1<u32>>()?
                 .as_slice()?
                 .to_vec(),
-        )
+        ),
+    })
+}
+
+/// Windows over a uint16 or uint32 array of token ids (kept at that width in the core).
+fn token_windows(
+    tokens: &Bound<'_, PyAny>,
+    block_lengths: &[u64],
+    width: usize,
+    pad: u32,
+) -> PyResult<TokenWindows> {
+    let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
+    TokenWindows::from_ids(token_ids(tokens)?, &lengths, width, pad).map_err(to_py)
+}
+
+/// Token ids and block lengths as numpy arrays.
+fn token_arrays<'py>(
+    py: Python<'py>,
+    (tokens, block_lengths): (TokenSlice<'_>, &[u64]),
+) -> (Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>) {
+    let ids = match tokens {
+        TokenSlice::U16(v) => PyArray1::from_slice(py, v).into_any(),
+        TokenSlice::U32(v) => PyArray1::from_slice(py, v).into_any(),
     };
-    TokenWindows::from_ids(ids, &lengths, width, pad).map_err(to_py)
+    (ids, PyArray1::from_slice(py, block_lengths))
 }
 
 /// A trained model (IGTree), built in memory or memory-mapped from a file.
@@ -131,7 +143,7 @@ impl CoreModel {
     /// `block_lengths`). `shard_memory` caps the trie construction's working memory (in shards spilled
     /// to `temp_dir`); `progress(phase, done, total)` is called as the build advances.
     #[staticmethod]
-    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata, instance_base, shard_memory=None, temp_dir=None, progress=None))]
+    #[pyo3(signature = (tokens, block_lengths, width, vocab_size, weighting, tokenizer, metadata, instance_base, shard_memory=None, temp_dir=None, progress=None, keep_tokens=false))]
     #[allow(clippy::too_many_arguments)]
     fn train_tokens(
         py: Python<'_>,
@@ -146,9 +158,16 @@ impl CoreModel {
         shard_memory: Option<u64>,
         temp_dir: Option<PathBuf>,
         progress: Option<Py<PyAny>>,
+        keep_tokens: bool,
     ) -> PyResult<Self> {
         let weighting = parse_weighting(weighting)?;
+        let block_lengths = block_lengths.as_slice()?;
         let windows = token_windows(tokens, block_lengths, width, vocab_size)?;
+        let kept = if keep_tokens {
+            Some(token_ids(tokens)?)
+        } else {
+            None
+        };
         let report = |phase: &str, done: u64, total: u64| {
             if let Some(callback) = &progress {
                 Python::attach(|py| {
@@ -169,6 +188,7 @@ impl CoreModel {
                 temp_dir: temp_dir.as_deref(),
                 progress: Some(&report),
             },
+            keep_tokens: kept.as_ref().map(|ids| (ids, block_lengths)),
         };
         let inner = py.detach(|| Model::train(windows, spec)).map_err(to_py)?;
         Ok(CoreModel { inner })
@@ -194,6 +214,7 @@ impl CoreModel {
                     metadata,
                     instance_base,
                     build: Default::default(),
+                    keep_tokens: None,
                 };
                 Model::train(file.table, spec)
             })
@@ -215,6 +236,14 @@ impl CoreModel {
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.inner.verify())
             .map_err(ModelFormatError::new_err)
+    }
+
+    /// The training text's (token ids, block lengths) when the model kept them, else None.
+    fn training_tokens<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Option<(Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>)> {
+        self.inner.training_tokens().map(|t| token_arrays(py, t))
     }
 
     /// Writes the model file atomically.
@@ -516,15 +545,58 @@ fn write_instances(
     pad: u32,
     path: PathBuf,
 ) -> PyResult<()> {
-    let windows = token_windows(tokens, block_lengths, width, pad)?;
+    let windows = token_windows(tokens, block_lengths.as_slice()?, width, pad)?;
     py.detach(|| columns::write_instance_file(&windows, &path))
         .map_err(to_py)
+}
+
+/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically.
+#[pyfunction]
+fn write_shard(
+    py: Python<'_>,
+    path: PathBuf,
+    tokens: &Bound<'_, PyAny>,
+    block_lengths: PyReadonlyArray1<u64>,
+    vocab_size: u32,
+    tokenizer: &[u8],
+    metadata: &str,
+) -> PyResult<()> {
+    let ids = token_ids(tokens)?;
+    let lengths = block_lengths.as_slice()?;
+    py.detach(|| shard::write_shard(&path, &ids, lengths, vocab_size, tokenizer, metadata))
+        .map_err(to_py)
+}
+
+/// Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn read_shard<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+) -> PyResult<(
+    Bound<'py, PyAny>,
+    Bound<'py, PyArray1<u64>>,
+    u32,
+    Bound<'py, PyBytes>,
+    String,
+)> {
+    let opened = py.detach(|| Shard::open(&path)).map_err(to_py)?;
+    let (tokens, lengths) = token_arrays(py, opened.tokens());
+    Ok((
+        tokens,
+        lengths,
+        opened.vocab_size(),
+        PyBytes::new(py, opened.tokenizer_blob()),
+        opened.metadata().to_string(),
+    ))
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreModel>()?;
     m.add_function(wrap_pyfunction!(write_instances, m)?)?;
+    m.add_function(wrap_pyfunction!(write_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(read_shard, m)?)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;
     m.add("ModelFormatError", m.py().get_type::<ModelFormatError>())?;
     m.add("InstanceFileError", m.py().get_type::<InstanceFileError>())?;

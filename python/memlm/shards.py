@@ -1,0 +1,92 @@
+"""Shards and merging: tokenised text stored on its own (``memlm train --shard``), and one model made of
+any number of shards, or of models that kept their training tokens (``memlm merge``).
+
+Tokenising is the slow part of training: shards let it run on many machines. Merging concatenates the
+token ids in the order given and builds the model of the whole, so the merged model equals the model
+trained on the concatenated corpus: counts add, weights and tie-breaks are those of the whole text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from memlm._core import CoreModel, read_shard, write_shard
+from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
+from memlm.model import Model
+from memlm.tokenization import TokenizerSpec
+from memlm.training import _metadata, tokenize, train_token_ids
+
+SHARD_MAGIC = b"MEMLMS\r\n"
+
+
+def make_shard(
+    sources: Iterable[str | Path] | str | Path,
+    output: str | Path,
+    tokenizer: str | Path | TokenizerSpec | None = None,
+    text_field: str = "text",
+    errors: str = "strict",
+    progress=None,
+) -> dict:
+    """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata."""
+    tokens, lengths, spec, fields = tokenize(sources, tokenizer, text_field, errors, progress)
+    write_shard(Path(output), tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    return fields
+
+
+def _read_tokens(path: Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
+    """(ids, block lengths, tokenizer, metadata) of a shard, or of a model that kept its tokens."""
+    with open(path, "rb") as f:
+        is_shard = f.read(len(SHARD_MAGIC)) == SHARD_MAGIC
+    if is_shard:
+        tokens, lengths, _vocab, blob, metadata = read_shard(path)
+        meta = json.loads(metadata)
+        return tokens, lengths, TokenizerSpec.from_blob(blob, meta.get("tokenizer", "?")), meta
+    core = CoreModel.load(path, True)
+    model = Model(core)
+    kept = core.training_tokens() if model.has_tokenizer else None
+    if kept is None:
+        raise ModelFormatError(
+            f"{path}: the model holds no training tokens to merge (train it with --keep-tokens, or merge shards)"
+        )
+    return kept[0], kept[1], model.tokenizer, model.metadata
+
+
+def _gather(paths: Iterable[str | Path]) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise MemlmError("nothing to merge")
+    parts = [_read_tokens(p) for p in paths]
+    spec = parts[0][2]
+    for path, part in zip(paths, parts, strict=True):
+        if part[2].sha256 != spec.sha256:
+            raise TokenizerMismatchError(f"{path} was tokenised with {part[2].name!r}, {paths[0]} with {spec.name!r}")
+    tokens = np.concatenate([p[0] for p in parts]).astype(spec.id_dtype, copy=False)
+    lengths = np.concatenate([p[1] for p in parts])
+    fields = dict(
+        sources=[s for p in parts for s in p[3].get("sources", [])],
+        merged_from=[str(p) for p in paths],
+        tokenizer=spec.name,
+        tokenizer_sha256=spec.sha256,
+        blocks=int(lengths.size),
+        tokens=int(tokens.size),
+    )
+    return tokens, lengths, spec, fields
+
+
+def merge(paths: Iterable[str | Path], width: int = 16, **train_options) -> Model:
+    """The model of the concatenated text of ``paths`` (shards, or models trained with ``keep_tokens``), in
+    that order. ``train_options``: ``weighting``, ``algorithms``, ``memory``, ``temp_dir``, ``progress``,
+    ``keep_tokens`` as in :func:`memlm.train_token_ids`."""
+    tokens, lengths, spec, fields = _gather(paths)
+    return train_token_ids(tokens, lengths, spec, width, metadata=_metadata(**fields), **train_options)
+
+
+def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
+    """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata."""
+    tokens, lengths, spec, fields = _gather(paths)
+    write_shard(Path(output), tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    return fields

@@ -1,0 +1,192 @@
+//! Shards: the token ids and block lengths of a tokenised corpus, in the model container (magic
+//! [`crate::format::SHARD_MAGIC`]). Tokenising is the slow part of training; shards let it run on many
+//! machines, and `memlm merge` makes one model of any number of shards (and of models that kept their
+//! training tokens): the model of the concatenated corpus, exactly.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::{self, Check, Image, Kind, Section, SectionData, SectionTable};
+use crate::instances::TokenIds;
+
+/// Borrowed token ids, as stored.
+#[derive(Clone, Copy, Debug)]
+pub enum TokenSlice<'a> {
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+}
+
+impl TokenSlice<'_> {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        match self {
+            TokenSlice::U16(v) => v.len(),
+            TokenSlice::U32(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn max(&self) -> Option<u32> {
+        match self {
+            TokenSlice::U16(v) => v.iter().max().map(|&t| t as u32),
+            TokenSlice::U32(v) => v.iter().max().copied(),
+        }
+    }
+}
+
+/// The sections that hold tokenised text: the ids and the block lengths.
+pub fn token_sections<'a>(
+    tokens: &'a TokenIds,
+    block_lengths: &'a [u64],
+) -> [(Section, &'a [u8]); 2] {
+    let ids = match tokens {
+        TokenIds::U16(v) => (Section::Tokens16, bytemuck::cast_slice(&v[..])),
+        TokenIds::U32(v) => (Section::Tokens32, bytemuck::cast_slice(&v[..])),
+    };
+    [
+        ids,
+        (Section::BlockLengths, bytemuck::cast_slice(block_lengths)),
+    ]
+}
+
+/// The tokenised text of an image, when it holds one; with [`Check::Full`] also checks that the block
+/// lengths add up to the tokens and every id lies below `vocab_size`.
+pub(crate) fn read_tokens<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    vocab_size: u32,
+    check: Check,
+) -> std::result::Result<Option<(TokenSlice<'a>, &'a [u64])>, String> {
+    let Ok(lengths) = sections.get(Section::BlockLengths) else {
+        return Ok(None);
+    };
+    let lengths: &[u64] = bytemuck::try_cast_slice(&bytes[lengths]).map_err(|e| e.to_string())?;
+    let tokens = match (
+        sections.get(Section::Tokens16),
+        sections.get(Section::Tokens32),
+    ) {
+        (Ok(r), Err(_)) => {
+            TokenSlice::U16(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
+        }
+        (Err(_), Ok(r)) => {
+            TokenSlice::U32(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
+        }
+        _ => return Err("the file must hold exactly one of Tokens16 and Tokens32".into()),
+    };
+    if check == Check::Full {
+        let total = lengths.iter().try_fold(0u64, |sum, &l| sum.checked_add(l));
+        if total != Some(tokens.len() as u64) {
+            return Err("the block lengths do not add up to the tokens".into());
+        }
+        if tokens.max().is_some_and(|t| t >= vocab_size) {
+            return Err("a token id lies outside the tokenizer's vocabulary".into());
+        }
+    }
+    Ok(Some((tokens, lengths)))
+}
+
+/// Writes tokenised text as a shard file, atomically.
+pub fn write_shard(
+    path: &Path,
+    tokens: &TokenIds,
+    block_lengths: &[u64],
+    vocab_size: u32,
+    tokenizer: &[u8],
+    metadata: &str,
+) -> Result<()> {
+    let params = [vocab_size as u64];
+    let mut data = vec![(Section::ShardParams, bytemuck::cast_slice(&params[..]))];
+    data.extend(token_sections(tokens, block_lengths));
+    data.extend([
+        (Section::Tokenizer, tokenizer),
+        (Section::Metadata, metadata.as_bytes()),
+    ]);
+    let sections: Vec<SectionData> = data
+        .iter()
+        .map(|&(section, bytes)| SectionData { section, bytes })
+        .collect();
+    crate::atomic::write_atomic(path, format::encode(Kind::Shard, &sections).as_slice())
+}
+
+/// An opened shard file, memory-mapped and verified in full.
+pub struct Shard {
+    image: Image,
+    sections: SectionTable,
+    vocab_size: u32,
+}
+
+impl Shard {
+    /// Opens and verifies a shard file.
+    pub fn open(path: &Path) -> Result<Shard> {
+        let bad = |reason: String| Error::BadModel {
+            path: PathBuf::from(path),
+            reason,
+        };
+        let image = Image::map(path)?;
+        let sections = format::decode(image.bytes(), Kind::Shard, Check::Full).map_err(bad)?;
+        let params: &[u64] = sections
+            .get(Section::ShardParams)
+            .and_then(|r| bytemuck::try_cast_slice(&image.bytes()[r]).map_err(|e| e.to_string()))
+            .map_err(bad)?;
+        let vocab_size = match params {
+            [v] if *v > 0 && *v < u32::MAX as u64 => *v as u32,
+            _ => return Err(bad("the ShardParams section is invalid".into())),
+        };
+        let shard = Shard {
+            image,
+            sections,
+            vocab_size,
+        };
+        match read_tokens(
+            shard.image.bytes(),
+            &shard.sections,
+            vocab_size,
+            Check::Full,
+        ) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(bad("the shard holds no tokens".into())),
+            Err(reason) => return Err(bad(reason)),
+        }
+        for s in [Section::Tokenizer, Section::Metadata] {
+            shard.sections.get(s).map_err(bad)?;
+        }
+        std::str::from_utf8(shard.section(Section::Metadata))
+            .map_err(|_| bad("the metadata is not UTF-8".into()))?;
+        Ok(shard)
+    }
+
+    fn section(&self, s: Section) -> &[u8] {
+        &self.image.bytes()[self.sections.get(s).expect("checked when opened")]
+    }
+
+    /// The tokenizer's vocabulary size.
+    pub fn vocab_size(&self) -> u32 {
+        self.vocab_size
+    }
+
+    /// The token ids and block lengths.
+    pub fn tokens(&self) -> (TokenSlice<'_>, &[u64]) {
+        read_tokens(
+            self.image.bytes(),
+            &self.sections,
+            self.vocab_size,
+            Check::Header,
+        )
+        .expect("checked when opened")
+        .expect("checked when opened")
+    }
+
+    /// The opaque tokenizer blob.
+    pub fn tokenizer_blob(&self) -> &[u8] {
+        self.section(Section::Tokenizer)
+    }
+
+    /// The metadata JSON.
+    pub fn metadata(&self) -> &str {
+        std::str::from_utf8(self.section(Section::Metadata)).expect("checked when opened")
+    }
+}
