@@ -61,9 +61,9 @@ def corpus_tokens(path: Path, needed: int, big: Path, work: Path) -> tuple[Path,
 _TRAIN = """
 import sys, time, numpy as np, memlm
 from bench.scaling import first_tokens
-tokens, lengths = np.load(sys.argv[1]), np.load(sys.argv[2])
+tokens, lengths = np.load(sys.argv[1], mmap_mode="r"), np.load(sys.argv[2])
 part, part_lengths = first_tokens(tokens, lengths, int(sys.argv[3]))
-part = np.ascontiguousarray(part); del tokens
+part = np.ascontiguousarray(part); del tokens  # only the first N tokens are read into memory
 start = time.perf_counter()
 model = memlm.train_token_ids(part, part_lengths, memlm.TokenizerSpec.from_file(), width=int(sys.argv[5]),
                               algorithms=sys.argv[6])

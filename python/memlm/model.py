@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,9 +15,8 @@ from memlm.generation import SamplingConfig, choose
 from memlm.tokenization import TokenizerSpec
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A classifier's answer for one context."""
+class Prediction(NamedTuple):
+    """A classifier's answer for one context (immutable; a named tuple, cheap to make per token)."""
 
     #: Most frequent next tokens (ids, or symbol ids for instance-file models), most frequent first.
     ids: list[int]
@@ -141,6 +140,11 @@ class Model:
         tail = list(ids[-self._width :]) if len(ids) else []
         return [self._pad] * (self._width - len(tail)) + tail
 
+    def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        """The last W ids of a prefix, unpadded (the core pads them, as :meth:`context` does)."""
+        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
+        return list(ids[-self._width :]) if len(ids) else []
+
     def token_string(self, token_id: int) -> str:
         """The text of one token (or symbol), decoded once and then remembered."""
         text = self._token_strings.get(token_id)
@@ -166,16 +170,11 @@ class Model:
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
         classes, votes, total, depth, distance = self._core.predict(
-            self.context(text_or_ids), top_k, algorithm, k, vote, decay
+            self._tail(text_or_ids), top_k, algorithm, k, vote, decay
         )
-        return Prediction(
-            ids=classes,
-            tokens=[self.token_string(c) for c in classes],
-            votes=votes,
-            probabilities=[v / total for v in votes],
-            depth=depth,
-            distance=distance,
-        )
+        token_string = self.token_string
+        tokens = [token_string(c) for c in classes]
+        return Prediction(classes, tokens, votes, [v / total for v in votes], depth, distance)
 
     def predict_batch(self, contexts: np.ndarray, top_k: int = 1, algorithm: str = "igtree", **knn):
         """Predictions for an (n, W) array of ids on all cores, without the GIL.
@@ -207,7 +206,7 @@ class Model:
 
     def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
         """Every class that got votes: (ids, votes), the winner first."""
-        classes, votes, _, _, _ = self._core.predict(self.context(text_or_ids), 0, algorithm, **knn)
+        classes, votes, _, _, _ = self._core.predict(self._tail(text_or_ids), 0, algorithm, **knn)
         return np.asarray(classes, dtype=np.int64), np.asarray(votes, dtype=np.float64)
 
     # -- generation -------------------------------------------------------------------------------

@@ -137,6 +137,17 @@ struct CoreModel {
     inner: Model,
 }
 
+impl CoreModel {
+    /// The last `width` ids of `prefix`, left-padded with the padding id.
+    fn window(&self, prefix: &[u32]) -> Vec<u32> {
+        let width = self.inner.width();
+        let tail = &prefix[prefix.len().saturating_sub(width)..];
+        let mut context = vec![self.inner.params().pad; width - tail.len()];
+        context.extend_from_slice(tail);
+        context
+    }
+}
+
 #[pymethods]
 impl CoreModel {
     /// Trains on blocks of token ids (concatenated uint16 or uint32 `tokens`, split by
@@ -328,20 +339,22 @@ impl CoreModel {
         Some(self.inner.symbol_id(symbol)).filter(|&id| id != UNKNOWN)
     }
 
-    /// Prediction for one context of exactly `width` ids: (classes, votes, total, depth, distance) with
-    /// the `top_k` best classes (all when 0). IGTree votes are the matched node's counts.
-    #[pyo3(signature = (context, top_k, algorithm="igtree", k=1, vote="majority", decay=1.0))]
+    /// Prediction after `prefix` (ids; only the last `width` count, a shorter prefix is left-padded as a
+    /// block start): (classes, votes, total, depth, distance) with the `top_k` best classes (all when 0).
+    /// IGTree votes are the matched node's counts.
+    #[pyo3(signature = (prefix, top_k, algorithm="igtree", k=1, vote="majority", decay=1.0))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn predict(
         &self,
         py: Python<'_>,
-        context: Vec<u32>,
+        prefix: Vec<u32>,
         top_k: usize,
         algorithm: &str,
         k: usize,
         vote: &str,
         decay: f64,
     ) -> PyResult<(Vec<u32>, Vec<f64>, f64, u32, f64)> {
+        let context = self.window(&prefix);
         let algorithm = parse_algorithm(algorithm)?;
         let take = if top_k == 0 { usize::MAX } else { top_k };
         if algorithm == Algorithm::IgTree {
