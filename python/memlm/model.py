@@ -141,8 +141,10 @@ class Model:
         return [self._pad] * (self._width - len(tail)) + tail
 
     def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """The last W ids of a prefix, unpadded (the core pads them, as :meth:`context` does)."""
+        """At most the last W ids of a prefix, unpadded (the core pads them, as :meth:`context` does)."""
         ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
+        if type(ids) is list and len(ids) <= self._width:
+            return ids  # the common case of `predict`, passed on without a copy
         return list(ids[-self._width :]) if len(ids) else []
 
     def token_string(self, token_id: int) -> str:
@@ -169,12 +171,11 @@ class Model:
         them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
-        classes, votes, total, depth, distance = self._core.predict(
+        classes, votes, probabilities, depth, distance = self._core.predict(
             self._tail(text_or_ids), top_k, algorithm, k, vote, decay
         )
         token_string = self.token_string
-        tokens = [token_string(c) for c in classes]
-        return Prediction(classes, tokens, votes, [v / total for v in votes], depth, distance)
+        return Prediction(classes, [token_string(c) for c in classes], votes, probabilities, depth, distance)
 
     def predict_batch(self, contexts: np.ndarray, top_k: int = 1, algorithm: str = "igtree", **knn):
         """Predictions for an (n, W) array of ids on all cores, without the GIL.

@@ -86,14 +86,12 @@ pub enum Section {
     Labels16 = 7,
     /// u32 x nodes: arc labels otherwise.
     Labels32 = 8,
-    /// Child counts as packed offsets: u8 per node, u64 per block, exception items and lengths.
-    ChildLens = 9,
-    ChildBases = 10,
+    /// Child counts as packed offsets ([`crate::offsets`]): u64 records, exception items and lengths.
+    ChildRecords = 9,
     ChildExceptionItems = 11,
     ChildExceptionLens = 12,
     /// Distribution byte lengths as packed offsets.
-    DistLens = 13,
-    DistBases = 14,
+    DistRecords = 13,
     DistExceptionItems = 15,
     DistExceptionLens = 16,
     /// The distributions: (class, varint count) entries per node.
@@ -109,19 +107,16 @@ pub enum Section {
     /// The unpruned instance base (TRIBL2, IB1), optional: a trie stored like the IGTree's ...
     BaseLabels16 = 22,
     BaseLabels32 = 23,
-    BaseChildLens = 24,
-    BaseChildBases = 25,
+    BaseChildRecords = 24,
     BaseChildExceptionItems = 26,
     BaseChildExceptionLens = 27,
-    BaseDistLens = 28,
-    BaseDistBases = 29,
+    BaseDistRecords = 28,
     BaseDistExceptionItems = 30,
     BaseDistExceptionLens = 31,
     BaseDistBytes = 32,
     /// ... plus the tails of single-instance leaves: their remaining feature values, in weight order,
     /// with their lengths as packed offsets.
-    TailLens = 33,
-    TailBases = 34,
+    TailRecords = 33,
     TailExceptionItems = 35,
     TailExceptionLens = 36,
     TailValues16 = 37,
@@ -148,10 +143,10 @@ pub enum Section {
 pub struct TrieSections {
     pub labels16: Section,
     pub labels32: Section,
-    /// Child counts: lens, bases, exception items, exception lengths.
-    pub children: [Section; 4],
-    /// Distribution byte lengths: lens, bases, exception items, exception lengths.
-    pub dist_offsets: [Section; 4],
+    /// Child counts: records, exception items, exception lengths.
+    pub children: [Section; 3],
+    /// Distribution byte lengths: records, exception items, exception lengths.
+    pub dist_offsets: [Section; 3],
     pub dist_bytes: Section,
     /// The stored totals of large distributions: node ids, totals.
     pub totals: [Section; 2],
@@ -163,14 +158,12 @@ impl TrieSections {
         labels16: Section::Labels16,
         labels32: Section::Labels32,
         children: [
-            Section::ChildLens,
-            Section::ChildBases,
+            Section::ChildRecords,
             Section::ChildExceptionItems,
             Section::ChildExceptionLens,
         ],
         dist_offsets: [
-            Section::DistLens,
-            Section::DistBases,
+            Section::DistRecords,
             Section::DistExceptionItems,
             Section::DistExceptionLens,
         ],
@@ -183,14 +176,12 @@ impl TrieSections {
         labels16: Section::BaseLabels16,
         labels32: Section::BaseLabels32,
         children: [
-            Section::BaseChildLens,
-            Section::BaseChildBases,
+            Section::BaseChildRecords,
             Section::BaseChildExceptionItems,
             Section::BaseChildExceptionLens,
         ],
         dist_offsets: [
-            Section::BaseDistLens,
-            Section::BaseDistBases,
+            Section::BaseDistRecords,
             Section::BaseDistExceptionItems,
             Section::BaseDistExceptionLens,
         ],
@@ -199,16 +190,15 @@ impl TrieSections {
     };
 }
 
-/// The sections of the instance base's tails: lens, bases, exception items, exception lengths.
-pub const TAIL_OFFSETS: [Section; 4] = [
-    Section::TailLens,
-    Section::TailBases,
+/// The sections of the instance base's tails: records, exception items, exception lengths.
+pub const TAIL_OFFSETS: [Section; 3] = [
+    Section::TailRecords,
     Section::TailExceptionItems,
     Section::TailExceptionLens,
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 46] = [
+pub const ALL_SECTIONS: [Section; 41] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -217,12 +207,10 @@ pub const ALL_SECTIONS: [Section; 46] = [
     Section::ClassRank,
     Section::Labels16,
     Section::Labels32,
-    Section::ChildLens,
-    Section::ChildBases,
+    Section::ChildRecords,
     Section::ChildExceptionItems,
     Section::ChildExceptionLens,
-    Section::DistLens,
-    Section::DistBases,
+    Section::DistRecords,
     Section::DistExceptionItems,
     Section::DistExceptionLens,
     Section::DistBytes,
@@ -232,17 +220,14 @@ pub const ALL_SECTIONS: [Section; 46] = [
     Section::Metadata,
     Section::BaseLabels16,
     Section::BaseLabels32,
-    Section::BaseChildLens,
-    Section::BaseChildBases,
+    Section::BaseChildRecords,
     Section::BaseChildExceptionItems,
     Section::BaseChildExceptionLens,
-    Section::BaseDistLens,
-    Section::BaseDistBases,
+    Section::BaseDistRecords,
     Section::BaseDistExceptionItems,
     Section::BaseDistExceptionLens,
     Section::BaseDistBytes,
-    Section::TailLens,
-    Section::TailBases,
+    Section::TailRecords,
     Section::TailExceptionItems,
     Section::TailExceptionLens,
     Section::TailValues16,
@@ -284,15 +269,15 @@ impl Section {
             | InfoGain
             | GainRatio
             | ClassCounts
-            | ChildBases
+            | ChildRecords
             | ChildExceptionLens
-            | DistBases
+            | DistRecords
             | DistExceptionLens
-            | BaseChildBases
+            | BaseChildRecords
             | BaseChildExceptionLens
-            | BaseDistBases
+            | BaseDistRecords
             | BaseDistExceptionLens
-            | TailBases
+            | TailRecords
             | TailExceptionLens
             | TotalCounts
             | BaseTotalCounts
@@ -313,8 +298,7 @@ impl Section {
             | BaseTotalNodes
             | Tokens32 => 4,
             Labels16 | BaseLabels16 | TailValues16 | Tokens16 => 2,
-            ChildLens | DistLens | DistBytes | SymbolBytes | Tokenizer | Metadata
-            | BaseChildLens | BaseDistLens | BaseDistBytes | TailLens => 1,
+            DistBytes | SymbolBytes | Tokenizer | Metadata | BaseDistBytes => 1,
         }
     }
 }
@@ -407,7 +391,14 @@ pub fn decode(bytes: &[u8], kind: Kind, check: Check) -> std::result::Result<Sec
         return Err("corrupt model file (header checksum mismatch)".into());
     }
     let mut table = SectionTable {
-        ranges: vec![None; ALL_SECTIONS.len() + 1],
+        ranges: vec![
+            None;
+            ALL_SECTIONS
+                .iter()
+                .map(|&s| s as usize + 1)
+                .max()
+                .unwrap_or(0)
+        ],
     };
     for k in 0..count {
         let e = HEADER + k * TABLE_ENTRY;

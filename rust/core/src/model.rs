@@ -379,12 +379,16 @@ impl Model {
             .map_err(|e| format!("the {s:?} section cannot be read: {e}"))
     }
 
-    fn offsets_checked(&self, s: [Section; 4]) -> std::result::Result<OffsetsView<'_>, String> {
+    fn offsets_checked(
+        &self,
+        s: [Section; 3],
+        items: usize,
+    ) -> std::result::Result<OffsetsView<'_>, String> {
         Ok(OffsetsView {
-            lens: self.array(s[0])?,
-            bases: self.array(s[1])?,
-            exception_items: self.array(s[2])?,
-            exception_lens: self.array(s[3])?,
+            records: self.array(s[0])?,
+            items,
+            exception_items: self.array(s[1])?,
+            exception_lens: self.array(s[2])?,
         })
     }
 
@@ -403,10 +407,11 @@ impl Model {
     }
 
     fn trie_checked(&self, s: TrieSections) -> std::result::Result<TrieView<'_>, String> {
+        let labels = self.labels_checked(s.labels16, s.labels32)?;
         Ok(TrieView {
-            labels: self.labels_checked(s.labels16, s.labels32)?,
-            children: self.offsets_checked(s.children)?,
-            dist_offsets: self.offsets_checked(s.dist_offsets)?,
+            labels,
+            children: self.offsets_checked(s.children, labels.len())?,
+            dist_offsets: self.offsets_checked(s.dist_offsets, labels.len())?,
             dist_bytes: self.section_bytes(s.dist_bytes)?,
             classes: &self.class_by_rank,
             total_nodes: self.array(s.totals[0])?,
@@ -415,9 +420,10 @@ impl Model {
     }
 
     fn instance_base_checked(&self) -> std::result::Result<InstanceBaseView<'_>, String> {
+        let trie = self.trie_checked(TrieSections::BASE)?;
         Ok(InstanceBaseView {
-            trie: self.trie_checked(TrieSections::BASE)?,
-            tail_offsets: self.offsets_checked(TAIL_OFFSETS)?,
+            trie,
+            tail_offsets: self.offsets_checked(TAIL_OFFSETS, trie.node_count())?,
             tail_values: self.labels_checked(Section::TailValues16, Section::TailValues32)?,
         })
     }
@@ -616,18 +622,12 @@ impl Model {
             ("labels", &[Labels16, Labels32]),
             (
                 "children",
-                &[
-                    ChildLens,
-                    ChildBases,
-                    ChildExceptionItems,
-                    ChildExceptionLens,
-                ],
+                &[ChildRecords, ChildExceptionItems, ChildExceptionLens],
             ),
             (
                 "distribution offsets",
                 &[
-                    DistLens,
-                    DistBases,
+                    DistRecords,
                     DistExceptionItems,
                     DistExceptionLens,
                     TotalNodes,
@@ -643,19 +643,16 @@ impl Model {
                 &[
                     BaseLabels16,
                     BaseLabels32,
-                    BaseChildLens,
-                    BaseChildBases,
+                    BaseChildRecords,
                     BaseChildExceptionItems,
                     BaseChildExceptionLens,
-                    BaseDistLens,
-                    BaseDistBases,
+                    BaseDistRecords,
                     BaseDistExceptionItems,
                     BaseDistExceptionLens,
                     BaseDistBytes,
                     BaseTotalNodes,
                     BaseTotalCounts,
-                    TailLens,
-                    TailBases,
+                    TailRecords,
                     TailExceptionItems,
                     TailExceptionLens,
                     TailValues16,
@@ -869,12 +866,11 @@ fn instance_base_sections(base: &InstanceBase) -> Vec<(Section, &[u8])> {
     out
 }
 
-/// The four sections of one set of packed offsets.
-fn offset_sections(o: &PackedOffsets, sections: [Section; 4]) -> [(Section, &[u8]); 4] {
-    let [lens, bases, items, lengths] = sections;
+/// The three sections of one set of packed offsets.
+fn offset_sections(o: &PackedOffsets, sections: [Section; 3]) -> [(Section, &[u8]); 3] {
+    let [records, items, lengths] = sections;
     [
-        (lens, &o.lens[..]),
-        (bases, bytemuck::cast_slice(&o.bases)),
+        (records, bytemuck::cast_slice(&o.records)),
         (items, bytemuck::cast_slice(&o.exception_items)),
         (lengths, bytemuck::cast_slice(&o.exception_lens)),
     ]

@@ -95,6 +95,11 @@ fn weighting_name(w: Weighting) -> &'static str {
     }
 }
 
+/// Each vote's share of `total`.
+fn shares(votes: &[f64], total: f64) -> Vec<f64> {
+    votes.iter().map(|v| v / total).collect()
+}
+
 /// A uint16 or uint32 numpy array of token ids, copied at that width.
 fn token_ids(tokens: &Bound<'_, PyAny>) -> PyResult<TokenIds> {
     Ok(match tokens.extract::<PyReadonlyArray1<u16>>() {
@@ -340,8 +345,9 @@ impl CoreModel {
     }
 
     /// Prediction after `prefix` (ids; only the last `width` count, a shorter prefix is left-padded as a
-    /// block start): (classes, votes, total, depth, distance) with the `top_k` best classes (all when 0).
-    /// IGTree votes are the matched node's counts.
+    /// block start): (classes, votes, probabilities, depth, distance) with the `top_k` best classes
+    /// (all when 0); a probability is a vote's share of all votes. IGTree votes are the matched node's
+    /// counts.
     #[pyo3(signature = (prefix, top_k, algorithm="igtree", k=1, vote="majority", decay=1.0))]
     #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn predict(
@@ -353,7 +359,7 @@ impl CoreModel {
         k: usize,
         vote: &str,
         decay: f64,
-    ) -> PyResult<(Vec<u32>, Vec<f64>, f64, u32, f64)> {
+    ) -> PyResult<(Vec<u32>, Vec<f64>, Vec<f64>, u32, f64)> {
         let context = self.window(&prefix);
         let algorithm = parse_algorithm(algorithm)?;
         let take = if top_k == 0 { usize::MAX } else { top_k };
@@ -365,10 +371,11 @@ impl CoreModel {
                 .take(take)
                 .map(|(c, n)| (c, n as f64))
                 .unzip();
+            let shares = shares(&counts, trie.total(m.node) as f64);
             return Ok((
                 classes,
                 counts,
-                trie.total(m.node) as f64,
+                shares,
                 m.depth,
                 self.inner.distance(m.depth),
             ));
@@ -378,8 +385,9 @@ impl CoreModel {
             .detach(|| self.inner.classify(&context, algorithm, options))
             .map_err(to_py)?;
         let total = found.votes.iter().map(|v| v.1).sum();
-        let (classes, votes) = found.votes.into_iter().take(take).unzip();
-        Ok((classes, votes, total, found.depth, found.distance))
+        let (classes, votes): (Vec<u32>, Vec<f64>) = found.votes.into_iter().take(take).unzip();
+        let shares = shares(&votes, total);
+        Ok((classes, votes, shares, found.depth, found.distance))
     }
 
     /// IGTree predictions for a batch of contexts (an n x width array), on all cores without the
