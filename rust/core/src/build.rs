@@ -17,9 +17,10 @@ use std::path::PathBuf;
 use crate::classes::ClassStats;
 use crate::distribution::{DistributionWriter, Entries};
 use crate::error::{Error, Result};
+use crate::ids::IdVec;
 use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
-use crate::trie::{EncodedTrie, LabelVec, STORED_TOTAL_BYTES};
+use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 
 /// Working memory per instance of a shard while its levels are built: the id (4 bytes), its sort key
 /// (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
@@ -160,7 +161,7 @@ pub struct InstanceBase {
     /// Per node: how many feature values its tail holds (W - depth for single-instance nodes).
     pub tail_offsets: PackedOffsets,
     /// The tails: the remaining feature values (in weight order) of each single-instance node.
-    pub tail_values: LabelVec,
+    pub tail_values: IdVec,
 }
 
 /// Builds the instance base (TiMBL's IB1/TRIBL2 trie): the full trie in feature order `order`, except
@@ -409,11 +410,11 @@ fn build<I: Instances + ?Sized>(
 }
 
 /// The instance base's tails: their lengths per node, and their values.
-type Tails = (PackedOffsets, LabelVec);
+type Tails = (PackedOffsets, IdVec);
 
 /// Appends levels breadth-first to the stored form.
 struct TrieWriter {
-    labels: LabelVec,
+    labels: IdVec,
     children: PackedOffsets,
     dist_offsets: PackedOffsets,
     dist_bytes: Vec<u8>,
@@ -427,11 +428,11 @@ struct TrieWriter {
 impl TrieWriter {
     fn new(n_symbols: u32, stats: &ClassStats, with_tails: bool) -> Self {
         TrieWriter {
-            labels: LabelVec::for_symbols(n_symbols),
+            labels: IdVec::for_symbols(n_symbols),
             children: PackedOffsets::default(),
             dist_offsets: PackedOffsets::default(),
             dist_bytes: Vec::new(),
-            tails: with_tails.then(|| (PackedOffsets::default(), LabelVec::for_symbols(n_symbols))),
+            tails: with_tails.then(|| (PackedOffsets::default(), IdVec::for_symbols(n_symbols))),
             classes: stats.by_rank.clone(),
             total_nodes: Vec::new(),
             total_counts: Vec::new(),

@@ -4,6 +4,7 @@
 //! (`f = W - 1`, the token right before the target), as in OLIFANT's `l{W}r0` files.
 
 use crate::error::{Error, Result};
+use crate::ids::IdVec;
 
 /// Largest supported context width.
 pub const MAX_WIDTH: usize = 64;
@@ -35,41 +36,11 @@ pub fn check_width(width: usize) -> Result<()> {
     }
 }
 
-/// Token ids in the narrowest integer type that holds them: u16 for vocabularies of up to 65,536
-/// ids (GPT-2's 50,257), u32 otherwise.
-pub enum TokenIds {
-    U16(Vec<u16>),
-    U32(Vec<u32>),
-}
-
-impl TokenIds {
-    fn len(&self) -> usize {
-        match self {
-            TokenIds::U16(v) => v.len(),
-            TokenIds::U32(v) => v.len(),
-        }
-    }
-
-    #[inline]
-    fn get(&self, i: usize) -> u32 {
-        match self {
-            TokenIds::U16(v) => v[i] as u32,
-            TokenIds::U32(v) => v[i],
-        }
-    }
-
-    fn max(&self) -> Option<u32> {
-        match self {
-            TokenIds::U16(v) => v.iter().max().map(|&t| t as u32),
-            TokenIds::U32(v) => v.iter().max().copied(),
-        }
-    }
-}
-
 /// Blocks of token ids windowed as in SPEC §1: every token of a block is a target, its features are the
 /// W previous tokens of the same block, left-padded with the padding symbol.
 pub struct TokenWindows {
-    tokens: TokenIds,
+    /// The token ids, at the width the vocabulary needs.
+    tokens: IdVec,
     /// Per token: its offset inside its block, saturated at 255 (enough for any width <= 64).
     offset_in_block: Vec<u8>,
     width: usize,
@@ -79,12 +50,12 @@ pub struct TokenWindows {
 impl TokenWindows {
     /// Builds the windows over `tokens`, split into blocks at the given `block_lengths`.
     pub fn new(tokens: Vec<u32>, block_lengths: &[usize], width: usize, pad: u32) -> Result<Self> {
-        Self::from_ids(TokenIds::U32(tokens), block_lengths, width, pad)
+        Self::from_ids(IdVec::U32(tokens), block_lengths, width, pad)
     }
 
     /// [`TokenWindows::new`] over ids of any width.
     pub fn from_ids(
-        tokens: TokenIds,
+        tokens: IdVec,
         block_lengths: &[usize],
         width: usize,
         pad: u32,
@@ -97,7 +68,7 @@ impl TokenWindows {
                 tokens.len()
             )));
         }
-        if let Some(t) = tokens.max().filter(|&t| t >= pad) {
+        if let Some(t) = tokens.view().max().filter(|&t| t >= pad) {
             return Err(Error::InvalidInput(format!(
                 "token id {t} is not below the padding id {pad}"
             )));
@@ -213,7 +184,7 @@ mod tests {
     fn u16_ids_window_like_u32_ids() {
         let wide = TokenWindows::new(vec![1, 2, 3, 4, 5], &[3, 2], 2, 9).unwrap();
         let narrow =
-            TokenWindows::from_ids(TokenIds::U16(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
+            TokenWindows::from_ids(IdVec::U16(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
         for i in 0..5 {
             assert_eq!(wide.class(i), narrow.class(i));
             for f in 0..2 {

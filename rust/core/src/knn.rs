@@ -3,8 +3,9 @@
 //! `-a4`, made fast by branch and bound: features are visited in weight order, the matching arc first,
 //! and a branch is cut as soon as its partial distance exceeds the current k-th nearest distance.
 
+use crate::ids::Ids;
 use crate::offsets::OffsetsView;
-use crate::trie::{Labels, TrieView, ROOT};
+use crate::trie::{TrieView, ROOT};
 
 /// Distances closer than this are the same distance (sums of the same weights in another order).
 const SAME_DISTANCE: f64 = 1e-9;
@@ -63,7 +64,7 @@ pub struct Neighbourhood {
 pub struct InstanceBaseView<'a> {
     pub trie: TrieView<'a>,
     pub tail_offsets: OffsetsView<'a>,
-    pub tail_values: Labels<'a>,
+    pub tail_values: Ids<'a>,
 }
 
 impl<'a> InstanceBaseView<'a> {

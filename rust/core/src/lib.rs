@@ -12,6 +12,7 @@ pub mod columns;
 pub mod distribution;
 pub mod error;
 pub mod format;
+pub mod ids;
 pub mod instances;
 pub mod knn;
 pub mod model;
@@ -22,7 +23,8 @@ pub mod trie;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use instances::{InstanceTable, Instances, TokenIds, TokenWindows};
+pub use ids::{IdVec, Ids};
+pub use instances::{InstanceTable, Instances, TokenWindows};
 pub use knn::{KnnOptions, Neighbourhood, Vote};
 pub use model::{Algorithm, Match, Model, TrainSpec, Vocabulary};
 pub use weights::Weighting;

@@ -14,11 +14,12 @@ use crate::format::{
     self, AlignedBytes, Check, Image, Kind, Section, SectionData, SectionTable, TrieSections,
     TAIL_OFFSETS,
 };
-use crate::instances::{check_width, Instances, TokenIds};
+use crate::ids::{IdVec, Ids};
+use crate::instances::{check_width, Instances};
 use crate::knn::{InstanceBaseView, KnnOptions, Neighbourhood, Search};
 use crate::offsets::{OffsetsView, PackedOffsets};
-use crate::shard::{read_tokens, token_sections, TokenSlice};
-use crate::trie::{EncodedTrie, LabelVec, Labels, TrieView, ROOT};
+use crate::shard::{read_tokens, token_sections};
+use crate::trie::{EncodedTrie, TrieView, ROOT};
 use crate::weights::{feature_order, FeatureWeights, Weighting};
 
 /// Symbol id that matches nothing: what an unknown symbol in a query maps to.
@@ -156,7 +157,7 @@ pub struct TrainSpec<'a> {
     pub build: BuildOptions<'a>,
     /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
     /// can add text to it later (None: not stored).
-    pub keep_tokens: Option<(&'a TokenIds, &'a [u64])>,
+    pub keep_tokens: Option<(&'a IdVec, &'a [u64])>,
 }
 
 impl Model {
@@ -392,14 +393,10 @@ impl Model {
         })
     }
 
-    fn labels_checked(
-        &self,
-        s16: Section,
-        s32: Section,
-    ) -> std::result::Result<Labels<'_>, String> {
+    fn labels_checked(&self, s16: Section, s32: Section) -> std::result::Result<Ids<'_>, String> {
         match (self.array(s16), self.array(s32)) {
-            (Ok(v), Err(_)) => Ok(Labels::U16(v)),
-            (Err(_), Ok(v)) => Ok(Labels::U32(v)),
+            (Ok(v), Err(_)) => Ok(Ids::U16(v)),
+            (Err(_), Ok(v)) => Ok(Ids::U32(v)),
             _ => Err(format!(
                 "the model must hold exactly one of {s16:?} and {s32:?}"
             )),
@@ -463,7 +460,7 @@ impl Model {
     }
 
     /// The training text's token ids and block lengths, when the model was trained to keep them.
-    pub fn training_tokens(&self) -> Option<(TokenSlice<'_>, &[u64])> {
+    pub fn training_tokens(&self) -> Option<(Ids<'_>, &[u64])> {
         if !self.params.token_ids {
             return None;
         }
@@ -844,8 +841,8 @@ impl Model {
 /// The sections of one stored trie.
 fn trie_sections(trie: &EncodedTrie, s: TrieSections) -> Vec<(Section, &[u8])> {
     let mut out = vec![match &trie.labels {
-        LabelVec::U16(v) => (s.labels16, bytemuck::cast_slice(&v[..])),
-        LabelVec::U32(v) => (s.labels32, bytemuck::cast_slice(&v[..])),
+        IdVec::U16(v) => (s.labels16, bytemuck::cast_slice(&v[..])),
+        IdVec::U32(v) => (s.labels32, bytemuck::cast_slice(&v[..])),
     }];
     out.extend(offset_sections(&trie.children, s.children));
     out.extend(offset_sections(&trie.dist_offsets, s.dist_offsets));
@@ -860,8 +857,8 @@ fn instance_base_sections(base: &InstanceBase) -> Vec<(Section, &[u8])> {
     let mut out = trie_sections(&base.trie, TrieSections::BASE);
     out.extend(offset_sections(&base.tail_offsets, TAIL_OFFSETS));
     out.push(match &base.tail_values {
-        LabelVec::U16(v) => (Section::TailValues16, bytemuck::cast_slice(&v[..])),
-        LabelVec::U32(v) => (Section::TailValues32, bytemuck::cast_slice(&v[..])),
+        IdVec::U16(v) => (Section::TailValues16, bytemuck::cast_slice(&v[..])),
+        IdVec::U32(v) => (Section::TailValues32, bytemuck::cast_slice(&v[..])),
     });
     out
 }

@@ -7,45 +7,13 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::format::{self, Check, Image, Kind, Section, SectionData, SectionTable};
-use crate::instances::TokenIds;
-
-/// Borrowed token ids, as stored.
-#[derive(Clone, Copy, Debug)]
-pub enum TokenSlice<'a> {
-    U16(&'a [u16]),
-    U32(&'a [u32]),
-}
-
-impl TokenSlice<'_> {
-    /// Number of tokens.
-    pub fn len(&self) -> usize {
-        match self {
-            TokenSlice::U16(v) => v.len(),
-            TokenSlice::U32(v) => v.len(),
-        }
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn max(&self) -> Option<u32> {
-        match self {
-            TokenSlice::U16(v) => v.iter().max().map(|&t| t as u32),
-            TokenSlice::U32(v) => v.iter().max().copied(),
-        }
-    }
-}
+use crate::ids::{IdVec, Ids};
 
 /// The sections that hold tokenised text: the ids and the block lengths.
-pub fn token_sections<'a>(
-    tokens: &'a TokenIds,
-    block_lengths: &'a [u64],
-) -> [(Section, &'a [u8]); 2] {
+pub fn token_sections<'a>(tokens: &'a IdVec, block_lengths: &'a [u64]) -> [(Section, &'a [u8]); 2] {
     let ids = match tokens {
-        TokenIds::U16(v) => (Section::Tokens16, bytemuck::cast_slice(&v[..])),
-        TokenIds::U32(v) => (Section::Tokens32, bytemuck::cast_slice(&v[..])),
+        IdVec::U16(v) => (Section::Tokens16, bytemuck::cast_slice(&v[..])),
+        IdVec::U32(v) => (Section::Tokens32, bytemuck::cast_slice(&v[..])),
     };
     [
         ids,
@@ -60,7 +28,7 @@ pub(crate) fn read_tokens<'a>(
     sections: &SectionTable,
     vocab_size: u32,
     check: Check,
-) -> std::result::Result<Option<(TokenSlice<'a>, &'a [u64])>, String> {
+) -> std::result::Result<Option<(Ids<'a>, &'a [u64])>, String> {
     let Ok(lengths) = sections.get(Section::BlockLengths) else {
         return Ok(None);
     };
@@ -70,10 +38,10 @@ pub(crate) fn read_tokens<'a>(
         sections.get(Section::Tokens32),
     ) {
         (Ok(r), Err(_)) => {
-            TokenSlice::U16(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
+            Ids::U16(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
         }
         (Err(_), Ok(r)) => {
-            TokenSlice::U32(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
+            Ids::U32(bytemuck::try_cast_slice(&bytes[r]).map_err(|e| e.to_string())?)
         }
         _ => return Err("the file must hold exactly one of Tokens16 and Tokens32".into()),
     };
@@ -92,7 +60,7 @@ pub(crate) fn read_tokens<'a>(
 /// Writes tokenised text as a shard file, atomically.
 pub fn write_shard(
     path: &Path,
-    tokens: &TokenIds,
+    tokens: &IdVec,
     block_lengths: &[u64],
     vocab_size: u32,
     tokenizer: &[u8],
@@ -169,7 +137,7 @@ impl Shard {
     }
 
     /// The token ids and block lengths.
-    pub fn tokens(&self) -> (TokenSlice<'_>, &[u64]) {
+    pub fn tokens(&self) -> (Ids<'_>, &[u64]) {
         read_tokens(
             self.image.bytes(),
             &self.sections,

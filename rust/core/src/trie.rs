@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use crate::distribution::Entries;
+use crate::ids::{IdVec, Ids};
 use crate::offsets::{OffsetsView, PackedOffsets};
 
 /// The root node's id.
@@ -18,94 +19,10 @@ pub const ROOT: u32 = 0;
 /// total costs a lookup, not a decode of thousands of entries (the root's and its children's).
 pub const STORED_TOTAL_BYTES: u64 = 128;
 
-/// Arc labels, in the narrowest integer type that holds every symbol id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LabelVec {
-    U16(Vec<u16>),
-    U32(Vec<u32>),
-}
-
-impl LabelVec {
-    /// An empty label array for a symbol space of `n_symbols` ids.
-    pub fn for_symbols(n_symbols: u32) -> Self {
-        if n_symbols <= 1 << 16 {
-            LabelVec::U16(Vec::new())
-        } else {
-            LabelVec::U32(Vec::new())
-        }
-    }
-
-    /// Appends a label (which must fit the type chosen by [`LabelVec::for_symbols`]).
-    pub fn push(&mut self, label: u32) {
-        match self {
-            LabelVec::U16(v) => v.push(label as u16),
-            LabelVec::U32(v) => v.push(label),
-        }
-    }
-
-    /// Borrowed view.
-    pub fn view(&self) -> Labels<'_> {
-        match self {
-            LabelVec::U16(v) => Labels::U16(v),
-            LabelVec::U32(v) => Labels::U32(v),
-        }
-    }
-}
-
-/// Borrowed arc labels.
-#[derive(Clone, Copy, Debug)]
-pub enum Labels<'a> {
-    U16(&'a [u16]),
-    U32(&'a [u32]),
-}
-
-impl Labels<'_> {
-    /// Number of labels.
-    pub fn len(&self) -> usize {
-        match self {
-            Labels::U16(v) => v.len(),
-            Labels::U32(v) => v.len(),
-        }
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The label at position `i`.
-    #[inline]
-    pub fn get(&self, i: usize) -> u32 {
-        match self {
-            Labels::U16(v) => v[i] as u32,
-            Labels::U32(v) => v[i],
-        }
-    }
-
-    /// Position of `value` among the labels of `range`, if present.
-    #[inline]
-    fn find(&self, range: Range<usize>, value: u32) -> Option<usize> {
-        match self {
-            Labels::U16(v) => {
-                let value = u16::try_from(value).ok()?;
-                v[range].binary_search(&value).ok()
-            }
-            Labels::U32(v) => v[range].binary_search(&value).ok(),
-        }
-    }
-
-    fn strictly_ascending(&self, range: Range<usize>) -> bool {
-        match self {
-            Labels::U16(v) => v[range].windows(2).all(|w| w[0] < w[1]),
-            Labels::U32(v) => v[range].windows(2).all(|w| w[0] < w[1]),
-        }
-    }
-}
-
 /// An owned trie in stored form, as the builder produces it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedTrie {
-    pub labels: LabelVec,
+    pub labels: IdVec,
     pub children: PackedOffsets,
     pub dist_offsets: PackedOffsets,
     pub dist_bytes: Vec<u8>,
@@ -134,7 +51,7 @@ impl EncodedTrie {
 /// Read access to a stored trie. Construct it only over validated arrays ([`TrieView::validate`]).
 #[derive(Clone, Copy, Debug)]
 pub struct TrieView<'a> {
-    pub labels: Labels<'a>,
+    pub labels: Ids<'a>,
     pub children: OffsetsView<'a>,
     pub dist_offsets: OffsetsView<'a>,
     pub dist_bytes: &'a [u8],

@@ -265,19 +265,17 @@ fn sharded_build_equals_single_build_byte_for_byte() {
 
 #[test]
 fn shards_round_trip_and_models_keep_their_tokens() {
-    use memlm_core::shard::{write_shard, Shard, TokenSlice};
-    use memlm_core::TokenIds;
+    use memlm_core::shard::{write_shard, Shard};
+    use memlm_core::{IdVec, Ids};
     let (ids, lengths) = corpus(12, 800);
     let lengths64: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
-    let narrow = TokenIds::U16(ids.iter().map(|&t| t as u16).collect());
+    let narrow = IdVec::U16(ids.iter().map(|&t| t as u16).collect());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.shard");
     write_shard(&path, &narrow, &lengths64, VOCAB, b"tok", "{\"n\":1}").unwrap();
     let shard = Shard::open(&path).unwrap();
     let (tokens, blocks) = shard.tokens();
-    assert!(
-        matches!(tokens, TokenSlice::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied()))
-    );
+    assert!(matches!(tokens, Ids::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied())));
     assert_eq!(blocks, &lengths64[..]);
     assert_eq!(
         (shard.vocab_size(), shard.tokenizer_blob(), shard.metadata()),

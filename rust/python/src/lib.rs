@@ -7,9 +7,9 @@ use memlm_core::build::BuildOptions;
 use memlm_core::columns;
 use memlm_core::format::Check;
 use memlm_core::model::UNKNOWN;
-use memlm_core::shard::{self, Shard, TokenSlice};
+use memlm_core::shard::{self, Shard};
 use memlm_core::{
-    Algorithm, Error, KnnOptions, Model, TokenIds, TokenWindows, TrainSpec, Vocabulary, Vote,
+    Algorithm, Error, IdVec, Ids, KnnOptions, Model, TokenWindows, TrainSpec, Vocabulary, Vote,
     Weighting,
 };
 use numpy::{
@@ -101,10 +101,10 @@ fn shares(votes: &[f64], total: f64) -> Vec<f64> {
 }
 
 /// A uint16 or uint32 numpy array of token ids, copied at that width.
-fn token_ids(tokens: &Bound<'_, PyAny>) -> PyResult<TokenIds> {
+fn token_ids(tokens: &Bound<'_, PyAny>) -> PyResult<IdVec> {
     Ok(match tokens.extract::<PyReadonlyArray1<u16>>() {
-        Ok(narrow) => TokenIds::U16(narrow.as_slice()?.to_vec()),
-        Err(_) => TokenIds::U32(
+        Ok(narrow) => IdVec::U16(narrow.as_slice()?.to_vec()),
+        Err(_) => IdVec::U32(
             tokens
                 .extract::<PyReadonlyArray1<u32>>()?
                 .as_slice()?
@@ -127,11 +127,11 @@ fn token_windows(
 /// Token ids and block lengths as numpy arrays.
 fn token_arrays<'py>(
     py: Python<'py>,
-    (tokens, block_lengths): (TokenSlice<'_>, &[u64]),
+    (tokens, block_lengths): (Ids<'_>, &[u64]),
 ) -> (Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>) {
     let ids = match tokens {
-        TokenSlice::U16(v) => PyArray1::from_slice(py, v).into_any(),
-        TokenSlice::U32(v) => PyArray1::from_slice(py, v).into_any(),
+        Ids::U16(v) => PyArray1::from_slice(py, v).into_any(),
+        Ids::U32(v) => PyArray1::from_slice(py, v).into_any(),
     };
     (ids, PyArray1::from_slice(py, block_lengths))
 }
