@@ -41,13 +41,11 @@ impl IdVec {
     /// The id at position `i`.
     #[inline]
     pub fn get(&self, i: usize) -> u32 {
-        match self {
-            IdVec::U16(v) => v[i] as u32,
-            IdVec::U32(v) => v[i],
-        }
+        self.view().get(i)
     }
 
     /// Borrowed view.
+    #[inline]
     pub fn view(&self) -> Ids<'_> {
         match self {
             IdVec::U16(v) => Ids::U16(v),
