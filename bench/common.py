@@ -1,18 +1,32 @@
-"""Helpers shared by the benchmarks: corpus slices as instance files, timed runs with peak memory."""
+"""Helpers shared by the benchmarks: the benchmark texts (the first N tokens of the training text,
+instance files, text blocks) and timed runs with peak memory."""
 
 from __future__ import annotations
 
+import gzip
+import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+import numpy as np
+
+import memlm
+
+#: The benchmark texts and the GPT-2 tokenizer (their README says where each comes from); the
+#: environment variable MEMLM_BENCH_DATA points elsewhere.
+SHARED_DATA = Path(
+    os.environ.get("MEMLM_BENCH_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+)
+#: The training text, in this order: Jane Austen's novels, the King James Bible, Python and Linux docs.
 TRAIN_FILES = ("austen_train.txt.gz", "kjv.txt.gz", "docs_rst.txt.gz")
+#: The held-out test text: Austen's Persuasion.
 TEST_FILE = "austen_persuasion_test.txt.gz"
 
 
@@ -53,27 +67,85 @@ def first_lines(source: Path, target: Path, n: int) -> int:
     return count
 
 
+def data_path(name: str | Path) -> Path:
+    """A file of `SHARED_DATA` when given by its bare name (a string without a folder), else the path."""
+    return SHARED_DATA / name if isinstance(name, str) and os.sep not in name else Path(name)
+
+
+def cut_tokens(tokens: np.ndarray, lengths: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` of `tokens` (all of them for None) with their block lengths, the last block cut
+    where they end."""
+    if n is None or n >= tokens.size:
+        return tokens, np.asarray(lengths, dtype=np.uint64)
+    ends = np.cumsum(lengths)
+    whole = int(np.searchsorted(ends, n, side="right"))
+    cut = lengths[:whole].tolist()
+    rest = n - (int(ends[whole - 1]) if whole else 0)
+    if rest > 0 and whole < len(lengths):
+        cut.append(rest)
+    return tokens[: sum(cut)], np.asarray(cut, dtype=np.uint64)
+
+
+def first_tokens(
+    n: int | None, sources: Sequence[str | Path] | None = None, cache: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` tokens of `sources` (all for None), tokenised as `memlm train` does (GPT-2, one block
+    per paragraph), and their block lengths, the last block cut where the tokens end.
+
+    `sources` defaults to the training text (`TRAIN_FILES`, in order); names without a folder are taken
+    from `SHARED_DATA`. Only as many files as `n` needs are read; fewer tokens come back when they hold
+    fewer. With `cache`, each file's tokens are kept there (as .npz, keyed by the file's size and
+    modification time) for the next run.
+    """
+    paths = [data_path(s) for s in (sources or TRAIN_FILES)]
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for path in paths:
+        parts.append(_file_tokens(path, cache))
+        if n is not None and sum(p[0].size for p in parts) >= n:
+            break
+    tokens = np.concatenate([p[0] for p in parts])
+    lengths = np.concatenate([p[1] for p in parts]).astype(np.uint64)
+    return cut_tokens(tokens, lengths, n)
+
+
+def _file_tokens(path: Path, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    stat = path.stat()
+    kept = cache / f"{path.name}.{stat.st_size}.{stat.st_mtime_ns}.tokens.npz" if cache else None
+    if kept is not None and kept.exists():
+        with np.load(kept) as saved:
+            return saved["tokens"], saved["lengths"]
+    tokens, lengths, _, _ = memlm.tokenize(path)
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(kept, tokens=tokens, lengths=lengths)
+    return tokens, lengths
+
+
+def text_blocks(path: str | Path) -> list[str]:
+    """The blocks of a text file (gzip too), as training sees them: paragraphs separated by blank lines,
+    each one's lines stripped and joined by single spaces."""
+    path = data_path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        paragraphs = re.split(r"\n[ \t\r\f\v]*\n", f.read())
+    return [b for b in (" ".join(line.strip() for line in p.split("\n") if line.strip()) for p in paragraphs) if b]
+
+
 def instance_files(workdir: Path, width: int, train_tokens: int, test_instances: int) -> tuple[Path, Path]:
-    """TiMBL column files of the anchor split (SPEC §9, shared/data/README.md): train = the first
-    `train_tokens` tokens of austen + kjv (+ docs), test = the first `test_instances` of Persuasion."""
+    """TiMBL column files of the reference split used for the TiMBL comparisons: train = the first
+    `train_tokens` tokens of the training text (austen + kjv + docs), test = the first `test_instances`
+    tokens of Persuasion (one instance per token, its W previous tokens of the same block as context)."""
     train, test = workdir / f"train_w{width}_{train_tokens}.txt", workdir / f"test_w{width}_{test_instances}.txt"
-    if not train.exists():
-        everything = workdir / f"all_w{width}.txt"
-        # Tokenise only as many of the files as the slice needs.
-        for used in range(1, len(TRAIN_FILES) + 1):
-            sources = [SHARED_DATA / f for f in TRAIN_FILES[:used]]
-            subprocess.run(memlm_cmd("instances", *sources, "--width", width, "-o", everything), check=True)
-            got = first_lines(everything, train, train_tokens)
-            if got == train_tokens:
-                break
-        if got < train_tokens:
-            print(f"note: the corpus holds only {got:,} tokens", file=sys.stderr)
-        everything.unlink()
-    if not test.exists():
-        everything = workdir / f"persuasion_w{width}.txt"
-        subprocess.run(memlm_cmd("instances", SHARED_DATA / TEST_FILE, "--width", width, "-o", everything), check=True)
-        first_lines(everything, test, test_instances)
-        everything.unlink()
+    vocab_size = memlm.TokenizerSpec.from_file().vocab_size
+    for path, n, sources in ((train, train_tokens, TRAIN_FILES), (test, test_instances, [TEST_FILE])):
+        if path.exists():
+            continue
+        tokens, lengths = first_tokens(n, sources)
+        if tokens.size < n:
+            print(f"note: the text holds only {tokens.size:,} tokens, not {n:,}", file=sys.stderr)
+        partial = path.with_suffix(".partial")
+        memlm.write_instances(tokens, lengths, partial, width, vocab_size)
+        partial.replace(path)
     return train, test
 
 

@@ -1,4 +1,5 @@
-"""Energy and emissions of a piece of work, with CodeCarbon's offline tracker (SPEC §7)."""
+"""Energy and emissions of a piece of work, with CodeCarbon's offline tracker (no network): RAPL counters
+where the CPU has them, else the CPU's TDP times its load, else CodeCarbon's constant fallback."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-#: CodeCarbon's CPU modes, in SPEC §7's words.
+#: CodeCarbon's CPU modes, in plain words.
 METHODS = {
     "intel_rapl": "RAPL counters",
     "cpu_load": "TDP x CPU load",

@@ -1,4 +1,4 @@
-"""Latency and energy: memlm against TiMBL, side by side, in one run (SPEC §6-7).
+"""Latency and energy: memlm against TiMBL, side by side, in one run.
 
     python -m bench.latency_energy --train-tokens 1000000 --width 4 --width 16 --country NLD
 
@@ -6,13 +6,15 @@ Per width, on identical instances (the anchor split of bench.common):
 - training wall time, peak RSS and model size, and classification time per instance, memlm and `timbl`
   for IGTree, TRIBL2 and IB1 (bench.vs_timbl, median of `--repeats`);
 - memlm latency per algorithm: single-context `predict` from Python (p50, p95), batch prediction per
-  instance, and `generate` end to end (p50, p95 per token, tokens/s), each the median of `--repeats`;
+  instance, and `Model.generate` itself, greedy, as users call it (per prompt: the call's time per new
+  token, p50 and p95 over the prompts; tokens/s over all of them), each the median of `--repeats`;
 - energy (CodeCarbon offline tracker; the method it used is printed and stored) of training, of
   classifying the test instances (both systems) and of generating tokens (memlm): joules per token
   and kg CO2eq.
 The OLIFANT generation path (python3-timbl, one `TimblClassifier.classify` call per token) is not
 measured: Debian bookworm ships no python3-timbl package. Writes bench/out/latency_energy.{json,md}
-and latency.png, energy.png with the OLIFANT paper's figures (SPEC §6; other hardware) as reference.
+and latency.png, energy.png with the OLIFANT paper's figures (Van den Bosch et al. 2025: FineWeb-Edu,
+W=16, other hardware) as reference.
 """
 
 from __future__ import annotations
@@ -29,11 +31,8 @@ import numpy as np
 
 import memlm
 from bench import vs_timbl
-from bench.common import SHARED_DATA, TEST_FILE, TRAIN_FILES, first_lines, instance_files, median, memlm_cmd
+from bench.common import TEST_FILE, first_lines, first_tokens, instance_files, median, memlm_cmd, text_blocks
 from bench.energy import track
-from bench.scaling import first_tokens
-from memlm.corpus import read_blocks
-from memlm.evaluation import windows
 
 ALGORITHMS = ("igtree", "tribl2", "ib1")
 #: OLIFANT paper, FineWeb-Edu, W=16, ~500k test tokens: (label, ms per token, kWh over the test text).
@@ -76,26 +75,21 @@ def batch_latency(model: memlm.Model, algorithm: str, contexts: np.ndarray, repe
 
 
 def generate_latency(model: memlm.Model, algorithm: str, prompts: list[str], tokens: int, repeats: int) -> dict:
-    """`generate` end to end (tokenise, predict, decode), greedy, `tokens` new tokens per prompt."""
+    """`Model.generate` itself (tokenise, predict, decode), greedy, `tokens` new tokens after each prompt:
+    per call its time per new token (p50, p95 over the prompts), and tokens/s over all calls."""
     p50s, p95s, rates = [], [], []
     for _ in range(repeats):
-        samples, total, produced = [], 0.0, 0
+        per_token_ns, total_ns = [], 0
         for prompt in prompts:
-            ids = model.encode(prompt)
-            start = time.perf_counter()
-            last = time.perf_counter_ns()
-            for _ in range(tokens):
-                ids.append(model.predict(ids, top_k=1, algorithm=algorithm).id)
-                model.decode(ids[-tokens:])
-                now = time.perf_counter_ns()
-                samples.append(now - last)
-                last = now
-            total += time.perf_counter() - start
-            produced += tokens
-        p50, p95 = percentiles(samples)
+            start = time.perf_counter_ns()
+            model.generate(prompt, max_new_tokens=tokens, algorithm=algorithm)
+            took = time.perf_counter_ns() - start
+            per_token_ns.append(took / tokens)
+            total_ns += took
+        p50, p95 = percentiles(per_token_ns)
         p50s.append(p50)
         p95s.append(p95)
-        rates.append(produced / total)
+        rates.append(len(prompts) * tokens / (total_ns / 1e9))
     return {"generate_p50_us": median(p50s), "generate_p95_us": median(p95s), "generate_tokens_per_s": median(rates)}
 
 
@@ -223,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args.k = 1
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    test_blocks = read_blocks([SHARED_DATA / TEST_FILE])
+    test_blocks = text_blocks(TEST_FILE)
     rows = []
     for width in args.width or [4]:
         row: dict = {"width": width, "vs_timbl": {}, "latency": {}}
@@ -235,11 +229,13 @@ def main(argv: list[str] | None = None) -> None:
         tests = {"igtree": test, "tribl2": test, "ib1": ib1_test}
         model_paths = {a: work / f"memlm_{a}.memlm" for a in ALGORITHMS}
         # The same tokens trained from raw text (tokenizer inside), for the Python-side latencies.
-        spec = memlm.TokenizerSpec.from_file()
         text_model = memlm.train_token_ids(
-            *anchor_tokens(spec, args.train_tokens), spec, width=width, algorithms="igtree,tribl2,ib1"
+            *first_tokens(args.train_tokens, cache=work),
+            memlm.TokenizerSpec.from_file(),
+            width=width,
+            algorithms="igtree,tribl2,ib1",
         )
-        contexts, _ = windows(text_model, test_blocks)
+        contexts, _ = text_model.windows(test_blocks)
         prompts = [b[:200] for b in test_blocks[:20]]
         for algorithm in ALGORITHMS:
             n = args.latency_contexts // (10 if algorithm == "ib1" else 1)
@@ -274,16 +270,6 @@ def write_report(rows: list[dict], args: argparse.Namespace) -> None:
     methods = sorted({e["method"] for row in rows for e in row["energy"].values()})
     print(table)
     print(f"CodeCarbon measured energy by: {', '.join(methods)}", flush=True)
-
-
-def anchor_tokens(spec: memlm.TokenizerSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `n` tokens of the anchor training text, tokenised as `memlm instances` does."""
-    parts = []
-    for name in TRAIN_FILES:
-        parts.append(spec.encode_blocks(read_blocks([SHARED_DATA / name])))
-        if sum(p[0].size for p in parts) >= n:
-            break
-    return first_tokens(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), n)
 
 
 if __name__ == "__main__":

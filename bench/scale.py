@@ -2,9 +2,9 @@
 
     python -m bench.scale --size 1000000 --size 10000000 --size 100000000 --algorithm igtree --algorithm tribl2
 
-Training text: austen + kjv + Python/Linux docs from ../shared/data, then the big corpus that
-../shared/data/make_big_corpus.sh builds from Debian packages (called when `--big-corpus` is missing and
-a size needs it; the report says how many tokens there really were). Per size, in a fresh process each:
+Training text: austen + kjv + Python/Linux docs (bench.common.TRAIN_FILES), then the big corpus that
+make_big_corpus.sh (beside the benchmark texts) builds from Debian packages (called when `--big-corpus` is
+missing and a size needs it; the report says how many tokens there really were). Per size, in a fresh process each:
 build wall time and peak RSS (GNU time, the whole `train` process), model bytes per token with the
 breakdown, load time (`memlm.load`, median of 5 fresh processes), single-context `predict` p50/p95 from
 Python and batch µs per instance over Persuasion contexts. `timbl -a1 +D` runs beside up to
@@ -23,35 +23,25 @@ from pathlib import Path
 import numpy as np
 
 import memlm
-from bench.common import SHARED_DATA, TEST_FILE, TRAIN_FILES, median, timed
+from bench.common import SHARED_DATA, TEST_FILE, TRAIN_FILES, cut_tokens, first_tokens, median, timed
 from bench.latency_energy import batch_latency, python_latency
-from bench.scaling import first_tokens
-from memlm.corpus import iter_blocks, read_blocks
 
 BIG_CORPUS = Path("/tmp/big_corpus/big_corpus.txt.gz")
 MAKE_BIG_CORPUS = SHARED_DATA / "make_big_corpus.sh"
 
 
-def corpus_tokens(path: Path, needed: int, big: Path, work: Path) -> tuple[Path, Path, int]:
-    """Token ids and block lengths of the training text, saved as .npy (reused between runs)."""
-    tokens_file, lengths_file = work / "scale_tokens.npy", work / "scale_lengths.npy"
-    if tokens_file.exists():
-        n = np.load(tokens_file, mmap_mode="r").size
-        if n >= needed or not (big.exists() or needed > 20_000_000):
-            return tokens_file, lengths_file, n
+def corpus_tokens(needed: int, big: Path, work: Path) -> tuple[Path, Path, int]:
+    """The first `needed` tokens of the training text and their block lengths, saved as .npy for the
+    training processes to map (each file's tokens are kept in `work` between runs)."""
     sources = [SHARED_DATA / f for f in TRAIN_FILES]
     if needed > 11_000_000:
         if not big.exists():
             print(f"building the big corpus with {MAKE_BIG_CORPUS} (about 30 minutes)", file=sys.stderr)
             subprocess.run(["bash", MAKE_BIG_CORPUS, big.parent], check=True)
         sources.append(big)
-    spec = memlm.TokenizerSpec.from_file()
-    parts = []
-    for source in sources:  # only as many files as the largest size needs
-        parts.append(spec.encode_stream(iter_blocks([source])))
-        if sum(p[0].size for p in parts) >= needed:
-            break
-    tokens, lengths = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    tokens, lengths = first_tokens(needed, sources, cache=work)
+    work.mkdir(parents=True, exist_ok=True)
+    tokens_file, lengths_file = work / "scale_tokens.npy", work / "scale_lengths.npy"
     np.save(tokens_file, tokens)
     np.save(lengths_file, lengths)
     return tokens_file, lengths_file, int(tokens.size)
@@ -60,9 +50,9 @@ def corpus_tokens(path: Path, needed: int, big: Path, work: Path) -> tuple[Path,
 #: Trains on the first N tokens in a child process (so that GNU time sees its peak RSS alone).
 _TRAIN = """
 import sys, time, numpy as np, memlm
-from bench.scaling import first_tokens
+from bench.common import cut_tokens
 tokens, lengths = np.load(sys.argv[1], mmap_mode="r"), np.load(sys.argv[2])
-part, part_lengths = first_tokens(tokens, lengths, int(sys.argv[3]))
+part, part_lengths = cut_tokens(tokens, lengths, int(sys.argv[3]))
 part = np.ascontiguousarray(part); del tokens  # only the first N tokens are read into memory
 start = time.perf_counter()
 model = memlm.train_token_ids(part, part_lengths, memlm.TokenizerSpec.from_file(), width=int(sys.argv[5]),
@@ -87,26 +77,19 @@ def load_seconds(model: Path, repeats: int = 5) -> float:
     return median([float(r.stdout) for r in runs])
 
 
-def test_contexts(width: int, n: int) -> np.ndarray:
-    spec = memlm.TokenizerSpec.from_file()
-    tokens, lengths = spec.encode_blocks(read_blocks([SHARED_DATA / TEST_FILE]))
-    pad = spec.vocab_size
-    rows, start = [], 0
-    for length in lengths.tolist():
-        block = [pad] * width + tokens[start : start + length].tolist()
-        rows.extend(block[i : i + width] for i in range(length))
-        start += length
-        if len(rows) >= n:
-            break
-    return np.asarray(rows[:n], dtype=np.uint32)
+def test_contexts(model: memlm.Model, n: int) -> np.ndarray:
+    """The model's contexts of the first `n` tokens of Persuasion (every token of every block)."""
+    tokens, lengths = first_tokens(n, [TEST_FILE])
+    return model.windows(tokens=tokens, block_lengths=lengths)[0]
 
 
-def measure(n: int, width: int, algorithms: str, files: tuple[Path, Path], work: Path, contexts: np.ndarray) -> dict:
+def measure(n: int, width: int, algorithms: str, files: tuple[Path, Path], work: Path, test_tokens: int) -> dict:
     model_path = work / f"scale_{n}_{width}_{algorithms.replace(',', '-')}.memlm"
     run = timed([sys.executable, "-c", _TRAIN, *files, n, model_path, width, algorithms], cwd=Path.cwd())
     if run.returncode != 0:
         raise RuntimeError(run.stderr[-3000:])
     model = memlm.load(model_path)
+    contexts = test_contexts(model, test_tokens)
     info = model.info()
     row = {
         "train_tokens": n,
@@ -134,16 +117,12 @@ def timbl_row(n: int, width: int, files: tuple[Path, Path], work: Path) -> dict:
     """`timbl -a1 +D` trained on the same first N tokens (instances written by memlm)."""
     from bench.vs_timbl import measure_timbl
 
-    tokens, lengths = np.load(files[0]), np.load(files[1])
-    part, part_lengths = first_tokens(tokens, lengths, n)
+    vocab_size = memlm.TokenizerSpec.from_file().vocab_size
+    part, part_lengths = cut_tokens(np.load(files[0], mmap_mode="r"), np.load(files[1]), n)
     train = work / f"scale_timbl_train_{n}_{width}.txt"
-    test = work / f"scale_timbl_test_{width}.txt"
-    memlm._core.write_instances(np.ascontiguousarray(part, dtype=np.uint32), part_lengths, width, 50257, train)
-    spec = memlm.TokenizerSpec.from_file()
-    t, ln = spec.encode_blocks(read_blocks([SHARED_DATA / TEST_FILE]))
-    memlm._core.write_instances(t, ln, width, 50257, test)
+    memlm.write_instances(np.ascontiguousarray(part), part_lengths, train, width, vocab_size)
     short = work / f"scale_timbl_test_{width}_2000.txt"
-    short.write_text("".join(test.read_text().splitlines(keepends=True)[:2000]))
+    memlm.write_instances(*first_tokens(2000, [TEST_FILE]), short, width, vocab_size)
     found = measure_timbl("igtree", train, short, work, (1, 1), 1)
     found.pop("predictions")
     return found
@@ -184,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = sorted(args.size or [1_000_000, 10_000_000, 100_000_000])
-    tokens_file, lengths_file, available = corpus_tokens(args.out, max(sizes), args.big_corpus, args.out)
-    contexts = test_contexts(args.width, 10_000)
+    tokens_file, lengths_file, available = corpus_tokens(max(sizes), args.big_corpus, args.out / "work")
     rows = []
     for n in sizes:
         if n > available:
@@ -193,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
             n = available
         for algorithms in ["igtree"] + (["igtree,tribl2"] if "tribl2" in (args.algorithm or []) else []):
             started = time.perf_counter()
-            row = measure(n, args.width, algorithms, (tokens_file, lengths_file), args.out, contexts)
+            row = measure(n, args.width, algorithms, (tokens_file, lengths_file), args.out, 10_000)
             if algorithms == "igtree" and n <= args.timbl_max_tokens:
                 row["timbl"] = timbl_row(n, args.width, (tokens_file, lengths_file), args.out)
             rows.append(row)

@@ -1,14 +1,15 @@
-"""The scaling curve (SPEC §5): train on the first N tokens, evaluate on held-out text, fit accuracy
-against log N.
+"""The scaling curve: train on the first N tokens, evaluate on held-out text, fit accuracy against log N.
 
     python -m bench.scaling --size 100000 --size 1000000 --size 10000000 --width 4 --width 16 \\
         --algorithm igtree --algorithm tribl2
 
-Training text: austen + kjv + Python/Linux docs from ../shared/data, in that order (shared/data/README.md);
-test text: Persuasion (every token of every block, SPEC §5). For each width, N and algorithm: accuracy,
-top-5 accuracy, perplexity (with and without OOVs), tokens per second, training seconds, model bytes. The
-fit gives the accuracy points gained per 10x data. Writes bench/out/scaling.json, .md and .png, the
-OLIFANT paper's points (SPEC §6; FineWeb-Edu, W=16, other hardware and data) drawn beside for reference.
+Training text: austen + kjv + Python/Linux docs (bench.common.TRAIN_FILES), in that order; test text:
+Persuasion, in the paper's evaluation protocol: every token of every block is a target, its context the
+W previous tokens of the same block, left-padded. For each width, N and algorithm: accuracy, top-5
+accuracy, perplexity (with and without OOVs), tokens per second, training seconds, model bytes. The fit
+gives the accuracy points gained per 10x data. Writes bench/out/scaling.json, .md and .png, the OLIFANT
+paper's points (Van den Bosch et al. 2025: FineWeb-Edu, W=16, other hardware and data) drawn beside for
+reference.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from pathlib import Path
 import numpy as np
 
 import memlm
-from bench.common import SHARED_DATA, TEST_FILE, TRAIN_FILES
-from memlm.corpus import read_blocks
+from bench.common import TEST_FILE, cut_tokens, first_tokens, text_blocks
 from memlm.evaluation import evaluate
-from memlm.tokenization import TokenizerSpec
 
 #: OLIFANT paper (Van den Bosch et al. 2025), FineWeb-Edu, W=16: (algorithm, training tokens, accuracy).
 PAPER_POINTS = [
@@ -34,17 +33,6 @@ PAPER_POINTS = [
     ("tribl2", 100e6, 0.218),
     ("ib1", 51e3, 0.094),
 ]
-
-
-def first_tokens(tokens: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `n` tokens, the last block cut where they end."""
-    ends = np.cumsum(lengths)
-    whole = int(np.searchsorted(ends, n, side="right"))
-    cut = lengths[:whole].tolist()
-    rest = n - (int(ends[whole - 1]) if whole else 0)
-    if rest > 0 and whole < len(lengths):
-        cut.append(rest)
-    return tokens[: sum(cut)], np.asarray(cut, dtype=np.uint64)
 
 
 def fit_points_per_decade(sizes: list[int], accuracies: list[float]) -> float | None:
@@ -116,16 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     algorithms = args.algorithm or ["igtree"]
     args.out.mkdir(parents=True, exist_ok=True)
 
-    spec = TokenizerSpec.from_file()
-    needed = max(sizes)
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
-    for name in TRAIN_FILES:
-        parts.append(spec.encode_blocks(read_blocks([SHARED_DATA / name])))
-        if sum(p[0].size for p in parts) >= needed:
-            break
-    tokens = np.concatenate([p[0] for p in parts])
-    lengths = np.concatenate([p[1] for p in parts])
-    test_text = "\n\n".join(read_blocks([SHARED_DATA / TEST_FILE]))
+    spec = memlm.TokenizerSpec.from_file()
+    tokens, lengths = first_tokens(max(sizes), cache=args.out / "work")
+    test_text = "\n\n".join(text_blocks(TEST_FILE))
     if args.test_tokens:
         test_text = spec.decode(spec.encode(test_text)[: args.test_tokens])
     test_file = args.out / "scaling_test.txt"
@@ -137,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             if n > tokens.size:
                 print(f"note: only {tokens.size:,} training tokens available, skipping N={n:,}")
                 continue
-            part, part_lengths = first_tokens(tokens, lengths, n)
+            part, part_lengths = cut_tokens(tokens, lengths, n)
             start = time.perf_counter()
             model = memlm.train_token_ids(part, part_lengths, spec, width=width, algorithms=algorithms)
             train_seconds = time.perf_counter() - start

@@ -33,7 +33,7 @@ def measure_timbl(algorithm: str, train: Path, test: Path, work: Path, repeats: 
     trains = []
     for _ in range(train_repeats):
         base.unlink(missing_ok=True)
-        # Without -t, timbl exits with status 1 although it wrote the base (SPEC §9): check the file.
+        # Without -t, timbl exits with status 1 although it wrote the base: check the file.
         run = timed([timbl, "-f", train, flag, "+D", "-I", base], cwd=work)
         if not base.exists():
             raise RuntimeError(f"timbl wrote no instance base:\n{run.stderr[-2000:]}")

@@ -2,10 +2,11 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
-from bench import latency_energy, scale, scaling, vs_timbl
+from bench import generation, latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -56,3 +57,18 @@ def test_scale_smoke(tmp_path):
     first = rows[0]
     assert first["peak_rss_bytes"] > 0 and first["load_ms"] > 0 and first["igtree"]["predict_p50_us"] > 0
     assert first["timbl"]["model_bytes"] > 0 and "tribl2" in rows[1]
+
+
+def test_generation_smoke(tmp_path):
+    # The new side only: installing the old commit beside it takes minutes.
+    sample = Path(__file__).resolve().parent.parent / "data" / "austen_emma_sample.txt"
+    generation.main(
+        [
+            *("--old-commit", "none", "--train-file", str(sample), "--prompts", "6", "--repeats", "2"),
+            *("--max-new-tokens", "8", "--predict-contexts", "50", "--out", str(tmp_path)),
+        ]
+    )
+    report = json.loads((tmp_path / "generation.json").read_text())
+    assert report["prompts"] == 6 and "old" not in report and len(report["new"]["runs"]) == 2
+    assert all(report["new"]["median"][key] > 0 for key in generation.MEASURES)
+    assert "generate greedy" in (tmp_path / "generation.md").read_text()
