@@ -43,7 +43,7 @@ def test_small_budget_finishes_under_it_with_the_same_model(tmp_path):
     assert bounded.info()["nodes"] == free.info()["nodes"] and bounded.info()["bytes"] == free.info()["bytes"]
     for prompt in ["And God said", "It is a truth universally", "Emma"]:
         assert bounded.predict(prompt, top_k=0) == free.predict(prompt, top_k=0)
-    # The spilled shards are gone.
+    # The spilled partitions are gone.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["budget.memlm", "free.memlm"]
 
 

@@ -29,7 +29,7 @@ def test_predict_returns_distribution_head(model4):
     p = model4.predict("It was a very", top_k=5)
     assert 1 <= len(p.ids) <= 5
     assert p.votes == sorted(p.votes, reverse=True)
-    assert 0 < sum(p.probabilities) <= 1 + 1e-12
+    assert 0 < sum(p.shares) <= 1 + 1e-12
     assert 0 <= p.depth <= 4
     assert p.token == model4.decode([p.id])
     # The distance is the summed weight of the unmatched positions.
@@ -54,7 +54,7 @@ def test_empty_prompt_is_a_block_start(model4):
 
     from memlm.corpus import read_blocks
 
-    assert model4.context("") == [model4._core.pad] * model4.width
+    assert model4.context("") == [model4.pad_id] * model4.width
     first_tokens = Counter(model4.encode(block)[0] for block in read_blocks([TRAIN_TEXT]))
     assert model4.predict("").id == first_tokens.most_common(1)[0][0]
 

@@ -1,4 +1,4 @@
-"""True probabilities and evaluation (SPEC §4-5)."""
+"""The scoring distribution (true probabilities), per-token scores, perplexity and the evaluation protocol."""
 
 import math
 
@@ -18,7 +18,7 @@ from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
 def test_probabilities_sum_to_one_over_the_vocabulary(model4, ids):
     p = model4.probabilities(ids)
     assert p.shape == (50258,)
-    assert p[model4._core.pad] == 0
+    assert p[model4.pad_id] == 0
     assert (p[:-1] > 0).all()
     assert abs(p.sum() - 1.0) < 1e-6
 

@@ -1,7 +1,6 @@
 """Shards and merging: a model merged from shards (or from a model that kept its tokens plus a shard) is
 the model trained on the concatenated corpus."""
 
-import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -13,14 +12,8 @@ from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
 
 def answers(model: memlm.Model) -> tuple:
     """Everything a query can see: sizes, weights and the top-5 of every context of the test text."""
-    tokens, lengths = model.tokenizer.encode_blocks(memlm.corpus.read_blocks([TEST_TEXT]))
-    pad, w = model._core.pad, model.width
-    rows, start = [], 0
-    for length in lengths.tolist()[:200]:
-        block = [pad] * w + tokens[start : start + length].tolist()
-        rows.extend(block[i : i + w] for i in range(length))
-        start += length
-    classes, votes, depth, _ = model.predict_batch(np.asarray(rows, dtype=np.uint32), top_k=5)
+    contexts, _ = model.windows(memlm.corpus.read_blocks([TEST_TEXT])[:200])
+    classes, votes, depth, _ = model.predict_batch(contexts, top_k=5)
     info = model.info()
     # "other" holds the metadata, which names the sources and so differs.
     parts = sorted((k, v) for k, v in info["size_breakdown"].items() if k != "other")

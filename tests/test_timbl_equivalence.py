@@ -1,4 +1,4 @@
-"""Equivalence with TiMBL itself (SPEC §3): same instances, per-instance top-1 classes compared.
+"""Equivalence with TiMBL itself: same instances, per-instance top-1 classes compared.
 
 The instances are those of a real text (data/: Emma for training, Persuasion for testing), written by
 `memlm instances`, given to `timbl -f TRAIN -t TEST -a1 +D` and to memlm trained from the same file.
@@ -84,7 +84,8 @@ def test_igtree_top1_equals_timbl(tmp_path, width):
     run_cli("classify", tmp_path / "text.memlm", "--instances", test, "-o", tmp_path / "text.out")
     assert last_column(tmp_path / "text.out") == ours
 
-    # `memlm eval` on the raw test text scores exactly TiMBL's number of correct instances (SPEC §5).
+    # `memlm eval` on the raw test text (every token of every block a target) scores exactly TiMBL's number
+    # of correct instances.
     timbl_correct = int(timbl_accuracy.split("(")[1].split("/")[0])
     assert evaluate(memlm.load(tmp_path / "text.memlm"), [TEST_TEXT])["correct"] == timbl_correct
 

@@ -20,6 +20,7 @@ from memlm.errors import (  # noqa: E402
     ModelFormatError,
     TokenizerMismatchError,
 )
+from memlm.instances import write_instances  # noqa: E402
 from memlm.model import Model, Prediction  # noqa: E402
 from memlm.shards import make_shard, merge, merge_shards  # noqa: E402
 from memlm.tokenization import TokenizerSpec  # noqa: E402
@@ -44,4 +45,5 @@ __all__ = [
     "train",
     "train_instances",
     "train_token_ids",
+    "write_instances",
 ]

@@ -13,10 +13,12 @@ import typer
 from rich.console import Console
 
 import memlm
-from memlm._core import write_instances
-from memlm.corpus import read_blocks
+from memlm.checks import output_file, train_options
+from memlm.corpus import iter_documents, read_blocks
 from memlm.errors import MemlmError
+from memlm.evaluation import evaluate as run_evaluation
 from memlm.progress import BuildProgress, parse_size
+from memlm.scoring import perplexity_of
 from memlm.tokenization import TokenizerSpec
 
 app = typer.Typer(
@@ -65,9 +67,16 @@ AlgorithmsOption = Annotated[
     str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
 ]
 MemoryOption = Annotated[
-    str | None, typer.Option(help="Memory budget of the build, e.g. 8G: past it the trie is built in shards.")
+    str | None,
+    typer.Option(
+        help="Memory budget of the whole build, e.g. 8G: the trie is then built in partitions (subtrees) that "
+        "fit it, each spilled to --temp-dir and assembled at the end (the same model file)."
+    ),
 ]
-TempDirOption = Annotated[Path | None, typer.Option(help="Folder for the shards spilled under --memory.")]
+TempDirOption = Annotated[
+    Path | None,
+    typer.Option(help="Folder for the partitions spilled under --memory (default: the system's temporary folder)."),
+]
 KeepTokensOption = Annotated[
     bool, typer.Option("--keep-tokens", help="Store the token ids in the model, so `memlm merge` can add to it.")
 ]
@@ -85,7 +94,6 @@ def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir
 
 
 def _wrote(output: Path, model: memlm.Model) -> None:
-    model.save(output)
     info = model.info()
     print(
         f"wrote {output}: width {info['width']}, {info['training_instances']:,} instances, "
@@ -125,7 +133,9 @@ def train(
         if instances is not None:
             if corpus or shard:
                 raise MemlmError("give either a corpus or --instances, not both (and no --shard)")
-            model = memlm.train_instances(instances, weighting=weighting, algorithms=algorithms, status=_status)
+            model = memlm.train_instances(
+                instances, weighting=weighting, algorithms=algorithms, status=_status, output=output
+            )
             _wrote(output, model)
             return
         if not corpus:
@@ -143,6 +153,7 @@ def train(
                 text_field=text_field,
                 errors=errors,
                 progress=progress,
+                output=output,
                 **options,
             )
         _wrote(output, model)
@@ -169,7 +180,7 @@ def merge(
             return
         with BuildProgress(stderr) as progress:
             options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
-            model = memlm.merge(inputs, width=width, progress=progress, **options)
+            model = memlm.merge(inputs, width=width, progress=progress, output=output, **options)
         _wrote(output, model)
 
 
@@ -267,9 +278,6 @@ def score(
     text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",
 ) -> None:
     """Score text: per token its log10 probability, matched context length and OOV flag (KenLM style)."""
-    from memlm.corpus import iter_documents
-    from memlm.evaluation import perplexity_of
-
     with _clean_errors():
         model = memlm.load(model_path)
         text = "\n\n".join(doc for _, doc in iter_documents([text_file]))
@@ -299,10 +307,9 @@ def evaluate(
     text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Evaluate on held-out text (SPEC §5): accuracy, top-5 accuracy, perplexity, tokens/s, peak memory."""
+    """Evaluate on held-out text: every token of every block is a target, its context the W tokens before it
+    in the block (left-padded). Reports accuracy, top-5 accuracy, perplexity, tokens/s and peak memory."""
     from rich.table import Table
-
-    from memlm.evaluation import evaluate as run_evaluation
 
     with _clean_errors():
         model = memlm.load(model_path)
@@ -341,9 +348,11 @@ def instances(
 ) -> None:
     """Write the instances of a corpus in TiMBL's column format (token ids, _ for padding)."""
     with _clean_errors():
+        train_options(width=width)
+        output_file(output)
         spec = TokenizerSpec.from_file(tokenizer)
         tokens, lengths = spec.encode_blocks(read_blocks(corpus, text_field=text_field, errors=errors))
-        write_instances(tokens, lengths, width, spec.vocab_size, output)
+        memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)
         print(f"wrote {output}: {tokens.size:,} instances of width {width}", file=sys.stderr)
 
 
@@ -361,7 +370,7 @@ def classify(
     """Classify an instance file; TiMBL's output layout and totals (`Seconds taken`, accuracy)."""
     with _clean_errors():
         model = memlm.load(model_path)
-        totals = model._core.classify_file(instances, output, distribution, algorithm, k, vote, decay)
+        totals = model.classify_file(instances, output, distribution, algorithm, k=k, vote=vote, decay=decay)
         n, seconds = totals["instances"], totals["seconds"]
         rate = n / seconds if seconds > 0 else float("inf")
         print(f"Tested: {n} instances", file=sys.stderr)

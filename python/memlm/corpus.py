@@ -1,4 +1,7 @@
-"""Corpus ingestion: files, directories, gzip, JSONL and stdin, split into blank-line blocks (SPEC §1)."""
+"""Corpus ingestion: files, directories, gzip, JSONL and stdin, split into blocks at blank lines.
+
+A block is the unit of training and evaluation: its line breaks become spaces, it is tokenised on its own,
+and the context of its first tokens is padded rather than taken from the block before."""
 
 from __future__ import annotations
 

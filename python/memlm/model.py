@@ -1,18 +1,38 @@
-"""The public :class:`Model`: a trained core model plus its tokenizer (or symbol table)."""
+"""The public :class:`Model`: a trained core model plus its tokenizer (or symbol table).
+
+This is the only module that calls the core model's methods: training and loading create one and wrap it
+here; evaluation, the command line and the benchmarks go through :class:`Model`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from memlm._core import CoreModel
+from memlm import _core
+from memlm._core import CoreModel, Query, Sampling
+from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, TokenizerMismatchError
-from memlm.generation import SamplingConfig, choose
+from memlm.generation import (
+    GENERATE_CHUNKS,
+    STREAM_CHUNKS,
+    SymbolDecoder,
+    TextDecoder,
+    chunk_sizes,
+    pieces,
+    stop_list,
+)
+from memlm.scoring import TokenScore, perplexities
 from memlm.tokenization import TokenizerSpec
+
+#: Queries kept per model, one for each combination of predict's arguments seen (they are cheap, but
+#: making one per call would cost as much as the lookup).
+_QUERY_CACHE = 64
 
 
 class Prediction(NamedTuple):
@@ -24,8 +44,9 @@ class Prediction(NamedTuple):
     tokens: list[str]
     #: Their votes: counts in the matched node (IGTree), or the neighbours' (weighted) votes.
     votes: list[float]
-    #: Their share of all votes.
-    probabilities: list[float]
+    #: Their vote shares: each vote divided by the sum of all votes (kept in ``ids`` or not). These are not
+    #: the scoring distribution; :meth:`Model.probabilities` is.
+    shares: list[float]
     #: Number of context positions matched (in feature-weight order) before any k-NN search.
     depth: int
     #: Distance: IGTree's summed weight of the unmatched positions, or the nearest neighbours' distance.
@@ -39,6 +60,17 @@ class Prediction(NamedTuple):
     def token(self) -> str:
         return self.tokens[0]
 
+    @property
+    def probabilities(self) -> list[float]:
+        """Deprecated name of :attr:`shares`."""
+        warnings.warn(
+            "Prediction.probabilities is deprecated: it holds vote shares, now called Prediction.shares "
+            "(Model.probabilities gives the scoring distribution)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.shares
+
 
 class Model:
     """A memory-based language model. Create one with :func:`memlm.train` or :func:`memlm.load`."""
@@ -50,6 +82,7 @@ class Model:
         # Read once: each is a call into the core, and `predict` needs them on every call.
         self._width, self._pad, self._token_ids = core.width, core.pad, core.token_ids
         self._token_strings: dict[int, str] = {}
+        self._queries: dict[tuple, Query] = {}
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -57,6 +90,16 @@ class Model:
     def width(self) -> int:
         """Context width W: how many previous tokens the model looks at."""
         return self._width
+
+    @property
+    def pad_id(self) -> int:
+        """The id that pads a context before a block's start (the tokenizer's vocabulary size)."""
+        return self._pad
+
+    @property
+    def vocab_size(self) -> int:
+        """How many ids the model knows, the padding id included: the length of :meth:`probabilities`."""
+        return self._core.n_symbols
 
     @property
     def metadata(self) -> dict:
@@ -99,7 +142,7 @@ class Model:
             "bytes": core.nbytes,
             "size_breakdown": dict(core.size_breakdown),
             "weighting": core.weighting,
-            "algorithms": ["igtree", "tribl2", "ib1"] if core.has_instance_base else ["igtree"],
+            "algorithms": list(_core.ALGORITHMS) if core.has_instance_base else ["igtree"],
             "feature_order": [core.width - f for f in core.feature_order],
             "gain_ratio": core.gain_ratio,
             "info_gain": core.info_gain,
@@ -116,36 +159,24 @@ class Model:
         """Writes the model file atomically (self-contained: the tokenizer is inside)."""
         self._core.save(Path(path))
 
+    def training_tokens(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(token ids, block lengths) of the training text, if the model kept them (``keep_tokens``)."""
+        return self._core.training_tokens()
+
     # -- contexts ---------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        """Text to ids: tokens for tokenizer models, whitespace-separated symbols for instance models."""
+        """Text to ids: tokens for tokenizer models, whitespace-separated symbols for instance models
+        (an unknown symbol gets an id that matches nothing)."""
         if self.has_tokenizer:
             return self.tokenizer.encode(text)
-        return [self._symbol_id(s) for s in text.split()]
+        symbol_id = self._core.symbol_id
+        return [symbol_id(s) for s in text.split()]
 
     def decode(self, ids: Sequence[int]) -> str:
         if self.has_tokenizer:
             return self.tokenizer.decode(list(ids))
         return " ".join(self._core.symbol(i) for i in ids)
-
-    def _symbol_id(self, symbol: str) -> int:
-        found = self._core.symbol_id(symbol)
-        # Unknown symbols match nothing: the id past the table never labels an arc.
-        return found if found is not None else 0xFFFFFFFF
-
-    def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
-        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
-        tail = list(ids[-self._width :]) if len(ids) else []
-        return [self._pad] * (self._width - len(tail)) + tail
-
-    def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """At most the last W ids of a prefix, unpadded (the core pads them, as :meth:`context` does)."""
-        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
-        if type(ids) is list and len(ids) <= self._width:
-            return ids  # the common case of `predict`, passed on without a copy
-        return list(ids[-self._width :]) if len(ids) else []
 
     def token_string(self, token_id: int) -> str:
         """The text of one token (or symbol), decoded once and then remembered."""
@@ -153,6 +184,58 @@ class Model:
         if text is None:
             text = self._token_strings[token_id] = self.decode([token_id])
         return text
+
+    def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
+        ids = np.asarray(self._tail(text_or_ids), dtype=np.uint32)
+        # The context of a target after the prefix, in the core's windowing (0 stands for the target).
+        contexts, _ = self._core.windows(np.append(ids, np.uint32(0)), np.array([ids.size + 1], dtype=np.uint64))
+        return contexts[-1].tolist()
+
+    def windows(
+        self, blocks: Iterable[str] | str | None = None, *, tokens=None, block_lengths=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(contexts (n, W), targets (n,)) of every token of every block: each context the W ids before its
+        target in the same block, left-padded at the block's start; the form :meth:`predict_batch` and
+        :meth:`score_windows` take.
+
+        The blocks are texts (each encoded on its own; one string is one block), or token ids: ``tokens``
+        (all blocks concatenated) with ``block_lengths``.
+        """
+        if blocks is not None:
+            if tokens is not None or block_lengths is not None:
+                raise MemlmError("give either text blocks or tokens with block_lengths, not both")
+            tokens, block_lengths = self._encode_blocks([blocks] if isinstance(blocks, str) else list(blocks))
+        elif tokens is None or block_lengths is None:
+            raise MemlmError("give text blocks, or tokens with block_lengths")
+        tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
+        block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
+        return self._core.windows(tokens, block_lengths)
+
+    def _encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.has_tokenizer:
+            return self.tokenizer.encode_blocks(blocks)
+        encoded = [self.encode(block) for block in blocks]
+        lengths = np.array([len(ids) for ids in encoded if ids], dtype=np.uint64)
+        return np.array([i for ids in encoded for i in ids], dtype=np.uint32), lengths
+
+    def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
+        """At most the last W ids of a prefix (the core pads a shorter one)."""
+        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
+        if type(ids) is list and len(ids) <= self._width:
+            return ids  # the common case of `predict`, passed on without a copy
+        return list(ids[-self._width :]) if len(ids) else []
+
+    def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
+        """The core's query for these arguments, made once (the core validates them)."""
+        key = (top_k, algorithm, k, vote, decay)
+        query = self._queries.get(key)
+        if query is None:
+            query = Query(algorithm=algorithm, k=k, vote=vote, decay=decay, top_k=top_k)
+            if len(self._queries) >= _QUERY_CACHE:
+                self._queries.clear()
+            self._queries[key] = query
+        return query
 
     # -- prediction -------------------------------------------------------------------------------
 
@@ -165,50 +248,112 @@ class Model:
         vote: str = "majority",
         decay: float = 1.0,
     ) -> Prediction:
-        """The next-token prediction after ``text_or_ids`` (text, or ids ending where the target starts).
+        """The next-token prediction after ``text_or_ids`` (text, or ids ending where the target starts):
+        the ``top_k`` best classes (all when 0).
 
         ``algorithm``: ``igtree`` (default), ``tribl2`` or ``ib1`` (these two need a model trained with
         them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
-        classes, votes, probabilities, depth, distance = self._core.predict(
-            self._tail(text_or_ids), top_k, algorithm, k, vote, decay
-        )
-        token_string = self.token_string
-        return Prediction(classes, [token_string(c) for c in classes], votes, probabilities, depth, distance)
+        query = self._queries.get((top_k, algorithm, k, vote, decay)) or self._query(top_k, algorithm, k, vote, decay)
+        answer = self._core.answer(self._tail(text_or_ids), query)
+        classes, votes, total = answer.classes, answer.votes, answer.total
+        strings = self._token_strings
+        tokens = [strings.get(c) or self.token_string(c) for c in classes]
+        return Prediction(classes, tokens, votes, [v / total for v in votes], answer.depth, answer.distance)
 
-    def predict_batch(self, contexts: np.ndarray, top_k: int = 1, algorithm: str = "igtree", **knn):
-        """Predictions for an (n, W) array of ids on all cores, without the GIL.
+    def predict_batch(
+        self,
+        contexts: np.ndarray,
+        top_k: int = 1,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Predictions for an (n, W) array of ids (e.g. from :meth:`windows`) on all cores, without the GIL.
 
         Returns (classes (n, top_k), votes (n, top_k), depth (n,), distance (n,)); classes is -1 where
-        fewer than ``top_k`` classes got votes. ``knn``: ``k``, ``vote``, ``decay`` as in :meth:`predict`.
+        fewer than ``top_k`` classes got votes. ``k``, ``vote``, ``decay`` as in :meth:`predict`.
         """
         contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
         if contexts.ndim != 2:
             raise MemlmError(f"contexts must be a 2-D array (n, {self.width}), got {contexts.ndim} dimensions")
-        return self._core.predict_batch(contexts, top_k, algorithm, **knn)
+        query = self._query(max(top_k, 1), algorithm, k, vote, decay)
+        classes, votes, _totals, depth, distance = self._core.answer_batch(contexts, query)
+        return classes, votes, depth, distance
+
+    def votes(
+        self,
+        text_or_ids: str | Sequence[int],
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every class that got votes after ``text_or_ids`` and its votes: (ids, votes), the winner first.
+        Arguments as in :meth:`predict`."""
+        answer = self._core.answer(self._tail(text_or_ids), self._query(0, algorithm, k, vote, decay))
+        return np.asarray(answer.classes, dtype=np.int64), np.asarray(answer.votes, dtype=np.float64)
+
+    def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
+        """Deprecated name of :meth:`votes`."""
+        warnings.warn(
+            "Model.distribution is deprecated: use Model.votes (it gives votes; Model.probabilities gives the "
+            "scoring distribution)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.votes(text_or_ids, algorithm, **knn)
+
+    def classify_file(
+        self,
+        instances: str | Path,
+        output: str | Path | None = None,
+        distribution: bool = False,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+    ) -> dict:
+        """Classifies a TiMBL column-format instance file and writes TiMBL's ``-o`` layout to ``output``
+        (atomically; standard output when None): each instance followed by the predicted class, with
+        ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
+        ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
+        query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
+        return self._core.classify_file(Path(instances), None if output is None else Path(output), distribution, query)
+
+    # -- scoring ----------------------------------------------------------------------------------
 
     def probabilities(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
         """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
-        summing to 1 (interpolated Witten-Bell back-off along the IGTree path, see `memlm.evaluation`)."""
-        return self._core.scoring_distribution(self.context(text_or_ids))
+        summing to 1: interpolated Witten-Bell back-off along the IGTree descent path, from the root to the
+        deepest matched node, over a uniform floor."""
+        return self._core.probabilities(self._tail(text_or_ids))
 
-    def score(self, text: str):
-        """Per-token (log10 probability, matched context length, OOV flag), KenLM style."""
-        from memlm.evaluation import score
+    def score_windows(self, contexts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log10 probabilities, matched context lengths, OOV flags) of ``targets`` (n,) after ``contexts``
+        (n, W) under the scoring distribution, on all cores; a target is OOV when it never was one in
+        training."""
+        contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
+        targets = np.ascontiguousarray(targets, dtype=np.uint32)
+        return self._core.score_batch(contexts, targets)
 
-        return score(self, text)
+    def score(self, text: str) -> list[TokenScore]:
+        """Per-token (log10 probability, matched context length, OOV flag) of ``text``, KenLM style (the
+        text is split into blocks at blank lines, each scored from its start)."""
+        contexts, targets = self.windows(split_blocks(text))
+        log10, depth, oov = self.score_windows(contexts, targets)
+        return [
+            TokenScore(self.token_string(t), t, p, d, o)
+            for t, p, d, o in zip(targets.tolist(), log10.tolist(), depth.tolist(), oov.tolist(), strict=True)
+        ]
 
     def perplexity(self, text: str) -> dict:
-        """Perplexity of ``text``, with and without OOV tokens."""
-        from memlm.evaluation import perplexity
-
-        return perplexity(self, text)
-
-    def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
-        """Every class that got votes: (ids, votes), the winner first."""
-        classes, votes, _, _, _ = self._core.predict(self._tail(text_or_ids), 0, algorithm, **knn)
-        return np.asarray(classes, dtype=np.int64), np.asarray(votes, dtype=np.float64)
+        """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them."""
+        contexts, targets = self.windows(split_blocks(text))
+        log10, _, oov = self.score_windows(contexts, targets)
+        return {"tokens": int(targets.size), **perplexities(log10, oov)}
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -223,48 +368,63 @@ class Model:
         seed: int | None = None,
         stop: Sequence[str] | str | None = None,
         algorithm: str = "igtree",
-        **knn,
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
     ) -> Iterator[str]:
         """Generates text after ``prompt``, yielding it piece by piece as tokens come.
 
-        Greedy unless ``do_sample``; ``algorithm`` and ``knn`` (``k``, ``vote``, ``decay``) as in
-        :meth:`predict`.
+        Greedy unless ``do_sample``, then sampled with Hugging Face's ``temperature``, ``top_k`` (0: all
+        classes) and ``top_p``, from a generator seeded with ``seed`` (repeatable) or, when None, from the
+        system. The text ends before the first ``stop`` string. ``algorithm``, ``k``, ``vote``, ``decay`` as
+        in :meth:`predict`. Every argument is checked when this is called, before the first piece.
         """
-        if max_new_tokens < 0:
-            raise MemlmError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        config = SamplingConfig(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        rng = np.random.default_rng(seed)
-        ids = self.encode(prompt)
-        generated: list[int] = []
-        emitted = ""
-        for _ in range(max_new_tokens):
-            classes, counts = self.distribution(ids + generated, algorithm, **knn)
-            generated.append(choose(classes, counts, config, rng))
-            text = self._join(generated)
-            cut = _first_stop(text, stops)
-            if cut is not None:
-                yield text[len(emitted) : cut]
-                return
-            # Hold back an incomplete UTF-8 sequence until the token that completes it.
-            if text.endswith("\ufffd"):
-                continue
-            if len(text) > len(emitted):
-                yield text[len(emitted) :]
-                emitted = text
-        text = self._join(generated)
-        if len(text) > len(emitted):
-            yield text[len(emitted) :]
+        return self._generate(
+            prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote, decay, True
+        )
 
-    def _join(self, generated: list[int]) -> str:
-        text = self.decode(generated)
-        return text if self.has_tokenizer or not text else " " + text
-
-    def generate(self, prompt: str = "", max_new_tokens: int = 20, **kwargs) -> str:
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | str | None = None,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+    ) -> str:
         """The text generated after ``prompt`` (greedy unless ``do_sample=True``); see :meth:`stream`."""
-        return "".join(self.stream(prompt, max_new_tokens=max_new_tokens, **kwargs))
+        arguments = (prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote)
+        return "".join(self._generate(*arguments, decay, False))
 
-
-def _first_stop(text: str, stops: list[str]) -> int | None:
-    positions = [text.find(s) for s in stops if s and s in text]
-    return min(positions) if positions else None
+    def _generate(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        seed: int | None,
+        stop: Sequence[str] | str | None,
+        algorithm: str,
+        k: int,
+        vote: str,
+        decay: float,
+        streaming: bool,
+    ) -> Iterator[str]:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+        sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
+        query = self._query(top_k if do_sample else 1, algorithm, k, vote, decay)
+        stops = stop_list(stop)
+        generation = self._core.generation(self.encode(prompt), max_new_tokens, query, sampling, seed)
+        decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
+        chunks = chunk_sizes(*(STREAM_CHUNKS if streaming else GENERATE_CHUNKS))
+        return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)

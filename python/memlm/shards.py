@@ -1,5 +1,5 @@
-"""Shards and merging: tokenised text stored on its own (``memlm train --shard``), and one model made of
-any number of shards, or of models that kept their training tokens (``memlm merge``).
+"""Shards and merging: a *shard* is tokenised text stored on its own (``memlm train --shard``); merging
+makes one model of any number of shards, or of models that kept their training tokens (``memlm merge``).
 
 Tokenising is the slow part of training: shards let it run on many machines. Merging concatenates the
 token ids in the order given and builds the model of the whole, so the merged model equals the model
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from memlm._core import CoreModel, read_shard, write_shard
+from memlm._core import read_shard, write_shard
+from memlm.checks import memory_budget, output_file, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
-from memlm.training import _metadata, tokenize, train_token_ids
+from memlm.training import _metadata, load, spec_or_path, tokenize, train_token_ids
 
 SHARD_MAGIC = b"MEMLMS\r\n"
 
@@ -31,9 +32,12 @@ def make_shard(
     errors: str = "strict",
     progress=None,
 ) -> dict:
-    """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata."""
-    tokens, lengths, spec, fields = tokenize(sources, tokenizer, text_field, errors, progress)
-    write_shard(Path(output), tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata. The output
+    path is checked before the corpus is read."""
+    output = output_file(output)
+    spec = spec_or_path(tokenizer)
+    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
+    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
     return fields
 
 
@@ -45,9 +49,8 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dic
         tokens, lengths, _vocab, blob, metadata = read_shard(path)
         meta = json.loads(metadata)
         return tokens, lengths, TokenizerSpec.from_blob(blob, meta.get("tokenizer", "?")), meta
-    core = CoreModel.load(path, True)
-    model = Model(core)
-    kept = core.training_tokens() if model.has_tokenizer else None
+    model = load(path, verify=True)
+    kept = model.training_tokens() if model.has_tokenizer else None
     if kept is None:
         raise ModelFormatError(
             f"{path}: the model holds no training tokens to merge (train it with --keep-tokens, or merge shards)"
@@ -77,16 +80,45 @@ def _gather(paths: Iterable[str | Path]) -> tuple[np.ndarray, np.ndarray, Tokeni
     return tokens, lengths, spec, fields
 
 
-def merge(paths: Iterable[str | Path], width: int = 16, **train_options) -> Model:
+def merge(
+    paths: Iterable[str | Path],
+    width: int = 16,
+    weighting: str = "gain_ratio",
+    algorithms: str | Iterable[str] = ("igtree",),
+    memory: int | None = None,
+    temp_dir: str | Path | None = None,
+    progress=None,
+    keep_tokens: bool = False,
+    output: str | Path | None = None,
+) -> Model:
     """The model of the concatenated text of ``paths`` (shards, or models trained with ``keep_tokens``), in
-    that order. ``train_options``: ``weighting``, ``algorithms``, ``memory``, ``temp_dir``, ``progress``,
-    ``keep_tokens`` as in :func:`memlm.train_token_ids`."""
+    that order. The other arguments are those of :func:`memlm.train_token_ids`, checked before any input
+    is read."""
+    train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    memory_budget(memory)
+    if output is not None:
+        output_file(output)
     tokens, lengths, spec, fields = _gather(paths)
-    return train_token_ids(tokens, lengths, spec, width, metadata=_metadata(**fields), **train_options)
+    return train_token_ids(
+        tokens,
+        lengths,
+        spec,
+        width,
+        weighting,
+        algorithms,
+        _metadata(**fields),
+        memory=memory,
+        temp_dir=temp_dir,
+        progress=progress,
+        keep_tokens=keep_tokens,
+        output=output,
+    )
 
 
 def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
-    """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata."""
+    """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata. The output
+    path is checked before any input is read."""
+    output = output_file(output)
     tokens, lengths, spec, fields = _gather(paths)
-    write_shard(Path(output), tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
     return fields

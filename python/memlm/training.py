@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -11,23 +12,29 @@ from pathlib import Path
 import numpy as np
 
 from memlm import __version__
-from memlm._core import CoreModel
+from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
+from memlm.checks import memory_budget, output_file, train_options
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
 
-WEIGHTINGS = ("gain_ratio", "info_gain")
-ALGORITHMS = ("igtree", "tribl2", "ib1")
+__all__ = [
+    "ALGORITHMS",
+    "WEIGHTINGS",
+    "load",
+    "partition_memory",
+    "spec_or_path",
+    "tokenize",
+    "train",
+    "train_instances",
+    "train_token_ids",
+]
 
 
 def needs_instance_base(algorithms) -> bool:
-    """Whether `algorithms` (names, or one comma-separated string) need the unpruned instance base."""
-    names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
-    unknown = [a for a in names if a not in ALGORITHMS]
-    if unknown or not names:
-        raise MemlmError(f"unknown algorithm(s) {unknown or names}: choose from {', '.join(ALGORITHMS)}")
-    return any(a in ("tribl2", "ib1") for a in names)
+    """Whether ``algorithms`` (names, or one comma-separated string) need the unpruned instance base."""
+    return train_options(algorithms=algorithms).instance_base
 
 
 def _metadata(**fields) -> str:
@@ -75,6 +82,7 @@ def train(
     temp_dir: str | Path | None = None,
     progress=None,
     keep_tokens: bool = False,
+    output: str | Path | None = None,
 ) -> Model:
     """Trains a model on raw text.
 
@@ -85,23 +93,16 @@ def train(
     the file (IGTree is always there). ``memory``: budget in bytes for the whole build (see
     :func:`train_token_ids`). ``progress(phase, done, total)``: called as reading and building advance.
     ``keep_tokens``: store the token ids in the model too (2 bytes per token), so that :func:`memlm.merge`
-    can add text to it later.
+    can add text to it later. ``output``: also save the model there.
+
+    Every argument is checked before the corpus is read.
     """
-    needs_instance_base(algorithms)  # fail on a bad name before reading the corpus
-    tokens, lengths, spec, fields = tokenize(sources, tokenizer, text_field, errors, progress)
-    return train_token_ids(
-        tokens,
-        lengths,
-        spec,
-        width,
-        weighting,
-        algorithms,
-        _metadata(**fields),
-        memory=memory,
-        temp_dir=temp_dir,
-        progress=progress,
-        keep_tokens=keep_tokens,
-    )
+    options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    memory = memory_budget(memory)
+    output = None if output is None else output_file(output)
+    spec = spec_or_path(tokenizer)
+    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
+    return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output)
 
 
 def spec_or_path(tokenizer: str | Path | TokenizerSpec | None) -> TokenizerSpec:
@@ -121,51 +122,69 @@ def train_token_ids(
     temp_dir: str | Path | None = None,
     progress=None,
     keep_tokens: bool = False,
+    output: str | Path | None = None,
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
     ``memory``: a budget in bytes for the whole process. The interpreter and tokenizer (128 MiB), the token
     ids (held by numpy and by the core) and ~16 bytes per token for the feature weights and the finished
-    model are set aside first; the trie is then built in shards that fit the rest, spilled to ``temp_dir``.
-    A budget too small for the fixed part is an error that names the minimum.
+    model are set aside first; the trie is then built in partitions (subtrees) that fit the rest, each
+    spilled to ``temp_dir`` and assembled at the end. A budget too small for the fixed part is an error
+    that names the minimum. ``output``: also save the model there.
     """
+    options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    memory = memory_budget(memory)
+    output = None if output is None else output_file(output)
     tokens = np.ascontiguousarray(tokens, dtype=tokenizer.id_dtype)
     block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
     if metadata is None:
         metadata = _metadata(
             sources=[], tokenizer=tokenizer.name, tokenizer_sha256=tokenizer.sha256, tokens=int(tokens.size)
         )
+    return _build(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output)
+
+
+def _build(
+    tokens: np.ndarray,
+    block_lengths: np.ndarray,
+    tokenizer: TokenizerSpec,
+    options: TrainOptions,
+    metadata: str,
+    memory: int | None,
+    progress,
+    output: Path | None,
+) -> Model:
     core = CoreModel.train_tokens(
         tokens,
         block_lengths,
-        width,
         tokenizer.vocab_size,
-        weighting,
         tokenizer.to_blob(),
         metadata,
-        needs_instance_base(algorithms),
-        shard_memory=None if memory is None else shard_memory(memory, tokens.size, tokens.itemsize),
-        temp_dir=None if temp_dir is None else Path(temp_dir),
+        options,
+        partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
         progress=progress,
-        keep_tokens=keep_tokens,
     )
-    return Model(core, tokenizer)
+    model = Model(core, tokenizer)
+    if output is not None:
+        model.save(output)
+    return model
 
 
-#: What a build needs besides the shards, per token and besides the ids: block offsets, the feature-weight
-#: buffer or the finished model (not at once), measured at W = 16 on GPT-2 text.
+#: What a build needs besides the partitions, per token and besides the ids: block offsets, the
+#: feature-weight buffer or the finished model (not at once), measured at W = 16 on GPT-2 text.
 FIXED_BYTES_PER_TOKEN = 16
 #: The interpreter, numpy, the tokenizer and its batch buffers, counted against every budget.
 BASELINE_BYTES = 128 << 20
-#: The smallest share of the budget a shard may have.
-MIN_SHARD_BYTES = 8 << 20
+#: The smallest share of the budget a partition of the trie build may have.
+MIN_PARTITION_BYTES = 8 << 20
 
 
-def shard_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
-    """The working memory left for each trie shard out of a whole-build budget of ``memory`` bytes."""
+def partition_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
+    """The working memory left for each partition of the trie build out of a whole-build budget of
+    ``memory`` bytes."""
     fixed = BASELINE_BYTES + n_tokens * (2 * id_bytes + FIXED_BYTES_PER_TOKEN)
-    if memory - fixed < MIN_SHARD_BYTES:
-        need = (fixed + MIN_SHARD_BYTES) / 2**20
+    if memory - fixed < MIN_PARTITION_BYTES:
+        need = (fixed + MIN_PARTITION_BYTES) / 2**20
         raise MemlmError(
             f"a memory budget of {memory / 2**20:.0f} MiB is too small for {n_tokens:,} tokens: "
             f"give at least {need:.0f} MiB"
@@ -178,16 +197,22 @@ def train_instances(
     weighting: str = "gain_ratio",
     algorithms: str | Iterable[str] = ("igtree",),
     status=None,
+    output: str | Path | None = None,
 ) -> Model:
     """Trains on a TiMBL column-format instance file (``f1 ... fW class`` per line, ``_`` for padding).
 
-    The model keeps the file's own symbol table and has no tokenizer.
+    The model keeps the file's own symbol table and has no tokenizer; its width is the file's.
+    ``output``: also save the model there. Every argument is checked before the file is read.
     """
-    instance_base = needs_instance_base(algorithms)
+    options = train_options(weighting=weighting, algorithms=algorithms)
+    output = None if output is None else output_file(output)
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(Path(path), weighting, _metadata(sources=[str(path)]), instance_base)
-    return Model(core)
+        core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options)
+    model = Model(core)
+    if output is not None:
+        model.save(output)
+    return model
 
 
 def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, verify: bool = False) -> Model:
@@ -199,3 +224,18 @@ def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, 
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model
+
+
+_DEPRECATED = {
+    "shard_memory": ("partition_memory", partition_memory),
+    "MIN_SHARD_BYTES": ("MIN_PARTITION_BYTES", MIN_PARTITION_BYTES),
+}
+
+
+def __getattr__(name: str):
+    """Old names of the build's partitions (once called shards): still found, with a DeprecationWarning."""
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"memlm.training.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,41 @@
+"""What scores are reported as: per-token scores (KenLM style) and perplexities.
+
+The probabilities themselves come from the core's scoring distribution (interpolated Witten-Bell back-off
+along the IGTree descent path, over a uniform floor): :meth:`memlm.Model.probabilities` gives it whole,
+:meth:`memlm.Model.score_windows` for many (context, target) pairs at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """One token's score, as KenLM reports it."""
+
+    token: str
+    id: int
+    #: log10 probability under the scoring distribution (interpolated Witten-Bell back-off).
+    log10_prob: float
+    #: Context positions matched on the IGTree path.
+    context_length: int
+    #: Whether the token never occurred as a target in training.
+    oov: bool
+
+
+def perplexity_of(log10_probs: np.ndarray) -> float:
+    """10 ** (- mean log10 probability); infinite for no tokens."""
+    return float(10 ** (-log10_probs.mean())) if log10_probs.size else math.inf
+
+
+def perplexities(log10_probs: np.ndarray, oov: np.ndarray) -> dict:
+    """The OOV count and the perplexity with and without the OOV tokens, as KenLM reports them."""
+    return {
+        "oov": int(oov.sum()),
+        "perplexity": perplexity_of(log10_probs),
+        "perplexity_excluding_oov": perplexity_of(log10_probs[~oov]),
+    }

@@ -1,0 +1,201 @@
+"""Generation: the core's loop, incremental decoding and stop strings give exactly the text of the plain
+method (predict the next token, decode everything generated so far, cut at the first stop string)."""
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+import memlm
+from memlm.errors import MemlmError
+from memlm.generation import StopCutter, TextDecoder, chunk_sizes, stop_list
+from memlm.tokenization import TokenizerSpec
+
+from conftest import TEST_TEXT, TRAIN_TEXT
+
+#: Characters that GPT-2's byte-level BPE splits over two or more tokens.
+MULTIBYTE = (
+    "The café served crème brûlée 🍰 and 抹茶 tea — “lovely”, said Zoë. 😀 Ærø, Þórr, Ωμέγα, 東京タワー.\n\n"
+    "Then 🦀 and 🐍 met at the 駅, ate ラーメン 🍜 — and Zoë laughed: “ha ha” 😂.\n\n"
+)
+
+
+def reference(model: memlm.Model, prompt: str, n: int, stops=()) -> tuple[str, list[int]]:
+    """Greedy generation the plain way: the top prediction after the whole text so far, every generated
+    token decoded again from the start, the text cut before the stop string completed first."""
+    ids, generated = model.encode(prompt), []
+    for _ in range(n):
+        generated.append(model.predict(ids + generated, top_k=1).id)
+    text = model.decode(generated) if model.has_tokenizer else "".join(" " + model.decode([i]) for i in generated)
+    found = [(text.find(s) + len(s), text.find(s)) for s in stops if s and s in text]
+    return (text[: min(found)[1]] if found else text), generated
+
+
+@pytest.fixture(scope="module")
+def multibyte_model(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("multibyte") / "corpus.txt"
+    corpus.write_text(MULTIBYTE * 3 + TRAIN_TEXT.read_text()[:20000], encoding="utf-8")
+    return memlm.train(corpus, width=4)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "stops"),
+    [
+        ("It is a truth", ()),
+        ("Emma", (",",)),
+        ("Mr. Knightley", (" the", "Harriet")),
+        ("", ("\n", "ss")),
+        ("She was", ("a", "an", "and the")),
+    ],
+)
+def test_greedy_text_equals_decoding_everything_again(model16, prompt, stops):
+    expected, _ = reference(model16, prompt, 150, stops)
+    assert model16.generate(prompt, max_new_tokens=150, stop=list(stops)) == expected
+    pieces = list(model16.stream(prompt, max_new_tokens=150, stop=list(stops)))
+    assert "".join(pieces) == expected
+    assert all(pieces)
+
+
+@pytest.mark.parametrize("prompt", ["The café", "Then 🦀", "ate ラーメン", "Zoë", "said"])
+def test_characters_split_over_tokens_come_whole(multibyte_model, prompt):
+    expected, generated = reference(multibyte_model, prompt, 120)
+    decode = multibyte_model.decode
+    # The case under test occurs: some generated prefix ends inside a character.
+    assert any(decode(generated[:i]).endswith("\ufffd") for i in range(1, len(generated)))
+    assert "\ufffd" not in expected
+    pieces = list(multibyte_model.stream(prompt, max_new_tokens=120))
+    assert "".join(pieces) == expected == multibyte_model.generate(prompt, max_new_tokens=120)
+    assert not any("\ufffd" in piece for piece in pieces)
+    # A stop string made of characters split over tokens.
+    stop = next(s for s in ["🍰", "抹茶", "ラーメン", "😂", "東京"] if s in expected)
+    cut, _ = reference(multibyte_model, prompt, 120, [stop])
+    assert multibyte_model.generate(prompt, max_new_tokens=120, stop=stop) == cut
+
+
+def test_a_character_left_incomplete_at_the_end_is_kept(multibyte_model):
+    # Stop after every token count: wherever the last token ends, the text is the plain decoding.
+    prompt = "The café served crème brûlée"
+    _, generated = reference(multibyte_model, prompt, 40)
+    for n in range(1, 40):
+        expected = multibyte_model.decode(generated[:n])
+        assert multibyte_model.generate(prompt, max_new_tokens=n) == expected
+        assert "".join(multibyte_model.stream(prompt, max_new_tokens=n)) == expected
+
+
+def test_symbol_models_generate_symbols_joined_by_spaces(tmp_path):
+    instances = tmp_path / "i.txt"
+    instances.write_text("_ _ a b\n_ a b c\na b c a\nb c a b\nc a b c\n")
+    model = memlm.train_instances(instances)
+    expected, _ = reference(model, "a b", 7)
+    assert model.generate("a b", max_new_tokens=7) == expected == " c a b c a b c"
+    assert "".join(model.stream("a b", max_new_tokens=7, stop=" b c")) == " c a"
+
+
+def word_piece() -> Tokenizer:
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator([TRAIN_TEXT.read_text()], trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[UNK]"]))
+    return tok
+
+
+def metaspace() -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator([TRAIN_TEXT.read_text()], trainers.BpeTrainer(vocab_size=600))
+    return tok
+
+
+def word_level() -> Tokenizer:
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([TRAIN_TEXT.read_text()], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    return tok
+
+
+def gpt2() -> Tokenizer:
+    return TokenizerSpec.from_file().tokenizer
+
+
+@pytest.mark.parametrize("make", [gpt2, word_piece, metaspace, word_level])
+@pytest.mark.parametrize("chunks", [(1, 1), (3, 3), (1, 64), (7, 50)])
+def test_incremental_decoding_equals_decoding_everything(make, chunks):
+    tok = make()
+    text = MULTIBYTE + TEST_TEXT.read_text()[:4000]
+    ids = tok.encode(text, add_special_tokens=False).ids
+    decode = lambda part: tok.decode(part, skip_special_tokens=False)  # noqa: E731
+    decoder, pieces, start = TextDecoder(decode), [], 0
+    for size in chunk_sizes(*chunks):
+        if start >= len(ids):
+            break
+        pieces.append(decoder.push(ids[start : start + size]))
+        start += size
+    pieces.append(decoder.finish())
+    assert "".join(pieces) == decode(ids)
+
+
+def test_ids_starting_or_ending_inside_a_character():
+    tok = gpt2()
+    ids = tok.encode("東京タワー 😀").ids
+    for first in range(len(ids)):
+        for last in range(first + 1, len(ids) + 1):
+            decoder = TextDecoder(tok.decode)
+            text = "".join(decoder.push([i]) for i in ids[first:last]) + decoder.finish()
+            assert text == tok.decode(ids[first:last])
+
+
+def test_stop_cutter_holds_back_only_what_may_start_a_stop_string():
+    cutter = StopCutter(["abc", "xyz"])
+    assert cutter.feed("hello a") == "hello "
+    assert cutter.feed("b") == ""
+    assert cutter.feed("d") == "abd"
+    assert cutter.feed("--ab") == "--"
+    assert cutter.feed("cde") == ""
+    assert cutter.stopped and cutter.feed("more") == "" and cutter.finish() == ""
+    # The stop string completed first wins; at the same end, the longer.
+    assert StopCutter(["bcd", "abcdef"]).feed("xxabcdefg") == "xxa"
+    assert StopCutter(["cd", "bcd"]).feed("abcd") == "a"
+    ends = StopCutter(["zz"])
+    assert ends.feed("abz") == "ab" and ends.finish() == "z"
+    assert stop_list(None) == [] and stop_list("x") == ["x"] and stop_list(["", "y"]) == ["y"]
+    with pytest.raises(MemlmError, match="stop strings must be strings"):
+        stop_list([3])
+
+
+def test_sampling_is_reproducible_with_a_seed(model16):
+    kwargs = dict(max_new_tokens=60, do_sample=True, temperature=0.9, top_k=30, top_p=0.95)
+    runs = {seed: model16.generate("It was", seed=seed, **kwargs) for seed in range(6)}
+    for seed, text in runs.items():
+        assert model16.generate("It was", seed=seed, **kwargs) == text
+        assert "".join(model16.stream("It was", seed=seed, **kwargs)) == text
+    assert len(set(runs.values())) > 1
+    # A sampled generation picks among the top_k classes of every context: with top_k=1, greedy.
+    greedy = model16.generate("It was", max_new_tokens=60)
+    assert model16.generate("It was", max_new_tokens=60, do_sample=True, top_k=1, seed=9) == greedy
+    # Unseeded runs draw from the system's entropy; they still generate the requested length.
+    assert model16.generate("It was", max_new_tokens=10, do_sample=True) != ""
+
+
+def test_generation_with_knn_algorithms(tmp_path):
+    model = memlm.train(TRAIN_TEXT, width=4, algorithms="igtree,tribl2")
+    for algorithm in ["tribl2", "ib1"]:
+        expected = []
+        ids = model.encode("Emma was")
+        for _ in range(6):
+            expected.append(model.predict(ids + expected, top_k=1, algorithm=algorithm, k=2).id)
+        assert model.generate("Emma was", max_new_tokens=6, algorithm=algorithm, k=2) == model.decode(expected)
+
+
+def test_bad_generation_arguments_fail_at_the_call(model4):
+    # `stream` checks everything when called, not when its first piece is asked for.
+    for bad in [
+        dict(max_new_tokens=-1),
+        dict(do_sample=True, temperature=0),
+        dict(do_sample=True, top_p=1.5),
+        dict(do_sample=True, top_k=-1),
+        dict(algorithm="nearest"),
+        dict(stop=[1]),
+    ]:
+        with pytest.raises(MemlmError):
+            model4.stream("x", **bad)
+    assert model4.generate("x", max_new_tokens=0) == ""
+    assert list(model4.stream("x", max_new_tokens=0)) == []

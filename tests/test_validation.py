@@ -1,0 +1,117 @@
+"""Every argument is checked before any corpus is read: a bad one fails at once, not after tokenising.
+
+Two witnesses that nothing was read: the progress callback, which hears of every tokenised batch, is
+never called on a real corpus; and with a corpus that does not exist, the error is the argument's, not
+the missing file's.
+"""
+
+import os
+
+import pytest
+
+import memlm
+from memlm.errors import MemlmError
+
+from conftest import TRAIN_TEXT, run_cli
+
+BAD_OPTIONS = [
+    (dict(weighting="foo"), "foo"),
+    (dict(width=0), "width must be between 1 and 64"),
+    (dict(width=65), "width must be between 1 and 64"),
+    (dict(algorithms="igtree,nearest"), "nearest"),
+    (dict(memory=0), "memory must be a positive"),
+    (dict(memory=-(1 << 30)), "memory must be a positive"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS)
+def test_train_checks_its_options_first(tmp_path, options, message):
+    calls = []
+    with pytest.raises(MemlmError, match=message):
+        memlm.train(TRAIN_TEXT, progress=lambda *report: calls.append(report), **options)
+    assert calls == []
+    with pytest.raises(MemlmError, match=message):
+        memlm.train(tmp_path / "missing_corpus.txt", **options)
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS)
+def test_merge_checks_its_options_first(tmp_path, options, message):
+    with pytest.raises(MemlmError, match=message):
+        memlm.merge([tmp_path / "missing.shard"], **{"width": 4, **options})
+
+
+def test_train_instances_checks_its_options_first(tmp_path):
+    with pytest.raises(MemlmError, match="foo"):
+        memlm.train_instances(tmp_path / "missing.txt", weighting="foo")
+    with pytest.raises(MemlmError, match="nearest"):
+        memlm.train_instances(tmp_path / "missing.txt", algorithms=["nearest"])
+
+
+def bad_outputs(tmp_path):
+    """(output path, the path the error must name, the error's type) for outputs that cannot be written."""
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    return [
+        (tmp_path / "no" / "such" / "m.out", tmp_path / "no" / "such", FileNotFoundError),
+        (a_file / "m.out", a_file, NotADirectoryError),
+        (tmp_path / "a_folder", tmp_path / "a_folder", IsADirectoryError),
+    ]
+
+
+def test_outputs_are_checked_before_any_input_is_read(tmp_path):
+    missing_corpus, missing_shard = tmp_path / "missing_corpus.txt", tmp_path / "missing.shard"
+    for output, named, error in bad_outputs(tmp_path):
+        calls = []
+        attempts = [
+            lambda: memlm.train(TRAIN_TEXT, width=3, output=output, progress=lambda *r: calls.append(r)),
+            lambda: memlm.train(missing_corpus, output=output),
+            lambda: memlm.make_shard(TRAIN_TEXT, output, progress=lambda *r: calls.append(r)),
+            lambda: memlm.make_shard(missing_corpus, output),
+            lambda: memlm.merge([missing_shard], width=4, output=output),
+            lambda: memlm.merge_shards([missing_shard], output),
+            lambda: memlm.train_instances(missing_corpus, output=output),
+        ]
+        for attempt in attempts:
+            with pytest.raises(error) as caught:
+                attempt()
+            assert caught.value.filename == str(named)
+        assert calls == []
+    # A temporary folder for the build's partitions must exist too.
+    with pytest.raises(FileNotFoundError) as caught:
+        memlm.train(missing_corpus, memory=1 << 30, temp_dir=tmp_path / "no_temp")
+    assert caught.value.filename == str(tmp_path / "no_temp")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+def test_an_unwritable_folder_fails_first(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError):
+            memlm.train(tmp_path / "missing_corpus.txt", output=locked / "m.memlm")
+        with pytest.raises(PermissionError):
+            memlm.make_shard(tmp_path / "missing_corpus.txt", locked / "m.shard")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_the_command_line_checks_first(tmp_path):
+    missing = tmp_path / "missing_corpus.txt"
+    cases = [
+        (("train", missing, "--width", 0, "-o", tmp_path / "m.memlm"), "width must be between 1 and 64"),
+        (("train", missing, "--weighting", "foo", "-o", tmp_path / "m.memlm"), "foo"),
+        (("train", missing, "-o", tmp_path / "nowhere" / "m.memlm"), "nowhere"),
+        (("train", missing, "--shard", "-o", tmp_path / "nowhere" / "m.shard"), "nowhere"),
+        (("merge", tmp_path / "missing.shard", "-o", tmp_path / "nowhere" / "m.memlm"), "nowhere"),
+        (("instances", missing, "--width", 65, "-o", tmp_path / "i.txt"), "width must be between 1 and 64"),
+        (("instances", missing, "-o", tmp_path / "nowhere" / "i.txt"), "nowhere"),
+        (("train", "--instances", missing, "--algorithms", "x", "-o", tmp_path / "m.memlm"), "x"),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 1, args
+        assert message in proc.stderr and "missing_corpus" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
