@@ -8,6 +8,7 @@ a :class:`CoreModel`'s methods; ``training.py`` and ``shards.py`` only create on
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -66,6 +67,8 @@ class TrainOptions:
     weighting: str
     #: Whether the unpruned instance base (TRIBL2, IB1) is stored too.
     instance_base: bool
+    temp_dir: Path | None
+    keep_tokens: bool
     def __init__(
         self,
         width: int = 16,
@@ -78,6 +81,10 @@ class TrainOptions:
 class Sampling:
     """How generation picks tokens (Hugging Face's names); validated when made."""
 
+    do_sample: bool
+    temperature: float
+    top_k: int
+    top_p: float
     def __init__(
         self, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0
     ) -> None: ...
@@ -85,6 +92,8 @@ class Sampling:
 class Generation:
     """A generation in progress: the core extends the context token by token (GIL released)."""
 
+    #: How many tokens are still to come.
+    remaining: int
     def next_ids(self, n: int) -> list[int]:
         """Generates up to ``n`` more tokens; fewer (or none) once ``max_new_tokens`` are done."""
 
@@ -105,7 +114,8 @@ class CoreModel:
         """``partition_memory``: working memory of each partition of the trie build (spilled to the
         options' ``temp_dir``); None builds in one piece."""
     @staticmethod
-    def train_instance_file(path: str | PathLike, metadata: str, options: TrainOptions) -> CoreModel: ...
+    def train_instance_file(path: str | PathLike, metadata: str, options: TrainOptions) -> CoreModel:
+        """The model's width is the file's (columns minus one): ``options.width`` is not used."""
     @staticmethod
     def load(path: str | PathLike, verify: bool = False) -> CoreModel: ...
     def verify(self) -> None: ...
@@ -141,8 +151,8 @@ class CoreModel:
     ) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.float64]
     ]:
-        """Answers for an (n, W) array on all cores: classes (n, top_k; -1 where fewer), votes (n, top_k),
-        totals (n), depths (n), distances (n)."""
+        """Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer), votes
+        (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here."""
 
     def windows(
         self, tokens: npt.NDArray[np.uint32], block_lengths: npt.NDArray[np.uint64]

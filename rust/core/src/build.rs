@@ -1,4 +1,4 @@
-//! Sort-based construction of the context trie, level by level, and IGTree pruning, in shards that
+//! Sort-based construction of the context trie, level by level, and IGTree pruning, in partitions that
 //! fit a memory budget.
 //!
 //! The instance ids are kept in one array. Every node owns a contiguous range of it; expanding a node
@@ -6,8 +6,8 @@
 //! become its children. No per-instance insertion and no per-node allocation.
 //!
 //! The subtrees below the root's children are independent, so the builder cuts the first feature's
-//! values into ranges (shards) whose instances fit the memory budget, builds each shard's levels on
-//! its own, spills them to a temporary file when there is more than one shard, and assembles the
+//! values into ranges (partitions) whose instances fit the memory budget, builds each partition's levels on
+//! its own, spills them to a temporary file when there is more than one partition, and assembles the
 //! levels breadth-first at the end: the result is the same trie, byte for byte, whatever the budget.
 
 use std::fs::File;
@@ -22,7 +22,7 @@ use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
 use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 
-/// Working memory per instance of a shard while its levels are built: the id (4 bytes), its sort key
+/// Working memory per instance of a partition while its levels are built: the id (4 bytes), its sort key
 /// (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
 pub const BUILD_BYTES_PER_INSTANCE: u64 = 48;
 
@@ -32,9 +32,9 @@ pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 /// How the builder may use memory, and whom it tells how far it got.
 #[derive(Clone, Copy, Default)]
 pub struct BuildOptions<'a> {
-    /// Bytes of working memory a shard may take (None: one shard, as large as the data).
-    pub shard_memory: Option<u64>,
-    /// Folder for the spilled shards (None: the system's temporary folder).
+    /// Bytes of working memory a partition may take (None: one partition, as large as the data).
+    pub partition_memory: Option<u64>,
+    /// Folder for the spilled partitions (None: the system's temporary folder).
     pub temp_dir: Option<&'a std::path::Path>,
     pub progress: Option<Progress<'a>>,
 }
@@ -190,7 +190,7 @@ enum Expand {
     Shared,
 }
 
-/// The kept nodes of one level (of one shard), in breadth-first order.
+/// The kept nodes of one level (of one partition), in breadth-first order.
 #[derive(Default)]
 struct LevelOut {
     labels: Vec<u32>,
@@ -244,8 +244,8 @@ impl LevelOut {
     }
 }
 
-/// A built shard: its levels below the root, in memory or spilled to a temporary file.
-enum Shard {
+/// A built partition: its levels below the root, in memory or spilled to a temporary file.
+enum Partition {
     InMemory(Vec<LevelOut>),
     Spilled {
         file: File,
@@ -254,8 +254,8 @@ enum Shard {
     },
 }
 
-impl Shard {
-    fn spill(levels: Vec<LevelOut>, dir: Option<&std::path::Path>) -> Result<Shard> {
+impl Partition {
+    fn spill(levels: Vec<LevelOut>, dir: Option<&std::path::Path>) -> Result<Partition> {
         let dir: PathBuf = dir.map_or_else(std::env::temp_dir, |d| d.to_path_buf());
         let io = |e| Error::io(&dir, e);
         let mut file = tempfile::tempfile_in(&dir).map_err(io)?;
@@ -264,22 +264,22 @@ impl Shard {
             starts.push(file.stream_position().map_err(io)?);
             level.write_to(&mut file).map_err(io)?;
         }
-        Ok(Shard::Spilled { file, starts })
+        Ok(Partition::Spilled { file, starts })
     }
 
     fn depth(&self) -> usize {
         match self {
-            Shard::InMemory(levels) => levels.len(),
-            Shard::Spilled { starts, .. } => starts.len(),
+            Partition::InMemory(levels) => levels.len(),
+            Partition::Spilled { starts, .. } => starts.len(),
         }
     }
 
-    /// Level `d` (1-based depth below the root), taken out of the shard.
+    /// Level `d` (1-based depth below the root), taken out of the partition.
     fn take_level(&mut self, d: usize) -> Result<LevelOut> {
         match self {
-            Shard::InMemory(levels) => Ok(std::mem::take(&mut levels[d - 1])),
-            Shard::Spilled { file, starts } => {
-                let io = |e| Error::io("<spilled shard>", e);
+            Partition::InMemory(levels) => Ok(std::mem::take(&mut levels[d - 1])),
+            Partition::Spilled { file, starts } => {
+                let io = |e| Error::io("<spilled partition>", e);
                 file.seek(SeekFrom::Start(starts[d - 1])).map_err(io)?;
                 LevelOut::read_from(file).map_err(io)
             }
@@ -288,8 +288,8 @@ impl Shard {
 }
 
 /// Ranges of the first feature's values, each holding at most `capacity` instances (a single value
-/// with more instances is a shard of its own).
-fn shard_ranges<I: Instances + ?Sized>(
+/// with more instances is a partition of its own).
+fn partition_ranges<I: Instances + ?Sized>(
     instances: &I,
     feature: usize,
     n_symbols: usize,
@@ -312,7 +312,7 @@ fn shard_ranges<I: Instances + ?Sized>(
     ranges
 }
 
-/// Builds a trie (and, for the instance base, its tails) in shards that fit `options.shard_memory`.
+/// Builds a trie (and, for the instance base, its tails) in partitions that fit `options.partition_memory`.
 fn build<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
@@ -336,17 +336,17 @@ fn build<I: Instances + ?Sized>(
         };
     let ranges = if expand_root {
         let capacity = options
-            .shard_memory
+            .partition_memory
             .map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1));
-        shard_ranges(instances, order[0], n_symbols, capacity)
+        partition_ranges(instances, order[0], n_symbols, capacity)
     } else {
         Vec::new()
     };
     let phase = match expand {
-        Expand::Impure => "building the IGTree (shards)",
-        Expand::Shared => "building the instance base (shards)",
+        Expand::Impure => "building the IGTree (partitions)",
+        Expand::Shared => "building the instance base (partitions)",
     };
-    let mut shards = Vec::with_capacity(ranges.len());
+    let mut partitions = Vec::with_capacity(ranges.len());
     for (s, &(lo, hi)) in ranges.iter().enumerate() {
         options.report(phase, s as u64, ranges.len() as u64);
         let ids: Vec<u32> = if ranges.len() == 1 {
@@ -358,10 +358,10 @@ fn build<I: Instances + ?Sized>(
         };
         let levels = build_levels(instances, order, stats, expand, ids);
         let outs = level_outs(instances, order, levels, expand, root_default);
-        shards.push(if ranges.len() == 1 {
-            Shard::InMemory(outs)
+        partitions.push(if ranges.len() == 1 {
+            Partition::InMemory(outs)
         } else {
-            Shard::spill(outs, options.temp_dir)?
+            Partition::spill(outs, options.temp_dir)?
         });
     }
     options.report(phase, ranges.len() as u64, ranges.len() as u64);
@@ -381,12 +381,12 @@ fn build<I: Instances + ?Sized>(
             .tail_values
             .extend(order.iter().map(|&f| instances.feature(0, f)));
     }
-    let depth = shards.iter().map(Shard::depth).max().unwrap_or(0);
+    let depth = partitions.iter().map(Partition::depth).max().unwrap_or(0);
     let mut trie = TrieWriter::new(n_symbols as u32, stats, expand == Expand::Shared);
-    let mut first = Vec::with_capacity(shards.len());
-    for shard in &mut shards {
-        first.push(if shard.depth() >= 1 {
-            shard.take_level(1)?
+    let mut first = Vec::with_capacity(partitions.len());
+    for partition in &mut partitions {
+        first.push(if partition.depth() >= 1 {
+            partition.take_level(1)?
         } else {
             LevelOut::default()
         });
@@ -400,9 +400,9 @@ fn build<I: Instances + ?Sized>(
     }
     drop(first);
     for d in 2..=depth {
-        for shard in &mut shards {
-            if shard.depth() >= d {
-                trie.append(&shard.take_level(d)?);
+        for partition in &mut partitions {
+            if partition.depth() >= d {
+                trie.append(&partition.take_level(d)?);
             }
         }
     }

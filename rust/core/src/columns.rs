@@ -13,8 +13,9 @@ use std::time::Instant;
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
-use crate::knn::KnnOptions;
-use crate::model::{Algorithm, Model, PAD_SYMBOL};
+use crate::model::Model;
+use crate::query::Query;
+use crate::vocabulary::PAD_SYMBOL;
 
 fn open(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -168,16 +169,42 @@ pub struct ClassifyTotals {
 
 const CHUNK: usize = 1 << 16;
 
-/// Classifies every line of a column file and writes TiMBL's output layout to `out`: the instance,
-/// the predicted class and, with `with_distribution`, the votes (IGTree: the node's counts) in braces.
+/// Classifies every line of a column file with `query` and writes TiMBL's output layout to
+/// `output` (atomically; standard output when None): the instance, the predicted class and, with
+/// `with_distribution`, every class's votes (IGTree: the node's counts) in braces.
 pub fn classify_file(
+    model: &Model,
+    path: &Path,
+    output: Option<&Path>,
+    with_distribution: bool,
+    query: &Query,
+) -> Result<ClassifyTotals> {
+    match output {
+        Some(out) => {
+            let mut file = AtomicFile::create(out)?;
+            let totals = classify_to(model, path, file.writer(), with_distribution, query)?;
+            file.commit()?;
+            Ok(totals)
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            let totals = classify_to(model, path, &mut lock, with_distribution, query)?;
+            lock.flush().map_err(|e| Error::io("<stdout>", e))?;
+            Ok(totals)
+        }
+    }
+}
+
+/// [`classify_file`] to any writer.
+pub fn classify_to(
     model: &Model,
     path: &Path,
     out: &mut dyn Write,
     with_distribution: bool,
-    algorithm: Algorithm,
-    options: KnnOptions,
+    query: &Query,
 ) -> Result<ClassifyTotals> {
+    let query = query.with_top_k(if with_distribution { 0 } else { 1 });
     let width = model.width();
     let mut totals = ClassifyTotals::default();
     let mut lines: Vec<String> = Vec::with_capacity(CHUNK);
@@ -190,32 +217,11 @@ pub fn classify_file(
                      totals: &mut ClassifyTotals|
      -> Result<()> {
         let start = Instant::now();
-        let answers = if algorithm == Algorithm::IgTree {
-            let trie = model.trie();
-            let matches = model.igtree_match_batch(contexts)?;
-            totals.seconds += start.elapsed().as_secs_f64();
-            // Distributions are read only when written, outside the timed part.
-            matches
-                .iter()
-                .map(|m| {
-                    let votes = if with_distribution {
-                        trie.distribution(m.node)
-                            .map(|(c, n)| (c, n as f64))
-                            .collect()
-                    } else {
-                        vec![(trie.default_class(m.node), 0.0)]
-                    };
-                    votes
-                })
-                .collect::<Vec<_>>()
-        } else {
-            let found = model.classify_batch(contexts, algorithm, options)?;
-            totals.seconds += start.elapsed().as_secs_f64();
-            found.into_iter().map(|n| n.votes).collect()
-        };
+        let answers = model.answers(contexts, &query)?;
+        totals.seconds += start.elapsed().as_secs_f64();
         let mut text = String::new();
-        for (k, votes) in answers.iter().enumerate() {
-            let predicted = votes[0].0;
+        for (k, answer) in answers.iter().enumerate() {
+            let predicted = answer.classes[0];
             if totals.has_classes && classes[k] == predicted {
                 totals.correct += 1;
             }
@@ -225,9 +231,9 @@ pub fn classify_file(
             text.push_str(&model.symbol(predicted));
             if with_distribution {
                 text.push_str(" {");
-                for (j, (c, v)) in votes.iter().enumerate() {
+                for (j, (&c, v)) in answer.classes.iter().zip(&answer.votes).enumerate() {
                     let sep = if j == 0 { " " } else { ", " };
-                    text.push_str(&format!("{sep}{} {v:.5}", model.symbol(*c)));
+                    text.push_str(&format!("{sep}{} {v:.5}", model.symbol(c)));
                 }
                 text.push_str(" }");
             }

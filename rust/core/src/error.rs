@@ -30,6 +30,17 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An unknown name of a `kind` of thing (algorithm, weighting, vote), with the names to use.
+    pub(crate) fn unknown_name(kind: &str, name: &str, names: &[&str]) -> Self {
+        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        let choices = match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        Error::InvalidInput(format!("unknown {kind} {name:?}: use {choices}"))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -1,7 +1,14 @@
-//! Instances: W context features and one class each, read without materialising them.
+//! Instances: W context features and one class each, read without materialising them, and the
+//! windowing rule that makes them from text.
 //!
 //! Feature `f` counts from the farthest context position (`f = 0`, TiMBL's column 1) to the nearest
 //! (`f = W - 1`, the token right before the target), as in OLIFANT's `l{W}r0` files.
+//!
+//! Windowing: text comes in blocks (documents, lines); every token of a block is a target, and its
+//! context is the W tokens before it in the same block, left-padded with the padding symbol when the
+//! block has fewer (a block start looks like W padding symbols). A query's prefix is windowed by the
+//! same rule: its last W ids count, a shorter prefix is a block start ([`Context::new`]). Training
+//! ([`TokenWindows`]), evaluation ([`windows`]) and queries share that rule ([`back`]).
 
 use crate::error::{Error, Result};
 use crate::ids::IdVec;
@@ -36,8 +43,89 @@ pub fn check_width(width: usize) -> Result<()> {
     }
 }
 
-/// Blocks of token ids windowed as in SPEC §1: every token of a block is a target, its features are the
-/// W previous tokens of the same block, left-padded with the padding symbol.
+/// The windowing rule: feature `f` of a W-wide context whose block has `available` ids before the
+/// target is the id `W - f` positions back, or padding (None) when the block has fewer.
+#[inline]
+pub fn back(width: usize, f: usize, available: usize) -> Option<usize> {
+    let back = width - f;
+    (back <= available).then_some(back)
+}
+
+/// The W ids of one context (features in column order), held on the stack.
+#[derive(Clone, Copy)]
+pub struct Context {
+    ids: [u32; MAX_WIDTH],
+    width: usize,
+}
+
+impl Context {
+    /// The context of a target preceded by `prefix` (ids of any length): its last `width` ids,
+    /// left-padded with `pad` when it is shorter. `width` must be in 1..=[`MAX_WIDTH`].
+    #[inline]
+    pub fn new(prefix: &[u32], width: usize, pad: u32) -> Context {
+        assert!((1..=MAX_WIDTH).contains(&width), "width out of range");
+        let mut ids = [pad; MAX_WIDTH];
+        for (f, slot) in ids[..width].iter_mut().enumerate() {
+            if let Some(b) = back(width, f, prefix.len()) {
+                *slot = prefix[prefix.len() - b];
+            }
+        }
+        Context { ids, width }
+    }
+}
+
+impl std::ops::Deref for Context {
+    type Target = [u32];
+    #[inline]
+    fn deref(&self) -> &[u32] {
+        &self.ids[..self.width]
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The contexts (row-major, `width` ids each) and targets of every token of every block of `tokens`
+/// (concatenated blocks of the given lengths): the instances [`TokenWindows`] makes for training.
+pub fn windows(
+    tokens: &[u32],
+    block_lengths: &[u64],
+    width: usize,
+    pad: u32,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    check_width(width)?;
+    check_block_lengths(block_lengths, tokens.len())?;
+    let mut contexts = Vec::with_capacity(tokens.len() * width);
+    let mut start = 0;
+    for &len in block_lengths {
+        let block = &tokens[start..start + len as usize];
+        for end in 0..block.len() {
+            contexts.extend_from_slice(&Context::new(&block[..end], width, pad));
+        }
+        start += len as usize;
+    }
+    Ok((contexts, tokens.to_vec()))
+}
+
+/// Checks that block lengths add up to the number of tokens.
+fn check_block_lengths(block_lengths: &[u64], tokens: usize) -> Result<()> {
+    let total = block_lengths
+        .iter()
+        .try_fold(0u64, |sum, &l| sum.checked_add(l));
+    if total != Some(tokens as u64) {
+        return Err(Error::InvalidInput(format!(
+            "block lengths add up to {} but {tokens} tokens were given",
+            total.map_or("more than 2^64".to_string(), |t| t.to_string())
+        )));
+    }
+    Ok(())
+}
+
+/// Blocks of token ids, windowed: every token of a block is a target, its features are the W previous
+/// tokens of the same block, left-padded with the padding symbol ([`back`]).
 pub struct TokenWindows {
     /// The token ids, at the width the vocabulary needs.
     tokens: IdVec,
@@ -61,13 +149,8 @@ impl TokenWindows {
         pad: u32,
     ) -> Result<Self> {
         check_width(width)?;
-        let total: usize = block_lengths.iter().sum();
-        if total != tokens.len() {
-            return Err(Error::InvalidInput(format!(
-                "block lengths add up to {total} but {} tokens were given",
-                tokens.len()
-            )));
-        }
+        let lengths: Vec<u64> = block_lengths.iter().map(|&l| l as u64).collect();
+        check_block_lengths(&lengths, tokens.len())?;
         if let Some(t) = tokens.view().max().filter(|&t| t >= pad) {
             return Err(Error::InvalidInput(format!(
                 "token id {t} is not below the padding id {pad}"
@@ -100,11 +183,9 @@ impl Instances for TokenWindows {
     }
     #[inline]
     fn feature(&self, i: usize, f: usize) -> u32 {
-        let back = self.width - f;
-        if back > self.offset_in_block[i] as usize {
-            self.pad
-        } else {
-            self.tokens.get(i - back)
+        match back(self.width, f, self.offset_in_block[i] as usize) {
+            Some(b) => self.tokens.get(i - b),
+            None => self.pad,
         }
     }
     #[inline]
@@ -199,6 +280,40 @@ mod tests {
         assert!(TokenWindows::new(vec![1, 2], &[2], 0, 9).is_err());
         assert!(TokenWindows::new(vec![1, 2], &[2], 65, 9).is_err());
         assert!(TokenWindows::new(vec![1, 9], &[2], 2, 9).is_err());
+    }
+
+    #[test]
+    fn a_prefix_keeps_its_last_ids_and_a_short_one_is_padded() {
+        assert_eq!(&*Context::new(&[1, 2, 3, 4], 3, 9), &[2, 3, 4]);
+        assert_eq!(&*Context::new(&[1, 2, 3], 3, 9), &[1, 2, 3]);
+        assert_eq!(&*Context::new(&[5], 3, 9), &[9, 9, 5]);
+        assert_eq!(&*Context::new(&[], 2, 9), &[9, 9]);
+        assert_eq!(Context::new(&[7; 100], MAX_WIDTH, 0).len(), MAX_WIDTH);
+    }
+
+    #[test]
+    fn windows_are_the_training_instances() {
+        let (tokens, lengths) = (vec![1, 2, 3, 4, 5, 6], [3usize, 0, 2, 1]);
+        let lengths64: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
+        for width in [1, 2, 4] {
+            let train = TokenWindows::new(tokens.clone(), &lengths, width, 9).unwrap();
+            let (contexts, targets) = windows(&tokens, &lengths64, width, 9).unwrap();
+            assert_eq!(targets, tokens);
+            for i in 0..train.len() {
+                let row: Vec<u32> = (0..width).map(|f| train.feature(i, f)).collect();
+                assert_eq!(
+                    &contexts[i * width..(i + 1) * width],
+                    &row[..],
+                    "width {width}"
+                );
+                // The same as the context of the block's prefix before the target.
+                let block_start = [0, 0, 0, 3, 3, 5][i];
+                let prefix = &tokens[block_start..i];
+                assert_eq!(&*Context::new(prefix, width, 9), &row[..]);
+            }
+        }
+        assert!(windows(&tokens, &[3, 2], 2, 9).is_err());
+        assert!(windows(&tokens, &[6], 0, 9).is_err());
     }
 
     #[test]

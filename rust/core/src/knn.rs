@@ -3,6 +3,7 @@
 //! `-a4`, made fast by branch and bound: features are visited in weight order, the matching arc first,
 //! and a branch is cut as soon as its partial distance exceeds the current k-th nearest distance.
 
+use crate::error::Error;
 use crate::ids::Ids;
 use crate::offsets::OffsetsView;
 use crate::trie::{TrieView, ROOT};
@@ -22,6 +23,34 @@ pub enum Vote {
 }
 
 impl Vote {
+    /// The names [`Vote::name`] prints and [`Vote::parse`] reads.
+    pub const NAMES: [&'static str; 3] = ["majority", "inverse_distance", "exponential_decay"];
+
+    /// The vote named `name`; `decay` is the alpha of `exponential_decay` (finite and positive) and
+    /// is ignored by the other votes.
+    pub fn parse(name: &str, decay: f64) -> crate::Result<Vote> {
+        match name {
+            "majority" => Ok(Vote::Majority),
+            "inverse_distance" => Ok(Vote::InverseDistance),
+            "exponential_decay" if decay.is_finite() && decay > 0.0 => {
+                Ok(Vote::ExponentialDecay { alpha: decay })
+            }
+            "exponential_decay" => Err(Error::InvalidInput(format!(
+                "decay must be a positive number, got {decay}"
+            ))),
+            other => Err(Error::unknown_name("vote", other, &Self::NAMES)),
+        }
+    }
+
+    /// The vote's name (`majority`, `inverse_distance`, `exponential_decay`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Vote::Majority => "majority",
+            Vote::InverseDistance => "inverse_distance",
+            Vote::ExponentialDecay { .. } => "exponential_decay",
+        }
+    }
+
     fn weight(self, distance: f64) -> f64 {
         match self {
             Vote::Majority => 1.0,

@@ -15,42 +15,15 @@ use crate::format::{
     TAIL_OFFSETS,
 };
 use crate::ids::{IdVec, Ids};
-use crate::instances::{check_width, Instances};
-use crate::knn::{InstanceBaseView, KnnOptions, Neighbourhood, Search};
+use crate::instances::{check_width, Context, Instances};
+use crate::knn::InstanceBaseView;
 use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::scoring::{Score, Scores};
 use crate::shard::{read_tokens, token_sections};
 use crate::trie::{EncodedTrie, TrieView, ROOT};
 use crate::weights::{feature_order, FeatureWeights, Weighting};
 
-/// Symbol id that matches nothing: what an unknown symbol in a query maps to.
-pub const UNKNOWN: u32 = u32::MAX;
-
-/// The padding symbol of instance-file models (`_`, as OLIFANT writes it).
-pub const PAD_SYMBOL: &str = "_";
-
-/// What the symbol ids of a model stand for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Vocabulary {
-    /// Token ids `0..size` of a tokenizer; the padding symbol is `size`.
-    TokenIds { size: u32 },
-    /// Arbitrary strings read from an instance file; id 0 is the padding symbol `_`.
-    Symbols(Vec<String>),
-}
-
-impl Vocabulary {
-    fn symbol_count(&self) -> usize {
-        match self {
-            Vocabulary::TokenIds { size } => *size as usize + 1,
-            Vocabulary::Symbols(s) => s.len(),
-        }
-    }
-    fn pad(&self) -> u32 {
-        match self {
-            Vocabulary::TokenIds { size } => *size,
-            Vocabulary::Symbols(_) => 0,
-        }
-    }
-}
+pub use crate::vocabulary::{Vocabulary, PAD_SYMBOL, UNKNOWN};
 
 const PARAM_COUNT: usize = 6;
 
@@ -105,17 +78,6 @@ impl Params {
             },
         })
     }
-}
-
-/// The classifiers a model can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    /// TiMBL `-a1`: descend the pruned IGTree while the context matches.
-    IgTree,
-    /// TiMBL `-a4`: descend the instance base, then k-NN below the last matched node.
-    Tribl2,
-    /// TiMBL `-a0`: k-NN over every stored instance (weighted overlap).
-    Ib1,
 }
 
 /// Where a query's descent in the IGTree stopped.
@@ -194,7 +156,7 @@ impl Model {
         let order_u32: Vec<u32> = order.iter().map(|&f| f as u32).collect();
         let (symbol_offsets, symbol_bytes) = match &spec.vocabulary {
             Vocabulary::TokenIds { .. } => (Vec::new(), Vec::new()),
-            Vocabulary::Symbols(symbols) => pack_symbols(symbols),
+            Vocabulary::Symbols(_) => spec.vocabulary.packed(),
         };
         let params_words = params.encode();
         let mut data: Vec<(Section, &[u8])> = vec![
@@ -258,9 +220,13 @@ impl Model {
     }
 
     /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
-    pub fn verify(&self) -> std::result::Result<(), String> {
-        format::decode(self.as_bytes(), Kind::Model, Check::Full)?;
-        self.validate_tries()
+    pub fn verify(&self) -> Result<()> {
+        format::decode(self.as_bytes(), Kind::Model, Check::Full)
+            .and_then(|_| self.validate_tries())
+            .map_err(|reason| Error::BadModel {
+                path: PathBuf::from("<model>"),
+                reason,
+            })
     }
 
     /// Every structural invariant of the IGTree and the instance base (what [`Check::Full`] adds to the
@@ -478,91 +444,6 @@ impl Model {
         self.array(Section::ClassRank).expect("validated")
     }
 
-    /// Classifies one context with any algorithm: votes (winner first), distance and matched depth.
-    /// IGTree's votes are its node's counts and its distance the weight of the unmatched features.
-    pub fn classify(
-        &self,
-        context: &[u32],
-        algorithm: Algorithm,
-        options: KnnOptions,
-    ) -> Result<Neighbourhood> {
-        self.check_context(context)?;
-        let base = self.base_for(algorithm)?;
-        Ok(self.classify_unchecked(context, algorithm, options, base.as_ref()))
-    }
-
-    /// [`Model::classify`] for a row-major batch of contexts, on all cores.
-    pub fn classify_batch(
-        &self,
-        contexts: &[u32],
-        algorithm: Algorithm,
-        options: KnnOptions,
-    ) -> Result<Vec<Neighbourhood>> {
-        self.check_batch(contexts)?;
-        let base = self.base_for(algorithm)?;
-        Ok(contexts
-            .par_chunks(self.params.width)
-            .with_min_len(if algorithm == Algorithm::IgTree {
-                512
-            } else {
-                1
-            })
-            .map(|c| self.classify_unchecked(c, algorithm, options, base.as_ref()))
-            .collect())
-    }
-
-    fn base_for(&self, algorithm: Algorithm) -> Result<Option<InstanceBaseView<'_>>> {
-        if algorithm == Algorithm::IgTree {
-            return Ok(None);
-        }
-        match self.instance_base() {
-            Some(base) => Ok(Some(base)),
-            None => Err(Error::InvalidInput(format!(
-                "{algorithm:?} needs the instance base, which this model does not store \
-                 (train it with the tribl2 or ib1 algorithm)"
-            ))),
-        }
-    }
-
-    fn classify_unchecked(
-        &self,
-        context: &[u32],
-        algorithm: Algorithm,
-        options: KnnOptions,
-        base: Option<&InstanceBaseView>,
-    ) -> Neighbourhood {
-        let Some(base) = base else {
-            let trie = self.trie();
-            let m = self.descend(&trie, context);
-            return Neighbourhood {
-                votes: trie
-                    .distribution(m.node)
-                    .map(|(c, n)| (c, n as f64))
-                    .collect(),
-                distance: self.distance(m.depth),
-                depth: m.depth,
-            };
-        };
-        let query: Vec<u32> = self.order.iter().map(|&f| context[f]).collect();
-        let search = Search::new(base, &query, &self.ordered_weights);
-        match algorithm {
-            Algorithm::Ib1 => search.ib1(options, self.class_rank()),
-            _ => search.tribl2(options, self.class_rank()),
-        }
-    }
-
-    fn check_batch(&self, contexts: &[u32]) -> Result<()> {
-        let w = self.params.width;
-        if contexts.len() % w != 0 {
-            return Err(Error::InvalidInput(format!(
-                "a batch of contexts must have {w} columns (the model's width)"
-            )));
-        }
-        contexts
-            .par_chunks(w * 256)
-            .try_for_each(|chunk| chunk.chunks(w).try_for_each(|c| self.check_context(c)))
-    }
-
     /// Scalar parameters.
     pub fn params(&self) -> &Params {
         &self.params
@@ -693,6 +574,11 @@ impl Model {
             .into()
     }
 
+    /// [`Model::symbol`], or None when the model has no symbol `id`.
+    pub fn symbol_checked(&self, id: u32) -> Option<std::borrow::Cow<'_, str>> {
+        (id < self.params.n_symbols).then(|| self.symbol(id))
+    }
+
     /// The id of a symbol string, or [`UNKNOWN`]: `_` is padding; token-id models read decimal ids.
     pub fn symbol_id(&self, symbol: &str) -> u32 {
         if symbol == PAD_SYMBOL {
@@ -712,6 +598,27 @@ impl Model {
         index.get(symbol).copied().unwrap_or(UNKNOWN)
     }
 
+    /// The context of a target after `prefix` (ids of any length): its last W ids, left-padded
+    /// with the padding id when shorter (a block start), as in training.
+    #[inline]
+    pub fn context(&self, prefix: &[u32]) -> Context {
+        Context::new(prefix, self.params.width, self.params.pad)
+    }
+
+    /// Checks that every id is one of the model's or [`UNKNOWN`].
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids
+            .iter()
+            .find(|&&s| s >= self.params.n_symbols && s != UNKNOWN)
+        {
+            Some(bad) => Err(Error::InvalidInput(format!(
+                "symbol id {bad} is outside the model's vocabulary of {} ids",
+                self.params.n_symbols
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Checks that `context` has the model's width and only known ids or [`UNKNOWN`].
     pub fn check_context(&self, context: &[u32]) -> Result<()> {
         if context.len() != self.params.width {
@@ -721,16 +628,38 @@ impl Model {
                 context.len()
             )));
         }
-        if let Some(&bad) = context
-            .iter()
-            .find(|&&s| s >= self.params.n_symbols && s != UNKNOWN)
-        {
+        self.check_ids(context)
+    }
+
+    /// Checks that a batch of contexts with `columns` ids per row fits the model's width.
+    pub fn check_columns(&self, columns: usize) -> Result<()> {
+        if columns != self.params.width {
             return Err(Error::InvalidInput(format!(
-                "symbol id {bad} is outside the model's vocabulary of {} ids",
-                self.params.n_symbols
+                "contexts have {columns} columns but the model's width is {}",
+                self.params.width
             )));
         }
         Ok(())
+    }
+
+    /// Checks a row-major batch of contexts (W ids each).
+    pub(crate) fn check_batch(&self, contexts: &[u32]) -> Result<()> {
+        let w = self.params.width;
+        if contexts.len() % w != 0 {
+            return Err(Error::InvalidInput(format!(
+                "a batch of contexts must have {w} columns (the model's width)"
+            )));
+        }
+        contexts
+            .par_chunks(w * 256)
+            .try_for_each(|chunk| self.check_ids(chunk))
+    }
+
+    /// The contexts (row-major, W ids each) and targets of every token of every block of `tokens`
+    /// (blocks of the given lengths, each left-padded): the instances training makes of that text.
+    pub fn windows(&self, tokens: &[u32], block_lengths: &[u64]) -> Result<(Vec<u32>, Vec<u32>)> {
+        self.check_ids(tokens)?;
+        crate::instances::windows(tokens, block_lengths, self.params.width, self.params.pad)
     }
 
     /// Descends the IGTree along `context` (features in column order, farthest first).
@@ -739,20 +668,8 @@ impl Model {
         Ok(self.descend(&self.trie(), context))
     }
 
-    /// [`Model::igtree_match`] for a row-major batch of contexts, on all cores.
-    pub fn igtree_match_batch(&self, contexts: &[u32]) -> Result<Vec<Match>> {
-        self.check_batch(contexts)?;
-        let w = self.params.width;
-        let trie = self.trie();
-        Ok(contexts
-            .par_chunks(w)
-            .with_min_len(512)
-            .map(|c| self.descend(&trie, c))
-            .collect())
-    }
-
     #[inline]
-    fn descend(&self, trie: &TrieView, context: &[u32]) -> Match {
+    pub(crate) fn descend(&self, trie: &TrieView, context: &[u32]) -> Match {
         let (nodes, len) = self.path(trie, context);
         Match {
             node: nodes[len - 1],
@@ -785,18 +702,32 @@ impl Model {
         self.params.n_symbols as usize - 1
     }
 
-    /// Probability of `target` after `context` under the scoring distribution ([`crate::scoring`]),
-    /// and the matched depth. Defined for every target, [`UNKNOWN`] included.
-    pub fn score(&self, context: &[u32], target: u32) -> Result<(f64, u32)> {
+    /// The score of one context and target, without checks.
+    #[inline]
+    fn score_unchecked(&self, trie: &TrieView, context: &[u32], target: u32) -> Score {
+        let (nodes, len) = self.path(trie, context);
+        let p = crate::scoring::probability(trie, &nodes[..len], target, self.vocabulary());
+        let oov = self
+            .class_counts()
+            .get(target as usize)
+            .is_none_or(|&count| count == 0);
+        Score {
+            log10: p.log10(),
+            depth: len as u32 - 1,
+            oov,
+        }
+    }
+
+    /// The score of `target` after `context` under the scoring distribution ([`crate::scoring`]).
+    /// Defined for every target: one never seen as a class, [`UNKNOWN`] or any id outside the
+    /// model gets the probability of an unseen class and is flagged out of vocabulary.
+    pub fn score(&self, context: &[u32], target: u32) -> Result<Score> {
         self.check_context(context)?;
-        let trie = self.trie();
-        let (nodes, len) = self.path(&trie, context);
-        let p = crate::scoring::probability(&trie, &nodes[..len], target, self.vocabulary());
-        Ok((p, len as u32 - 1))
+        Ok(self.score_unchecked(&self.trie(), context, target))
     }
 
     /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
-    pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Vec<(f64, u32)>> {
+    pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Scores> {
         self.check_batch(contexts)?;
         let w = self.params.width;
         if contexts.len() / w != targets.len() {
@@ -807,20 +738,21 @@ impl Model {
             )));
         }
         let trie = self.trie();
-        Ok(contexts
+        let scores: Vec<Score> = contexts
             .par_chunks(w)
             .zip(targets.par_iter())
             .with_min_len(256)
-            .map(|(c, &t)| {
-                let (nodes, len) = self.path(&trie, c);
-                let p = crate::scoring::probability(&trie, &nodes[..len], t, self.vocabulary());
-                (p, len as u32 - 1)
-            })
-            .collect())
+            .map(|(c, &t)| self.score_unchecked(&trie, c, t))
+            .collect();
+        Ok(Scores {
+            log10: scores.iter().map(|s| s.log10).collect(),
+            depths: scores.iter().map(|s| s.depth).collect(),
+            oov: scores.iter().map(|s| s.oov).collect(),
+        })
     }
 
     /// The whole scoring distribution after `context`: a probability per symbol id, summing to 1.
-    pub fn scoring_distribution(&self, context: &[u32]) -> Result<Vec<f64>> {
+    pub fn probabilities(&self, context: &[u32]) -> Result<Vec<f64>> {
         self.check_context(context)?;
         let trie = self.trie();
         let (nodes, len) = self.path(&trie, context);
@@ -830,6 +762,11 @@ impl Model {
             self.params.n_symbols as usize,
             self.params.pad,
         ))
+    }
+
+    /// Feature weights in weight order.
+    pub(crate) fn ordered_weights(&self) -> &[f64] {
+        &self.ordered_weights
     }
 
     /// IGTree distance of a match at `depth`: the summed weight of the features left unmatched.
@@ -871,15 +808,4 @@ fn offset_sections(o: &PackedOffsets, sections: [Section; 3]) -> [(Section, &[u8
         (items, bytemuck::cast_slice(&o.exception_items)),
         (lengths, bytemuck::cast_slice(&o.exception_lens)),
     ]
-}
-
-fn pack_symbols(symbols: &[String]) -> (Vec<u32>, Vec<u8>) {
-    let mut offsets = Vec::with_capacity(symbols.len() + 1);
-    let mut bytes = Vec::new();
-    offsets.push(0);
-    for s in symbols {
-        bytes.extend_from_slice(s.as_bytes());
-        offsets.push(bytes.len() as u32);
-    }
-    (offsets, bytes)
 }

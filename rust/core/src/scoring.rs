@@ -15,6 +15,25 @@
 
 use crate::trie::TrieView;
 
+/// The score of one target after one context.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// log10 of the target's probability (as KenLM reports it).
+    pub log10: f64,
+    /// IGTree depth matched by the context.
+    pub depth: u32,
+    /// Whether the target is out of vocabulary: never a training class (unknown ids included).
+    pub oov: bool,
+}
+
+/// Scores of a batch, one entry per target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scores {
+    pub log10: Vec<f64>,
+    pub depths: Vec<u32>,
+    pub oov: Vec<bool>,
+}
+
 /// Count, total and distinct classes of one path node, for one target.
 #[derive(Clone, Copy, Debug)]
 struct Level {

@@ -113,6 +113,32 @@ impl<'a> TrieView<'a> {
         self.decoded_total(n)
     }
 
+    /// Calls `emit(class, count)` for the first `limit` entries of node `n`'s distribution (best
+    /// first) and returns the total of all its counts, in one pass over the entries: the rest are
+    /// decoded only when the total is not stored.
+    #[inline]
+    pub fn top_classes(&self, n: u32, limit: usize, mut emit: impl FnMut(u32, u32)) -> u64 {
+        let r = self.dist_offsets.range(n as usize);
+        let stored = if r.end - r.start >= STORED_TOTAL_BYTES {
+            self.total_nodes
+                .binary_search(&n)
+                .ok()
+                .map(|k| self.total_counts[k])
+        } else {
+            None
+        };
+        let mut entries = Entries::new(
+            &self.dist_bytes[r.start as usize..r.end as usize],
+            self.classes,
+        );
+        let mut kept = 0u64;
+        for (class, count) in entries.by_ref().take(limit) {
+            emit(class, count);
+            kept += count as u64;
+        }
+        stored.unwrap_or_else(|| kept + entries.map(|(_, c)| c as u64).sum::<u64>())
+    }
+
     fn decoded_total(&self, n: u32) -> u64 {
         self.distribution(n).map(|(_, c)| c as u64).sum()
     }

@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::classes::{entropy_of_counts, ClassStats};
+use crate::error::{Error, Result};
 use crate::instances::Instances;
 
 /// Which weight orders the features and scores mismatches.
@@ -15,6 +16,19 @@ pub enum Weighting {
 }
 
 impl Weighting {
+    /// Every weighting, in the order of [`Weighting::NAMES`].
+    pub const ALL: [Weighting; 2] = [Weighting::GainRatio, Weighting::InfoGain];
+    /// The names [`Weighting::name`] prints and `parse` reads.
+    pub const NAMES: [&'static str; 2] = ["gain_ratio", "info_gain"];
+
+    /// The weighting's name (`gain_ratio`, `info_gain`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Weighting::GainRatio => "gain_ratio",
+            Weighting::InfoGain => "info_gain",
+        }
+    }
+
     /// Numeric code stored in model files.
     pub fn code(self) -> u32 {
         match self {
@@ -29,6 +43,25 @@ impl Weighting {
             2 => Some(Weighting::InfoGain),
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for Weighting {
+    type Err = Error;
+
+    /// A name of [`Weighting::NAMES`], or TiMBL's abbreviation (`gr`, `ig`).
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "gain_ratio" | "gr" => Ok(Weighting::GainRatio),
+            "info_gain" | "ig" => Ok(Weighting::InfoGain),
+            other => Err(Error::unknown_name("weighting", other, &Self::NAMES)),
+        }
+    }
+}
+
+impl std::fmt::Display for Weighting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -53,11 +53,12 @@ fn token_model(seed: u64, width: usize) -> Model {
 type Answer = (u32, u32, Vec<(u32, u32)>);
 
 fn predictions(model: &Model, contexts: &[u32]) -> Vec<Answer> {
-    model
-        .igtree_match_batch(contexts)
-        .unwrap()
-        .iter()
-        .map(|m| (m.node, m.depth, model.trie().distribution(m.node).collect()))
+    contexts
+        .chunks(model.width())
+        .map(|c| {
+            let m = model.igtree_match(c).unwrap();
+            (m.node, m.depth, model.trie().distribution(m.node).collect())
+        })
         .collect()
 }
 
@@ -101,7 +102,9 @@ fn empty_corpus_and_bad_contexts_are_errors() {
     assert!(model.igtree_match(&[1, 2, 3, 4, 5]).is_err());
     assert!(model.igtree_match(&[1, 2, 3, VOCAB + 1]).is_err());
     assert!(model.igtree_match(&[1, 2, 3, UNKNOWN]).is_ok());
-    assert!(model.igtree_match_batch(&[1, 2, 3]).is_err());
+    let query = memlm_core::Query::igtree(1);
+    assert!(model.answer_batch(&[1, 2, 3], &query).is_err());
+    assert!(model.answer_batch(&[1, 2, 3, VOCAB + 1], &query).is_err());
 }
 
 #[test]
@@ -176,7 +179,7 @@ fn quick_open_defers_the_tries_to_verify() {
     bytes[dist] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
     let opened = Model::load(&path, Check::Header).expect("the header is intact");
-    let err = opened.verify().unwrap_err();
+    let err = opened.verify().unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
     let err = Model::load(&path, Check::Full).err().unwrap().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
@@ -215,10 +218,12 @@ proptest! {
         bytes[i] = value;
         reseal(&mut bytes);
         if let Ok(model) = Model::from_bytes(&bytes) {
-            for m in model.igtree_match_batch(&queries).unwrap() {
+            for c in queries.chunks(3) {
+                let m = model.igtree_match(c).unwrap();
                 let _ = model.trie().distribution(m.node).count();
                 let _ = model.distance(m.depth);
             }
+            let _ = model.answer_batch(&queries, &memlm_core::Query::igtree(0)).unwrap();
         }
     }
 }
@@ -244,7 +249,7 @@ fn sharded_build_equals_single_build_byte_for_byte() {
         // Room for 400 instances per shard: the 40 first-feature values spread over many shards.
         let mut sharded_spec = spec(Vocabulary::TokenIds { size: VOCAB });
         sharded_spec.build = BuildOptions {
-            shard_memory: Some(400 * BUILD_BYTES_PER_INSTANCE),
+            partition_memory: Some(400 * BUILD_BYTES_PER_INSTANCE),
             temp_dir: Some(dir.path()),
             progress: Some(&progress),
         };

@@ -1,0 +1,390 @@
+//! Generation: a prompt extended token by token, each token the answer of the model to the context
+//! of the ids so far (windowed like any prefix, [`crate::instances::Context`]).
+//!
+//! Each step answers with the query's classifier, keeping one class when greedy and the sampling's
+//! `top_k` otherwise (0: all). Greedy decoding takes the winner. Sampling follows Hugging Face's
+//! `temperature`, `top_k` and `top_p`: the weight of a kept class is `vote^(1/temperature)` (computed
+//! as `exp(ln(vote)/T - max)`), normalised; `top_p` < 1 then keeps the most probable classes whose
+//! cumulative probability first reaches `top_p` (at least one), renormalised; one class is drawn.
+//! The random numbers come from xoshiro256++ seeded with the generation's seed, so a seed gives the
+//! same text on every machine and every run.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::query::{Answer, Query};
+
+/// How generation picks tokens (Hugging Face's names).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    do_sample: bool,
+    temperature: f64,
+    top_k: usize,
+    top_p: f64,
+}
+
+impl Sampling {
+    /// Greedy decoding: always the winner.
+    pub const GREEDY: Sampling = Sampling {
+        do_sample: false,
+        temperature: 1.0,
+        top_k: 50,
+        top_p: 1.0,
+    };
+
+    /// Greedy unless `do_sample`; `temperature` finite and positive, `top_k` >= 0 (0: all classes),
+    /// `top_p` in (0, 1]. Checked whether or not sampling is on.
+    pub fn new(do_sample: bool, temperature: f64, top_k: i64, top_p: f64) -> Result<Sampling> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "temperature must be a positive number, got {temperature}"
+            )));
+        }
+        let top_k = usize::try_from(top_k).map_err(|_| {
+            Error::InvalidInput(format!("top_k must be >= 0 (0 disables it), got {top_k}"))
+        })?;
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(Error::InvalidInput(format!(
+                "top_p must be in (0, 1], got {top_p}"
+            )));
+        }
+        Ok(Sampling {
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+        })
+    }
+
+    /// Whether tokens are drawn (else the winner is taken).
+    pub fn do_sample(&self) -> bool {
+        self.do_sample
+    }
+
+    /// The temperature of the votes.
+    pub fn temperature(&self) -> f64 {
+        self.temperature
+    }
+
+    /// How many of the best classes are candidates (0: all).
+    pub fn top_k(&self) -> usize {
+        self.top_k
+    }
+
+    /// The nucleus: the smallest set of best classes whose probability reaches it.
+    pub fn top_p(&self) -> f64 {
+        self.top_p
+    }
+
+    /// How many classes an answer must keep for this sampling: one when greedy.
+    pub fn answer_top_k(&self) -> usize {
+        if self.do_sample {
+            self.top_k
+        } else {
+            1
+        }
+    }
+
+    /// The probability of drawing each of `votes` (best first), by the rules of the module doc.
+    /// Greedy: all of it on the first.
+    pub fn probabilities(&self, votes: &[f64]) -> Vec<f64> {
+        let mut probabilities = Vec::new();
+        self.shape(votes, &mut probabilities, &mut Vec::new());
+        probabilities
+    }
+
+    /// Writes [`Sampling::probabilities`] of `votes` to `p`; `order` is scratch space.
+    fn shape(&self, votes: &[f64], p: &mut Vec<f64>, order: &mut Vec<usize>) {
+        p.clear();
+        p.resize(votes.len(), 0.0);
+        if votes.is_empty() {
+            return;
+        }
+        if !self.do_sample {
+            p[0] = 1.0;
+            return;
+        }
+        let kept = match self.top_k {
+            0 => votes.len(),
+            k => k.min(votes.len()),
+        };
+        let logits = |v: f64| v.ln() / self.temperature;
+        let max = votes[..kept]
+            .iter()
+            .map(|&v| logits(v))
+            .fold(f64::NEG_INFINITY, f64::max);
+        for (slot, &v) in p.iter_mut().zip(&votes[..kept]) {
+            // All votes zero: every kept class alike.
+            *slot = if max == f64::NEG_INFINITY {
+                1.0
+            } else {
+                (logits(v) - max).exp()
+            };
+        }
+        normalise(p);
+        if self.top_p < 1.0 {
+            order.clear();
+            order.extend(0..kept);
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            // numpy's searchsorted(cumsum, top_p) + 1: through the first class that reaches top_p.
+            let mut cumulative = 0.0;
+            let mut nucleus = kept;
+            for (n, &i) in order.iter().enumerate() {
+                cumulative += p[i];
+                if cumulative >= self.top_p {
+                    nucleus = n + 1;
+                    break;
+                }
+            }
+            for &i in &order[nucleus..] {
+                p[i] = 0.0;
+            }
+            normalise(p);
+        }
+    }
+}
+
+fn normalise(p: &mut [f64]) {
+    let sum: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= sum);
+}
+
+/// The position drawn from `probabilities` by `uniform` in [0, 1): the first whose cumulative
+/// probability exceeds it.
+fn draw(probabilities: &[f64], uniform: f64) -> usize {
+    let target = uniform * probabilities.iter().sum::<f64>();
+    let mut cumulative = 0.0;
+    let mut last = 0;
+    for (i, &p) in probabilities.iter().enumerate() {
+        if p > 0.0 {
+            cumulative += p;
+            last = i;
+            if target < cumulative {
+                return i;
+            }
+        }
+    }
+    last
+}
+
+/// A uniform number in [0, 1) from 53 random bits.
+fn uniform(rng: &mut Xoshiro256PlusPlus) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Keep this many ids before dropping all but the last W of them.
+const KEEP_IDS: usize = 4096;
+
+/// A generation in progress.
+pub struct Generation {
+    /// The ids so far, prompt and generated (the last W of them count).
+    ids: Vec<u32>,
+    remaining: usize,
+    query: Query,
+    sampling: Sampling,
+    rng: Xoshiro256PlusPlus,
+    /// Buffers reused by every step.
+    answer: Answer,
+    probabilities: Vec<f64>,
+    order: Vec<usize>,
+}
+
+impl Generation {
+    /// Starts generating up to `max_new_tokens` after `prompt` with `model`: answers by `query`'s
+    /// classifier (its `top_k` replaced by the sampling's), picks by `sampling`, draws from an RNG
+    /// seeded with `seed` (None: from the operating system's entropy).
+    pub fn new(
+        model: &Model,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        query: &Query,
+        sampling: Sampling,
+        seed: Option<u64>,
+    ) -> Result<Generation> {
+        model.check_ids(prompt)?;
+        let query = query.with_top_k(sampling.answer_top_k());
+        model.check_algorithm(query.algorithm())?;
+        let rng = match seed {
+            Some(seed) => Xoshiro256PlusPlus::seed_from_u64(seed),
+            None => rand::make_rng(),
+        };
+        Ok(Generation {
+            ids: prompt.to_vec(),
+            remaining: max_new_tokens,
+            query,
+            sampling,
+            rng,
+            answer: Answer::default(),
+            probabilities: Vec::new(),
+            order: Vec::new(),
+        })
+    }
+
+    /// How many tokens are still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// The next token, or None once `max_new_tokens` are done. `model` must be the one the
+    /// generation was started with.
+    pub fn next_id(&mut self, model: &Model) -> Result<Option<u32>> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let context = model.context(&self.ids);
+        model.answer_into(&context, &self.query, &mut self.answer)?;
+        if self.answer.classes.is_empty() {
+            return Err(Error::InvalidInput(
+                "the model answered with no class".into(),
+            ));
+        }
+        let pick = if self.sampling.do_sample {
+            self.sampling
+                .shape(&self.answer.votes, &mut self.probabilities, &mut self.order);
+            draw(&self.probabilities, uniform(&mut self.rng))
+        } else {
+            0
+        };
+        let id = self.answer.classes[pick];
+        if self.ids.len() >= KEEP_IDS {
+            let width = context.len();
+            self.ids.drain(..self.ids.len() - width);
+        }
+        self.ids.push(id);
+        self.remaining -= 1;
+        Ok(Some(id))
+    }
+
+    /// Up to `n` more tokens (fewer, or none, once `max_new_tokens` are done).
+    pub fn next_ids(&mut self, model: &Model, n: usize) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(n.min(self.remaining));
+        while ids.len() < n {
+            match self.next_id(model)? {
+                Some(id) => ids.push(id),
+                None => break,
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampling(temperature: f64, top_k: i64, top_p: f64) -> Sampling {
+        Sampling::new(true, temperature, top_k, top_p).unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    }
+
+    const VOTES: [f64; 4] = [4.0, 2.0, 1.0, 1.0];
+
+    #[test]
+    fn greedy_puts_everything_on_the_winner() {
+        assert_eq!(
+            Sampling::GREEDY.probabilities(&VOTES),
+            vec![1.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(Sampling::GREEDY.answer_top_k(), 1);
+    }
+
+    #[test]
+    fn temperature_sharpens_or_flattens_the_votes() {
+        assert!(close(
+            &sampling(1.0, 0, 1.0).probabilities(&VOTES),
+            &[0.5, 0.25, 0.125, 0.125]
+        ));
+        // T = 0.5 squares the votes: 16, 4, 1, 1.
+        let sharp = sampling(0.5, 0, 1.0).probabilities(&VOTES);
+        assert!(close(
+            &sharp,
+            &[16.0 / 22.0, 4.0 / 22.0, 1.0 / 22.0, 1.0 / 22.0]
+        ));
+        // T = 2 takes square roots: 2, sqrt 2, 1, 1.
+        let flat = sampling(2.0, 0, 1.0).probabilities(&VOTES);
+        let s = 4.0 + 2f64.sqrt();
+        assert!(close(&flat, &[2.0 / s, 2f64.sqrt() / s, 1.0 / s, 1.0 / s]));
+        // Huge votes do not overflow: computed in log space.
+        let huge = sampling(0.01, 0, 1.0).probabilities(&[1e300, 1e299]);
+        assert!(huge[0] > 0.999 && huge.iter().all(|p| p.is_finite()));
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_classes() {
+        assert!(close(
+            &sampling(1.0, 2, 1.0).probabilities(&VOTES),
+            &[2.0 / 3.0, 1.0 / 3.0, 0.0, 0.0]
+        ));
+        assert!(close(
+            &sampling(1.0, 1, 1.0).probabilities(&VOTES),
+            &[1.0, 0.0, 0.0, 0.0]
+        ));
+        assert!(close(
+            &sampling(1.0, 9, 1.0).probabilities(&VOTES),
+            &[0.5, 0.25, 0.125, 0.125]
+        ));
+        assert_eq!(sampling(1.0, 50, 1.0).answer_top_k(), 50);
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus_through_the_class_that_reaches_it() {
+        // Cumulative 0.5, 0.75, 0.875, 1: top_p 0.5 keeps one class, 0.6 two, 0.75 two, 0.8 three.
+        for (top_p, kept) in [(0.5, 1), (0.6, 2), (0.75, 2), (0.8, 3), (0.1, 1)] {
+            let p = sampling(1.0, 0, top_p).probabilities(&VOTES);
+            assert_eq!(
+                p.iter().filter(|&&x| x > 0.0).count(),
+                kept,
+                "top_p {top_p}"
+            );
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        // Ties keep their order (stable): the first of two equal classes goes first.
+        let p = sampling(1.0, 0, 0.3).probabilities(&[1.0, 1.0, 1.0]);
+        assert_eq!(p, vec![1.0, 0.0, 0.0]);
+        let p = sampling(1.0, 0, 0.4).probabilities(&[1.0, 1.0, 1.0]);
+        assert_eq!(p, vec![0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn draws_follow_the_probabilities() {
+        let p = [0.5, 0.0, 0.25, 0.25];
+        assert_eq!(draw(&p, 0.0), 0);
+        assert_eq!(draw(&p, 0.49), 0);
+        assert_eq!(draw(&p, 0.5), 2);
+        assert_eq!(draw(&p, 0.8), 3);
+        assert_eq!(draw(&p, 0.999_999_999_999), 3);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        let mut counts = [0usize; 4];
+        for _ in 0..20_000 {
+            counts[draw(&p, uniform(&mut rng))] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        assert!((9_500..10_500).contains(&counts[0]), "{counts:?}");
+    }
+
+    #[test]
+    fn sampling_arguments_are_checked() {
+        for (temperature, top_k, top_p, message) in [
+            (0.0, 50, 1.0, "temperature"),
+            (-1.0, 50, 1.0, "temperature"),
+            (f64::NAN, 50, 1.0, "temperature"),
+            (f64::INFINITY, 50, 1.0, "temperature"),
+            (1.0, -1, 1.0, "top_k"),
+            (1.0, 50, 0.0, "top_p"),
+            (1.0, 50, 1.5, "top_p"),
+            (1.0, 50, f64::NAN, "top_p"),
+        ] {
+            for do_sample in [false, true] {
+                let err = Sampling::new(do_sample, temperature, top_k, top_p)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(message), "{err}");
+            }
+        }
+    }
+}

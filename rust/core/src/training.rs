@@ -1,0 +1,199 @@
+//! Training entry points: the options a user chooses, checked before any corpus is read, and
+//! models made from token blocks or from a TiMBL column file.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::{BuildOptions, Progress};
+use crate::columns;
+use crate::error::{Error, Result};
+use crate::ids::IdVec;
+use crate::instances::{check_width, TokenWindows};
+use crate::model::{Model, TrainSpec};
+use crate::query::Algorithm;
+use crate::vocabulary::Vocabulary;
+use crate::weights::Weighting;
+
+/// Everything a build takes besides the text, checked when made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    /// Context width W (token models; an instance file's width is its column count minus one).
+    pub width: usize,
+    /// The weighting that orders the features.
+    pub weighting: Weighting,
+    /// Whether the unpruned instance base (TRIBL2, IB1) is stored too.
+    pub instance_base: bool,
+    /// Folder for the partitions a memory-capped build spills (None: the system's).
+    pub temp_dir: Option<PathBuf>,
+    /// Whether the model keeps its training tokens (so that `memlm merge` can add text to it).
+    pub keep_tokens: bool,
+}
+
+impl TrainOptions {
+    /// Options from names and numbers as a user gives them: `width` in 1..=MAX_WIDTH, a weighting
+    /// name, the algorithms the model must run (any of `tribl2`, `ib1` stores the instance base;
+    /// IGTree is always built), a writable `temp_dir`.
+    pub fn new<S: AsRef<str>>(
+        width: i64,
+        weighting: &str,
+        algorithms: &[S],
+        temp_dir: Option<PathBuf>,
+        keep_tokens: bool,
+    ) -> Result<TrainOptions> {
+        let width = usize::try_from(width).map_err(|_| {
+            Error::InvalidInput(format!(
+                "width must be between 1 and {}, got {width}",
+                crate::instances::MAX_WIDTH
+            ))
+        })?;
+        check_width(width)?;
+        let weighting: Weighting = weighting.parse()?;
+        let mut instance_base = false;
+        for name in algorithms {
+            let algorithm: Algorithm = name.as_ref().parse()?;
+            instance_base |= algorithm.needs_instance_base();
+        }
+        if let Some(dir) = &temp_dir {
+            check_writable_folder(dir)?;
+        }
+        Ok(TrainOptions {
+            width,
+            weighting,
+            instance_base,
+            temp_dir,
+            keep_tokens,
+        })
+    }
+}
+
+impl Default for TrainOptions {
+    /// W = 16, gain ratio, IGTree only.
+    fn default() -> Self {
+        TrainOptions {
+            width: 16,
+            weighting: Weighting::GainRatio,
+            instance_base: false,
+            temp_dir: None,
+            keep_tokens: false,
+        }
+    }
+}
+
+/// An error unless `dir` is a folder a file can be created in.
+fn check_writable_folder(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "temp_dir {}: not a folder",
+            dir.display()
+        )));
+    }
+    tempfile::tempfile_in(dir).map(drop).map_err(|e| {
+        Error::InvalidInput(format!(
+            "temp_dir {}: cannot create files there ({e})",
+            dir.display()
+        ))
+    })
+}
+
+/// Trains on blocks of token ids (`tokens`, split by `block_lengths`) below `vocab_size`, the padding
+/// id. `partition_memory` caps the trie build's working memory (partitions spilled to the options'
+/// `temp_dir`; None builds in one piece); `progress(phase, done, total)` hears how far it got.
+#[allow(clippy::too_many_arguments)]
+pub fn train_tokens(
+    tokens: IdVec,
+    block_lengths: &[u64],
+    vocab_size: u32,
+    tokenizer: &[u8],
+    metadata: &str,
+    options: &TrainOptions,
+    partition_memory: Option<u64>,
+    progress: Option<Progress>,
+) -> Result<Model> {
+    let kept = options.keep_tokens.then(|| tokens.clone());
+    let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
+    let windows = TokenWindows::from_ids(tokens, &lengths, options.width, vocab_size)?;
+    let spec = TrainSpec {
+        vocabulary: Vocabulary::TokenIds { size: vocab_size },
+        weighting: options.weighting,
+        tokenizer,
+        metadata,
+        instance_base: options.instance_base,
+        build: BuildOptions {
+            partition_memory,
+            temp_dir: options.temp_dir.as_deref(),
+            progress,
+        },
+        keep_tokens: kept.as_ref().map(|ids| (ids, block_lengths)),
+    };
+    Model::train(windows, spec)
+}
+
+/// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its
+/// width is the file's (the options' width is not used).
+pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) -> Result<Model> {
+    let file = columns::read_training_file(path)?;
+    let spec = TrainSpec {
+        vocabulary: Vocabulary::Symbols(file.symbols),
+        weighting: options.weighting,
+        tokenizer: &[],
+        metadata,
+        instance_base: options.instance_base,
+        build: BuildOptions {
+            temp_dir: options.temp_dir.as_deref(),
+            ..BuildOptions::default()
+        },
+        keep_tokens: None,
+    };
+    Model::train(file.table, spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked_before_any_corpus() {
+        let ok = TrainOptions::new(4, "info_gain", &["igtree", "ib1"], None, true).unwrap();
+        assert_eq!(
+            (ok.width, ok.weighting, ok.instance_base, ok.keep_tokens),
+            (4, Weighting::InfoGain, true, true)
+        );
+        let igtree = TrainOptions::new(16, "gr", &["igtree"], None, false).unwrap();
+        assert!(!igtree.instance_base);
+        let none: [&str; 0] = [];
+        for (width, weighting, algorithms, message) in [
+            (
+                0,
+                "gain_ratio",
+                &["igtree"][..],
+                "width must be between 1 and 64, got 0",
+            ),
+            (65, "gain_ratio", &["igtree"], "got 65"),
+            (-3, "gain_ratio", &["igtree"], "got -3"),
+            (
+                16,
+                "foo",
+                &["igtree"],
+                "unknown weighting \"foo\": use 'gain_ratio' or 'info_gain'",
+            ),
+            (
+                16,
+                "gain_ratio",
+                &["igtree", "knn"],
+                "unknown algorithm \"knn\"",
+            ),
+        ] {
+            let err = TrainOptions::new(width, weighting, algorithms, None, false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(message), "{err}");
+        }
+        assert!(TrainOptions::new(16, "gain_ratio", &none, None, false).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(TrainOptions::new(16, "gain_ratio", &none, Some(dir.path().into()), false).is_ok());
+        let missing = dir.path().join("no/such/folder");
+        let err = TrainOptions::new(16, "gain_ratio", &none, Some(missing), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a folder"), "{err}");
+    }
+}

@@ -1,0 +1,82 @@
+//! Python values to core slices and back.
+
+use memlm_core::instances::MAX_WIDTH;
+use memlm_core::{IdVec, Ids};
+use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+
+/// The last ids of a prefix (at most [`MAX_WIDTH`]), on the stack.
+pub struct Tail {
+    ids: [u32; MAX_WIDTH],
+    len: usize,
+}
+
+impl Tail {
+    pub fn as_slice(&self) -> &[u32] {
+        &self.ids[..self.len]
+    }
+}
+
+/// The last `width` ids of a sequence of ints (a list, a tuple, a numpy array or any iterable):
+/// only those of a list, tuple or uint32 array are converted.
+pub fn prefix_tail(prefix: &Bound<'_, PyAny>, width: usize) -> PyResult<Tail> {
+    let mut tail = Tail {
+        ids: [0; MAX_WIDTH],
+        len: 0,
+    };
+    let width = width.min(MAX_WIDTH);
+    let mut fill = |n: usize, item: &dyn Fn(usize) -> PyResult<u32>| -> PyResult<()> {
+        let start = n.saturating_sub(width);
+        for (slot, i) in tail.ids.iter_mut().zip(start..n) {
+            *slot = item(i)?;
+        }
+        tail.len = n - start;
+        Ok(())
+    };
+    if let Ok(list) = prefix.cast::<PyList>() {
+        fill(list.len(), &|i| list.get_item(i)?.extract())?;
+    } else if let Ok(tuple) = prefix.cast::<PyTuple>() {
+        fill(tuple.len(), &|i| tuple.get_item(i)?.extract())?;
+    } else if let Ok(array) = prefix.extract::<PyReadonlyArray1<u32>>() {
+        let ids = array.as_slice()?;
+        fill(ids.len(), &|i| Ok(ids[i]))?;
+    } else {
+        let ids: Vec<u32> = prefix
+            .try_iter()?
+            .map(|item| item?.extract::<u32>())
+            .collect::<PyResult<_>>()?;
+        fill(ids.len(), &|i| Ok(ids[i]))?;
+    }
+    Ok(tail)
+}
+
+/// A 2-D uint32 array as a row-major slice and its column count.
+pub fn rows<'a>(array: &'a PyReadonlyArray2<'_, u32>) -> PyResult<(&'a [u32], usize)> {
+    Ok((array.as_slice()?, array.shape()[1]))
+}
+
+/// A uint16 or uint32 numpy array of token ids, copied at that width.
+pub fn token_ids(tokens: &Bound<'_, PyAny>) -> PyResult<IdVec> {
+    Ok(match tokens.extract::<PyReadonlyArray1<u16>>() {
+        Ok(narrow) => IdVec::U16(narrow.as_slice()?.to_vec()),
+        Err(_) => IdVec::U32(
+            tokens
+                .extract::<PyReadonlyArray1<u32>>()?
+                .as_slice()?
+                .to_vec(),
+        ),
+    })
+}
+
+/// Token ids (at their stored width) and block lengths as numpy arrays.
+pub fn token_arrays<'py>(
+    py: Python<'py>,
+    (tokens, block_lengths): (Ids<'_>, &[u64]),
+) -> (Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>) {
+    let ids = match tokens {
+        Ids::U16(v) => PyArray1::from_slice(py, v).into_any(),
+        Ids::U32(v) => PyArray1::from_slice(py, v).into_any(),
+    };
+    (ids, PyArray1::from_slice(py, block_lengths))
+}

@@ -1,0 +1,355 @@
+//! `CoreModel`: a trained model. Every method converts its arguments, calls the core (batch and
+//! file work with the GIL released) and converts the result.
+
+use std::path::PathBuf;
+
+use memlm_core::format::Check;
+use memlm_core::{training, Model};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::convert::{prefix_tail, rows, token_arrays, token_ids};
+use crate::errors::{to_py, MemlmError};
+use crate::generation::Generation;
+use crate::options::{Answer, Query, Sampling, TrainOptions};
+
+/// A trained model, built in memory or memory-mapped from a file.
+#[pyclass(frozen, name = "CoreModel", module = "memlm._core")]
+pub struct CoreModel {
+    pub inner: Model,
+}
+
+type Batch<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<f64>>,
+);
+
+impl CoreModel {
+    /// A 2-D array of contexts as a row-major slice, its columns checked against the width.
+    fn contexts<'a>(&self, array: &'a PyReadonlyArray2<'_, u32>) -> PyResult<&'a [u32]> {
+        let (ids, columns) = rows(array)?;
+        self.inner.check_columns(columns).map_err(to_py)?;
+        Ok(ids)
+    }
+}
+
+#[pymethods]
+impl CoreModel {
+    /// Trains on blocks of token ids (concatenated uint16 or uint32 `tokens`, split by
+    /// `block_lengths`); `partition_memory` caps the trie build's working memory (partitions
+    /// spilled to the options' `temp_dir`); `progress(phase, done, total)` hears how far it got.
+    #[staticmethod]
+    #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_tokens(
+        py: Python<'_>,
+        tokens: &Bound<'_, PyAny>,
+        block_lengths: PyReadonlyArray1<u64>,
+        vocab_size: u32,
+        tokenizer: &[u8],
+        metadata: &str,
+        options: &TrainOptions,
+        partition_memory: Option<u64>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let tokens = token_ids(tokens)?;
+        let block_lengths = block_lengths.as_slice()?;
+        let report = |phase: &str, done: u64, total: u64| {
+            if let Some(callback) = &progress {
+                Python::attach(|py| {
+                    if let Err(e) = callback.call1(py, (phase, done, total)) {
+                        e.print(py);
+                    }
+                });
+            }
+        };
+        let inner = py
+            .detach(|| {
+                training::train_tokens(
+                    tokens,
+                    block_lengths,
+                    vocab_size,
+                    tokenizer,
+                    metadata,
+                    &options.inner,
+                    partition_memory,
+                    Some(&report),
+                )
+            })
+            .map_err(to_py)?;
+        Ok(CoreModel { inner })
+    }
+
+    /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table.
+    #[staticmethod]
+    fn train_instance_file(
+        py: Python<'_>,
+        path: PathBuf,
+        metadata: &str,
+        options: &TrainOptions,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| training::train_instance_file(&path, metadata, &options.inner))
+            .map_err(to_py)?;
+        Ok(CoreModel { inner })
+    }
+
+    /// Memory-maps a model file: checks its header and small sections (constant time), or, with
+    /// `verify`, every checksum and structural invariant.
+    #[staticmethod]
+    #[pyo3(signature = (path, verify=false))]
+    fn load(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
+        let check = if verify { Check::Full } else { Check::Header };
+        let inner = py.detach(|| Model::load(&path, check)).map_err(to_py)?;
+        Ok(CoreModel { inner })
+    }
+
+    /// Verifies every checksum and structural invariant of the model (ModelFormatError if broken).
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.verify()).map_err(to_py)
+    }
+
+    /// Writes the model file atomically.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.inner.save(&path)).map_err(to_py)
+    }
+
+    /// The training text's (token ids, block lengths) when the model kept them, else None.
+    fn training_tokens<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Option<(Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>)> {
+        self.inner.training_tokens().map(|t| token_arrays(py, t))
+    }
+
+    #[getter]
+    fn width(&self) -> usize {
+        self.inner.width()
+    }
+    #[getter]
+    fn n_symbols(&self) -> u32 {
+        self.inner.params().n_symbols
+    }
+    #[getter]
+    fn pad(&self) -> u32 {
+        self.inner.params().pad
+    }
+    #[getter]
+    fn n_instances(&self) -> u64 {
+        self.inner.params().n_instances
+    }
+    #[getter]
+    fn n_nodes(&self) -> usize {
+        self.inner.trie().node_count()
+    }
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.as_bytes().len()
+    }
+    /// Bytes of the model file per part (labels, children, distributions, ...).
+    #[getter]
+    fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
+        self.inner.size_breakdown()
+    }
+    #[getter]
+    fn has_instance_base(&self) -> bool {
+        self.inner.instance_base().is_some()
+    }
+    #[getter]
+    fn token_ids(&self) -> bool {
+        self.inner.params().token_ids
+    }
+    #[getter]
+    fn weighting(&self) -> &'static str {
+        self.inner.params().weighting.name()
+    }
+    #[getter]
+    fn feature_order(&self) -> Vec<usize> {
+        self.inner.feature_order().to_vec()
+    }
+    #[getter]
+    fn gain_ratio(&self) -> Vec<f64> {
+        self.inner.feature_weights().gain_ratio
+    }
+    #[getter]
+    fn info_gain(&self) -> Vec<f64> {
+        self.inner.feature_weights().info_gain
+    }
+    #[getter]
+    fn metadata(&self) -> &str {
+        self.inner.metadata()
+    }
+    #[getter]
+    fn tokenizer_blob<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.tokenizer_blob())
+    }
+    /// Training frequency of every class.
+    #[getter]
+    fn class_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        PyArray1::from_slice(py, self.inner.class_counts())
+    }
+
+    /// The string of a symbol id.
+    fn symbol(&self, id: u32) -> PyResult<String> {
+        match self.inner.symbol_checked(id) {
+            Some(s) => Ok(s.into_owned()),
+            None => Err(MemlmError::new_err(format!(
+                "symbol id {id} is out of range"
+            ))),
+        }
+    }
+
+    /// The id of a symbol string, or UNKNOWN.
+    fn symbol_id(&self, symbol: &str) -> u32 {
+        self.inner.symbol_id(symbol)
+    }
+
+    /// The answer after `prefix` (ids of any length: the last W count, a shorter one is padded).
+    fn answer(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>, query: &Query) -> PyResult<Answer> {
+        let tail = prefix_tail(prefix, self.inner.width())?;
+        let context = self.inner.context(tail.as_slice());
+        let query = &query.inner;
+        let answer = if query.algorithm().needs_instance_base() {
+            py.detach(|| self.inner.answer(&context, query))
+        } else {
+            self.inner.answer(&context, query)
+        };
+        Ok(answer.map_err(to_py)?.into())
+    }
+
+    /// Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer),
+    /// votes, totals (n), depths (n), distances (n).
+    fn answer_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: PyReadonlyArray2<'py, u32>,
+        query: &Query,
+    ) -> PyResult<Batch<'py>> {
+        let flat = self.contexts(&contexts)?;
+        let batch = py
+            .detach(|| self.inner.answer_batch(flat, &query.inner))
+            .map_err(to_py)?;
+        let shape = [batch.totals.len(), batch.columns];
+        Ok((
+            batch.classes.into_pyarray(py).reshape(shape)?,
+            batch.votes.into_pyarray(py).reshape(shape)?,
+            batch.totals.into_pyarray(py),
+            batch.depths.into_pyarray(py),
+            batch.distances.into_pyarray(py),
+        ))
+    }
+
+    /// (contexts (n, W), targets (n)) of every token of every block, each block left-padded.
+    fn windows<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: PyReadonlyArray1<'py, u32>,
+        block_lengths: PyReadonlyArray1<'py, u64>,
+    ) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray1<u32>>)> {
+        let (tokens, lengths) = (tokens.as_slice()?, block_lengths.as_slice()?);
+        let (contexts, targets) = py
+            .detach(|| self.inner.windows(tokens, lengths))
+            .map_err(to_py)?;
+        let shape = [targets.len(), self.inner.width()];
+        Ok((
+            contexts.into_pyarray(py).reshape(shape)?,
+            targets.into_pyarray(py),
+        ))
+    }
+
+    /// log10 probabilities of the targets under the scoring distribution, matched depths, OOV flags.
+    #[allow(clippy::type_complexity)]
+    fn score_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: PyReadonlyArray2<'py, u32>,
+        targets: PyReadonlyArray1<'py, u32>,
+    ) -> PyResult<(
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<u32>>,
+        Bound<'py, PyArray1<bool>>,
+    )> {
+        let flat = self.contexts(&contexts)?;
+        let targets = targets.as_slice()?;
+        let scores = py
+            .detach(|| self.inner.score_batch(flat, targets))
+            .map_err(to_py)?;
+        Ok((
+            scores.log10.into_pyarray(py),
+            scores.depths.into_pyarray(py),
+            scores.oov.into_pyarray(py),
+        ))
+    }
+
+    /// The scoring distribution after `prefix`: one probability per symbol id, summing to 1.
+    fn probabilities<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let tail = prefix_tail(prefix, self.inner.width())?;
+        let context = self.inner.context(tail.as_slice());
+        let p = self.inner.probabilities(&context).map_err(to_py)?;
+        Ok(p.into_pyarray(py))
+    }
+
+    /// A generation of up to `max_new_tokens` after `prompt`.
+    #[pyo3(signature = (prompt, max_new_tokens, query, sampling, seed=None))]
+    fn generation(
+        slf: &Bound<'_, Self>,
+        prompt: &Bound<'_, PyAny>,
+        max_new_tokens: usize,
+        query: &Query,
+        sampling: &Sampling,
+        seed: Option<u64>,
+    ) -> PyResult<Generation> {
+        let model = &slf.get().inner;
+        let tail = prefix_tail(prompt, model.width())?;
+        let state = memlm_core::Generation::new(
+            model,
+            tail.as_slice(),
+            max_new_tokens,
+            &query.inner,
+            sampling.inner,
+            seed,
+        )
+        .map_err(to_py)?;
+        Ok(Generation {
+            model: slf.clone().unbind(),
+            state,
+        })
+    }
+
+    /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None).
+    #[pyo3(signature = (path, output, distribution, query))]
+    fn classify_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        output: Option<PathBuf>,
+        distribution: bool,
+        query: &Query,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let totals = py
+            .detach(|| {
+                memlm_core::columns::classify_file(
+                    &self.inner,
+                    &path,
+                    output.as_deref(),
+                    distribution,
+                    &query.inner,
+                )
+            })
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("instances", totals.instances)?;
+        d.set_item("correct", totals.correct)?;
+        d.set_item("has_classes", totals.has_classes)?;
+        d.set_item("seconds", totals.seconds)?;
+        Ok(d)
+    }
+}
