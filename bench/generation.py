@@ -44,13 +44,13 @@ REPO = Path(__file__).resolve().parent.parent
 OLD_COMMIT = "274be5f"
 #: Sampled generation as measured (Hugging Face's arguments).
 SAMPLING = {"do_sample": True, "top_k": 50}
-#: What each side reports, and whether more is better.
+#: What each side reports: (label, whether more is better, number format).
 MEASURES = {
-    "greedy_tokens_per_s": ("generate greedy, tokens/s", True),
-    "sampled_tokens_per_s": ("generate sampled (top_k=50), tokens/s", True),
-    "predict_p50_us": ("predict p50, µs", False),
-    "predict_p95_us": ("predict p95, µs", False),
-    "batch_us_per_context": ("predict_batch, µs per context", False),
+    "greedy_tokens_per_s": ("generate greedy, tokens/s", True, ",.0f"),
+    "sampled_tokens_per_s": ("generate sampled (top_k=50), tokens/s", True, ",.0f"),
+    "predict_p50_us": ("predict p50, µs", False, ".2f"),
+    "predict_p95_us": ("predict p95, µs", False, ".2f"),
+    "batch_us_per_context": ("predict_batch, µs per context", False, ".3f"),
 }
 #: The throughput the current build should reach, as a multiple of the old one's.
 TARGET_RATIO = 3.0
@@ -153,7 +153,8 @@ def _without_pythonpath() -> dict:
 def current_build() -> dict:
     """Which memlm this Python imports, the commit under it, and whether its binding may be stale."""
     described = git("describe", "--always", "--dirty")
-    binding = sorted(Path(memlm.__file__).parent.glob("_core*.so"), key=lambda p: p.stat().st_mtime)
+    # The compiled binding: the extension module beside the Python package.
+    binding = sorted(Path(memlm.__file__).parent.glob("*.so"), key=lambda p: p.stat().st_mtime)
     sources = list((REPO / "rust").rglob("*.rs")) if (REPO / "rust").is_dir() else []
     stale = bool(binding and sources and max(p.stat().st_mtime for p in sources) > binding[-1].stat().st_mtime)
     if stale:
@@ -209,11 +210,11 @@ def markdown(report: dict) -> str:
             f"| measure | old {old['commit'][:7]} | new {new['commit']} | new/old |",
             "|---|---|---|---|",
         ]
-        for key, (label, higher_is_better) in MEASURES.items():
+        for key, (label, higher_is_better, form) in MEASURES.items():
             ratio = report["ratios_new_over_old"][key]
             better = "higher is better" if higher_is_better else "lower is better"
             lines.append(
-                f"| {label} | {old['median'][key]:,.2f} | {new['median'][key]:,.2f} | **{ratio:.2f}x** ({better}) |"
+                f"| {label} ({better}) | {old['median'][key]:{form}} | {new['median'][key]:{form}} | **{ratio:.2f}x** |"
             )
         same, total = report["greedy_identical"], report["prompts"]
         lines += [
@@ -224,7 +225,7 @@ def markdown(report: dict) -> str:
         ]
     else:
         lines += [f"| measure | new {new['commit']} |", "|---|---|"]
-        lines += [f"| {label} | {new['median'][key]:,.2f} |" for key, (label, _) in MEASURES.items()]
+        lines += [f"| {label} | {new['median'][key]:{form}} |" for key, (label, _, form) in MEASURES.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
             runs[name].append(result)
             print(
                 f"run {repeat + 1}/{args.repeats} {name}: "
-                + ", ".join(f"{key} {result[key]:,.2f}" for key in MEASURES),
+                + ", ".join(f"{key} {result[key]:{form}}" for key, (_, _, form) in MEASURES.items()),
                 file=sys.stderr,
                 flush=True,
             )
