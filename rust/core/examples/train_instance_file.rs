@@ -26,12 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keep_tokens: None,
     };
     let model = Model::train(file.table, spec)?;
-    model.save(&PathBuf::from(output))?;
+    model.file().save(&PathBuf::from(output))?;
     eprintln!(
         "read {:.2}s, total {:.2}s, {} bytes",
         read.as_secs_f64(),
         start.elapsed().as_secs_f64(),
-        model.as_bytes().len()
+        model.file().as_bytes().len()
     );
     Ok(())
 }

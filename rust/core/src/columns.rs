@@ -169,6 +169,11 @@ pub struct ClassifyTotals {
 
 const CHUNK: usize = 1 << 16;
 
+/// The string of a class the model answered with.
+fn symbol(model: &Model, class: u32) -> std::borrow::Cow<'_, str> {
+    model.symbols().get(class).expect("a class is a symbol")
+}
+
 /// Classifies every line of a column file with `query` and writes TiMBL's output layout to
 /// `output` (atomically; standard output when None): the instance, the predicted class and, with
 /// `with_distribution`, every class's votes (IGTree: the node's counts) in braces.
@@ -228,12 +233,12 @@ pub fn classify_to(
             text.clear();
             text.push_str(&lines[k]);
             text.push(' ');
-            text.push_str(&model.symbol(predicted));
+            text.push_str(&symbol(model, predicted));
             if with_distribution {
                 text.push_str(" {");
                 for (j, (&c, v)) in answer.classes.iter().zip(&answer.votes).enumerate() {
                     let sep = if j == 0 { " " } else { ", " };
-                    text.push_str(&format!("{sep}{} {v:.5}", model.symbol(c)));
+                    text.push_str(&format!("{sep}{} {v:.5}", symbol(model, c)));
                 }
                 text.push_str(" }");
             }
@@ -262,9 +267,9 @@ pub fn classify_to(
             columns = fields.len();
             totals.has_classes = columns == width + 1;
         }
-        contexts.extend(fields[..width].iter().map(|s| model.symbol_id(s)));
+        contexts.extend(fields[..width].iter().map(|s| model.symbols().id(s)));
         if totals.has_classes {
-            classes.push(model.symbol_id(fields[width]));
+            classes.push(model.symbols().id(fields[width]));
         }
         lines.push(fields.join(" "));
         if lines.len() == CHUNK {

@@ -146,7 +146,7 @@ impl<'a> Entries<'a> {
     }
 
     /// Checks that the bytes are whole, non-empty, sorted entries with classes in the table.
-    pub fn validate(mut self) -> Result<(), String> {
+    pub(crate) fn validate(mut self) -> Result<(), String> {
         if self.bytes.is_empty() {
             return Err("a node has an empty distribution".into());
         }

@@ -242,6 +242,54 @@ pub const ALL_SECTIONS: [Section; 41] = [
     Section::BlockLengths,
 ];
 
+/// The parts a model's size is reported in (`memlm info`), each with its sections; the header, the
+/// weights, the class statistics and the metadata are the rest ("other").
+pub const SIZE_GROUPS: [(&str, &[Section]); 8] = {
+    use Section::*;
+    [
+        ("labels", &[Labels16, Labels32]),
+        (
+            "children",
+            &[ChildRecords, ChildExceptionItems, ChildExceptionLens],
+        ),
+        (
+            "distribution offsets",
+            &[
+                DistRecords,
+                DistExceptionItems,
+                DistExceptionLens,
+                TotalNodes,
+                TotalCounts,
+            ],
+        ),
+        ("distributions", &[DistBytes]),
+        ("symbols", &[SymbolOffsets, SymbolBytes]),
+        ("training tokens", &[Tokens16, Tokens32, BlockLengths]),
+        ("tokenizer", &[Tokenizer]),
+        (
+            "instance base",
+            &[
+                BaseLabels16,
+                BaseLabels32,
+                BaseChildRecords,
+                BaseChildExceptionItems,
+                BaseChildExceptionLens,
+                BaseDistRecords,
+                BaseDistExceptionItems,
+                BaseDistExceptionLens,
+                BaseDistBytes,
+                BaseTotalNodes,
+                BaseTotalCounts,
+                TailRecords,
+                TailExceptionItems,
+                TailExceptionLens,
+                TailValues16,
+                TailValues32,
+            ],
+        ),
+    ]
+};
+
 impl Section {
     /// Whether the section grows with the training data (checked by [`Check::Full`] only).
     pub fn is_bulk(self) -> bool {
@@ -348,18 +396,32 @@ pub struct SectionTable {
 
 impl SectionTable {
     /// The byte range of a section, or an error naming it when the file lacks it.
-    pub fn get(&self, s: Section) -> std::result::Result<Range<usize>, String> {
+    pub(crate) fn get(&self, s: Section) -> std::result::Result<Range<usize>, String> {
         self.ranges
             .get(s as usize)
             .cloned()
             .flatten()
             .ok_or_else(|| format!("the {s:?} section is missing"))
     }
+
+    /// Whether the file holds section `s`.
+    pub fn contains(&self, s: Section) -> bool {
+        self.get(s).is_ok()
+    }
+
+    /// Bytes of section `s` (0 when the file lacks it).
+    pub fn size(&self, s: Section) -> usize {
+        self.get(s).map_or(0, |r| r.len())
+    }
 }
 
 /// Checks magic, version, section table and checksums of an image of a `kind` of file, as far as
 /// `check` says.
-pub fn decode(bytes: &[u8], kind: Kind, check: Check) -> std::result::Result<SectionTable, String> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    kind: Kind,
+    check: Check,
+) -> std::result::Result<SectionTable, String> {
     let other = match kind {
         Kind::Model => Kind::Shard,
         Kind::Shard => Kind::Model,

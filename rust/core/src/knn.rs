@@ -106,7 +106,7 @@ impl<'a> InstanceBaseView<'a> {
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
-    pub fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
+    pub(crate) fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
         self.trie.check_lengths(n_symbols)?;
         self.tail_offsets.check_lengths(self.trie.node_count())?;
         if self.tail_offsets.total() != self.tail_values.len() as u64 {
@@ -116,7 +116,7 @@ impl<'a> InstanceBaseView<'a> {
     }
 
     /// Checks the tails against the trie: only single-instance leaves have one, of length W - depth.
-    pub fn validate(&self, width: usize, n_symbols: u32) -> Result<(), String> {
+    pub(crate) fn validate(&self, width: usize, n_symbols: u32) -> Result<(), String> {
         self.check_lengths(n_symbols)?;
         self.trie.validate(n_symbols)?;
         let nodes = self.trie.node_count();

@@ -166,7 +166,7 @@ impl<'a> OffsetsView<'a> {
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
-    pub fn check_lengths(&self, items: usize) -> Result<(), String> {
+    pub(crate) fn check_lengths(&self, items: usize) -> Result<(), String> {
         if self.items != items
             || self.records.len() != (items.div_ceil(BLOCK) + 1) * WORDS
             || self.exception_items.len() != self.exception_lens.len()
@@ -177,7 +177,7 @@ impl<'a> OffsetsView<'a> {
     }
 
     /// Checks that the arrays are consistent, so [`OffsetsView::range`] never indexes out of bounds.
-    pub fn validate(&self, items: usize) -> Result<(), String> {
+    pub(crate) fn validate(&self, items: usize) -> Result<(), String> {
         self.check_lengths(items)?;
         if !self.exception_items.windows(2).all(|w| w[0] < w[1]) {
             return Err("offset exceptions are not a sorted list".into());

@@ -324,8 +324,8 @@ impl Model {
         let ordered = &ordered[..context.len()];
         let search = Search::new(base, ordered, self.ordered_weights());
         let found = match query.algorithm {
-            Algorithm::Ib1 => search.ib1(query.knn, self.class_rank()),
-            _ => search.tribl2(query.knn, self.class_rank()),
+            Algorithm::Ib1 => search.ib1(query.knn, self.file().class_rank()),
+            _ => search.tribl2(query.knn, self.file().class_rank()),
         };
         for &(class, vote) in found.votes.iter().take(limit) {
             emit(class, vote);

@@ -68,9 +68,9 @@ fn level(trie: &TrieView, node: u32, target: u32) -> Level {
     level
 }
 
-/// The whole distribution after the path `nodes`: one probability per symbol id (`n_symbols` of them),
-/// the padding symbol `pad` at zero.
-pub fn distribution(trie: &TrieView, nodes: &[u32], n_symbols: usize, pad: u32) -> Vec<f64> {
+/// Every probability after the path `nodes`: one per symbol id (`n_symbols` of them), the padding
+/// symbol `pad` at zero.
+pub fn probabilities(trie: &TrieView, nodes: &[u32], n_symbols: usize, pad: u32) -> Vec<f64> {
     let vocabulary = n_symbols - 1;
     let mut p = vec![1.0 / vocabulary as f64; n_symbols];
     p[pad as usize] = 0.0;

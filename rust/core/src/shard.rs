@@ -21,13 +21,11 @@ pub fn token_sections<'a>(tokens: &'a IdVec, block_lengths: &'a [u64]) -> [(Sect
     ]
 }
 
-/// The tokenised text of an image, when it holds one; with [`Check::Full`] also checks that the block
-/// lengths add up to the tokens and every id lies below `vocab_size`.
+/// The tokenised text of an image, when it holds one (exactly one of the two id sections, and the
+/// block lengths); [`check_tokens`] checks it against the vocabulary.
 pub(crate) fn read_tokens<'a>(
     bytes: &'a [u8],
     sections: &SectionTable,
-    vocab_size: u32,
-    check: Check,
 ) -> std::result::Result<Option<(Ids<'a>, &'a [u64])>, String> {
     let Ok(lengths) = sections.get(Section::BlockLengths) else {
         return Ok(None);
@@ -45,16 +43,25 @@ pub(crate) fn read_tokens<'a>(
         }
         _ => return Err("the file must hold exactly one of Tokens16 and Tokens32".into()),
     };
-    if check == Check::Full {
-        let total = lengths.iter().try_fold(0u64, |sum, &l| sum.checked_add(l));
-        if total != Some(tokens.len() as u64) {
-            return Err("the block lengths do not add up to the tokens".into());
-        }
-        if tokens.max().is_some_and(|t| t >= vocab_size) {
-            return Err("a token id lies outside the tokenizer's vocabulary".into());
-        }
-    }
     Ok(Some((tokens, lengths)))
+}
+
+/// Checks that the block lengths add up to the tokens and every id lies below `vocab_size` (a
+/// pass over all tokens: what [`Check::Full`] adds).
+pub(crate) fn check_tokens(
+    (tokens, block_lengths): (Ids, &[u64]),
+    vocab_size: u32,
+) -> std::result::Result<(), String> {
+    let total = block_lengths
+        .iter()
+        .try_fold(0u64, |sum, &l| sum.checked_add(l));
+    if total != Some(tokens.len() as u64) {
+        return Err("the block lengths do not add up to the tokens".into());
+    }
+    if tokens.max().is_some_and(|t| t >= vocab_size) {
+        return Err("a token id lies outside the tokenizer's vocabulary".into());
+    }
+    Ok(())
 }
 
 /// Writes tokenised text as a shard file, atomically.
@@ -109,13 +116,8 @@ impl Shard {
             sections,
             vocab_size,
         };
-        match read_tokens(
-            shard.image.bytes(),
-            &shard.sections,
-            vocab_size,
-            Check::Full,
-        ) {
-            Ok(Some(_)) => {}
+        match read_tokens(shard.image.bytes(), &shard.sections) {
+            Ok(Some(tokens)) => check_tokens(tokens, vocab_size).map_err(bad)?,
             Ok(None) => return Err(bad("the shard holds no tokens".into())),
             Err(reason) => return Err(bad(reason)),
         }
@@ -138,14 +140,9 @@ impl Shard {
 
     /// The token ids and block lengths.
     pub fn tokens(&self) -> (Ids<'_>, &[u64]) {
-        read_tokens(
-            self.image.bytes(),
-            &self.sections,
-            self.vocab_size,
-            Check::Header,
-        )
-        .expect("checked when opened")
-        .expect("checked when opened")
+        read_tokens(self.image.bytes(), &self.sections)
+            .expect("checked when opened")
+            .expect("checked when opened")
     }
 
     /// The opaque tokenizer blob.

@@ -1,17 +1,86 @@
-//! Training entry points: the options a user chooses, checked before any corpus is read, and
-//! models made from token blocks or from a TiMBL column file.
+//! Training: the options a user chooses (checked before any corpus is read) and the pipeline from
+//! instances to a model: class statistics and tie-break ranks ([`crate::classes`]) → feature
+//! weights and order ([`crate::weights`]) → the IGTree and, when asked, the instance base
+//! ([`crate::build`]) → the model file ([`crate::model_file`]). Instances come from token blocks
+//! ([`train_tokens`]) or a TiMBL column file ([`train_instance_file`]).
 
 use std::path::{Path, PathBuf};
 
-use crate::build::{BuildOptions, Progress};
+use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress};
+use crate::classes::ClassStats;
 use crate::columns;
 use crate::error::{Error, Result};
 use crate::ids::IdVec;
-use crate::instances::{check_width, TokenWindows};
-use crate::model::{Model, TrainSpec};
+use crate::instances::{check_width, Instances, TokenWindows};
+use crate::model::Model;
+use crate::model_file::{Contents, ModelFile, Params};
 use crate::query::Algorithm;
 use crate::vocabulary::Vocabulary;
-use crate::weights::Weighting;
+use crate::weights::{feature_order, FeatureWeights, Weighting};
+
+/// Everything a build takes besides the instances.
+pub struct TrainSpec<'a> {
+    pub vocabulary: Vocabulary,
+    pub weighting: Weighting,
+    /// Opaque tokenizer blob stored in the file (empty for instance-file models).
+    pub tokenizer: &'a [u8],
+    /// Opaque UTF-8 JSON stored in the file.
+    pub metadata: &'a str,
+    /// Whether to store the unpruned instance base too (needed by TRIBL2 and IB1).
+    pub instance_base: bool,
+    /// Memory budget of the trie construction, spill folder, progress reports.
+    pub build: BuildOptions<'a>,
+    /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
+    /// can add text to it later (None: not stored).
+    pub keep_tokens: Option<(&'a IdVec, &'a [u64])>,
+}
+
+impl Model {
+    /// Trains a model on `instances`, which are dropped as soon as the tries are built.
+    pub fn train<I: Instances>(instances: I, spec: TrainSpec) -> Result<Model> {
+        if instances.is_empty() {
+            return Err(Error::InvalidInput(
+                "no training instances: the corpus is empty".into(),
+            ));
+        }
+        let width = instances.width();
+        check_width(width)?;
+        let n_symbols = spec.vocabulary.symbol_count();
+        spec.build.report("computing feature weights", 0, 1);
+        let stats = ClassStats::new(&instances, n_symbols);
+        let weights = FeatureWeights::compute(&instances, &stats);
+        spec.build.report("computing feature weights", 1, 1);
+        let order = feature_order(weights.get(spec.weighting));
+        let igtree = build_igtree(&instances, &order, &stats, spec.build)?;
+        let base = match spec.instance_base {
+            true => Some(build_instance_base(&instances, &order, &stats, spec.build)?),
+            false => None,
+        };
+        let n_instances = instances.len() as u64;
+        drop(instances);
+        let params = Params {
+            width,
+            n_symbols: n_symbols as u32,
+            pad: spec.vocabulary.pad(),
+            n_instances,
+            weighting: spec.weighting,
+            token_ids: matches!(spec.vocabulary, Vocabulary::TokenIds { .. }),
+        };
+        let file = ModelFile::write(Contents {
+            params,
+            weights: &weights,
+            order: &order,
+            stats: &stats,
+            igtree: &igtree,
+            instance_base: base.as_ref(),
+            tokens: spec.keep_tokens,
+            vocabulary: &spec.vocabulary,
+            tokenizer: spec.tokenizer,
+            metadata: spec.metadata,
+        })?;
+        Ok(Model::new(file))
+    }
+}
 
 /// Everything a build takes besides the text, checked when made.
 #[derive(Clone, Debug, PartialEq)]

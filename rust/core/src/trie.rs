@@ -144,7 +144,7 @@ impl<'a> TrieView<'a> {
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
-    pub fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
+    pub(crate) fn check_lengths(&self, n_symbols: u32) -> Result<(), String> {
         let nodes = self.labels.len();
         if nodes == 0 {
             return Err("the trie has no root node".into());
@@ -168,7 +168,7 @@ impl<'a> TrieView<'a> {
 
     /// Checks every invariant the lookups rely on, so that a view over untrusted bytes never indexes
     /// out of bounds, loops or panics. `n_symbols` bounds the class ids.
-    pub fn validate(&self, n_symbols: u32) -> Result<(), String> {
+    pub(crate) fn validate(&self, n_symbols: u32) -> Result<(), String> {
         self.check_lengths(n_symbols)?;
         let nodes = self.labels.len();
         self.children.validate(nodes)?;

@@ -1,8 +1,9 @@
 //! Model files: round trips, equivalence of the two instance sources, and hostile bytes.
 
 use memlm_core::format::{Check, MAGIC};
-use memlm_core::model::UNKNOWN;
-use memlm_core::{InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting};
+use memlm_core::{
+    InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting, UNKNOWN,
+};
 use proptest::prelude::*;
 
 const VOCAB: u32 = 40;
@@ -75,7 +76,7 @@ fn token_windows_and_instance_table_give_the_same_model() {
     let table = InstanceTable::new(rows, width).unwrap();
     let a = Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap();
     let b = Model::train(table, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap();
-    assert_eq!(a.as_bytes(), b.as_bytes());
+    assert_eq!(a.file().as_bytes(), b.file().as_bytes());
 }
 
 #[test]
@@ -83,10 +84,10 @@ fn save_and_load_round_trip() {
     let model = token_model(1, 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.save(&path).unwrap();
+    model.file().save(&path).unwrap();
     let loaded = Model::load(&path, Check::Full).unwrap();
-    assert_eq!(loaded.as_bytes(), model.as_bytes());
-    assert_eq!(loaded.tokenizer_blob(), b"tok");
+    assert_eq!(loaded.file().as_bytes(), model.file().as_bytes());
+    assert_eq!(loaded.file().tokenizer_blob(), b"tok");
     assert_eq!(loaded.feature_order(), model.feature_order());
 }
 
@@ -118,7 +119,7 @@ fn foreign_missing_and_truncated_files_are_errors() {
     std::fs::write(&foreign, b"PK\x03\x04 this is a zip file, not a model").unwrap();
     let err = Model::load(&foreign, Check::Header).err().unwrap();
     assert!(err.to_string().contains("not a memlm model"), "{err}");
-    let bytes = token_model(3, 2).as_bytes().to_vec();
+    let bytes = token_model(3, 2).file().as_bytes().to_vec();
     for len in [0, 7, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         assert!(Model::from_bytes(&bytes[..len]).is_err(), "length {len}");
     }
@@ -138,14 +139,20 @@ fn symbol_models_map_strings() {
         spec(Vocabulary::Symbols(symbols)),
     )
     .unwrap();
-    assert_eq!(model.symbol_id("_"), 0);
-    assert_eq!(model.symbol_id("c"), 3);
-    assert_eq!(model.symbol_id("zzz"), UNKNOWN);
-    assert_eq!(model.symbol(2), "b");
+    assert_eq!(model.symbols().id("_"), 0);
+    assert_eq!(model.symbols().id("c"), 3);
+    assert_eq!(model.symbols().id("zzz"), UNKNOWN);
+    assert_eq!(model.symbols().get(2).unwrap(), "b");
     let m = model
-        .igtree_match(&[model.symbol_id("a"), model.symbol_id("b")])
+        .igtree_match(&[model.symbols().id("a"), model.symbols().id("b")])
         .unwrap();
-    assert_eq!(model.symbol(model.trie().default_class(m.node)), "c");
+    assert_eq!(
+        model
+            .symbols()
+            .get(model.trie().default_class(m.node))
+            .unwrap(),
+        "c"
+    );
 }
 
 /// Rewrites every section checksum and the header checksum (format version 2 layout), so that
@@ -172,10 +179,10 @@ fn quick_open_defers_the_tries_to_verify() {
     let model = token_model(4, 3);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.save(&path).unwrap();
+    model.file().save(&path).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     // Flip a byte inside the IGTree's distributions: a bulk section, not read by the quick open.
-    let dist = model.as_bytes().len() / 2;
+    let dist = model.file().as_bytes().len() / 2;
     bytes[dist] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
     let opened = Model::load(&path, Check::Header).expect("the header is intact");
@@ -184,7 +191,7 @@ fn quick_open_defers_the_tries_to_verify() {
     let err = Model::load(&path, Check::Full).err().unwrap().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
     // A damaged small section (the parameters) is caught by the quick open already.
-    let mut bytes = model.as_bytes().to_vec();
+    let mut bytes = model.file().as_bytes().to_vec();
     let params = 16 + 32 * u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize + 8;
     bytes[params] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
@@ -202,7 +209,7 @@ proptest! {
         let model = token_model(seed, width);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.memlm");
-        model.save(&path).unwrap();
+        model.file().save(&path).unwrap();
         let loaded = Model::load(&path, Check::Header).unwrap();
         let n = queries.len() / width * width;
         prop_assert_eq!(predictions(&model, &queries[..n]), predictions(&loaded, &queries[..n]));
@@ -213,7 +220,7 @@ proptest! {
     #[test]
     fn corrupted_model_never_panics(at in any::<prop::sample::Index>(), value in any::<u8>(),
                                     queries in prop::collection::vec(0u32..=VOCAB, 12)) {
-        let mut bytes = token_model(5, 3).as_bytes().to_vec();
+        let mut bytes = token_model(5, 3).file().as_bytes().to_vec();
         let i = at.index(bytes.len() - 8);
         bytes[i] = value;
         reseal(&mut bytes);
@@ -229,7 +236,7 @@ proptest! {
 }
 
 #[test]
-fn sharded_build_equals_single_build_byte_for_byte() {
+fn partitioned_build_equals_single_build_byte_for_byte() {
     use memlm_core::build::{BuildOptions, BUILD_BYTES_PER_INSTANCE};
     let (ids, lengths) = corpus(11, 5000);
     for width in [1, 3, 6] {
@@ -246,23 +253,27 @@ fn sharded_build_equals_single_build_byte_for_byte() {
                 .unwrap()
                 .push((phase.to_string(), done, total));
         };
-        // Room for 400 instances per shard: the 40 first-feature values spread over many shards.
-        let mut sharded_spec = spec(Vocabulary::TokenIds { size: VOCAB });
-        sharded_spec.build = BuildOptions {
+        // Room for 400 instances per partition: the 40 first-feature values spread over many.
+        let mut partitioned_spec = spec(Vocabulary::TokenIds { size: VOCAB });
+        partitioned_spec.build = BuildOptions {
             partition_memory: Some(400 * BUILD_BYTES_PER_INSTANCE),
             temp_dir: Some(dir.path()),
             progress: Some(&progress),
         };
-        let sharded = Model::train(
+        let partitioned = Model::train(
             TokenWindows::new(ids.clone(), &lengths, width, VOCAB).unwrap(),
-            sharded_spec,
+            partitioned_spec,
         )
         .unwrap();
-        assert_eq!(sharded.as_bytes(), single.as_bytes(), "width {width}");
-        sharded.verify().unwrap();
+        assert_eq!(
+            partitioned.file().as_bytes(),
+            single.file().as_bytes(),
+            "width {width}"
+        );
+        partitioned.verify().unwrap();
         let reports = reports.into_inner().unwrap();
-        let shards = reports.last().unwrap().2;
-        assert!(shards > 5, "only {shards} shards");
+        let partitions = reports.last().unwrap().2;
+        assert!(partitions > 5, "only {partitions} partitions");
         // The spill files are gone once the build is done.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -297,11 +308,11 @@ fn shards_round_trip_and_models_keep_their_tokens() {
         keeping,
     )
     .unwrap();
-    kept.save(&model_path).unwrap();
+    kept.file().save(&model_path).unwrap();
     let err = Shard::open(&model_path).err().unwrap().to_string();
     assert!(err.contains("a memlm model, not a shard"), "{err}");
     let loaded = Model::load(&model_path, Check::Full).unwrap();
-    let (tokens, blocks) = loaded.training_tokens().expect("kept");
+    let (tokens, blocks) = loaded.file().training_tokens().expect("kept");
     assert_eq!((tokens.len(), blocks), (ids.len(), &lengths64[..]));
     // Block lengths that do not add up to the tokens are refused.
     let bad_path = dir.path().join("bad.shard");

@@ -20,12 +20,17 @@ pub struct CoreModel {
     pub inner: Model,
 }
 
+/// A numpy array made here.
+type Array1<'py, T> = Bound<'py, PyArray1<T>>;
+type Array2<'py, T> = Bound<'py, PyArray2<T>>;
+
+/// answer_batch's arrays: classes, votes, totals, depths, distances.
 type Batch<'py> = (
-    Bound<'py, PyArray2<i64>>,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<u32>>,
-    Bound<'py, PyArray1<f64>>,
+    Array2<'py, i64>,
+    Array2<'py, f64>,
+    Array1<'py, f64>,
+    Array1<'py, u32>,
+    Array1<'py, f64>,
 );
 
 impl CoreModel {
@@ -115,15 +120,18 @@ impl CoreModel {
 
     /// Writes the model file atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.save(&path)).map_err(to_py)
+        py.detach(|| self.inner.file().save(&path)).map_err(to_py)
     }
 
     /// The training text's (token ids, block lengths) when the model kept them, else None.
     fn training_tokens<'py>(
         &self,
         py: Python<'py>,
-    ) -> Option<(Bound<'py, PyAny>, Bound<'py, PyArray1<u64>>)> {
-        self.inner.training_tokens().map(|t| token_arrays(py, t))
+    ) -> Option<(Bound<'py, PyAny>, Array1<'py, u64>)> {
+        self.inner
+            .file()
+            .training_tokens()
+            .map(|t| token_arrays(py, t))
     }
 
     #[getter]
@@ -148,12 +156,12 @@ impl CoreModel {
     }
     #[getter]
     fn nbytes(&self) -> usize {
-        self.inner.as_bytes().len()
+        self.inner.file().as_bytes().len()
     }
     /// Bytes of the model file per part (labels, children, distributions, ...).
     #[getter]
     fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
-        self.inner.size_breakdown()
+        self.inner.file().size_breakdown()
     }
     #[getter]
     fn has_instance_base(&self) -> bool {
@@ -173,29 +181,29 @@ impl CoreModel {
     }
     #[getter]
     fn gain_ratio(&self) -> Vec<f64> {
-        self.inner.feature_weights().gain_ratio
+        self.inner.file().feature_weights().gain_ratio
     }
     #[getter]
     fn info_gain(&self) -> Vec<f64> {
-        self.inner.feature_weights().info_gain
+        self.inner.file().feature_weights().info_gain
     }
     #[getter]
     fn metadata(&self) -> &str {
-        self.inner.metadata()
+        self.inner.file().metadata()
     }
     #[getter]
     fn tokenizer_blob<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.inner.tokenizer_blob())
+        PyBytes::new(py, self.inner.file().tokenizer_blob())
     }
     /// Training frequency of every class.
     #[getter]
-    fn class_counts<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        PyArray1::from_slice(py, self.inner.class_counts())
+    fn class_counts<'py>(&self, py: Python<'py>) -> Array1<'py, u64> {
+        PyArray1::from_slice(py, self.inner.file().class_counts())
     }
 
     /// The string of a symbol id.
     fn symbol(&self, id: u32) -> PyResult<String> {
-        match self.inner.symbol_checked(id) {
+        match self.inner.symbols().get(id) {
             Some(s) => Ok(s.into_owned()),
             None => Err(MemlmError::new_err(format!(
                 "symbol id {id} is out of range"
@@ -205,7 +213,7 @@ impl CoreModel {
 
     /// The id of a symbol string, or UNKNOWN.
     fn symbol_id(&self, symbol: &str) -> u32 {
-        self.inner.symbol_id(symbol)
+        self.inner.symbols().id(symbol)
     }
 
     /// The answer after `prefix` (ids of any length: the last W count, a shorter one is padded).
@@ -249,7 +257,7 @@ impl CoreModel {
         py: Python<'py>,
         tokens: PyReadonlyArray1<'py, u32>,
         block_lengths: PyReadonlyArray1<'py, u64>,
-    ) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray1<u32>>)> {
+    ) -> PyResult<(Array2<'py, u32>, Array1<'py, u32>)> {
         let (tokens, lengths) = (tokens.as_slice()?, block_lengths.as_slice()?);
         let (contexts, targets) = py
             .detach(|| self.inner.windows(tokens, lengths))
@@ -262,17 +270,12 @@ impl CoreModel {
     }
 
     /// log10 probabilities of the targets under the scoring distribution, matched depths, OOV flags.
-    #[allow(clippy::type_complexity)]
     fn score_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: PyReadonlyArray2<'py, u32>,
         targets: PyReadonlyArray1<'py, u32>,
-    ) -> PyResult<(
-        Bound<'py, PyArray1<f64>>,
-        Bound<'py, PyArray1<u32>>,
-        Bound<'py, PyArray1<bool>>,
-    )> {
+    ) -> PyResult<(Array1<'py, f64>, Array1<'py, u32>, Array1<'py, bool>)> {
         let flat = self.contexts(&contexts)?;
         let targets = targets.as_slice()?;
         let scores = py
@@ -290,7 +293,7 @@ impl CoreModel {
         &self,
         py: Python<'py>,
         prefix: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    ) -> PyResult<Array1<'py, f64>> {
         let tail = prefix_tail(prefix, self.inner.width())?;
         let context = self.inner.context(tail.as_slice());
         let p = self.inner.probabilities(&context).map_err(to_py)?;

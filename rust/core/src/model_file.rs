@@ -1,0 +1,550 @@
+//! The model file: what a trained model stores, how it is written, opened and checked.
+//!
+//! A model is one image in the container of [`crate::format`] (built in memory, or memory-mapped
+//! from a file) holding: [`Params`]; information gain and gain ratio per feature and the feature
+//! order; every class's training count and tie-break rank; the IGTree; optionally the instance
+//! base (TRIBL2, IB1) and the training tokens (`--keep-tokens`); the symbol table (instance-file
+//! models); an opaque tokenizer blob and UTF-8 JSON metadata.
+//!
+//! Opening checks the image as far as a [`Check`] says and resolves every section into typed
+//! views once; queries then read the views without looking anything up. [`Check::Header`] costs
+//! the same for a model of any size; [`Check::Full`] (and [`ModelFile::verify`]) adds every
+//! checksum and every structural invariant of the tries, so that no byte pattern can make a query
+//! read out of bounds, loop or panic.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::InstanceBase;
+use crate::classes::ClassStats;
+use crate::error::{Error, Result};
+use crate::format::{
+    self, AlignedBytes, Check, Image, Kind, Section, SectionData, SectionTable, TrieSections,
+    SIZE_GROUPS, TAIL_OFFSETS,
+};
+use crate::ids::{IdVec, Ids};
+use crate::instances::check_width;
+use crate::knn::InstanceBaseView;
+use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::shard::{check_tokens, read_tokens, token_sections};
+use crate::trie::{EncodedTrie, TrieView};
+use crate::vocabulary::{Symbols, Vocabulary};
+use crate::weights::{FeatureWeights, Weighting};
+
+/// Scalar parameters of a model (the Params section: six u64 in this order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Context width W.
+    pub width: usize,
+    /// Number of symbol ids (token ids plus padding, or instance-file symbols).
+    pub n_symbols: u32,
+    /// Padding symbol id.
+    pub pad: u32,
+    /// Number of training instances.
+    pub n_instances: u64,
+    /// Weighting that ordered the features.
+    pub weighting: Weighting,
+    /// Whether symbols are token ids (else a stored symbol table).
+    pub token_ids: bool,
+}
+
+impl Params {
+    fn encode(&self) -> [u64; 6] {
+        [
+            self.width as u64,
+            self.n_symbols as u64,
+            self.pad as u64,
+            self.n_instances,
+            self.weighting.code() as u64,
+            self.token_ids as u64,
+        ]
+    }
+
+    fn decode(words: &[u64]) -> std::result::Result<Self, String> {
+        let [width, n_symbols, pad, n_instances, weighting, token_ids] = words else {
+            return Err("the Params section has a wrong length".into());
+        };
+        check_width(*width as usize).map_err(|e| e.to_string())?;
+        if *n_symbols == 0 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
+            return Err("the symbol count or padding id is out of range".into());
+        }
+        Ok(Params {
+            width: *width as usize,
+            n_symbols: *n_symbols as u32,
+            pad: *pad as u32,
+            n_instances: *n_instances,
+            weighting: Weighting::from_code(*weighting as u32)
+                .ok_or("unknown weighting code in the Params section")?,
+            token_ids: match token_ids {
+                0 => false,
+                1 => true,
+                _ => return Err("bad vocabulary kind in the Params section".into()),
+            },
+        })
+    }
+}
+
+/// Everything a model file holds, as training made it.
+pub(crate) struct Contents<'a> {
+    pub params: Params,
+    pub weights: &'a FeatureWeights,
+    pub order: &'a [usize],
+    pub stats: &'a ClassStats,
+    pub igtree: &'a EncodedTrie,
+    pub instance_base: Option<&'a InstanceBase>,
+    pub tokens: Option<(&'a IdVec, &'a [u64])>,
+    pub vocabulary: &'a Vocabulary,
+    pub tokenizer: &'a [u8],
+    pub metadata: &'a str,
+}
+
+/// Typed views of an image's sections.
+struct Views<'a> {
+    igtree: TrieView<'a>,
+    instance_base: Option<InstanceBaseView<'a>>,
+    info_gain: &'a [f64],
+    gain_ratio: &'a [f64],
+    feature_order: &'a [u32],
+    class_counts: &'a [u64],
+    class_rank: &'a [u32],
+    symbols: Symbols<'a>,
+    training_tokens: Option<(Ids<'a>, &'a [u64])>,
+    tokenizer: &'a [u8],
+    metadata: &'a str,
+}
+
+/// An opened model file: its image, checked, and typed views of its sections.
+pub struct ModelFile {
+    /// Borrow `image` and `class_by_rank`, whose bytes never move or change while `self` lives:
+    /// handed out only at the lifetime of `&self`.
+    views: Views<'static>,
+    /// Class id of every tie-break rank (the inverse of the ClassRank section).
+    class_by_rank: Vec<u32>,
+    params: Params,
+    sections: SectionTable,
+    image: Image,
+    /// Where the image came from, for error messages.
+    origin: PathBuf,
+}
+
+impl ModelFile {
+    /// Opens a model file by memory-mapping it, checked as far as `check` says.
+    pub fn load(path: &Path, check: Check) -> Result<ModelFile> {
+        ModelFile::open(Image::map(path)?, check, path.to_path_buf())
+    }
+
+    /// Reads a model from an in-memory image (as [`ModelFile::as_bytes`] gives it), checked in full.
+    pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile> {
+        let mut image = AlignedBytes::zeroed(bytes.len());
+        image.as_mut_slice().copy_from_slice(bytes);
+        ModelFile::open(Image::Owned(image), Check::Full, "<bytes>".into())
+    }
+
+    /// Writes `contents` into a new image (in memory) and opens it.
+    pub(crate) fn write(contents: Contents) -> Result<ModelFile> {
+        let params = contents.params.encode();
+        let order: Vec<u32> = contents.order.iter().map(|&f| f as u32).collect();
+        let (symbol_offsets, symbol_bytes) = contents.vocabulary.packed();
+        let mut data: Vec<(Section, &[u8])> = vec![
+            (Section::Params, bytemuck::cast_slice(&params)),
+            (
+                Section::InfoGain,
+                bytemuck::cast_slice(&contents.weights.info_gain),
+            ),
+            (
+                Section::GainRatio,
+                bytemuck::cast_slice(&contents.weights.gain_ratio),
+            ),
+            (Section::FeatureOrder, bytemuck::cast_slice(&order)),
+            (
+                Section::ClassCounts,
+                bytemuck::cast_slice(&contents.stats.counts),
+            ),
+            (
+                Section::ClassRank,
+                bytemuck::cast_slice(&contents.stats.rank),
+            ),
+        ];
+        data.extend(trie_sections(contents.igtree, TrieSections::IGTREE));
+        if let Some(base) = contents.instance_base {
+            data.extend(trie_sections(&base.trie, TrieSections::BASE));
+            data.extend(offset_sections(&base.tail_offsets, TAIL_OFFSETS));
+            data.push(match &base.tail_values {
+                IdVec::U16(v) => (Section::TailValues16, bytemuck::cast_slice(&v[..])),
+                IdVec::U32(v) => (Section::TailValues32, bytemuck::cast_slice(&v[..])),
+            });
+        }
+        if let Some((tokens, block_lengths)) = contents.tokens {
+            data.extend(token_sections(tokens, block_lengths));
+        }
+        data.extend([
+            (
+                Section::SymbolOffsets,
+                bytemuck::cast_slice(&symbol_offsets),
+            ),
+            (Section::SymbolBytes, &symbol_bytes[..]),
+            (Section::Tokenizer, contents.tokenizer),
+            (Section::Metadata, contents.metadata.as_bytes()),
+        ]);
+        let sections: Vec<SectionData> = data
+            .iter()
+            .map(|&(section, bytes)| SectionData { section, bytes })
+            .collect();
+        let image = format::encode(Kind::Model, &sections);
+        ModelFile::open(
+            Image::Owned(image),
+            Check::Header,
+            "<built in memory>".into(),
+        )
+    }
+
+    fn open(image: Image, check: Check, origin: PathBuf) -> Result<ModelFile> {
+        let bad = |reason| Error::BadModel {
+            path: origin.clone(),
+            reason,
+        };
+        // SAFETY: the bytes of an `Image` (a heap buffer or a read-only map) stay where they are
+        // when the image moves, and are never written after it is made. The image is stored in the
+        // returned `ModelFile` next to the views that borrow it, and those views are only handed
+        // out at the lifetime of `&ModelFile`.
+        let bytes: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(image.bytes().as_ptr(), image.bytes().len()) };
+        let sections = format::decode(bytes, Kind::Model, check).map_err(bad)?;
+        let params = array(bytes, &sections, Section::Params)
+            .and_then(Params::decode)
+            .map_err(bad)?;
+        let class_by_rank = class_by_rank(bytes, &sections, params.n_symbols).map_err(bad)?;
+        // SAFETY: as above: `class_by_rank` is moved into the `ModelFile` and never changed, and
+        // its heap buffer does not move with it.
+        let classes: &'static [u32] =
+            unsafe { std::slice::from_raw_parts(class_by_rank.as_ptr(), class_by_rank.len()) };
+        let views = Views::resolve(bytes, &sections, &params, classes, check).map_err(bad)?;
+        Ok(ModelFile {
+            views,
+            class_by_rank,
+            params,
+            sections,
+            image,
+            origin,
+        })
+    }
+
+    /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
+    pub fn verify(&self) -> Result<()> {
+        format::decode(self.as_bytes(), Kind::Model, Check::Full)
+            .and_then(|_| self.views.validate(&self.params))
+            .map_err(|reason| Error::BadModel {
+                path: self.origin.clone(),
+                reason,
+            })
+    }
+
+    /// Scalar parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The IGTree.
+    #[inline]
+    pub fn igtree(&self) -> TrieView<'_> {
+        self.views.igtree
+    }
+
+    /// The unpruned instance base, when the model stores one.
+    #[inline]
+    pub fn instance_base(&self) -> Option<InstanceBaseView<'_>> {
+        self.views.instance_base
+    }
+
+    /// Features in weight order.
+    pub fn feature_order(&self) -> &[u32] {
+        self.views.feature_order
+    }
+
+    /// The weights of the model's weighting, per feature.
+    pub fn weights(&self) -> &[f64] {
+        match self.params.weighting {
+            Weighting::GainRatio => self.views.gain_ratio,
+            Weighting::InfoGain => self.views.info_gain,
+        }
+    }
+
+    /// Both kinds of weights.
+    pub fn feature_weights(&self) -> FeatureWeights {
+        FeatureWeights {
+            info_gain: self.views.info_gain.to_vec(),
+            gain_ratio: self.views.gain_ratio.to_vec(),
+        }
+    }
+
+    /// Training frequency of every class.
+    pub fn class_counts(&self) -> &[u64] {
+        self.views.class_counts
+    }
+
+    /// Tie-break rank of every class.
+    pub fn class_rank(&self) -> &[u32] {
+        self.views.class_rank
+    }
+
+    /// Class id of every tie-break rank (the inverse of [`ModelFile::class_rank`]).
+    pub fn class_by_rank(&self) -> &[u32] {
+        &self.class_by_rank
+    }
+
+    /// The symbols.
+    pub fn symbols(&self) -> &Symbols<'_> {
+        &self.views.symbols
+    }
+
+    /// The training text's token ids and block lengths, when the model was trained to keep them.
+    pub fn training_tokens(&self) -> Option<(Ids<'_>, &[u64])> {
+        self.views.training_tokens
+    }
+
+    /// The opaque tokenizer blob (empty when the model has none).
+    pub fn tokenizer_blob(&self) -> &[u8] {
+        self.views.tokenizer
+    }
+
+    /// The opaque metadata JSON.
+    pub fn metadata(&self) -> &str {
+        self.views.metadata
+    }
+
+    /// Bytes of the image per part of [`SIZE_GROUPS`], then the rest ("other").
+    pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
+        let mut parts: Vec<(&'static str, usize)> = SIZE_GROUPS
+            .iter()
+            .map(|(name, sections)| (*name, sections.iter().map(|&s| self.sections.size(s)).sum()))
+            .collect();
+        let listed: usize = parts.iter().map(|p| p.1).sum();
+        parts.push(("other", self.as_bytes().len() - listed));
+        parts
+    }
+
+    /// The whole image, as [`ModelFile::save`] writes it.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.image.bytes()
+    }
+
+    /// Writes the model file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_atomic(path, self.as_bytes())
+    }
+}
+
+impl<'a> Views<'a> {
+    /// Resolves and checks (in time independent of the model's size, or in full with
+    /// [`Check::Full`]) every section's view.
+    fn resolve(
+        bytes: &'a [u8],
+        sections: &SectionTable,
+        params: &Params,
+        classes: &'a [u32],
+        check: Check,
+    ) -> std::result::Result<Views<'a>, String> {
+        let (w, n) = (params.width, params.n_symbols);
+        let feature_order: &[u32] = array(bytes, sections, Section::FeatureOrder)?;
+        let mut seen = vec![false; w];
+        if feature_order.len() != w
+            || feature_order
+                .iter()
+                .any(|&f| f as usize >= w || std::mem::replace(&mut seen[f as usize], true))
+        {
+            return Err("the feature order is not a permutation of the features".into());
+        }
+        let [info_gain, gain_ratio]: [&[f64]; 2] = [
+            array(bytes, sections, Section::InfoGain)?,
+            array(bytes, sections, Section::GainRatio)?,
+        ];
+        for (s, weights) in [
+            (Section::InfoGain, info_gain),
+            (Section::GainRatio, gain_ratio),
+        ] {
+            if weights.len() != w || weights.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(format!("the {s:?} weights are invalid"));
+            }
+        }
+        let class_counts: &[u64] = array(bytes, sections, Section::ClassCounts)?;
+        if class_counts.len() != n as usize {
+            return Err("class statistics do not match the symbol count".into());
+        }
+        let igtree = trie(bytes, sections, TrieSections::IGTREE, classes)?;
+        igtree.check_lengths(n)?;
+        let instance_base = match sections.contains(Section::BaseDistBytes) {
+            true => {
+                let trie = trie(bytes, sections, TrieSections::BASE, classes)?;
+                let base = InstanceBaseView {
+                    trie,
+                    tail_offsets: offsets(bytes, sections, TAIL_OFFSETS, trie.node_count())?,
+                    tail_values: ids(
+                        bytes,
+                        sections,
+                        Section::TailValues16,
+                        Section::TailValues32,
+                    )?,
+                };
+                base.check_lengths(n)?;
+                Some(base)
+            }
+            false => None,
+        };
+        let training_tokens = match params.token_ids {
+            true => read_tokens(bytes, sections)?,
+            false if sections.contains(Section::BlockLengths) => {
+                return Err("a symbol-table model cannot hold training tokens".into())
+            }
+            false => None,
+        };
+        let symbols = match params.token_ids {
+            true => Symbols::token_ids(n, params.pad),
+            false => Symbols::table(
+                n,
+                params.pad,
+                array(bytes, sections, Section::SymbolOffsets)?,
+                section(bytes, sections, Section::SymbolBytes)?,
+            )?,
+        };
+        let metadata = std::str::from_utf8(section(bytes, sections, Section::Metadata)?)
+            .map_err(|_| "the metadata is not UTF-8".to_string())?;
+        let views = Views {
+            igtree,
+            instance_base,
+            info_gain,
+            gain_ratio,
+            feature_order,
+            class_counts,
+            class_rank: array(bytes, sections, Section::ClassRank)?,
+            symbols,
+            training_tokens,
+            tokenizer: section(bytes, sections, Section::Tokenizer)?,
+            metadata,
+        };
+        if check == Check::Full {
+            views.validate(params)?;
+        }
+        Ok(views)
+    }
+
+    /// Every structural invariant of the tries and the training tokens (what [`Check::Full`] adds
+    /// to the checksums).
+    fn validate(&self, params: &Params) -> std::result::Result<(), String> {
+        if let Some(tokens) = self.training_tokens {
+            check_tokens(tokens, params.pad)?;
+        }
+        self.igtree.validate(params.n_symbols)?;
+        if let Some(base) = &self.instance_base {
+            base.validate(params.width, params.n_symbols)?;
+        }
+        Ok(())
+    }
+}
+
+/// The class of every tie-break rank, checking that the ClassRank section is a permutation.
+fn class_by_rank(
+    bytes: &[u8],
+    sections: &SectionTable,
+    n_symbols: u32,
+) -> std::result::Result<Vec<u32>, String> {
+    let rank: &[u32] = array(bytes, sections, Section::ClassRank)?;
+    if rank.len() != n_symbols as usize {
+        return Err("class statistics do not match the symbol count".into());
+    }
+    let mut class_by_rank = vec![u32::MAX; rank.len()];
+    for (class, &r) in rank.iter().enumerate() {
+        match class_by_rank.get_mut(r as usize) {
+            Some(slot) if *slot == u32::MAX => *slot = class as u32,
+            _ => return Err("the class ranks are not a permutation".into()),
+        }
+    }
+    Ok(class_by_rank)
+}
+
+fn section<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    s: Section,
+) -> std::result::Result<&'a [u8], String> {
+    Ok(&bytes[sections.get(s)?])
+}
+
+fn array<'a, T: bytemuck::Pod>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    s: Section,
+) -> std::result::Result<&'a [T], String> {
+    bytemuck::try_cast_slice(section(bytes, sections, s)?)
+        .map_err(|e| format!("the {s:?} section cannot be read: {e}"))
+}
+
+fn offsets<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    [records, exception_items, exception_lens]: [Section; 3],
+    items: usize,
+) -> std::result::Result<OffsetsView<'a>, String> {
+    Ok(OffsetsView {
+        records: array(bytes, sections, records)?,
+        items,
+        exception_items: array(bytes, sections, exception_items)?,
+        exception_lens: array(bytes, sections, exception_lens)?,
+    })
+}
+
+/// The one of two sections (u16 or u32 ids) that the file holds.
+fn ids<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    s16: Section,
+    s32: Section,
+) -> std::result::Result<Ids<'a>, String> {
+    match (array(bytes, sections, s16), array(bytes, sections, s32)) {
+        (Ok(v), Err(_)) => Ok(Ids::U16(v)),
+        (Err(_), Ok(v)) => Ok(Ids::U32(v)),
+        _ => Err(format!(
+            "the model must hold exactly one of {s16:?} and {s32:?}"
+        )),
+    }
+}
+
+fn trie<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    s: TrieSections,
+    classes: &'a [u32],
+) -> std::result::Result<TrieView<'a>, String> {
+    let labels = ids(bytes, sections, s.labels16, s.labels32)?;
+    Ok(TrieView {
+        labels,
+        children: offsets(bytes, sections, s.children, labels.len())?,
+        dist_offsets: offsets(bytes, sections, s.dist_offsets, labels.len())?,
+        dist_bytes: section(bytes, sections, s.dist_bytes)?,
+        classes,
+        total_nodes: array(bytes, sections, s.totals[0])?,
+        total_counts: array(bytes, sections, s.totals[1])?,
+    })
+}
+
+/// The sections of one stored trie.
+fn trie_sections(trie: &EncodedTrie, s: TrieSections) -> Vec<(Section, &[u8])> {
+    let mut out = vec![match &trie.labels {
+        IdVec::U16(v) => (s.labels16, bytemuck::cast_slice(&v[..])),
+        IdVec::U32(v) => (s.labels32, bytemuck::cast_slice(&v[..])),
+    }];
+    out.extend(offset_sections(&trie.children, s.children));
+    out.extend(offset_sections(&trie.dist_offsets, s.dist_offsets));
+    out.push((s.dist_bytes, &trie.dist_bytes[..]));
+    out.push((s.totals[0], bytemuck::cast_slice(&trie.total_nodes)));
+    out.push((s.totals[1], bytemuck::cast_slice(&trie.total_counts)));
+    out
+}
+
+/// The three sections of one set of packed offsets.
+fn offset_sections(o: &PackedOffsets, sections: [Section; 3]) -> [(Section, &[u8]); 3] {
+    let [records, items, lengths] = sections;
+    [
+        (records, bytemuck::cast_slice(&o.records)),
+        (items, bytemuck::cast_slice(&o.exception_items)),
+        (lengths, bytemuck::cast_slice(&o.exception_lens)),
+    ]
+}
