@@ -54,7 +54,7 @@ def test_greedy_text_equals_decoding_everything_again(model16, prompt, stops):
     assert all(pieces)
 
 
-@pytest.mark.parametrize("prompt", ["The café", "Then 🦀", "ate ラーメン", "Zoë", "said"])
+@pytest.mark.parametrize("prompt", ["The café", "Then 🦀", "ate ラーメン", "Zoë", "met at the", "said Zoë."])
 def test_characters_split_over_tokens_come_whole(multibyte_model, prompt):
     expected, generated = reference(multibyte_model, prompt, 120)
     decode = multibyte_model.decode
@@ -93,7 +93,9 @@ def word_piece() -> Tokenizer:
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator([TRAIN_TEXT.read_text()], trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[UNK]"]))
+    tok.train_from_iterator(
+        [TRAIN_TEXT.read_text()], trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[UNK]"])
+    )
     return tok
 
 

@@ -15,10 +15,10 @@ from memlm.errors import MemlmError
 from conftest import TRAIN_TEXT, run_cli
 
 BAD_OPTIONS = [
-    (dict(weighting="foo"), "foo"),
+    (dict(weighting="foo"), 'unknown weighting "foo"'),
     (dict(width=0), "width must be between 1 and 64"),
     (dict(width=65), "width must be between 1 and 64"),
-    (dict(algorithms="igtree,nearest"), "nearest"),
+    (dict(algorithms="igtree,nearest"), 'unknown algorithm "nearest"'),
     (dict(memory=0), "memory must be a positive"),
     (dict(memory=-(1 << 30)), "memory must be a positive"),
 ]
@@ -41,9 +41,9 @@ def test_merge_checks_its_options_first(tmp_path, options, message):
 
 
 def test_train_instances_checks_its_options_first(tmp_path):
-    with pytest.raises(MemlmError, match="foo"):
+    with pytest.raises(MemlmError, match='unknown weighting "foo"'):
         memlm.train_instances(tmp_path / "missing.txt", weighting="foo")
-    with pytest.raises(MemlmError, match="nearest"):
+    with pytest.raises(MemlmError, match='unknown algorithm "nearest"'):
         memlm.train_instances(tmp_path / "missing.txt", algorithms=["nearest"])
 
 
@@ -59,24 +59,32 @@ def bad_outputs(tmp_path):
     ]
 
 
+def writes_to(output, missing_corpus, missing_shard, heard):
+    """Every call that writes ``output``, given inputs that must not be read first."""
+
+    def progress(*report):
+        heard.append(report)
+
+    return [
+        lambda: memlm.train(TRAIN_TEXT, width=3, output=output, progress=progress),
+        lambda: memlm.train(missing_corpus, output=output),
+        lambda: memlm.make_shard(TRAIN_TEXT, output, progress=progress),
+        lambda: memlm.make_shard(missing_corpus, output),
+        lambda: memlm.merge([missing_shard], width=4, output=output),
+        lambda: memlm.merge_shards([missing_shard], output),
+        lambda: memlm.train_instances(missing_corpus, output=output),
+    ]
+
+
 def test_outputs_are_checked_before_any_input_is_read(tmp_path):
     missing_corpus, missing_shard = tmp_path / "missing_corpus.txt", tmp_path / "missing.shard"
+    heard = []
     for output, named, error in bad_outputs(tmp_path):
-        calls = []
-        attempts = [
-            lambda: memlm.train(TRAIN_TEXT, width=3, output=output, progress=lambda *r: calls.append(r)),
-            lambda: memlm.train(missing_corpus, output=output),
-            lambda: memlm.make_shard(TRAIN_TEXT, output, progress=lambda *r: calls.append(r)),
-            lambda: memlm.make_shard(missing_corpus, output),
-            lambda: memlm.merge([missing_shard], width=4, output=output),
-            lambda: memlm.merge_shards([missing_shard], output),
-            lambda: memlm.train_instances(missing_corpus, output=output),
-        ]
-        for attempt in attempts:
+        for attempt in writes_to(output, missing_corpus, missing_shard, heard):
             with pytest.raises(error) as caught:
                 attempt()
             assert caught.value.filename == str(named)
-        assert calls == []
+    assert heard == []
     # A temporary folder for the build's partitions must exist too.
     with pytest.raises(FileNotFoundError) as caught:
         memlm.train(missing_corpus, memory=1 << 30, temp_dir=tmp_path / "no_temp")
@@ -101,13 +109,13 @@ def test_the_command_line_checks_first(tmp_path):
     missing = tmp_path / "missing_corpus.txt"
     cases = [
         (("train", missing, "--width", 0, "-o", tmp_path / "m.memlm"), "width must be between 1 and 64"),
-        (("train", missing, "--weighting", "foo", "-o", tmp_path / "m.memlm"), "foo"),
+        (("train", missing, "--weighting", "foo", "-o", tmp_path / "m.memlm"), 'unknown weighting "foo"'),
         (("train", missing, "-o", tmp_path / "nowhere" / "m.memlm"), "nowhere"),
         (("train", missing, "--shard", "-o", tmp_path / "nowhere" / "m.shard"), "nowhere"),
         (("merge", tmp_path / "missing.shard", "-o", tmp_path / "nowhere" / "m.memlm"), "nowhere"),
         (("instances", missing, "--width", 65, "-o", tmp_path / "i.txt"), "width must be between 1 and 64"),
         (("instances", missing, "-o", tmp_path / "nowhere" / "i.txt"), "nowhere"),
-        (("train", "--instances", missing, "--algorithms", "x", "-o", tmp_path / "m.memlm"), "x"),
+        (("train", "--instances", missing, "--algorithms", "x", "-o", tmp_path / "m.memlm"), 'unknown algorithm "x"'),
     ]
     for args, message in cases:
         proc = run_cli(*args, check=False)
