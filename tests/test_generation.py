@@ -1,6 +1,7 @@
 """Generation: the core's loop, incremental decoding and stop strings give exactly the text of the plain
 method (predict the next token, decode everything generated so far, cut at the first stop string)."""
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -170,6 +171,7 @@ def test_sampling_is_reproducible_with_a_seed(model16):
         assert model16.generate("It was", seed=seed, **kwargs) == text
         assert "".join(model16.stream("It was", seed=seed, **kwargs)) == text
     assert len(set(runs.values())) > 1
+    assert model16.generate("It was", seed=np.uint64(3), **kwargs) == runs[3]
     # A sampled generation picks among the top_k classes of every context: with top_k=1, greedy.
     greedy = model16.generate("It was", max_new_tokens=60)
     assert model16.generate("It was", max_new_tokens=60, do_sample=True, top_k=1, seed=9) == greedy
@@ -196,6 +198,10 @@ def test_bad_generation_arguments_fail_at_the_call(model4):
         dict(do_sample=True, top_k=-1),
         dict(algorithm="nearest"),
         dict(stop=[1]),
+        dict(do_sample=True, seed=-1),
+        dict(do_sample=True, seed=1 << 64),
+        dict(do_sample=True, seed=1.5),
+        dict(max_new_tokens=2.0),
     ]:
         with pytest.raises(MemlmError):
             model4.stream("x", **bad)

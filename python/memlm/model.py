@@ -7,6 +7,7 @@ here; evaluation, the command line and the benchmarks go through :class:`Model`.
 from __future__ import annotations
 
 import json
+import numbers
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -418,13 +419,22 @@ class Model:
         decay: float,
         streaming: bool,
     ) -> Iterator[str]:
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        if not _whole(max_new_tokens) or max_new_tokens < 0:
             raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+        if seed is not None and (not _whole(seed) or not 0 <= seed < 1 << 64):
+            raise MemlmError(f"seed must be None or a whole number in [0, 2**64), got {seed!r}")
         sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
         query = self._query(top_k if do_sample else 1, algorithm, k, vote, decay)
         stops = stop_list(stop)
-        generation = self._core.generation(self.encode(prompt), max_new_tokens, query, sampling, seed)
+        generation = self._core.generation(
+            self.encode(prompt), int(max_new_tokens), query, sampling, None if seed is None else int(seed)
+        )
         decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
         chunks = chunk_sizes(*(STREAM_CHUNKS if streaming else GENERATE_CHUNKS))
         return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
+
+
+def _whole(value) -> bool:
+    """Whether ``value`` is a whole number (a Python or numpy integer, not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
