@@ -123,3 +123,16 @@ def test_the_command_line_checks_first(tmp_path):
         assert message in proc.stderr and "missing_corpus" not in proc.stderr, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_evaluation_checks_the_classifier_first(model4, tmp_path):
+    from memlm.evaluation import evaluate
+
+    missing = tmp_path / "missing_test.txt"
+    with pytest.raises(MemlmError, match="instance base"):
+        evaluate(model4, [missing], algorithm="tribl2")
+    with pytest.raises(MemlmError, match="k must be at least 1"):
+        evaluate(model4, [missing], algorithm="igtree", k=0)
+    with pytest.raises(MemlmError, match='unknown vote "x"'):
+        model4.check_query("igtree", vote="x")
+    model4.check_query("igtree", k=3, vote="inverse_distance")

@@ -30,6 +30,7 @@ def evaluate(
 ) -> dict:
     """Top-1 and top-5 accuracy of ``algorithm`` (``knn``: ``k``, ``vote``, ``decay`` as in
     :meth:`memlm.Model.predict`), perplexity, tokens per second of the classification and peak memory."""
+    model.check_query(algorithm, **knn)  # before the text is read
     contexts, targets = model.windows(read_blocks(sources, text_field=text_field, errors=errors))
     start = time.perf_counter()
     classes, _, _, _ = model.predict_batch(contexts, top_k=5, algorithm=algorithm, **knn)

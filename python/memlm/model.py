@@ -263,6 +263,12 @@ class Model:
         tokens = [strings.get(c) or self.token_string(c) for c in classes]
         return Prediction(classes, tokens, votes, [v / total for v in votes], answer.depth, answer.distance)
 
+    def check_query(self, algorithm: str = "igtree", k: int = 1, vote: str = "majority", decay: float = 1.0) -> None:
+        """Raises :class:`MemlmError` unless the model can answer with these arguments (as in :meth:`predict`):
+        known names, valid numbers, and the instance base stored for a k-NN algorithm."""
+        query = self._query(1, algorithm, k, vote, decay)
+        self._core.answer_batch(np.zeros((0, self._width), dtype=np.uint32), query)
+
     def predict_batch(
         self,
         contexts: np.ndarray,
