@@ -136,3 +136,9 @@ def test_evaluation_checks_the_classifier_first(model4, tmp_path):
     with pytest.raises(MemlmError, match='unknown vote "x"'):
         model4.check_query("igtree", vote="x")
     model4.check_query("igtree", k=3, vote="inverse_distance")
+
+
+def test_classification_checks_its_output_first(model4, tmp_path):
+    with pytest.raises(FileNotFoundError) as caught:
+        model4.classify_file(tmp_path / "missing_instances.txt", tmp_path / "nowhere" / "out.txt")
+    assert caught.value.filename == str(tmp_path / "nowhere")

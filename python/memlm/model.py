@@ -17,6 +17,7 @@ import numpy as np
 
 from memlm import _core
 from memlm._core import CoreModel, Query, Sampling
+from memlm.checks import output_file
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, TokenizerMismatchError
 from memlm.generation import (
@@ -328,7 +329,8 @@ class Model:
         ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
         ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
         query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
-        return self._core.classify_file(Path(instances), None if output is None else Path(output), distribution, query)
+        output = None if output is None else output_file(output)
+        return self._core.classify_file(Path(instances), output, distribution, query)
 
     # -- scoring ----------------------------------------------------------------------------------
 
