@@ -57,7 +57,7 @@ def writable_folder(folder: str | Path) -> Path:
             pass
     except OSError as e:
         reason = f"cannot write in this folder ({e.strerror})"
-        raise PermissionError(e.errno or errno.EACCES, reason, str(folder)) from None
+        raise PermissionError(errno.EACCES, reason, str(folder)) from None
     return folder
 
 
