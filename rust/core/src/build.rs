@@ -1,14 +1,15 @@
-//! Sort-based construction of the context trie, level by level, and IGTree pruning, in partitions that
-//! fit a memory budget.
+//! Sort-based construction of the context trie, level by level, and IGTree pruning, in partitions
+//! that fit a memory budget.
 //!
 //! The instance ids are kept in one array. Every node owns a contiguous range of it; expanding a node
 //! sorts its range by the next feature (in weight order) and cuts it into runs of equal value, which
 //! become its children. No per-instance insertion and no per-node allocation.
 //!
 //! The subtrees below the root's children are independent, so the builder cuts the first feature's
-//! values into ranges (partitions) whose instances fit the memory budget, builds each partition's levels on
-//! its own, spills them to a temporary file when there is more than one partition, and assembles the
-//! levels breadth-first at the end: the result is the same trie, byte for byte, whatever the budget.
+//! values into ranges (partitions) whose instances fit the memory budget, builds each partition's
+//! levels on its own, spills them to a temporary file when there is more than one partition, and
+//! assembles the levels breadth-first at the end: the result is the same trie, byte for byte,
+//! whatever the budget. (Not to be confused with shards, [`crate::shard`]: tokenised corpora.)
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -22,8 +23,8 @@ use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
 use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 
-/// Working memory per instance of a partition while its levels are built: the id (4 bytes), its sort key
-/// (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
+/// Working memory per instance of a partition while its levels are built: the id (4 bytes), its sort
+/// key (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
 pub const BUILD_BYTES_PER_INSTANCE: u64 = 48;
 
 /// Reports progress: (phase, done, total).
@@ -312,7 +313,8 @@ fn partition_ranges<I: Instances + ?Sized>(
     ranges
 }
 
-/// Builds a trie (and, for the instance base, its tails) in partitions that fit `options.partition_memory`.
+/// Builds a trie (and, for the instance base, its tails) in partitions that fit
+/// `options.partition_memory`.
 fn build<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],

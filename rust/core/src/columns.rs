@@ -1,8 +1,8 @@
 //! TiMBL's column format: `f1 f2 ... fW class` per line, whitespace separated, `_` for padding.
 //!
 //! Reading a training file, writing one from token windows, and classifying a test file with
-//! TiMBL's output layout (`-o`: the instance followed by the predicted class, optionally the
-//! distribution in braces) and totals.
+//! TiMBL's output layout (`-o`: the instance followed by the predicted class, optionally every
+//! class's votes in braces) and totals.
 
 use std::collections::HashMap;
 use std::fs::File;

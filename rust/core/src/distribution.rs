@@ -1,10 +1,12 @@
-//! Class distributions as byte runs. Entries come most frequent first (ties: better tie-break rank
-//! first), so the first entry is the node's default. Classes are stored by their tie-break rank
-//! ([`crate::classes::ClassStats::rank`]), which numbers frequent classes low, as a gap: the rank minus
-//! the previous entry's rank minus one (the rank itself for the first entry, and after a change of
-//! count). Per entry one LEB128 varint `gap << 1 | new_count`; when `new_count` is set, the count
-//! follows as a second varint. The count is implied when it equals the previous entry's, or is 1 for
-//! the first entry: most entries (counts of 1, frequent classes) take one or two bytes.
+//! The encoding of class distributions (a node's (class, count) entries) as byte runs.
+//!
+//! Entries come most frequent first (ties: better tie-break rank first), so the first entry is the
+//! node's default. Classes are stored by their tie-break rank ([`crate::classes::ClassStats::rank`]),
+//! which numbers frequent classes low, as a gap: the rank minus the previous entry's rank minus one
+//! (the rank itself for the first entry, and after a change of count). Per entry one LEB128 varint
+//! `gap << 1 | new_count`; when `new_count` is set, the count follows as a second varint. The count
+//! is implied when it equals the previous entry's, or is 1 for the first entry: most entries (counts
+//! of 1, frequent classes) take one or two bytes.
 
 /// Appends LEB128 `value`.
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -145,6 +147,40 @@ impl<'a> Entries<'a> {
         }
     }
 
+    /// The sum of the counts of the entries not read yet, decoding neither their classes nor
+    /// checking them (malformed bytes give a wrong sum, never a panic).
+    pub fn count_sum(self) -> u64 {
+        let bytes = self.bytes;
+        let mut count = self.previous.count as u64;
+        let mut total = 0u64;
+        let mut at = 0;
+        while let Some(&head) = bytes.get(at) {
+            // The gap's varint: only its lowest bit (new count) matters.
+            at += 1;
+            while bytes.get(at - 1).is_some_and(|&b| b & 0x80 != 0) {
+                at += 1;
+            }
+            if head & 1 == 1 {
+                let mut value = 0u64;
+                let mut shift = 0;
+                loop {
+                    let Some(&b) = bytes.get(at) else {
+                        return total;
+                    };
+                    at += 1;
+                    value |= ((b & 0x7f) as u64) << (shift & 63);
+                    shift += 7;
+                    if b & 0x80 == 0 {
+                        break;
+                    }
+                }
+                count = value;
+            }
+            total = total.wrapping_add(count);
+        }
+        total
+    }
+
     /// Checks that the bytes are whole, non-empty, sorted entries with classes in the table.
     pub(crate) fn validate(mut self) -> Result<(), String> {
         if self.bytes.is_empty() {
@@ -196,6 +232,31 @@ mod tests {
         Entries::new(&bytes, &classes).validate().unwrap();
         // Cut inside the first count (u32::MAX takes five bytes).
         assert!(Entries::new(&bytes[..3], &classes).validate().is_err());
+    }
+
+    #[test]
+    fn count_sums_skip_the_classes() {
+        let classes: Vec<u32> = (0..70_000).collect();
+        let entries = [
+            (3u32, 1_000_000),
+            (1, 300),
+            (200, 300),
+            (0, 2),
+            (20_000, 2),
+            (4, 1),
+            (60_000, 1),
+        ];
+        let bytes = encode(&entries);
+        for read in 0..=entries.len() {
+            let mut rest = Entries::new(&bytes, &classes);
+            let first: u64 = rest.by_ref().take(read).map(|e| e.1 as u64).sum();
+            let all: u64 = entries.iter().map(|e| e.1 as u64).sum();
+            assert_eq!(first + rest.count_sum(), all, "after {read} entries");
+        }
+        // Cut bytes give some sum, not a panic.
+        for len in 0..bytes.len() {
+            let _ = Entries::new(&bytes[..len], &classes).count_sum();
+        }
     }
 
     #[test]

@@ -57,7 +57,7 @@ const TABLE_ENTRY: usize = 32;
 const HEADER: usize = 16;
 const CHECKSUM: usize = 8;
 
-/// How much of a model image [`decode`] checks.
+/// How much of an image is checked when it is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
     /// Header, section table and the small sections: cost independent of the model's size.

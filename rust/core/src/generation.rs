@@ -368,6 +368,71 @@ mod tests {
     }
 
     #[test]
+    fn greedy_generation_takes_the_answer_s_first_class() {
+        let model = crate::training::test_model(3, true);
+        for algorithm in ["igtree", "tribl2"] {
+            let query = Query::parse(algorithm, 1, "majority", 1.0, 5).unwrap();
+            let mut generation =
+                Generation::new(&model, &[4, 5], 40, &query, Sampling::GREEDY, None).unwrap();
+            let ids = generation.next_ids(&model, 100).unwrap();
+            assert_eq!((ids.len(), generation.remaining()), (40, 0));
+            assert_eq!(generation.next_ids(&model, 5).unwrap(), vec![]);
+            let mut so_far = vec![4, 5];
+            for &id in &ids {
+                let answer = model.answer(&model.context(&so_far), &query).unwrap();
+                assert_eq!(id, answer.classes[0]);
+                so_far.push(id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_sampled_ids() {
+        let model = crate::training::test_model(3, false);
+        let query = Query::igtree(1);
+        let run = |seed: Option<u64>, sampling: Sampling| {
+            let mut g = Generation::new(&model, &[1], 300, &query, sampling, seed).unwrap();
+            let mut ids = g.next_ids(&model, 7).unwrap();
+            ids.extend(g.next_ids(&model, 1000).unwrap());
+            ids
+        };
+        let sampled = sampling(1.0, 0, 1.0);
+        let a = run(Some(42), sampled);
+        assert_eq!(a.len(), 300);
+        assert_eq!(a, run(Some(42), sampled));
+        assert_ne!(a, run(Some(43), sampled));
+        assert_ne!(run(None, sampled), run(None, sampled));
+        // Sampling from the top 1 class is greedy.
+        let greedy = run(Some(1), Sampling::GREEDY);
+        assert_eq!(run(Some(2), sampling(1.0, 1, 1.0)), greedy);
+        // Every sampled id is one of the classes the context's answer lists.
+        let mut so_far = vec![1];
+        for &id in &a {
+            let answer = model
+                .answer(&model.context(&so_far), &Query::igtree(0))
+                .unwrap();
+            assert!(answer.classes.contains(&id));
+            so_far.push(id);
+        }
+    }
+
+    #[test]
+    fn a_generation_checks_its_prompt_and_classifier() {
+        let model = crate::training::test_model(3, false);
+        let query = Query::igtree(1);
+        assert!(Generation::new(&model, &[99], 5, &query, Sampling::GREEDY, None).is_err());
+        assert!(
+            Generation::new(&model, &[crate::UNKNOWN], 5, &query, Sampling::GREEDY, None).is_ok()
+        );
+        let ib1 = Query::parse("ib1", 1, "majority", 1.0, 1).unwrap();
+        let err = Generation::new(&model, &[1], 5, &ib1, Sampling::GREEDY, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("instance base"), "{err}");
+    }
+
+    #[test]
     fn sampling_arguments_are_checked() {
         for (temperature, top_k, top_p, message) in [
             (0.0, 50, 1.0, "temperature"),

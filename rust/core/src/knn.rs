@@ -2,6 +2,12 @@
 //! instances) and TRIBL2 (trie descent, then IB1 below the last matched node), as in TiMBL `-a0` and
 //! `-a4`, made fast by branch and bound: features are visited in weight order, the matching arc first,
 //! and a branch is cut as soon as its partial distance exceeds the current k-th nearest distance.
+//!
+//! The rules, TiMBL's: the distance of two instances is the summed weight of the features where they
+//! differ (weighted overlap); `k` counts nearest *distances*, and every instance at one of them votes
+//! with its class ([`Vote`] weighs it by its distance); a tie for the top is decided by one more
+//! distance (k + 1) when that has a single winner, else by the global tie-break rank of the classes
+//! ([`crate::classes`]).
 
 use crate::error::Error;
 use crate::ids::Ids;

@@ -1,9 +1,25 @@
-//! memlm core: a memory-based language model.
+//! memlm core: a memory-based language model (TiMBL's IGTree, TRIBL2 and IB1 over a trie of every
+//! training context).
 //!
-//! Token ids go in as blocks ([`instances::TokenWindows`]) or as TiMBL column files ([`columns`]);
-//! [`weights`] computes information gain and gain ratio per context position; [`build`] builds the
-//! IGTree, stored compactly ([`trie`], [`offsets`], [`distribution`]); [`model::Model`] stores it in one checksummed, memory-mappable
-//! file ([`format`]) and answers queries.
+//! Where things live:
+//! - Instances and windowing: [`instances`] (token blocks as instances, the padding rule, a query's
+//!   [`instances::Context`]) and [`columns`] (TiMBL column files: reading, writing, classifying).
+//! - Symbols: [`vocabulary`] (token ids or a symbol table, the padding and unknown ids).
+//! - Training: [`training`] runs the pipeline: class statistics and tie-break ranks ([`classes`]),
+//!   feature weights and order ([`weights`]), the tries ([`build`]), the file ([`model_file`]).
+//! - Storage: the trie's compact form ([`trie`], with [`offsets`], the encoded class distributions
+//!   of [`distribution`] and the id arrays of [`ids`]); the checksummed container ([`mod@format`]);
+//!   the model file on top of it ([`model_file`]); tokenised corpora ([`shard`]); atomic writes
+//!   ([`atomic`]).
+//! - Queries: [`model::Model`] (contexts, IGTree descent, scoring), the classifiers' answers
+//!   ([`query`], with the k-NN search of [`knn`]), probabilities for perplexity ([`scoring`]),
+//!   generation ([`generation`]).
+//!
+//! Words with one meaning each: a node's *class distribution* is its (class, count) entries; an
+//! answer's *votes* are what a classifier gives its classes (an IGTree node's counts, or the
+//! neighbours' weighted counts), a vote's *share* is the vote over the total; *probabilities* are
+//! the smoothed scoring distribution; a *shard* is a tokenised corpus file; a *partition* is a
+//! subtree range the memory-capped build spills.
 
 pub mod atomic;
 pub mod build;
@@ -30,7 +46,7 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use generation::{Generation, Sampling};
 pub use ids::{IdVec, Ids};
-pub use instances::{InstanceTable, Instances, TokenWindows};
+pub use instances::{Context, InstanceTable, Instances, TokenWindows, MAX_WIDTH};
 pub use knn::{KnnOptions, Neighbourhood, Vote};
 pub use model::{Match, Model};
 pub use model_file::{ModelFile, Params};

@@ -282,3 +282,36 @@ impl Model {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::training::test_model;
+    use crate::vocabulary::UNKNOWN;
+
+    #[test]
+    fn unknown_and_unseen_targets_score_like_an_unseen_class_and_are_oov() {
+        let model = test_model(3, false);
+        let n = model.params().n_symbols;
+        let counts = model.file().class_counts();
+        let unseen = (0..n)
+            .find(|&c| counts[c as usize] == 0)
+            .expect("padding is no class");
+        for prefix in [&[1u32, 2, 3][..], &[], &[UNKNOWN, 4]] {
+            let context = model.context(prefix);
+            let floor = model.score(&context, unseen).unwrap();
+            assert!(floor.oov && floor.log10.is_finite() && floor.log10 < 0.0);
+            for target in [UNKNOWN, n, n + 7] {
+                assert_eq!(model.score(&context, target).unwrap(), floor);
+            }
+            let seen = model.score(&context, 1).unwrap();
+            assert!(!seen.oov && seen.log10 > floor.log10);
+            let p = model.probabilities(&context).unwrap();
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert!((p[1].log10() - seen.log10).abs() < 1e-9);
+        }
+        let contexts: Vec<u32> = [[1, 2, 3], [0, 0, 0]].concat();
+        let scores = model.score_batch(&contexts, &[UNKNOWN, 1]).unwrap();
+        assert_eq!(scores.oov, vec![true, false]);
+        assert!(model.score_batch(&contexts, &[1]).is_err());
+    }
+}

@@ -17,7 +17,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::instances::MAX_WIDTH;
 use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
-use crate::model::Model;
+use crate::model::{Match, Model};
+use crate::trie::TrieView;
 
 /// The classifiers a model can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,30 +252,51 @@ impl Model {
         let columns = query.top_k.max(1);
         let mut classes = vec![-1i64; rows * columns];
         let mut votes = vec![0f64; rows * columns];
-        let summaries: Vec<Summary> = contexts
+        let mut totals = vec![0f64; rows];
+        let mut depths = vec![0u32; rows];
+        let mut distances = vec![0f64; rows];
+        // IGTree: all descents first, then the nodes' classes (each pass keeps its part of the
+        // model in cache).
+        let trie = self.trie();
+        let matches: Vec<Match> = match base {
+            None => contexts
+                .par_chunks(self.width())
+                .with_min_len(query.algorithm.batch_min_len())
+                .map(|context| self.descend(&trie, context))
+                .collect(),
+            Some(_) => Vec::new(),
+        };
+        contexts
             .par_chunks(self.width())
-            .zip(
-                classes
-                    .par_chunks_mut(columns)
-                    .zip(votes.par_chunks_mut(columns)),
-            )
+            .zip(classes.par_chunks_mut(columns))
+            .zip(votes.par_chunks_mut(columns))
+            .zip(totals.par_iter_mut())
+            .zip(depths.par_iter_mut())
+            .zip(distances.par_iter_mut())
+            .enumerate()
             .with_min_len(query.algorithm.batch_min_len())
-            .map(|(context, (classes, votes))| {
-                let mut j = 0;
-                self.answer_with(context, query, columns, base.as_ref(), |class, vote| {
-                    classes[j] = class as i64;
-                    votes[j] = vote;
-                    j += 1;
-                })
-            })
-            .collect();
+            .for_each(
+                |(r, (((((context, classes), votes), total), depth), distance))| {
+                    let mut j = 0;
+                    let emit = |c, v| {
+                        classes[j] = c as i64;
+                        votes[j] = v;
+                        j += 1;
+                    };
+                    let summary = match base {
+                        None => self.igtree_answer(&trie, matches[r], columns, emit),
+                        Some(base) => self.knn_answer(context, query, columns, &base, emit),
+                    };
+                    (*total, *depth, *distance) = (summary.total, summary.depth, summary.distance);
+                },
+            );
         Ok(AnswerBatch {
             columns,
             classes,
             votes,
-            totals: summaries.iter().map(|s| s.total).collect(),
-            depths: summaries.iter().map(|s| s.depth).collect(),
-            distances: summaries.iter().map(|s| s.distance).collect(),
+            totals,
+            depths,
+            distances,
         })
     }
 
@@ -305,18 +327,44 @@ impl Model {
         query: &Query,
         limit: usize,
         base: Option<&InstanceBaseView>,
+        emit: impl FnMut(u32, f64),
+    ) -> Summary {
+        match base {
+            None => {
+                let trie = self.trie();
+                self.igtree_answer(&trie, self.descend(&trie, context), limit, emit)
+            }
+            Some(base) => self.knn_answer(context, query, limit, base, emit),
+        }
+    }
+
+    /// IGTree: the matched node's class distribution, its counts as votes; the distance is the
+    /// summed weight of the unmatched features.
+    #[inline]
+    fn igtree_answer(
+        &self,
+        trie: &TrieView,
+        m: Match,
+        limit: usize,
         mut emit: impl FnMut(u32, f64),
     ) -> Summary {
-        let Some(base) = base else {
-            let trie = self.trie();
-            let m = self.descend(&trie, context);
-            let total = trie.top_classes(m.node, limit, |class, count| emit(class, count as f64));
-            return Summary {
-                total: total as f64,
-                depth: m.depth,
-                distance: self.distance(m.depth),
-            };
-        };
+        let total = trie.top_classes(m.node, limit, |class, count| emit(class, count as f64));
+        Summary {
+            total: total as f64,
+            depth: m.depth,
+            distance: self.distance(m.depth),
+        }
+    }
+
+    /// TRIBL2 and IB1: the k-NN search's votes.
+    fn knn_answer(
+        &self,
+        context: &[u32],
+        query: &Query,
+        limit: usize,
+        base: &InstanceBaseView,
+        mut emit: impl FnMut(u32, f64),
+    ) -> Summary {
         let mut ordered = [0u32; MAX_WIDTH];
         for (slot, &f) in ordered.iter_mut().zip(self.feature_order()) {
             *slot = context[f];
@@ -341,6 +389,127 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::training::test_model;
+    use crate::vocabulary::UNKNOWN;
+
+    /// Contexts of every kind: seen, partly seen, padded, unknown ids.
+    fn contexts(model: &Model) -> Vec<Vec<u32>> {
+        let mut out = vec![
+            vec![0, 1, 2],
+            vec![3],
+            vec![],
+            vec![UNKNOWN, 1],
+            vec![29, 29, 29],
+        ];
+        out.extend((0..40u32).map(|i| vec![i % 7, (i * 3) % 11, i % 5]));
+        out.iter().map(|p| model.context(p).to_vec()).collect()
+    }
+
+    #[test]
+    fn top_k_keeps_the_first_classes_of_the_whole_answer_for_every_algorithm() {
+        let model = test_model(3, true);
+        for algorithm in [Algorithm::IgTree, Algorithm::Tribl2, Algorithm::Ib1] {
+            for (k, vote) in [(1, Vote::Majority), (3, Vote::InverseDistance)] {
+                let query = Query::new(algorithm, k, vote, 0).unwrap();
+                for context in contexts(&model) {
+                    let all = model.answer(&context, &query).unwrap();
+                    assert!(!all.classes.is_empty());
+                    assert_eq!(all.classes.len(), all.votes.len());
+                    let sum: f64 = all.votes.iter().sum();
+                    assert!((all.total - sum).abs() <= 1e-9 * sum, "{algorithm}");
+                    for top_k in [1, 2, 5] {
+                        let some = model.answer(&context, &query.with_top_k(top_k)).unwrap();
+                        let kept = top_k.min(all.classes.len());
+                        assert_eq!(some.classes, all.classes[..kept]);
+                        assert_eq!(some.votes, all.votes[..kept]);
+                        assert_eq!(
+                            (some.total, some.depth, some.distance),
+                            (all.total, all.depth, all.distance)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn igtree_answer_is_the_matched_node_and_the_unmatched_weight() {
+        let model = test_model(3, false);
+        for context in contexts(&model) {
+            let m = model.igtree_match(&context).unwrap();
+            let answer = model.answer(&context, &Query::igtree(0)).unwrap();
+            let node: Vec<(u32, f64)> = model
+                .trie()
+                .distribution(m.node)
+                .map(|(c, n)| (c, n as f64))
+                .collect();
+            let got: Vec<(u32, f64)> = answer.classes.into_iter().zip(answer.votes).collect();
+            assert_eq!(got, node);
+            assert_eq!(answer.total, model.trie().total(m.node) as f64);
+            assert_eq!(
+                (answer.depth, answer.distance),
+                (m.depth, model.distance(m.depth))
+            );
+        }
+        // The unmatched weight: all of it at the root, none after a full match.
+        let weights: f64 = model.file().weights().iter().sum();
+        assert!((model.distance(0) - weights).abs() < 1e-12);
+        assert_eq!(model.distance(3), 0.0);
+    }
+
+    #[test]
+    fn batches_answer_like_single_contexts_padded_with_minus_one() {
+        let model = test_model(3, true);
+        let contexts = contexts(&model);
+        let flat: Vec<u32> = contexts.concat();
+        for algorithm in [Algorithm::IgTree, Algorithm::Tribl2, Algorithm::Ib1] {
+            for top_k in [0, 1, 4] {
+                let query = Query::new(algorithm, 2, Vote::Majority, top_k).unwrap();
+                let batch = model.answer_batch(&flat, &query).unwrap();
+                let answers = model.answers(&flat, &query).unwrap();
+                assert_eq!(batch.columns, top_k.max(1));
+                for (r, context) in contexts.iter().enumerate() {
+                    let one = model
+                        .answer(context, &query.with_top_k(batch.columns))
+                        .unwrap();
+                    let row = r * batch.columns..(r + 1) * batch.columns;
+                    let classes: Vec<i64> = one.classes.iter().map(|&c| c as i64).collect();
+                    let mut padded = classes.clone();
+                    padded.resize(batch.columns, -1);
+                    assert_eq!(batch.classes[row.clone()], padded[..]);
+                    assert_eq!(batch.votes[row][..one.votes.len()], one.votes[..]);
+                    assert_eq!(batch.totals[r], one.total);
+                    assert_eq!(
+                        (batch.depths[r], batch.distances[r]),
+                        (one.depth, one.distance)
+                    );
+                    assert_eq!(answers[r], model.answer(context, &query).unwrap());
+                }
+            }
+        }
+        assert_eq!(
+            model
+                .answer_batch(&[], &Query::igtree(3))
+                .unwrap()
+                .totals
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn knn_without_the_instance_base_is_a_clear_error() {
+        let model = test_model(3, false);
+        let context = model.context(&[1, 2]);
+        for algorithm in [Algorithm::Tribl2, Algorithm::Ib1] {
+            let query = Query::new(algorithm, 1, Vote::Majority, 1).unwrap();
+            let err = model.answer(&context, &query).unwrap_err().to_string();
+            assert!(err.contains("needs the instance base"), "{err}");
+            assert!(model.answer_batch(&context, &query).is_err());
+        }
+        assert!(model.answer(&[1, 2], &Query::igtree(1)).is_err());
+        assert!(model.answer(&[1, 2, 31], &Query::igtree(1)).is_err());
+    }
 
     #[test]
     fn names_round_trip_and_unknown_names_list_the_choices() {

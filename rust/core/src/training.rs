@@ -215,6 +215,35 @@ pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) 
     Model::train(file.table, spec)
 }
 
+/// A small token model for the unit tests of the query path: 2,000 tokens below 30 in blocks.
+#[cfg(test)]
+pub(crate) fn test_model(width: usize, instance_base: bool) -> Model {
+    let mut state = 7u64;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let tokens: Vec<u32> = (0..2000).map(|_| (next() % 30).min(next() % 30)).collect();
+    let options = TrainOptions {
+        width,
+        instance_base,
+        ..TrainOptions::default()
+    };
+    train_tokens(
+        IdVec::U32(tokens),
+        &[500, 700, 800],
+        30,
+        b"",
+        "{}",
+        &options,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,8 @@ impl EncodedTrie {
     }
 }
 
-/// Read access to a stored trie. Construct it only over validated arrays ([`TrieView::validate`]).
+/// Read access to a stored trie. Construct it only over validated arrays (the model file checks them
+/// when it opens).
 #[derive(Clone, Copy, Debug)]
 pub struct TrieView<'a> {
     pub labels: Ids<'a>,
@@ -136,11 +137,11 @@ impl<'a> TrieView<'a> {
             emit(class, count);
             kept += count as u64;
         }
-        stored.unwrap_or_else(|| kept + entries.map(|(_, c)| c as u64).sum::<u64>())
+        stored.unwrap_or_else(|| kept + entries.count_sum())
     }
 
     fn decoded_total(&self, n: u32) -> u64 {
-        self.distribution(n).map(|(_, c)| c as u64).sum()
+        self.distribution(n).count_sum()
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).

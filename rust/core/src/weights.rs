@@ -1,4 +1,6 @@
-//! Feature weights (information gain and gain ratio, as in the TiMBL manual) and the feature order.
+//! Feature weights (information gain and gain ratio, as in the TiMBL manual) and the feature order:
+//! features by descending weight of the model's [`Weighting`], a tie going to the feature nearer the
+//! target. The IGTree tests features in that order and the k-NN distance weighs mismatches by them.
 
 use rayon::prelude::*;
 
