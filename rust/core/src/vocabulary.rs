@@ -10,6 +10,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::error::{Error, Result};
+
 /// Symbol id that matches nothing: what an unknown symbol in a query maps to.
 pub const UNKNOWN: u32 = u32::MAX;
 
@@ -123,16 +125,19 @@ impl<'a> Symbols<'a> {
         self.pad
     }
 
-    /// The string of symbol `id` (a decimal token id, or `_` for padding, in token-id models), or
-    /// None when the model has no such id.
-    pub fn get(&self, id: u32) -> Option<Cow<'a, str>> {
+    /// The string of symbol `id` (a decimal token id, or `_` for padding, in token-id models); an
+    /// error when the model has no such id.
+    pub fn get(&self, id: u32) -> Result<Cow<'a, str>> {
         if id >= self.n_symbols {
-            return None;
+            return Err(Error::InvalidInput(format!(
+                "symbol id {id} is out of range (the model has {} symbols)",
+                self.n_symbols
+            )));
         }
         if id == self.pad {
-            return Some(PAD_SYMBOL.into());
+            return Ok(PAD_SYMBOL.into());
         }
-        Some(match self.table {
+        Ok(match self.table {
             None => id.to_string().into(),
             Some((offsets, text)) => {
                 text[offsets[id as usize] as usize..offsets[id as usize + 1] as usize].into()

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::convert::{prefix_tail, rows, token_arrays, token_ids};
-use crate::errors::{to_py, MemlmError};
+use crate::errors::to_py;
 use crate::generation::Generation;
 use crate::options::{Answer, Query, Sampling, TrainOptions};
 
@@ -203,12 +203,7 @@ impl CoreModel {
 
     /// The string of a symbol id.
     fn symbol(&self, id: u32) -> PyResult<String> {
-        match self.inner.symbols().get(id) {
-            Some(s) => Ok(s.into_owned()),
-            None => Err(MemlmError::new_err(format!(
-                "symbol id {id} is out of range"
-            ))),
-        }
+        Ok(self.inner.symbols().get(id).map_err(to_py)?.into_owned())
     }
 
     /// The id of a symbol string, or UNKNOWN.

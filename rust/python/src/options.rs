@@ -48,7 +48,7 @@ impl Query {
     }
     fn __repr__(&self) -> String {
         format!(
-            "Query(algorithm={:?}, k={}, vote={:?}, decay={}, top_k={})",
+            "Query(algorithm={:?}, k={}, vote={:?}, decay={:?}, top_k={})",
             self.algorithm(),
             self.k(),
             self.vote(),
@@ -89,7 +89,7 @@ impl From<memlm_core::Answer> for Answer {
 impl Answer {
     fn __repr__(&self) -> String {
         format!(
-            "Answer(classes={:?}, votes={:?}, total={}, depth={}, distance={})",
+            "Answer(classes={:?}, votes={:?}, total={:?}, depth={}, distance={:?})",
             self.classes, self.votes, self.total, self.depth, self.distance
         )
     }
@@ -138,13 +138,16 @@ impl TrainOptions {
         self.inner.temp_dir.clone()
     }
     fn __repr__(&self) -> String {
+        let temp_dir = match &self.inner.temp_dir {
+            Some(dir) => format!("{:?}", dir.display().to_string()),
+            None => "None".into(),
+        };
         format!(
-            "TrainOptions(width={}, weighting={:?}, instance_base={}, temp_dir={:?}, keep_tokens={})",
+            "TrainOptions(width={}, weighting={:?}, instance_base={}, temp_dir={temp_dir}, keep_tokens={})",
             self.inner.width,
             self.weighting(),
-            self.inner.instance_base,
-            self.inner.temp_dir,
-            self.inner.keep_tokens
+            py_bool(self.inner.instance_base),
+            py_bool(self.inner.keep_tokens)
         )
     }
 }
@@ -182,11 +185,20 @@ impl Sampling {
     }
     fn __repr__(&self) -> String {
         format!(
-            "Sampling(do_sample={}, temperature={}, top_k={}, top_p={})",
-            self.do_sample(),
+            "Sampling(do_sample={}, temperature={:?}, top_k={}, top_p={:?})",
+            py_bool(self.do_sample()),
             self.temperature(),
             self.top_k(),
             self.top_p()
         )
+    }
+}
+
+/// A bool as Python prints it.
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
     }
 }
