@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -13,9 +15,9 @@ import typer
 from rich.console import Console
 
 import memlm
-from memlm.checks import output_file, train_options
+from memlm.checks import not_an_input, output_file, train_options
 from memlm.corpus import iter_documents, read_blocks
-from memlm.errors import MemlmError
+from memlm.errors import CorpusError, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexity_of
@@ -35,15 +37,39 @@ def _status(name: str):
     return stderr.status(name) if stderr.is_terminal else nullcontext()
 
 
+#: Exit statuses besides 0: an error of the input or the system (one line on stderr), Ctrl-C, and a reader
+#: of the output that went away (``memlm score ... | head``): 128 + the signal, as the shell shows a tool
+#: that the signal ended. Usage errors (typer's) exit with 2.
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 @contextmanager
 def _clean_errors():
-    """Turns memlm's errors and file errors into one line on stderr and exit code 1."""
+    """Turns memlm's errors and file errors into one line on stderr and exit status 1; Ctrl-C into one line
+    and 130; a closed standard output (a pipe whose reader quit) into a quiet exit with 141."""
     try:
         yield
+        sys.stdout.flush()  # here, so that a closed pipe is noticed while it can still be handled
+    except BrokenPipeError:
+        _silence_stdout()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
+    except KeyboardInterrupt:
+        print("memlm: interrupted", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (MemlmError, OSError, ValueError) as e:
         message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
         print(f"memlm: error: {message}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _silence_stdout() -> None:
+    """Points standard output at /dev/null: what is still buffered for the closed pipe is dropped, rather
+    than raising again when Python flushes it at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _version(value: bool) -> None:
@@ -211,7 +237,7 @@ def generate(
     with _clean_errors():
         model = memlm.load(model_path)
         if prompt is None:
-            prompt = "" if sys.stdin.isatty() else sys.stdin.read().rstrip("\n")
+            prompt = "" if sys.stdin.isatty() else _read_stdin().rstrip("\n")
         pieces = model.stream(
             prompt,
             max_new_tokens=max_new_tokens,
@@ -234,6 +260,15 @@ def generate(
             sys.stdout.write("\n")
         else:
             print(prompt + "".join(pieces))
+
+
+def _read_stdin() -> str:
+    """Standard input as text: UTF-8, or a :class:`CorpusError` naming the offset of the first bad byte."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"<stdin>: invalid UTF-8 at byte offset {e.start}") from None
 
 
 @app.command()
@@ -349,7 +384,7 @@ def instances(
     """Write the instances of a corpus in TiMBL's column format (token ids, _ for padding)."""
     with _clean_errors():
         train_options(width=width)
-        output_file(output)
+        not_an_input(output_file(output), [*corpus, tokenizer])
         spec = TokenizerSpec.from_file(tokenizer)
         tokens, lengths = spec.encode_blocks(read_blocks(corpus, text_field=text_field, errors=errors))
         memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)

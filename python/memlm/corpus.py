@@ -5,16 +5,26 @@ and the context of its first tokens is padded rather than taken from the block b
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
 import json
 import re
+import stat
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from memlm.errors import CorpusError
 
 STDIN = "-"
+#: The first bytes of a gzip stream: such input is decompressed, whatever its name.
+GZIP_MAGIC = b"\x1f\x8b"
+#: What a corrupt or truncated gzip stream raises while it is read.
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
@@ -43,19 +53,71 @@ def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
         elif path.exists():
             yield path
         else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
+
+
+class _Input(io.RawIOBase):
+    """A binary input read once, from its start, counting the bytes read (for progress). The first bytes,
+    read to tell gzip from text, are given again before the rest: pipes, FIFOs and stdin need no seeking."""
+
+    def __init__(self, raw, head: bytes):
+        self._raw = raw
+        self._head = head
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+        else:
+            n = self._raw.readinto(buffer) or 0
+        self.count += n
+        return n
+
+
+def _read_head(raw, n: int) -> bytes:
+    """The first ``n`` bytes of a stream (fewer at its end); a pipe may give them in several reads."""
+    head = b""
+    while len(head) < n:
+        chunk = raw.read(n - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+@contextmanager
+def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
+    """(the decompressed bytes, the raw input) of a file, FIFO or stdin: gzip is recognised by its first
+    bytes (a ``.gz`` name whose content is not gzip is an error), read without seeking."""
+    name = "<stdin>" if source == STDIN else str(source)
+    raw = sys.stdin.buffer if source == STDIN else open(source, "rb", buffering=0)  # noqa: SIM115
+    try:
+        head = _read_head(raw, len(GZIP_MAGIC))
+        counted = _Input(raw, head)
+        stream = io.BufferedReader(counted, buffer_size=1 << 16)
+        if head == GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")
+        elif head and name.endswith(".gz"):
+            raise CorpusError(f"{name}: not a valid gzip file (it does not start with the gzip magic bytes)")
+        yield stream, counted
+    finally:
+        if source != STDIN:
+            raw.close()
 
 
 def _read_bytes(source: str | Path) -> bytes:
-    if source == STDIN:
-        return sys.stdin.buffer.read()
-    path = Path(source)
-    if path.suffix == ".gz":
+    """The whole (decompressed) content of a source."""
+    name = "<stdin>" if source == STDIN else str(source)
+    with _opened(source) as (stream, _):
         try:
-            return gzip.decompress(path.read_bytes())
-        except (OSError, EOFError) as e:
-            raise CorpusError(f"{path}: not a valid gzip file ({e})") from None
-    return path.read_bytes()
+            return stream.read()
+        except _GZIP_ERRORS as e:
+            raise CorpusError(f"{name}: not a valid gzip file ({e})") from None
 
 
 def _bad_utf8(name: str, offset: int) -> CorpusError:
@@ -146,20 +208,29 @@ def iter_blocks(
     if errors not in ("strict", "replace"):
         raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
     files = list(_expand(sources))
-    sizes = [0 if f == STDIN else Path(f).stat().st_size for f in files]
+    # Sizes of the regular files; the input of a pipe or FIFO has none until it is read (progress then
+    # counts it as nothing and stops at 100%).
+    sizes = [_size(f) for f in files]
     total = sum(sizes) or 1
     done = 0
     for source, size in zip(files, sizes, strict=True):
-        if source == STDIN or _is_jsonl(source):
+        if _is_jsonl(source):
             for _, text in iter_documents([source], text_field=text_field, errors=errors):
                 for block in split_blocks(text):
-                    yield done / total, block
+                    yield min(done / total, 1.0), block
         else:
-            with open(source, "rb") as raw:
-                stream = gzip.GzipFile(fileobj=raw) if Path(source).suffix == ".gz" else raw
-                for block in _plain_text_blocks(_decoded_lines(stream, str(source), errors)):
-                    yield (done + raw.tell()) / total, block
+            name = "<stdin>" if source == STDIN else str(source)
+            with _opened(source) as (stream, counted):
+                for block in _plain_text_blocks(_decoded_lines(stream, name, errors)):
+                    yield min((done + counted.count) / total, 1.0), block
         done += size
+
+
+def _size(source: str | Path) -> int:
+    if source == STDIN:
+        return 0
+    status = Path(source).stat()
+    return status.st_size if stat.S_ISREG(status.st_mode) else 0
 
 
 def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
@@ -171,5 +242,5 @@ def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
             except UnicodeDecodeError as e:
                 raise _bad_utf8(name, offset + e.start) from None
             offset += len(raw_line)
-    except (OSError, EOFError) as e:
+    except _GZIP_ERRORS as e:
         raise CorpusError(f"{name}: not a valid gzip file ({e})") from None

@@ -4,12 +4,16 @@ target, ``_`` for the padding before a block's start. ``memlm instances`` writes
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 
 from memlm import _core
-from memlm.checks import output_file, train_options
+from memlm._core import UNKNOWN
+from memlm.checks import block_lengths as block_lengths_of
+from memlm.checks import output_file, token_ids, train_options
+from memlm.errors import MemlmError
 
 
 def write_instances(tokens, block_lengths, path: str | Path, width: int, vocab_size: int) -> None:
@@ -20,9 +24,14 @@ def write_instances(tokens, block_lengths, path: str | Path, width: int, vocab_s
     """
     train_options(width=width)  # the width's range, checked where the core checks it
     path = output_file(path)
-    tokens = np.asarray(tokens)
-    if tokens.dtype not in (np.uint16, np.uint32):
-        tokens = tokens.astype(np.uint32)
-    tokens = np.ascontiguousarray(tokens)
-    lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
-    _core.write_instances(tokens, lengths, width, int(vocab_size), path)
+    if not (_whole(vocab_size) and 0 < vocab_size < UNKNOWN):
+        raise MemlmError(f"vocab_size must be a whole number in [1, 2**32 - 1), got {vocab_size!r}")
+    array = np.asarray(tokens)
+    # Token ids below vocab_size (the padding id), kept as uint16 when they came so, never coerced.
+    dtype = np.uint16 if array.dtype == np.uint16 else np.uint32
+    tokens = token_ids(array, "tokens", int(vocab_size), unknown=False, dtype=dtype, vocabulary="the tokenizer's")
+    _core.write_instances(tokens, block_lengths_of(block_lengths), width, int(vocab_size), path)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -16,10 +16,11 @@ from typing import NamedTuple
 import numpy as np
 
 from memlm import _core
-from memlm._core import CoreModel, Query, Sampling
-from memlm.checks import output_file
+from memlm._core import UNKNOWN, CoreModel, Query, Sampling
+from memlm.checks import block_lengths as checked_lengths
+from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
-from memlm.errors import MemlmError, TokenizerMismatchError
+from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.generation import (
     GENERATE_CHUNKS,
     STREAM_CHUNKS,
@@ -77,12 +78,15 @@ class Prediction(NamedTuple):
 class Model:
     """A memory-based language model. Create one with :func:`memlm.train` or :func:`memlm.load`."""
 
-    def __init__(self, core: CoreModel, tokenizer: TokenizerSpec | None = None):
+    def __init__(self, core: CoreModel, tokenizer: TokenizerSpec | None = None, path: str | Path | None = None):
         self._core = core
-        self._metadata = json.loads(core.metadata or "{}")
+        #: The file the model was loaded from (None for a model built in memory).
+        self._path = None if path is None else Path(path)
+        self._metadata = self._parse_metadata(core.metadata)
         self._tokenizer = tokenizer
         # Read once: each is a call into the core, and `predict` needs them on every call.
         self._width, self._pad, self._token_ids = core.width, core.pad, core.token_ids
+        self._n_symbols = core.n_symbols
         self._token_strings: dict[int, str] = {}
         self._queries: dict[tuple, Query] = {}
 
@@ -108,6 +112,23 @@ class Model:
         return dict(self._metadata)
 
     @property
+    def path(self) -> Path | None:
+        """The file the model was loaded from; None for a model trained in this process."""
+        return self._path
+
+    def _where(self) -> str:
+        return str(self._path) if self._path is not None else "the model"
+
+    def _parse_metadata(self, text: str) -> dict:
+        try:
+            metadata = json.loads(text or "{}")
+        except ValueError as e:
+            raise ModelFormatError(f"{self._where()}: the metadata section is not JSON ({e})") from None
+        if not isinstance(metadata, dict):
+            raise ModelFormatError(f"{self._where()}: the metadata section is not a JSON object")
+        return metadata
+
+    @property
     def has_tokenizer(self) -> bool:
         return self._token_ids
 
@@ -117,11 +138,26 @@ class Model:
         if not self.has_tokenizer:
             raise MemlmError("this model was trained from an instance file: it has symbols, not a tokenizer")
         if self._tokenizer is None:
-            spec = TokenizerSpec.from_blob(self._core.tokenizer_blob, self._metadata.get("tokenizer", "?"))
-            if spec.sha256 != self._metadata.get("tokenizer_sha256"):
-                raise MemlmError("the tokenizer stored in the model does not match its recorded hash")
-            self._tokenizer = spec
+            self._tokenizer = self._stored_tokenizer()
         return self._tokenizer
+
+    def _stored_tokenizer(self) -> TokenizerSpec:
+        """The tokenizer section, once it decompressed, parsed as a tokenizer and matched its recorded hash;
+        else a :class:`ModelFormatError` naming the file."""
+        name = self._metadata.get("tokenizer", "?")
+        try:
+            spec = TokenizerSpec.from_blob(self._core.tokenizer_blob, str(name))
+            spec.tokenizer  # noqa: B018 - parse it now, so that a bad section fails here
+        except Exception as e:  # zlib.error, UnicodeDecodeError, the tokenizers library's own errors
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelFormatError(
+                f"{self._where()}: the tokenizer section is not a valid tokenizer ({reason})"
+            ) from None
+        if spec.sha256 != self._metadata.get("tokenizer_sha256"):
+            raise ModelFormatError(
+                f"{self._where()}: the tokenizer stored in the model does not match the hash its metadata records"
+            )
+        return spec
 
     def check_tokenizer(self, tokenizer: TokenizerSpec) -> None:
         """Raises :class:`TokenizerMismatchError` unless ``tokenizer`` is the one the model was built with."""
@@ -154,8 +190,18 @@ class Model:
         }
 
     def verify(self) -> None:
-        """Checks every checksum and structural invariant; raises :class:`ModelFormatError` if one fails."""
+        """Checks every checksum and structural invariant, that the metadata is JSON and that the tokenizer
+        section decompresses and parses as the tokenizer its metadata names; raises
+        :class:`ModelFormatError` if one fails."""
         self._core.verify()
+        self._verify_sections()
+
+    def _verify_sections(self) -> None:
+        """The checks of :meth:`verify` that the core cannot make: the metadata is a JSON object, and the
+        tokenizer section (tokenizer models) decompresses and parses as the tokenizer its metadata names."""
+        self._metadata = self._parse_metadata(self._core.metadata)
+        if self.has_tokenizer:
+            self._tokenizer = self._stored_tokenizer()
 
     def save(self, path: str | Path) -> None:
         """Writes the model file atomically (self-contained: the tokenizer is inside)."""
@@ -210,9 +256,14 @@ class Model:
             tokens, block_lengths = self._encode_blocks([blocks] if isinstance(blocks, str) else list(blocks))
         elif tokens is None or block_lengths is None:
             raise MemlmError("give text blocks, or tokens with block_lengths")
-        tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
-        block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
+        else:
+            tokens = self._ids(tokens, "tokens", 1)
+            block_lengths = checked_lengths(block_lengths)
         return self._core.windows(tokens, block_lengths)
+
+    def _ids(self, values, what: str, ndim: int) -> np.ndarray:
+        """Ids as the core takes them (uint32), once known to be the model's (or the unknown id)."""
+        return token_ids(values, what, self._n_symbols, ndim)
 
     def _encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if self.has_tokenizer:
@@ -222,11 +273,21 @@ class Model:
         return np.array([i for ids in encoded for i in ids], dtype=np.uint32), lengths
 
     def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """At most the last W ids of a prefix (the core pads a shorter one)."""
-        ids = self.encode(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
+        """At most the last W ids of a prefix (the core pads a shorter one); ids given are checked (whole
+        numbers, the model's), never coerced."""
+        if isinstance(text_or_ids, str):
+            ids = self.encode(text_or_ids)
+            return ids if len(ids) <= self._width else ids[-self._width :]
+        if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
+            raise MemlmError("give text as str (decode the bytes first) or token ids as a list or array, not bytes")
+        ids = text_or_ids
         if type(ids) is list and len(ids) <= self._width:
-            return ids  # the common case of `predict`, passed on without a copy
-        return list(ids[-self._width :]) if len(ids) else []
+            # The common case of `predict`: a few Python ints, checked one by one and passed on as they are.
+            n = self._n_symbols
+            if all(type(i) is int and (0 <= i < n or i == UNKNOWN) for i in ids):
+                return ids
+        ids = self._ids(ids if isinstance(ids, np.ndarray) else list(ids), "ids", 1)
+        return ids[-self._width :].tolist()
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
         """The core's query for these arguments, made once (the core validates them)."""
@@ -284,10 +345,8 @@ class Model:
         Returns (classes (n, top_k), votes (n, top_k), depth (n,), distance (n,)); classes is -1 where
         fewer than ``top_k`` classes got votes. ``k``, ``vote``, ``decay`` as in :meth:`predict`.
         """
-        contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
-        if contexts.ndim != 2:
-            raise MemlmError(f"contexts must be a 2-D array (n, {self.width}), got {contexts.ndim} dimensions")
         query = self._query(max(top_k, 1), algorithm, k, vote, decay)
+        contexts = self._ids(contexts, "contexts", 2)
         classes, votes, _totals, depth, distance = self._core.answer_batch(contexts, query)
         return classes, votes, depth, distance
 
@@ -329,7 +388,9 @@ class Model:
         ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
         ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
         query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
-        output = None if output is None else output_file(output)
+        if output is not None:
+            output = output_file(output)
+            not_an_input(output, [instances, self._path])
         return self._core.classify_file(Path(instances), output, distribution, query)
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -344,18 +405,21 @@ class Model:
         """(log10 probabilities, matched context lengths, OOV flags) of ``targets`` (n,) after ``contexts``
         (n, W) under the scoring distribution, on all cores; a target is OOV when it never was one in
         training."""
-        contexts = np.ascontiguousarray(contexts, dtype=np.uint32)
-        targets = np.ascontiguousarray(targets, dtype=np.uint32)
-        return self._core.score_batch(contexts, targets)
+        return self._core.score_batch(self._ids(contexts, "contexts", 2), self._ids(targets, "targets", 1))
 
     def score(self, text: str) -> list[TokenScore]:
         """Per-token (log10 probability, matched context length, OOV flag) of ``text``, KenLM style (the
-        text is split into blocks at blank lines, each scored from its start)."""
-        contexts, targets = self.windows(split_blocks(text))
+        text is split into blocks at blank lines, each scored from its start). For a model trained on an
+        instance file, the tokens are the text's whitespace-separated symbols; one the model never saw is
+        out of vocabulary (its id :data:`memlm._core.UNKNOWN`)."""
+        blocks = split_blocks(text)
+        contexts, targets = self.windows(blocks)
         log10, depth, oov = self.score_windows(contexts, targets)
+        ids = targets.tolist()
+        strings = [self.token_string(t) for t in ids] if self.has_tokenizer else " ".join(blocks).split()
         return [
-            TokenScore(self.token_string(t), t, p, d, o)
-            for t, p, d, o in zip(targets.tolist(), log10.tolist(), depth.tolist(), oov.tolist(), strict=True)
+            TokenScore(s, t, p, d, o)
+            for s, t, p, d, o in zip(strings, ids, log10.tolist(), depth.tolist(), oov.tolist(), strict=True)
         ]
 
     def perplexity(self, text: str) -> dict:
@@ -431,6 +495,8 @@ class Model:
             raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
         if seed is not None and (not _whole(seed) or not 0 <= seed < 1 << 64):
             raise MemlmError(f"seed must be None or a whole number in [0, 2**64), got {seed!r}")
+        if not isinstance(prompt, str):
+            raise MemlmError(f"prompt must be a str, got {type(prompt).__name__}")
         sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
         query = self._query(top_k if do_sample else 1, algorithm, k, vote, decay)

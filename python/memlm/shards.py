@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from memlm._core import read_shard, write_shard
-from memlm.checks import memory_budget, output_file, train_options
+from memlm.checks import memory_budget, not_an_input, output_file, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
@@ -35,6 +35,8 @@ def make_shard(
     """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata. The output
     path is checked before the corpus is read."""
     output = output_file(output)
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
     write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
@@ -96,8 +98,9 @@ def merge(
     is read."""
     train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory_budget(memory)
+    paths = [Path(p) for p in paths]
     if output is not None:
-        output_file(output)
+        not_an_input(output_file(output), paths)
     tokens, lengths, spec, fields = _gather(paths)
     return train_token_ids(
         tokens,
@@ -119,6 +122,8 @@ def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
     """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata. The output
     path is checked before any input is read."""
     output = output_file(output)
+    paths = [Path(p) for p in paths]
+    not_an_input(output, paths)
     tokens, lengths, spec, fields = _gather(paths)
     write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
     return fields

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from memlm.errors import MemlmError
+
 #: The GPT-2 byte-level BPE tokenizer shipped with memlm (the default).
 DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
 
@@ -18,6 +20,38 @@ DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
 ENCODE_CHUNK = 4096
 #: Characters per streamed batch at most: an Encoding costs ~100 bytes per token while it lives.
 ENCODE_CHARS = 1 << 20
+#: Characters of one block tokenised in one call at most: a longer block (a corpus on one line) is
+#: tokenised in pieces of at most this length, cut before a space that follows a non-space (where the
+#: pre-tokenizer of a byte-level BPE such as GPT-2's ends a word anyway), and stays one block: its ids are
+#: concatenated. Tokenising a whole long block in one call would take ~200 bytes per character at once;
+#: pieces of this size are batched like short blocks.
+LONG_BLOCK_CHARS = 1 << 16
+
+
+def split_long(text: str, limit: int = LONG_BLOCK_CHARS) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, each cut just before a space that follows a
+    non-space (the last such space of its window), or at ``limit`` where a window holds none. The pieces
+    concatenated are ``text``; a text of at most ``limit`` characters is one piece."""
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2, got {limit}")
+    pieces = []
+    start = 0
+    while len(text) - start > limit:
+        cut = _cut(text, start, start + limit)
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+def _cut(text: str, low: int, high: int) -> int:
+    """The last position p in (low, high] where text[p] is a space after a non-space; ``high`` if none."""
+    at = text.rfind(" ", low + 1, high + 1)
+    while at > low:
+        if not text[at - 1].isspace():
+            return at
+        at = text.rfind(" ", low + 1, at)
+    return high
 
 
 @dataclass
@@ -32,9 +66,16 @@ class TokenizerSpec:
     def from_file(cls, path: str | Path | None = None) -> TokenizerSpec:
         """Reads a ``tokenizers`` JSON file (the shipped GPT-2 tokenizer when ``path`` is None)."""
         path = Path(path) if path is not None else DEFAULT_TOKENIZER
-        json_text = path.read_text(encoding="utf-8")
+        try:
+            json_text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise MemlmError(f"{path}: not a tokenizers JSON file (invalid UTF-8 at byte offset {e.start})") from None
         spec = cls(json=json_text, name=path.name)
-        spec.tokenizer  # noqa: B018 - parse now so a bad file fails here, with its name
+        try:
+            spec.tokenizer  # noqa: B018 - parse now so a bad file fails here, with its name
+        except Exception as e:  # the tokenizers library raises plain Exceptions
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise MemlmError(f"{path}: not a tokenizers JSON file ({reason})") from None
         return spec
 
     @classmethod
@@ -62,7 +103,10 @@ class TokenizerSpec:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        """The ids of ``text`` (tokenised in pieces when longer than ``LONG_BLOCK_CHARS``)."""
+        if len(text) <= LONG_BLOCK_CHARS:
+            return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return self.encode_stream([(0.0, text)])[0].tolist()
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -74,16 +118,24 @@ class TokenizerSpec:
 
     def encode_stream(self, blocks: Iterable[tuple[float, str]], progress=None) -> tuple[np.ndarray, np.ndarray]:
         """Encodes (fraction read, block) pairs as they stream in, in parallel batches of bounded size
-        (``ENCODE_CHUNK`` blocks, ``ENCODE_CHARS`` characters),
-        into one growing array of the narrowest id dtype; ``progress(fraction, tokens)`` after each batch."""
+        (``ENCODE_CHUNK`` texts, ``ENCODE_CHARS`` characters; a block longer than ``LONG_BLOCK_CHARS`` in
+        pieces), into one growing array of the narrowest id dtype; ``progress(fraction, tokens)`` after
+        each batch."""
         buffer = np.empty(1 << 20, dtype=self.id_dtype)
         used = 0
         lengths: list[int] = []
         batch: list[str] = []
+        starts: list[bool] = []  # whether each text of the batch starts a block (or goes on with one)
+        block = 0  # ids of the block being encoded so far (its pieces may span batches)
 
         def flush(fraction: float) -> None:
-            nonlocal buffer, used
-            for enc in self.tokenizer.encode_batch(batch, add_special_tokens=False):
+            nonlocal buffer, used, block
+            for enc, starts_block in zip(
+                self.tokenizer.encode_batch(batch, add_special_tokens=False), starts, strict=True
+            ):
+                if starts_block and block:
+                    lengths.append(block)
+                    block = 0
                 ids = enc.ids
                 if not ids:
                     continue
@@ -91,19 +143,24 @@ class TokenizerSpec:
                     buffer = np.resize(buffer, max(2 * buffer.size, used + len(ids)))
                 buffer[used : used + len(ids)] = ids
                 used += len(ids)
-                lengths.append(len(ids))
+                block += len(ids)
             batch.clear()
+            starts.clear()
             if progress is not None:
                 progress(fraction, used)
 
         fraction, chars = 0.0, 0
-        for fraction, block in blocks:
-            batch.append(block)
-            chars += len(block)
-            if len(batch) == ENCODE_CHUNK or chars >= ENCODE_CHARS:
-                flush(fraction)
-                chars = 0
+        for fraction, text in blocks:
+            for number, piece in enumerate(split_long(text) if len(text) > LONG_BLOCK_CHARS else [text]):
+                batch.append(piece)
+                starts.append(number == 0)
+                chars += len(piece)
+                if len(batch) == ENCODE_CHUNK or chars >= ENCODE_CHARS:
+                    flush(fraction)
+                    chars = 0
         flush(1.0)
+        if block:
+            lengths.append(block)
         return buffer[:used].copy(), np.asarray(lengths, dtype=np.uint64)
 
     def encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -13,7 +13,8 @@ import numpy as np
 
 from memlm import __version__
 from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
-from memlm.checks import memory_budget, output_file, train_options
+from memlm.checks import block_lengths as checked_lengths
+from memlm.checks import memory_budget, not_an_input, output_file, token_ids, train_options
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -39,6 +40,21 @@ def needs_instance_base(algorithms) -> bool:
 
 def _metadata(**fields) -> str:
     return json.dumps({"memlm_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+
+
+def _with_tokenizer(metadata: str, tokenizer: TokenizerSpec) -> str:
+    """Metadata given by a caller: a JSON object, to which the tokenizer's name and hash are added (a model
+    finds its tokenizer by them); a different hash already there is an error."""
+    try:
+        fields = json.loads(metadata)
+    except (TypeError, ValueError) as e:
+        raise MemlmError(f"metadata must be a JSON object (a str), got {metadata!r:.60} ({e})") from None
+    if not isinstance(fields, dict):
+        raise MemlmError(f"metadata must be a JSON object, got {metadata!r:.60}")
+    if fields.setdefault("tokenizer_sha256", tokenizer.sha256) != tokenizer.sha256:
+        raise MemlmError("the metadata's tokenizer_sha256 is not the hash of the tokenizer given")
+    fields.setdefault("tokenizer", tokenizer.name)
+    return json.dumps(fields)
 
 
 def tokenize(
@@ -99,7 +115,10 @@ def train(
     """
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
-    output = None if output is None else output_file(output)
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if output is not None:
+        output = output_file(output)
+        not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
     return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output)
@@ -135,12 +154,16 @@ def train_token_ids(
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
     output = None if output is None else output_file(output)
-    tokens = np.ascontiguousarray(tokens, dtype=tokenizer.id_dtype)
-    block_lengths = np.ascontiguousarray(block_lengths, dtype=np.uint64)
+    tokens = token_ids(
+        tokens, "tokens", tokenizer.vocab_size, unknown=False, dtype=tokenizer.id_dtype, vocabulary="the tokenizer's"
+    )
+    block_lengths = checked_lengths(block_lengths)
     if metadata is None:
         metadata = _metadata(
             sources=[], tokenizer=tokenizer.name, tokenizer_sha256=tokenizer.sha256, tokens=int(tokens.size)
         )
+    else:
+        metadata = _with_tokenizer(metadata, tokenizer)
     return _build(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output)
 
 
@@ -154,6 +177,7 @@ def _build(
     progress,
     output: Path | None,
 ) -> Model:
+    report, raised = _interruptible(progress)
     core = CoreModel.train_tokens(
         tokens,
         block_lengths,
@@ -162,12 +186,31 @@ def _build(
         metadata,
         options,
         partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
-        progress=progress,
+        progress=report,
     )
+    if raised:
+        raise raised[0]  # the build went on after the callback raised: nothing is saved
     model = Model(core, tokenizer)
     if output is not None:
         model.save(output)
     return model
+
+
+def _interruptible(progress) -> tuple[Callable[[str, int, int], None], list[BaseException]]:
+    """The callback the core calls as a build advances: ``progress`` (if any), and a point where Python
+    runs, so that Ctrl-C (KeyboardInterrupt) or an error of ``progress`` stops the build. What it raised is
+    also kept in the list, to be raised once the core returns, should the core not stop at once."""
+    raised: list[BaseException] = []
+
+    def report(phase: str, done: int, total: int) -> None:
+        try:
+            if progress is not None:
+                progress(phase, done, total)
+        except BaseException as e:
+            raised.append(e)
+            raise
+
+    return report, raised
 
 
 #: What a build needs besides the partitions, per token and besides the ids: block offsets, the
@@ -205,7 +248,9 @@ def train_instances(
     ``output``: also save the model there. Every argument is checked before the file is read.
     """
     options = train_options(weighting=weighting, algorithms=algorithms)
-    output = None if output is None else output_file(output)
+    if output is not None:
+        output = output_file(output)
+        not_an_input(output, [path])
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
         core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options)
@@ -220,7 +265,9 @@ def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, 
     of any size), the tries are read page by page as queries touch them. ``verify=True`` also checks every
     checksum and structural invariant first (as :meth:`Model.verify` and ``memlm verify`` do). With
     ``tokenizer``, checks it is the model's own."""
-    model = Model(CoreModel.load(Path(path), verify))
+    model = Model(CoreModel.load(Path(path), verify), path=path)
+    if verify:
+        model._verify_sections()
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model
