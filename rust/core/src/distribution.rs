@@ -155,9 +155,12 @@ impl<'a> Entries<'a> {
         let mut total = 0u64;
         let mut at = 0;
         while let Some(&head) = bytes.get(at) {
-            // The gap's varint: only its lowest bit (new count) matters.
             at += 1;
-            while bytes.get(at - 1).is_some_and(|&b| b & 0x80 != 0) {
+            if head & 0x80 != 0 {
+                // A gap of several bytes: only the first one's lowest bit (new count) matters.
+                while bytes.get(at).is_some_and(|&b| b & 0x80 != 0) {
+                    at += 1;
+                }
                 at += 1;
             }
             if head & 1 == 1 {
