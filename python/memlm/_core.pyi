@@ -149,7 +149,11 @@ class CoreModel:
     def answer_batch(
         self, contexts: npt.NDArray[np.uint32], query: Query
     ) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.float64]
+        npt.NDArray[np.int64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.uint32],
+        npt.NDArray[np.float64],
     ]:
         """Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer), votes
         (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here."""
@@ -167,7 +171,9 @@ class CoreModel:
     def probabilities(self, prefix: Sequence[int]) -> npt.NDArray[np.float64]:
         """The scoring distribution after ``prefix``: one probability per symbol id, summing to 1."""
 
-    def generation(self, prompt: Sequence[int], max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None) -> Generation: ...
+    def generation(
+        self, prompt: Sequence[int], max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None
+    ) -> Generation: ...
     def classify_file(
         self, path: str | PathLike, output: str | PathLike | None, distribution: bool, query: Query
     ) -> dict[str, float | int | bool]: ...
@@ -176,6 +182,11 @@ def write_instances(
     tokens: np.ndarray, block_lengths: npt.NDArray[np.uint64], width: int, pad: int, path: str | PathLike
 ) -> None: ...
 def write_shard(
-    path: str | PathLike, tokens: np.ndarray, block_lengths: npt.NDArray[np.uint64], vocab_size: int, tokenizer: bytes, metadata: str
+    path: str | PathLike,
+    tokens: np.ndarray,
+    block_lengths: npt.NDArray[np.uint64],
+    vocab_size: int,
+    tokenizer: bytes,
+    metadata: str,
 ) -> None: ...
 def read_shard(path: str | PathLike) -> tuple[np.ndarray, npt.NDArray[np.uint64], int, bytes, str]: ...
