@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -177,7 +177,6 @@ def _build(
     progress,
     output: Path | None,
 ) -> Model:
-    report, raised = _interruptible(progress)
     core = CoreModel.train_tokens(
         tokens,
         block_lengths,
@@ -186,31 +185,17 @@ def _build(
         metadata,
         options,
         partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
-        progress=report,
+        progress=progress or _no_progress,
     )
-    if raised:
-        raise raised[0]  # the build went on after the callback raised: nothing is saved
     model = Model(core, tokenizer)
     if output is not None:
         model.save(output)
     return model
 
 
-def _interruptible(progress) -> tuple[Callable[[str, int, int], None], list[BaseException]]:
-    """The callback the core calls as a build advances: ``progress`` (if any), and a point where Python
-    runs, so that Ctrl-C (KeyboardInterrupt) or an error of ``progress`` stops the build. What it raised is
-    also kept in the list, to be raised once the core returns, should the core not stop at once."""
-    raised: list[BaseException] = []
-
-    def report(phase: str, done: int, total: int) -> None:
-        try:
-            if progress is not None:
-                progress(phase, done, total)
-        except BaseException as e:
-            raised.append(e)
-            raise
-
-    return report, raised
+def _no_progress(phase: str, done: int, total: int) -> None:
+    """The callback of a build nobody watches: Python code that runs as the build advances, so that Ctrl-C
+    (KeyboardInterrupt) stops it there."""
 
 
 #: What a build needs besides the partitions, per token and besides the ids: block offsets, the
