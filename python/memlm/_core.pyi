@@ -156,7 +156,8 @@ class CoreModel:
         npt.NDArray[np.float64],
     ]:
         """Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer), votes
-        (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here."""
+        (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here, and
+        no more columns than the model has symbols."""
 
     def windows(
         self, tokens: npt.NDArray[np.uint32], block_lengths: npt.NDArray[np.uint64]

@@ -259,7 +259,7 @@ impl Generation {
 
     /// Up to `n` more tokens (fewer, or none, once `max_new_tokens` are done).
     pub fn next_ids(&mut self, model: &Model, n: usize) -> Result<Vec<u32>> {
-        let mut ids = Vec::with_capacity(n.min(self.remaining));
+        let mut ids = Vec::with_capacity(n.min(self.remaining).min(1 << 16));
         while ids.len() < n {
             match self.next_id(model)? {
                 Some(id) => ids.push(id),

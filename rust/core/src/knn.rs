@@ -162,7 +162,7 @@ impl Nearest {
     fn new(keep: usize) -> Self {
         Nearest {
             keep,
-            groups: Vec::with_capacity(keep + 1),
+            groups: Vec::with_capacity(keep.min(64) + 1),
         }
     }
 
@@ -262,7 +262,7 @@ impl<'q, 'a> Search<'q, 'a> {
     ) -> Neighbourhood {
         let k = options.k.max(1);
         // One distance more than asked, for TiMBL's tie rule (retry with k + 1).
-        let mut nearest = Nearest::new(k + 1);
+        let mut nearest = Nearest::new(k.saturating_add(1));
         self.visit(node, depth, 0.0, &mut nearest);
         let groups = &nearest.groups;
         let votes_k = tally(

@@ -244,14 +244,21 @@ impl Model {
     }
 
     /// [`Model::answer`] for a row-major batch of contexts (W ids each), on all cores, in dense
-    /// arrays of max(top_k, 1) classes per row (so `top_k` 0 keeps one here).
+    /// arrays of max(top_k, 1) classes per row (so `top_k` 0 keeps one here), at most as many as
+    /// the model has symbols.
     pub fn answer_batch(&self, contexts: &[u32], query: &Query) -> Result<AnswerBatch> {
         self.check_batch(contexts)?;
         let base = self.base_for(query.algorithm)?;
         let rows = contexts.len() / self.width();
-        let columns = query.top_k.max(1);
-        let mut classes = vec![-1i64; rows * columns];
-        let mut votes = vec![0f64; rows * columns];
+        // No answer has more classes than the model has symbols.
+        let columns = query.top_k.clamp(1, self.params().n_symbols as usize);
+        let cells = rows.checked_mul(columns).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{rows} answers of {columns} classes do not fit in memory"
+            ))
+        })?;
+        let mut classes = vec![-1i64; cells];
+        let mut votes = vec![0f64; cells];
         let mut totals = vec![0f64; rows];
         let mut depths = vec![0u32; rows];
         let mut distances = vec![0f64; rows];
@@ -495,6 +502,11 @@ mod tests {
                 .len(),
             0
         );
+        // A top_k or k beyond anything the model holds keeps what there is.
+        let huge = Query::new(Algorithm::Tribl2, usize::MAX, Vote::Majority, usize::MAX).unwrap();
+        let batch = model.answer_batch(&flat, &huge).unwrap();
+        assert_eq!(batch.columns, model.params().n_symbols as usize);
+        assert!(model.answer(&contexts[0], &huge).is_ok());
     }
 
     #[test]

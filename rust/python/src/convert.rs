@@ -4,7 +4,7 @@ use memlm_core::instances::MAX_WIDTH;
 use memlm_core::{IdVec, Ids};
 use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyInt, PyList, PyTuple};
 
 /// The last ids of a prefix (at most [`MAX_WIDTH`]), on the stack.
 pub struct Tail {
@@ -79,4 +79,22 @@ pub fn token_arrays<'py>(
         Ids::U32(v) => PyArray1::from_slice(py, v).into_any(),
     };
     (ids, PyArray1::from_slice(py, block_lengths))
+}
+
+/// A Python int as an i64, saturated (so that the core, not an OverflowError, says what range an
+/// argument must be in).
+pub struct Int(pub i64);
+
+impl<'py> FromPyObject<'_, 'py> for Int {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(v) => Ok(Int(v)),
+            Err(e) => {
+                let int = obj.cast::<PyInt>().map_err(|_| e)?;
+                let negative = int.lt(0)?;
+                Ok(Int(if negative { i64::MIN } else { i64::MAX }))
+            }
+        }
+    }
 }

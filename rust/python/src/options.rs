@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use memlm_core::knn::Vote;
 use pyo3::prelude::*;
 
+use crate::convert::Int;
 use crate::errors::to_py;
 
 /// How to answer a context; every field is checked when the query is made (MemlmError).
@@ -18,9 +19,10 @@ pub struct Query {
 #[pymethods]
 impl Query {
     #[new]
-    #[pyo3(signature = (algorithm="igtree", k=1, vote="majority", decay=1.0, top_k=5))]
-    fn new(algorithm: &str, k: i64, vote: &str, decay: f64, top_k: i64) -> PyResult<Self> {
-        let inner = memlm_core::Query::parse(algorithm, k, vote, decay, top_k).map_err(to_py)?;
+    #[pyo3(signature = (algorithm="igtree", k=Int(1), vote="majority", decay=1.0, top_k=Int(5)))]
+    fn new(algorithm: &str, k: Int, vote: &str, decay: f64, top_k: Int) -> PyResult<Self> {
+        let inner =
+            memlm_core::Query::parse(algorithm, k.0, vote, decay, top_k.0).map_err(to_py)?;
         Ok(Query { inner, decay })
     }
     #[getter]
@@ -104,16 +106,16 @@ pub struct TrainOptions {
 #[pymethods]
 impl TrainOptions {
     #[new]
-    #[pyo3(signature = (width=16, weighting="gain_ratio", algorithms=vec!["igtree".to_string()], temp_dir=None, keep_tokens=false))]
+    #[pyo3(signature = (width=Int(16), weighting="gain_ratio", algorithms=vec!["igtree".to_string()], temp_dir=None, keep_tokens=false))]
     fn new(
-        width: i64,
+        width: Int,
         weighting: &str,
         algorithms: Vec<String>,
         temp_dir: Option<PathBuf>,
         keep_tokens: bool,
     ) -> PyResult<Self> {
         let inner =
-            memlm_core::TrainOptions::new(width, weighting, &algorithms, temp_dir, keep_tokens)
+            memlm_core::TrainOptions::new(width.0, weighting, &algorithms, temp_dir, keep_tokens)
                 .map_err(to_py)?;
         Ok(TrainOptions { inner })
     }
@@ -161,10 +163,10 @@ pub struct Sampling {
 #[pymethods]
 impl Sampling {
     #[new]
-    #[pyo3(signature = (do_sample=false, temperature=1.0, top_k=50, top_p=1.0))]
-    fn new(do_sample: bool, temperature: f64, top_k: i64, top_p: f64) -> PyResult<Self> {
+    #[pyo3(signature = (do_sample=false, temperature=1.0, top_k=Int(50), top_p=1.0))]
+    fn new(do_sample: bool, temperature: f64, top_k: Int, top_p: f64) -> PyResult<Self> {
         let inner =
-            memlm_core::Sampling::new(do_sample, temperature, top_k, top_p).map_err(to_py)?;
+            memlm_core::Sampling::new(do_sample, temperature, top_k.0, top_p).map_err(to_py)?;
         Ok(Sampling { inner })
     }
     #[getter]
