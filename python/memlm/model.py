@@ -286,7 +286,11 @@ class Model:
             n = self._n_symbols
             if all(type(i) is int and (0 <= i < n or i == UNKNOWN) for i in ids):
                 return ids
-        ids = self._ids(ids if isinstance(ids, np.ndarray) else list(ids), "ids", 1)
+        if not isinstance(ids, np.ndarray):
+            ids = list(ids)
+            if any(isinstance(i, (bool, np.bool_)) for i in ids):  # numpy would take True for 1
+                raise MemlmError(f"ids must be whole numbers, not bools: {ids[-self._width :]!r}")
+        ids = self._ids(ids, "ids", 1)
         return ids[-self._width :].tolist()
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:

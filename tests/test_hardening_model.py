@@ -1,0 +1,278 @@
+"""The model's inputs and sections checked (issue 12): verify parses the tokenizer and the metadata (11),
+ids are checked rather than coerced (12), sampling and voting numbers (13), instance-file models score
+unknown symbols as OOV (14)."""
+
+import json
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+import memlm
+from memlm._core import UNKNOWN, CoreModel, TrainOptions
+from memlm.corpus import read_blocks
+from memlm.errors import MemlmError, ModelFormatError
+from memlm.tokenization import TokenizerSpec
+
+from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
+
+# -- 11: verify checks the tokenizer section and the metadata ---------------------------------------------
+
+
+def _model_file(path, tokenizer_blob: bytes | None = None, metadata: str | None = None):
+    """A model file written by the core's own training and saving, with the given tokenizer section and
+    metadata (checksums right: only what they hold is wrong)."""
+    spec = TokenizerSpec.from_file()
+    tokens, lengths = spec.encode_blocks(read_blocks([TEST_TEXT])[:30])
+    if metadata is None:
+        metadata = json.dumps({"tokenizer": spec.name, "tokenizer_sha256": spec.sha256})
+    blob = spec.to_blob() if tokenizer_blob is None else tokenizer_blob
+    core = CoreModel.train_tokens(tokens, lengths, spec.vocab_size, blob, metadata, TrainOptions(width=2))
+    core.save(path)
+    return path
+
+
+def _sha(text: str) -> str:
+    return TokenizerSpec(json=text, name="x").sha256
+
+
+@pytest.mark.parametrize(
+    "blob, recorded",
+    [
+        (b"not zlib at all", None),
+        (zlib.compress(b'{"not": "a tokenizer"}'), '{"not": "a tokenizer"}'),
+        (zlib.compress(b"\xff\xfe not UTF-8"), None),
+        (zlib.compress(b"[1, 2, 3]"), "[1, 2, 3]"),
+    ],
+    ids=["not-zlib", "not-a-tokenizer", "not-utf8", "json-array"],
+)
+def test_verify_parses_the_tokenizer_section(tmp_path, blob, recorded):
+    metadata = json.dumps({"tokenizer": "bogus.json", "tokenizer_sha256": _sha(recorded or "")})
+    path = _model_file(tmp_path / "bad-tokenizer.memlm", blob, metadata)
+    model = memlm.load(path)  # opening checks checksums only: the section is read when first needed
+    with pytest.raises(ModelFormatError, match="bad-tokenizer.memlm: the tokenizer section is not a valid"):
+        model.verify()
+    with pytest.raises(ModelFormatError, match="bad-tokenizer.memlm"):
+        memlm.load(path, verify=True)
+    # A query needs the tokenizer: the same error, not zlib.error or a tokenizers exception.
+    with pytest.raises(ModelFormatError, match="bad-tokenizer.memlm"):
+        memlm.load(path).predict("It was")
+    for command in (["verify", path], ["score", path, TEST_TEXT], ["generate", path, "It was"]):
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
+        assert proc.stderr.startswith("memlm: error: ") and "bad-tokenizer.memlm" in proc.stderr
+
+
+def test_verify_checks_the_tokenizer_hash(tmp_path):
+    path = _model_file(tmp_path / "other-hash.memlm", metadata=json.dumps({"tokenizer_sha256": "0" * 64}))
+    with pytest.raises(ModelFormatError, match="other-hash.memlm: the tokenizer stored in the model does not match"):
+        memlm.load(path, verify=True)
+    assert "other-hash.memlm" in run_cli("verify", path, check=False).stderr
+
+
+@pytest.mark.parametrize("metadata", ["not JSON", "[1, 2]", '{"unterminated": '])
+def test_metadata_that_is_not_a_json_object_is_a_format_error(tmp_path, metadata):
+    path = _model_file(tmp_path / "bad-metadata.memlm", metadata=metadata)
+    with pytest.raises(ModelFormatError, match="bad-metadata.memlm: the metadata section is not"):
+        memlm.load(path)
+    for command in ("info", "verify"):
+        proc = run_cli(command, path, check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+        assert "bad-metadata.memlm: the metadata section is not" in proc.stderr
+
+
+def test_a_good_model_still_verifies(model4_path):
+    memlm.load(model4_path, verify=True).verify()
+    assert run_cli("verify", model4_path).stdout.strip().endswith(": ok")
+
+
+def test_train_token_ids_checks_its_metadata_and_records_the_tokenizer(tmp_path):
+    spec = TokenizerSpec.from_file()
+    tokens, lengths = spec.encode_blocks(read_blocks([TEST_TEXT])[:30])
+    with pytest.raises(MemlmError, match="metadata must be a JSON object"):
+        memlm.train_token_ids(tokens, lengths, spec, width=2, metadata="not JSON")
+    with pytest.raises(MemlmError, match="tokenizer_sha256"):
+        memlm.train_token_ids(tokens, lengths, spec, width=2, metadata='{"tokenizer_sha256": "abc"}')
+    path = tmp_path / "own.memlm"
+    memlm.train_token_ids(tokens, lengths, spec, width=2, metadata='{"note": "mine"}', output=path)
+    loaded = memlm.load(path, verify=True)
+    assert loaded.metadata["note"] == "mine" and loaded.metadata["tokenizer_sha256"] == spec.sha256
+    assert loaded.predict("It was").ids
+
+
+# -- 12: ids checked, never coerced ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def contexts(model4) -> np.ndarray:
+    return model4.windows("It was a fine morning, and the sun shone.")[0]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda c: np.where(c == c[0, -1], -1, c.astype(np.int64)), "id -1 is negative"),
+        (lambda c: c.astype(np.int64) + 2**32, "outside the model's vocabulary"),
+        (lambda c: c.astype(np.uint64) + 2**40, "outside the model's vocabulary"),
+        (lambda c: c.astype(np.float64) + 0.9, "dtype float64"),
+        (lambda c: c.astype(np.float32), "dtype float32"),
+        (lambda c: c.astype(bool), "dtype bool"),
+        (lambda c: c.astype(object), "dtype object"),
+        (lambda c: c.tolist() and [[60000] * c.shape[1]], "id 60000 is outside the model's vocabulary"),
+        (lambda c: c.astype(np.uint32)[0], "2-D"),
+    ],
+    ids=["negative", "2**32+", "uint64-big", "float", "float32", "bool", "object", "list-out-of-vocab", "1-D"],
+)
+def test_predict_batch_and_score_windows_reject_bad_ids(model4, contexts, make, message):
+    bad = make(contexts)
+    with pytest.raises(MemlmError, match=message):
+        model4.predict_batch(bad)
+    targets = np.zeros(len(np.atleast_2d(bad)), dtype=np.uint32)
+    with pytest.raises(MemlmError, match=message):
+        model4.score_windows(bad, targets)
+
+
+def test_good_ids_in_any_integer_dtype_give_the_same_answers(model4, contexts):
+    expected = model4.predict_batch(contexts, top_k=3)[0]
+    for dtype in (np.int64, np.int32, np.uint64, np.uint32, np.uint16):
+        assert np.array_equal(model4.predict_batch(contexts.astype(dtype), top_k=3)[0], expected)
+    assert np.array_equal(model4.predict_batch(contexts.tolist(), top_k=3)[0], expected)
+    # The unknown id (2**32 - 1, what an unknown symbol maps to) is an id: it matches nothing.
+    unknown = contexts.astype(np.int64)
+    unknown[:, 0] = UNKNOWN
+    assert model4.predict_batch(unknown)[0].shape == (len(contexts), 1)
+    assert model4.predict_batch(np.zeros((0, model4.width), dtype=np.uint32))[0].shape == (0, 1)
+
+
+def test_targets_and_windows_are_checked(model4, contexts):
+    targets = np.arange(len(contexts))
+    for bad, message in [(targets - 1, "targets: id -1 is negative"), (targets + 0.5, "dtype float64")]:
+        with pytest.raises(MemlmError, match=message):
+            model4.score_windows(contexts, bad)
+    lengths = np.array([3, 2], dtype=np.uint64)
+    for tokens, message in [
+        (np.array([1, 2, -3, 4, 5]), "negative"),
+        (np.array([1.0, 2, 3, 4, 5]), "dtype float64"),
+        (np.array([1, 2, 3, 4, 2**32 + 5]), "outside the model's vocabulary"),
+    ]:
+        with pytest.raises(MemlmError, match=message):
+            model4.windows(tokens=tokens, block_lengths=lengths)
+    for bad_lengths in (np.array([3.0, 2.0]), np.array([6, -1])):
+        with pytest.raises(MemlmError, match="block_lengths"):
+            model4.windows(tokens=np.arange(5), block_lengths=bad_lengths)
+    ok = model4.windows(tokens=np.arange(5, dtype=np.int64), block_lengths=[3, 2])
+    assert ok[1].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_predict_rejects_bytes_and_bad_id_lists(model4):
+    for bad, message in [
+        (b"It was", "not bytes"),
+        (bytearray(b"It was"), "not bytes"),
+        ([-1, 464], "negative"),
+        ([2**32 + 464], "outside the model's vocabulary"),
+        ([464.9], "dtype float64"),
+        ([True, 464], "not bools"),
+        (np.array([464.0]), "dtype float64"),
+        (list(range(100)) + [-5], "negative"),  # checked whole, not only the last W ids
+    ]:
+        with pytest.raises(MemlmError, match=message):
+            model4.predict(bad)
+        with pytest.raises(MemlmError, match=message):
+            model4.probabilities(bad)
+    ids = model4.encode("It was a fine")
+    expected = model4.predict(ids)
+    assert model4.predict(tuple(ids)) == model4.predict(np.array(ids, dtype=np.int64)) == expected
+    assert model4.predict([np.int64(i) for i in ids]) == expected
+    with pytest.raises(MemlmError, match="prompt must be a str"):
+        model4.generate(b"It was")
+
+
+def test_write_instances_and_train_token_ids_check_their_ids(tmp_path):
+    spec = TokenizerSpec.from_file()
+    tokens, lengths = spec.encode_blocks(["It was a fine day."])
+    out = tmp_path / "x.txt"
+    for bad, message in [
+        (np.append(tokens.astype(np.int64), -1), "negative"),
+        (tokens.astype(np.float64), "dtype float64"),
+        (np.append(tokens[:-1], spec.vocab_size), "outside the tokenizer's vocabulary"),
+    ]:
+        with pytest.raises(MemlmError, match=message):
+            memlm.write_instances(bad, lengths, out, 3, spec.vocab_size)
+        with pytest.raises(MemlmError, match=message):
+            memlm.train_token_ids(bad, lengths, spec, width=3)
+    assert not out.exists()
+    memlm.write_instances(tokens.astype(np.int64), lengths, out, 3, spec.vocab_size)
+    assert len(out.read_text().splitlines()) == tokens.size
+
+
+# -- 13: sampling and voting numbers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_ib1() -> memlm.Model:
+    return memlm.train(TRAIN_TEXT, width=3, algorithms="igtree,ib1")
+
+
+def test_temperature_must_be_a_positive_finite_number(model4, model4_path):
+    for temperature in (math.nan, math.inf, 0.0, -1.0):
+        with pytest.raises(MemlmError, match="temperature"):
+            model4.generate("It was", do_sample=True, temperature=temperature)
+    proc = run_cli("generate", model4_path, "It was", "--do-sample", "--temperature", "nan", check=False)
+    assert proc.returncode == 1 and proc.stderr == "memlm: error: temperature must be a positive number, got NaN\n"
+
+
+def test_a_low_temperature_samples_like_greedy(model4):
+    # Votes raised to 1/0.005 = 200 overflow a float: the core works with logarithms.
+    for prompt in ("It was", "Emma Woodhouse, handsome,", "Mr. Knightley"):
+        sampled = model4.generate(prompt, max_new_tokens=15, do_sample=True, temperature=0.005, top_k=0, seed=3)
+        again = model4.generate(prompt, max_new_tokens=15, do_sample=True, temperature=0.005, top_k=0, seed=3)
+        assert sampled == again and sampled
+        first = model4.predict(prompt, top_k=2)
+        if first.votes[0] > first.votes[1]:  # no tie for the first token: sampling picks the winner
+            assert sampled.startswith(first.token)
+
+
+def test_exponential_decay_needs_a_finite_decay(model_ib1):
+    for decay in (math.inf, math.nan, -1.0):
+        with pytest.raises(MemlmError, match="decay"):
+            model_ib1.predict("It was", algorithm="ib1", k=3, vote="exponential_decay", decay=decay)
+    p = model_ib1.predict("It was", algorithm="ib1", k=3, vote="exponential_decay", decay=50.0)
+    assert all(math.isfinite(v) for v in p.votes) and all(math.isfinite(s) for s in p.shares)
+
+
+# -- 14: instance-file models score unknown symbols as OOV ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def instance_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("instances")
+    instances = folder / "inst.txt"
+    text = folder / "small.txt"
+    text.write_text(TEST_TEXT.read_text()[:3000])
+    run_cli("instances", text, "--width", 3, "-o", instances)
+    path = folder / "inst.memlm"
+    run_cli("train", "--instances", instances, "-o", path)
+    return path
+
+
+def test_instance_models_score_unknown_symbols_as_oov(instance_model, tmp_path):
+    model = memlm.load(instance_model)
+    known = [model.decode([i]) for i in (5, 6, 7)]
+    text = f"{known[0]} {known[1]} zzz-never-seen {known[2]}"
+    scores = model.score(text)
+    assert [s.token for s in scores] == [known[0], known[1], "zzz-never-seen", known[2]]
+    unknown = scores[2]
+    assert unknown.oov and unknown.id == UNKNOWN and math.isfinite(unknown.log10_prob)
+    result = model.perplexity(text)
+    assert result["tokens"] == 4 and result["oov"] >= 1 and math.isfinite(result["perplexity"])
+    # The unknown symbol in a context matches nothing; predicting after it works.
+    assert model.predict(f"{known[0]} zzz-never-seen").ids
+    test = tmp_path / "test.txt"
+    test.write_text(text + "\n")
+    proc = run_cli("score", instance_model, test)
+    assert "'zzz-never-seen'" in proc.stdout and "OOV:" in proc.stderr
+    result = json.loads(run_cli("eval", instance_model, test, "--json").stdout)
+    assert result["tokens"] == 4 and result["oov"] >= 1
