@@ -54,6 +54,8 @@ MEASURES = {
 }
 #: The throughput the current build should reach, as a multiple of the old one's.
 TARGET_RATIO = 3.0
+#: Latency counts as no worse up to this ratio new/old (the noise of a busy machine).
+LATENCY_TOLERANCE = 1.05
 
 #: One side's measurements, run by that side's Python (so it uses only what both old and new memlm
 #: have): prints one JSON line.
@@ -223,6 +225,15 @@ def markdown(report: dict) -> str:
             f"- target: generate throughput >= {TARGET_RATIO:g}x the old one, greedy and sampled: "
             + ("met" if report["target_met"] else "**not met**"),
         ]
+        worse = [
+            f"{MEASURES[key][0].split(',')[0]} {ratio:.2f}x"
+            for key, ratio in report["ratios_new_over_old"].items()
+            if not MEASURES[key][1] and ratio > LATENCY_TOLERANCE
+        ]
+        lines.append(
+            f"- predict and predict_batch latency no worse (new/old <= {LATENCY_TOLERANCE:g}): "
+            + (f"**not met** ({', '.join(worse)})" if worse else "met")
+        )
     else:
         lines += [f"| measure | new {new['commit']} |", "|---|---|"]
         lines += [f"| {label} | {new['median'][key]:{form}} |" for key, (label, _, form) in MEASURES.items()]
@@ -307,6 +318,9 @@ def main(argv: list[str] | None = None) -> None:
         report["target_met"] = all(
             report["ratios_new_over_old"][key] >= TARGET_RATIO
             for key in ("greedy_tokens_per_s", "sampled_tokens_per_s")
+        )
+        report["latency_no_worse"] = all(
+            ratio <= LATENCY_TOLERANCE for key, ratio in report["ratios_new_over_old"].items() if not MEASURES[key][1]
         )
     for side in runs.values():
         for run in side[1:]:
