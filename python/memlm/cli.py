@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -30,6 +31,15 @@ app = typer.Typer(
     add_completion=False,
 )
 stderr = Console(stderr=True)
+
+
+class _Stdout(Console):
+    """rich's console on standard output, whose closed pipe ends memlm as any other (141, quietly) rather
+    than with rich's own exit status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def _status(name: str):
@@ -369,7 +379,7 @@ def evaluate(
         ]
         for name, value in rows:
             table.add_row(name, value)
-        Console().print(table)
+        _Stdout().print(table)
 
 
 @app.command()

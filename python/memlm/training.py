@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Iterable
@@ -212,12 +213,16 @@ def partition_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
     ``memory`` bytes."""
     fixed = BASELINE_BYTES + n_tokens * (2 * id_bytes + FIXED_BYTES_PER_TOKEN)
     if memory - fixed < MIN_PARTITION_BYTES:
-        need = (fixed + MIN_PARTITION_BYTES) / 2**20
+        need = math.ceil((fixed + MIN_PARTITION_BYTES) / 2**20)
         raise MemlmError(
-            f"a memory budget of {memory / 2**20:.0f} MiB is too small for {n_tokens:,} tokens: "
-            f"give at least {need:.0f} MiB"
+            f"a memory budget of {_size(memory)} is too small for {n_tokens:,} tokens: give at least {need} MiB"
         )
     return memory - fixed
+
+
+def _size(n: int) -> str:
+    """A number of bytes for people: in MiB, or in bytes below one MiB (never "0 MiB")."""
+    return f"{n / 2**20:.0f} MiB" if n >= 1 << 20 else f"{n:,} bytes"
 
 
 def train_instances(

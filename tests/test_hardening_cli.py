@@ -1,0 +1,229 @@
+"""What a user of the command line sees when something goes wrong (issue 12): one line on stderr and exit
+status 1 for errors (15), typer's usage message and 2 for usage errors (18), 130 for Ctrl-C with the old
+model file left as it was (8), a quiet 141 when the reader of the output goes away (15)."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import memlm
+
+from conftest import ROOT, TEST_TEXT, TRAIN_TEXT, run_cli
+
+SHARED = ROOT.parent / "shared" / "data"
+BIG_CORPUS = [SHARED / "austen_train.txt.gz", SHARED / "kjv.txt.gz"]
+PENDING_CORE = "pending the core change of issue 12 (see /tmp/coord/h12_requests_for_rust.txt)"
+
+
+def _memlm(*args) -> list[str]:
+    return [sys.executable, "-m", "memlm", *map(str, args)]
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memlm: error: "), proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+# -- 15: one line, no traceback --------------------------------------------------------------------------
+
+
+def test_bad_numbers_are_one_line_errors(model4_path, tmp_path):
+    out = tmp_path / "m.memlm"
+    _one_line_error(run_cli("train", TRAIN_TEXT, "--width", -1, "-o", out, check=False), "width", "-1")
+    _one_line_error(run_cli("train", TRAIN_TEXT, "--width", 65, "-o", out, check=False), "width", "65")
+    for command in ("eval", "classify"):
+        args = [TEST_TEXT] if command == "eval" else ["--instances", TEST_TEXT]
+        proc = run_cli(command, model4_path, *args, "--algorithm", "ib1", "-k", -1, check=False)
+        _one_line_error(proc, "k must be at least 1")
+    _one_line_error(run_cli("generate", model4_path, "It", "-k", -1, check=False), "k must be at least 1")
+    _one_line_error(run_cli("generate", model4_path, "It", "--max-new-tokens", -1, check=False), "max_new_tokens")
+    proc = run_cli("generate", model4_path, "It", "--do-sample", "--top-p", "nan", check=False)
+    _one_line_error(proc, "top_p")
+    # Memory budgets: what was given, never "-0 MiB".
+    proc = run_cli("train", TRAIN_TEXT, "--memory", -5, "-o", out, check=False)
+    assert "-0" not in _one_line_error(proc, "'-5'")
+    with pytest.raises(memlm.MemlmError, match="memory must be a positive number of bytes, got -5"):
+        memlm.train(TRAIN_TEXT, memory=-5)
+    proc = run_cli("train", TRAIN_TEXT, "--memory", "1k", "-o", out, check=False)
+    assert "0 MiB" not in _one_line_error(proc, "1,024 bytes is too small", "give at least")
+    assert not out.exists()
+
+
+@pytest.mark.xfail(reason="top_k beyond 2**63 is an OverflowError in the binding: " + PENDING_CORE, strict=False)
+def test_huge_top_k_is_a_one_line_error(model4_path):
+    proc = run_cli("generate", model4_path, "It", "--do-sample", "--top-k", str(2**64), check=False)
+    _one_line_error(proc, "top_k")
+
+
+def test_a_file_that_is_not_a_tokenizer_is_a_one_line_error(tmp_path):
+    out = tmp_path / "m.memlm"
+    for name, content in [("notok.json", b'{"a": 1}'), ("broken.json", b"{"), ("latin1.json", b"\xff\xfe{}")]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        for command in (["train", TRAIN_TEXT], ["train", TRAIN_TEXT, "--shard"], ["instances", TRAIN_TEXT]):
+            proc = run_cli(*command, "--tokenizer", path, "-o", out, check=False)
+            _one_line_error(proc, f"{path}: not a tokenizers JSON file")
+        with pytest.raises(memlm.MemlmError, match="not a tokenizers JSON file"):
+            memlm.train(TRAIN_TEXT, tokenizer=path)
+    _one_line_error(run_cli("train", TRAIN_TEXT, "--tokenizer", tmp_path / "none.json", "-o", out, check=False))
+    assert not out.exists()
+
+
+def test_an_invalid_utf8_prompt_on_stdin_is_a_one_line_error(model4_path, tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"It was \xff\xfe a fine")
+    with open(bad, "rb") as stdin:
+        proc = subprocess.run(_memlm("generate", model4_path), stdin=stdin, capture_output=True, text=True)
+    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    with open(bad, "rb") as stdin:
+        proc = subprocess.run(_memlm("score", model4_path), stdin=stdin, capture_output=True, text=True)
+    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    proc = run_cli("generate", model4_path, "--max-new-tokens", 3, stdin="It was")
+    assert proc.stdout.startswith("It was")
+
+
+def test_core_file_errors_name_the_path_in_one_line(tmp_path):
+    missing = tmp_path / "missing.memlm"
+    _one_line_error(run_cli("info", missing, check=False), f"{missing}: ")
+    with pytest.raises(OSError) as raised:
+        memlm.load(missing)
+    assert str(missing) in str(raised.value)
+
+
+@pytest.mark.xfail(reason="errno-carrying OSErrors from the core: " + PENDING_CORE, strict=False)
+def test_core_os_errors_are_the_errno_subclasses(tmp_path):
+    missing = tmp_path / "missing.memlm"
+    try:
+        memlm.load(missing)
+    except FileNotFoundError as e:
+        assert e.errno == errno.ENOENT and e.filename == str(missing)
+    else:
+        raise AssertionError("no error")
+    assert run_cli("info", missing, check=False).stderr == f"memlm: error: {missing}: No such file or directory\n"
+    with pytest.raises(IsADirectoryError):
+        memlm.load(tmp_path)
+
+
+@pytest.mark.xfail(reason="a folder or a FIFO as the model: " + PENDING_CORE, strict=False)
+def test_a_folder_or_a_fifo_as_the_model_is_one_clear_line(tmp_path):
+    line = _one_line_error(run_cli("info", tmp_path, check=False), f"{tmp_path}: ")
+    assert "No such device" not in line and "os error" not in line
+    fifo = tmp_path / "fifo.memlm"
+    os.mkfifo(fifo)
+    # No writer ever opens it: opening it to read would wait for ever.
+    proc = subprocess.run(_memlm("info", fifo), capture_output=True, text=True, timeout=60)
+    line = _one_line_error(proc, str(fifo))
+    assert "os error" not in line
+
+
+# -- 15: a reader that goes away -------------------------------------------------------------------------
+
+
+def test_a_closed_pipe_ends_quietly_with_141(model4_path):
+    # `memlm score MODEL FILE | head -1`: the reader quits after one line; memlm stops without a word, with
+    # status 141 (128 + SIGPIPE), what the shell shows for a tool ended by SIGPIPE.
+    proc = subprocess.Popen(_memlm("score", model4_path, TEST_TEXT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    status = proc.wait(timeout=120)
+    stderr = proc.stderr.read().decode()
+    assert first.startswith(b"'") and status == 141, (status, stderr)
+    assert stderr == ""
+    command = f"set -o pipefail; {' '.join(_memlm('score', model4_path, TEST_TEXT))} | head -1"
+    shell = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert shell.returncode == 141 and len(shell.stdout.splitlines()) == 1 and shell.stderr == ""
+    # Also for output written by rich (eval's table) and by generate.
+    for args in (["eval", model4_path, TEST_TEXT], ["generate", model4_path, "It", "--max-new-tokens", 200]):
+        command = f"{' '.join(map(str, _memlm(*args)))} | true"
+        shell = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True)
+        assert shell.returncode in (0, 141) and shell.stderr == "", (args, shell.stderr)
+
+
+# -- 18: exit statuses -----------------------------------------------------------------------------------
+
+
+def test_exit_statuses(model4_path, tmp_path):
+    # 0: done.
+    assert run_cli("info", model4_path).returncode == 0
+    # 2: usage errors, typer's message (what was wrong, and how to get help).
+    for args in (
+        ["train", TRAIN_TEXT, "--width", "abc", "-o", tmp_path / "m.memlm"],
+        ["train", TRAIN_TEXT],  # -o missing
+        ["no-such-command"],
+        ["score"],  # MODEL missing
+        ["eval", model4_path, TEST_TEXT, "--no-such-option"],
+    ):
+        proc = run_cli(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Usage: memlm" in proc.stderr and "Traceback" not in proc.stderr
+    # 1: errors of the input or the system, one line.
+    _one_line_error(run_cli("info", TRAIN_TEXT, check=False), str(TRAIN_TEXT))
+    _one_line_error(run_cli("eval", model4_path, tmp_path / "missing.txt", check=False), "missing.txt")
+    # 130 (Ctrl-C) and 141 (closed pipe): see the tests above and below.
+
+
+# -- 8: Ctrl-C -------------------------------------------------------------------------------------------
+
+
+def _old_model(folder: Path) -> tuple[Path, bytes]:
+    folder.mkdir()
+    path = folder / "model.memlm"
+    memlm.train(TEST_TEXT, width=2, output=path)
+    return path, path.read_bytes()
+
+
+def test_ctrl_c_while_reading_the_corpus_exits_130(tmp_path):
+    model, before = _old_model(tmp_path / "out")
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(_memlm("train", fifo, "-o", model), stderr=subprocess.PIPE, text=True)
+    opened = threading.Event()
+
+    def write() -> None:
+        with open(fifo, "wb") as corpus:  # returns once memlm opened the FIFO to read it
+            opened.set()
+            corpus.write(TEST_TEXT.read_bytes()[:1000])
+            corpus.flush()
+            time.sleep(30)  # memlm waits for more
+
+    threading.Thread(target=write, daemon=True).start()
+    assert opened.wait(60)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert stderr.strip().splitlines() == ["memlm: interrupted"]
+    assert model.read_bytes() == before
+    assert sorted(os.listdir(model.parent)) == ["model.memlm"]
+
+
+@pytest.mark.skipif(not all(p.exists() for p in BIG_CORPUS), reason="needs ../shared/data (the project's workspace)")
+@pytest.mark.xfail(reason="the core goes on building after the progress callback raised: " + PENDING_CORE, strict=False)
+def test_ctrl_c_during_the_build_exits_130_and_keeps_the_old_model(tmp_path):
+    model, before = _old_model(tmp_path / "out")
+    proc = subprocess.Popen(_memlm("train", *BIG_CORPUS, "-o", model), stderr=subprocess.PIPE, text=True)
+    # Without a terminal, a line at the end of each phase that took a second or more: tokenising ~8 MB
+    # of text does, and the build of its ~1.8 million instances then takes seconds more.
+    line = proc.stderr.readline()
+    assert "reading and tokenising: done" in line, line
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, stderr
+    assert time.monotonic() - interrupted < 30
+    assert stderr.strip().splitlines() == ["memlm: interrupted"]
+    assert model.read_bytes() == before
+    assert sorted(os.listdir(model.parent)) == ["model.memlm"]
