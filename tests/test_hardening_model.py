@@ -174,9 +174,11 @@ def test_predict_rejects_bytes_and_bad_id_lists(model4):
         ([-1, 464], "negative"),
         ([2**32 + 464], "outside the model's vocabulary"),
         ([464.9], "dtype float64"),
-        ([True, 464], "not bools"),
         (np.array([464.0]), "dtype float64"),
-        (list(range(100)) + [-5], "negative"),  # checked whole, not only the last W ids
+        (list(range(100)) + [-5], "negative"),  # the last W ids count: those are checked
+        ((464, -1), "negative"),
+        ([[464, 13]], "1-D"),
+        (["It", "was"], "dtype <U3"),
     ]:
         with pytest.raises(MemlmError, match=message):
             model4.predict(bad)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from memlm import _core
-from memlm._core import UNKNOWN, CoreModel, Query, Sampling
+from memlm._core import CoreModel, Query, Sampling
 from memlm.checks import block_lengths as checked_lengths
 from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
@@ -235,7 +235,8 @@ class Model:
 
     def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
         """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
-        ids = np.asarray(self._tail(text_or_ids), dtype=np.uint32)
+        tail = self._tail(text_or_ids)
+        ids = self._ids(tail, "ids", 1) if tail else np.zeros(0, dtype=np.uint32)
         # The context of a target after the prefix, in the core's windowing (0 stands for the target).
         contexts, _ = self._core.windows(np.append(ids, np.uint32(0)), np.array([ids.size + 1], dtype=np.uint64))
         return contexts[-1].tolist()
@@ -273,25 +274,30 @@ class Model:
         return np.array([i for ids in encoded for i in ids], dtype=np.uint32), lengths
 
     def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """At most the last W ids of a prefix (the core pads a shorter one); ids given are checked (whole
-        numbers, the model's), never coerced."""
+        """The ids of a prefix that count: at most its last W (the core pads a shorter one). A list is
+        passed on as it is, for the core to check (its conversion refuses what is not an id in [0, 2**32)
+        with OverflowError or TypeError, which :meth:`_bad_ids` turns into a clear error; the core refuses
+        ids outside the vocabulary); other sequences and arrays are checked here. Never coerced."""
+        if type(text_or_ids) is list:
+            return text_or_ids if len(text_or_ids) <= self._width else text_or_ids[-self._width :]
         if isinstance(text_or_ids, str):
             ids = self.encode(text_or_ids)
             return ids if len(ids) <= self._width else ids[-self._width :]
         if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
             raise MemlmError("give text as str (decode the bytes first) or token ids as a list or array, not bytes")
-        ids = text_or_ids
-        if type(ids) is list and len(ids) <= self._width:
-            # The common case of `predict`: a few Python ints, checked one by one and passed on as they are.
-            n = self._n_symbols
-            if all(type(i) is int and (0 <= i < n or i == UNKNOWN) for i in ids):
-                return ids
-        if not isinstance(ids, np.ndarray):
-            ids = list(ids)
-            if any(isinstance(i, (bool, np.bool_)) for i in ids):  # numpy would take True for 1
-                raise MemlmError(f"ids must be whole numbers, not bools: {ids[-self._width :]!r}")
-        ids = self._ids(ids, "ids", 1)
-        return ids[-self._width :].tolist()
+        return self._checked_tail(text_or_ids)
+
+    def _checked_tail(self, ids) -> list[int]:
+        array = np.asarray(ids)
+        return self._ids(array[-self._width :] if array.ndim == 1 else array, "ids", 1).tolist()
+
+    def _bad_ids(self, ids: list, error: Exception) -> MemlmError:
+        """The error for ids that the core's conversion refused (``error``): what is wrong with them."""
+        try:
+            self._checked_tail(ids)
+        except MemlmError as e:
+            return e
+        return MemlmError(f"ids must be whole numbers in [0, {self._n_symbols}) ({error})")
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
         """The core's query for these arguments, made once (the core validates them)."""
@@ -323,7 +329,11 @@ class Model:
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
         query = self._queries.get((top_k, algorithm, k, vote, decay)) or self._query(top_k, algorithm, k, vote, decay)
-        answer = self._core.answer(self._tail(text_or_ids), query)
+        ids = self._tail(text_or_ids)
+        try:
+            answer = self._core.answer(ids, query)
+        except (OverflowError, TypeError) as e:
+            raise self._bad_ids(ids, e) from None
         classes, votes, total = answer.classes, answer.votes, answer.total
         strings = self._token_strings
         tokens = [strings.get(c) or self.token_string(c) for c in classes]
@@ -364,7 +374,12 @@ class Model:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every class that got votes after ``text_or_ids`` and its votes: (ids, votes), the winner first.
         Arguments as in :meth:`predict`."""
-        answer = self._core.answer(self._tail(text_or_ids), self._query(0, algorithm, k, vote, decay))
+        query = self._query(0, algorithm, k, vote, decay)
+        ids = self._tail(text_or_ids)
+        try:
+            answer = self._core.answer(ids, query)
+        except (OverflowError, TypeError) as e:
+            raise self._bad_ids(ids, e) from None
         return np.asarray(answer.classes, dtype=np.int64), np.asarray(answer.votes, dtype=np.float64)
 
     def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
@@ -403,7 +418,11 @@ class Model:
         """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
         summing to 1: interpolated Witten-Bell back-off along the IGTree descent path, from the root to the
         deepest matched node, over a uniform floor."""
-        return self._core.probabilities(self._tail(text_or_ids))
+        ids = self._tail(text_or_ids)
+        try:
+            return self._core.probabilities(ids)
+        except (OverflowError, TypeError) as e:
+            raise self._bad_ids(ids, e) from None
 
     def score_windows(self, contexts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log10 probabilities, matched context lengths, OOV flags) of ``targets`` (n,) after ``contexts``
