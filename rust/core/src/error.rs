@@ -5,7 +5,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the core, each with a message a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O failure, with the path it concerns.
+    /// An I/O failure, with the path it concerns. The source carries the OS error number when the
+    /// OS gave one; errors memlm raises itself (a path that is not a regular file, see
+    /// [`Error::not_a_regular_file`]) carry the [`std::io::ErrorKind`] that stands for one.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -17,6 +19,10 @@ pub enum Error {
     /// The caller passed something the model cannot use (wrong width, empty corpus, ...).
     #[error("{0}")]
     InvalidInput(String),
+    /// The progress callback asked the build to stop (a Python binding: the callback raised); nothing
+    /// was written.
+    #[error("interrupted")]
+    Interrupted,
     /// A TiMBL column-format instance file could not be parsed.
     #[error("{path}:{line}: {reason}")]
     BadInstanceFile {
@@ -41,10 +47,86 @@ impl Error {
         Error::InvalidInput(format!("unknown {kind} {name:?}: use {choices}"))
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O failure concerning `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Refuses `path`, which is of `file_type` and not a regular file, as a model, shard or
+    /// instance file (to read or to write): a folder is [`std::io::ErrorKind::IsADirectory`]
+    /// ("Is a directory", errno EISDIR in Python), anything else (FIFO, device, socket)
+    /// [`std::io::ErrorKind::InvalidInput`] with "not a regular file (a FIFO)" and the like (errno
+    /// EINVAL).
+    pub fn not_a_regular_file(path: impl Into<PathBuf>, file_type: std::fs::FileType) -> Self {
+        use std::io::{Error as IoError, ErrorKind};
+        if file_type.is_dir() {
+            return Error::io(
+                path,
+                IoError::new(ErrorKind::IsADirectory, "Is a directory"),
+            );
+        }
+        let what = describe_file_type(file_type);
+        Error::io(
+            path,
+            IoError::new(
+                ErrorKind::InvalidInput,
+                format!("not a regular file ({what})"),
+            ),
+        )
+    }
+}
+
+/// What kind of thing a file that is not a regular file is, for messages.
+fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_symlink() {
+        return "a symbolic link";
+    }
+    if file_type.is_dir() {
+        return "a folder";
+    }
+    "a special file"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_a_regular_file_says_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::fs::metadata(dir.path()).unwrap().file_type();
+        let Error::Io { source, .. } = Error::not_a_regular_file(dir.path(), folder) else {
+            panic!("not an Io error")
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory);
+        assert_eq!(source.to_string(), "Is a directory");
+        #[cfg(unix)]
+        {
+            let null = std::fs::metadata("/dev/null").unwrap().file_type();
+            let e = Error::not_a_regular_file("/dev/null", null);
+            assert_eq!(
+                e.to_string(),
+                "/dev/null: not a regular file (a character device)"
+            );
         }
     }
 }

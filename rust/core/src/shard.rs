@@ -87,6 +87,14 @@ pub fn write_shard(
     crate::atomic::write_atomic(path, format::encode(Kind::Shard, &sections).as_slice())
 }
 
+/// A reason the container gave, in a shard's words: "corrupt shard file", "truncated shard file",
+/// "shard format version" (the container's checks are shared with models).
+fn shard_words(reason: String) -> String {
+    reason
+        .replace("model file", "shard file")
+        .replace("model format version", "shard format version")
+}
+
 /// An opened shard file, memory-mapped and verified in full.
 pub struct Shard {
     image: Image,
@@ -95,12 +103,17 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Opens and verifies a shard file.
+    /// Opens and verifies a shard file. A model given instead, or a file that is not a regular
+    /// file, is refused with one line saying so.
     pub fn open(path: &Path) -> Result<Shard> {
         let bad = |reason: String| Error::BadModel {
             path: PathBuf::from(path),
-            reason,
+            reason: shard_words(reason),
         };
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(Error::not_a_regular_file(path, meta.file_type()));
+        }
         let image = Image::map(path)?;
         let sections = format::decode(image.bytes(), Kind::Shard, Check::Full).map_err(bad)?;
         let params: &[u64] = sections
@@ -153,5 +166,59 @@ impl Shard {
     /// The metadata JSON.
     pub fn metadata(&self) -> &str {
         std::str::from_utf8(self.section(Section::Metadata)).expect("checked when opened")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(dir: &Path) -> PathBuf {
+        let path = dir.join("a.shard");
+        let ids = IdVec::U16(vec![1, 2, 3, 4]);
+        write_shard(&path, &ids, &[4], 10, b"tok", "{}").unwrap();
+        path
+    }
+
+    #[test]
+    fn corrupt_shards_are_called_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Shard::open(&path).err().unwrap().to_string();
+        assert!(err.contains("corrupt shard file"), "{err}");
+        assert!(!err.contains("model"), "{err}");
+        bytes.truncate(20);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Shard::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("shard file") && !err.contains("model"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_model_is_not_a_shard_and_a_folder_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..8].copy_from_slice(crate::format::MAGIC);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Shard::open(&path).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: a memlm model, not a shard (tokenised text)",
+                path.display()
+            )
+        );
+        let err = Shard::open(dir.path()).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: Is a directory", dir.path().display())
+        );
     }
 }
