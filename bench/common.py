@@ -3,7 +3,6 @@ instance files, text blocks) and timed runs with peak memory."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import memlm
+from memlm.corpus import read_blocks
 
 #: The benchmark texts and the GPT-2 tokenizer (their README says where each comes from); the
 #: environment variable MEMLM_BENCH_DATA points elsewhere.
@@ -122,13 +122,8 @@ def _file_tokens(path: Path, cache: Path | None) -> tuple[np.ndarray, np.ndarray
 
 
 def text_blocks(path: str | Path) -> list[str]:
-    """The blocks of a text file (gzip too), as training sees them: paragraphs separated by blank lines,
-    each one's lines stripped and joined by single spaces."""
-    path = data_path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        paragraphs = re.split(r"\n[ \t\r\f\v]*\n", f.read())
-    return [b for b in (" ".join(line.strip() for line in p.split("\n") if line.strip()) for p in paragraphs) if b]
+    """The blocks of a text file (gzip too), exactly as training reads them (memlm's own reader)."""
+    return list(read_blocks([data_path(path)]))
 
 
 def instance_files(workdir: Path, width: int, train_tokens: int, test_instances: int) -> tuple[Path, Path]:
