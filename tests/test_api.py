@@ -57,7 +57,7 @@ def test_windows_pad_each_block_start(model4):
     blocks = read_blocks([TEST_TEXT])[:30]
     contexts, targets = model4.windows(blocks)
     width, pad = model4.width, model4.pad_id
-    assert pad == model4.vocab_size - 1 == model4.tokenizer.vocab_size
+    assert pad == model4.n_ids - 1 == model4.tokenizer.vocab_size
     rows, expected_targets = [], []
     for block in blocks:
         ids = model4.encode(block)

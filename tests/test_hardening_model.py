@@ -278,3 +278,50 @@ def test_instance_models_score_unknown_symbols_as_oov(instance_model, tmp_path):
     assert "'zzz-never-seen'" in proc.stdout and "OOV:" in proc.stderr
     result = json.loads(run_cli("eval", instance_model, test, "--json").stdout)
     assert result["tokens"] == 4 and result["oov"] >= 1
+
+
+# -- issue 11's review: the Python must-fixes --------------------------------------------------------------
+
+
+def test_classify_file_checks_the_query_before_reading(model4, tmp_path):
+    output = tmp_path / "out.txt"
+    # An IGTree-only model cannot answer with IB1: said before the (here missing) file is read or the
+    # output made.
+    with pytest.raises(MemlmError, match="ib1"):
+        model4.classify_file(tmp_path / "missing.txt", output, algorithm="ib1")
+    with pytest.raises(MemlmError, match="k must be at least 1"):
+        model4.classify_file(tmp_path / "missing.txt", output, algorithm="igtree", k=0)
+    assert not output.exists()
+
+
+def test_predict_batch_top_k(model4, contexts):
+    with pytest.raises(MemlmError, match="top_k must be >= 0"):
+        model4.predict_batch(contexts, top_k=-3)
+    assert model4.predict_batch(contexts, top_k=0)[0].shape == (len(contexts), 1)
+    everything = model4.predict_batch(contexts, top_k=2**40)[0]
+    assert everything.shape[1] <= model4.n_ids and np.array_equal(
+        everything[:, :3], model4.predict_batch(contexts, 3)[0]
+    )
+
+
+def test_shares_when_every_vote_underflows(model_ib1):
+    # Exponential decay with a large alpha: the far neighbours' votes underflow to 0; shares are then 0.
+    p = model_ib1.predict("zzz qqq xxx", algorithm="ib1", k=3, vote="exponential_decay", decay=1e6, top_k=3)
+    assert p.distance > 0 and p.votes == [0.0] * len(p.votes) and p.shares == [0.0] * len(p.votes)
+
+
+def test_n_ids_decode_and_deprecated_names(model4, instance_model):
+    assert model4.n_ids == model4.pad_id + 1 == TokenizerSpec.from_file().vocab_size + 1
+    with pytest.warns(DeprecationWarning, match="n_ids"):
+        assert model4.vocab_size == model4.n_ids
+    symbols = memlm.load(instance_model)
+    assert symbols.pad_id == 0 and symbols.decode([0]) == "_"
+    for model in (model4, symbols):
+        with pytest.raises(MemlmError, match="unknown id .* has no text"):
+            model.decode([5, UNKNOWN])
+        with pytest.raises(MemlmError, match="outside the model's vocabulary"):
+            model.decode([model.n_ids])
+    with pytest.warns(DeprecationWarning, match="needs_instance_base"):
+        assert memlm.training.needs_instance_base("igtree,ib1")
+    assert memlm.ALGORITHMS == ("igtree", "tribl2", "ib1") and "gain_ratio" in memlm.WEIGHTINGS
+    assert "exponential_decay" in memlm.VOTES

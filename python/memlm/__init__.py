@@ -12,7 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0"
 
-from memlm._core import FORMAT_VERSION  # noqa: E402
+from memlm._core import ALGORITHMS, FORMAT_VERSION, VOTES, WEIGHTINGS  # noqa: E402
 from memlm.errors import (  # noqa: E402
     CorpusError,
     InstanceFileError,
@@ -27,7 +27,10 @@ from memlm.tokenization import TokenizerSpec  # noqa: E402
 from memlm.training import load, tokenize, train, train_instances, train_token_ids  # noqa: E402
 
 __all__ = [
+    "ALGORITHMS",
     "FORMAT_VERSION",
+    "VOTES",
+    "WEIGHTINGS",
     "CorpusError",
     "InstanceFileError",
     "MemlmError",

@@ -38,11 +38,16 @@ def train_options(
     )
 
 
+def whole(value) -> bool:
+    """Whether ``value`` is a whole number: a Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def memory_budget(memory: int | None) -> int | None:
     """A build's memory budget in bytes: None (no budget) or a positive whole number."""
     if memory is None:
         return None
-    if isinstance(memory, bool) or not isinstance(memory, numbers.Integral) or memory <= 0:
+    if not whole(memory) or memory <= 0:
         raise MemlmError(f"memory must be a positive number of bytes, got {memory!r}")
     return int(memory)
 

@@ -17,12 +17,11 @@ from rich.console import Console
 
 import memlm
 from memlm.checks import not_an_input, output_file, train_options
-from memlm.corpus import iter_documents, read_blocks
+from memlm.corpus import iter_documents
 from memlm.errors import CorpusError, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
 from memlm.progress import BuildProgress, parse_size
-from memlm.scoring import perplexity_of
-from memlm.tokenization import TokenizerSpec
+from memlm.scoring import perplexities
 
 app = typer.Typer(
     help="memlm: a memory-based language model (IGTree over all training contexts), CPU only.",
@@ -82,6 +81,11 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _either(names: tuple[str, ...]) -> str:
+    """``a, b or c``: the names the core knows, for help texts."""
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"memlm {memlm.__version__} (model format {memlm.FORMAT_VERSION})")
@@ -98,9 +102,9 @@ def main(
 
 
 WidthOption = Annotated[int, typer.Option(help="Context width W (1..64).")]
-WeightingOption = Annotated[str, typer.Option(help="Feature weighting: gain_ratio or info_gain.")]
+WeightingOption = Annotated[str, typer.Option(help=f"Feature weighting: {_either(memlm.WEIGHTINGS)}.")]
 AlgorithmsOption = Annotated[
-    str, typer.Option(help="What the model must answer: igtree, tribl2, ib1 (comma-separated).")
+    str, typer.Option(help=f"What the model must answer: {', '.join(memlm.ALGORITHMS)} (comma-separated).")
 ]
 MemoryOption = Annotated[
     str | None,
@@ -220,9 +224,9 @@ def merge(
         _wrote(output, model)
 
 
-AlgorithmOption = Annotated[str, typer.Option(help="Classifier: igtree, tribl2 or ib1.")]
+AlgorithmOption = Annotated[str, typer.Option(help=f"Classifier: {_either(memlm.ALGORITHMS)}.")]
 KOption = Annotated[int, typer.Option("-k", help="k-NN: how many nearest distances vote.")]
-VoteOption = Annotated[str, typer.Option(help="k-NN votes: majority, inverse_distance, exponential_decay.")]
+VoteOption = Annotated[str, typer.Option(help=f"k-NN votes: {_either(memlm.VOTES)}.")]
 DecayOption = Annotated[float, typer.Option(help="Alpha of exponential_decay voting.")]
 
 
@@ -331,11 +335,11 @@ def score(
         for s in scores:
             out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")
         log10 = np.array([s.log10_prob for s in scores])
-        oov = np.array([s.oov for s in scores], dtype=bool)
+        totals = perplexities(log10, np.array([s.oov for s in scores], dtype=bool))
         print(
-            f"Total: {log10.sum():.4f} OOV: {int(oov.sum())}\n"
-            f"Perplexity including OOVs:\t{perplexity_of(log10):.4f}\n"
-            f"Perplexity excluding OOVs:\t{perplexity_of(log10[~oov]):.4f}\n"
+            f"Total: {log10.sum():.4f} OOV: {totals['oov']}\n"
+            f"Perplexity including OOVs:\t{totals['perplexity']:.4f}\n"
+            f"Perplexity excluding OOVs:\t{totals['perplexity_excluding_oov']:.4f}\n"
             f"Tokens:\t{len(scores)}",
             file=sys.stderr,
         )
@@ -395,8 +399,7 @@ def instances(
     with _clean_errors():
         train_options(width=width)
         not_an_input(output_file(output), [*corpus, tokenizer])
-        spec = TokenizerSpec.from_file(tokenizer)
-        tokens, lengths = spec.encode_blocks(read_blocks(corpus, text_field=text_field, errors=errors))
+        tokens, lengths, spec, _ = memlm.tokenize(corpus, tokenizer, text_field, errors)
         memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)
         print(f"wrote {output}: {tokens.size:,} instances of width {width}", file=sys.stderr)
 
@@ -406,7 +409,9 @@ def classify(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
     instances: Annotated[Path, typer.Option(help="TiMBL column-format test file.")] = ...,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output (default stdout).")] = None,
-    distribution: Annotated[bool, typer.Option("--distribution", help="Append the distribution.")] = False,
+    distribution: Annotated[
+        bool, typer.Option("--distribution", help="After each class, every class's votes in braces (TiMBL's +v db).")
+    ] = False,
     algorithm: AlgorithmOption = "igtree",
     k: KOption = 1,
     vote: VoteOption = "majority",

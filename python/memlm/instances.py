@@ -4,7 +4,6 @@ target, ``_`` for the padding before a block's start. ``memlm instances`` writes
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from memlm import _core
 from memlm._core import UNKNOWN
 from memlm.checks import block_lengths as block_lengths_of
-from memlm.checks import output_file, token_ids, train_options
+from memlm.checks import output_file, token_ids, train_options, whole
 from memlm.errors import MemlmError
 
 
@@ -24,14 +23,10 @@ def write_instances(tokens, block_lengths, path: str | Path, width: int, vocab_s
     """
     train_options(width=width)  # the width's range, checked where the core checks it
     path = output_file(path)
-    if not (_whole(vocab_size) and 0 < vocab_size < UNKNOWN):
+    if not (whole(vocab_size) and 0 < vocab_size < UNKNOWN):
         raise MemlmError(f"vocab_size must be a whole number in [1, 2**32 - 1), got {vocab_size!r}")
     array = np.asarray(tokens)
     # Token ids below vocab_size (the padding id), kept as uint16 when they came so, never coerced.
     dtype = np.uint16 if array.dtype == np.uint16 else np.uint32
     tokens = token_ids(array, "tokens", int(vocab_size), unknown=False, dtype=dtype, vocabulary="the tokenizer's")
     _core.write_instances(tokens, block_lengths_of(block_lengths), width, int(vocab_size), path)
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -7,7 +7,6 @@ here; evaluation, the command line and the benchmarks go through :class:`Model`.
 from __future__ import annotations
 
 import json
-import numbers
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import NamedTuple
 import numpy as np
 
 from memlm import _core
-from memlm._core import CoreModel, Query, Sampling
+from memlm._core import UNKNOWN, CoreModel, Query, Sampling
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import not_an_input, output_file, token_ids
+from memlm.checks import not_an_input, output_file, token_ids, whole
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.generation import (
@@ -78,7 +77,15 @@ class Prediction(NamedTuple):
 class Model:
     """A memory-based language model. Create one with :func:`memlm.train` or :func:`memlm.load`."""
 
-    def __init__(self, core: CoreModel, tokenizer: TokenizerSpec | None = None, path: str | Path | None = None):
+    def __init__(
+        self,
+        core: CoreModel,
+        tokenizer: TokenizerSpec | None = None,
+        path: str | Path | None = None,
+        verify: bool = False,
+    ):
+        """``core``: what the core trained or opened (from ``path``); ``verify``: also make the checks of
+        :meth:`verify` that the core does not (the metadata and the tokenizer section)."""
         self._core = core
         #: The file the model was loaded from (None for a model built in memory).
         self._path = None if path is None else Path(path)
@@ -89,6 +96,8 @@ class Model:
         self._n_symbols = core.n_symbols
         self._token_strings: dict[int, str] = {}
         self._queries: dict[tuple, Query] = {}
+        if verify:
+            self._verify_sections()
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -99,13 +108,25 @@ class Model:
 
     @property
     def pad_id(self) -> int:
-        """The id that pads a context before a block's start (the tokenizer's vocabulary size)."""
+        """The id that pads a context before a block's start: the tokenizer's vocabulary size for tokenizer
+        models, 0 (the symbol ``_``) for models trained on an instance file."""
         return self._pad
 
     @property
+    def n_ids(self) -> int:
+        """How many ids the model knows, the padding id included (for tokenizer models the tokenizer's
+        vocabulary size + 1): the length of :meth:`probabilities`; every id is below it."""
+        return self._n_symbols
+
+    @property
     def vocab_size(self) -> int:
-        """How many ids the model knows, the padding id included: the length of :meth:`probabilities`."""
-        return self._core.n_symbols
+        """Deprecated name of :attr:`n_ids` (which counts the padding id, unlike a tokenizer's vocab_size)."""
+        warnings.warn(
+            "Model.vocab_size is deprecated: use Model.n_ids (the ids the model knows, padding included)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._n_symbols
 
     @property
     def metadata(self) -> dict:
@@ -222,8 +243,15 @@ class Model:
         return [symbol_id(s) for s in text.split()]
 
     def decode(self, ids: Sequence[int]) -> str:
+        """The text of ids: decoded tokens, or symbols separated by spaces (instance-file models). The unknown
+        id (:data:`memlm._core.UNKNOWN`, a symbol the model never saw) has no text: an error, as any id
+        the model does not know."""
+        ids = list(ids)
+        if UNKNOWN in ids:
+            raise MemlmError(f"id {UNKNOWN} is the unknown id (a symbol the model never saw): it has no text")
+        ids = self._ids(ids, "ids", 1).tolist() if ids else ids
         if self.has_tokenizer:
-            return self.tokenizer.decode(list(ids))
+            return self.tokenizer.decode(ids)
         return " ".join(self._core.symbol(i) for i in ids)
 
     def token_string(self, token_id: int) -> str:
@@ -337,7 +365,7 @@ class Model:
         classes, votes, total = answer.classes, answer.votes, answer.total
         strings = self._token_strings
         tokens = [strings.get(c) or self.token_string(c) for c in classes]
-        return Prediction(classes, tokens, votes, [v / total for v in votes], answer.depth, answer.distance)
+        return Prediction(classes, tokens, votes, _shares(votes, total), answer.depth, answer.distance)
 
     def check_query(self, algorithm: str = "igtree", k: int = 1, vote: str = "majority", decay: float = 1.0) -> None:
         """Raises :class:`MemlmError` unless the model can answer with these arguments (as in :meth:`predict`):
@@ -357,9 +385,10 @@ class Model:
         """Predictions for an (n, W) array of ids (e.g. from :meth:`windows`) on all cores, without the GIL.
 
         Returns (classes (n, top_k), votes (n, top_k), depth (n,), distance (n,)); classes is -1 where
-        fewer than ``top_k`` classes got votes. ``k``, ``vote``, ``decay`` as in :meth:`predict`.
+        fewer than ``top_k`` classes got votes; ``top_k`` 0 keeps one class here, and one larger than the
+        number of classes keeps them all. ``k``, ``vote``, ``decay`` as in :meth:`predict`.
         """
-        query = self._query(max(top_k, 1), algorithm, k, vote, decay)
+        query = self._query(top_k, algorithm, k, vote, decay)
         contexts = self._ids(contexts, "contexts", 2)
         classes, votes, _totals, depth, distance = self._core.answer_batch(contexts, query)
         return classes, votes, depth, distance
@@ -406,6 +435,7 @@ class Model:
         (atomically; standard output when None): each instance followed by the predicted class, with
         ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
         ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
+        self.check_query(algorithm, k, vote, decay)  # before the file is read or the output made
         query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
         if output is not None:
             output = output_file(output)
@@ -514,9 +544,9 @@ class Model:
         decay: float,
         streaming: bool,
     ) -> Iterator[str]:
-        if not _whole(max_new_tokens) or max_new_tokens < 0:
+        if not whole(max_new_tokens) or max_new_tokens < 0:
             raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-        if seed is not None and (not _whole(seed) or not 0 <= seed < 1 << 64):
+        if seed is not None and (not whole(seed) or not 0 <= seed < 1 << 64):
             raise MemlmError(f"seed must be None or a whole number in [0, 2**64), got {seed!r}")
         if not isinstance(prompt, str):
             raise MemlmError(f"prompt must be a str, got {type(prompt).__name__}")
@@ -532,6 +562,7 @@ class Model:
         return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
 
 
-def _whole(value) -> bool:
-    """Whether ``value`` is a whole number (a Python or numpy integer, not a bool)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _shares(votes: list[float], total: float) -> list[float]:
+    """Each vote's share of the total: all 0.0 when the total is 0 (exponential-decay votes of far
+    neighbours can underflow to 0)."""
+    return [v / total for v in votes] if total > 0 else [0.0] * len(votes)

@@ -35,7 +35,12 @@ __all__ = [
 
 
 def needs_instance_base(algorithms) -> bool:
-    """Whether ``algorithms`` (names, or one comma-separated string) need the unpruned instance base."""
+    """Deprecated: whether ``algorithms`` need the unpruned instance base (``TrainOptions.instance_base``)."""
+    warnings.warn(
+        "memlm.training.needs_instance_base is deprecated: memlm.checks.train_options(algorithms=...).instance_base",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return train_options(algorithms=algorithms).instance_base
 
 
@@ -255,9 +260,7 @@ def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, 
     of any size), the tries are read page by page as queries touch them. ``verify=True`` also checks every
     checksum and structural invariant first (as :meth:`Model.verify` and ``memlm verify`` do). With
     ``tokenizer``, checks it is the model's own."""
-    model = Model(CoreModel.load(Path(path), verify), path=path)
-    if verify:
-        model._verify_sections()
+    model = Model(CoreModel.load(Path(path), verify), path=path, verify=verify)
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model
