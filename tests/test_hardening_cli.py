@@ -134,7 +134,7 @@ def test_a_folder_or_a_fifo_as_the_model_is_one_clear_line(tmp_path):
 # -- 15: a reader that goes away -------------------------------------------------------------------------
 
 
-def test_a_closed_pipe_ends_quietly_with_141(model4_path):
+def test_a_closed_pipe_ends_quietly_with_141(model4_path, tmp_path):
     # `memlm score MODEL FILE | head -1`: the reader quits after one line; memlm stops without a word, with
     # status 141 (128 + SIGPIPE), what the shell shows for a tool ended by SIGPIPE.
     proc = subprocess.Popen(_memlm("score", model4_path, TEST_TEXT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,7 +147,14 @@ def test_a_closed_pipe_ends_quietly_with_141(model4_path):
     command = f"set -o pipefail; {' '.join(_memlm('score', model4_path, TEST_TEXT))} | head -1"
     shell = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
     assert shell.returncode == 141 and len(shell.stdout.splitlines()) == 1 and shell.stderr == ""
-    # Also for output written by rich (eval's table) and by generate.
+    # Also for output written by rich (eval's table), by generate, and by the core (classify).
+    instances = tmp_path / "test4.txt"
+    run_cli("instances", TEST_TEXT, "--width", 4, "-o", instances)
+    command = (
+        f"set -o pipefail; {' '.join(map(str, _memlm('classify', model4_path, '--instances', instances)))} | head -1"
+    )
+    shell = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert shell.returncode == 141 and len(shell.stdout.splitlines()) == 1 and shell.stderr == "", shell.stderr
     for args in (["eval", model4_path, TEST_TEXT], ["generate", model4_path, "It", "--max-new-tokens", 200]):
         command = f"{' '.join(map(str, _memlm(*args)))} | true"
         shell = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True)
