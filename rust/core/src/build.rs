@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::classes::ClassStats;
 use crate::distribution::{DistributionWriter, Entries};
@@ -27,8 +28,133 @@ use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 /// key (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
 pub const BUILD_BYTES_PER_INSTANCE: u64 = 48;
 
-/// Reports progress: (phase, done, total).
-pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+/// A build's progress callback: any `Fn(phase: &str, done: u64, total: u64)` that returns `()` (it
+/// only listens) or a [`Result<()>`] (an error, such as [`Error::Interrupted`], stops the build,
+/// which returns that error having written nothing; the spilled partitions are removed). A build
+/// calls it at least every [`REPORT_INTERVAL`] in every phase, from the thread that started the
+/// build, with `done < total` until a phase is over and `(phase, total, total)` once when it is.
+pub type Progress<'a> = &'a dyn ProgressHook;
+
+/// What [`Progress`] calls; implemented for the closures it takes.
+pub trait ProgressHook: Sync {
+    /// Reports `(phase, done, total)`; an error stops the build.
+    fn report(&self, phase: &str, done: u64, total: u64) -> Result<()>;
+}
+
+impl<F, R> ProgressHook for F
+where
+    F: Fn(&str, u64, u64) -> R + Sync,
+    R: GoOn,
+{
+    fn report(&self, phase: &str, done: u64, total: u64) -> Result<()> {
+        self(phase, done, total).go_on()
+    }
+}
+
+/// What a progress callback may return: `()` or [`Result<()>`].
+pub trait GoOn {
+    /// Whether the build goes on (Ok) or stops (the error).
+    fn go_on(self) -> Result<()>;
+}
+
+impl GoOn for () {
+    fn go_on(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl GoOn for Result<()> {
+    fn go_on(self) -> Result<()> {
+        self
+    }
+}
+
+/// How often a build calls its progress callback at least (as far as it can tell: one sort of a
+/// partition's instances, or of all instances for one feature weight, runs uninterrupted; about
+/// 0.1 s per million instances on two cores).
+pub const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One phase of a build: reports its start, calls the progress callback every [`REPORT_INTERVAL`]
+/// while it runs (from [`Ticker::tick`] in loops and [`Ticker::set`] at steps) and its end.
+pub(crate) struct Ticker<'a> {
+    progress: Option<Progress<'a>>,
+    phase: &'a str,
+    done: u64,
+    total: u64,
+    due: Instant,
+    ticks: u32,
+}
+
+impl<'a> Ticker<'a> {
+    /// Starts a phase of `total` steps: reports `(phase, 0, total)`.
+    pub(crate) fn start(
+        progress: Option<Progress<'a>>,
+        phase: &'a str,
+        total: u64,
+    ) -> Result<Self> {
+        let mut ticker = Ticker {
+            progress,
+            phase,
+            done: 0,
+            total: total.max(1),
+            due: Instant::now(),
+            ticks: 0,
+        };
+        ticker.report()?;
+        Ok(ticker)
+    }
+
+    fn report(&mut self) -> Result<()> {
+        self.due = Instant::now() + REPORT_INTERVAL;
+        match self.progress {
+            Some(progress) => {
+                progress.report(self.phase, self.done.min(self.total - 1), self.total)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// One small piece of work done: every 64th looks at the clock and reports when due.
+    #[inline]
+    pub(crate) fn tick(&mut self) -> Result<()> {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % 64 == 0 {
+            self.poll()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reports when due.
+    pub(crate) fn poll(&mut self) -> Result<()> {
+        if self.progress.is_some() && Instant::now() >= self.due {
+            self.report()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `done` steps of the phase are over, in a loop: [`Ticker::tick`] with a new count.
+    #[inline]
+    pub(crate) fn advance(&mut self, done: u64) -> Result<()> {
+        self.done = done;
+        self.tick()
+    }
+
+    /// `done` steps of the phase are over (reported when due; the last step by [`Ticker::finish`]).
+    pub(crate) fn set(&mut self, done: u64) -> Result<()> {
+        self.done = done;
+        self.poll()
+    }
+
+    /// Ends the phase: reports `(phase, total, total)`.
+    pub(crate) fn finish(self) -> Result<()> {
+        match self.progress {
+            Some(progress) => progress.report(self.phase, self.total, self.total),
+            None => Ok(()),
+        }
+    }
+}
 
 /// How the builder may use memory, and whom it tells how far it got.
 #[derive(Clone, Copy, Default)]
@@ -37,16 +163,8 @@ pub struct BuildOptions<'a> {
     pub partition_memory: Option<u64>,
     /// Folder for the spilled partitions (None: the system's temporary folder).
     pub temp_dir: Option<&'a std::path::Path>,
+    /// Told how far the build got; it may stop the build.
     pub progress: Option<Progress<'a>>,
-}
-
-impl BuildOptions<'_> {
-    /// Tells the progress callback, if any.
-    pub fn report(&self, phase: &str, done: u64, total: u64) {
-        if let Some(progress) = self.progress {
-            progress(phase, done, total);
-        }
-    }
 }
 
 /// One level of the unpruned trie under construction.
@@ -348,9 +466,11 @@ fn build<I: Instances + ?Sized>(
         Expand::Impure => "building the IGTree (partitions)",
         Expand::Shared => "building the instance base (partitions)",
     };
+    // One step per partition, and a last one: assembling the levels.
+    let mut ticker = Ticker::start(options.progress, phase, ranges.len() as u64 + 1)?;
     let mut partitions = Vec::with_capacity(ranges.len());
     for (s, &(lo, hi)) in ranges.iter().enumerate() {
-        options.report(phase, s as u64, ranges.len() as u64);
+        ticker.set(s as u64)?;
         let ids: Vec<u32> = if ranges.len() == 1 {
             (0..n as u32).collect()
         } else {
@@ -358,15 +478,15 @@ fn build<I: Instances + ?Sized>(
                 .filter(|&i| (lo..hi).contains(&instances.feature(i as usize, order[0])))
                 .collect()
         };
-        let levels = build_levels(instances, order, stats, expand, ids);
-        let outs = level_outs(instances, order, levels, expand, root_default);
+        let levels = build_levels(instances, order, stats, expand, ids, &mut ticker)?;
+        let outs = level_outs(instances, order, levels, expand, root_default, &mut ticker)?;
         partitions.push(if ranges.len() == 1 {
             Partition::InMemory(outs)
         } else {
             Partition::spill(outs, options.temp_dir)?
         });
     }
-    options.report(phase, ranges.len() as u64, ranges.len() as u64);
+    ticker.set(ranges.len() as u64)?;
     // The root: its distribution, its kept children, its tail when it holds a single instance.
     let mut root_out = LevelOut {
         labels: vec![0],
@@ -396,19 +516,21 @@ fn build<I: Instances + ?Sized>(
     root_out
         .children
         .push(first.iter().map(|l| l.labels.len() as u32).sum());
-    trie.append(&root_out);
+    trie.append(&root_out, &mut ticker)?;
     for level in &first {
-        trie.append(level);
+        trie.append(level, &mut ticker)?;
     }
     drop(first);
     for d in 2..=depth {
         for partition in &mut partitions {
             if partition.depth() >= d {
-                trie.append(&partition.take_level(d)?);
+                trie.append(&partition.take_level(d)?, &mut ticker)?;
             }
         }
     }
-    Ok(trie.finish())
+    let built = trie.finish();
+    ticker.finish()?;
+    Ok(built)
 }
 
 /// The instance base's tails: their lengths per node, and their values.
@@ -441,9 +563,10 @@ impl TrieWriter {
         }
     }
 
-    fn append(&mut self, level: &LevelOut) {
+    fn append(&mut self, level: &LevelOut, ticker: &mut Ticker) -> Result<()> {
         let mut dist_at = 0;
         for j in 0..level.labels.len() {
+            ticker.tick()?;
             let len = level.dist_lens[j] as usize;
             if len as u64 >= STORED_TOTAL_BYTES {
                 let bytes = &level.dist_bytes[dist_at..dist_at + len];
@@ -468,6 +591,7 @@ impl TrieWriter {
                 values.push(v);
             }
         }
+        Ok(())
     }
 
     fn finish(self) -> (EncodedTrie, Option<Tails>) {
@@ -492,7 +616,8 @@ fn build_levels<I: Instances + ?Sized>(
     stats: &ClassStats,
     expand: Expand,
     mut ids: Vec<u32>,
-) -> Vec<Level> {
+    ticker: &mut Ticker,
+) -> Result<Vec<Level>> {
     let n = ids.len();
     let mut counter = DistributionCounter::new(stats);
     let mut keyed: Vec<u64> = Vec::new();
@@ -525,6 +650,7 @@ fn build_levels<I: Instances + ?Sized>(
                 .collect();
         }
         for (j, &(start, end)) in ranges.iter().enumerate() {
+            ticker.tick()?;
             let leaf = depth > 0
                 && match expand {
                     Expand::Impure => parent_level.pure[j],
@@ -561,13 +687,14 @@ fn build_levels<I: Instances + ?Sized>(
             break;
         }
         levels.push(next);
+        ticker.poll()?;
     }
     // Nodes at depth W are never expanded and have no tail.
     let last = levels.last_mut().expect("the root level exists");
     if last.single.is_empty() {
         last.single = vec![u32::MAX; last.len()];
     }
-    levels
+    Ok(levels)
 }
 
 /// IGTree pruning: marks, bottom-up, every leaf whose default class equals its parent's for removal.
@@ -598,7 +725,8 @@ fn level_outs<I: Instances + ?Sized>(
     mut levels: Vec<Level>,
     expand: Expand,
     root_default: u32,
-) -> Vec<LevelOut> {
+    ticker: &mut Ticker,
+) -> Result<Vec<LevelOut>> {
     levels[0].default[0] = root_default;
     let keep = (expand == Expand::Impure).then(|| prune(&levels));
     let kept = |d: usize, j: usize| keep.as_ref().is_none_or(|k| k[d][j]);
@@ -615,6 +743,7 @@ fn level_outs<I: Instances + ?Sized>(
         let level = std::mem::take(&mut levels[d]);
         let mut out = LevelOut::default();
         for (j, &degree) in kept_children.iter().enumerate() {
+            ticker.tick()?;
             if !kept(d, j) {
                 continue;
             }
@@ -639,7 +768,7 @@ fn level_outs<I: Instances + ?Sized>(
         }
         outs.push(out);
     }
-    outs
+    Ok(outs)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::atomic::AtomicFile;
+use crate::build::{Progress, Ticker};
 use crate::error::{Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
 use crate::model::Model;
@@ -23,12 +24,17 @@ fn open(path: &Path) -> Result<BufReader<File>> {
 }
 
 /// Reads lines of `path`, calling `each(line_number, fields)` for every non-blank line; a line with
-/// another number of fields than the first is an error.
-fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[&str]) -> Result<()>) -> Result<()> {
+/// another number of fields than the first is an error. `ticker` hears the bytes read.
+fn for_each_line(
+    path: &Path,
+    mut ticker: Option<&mut Ticker>,
+    mut each: impl FnMut(usize, &[&str]) -> Result<()>,
+) -> Result<()> {
     let mut reader = open(path)?;
     let mut line = String::new();
     let mut number = 0;
     let mut columns = 0;
+    let mut bytes = 0u64;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(|e| match e.kind() {
@@ -43,6 +49,10 @@ fn for_each_line(path: &Path, mut each: impl FnMut(usize, &[&str]) -> Result<()>
             return Ok(());
         }
         number += 1;
+        bytes += n as u64;
+        if let Some(ticker) = ticker.as_deref_mut() {
+            ticker.advance(bytes)?;
+        }
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
@@ -73,6 +83,12 @@ pub struct TrainingFile {
 
 /// Reads a TiMBL column-format training file; the width is the number of columns minus one.
 pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
+    read_training_file_with(path, None)
+}
+
+/// [`read_training_file`], telling `progress` how many of the file's bytes were read (phase
+/// "reading the instance file"); an error from it stops the reading and is returned.
+pub fn read_training_file_with(path: &Path, progress: Option<Progress>) -> Result<TrainingFile> {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut symbols = vec![PAD_SYMBOL.to_string()];
     ids.insert(PAD_SYMBOL.to_string(), 0);
@@ -81,7 +97,8 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
     let file_bytes = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len() as usize;
-    for_each_line(path, |number, fields| {
+    let mut ticker = Ticker::start(progress, "reading the instance file", file_bytes as u64)?;
+    for_each_line(path, Some(&mut ticker), |number, fields| {
         if columns == 0 {
             // Reserve once from the file size and the first line, rather than doubling as rows come.
             let line_bytes = fields.iter().map(|f| f.len() + 1).sum::<usize>().max(1);
@@ -120,6 +137,7 @@ pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
             path.display()
         )));
     }
+    ticker.finish()?;
     Ok(TrainingFile {
         table: InstanceTable::new(rows, columns - 1)?,
         symbols,
@@ -176,7 +194,9 @@ fn symbol(model: &Model, class: u32) -> std::borrow::Cow<'_, str> {
 
 /// Classifies every line of a column file with `query` and writes TiMBL's output layout to
 /// `output` (atomically; standard output when None): the instance, the predicted class and, with
-/// `with_distribution`, every class's votes (IGTree: the node's counts) in braces.
+/// `with_distribution`, every class's votes (IGTree: the node's counts) in braces. A query the model
+/// cannot run is refused before the output is made. A write error names `output` (or `<stdout>`);
+/// a reader of standard output that went away is the OS's broken pipe (EPIPE).
 pub fn classify_file(
     model: &Model,
     path: &Path,
@@ -184,31 +204,34 @@ pub fn classify_file(
     with_distribution: bool,
     query: &Query,
 ) -> Result<ClassifyTotals> {
+    model.check_algorithm(query.algorithm())?;
     match output {
         Some(out) => {
             let mut file = AtomicFile::create(out)?;
-            let totals = classify_to(model, path, file.writer(), with_distribution, query)?;
+            let totals = classify_to(model, path, file.writer(), out, with_distribution, query)?;
             file.commit()?;
             Ok(totals)
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut lock = std::io::BufWriter::new(stdout.lock());
-            let totals = classify_to(model, path, &mut lock, with_distribution, query)?;
-            lock.flush().map_err(|e| Error::io("<stdout>", e))?;
+            let stdout = Path::new("<stdout>");
+            let mut lock = std::io::BufWriter::new(std::io::stdout().lock());
+            let totals = classify_to(model, path, &mut lock, stdout, with_distribution, query)?;
+            lock.flush().map_err(|e| Error::io(stdout, e))?;
             Ok(totals)
         }
     }
 }
 
-/// [`classify_file`] to any writer.
+/// [`classify_file`] to any writer, named `out_name` in errors.
 pub fn classify_to(
     model: &Model,
     path: &Path,
     out: &mut dyn Write,
+    out_name: &Path,
     with_distribution: bool,
     query: &Query,
 ) -> Result<ClassifyTotals> {
+    model.check_algorithm(query.algorithm())?;
     let query = query.with_top_k(if with_distribution { 0 } else { 1 });
     let width = model.width();
     let mut totals = ClassifyTotals::default();
@@ -244,7 +267,7 @@ pub fn classify_to(
             }
             text.push('\n');
             out.write_all(text.as_bytes())
-                .map_err(|e| Error::io("<output>", e))?;
+                .map_err(|e| Error::io(out_name, e))?;
         }
         totals.instances += answers.len();
         lines.clear();
@@ -252,7 +275,7 @@ pub fn classify_to(
         classes.clear();
         Ok(())
     };
-    for_each_line(path, |number, fields| {
+    for_each_line(path, None, |number, fields| {
         if columns == 0 {
             if fields.len() != width && fields.len() != width + 1 {
                 return Err(Error::BadInstanceFile {

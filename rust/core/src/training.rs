@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress};
+use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress, Ticker};
 use crate::classes::ClassStats;
 use crate::columns;
 use crate::error::{Error, Result};
@@ -36,7 +36,9 @@ pub struct TrainSpec<'a> {
 }
 
 impl Model {
-    /// Trains a model on `instances`, which are dropped as soon as the tries are built.
+    /// Trains a model on `instances`, which are dropped as soon as the tries are built. The
+    /// progress callback of `spec.build` hears every phase (feature weights, the IGTree, the
+    /// instance base) and may stop the build: its error is returned, and nothing is kept.
     pub fn train<I: Instances>(instances: I, spec: TrainSpec) -> Result<Model> {
         if instances.is_empty() {
             return Err(Error::InvalidInput(
@@ -46,10 +48,15 @@ impl Model {
         let width = instances.width();
         check_width(width)?;
         let n_symbols = spec.vocabulary.symbol_count();
-        spec.build.report("computing feature weights", 0, 1);
+        let mut ticker = Ticker::start(
+            spec.build.progress,
+            "computing feature weights",
+            width as u64,
+        )?;
         let stats = ClassStats::new(&instances, n_symbols);
-        let weights = FeatureWeights::compute(&instances, &stats);
-        spec.build.report("computing feature weights", 1, 1);
+        let weights =
+            FeatureWeights::compute_each(&instances, &stats, |done| ticker.set(done as u64))?;
+        ticker.finish()?;
         let order = feature_order(weights.get(spec.weighting));
         let igtree = build_igtree(&instances, &order, &stats, spec.build)?;
         let base = match spec.instance_base {
@@ -163,9 +170,21 @@ fn check_writable_folder(dir: &Path) -> Result<()> {
     })
 }
 
+/// A partition memory as a user gives it: a positive number of bytes (values beyond `i64` arrive
+/// saturated, and mean one partition).
+pub fn check_partition_memory(bytes: i64) -> Result<u64> {
+    match u64::try_from(bytes) {
+        Ok(b) if b > 0 => Ok(b),
+        _ => Err(Error::InvalidInput(format!(
+            "partition_memory must be a positive number of bytes, got {bytes}"
+        ))),
+    }
+}
+
 /// Trains on blocks of token ids (`tokens`, split by `block_lengths`) below `vocab_size`, the padding
 /// id. `partition_memory` caps the trie build's working memory (partitions spilled to the options'
-/// `temp_dir`; None builds in one piece); `progress(phase, done, total)` hears how far it got.
+/// `temp_dir`; None builds in one piece); `progress(phase, done, total)` hears how far it got and
+/// may stop the build (see [`Progress`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train_tokens(
     tokens: IdVec,
@@ -177,6 +196,9 @@ pub fn train_tokens(
     partition_memory: Option<u64>,
     progress: Option<Progress>,
 ) -> Result<Model> {
+    if partition_memory == Some(0) {
+        check_partition_memory(0)?;
+    }
     let kept = options.keep_tokens.then(|| tokens.clone());
     let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
     let windows = TokenWindows::from_ids(tokens, &lengths, options.width, vocab_size)?;
@@ -199,7 +221,18 @@ pub fn train_tokens(
 /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its
 /// width is the file's (the options' width is not used).
 pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) -> Result<Model> {
-    let file = columns::read_training_file(path)?;
+    train_instance_file_with(path, metadata, options, None)
+}
+
+/// [`train_instance_file`]; `progress` hears how far reading the file and the build got, and may
+/// stop them (see [`Progress`]).
+pub fn train_instance_file_with(
+    path: &Path,
+    metadata: &str,
+    options: &TrainOptions,
+    progress: Option<Progress>,
+) -> Result<Model> {
+    let file = columns::read_training_file_with(path, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::Symbols(file.symbols),
         weighting: options.weighting,
@@ -207,8 +240,9 @@ pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) 
         metadata,
         instance_base: options.instance_base,
         build: BuildOptions {
+            partition_memory: None,
             temp_dir: options.temp_dir.as_deref(),
-            ..BuildOptions::default()
+            progress,
         },
         keep_tokens: None,
     };

@@ -18,8 +18,6 @@ pub enum Weighting {
 }
 
 impl Weighting {
-    /// Every weighting, in the order of [`Weighting::NAMES`].
-    pub const ALL: [Weighting; 2] = [Weighting::GainRatio, Weighting::InfoGain];
     /// The names [`Weighting::name`] prints and `parse` reads.
     pub const NAMES: [&'static str; 2] = ["gain_ratio", "info_gain"];
 
@@ -79,16 +77,31 @@ pub struct FeatureWeights {
 impl FeatureWeights {
     /// Computes both weights for every feature of `instances`.
     pub fn compute<I: Instances + ?Sized>(instances: &I, classes: &ClassStats) -> Self {
+        match Self::compute_each(instances, classes, |_| Ok(())) {
+            Ok(weights) => weights,
+            Err(_) => unreachable!("the hook never fails"),
+        }
+    }
+
+    /// [`FeatureWeights::compute`], calling `after(features done)` after every feature (one sort of
+    /// the instances each); an error from it stops the computation and is returned.
+    pub fn compute_each<I: Instances + ?Sized>(
+        instances: &I,
+        classes: &ClassStats,
+        mut after: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Self> {
         let class_entropy = classes.entropy();
         // One buffer for all features, sorted on all cores: peak memory 8 bytes per instance.
         let mut pairs: Vec<u64> = Vec::with_capacity(instances.len());
-        let per_feature: Vec<(f64, f64)> = (0..instances.width())
-            .map(|f| feature_gain(instances, f, class_entropy, &mut pairs))
-            .collect();
-        FeatureWeights {
+        let mut per_feature: Vec<(f64, f64)> = Vec::with_capacity(instances.width());
+        for f in 0..instances.width() {
+            per_feature.push(feature_gain(instances, f, class_entropy, &mut pairs));
+            after(f + 1)?;
+        }
+        Ok(FeatureWeights {
             info_gain: per_feature.iter().map(|p| p.0).collect(),
             gain_ratio: per_feature.iter().map(|p| p.1).collect(),
-        }
+        })
     }
 
     /// The weights of the chosen kind.

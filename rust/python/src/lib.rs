@@ -7,6 +7,7 @@ mod errors;
 mod generation;
 mod model;
 mod options;
+mod progress;
 
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
-use convert::{token_arrays, token_ids};
+use convert::{token_arrays, token_ids, Int};
 use errors::{to_py, InstanceFileError, MemlmError, ModelFormatError};
 
 /// Writes token blocks as a TiMBL column-format instance file (atomically).
@@ -25,10 +26,18 @@ fn write_instances(
     py: Python<'_>,
     tokens: &Bound<'_, PyAny>,
     block_lengths: PyReadonlyArray1<u64>,
-    width: usize,
+    width: Int,
     pad: u32,
     path: PathBuf,
 ) -> PyResult<()> {
+    // A negative width says so (not an OverflowError); the core checks the range.
+    let width = usize::try_from(width.0).map_err(|_| {
+        MemlmError::new_err(format!(
+            "width must be between 1 and {}, got {}",
+            memlm_core::MAX_WIDTH,
+            width.0
+        ))
+    })?;
     let lengths: Vec<usize> = block_lengths
         .as_slice()?
         .iter()

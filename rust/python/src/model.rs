@@ -9,10 +9,11 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, P
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::convert::{prefix_tail, rows, token_arrays, token_ids};
+use crate::convert::{prefix_tail, rows, token_arrays, token_ids, Int};
 use crate::errors::to_py;
 use crate::generation::Generation;
 use crate::options::{Answer, Query, Sampling, TrainOptions};
+use crate::progress::run_build;
 
 /// A trained model, built in memory or memory-mapped from a file.
 #[pyclass(frozen, name = "CoreModel", module = "memlm._core")]
@@ -46,7 +47,9 @@ impl CoreModel {
 impl CoreModel {
     /// Trains on blocks of token ids (concatenated uint16 or uint32 `tokens`, split by
     /// `block_lengths`); `partition_memory` caps the trie build's working memory (partitions
-    /// spilled to the options' `temp_dir`); `progress(phase, done, total)` hears how far it got.
+    /// spilled to the options' `temp_dir`); `progress(phase, done, total)` hears how far it got, at
+    /// least every 100 ms; an exception it raises (or Ctrl-C, also with progress=None) stops the
+    /// build and is raised again.
     #[staticmethod]
     #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None))]
     #[allow(clippy::too_many_arguments)]
@@ -58,48 +61,44 @@ impl CoreModel {
         tokenizer: &[u8],
         metadata: &str,
         options: &TrainOptions,
-        partition_memory: Option<u64>,
+        partition_memory: Option<Int>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        let partition_memory = partition_memory
+            .map(|m| training::check_partition_memory(m.0))
+            .transpose()
+            .map_err(to_py)?;
         let tokens = token_ids(tokens)?;
         let block_lengths = block_lengths.as_slice()?;
-        let report = |phase: &str, done: u64, total: u64| {
-            if let Some(callback) = &progress {
-                Python::attach(|py| {
-                    if let Err(e) = callback.call1(py, (phase, done, total)) {
-                        e.print(py);
-                    }
-                });
-            }
-        };
-        let inner = py
-            .detach(|| {
-                training::train_tokens(
-                    tokens,
-                    block_lengths,
-                    vocab_size,
-                    tokenizer,
-                    metadata,
-                    &options.inner,
-                    partition_memory,
-                    Some(&report),
-                )
-            })
-            .map_err(to_py)?;
+        let inner = run_build(py, progress, |report| {
+            training::train_tokens(
+                tokens,
+                block_lengths,
+                vocab_size,
+                tokenizer,
+                metadata,
+                &options.inner,
+                partition_memory,
+                Some(report),
+            )
+        })?;
         Ok(CoreModel { inner })
     }
 
     /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table.
+    /// `progress` as for `train_tokens`.
     #[staticmethod]
+    #[pyo3(signature = (path, metadata, options, progress=None))]
     fn train_instance_file(
         py: Python<'_>,
         path: PathBuf,
         metadata: &str,
         options: &TrainOptions,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let inner = py
-            .detach(|| training::train_instance_file(&path, metadata, &options.inner))
-            .map_err(to_py)?;
+        let inner = run_build(py, progress, |report| {
+            training::train_instance_file_with(&path, metadata, &options.inner, Some(report))
+        })?;
         Ok(CoreModel { inner })
     }
 

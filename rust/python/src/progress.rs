@@ -1,0 +1,40 @@
+//! Builds with a Python progress callback that can stop them: Ctrl-C (KeyboardInterrupt) or any
+//! exception the callback raises aborts the build, and the same exception object is raised again.
+
+use std::sync::Mutex;
+
+use memlm_core::build::Progress;
+use memlm_core::Error;
+use pyo3::prelude::*;
+
+use crate::errors::to_py;
+
+/// Runs `build` with the GIL released, handing it a progress callback. The core calls it at least
+/// every [`memlm_core::build::REPORT_INTERVAL`] (100 ms) in every phase; each call takes the GIL
+/// briefly and calls `progress(phase, done, total)`, or with `progress=None` only
+/// `py.check_signals()` (so that Ctrl-C is noticed). An exception there stops the build (nothing
+/// is written, spilled partitions are removed) and is raised here: the same object, so a
+/// KeyboardInterrupt stays a KeyboardInterrupt.
+pub fn run_build<T: Send>(
+    py: Python<'_>,
+    progress: Option<Py<PyAny>>,
+    build: impl FnOnce(Progress) -> memlm_core::Result<T> + Send,
+) -> PyResult<T> {
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let report = |phase: &str, done: u64, total: u64| -> memlm_core::Result<()> {
+        let outcome = Python::attach(|py| match &progress {
+            Some(callback) => callback.call1(py, (phase, done, total)).map(drop),
+            None => py.check_signals(),
+        });
+        outcome.map_err(|e| {
+            *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            Error::Interrupted
+        })
+    };
+    let result = py.detach(|| build(&report));
+    let raised = raised.into_inner().unwrap_or_else(|p| p.into_inner());
+    result.map_err(|e| match raised {
+        Some(exception) => exception,
+        None => to_py(e),
+    })
+}
