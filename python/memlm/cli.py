@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -39,11 +39,6 @@ class _Stdout(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
-
-
-def _status(name: str):
-    """A spinner on stderr while a phase runs; nothing when stderr is not a terminal."""
-    return stderr.status(name) if stderr.is_terminal else nullcontext()
 
 
 #: Exit statuses besides 0: an error of the input or the system (one line on stderr), Ctrl-C, and a reader
@@ -173,9 +168,10 @@ def train(
         if instances is not None:
             if corpus or shard:
                 raise MemlmError("give either a corpus or --instances, not both (and no --shard)")
-            model = memlm.train_instances(
-                instances, weighting=weighting, algorithms=algorithms, status=_status, output=output
-            )
+            with BuildProgress(stderr) as progress:
+                model = memlm.train_instances(
+                    instances, weighting=weighting, algorithms=algorithms, output=output, progress=progress
+                )
             _wrote(output, model)
             return
         if not corpus:

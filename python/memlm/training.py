@@ -236,11 +236,14 @@ def train_instances(
     algorithms: str | Iterable[str] = ("igtree",),
     status=None,
     output: str | Path | None = None,
+    progress=None,
 ) -> Model:
     """Trains on a TiMBL column-format instance file (``f1 ... fW class`` per line, ``_`` for padding).
 
     The model keeps the file's own symbol table and has no tokenizer; its width is the file's.
-    ``output``: also save the model there. Every argument is checked before the file is read.
+    ``output``: also save the model there. ``progress(phase, done, total)``: called as reading (in bytes)
+    and building advance, as in :func:`train`; ``status(name)``: a context manager around the whole
+    (e.g. a spinner). Every argument is checked before the file is read.
     """
     options = train_options(weighting=weighting, algorithms=algorithms)
     if output is not None:
@@ -248,7 +251,9 @@ def train_instances(
         not_an_input(output, [path])
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options)
+        core = CoreModel.train_instance_file(
+            Path(path), _metadata(sources=[str(path)]), options, progress=progress or _no_progress
+        )
     model = Model(core)
     if output is not None:
         model.save(output)
