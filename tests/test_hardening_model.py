@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import memlm
-from memlm._core import UNKNOWN, CoreModel, TrainOptions
+from memlm._core import UNKNOWN, CoreModel, TrainOptions, write_shard
 from memlm.corpus import read_blocks
 from memlm.errors import MemlmError, ModelFormatError
 from memlm.tokenization import TokenizerSpec
@@ -82,6 +82,20 @@ def test_metadata_that_is_not_a_json_object_is_a_format_error(tmp_path, metadata
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
         assert "bad-metadata.memlm: the metadata section is not" in proc.stderr
+
+
+def test_shards_with_bad_sections_are_format_errors(tmp_path):
+    spec = TokenizerSpec.from_file()
+    tokens, lengths = spec.encode_blocks(["It was a fine day.", "Emma laughed."])
+    cases = [("bad-tokenizer.shard", b"not zlib", '{"tokenizer": "x"}', "tokenizer section is not a valid tokenizer")]
+    cases.append(("bad-metadata.shard", spec.to_blob(), "not JSON", "metadata section of the shard is not JSON"))
+    for name, blob, metadata, message in cases:
+        path = tmp_path / name
+        write_shard(path, tokens, lengths, spec.vocab_size, blob, metadata)
+        with pytest.raises(ModelFormatError, match=f"{name}.*{message}"):
+            memlm.merge([path], width=2)
+        proc = run_cli("merge", path, "--shard", "-o", tmp_path / "all.shard", check=False)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and name in proc.stderr and message in proc.stderr
 
 
 def test_a_good_model_still_verifies(model4_path):

@@ -49,8 +49,14 @@ def _read_tokens(path: Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dic
         is_shard = f.read(len(SHARD_MAGIC)) == SHARD_MAGIC
     if is_shard:
         tokens, lengths, _vocab, blob, metadata = read_shard(path)
-        meta = json.loads(metadata)
-        return tokens, lengths, TokenizerSpec.from_blob(blob, meta.get("tokenizer", "?")), meta
+        try:
+            meta = json.loads(metadata)
+        except ValueError as e:
+            raise ModelFormatError(f"{path}: the metadata section of the shard is not JSON ({e})") from None
+        if not isinstance(meta, dict):
+            raise ModelFormatError(f"{path}: the metadata section of the shard is not a JSON object")
+        spec = TokenizerSpec.from_section(blob, str(meta.get("tokenizer", "?")), f"{path} (a shard)")
+        return tokens, lengths, spec, meta
     model = load(path, verify=True)
     kept = model.training_tokens() if model.has_tokenizer else None
     if kept is None:

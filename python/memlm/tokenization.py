@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from memlm.errors import MemlmError
+from memlm.errors import MemlmError, ModelFormatError
 
 #: The GPT-2 byte-level BPE tokenizer shipped with memlm (the default).
 DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
@@ -82,6 +82,18 @@ class TokenizerSpec:
     def from_blob(cls, blob: bytes, name: str) -> TokenizerSpec:
         """Inverse of :meth:`to_blob`: the form stored inside model files."""
         return cls(json=zlib.decompress(blob).decode("utf-8"), name=name)
+
+    @classmethod
+    def from_section(cls, blob: bytes, name: str, where: str) -> TokenizerSpec:
+        """The tokenizer section of a model or shard file (``where`` names the file in errors), decompressed
+        and parsed now: a :class:`ModelFormatError` unless it is zlib-compressed UTF-8 tokenizer JSON."""
+        try:
+            spec = cls.from_blob(blob, name)
+            spec.tokenizer  # noqa: B018 - parse it now, so that a bad section fails here
+        except Exception as e:  # zlib.error, UnicodeDecodeError, the tokenizers library's own errors
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelFormatError(f"{where}: the tokenizer section is not a valid tokenizer ({reason})") from None
+        return spec
 
     def to_blob(self) -> bytes:
         """The zlib-compressed JSON, as stored in model files."""
