@@ -8,6 +8,8 @@
 //! is implied when it equals the previous entry's, or is 1 for the first entry: most entries (counts
 //! of 1, frequent classes) take one or two bytes.
 
+use crate::trie::Corrupt;
+
 /// Appends LEB128 `value`.
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
@@ -63,7 +65,11 @@ impl DistributionWriter {
     }
 }
 
-/// Iterator over the (class, count) entries of one distribution's bytes.
+/// The (class, count) entries of one distribution's bytes.
+///
+/// Queries read them with [`Entries::try_next`], which reports malformed bytes as [`Corrupt`]. As
+/// an [`Iterator`] (for bytes known to be well formed: a trie just built, or verified) the entries
+/// end at the first malformed byte instead: never a panic.
 #[derive(Clone, Debug)]
 pub struct Entries<'a> {
     bytes: &'a [u8],
@@ -71,6 +77,9 @@ pub struct Entries<'a> {
     classes: &'a [u32],
     previous: Previous,
 }
+
+/// What [`Entries::try_next`] reports for malformed bytes.
+const MALFORMED: Corrupt = Corrupt("a class distribution cannot be decoded");
 
 fn read_varint(bytes: &[u8], at: &mut usize) -> Result<u64, String> {
     let mut value = 0u64;
@@ -147,6 +156,19 @@ impl<'a> Entries<'a> {
         }
     }
 
+    /// The next (class, count) entry, None after the last, or [`Corrupt`] for malformed bytes.
+    #[inline]
+    pub fn try_next(&mut self) -> Result<Option<(u32, u32)>, Corrupt> {
+        match self.next_checked() {
+            None => Ok(None),
+            Some(Ok((rank, count))) => match self.classes.get(rank as usize) {
+                Some(&class) => Ok(Some((class, count))),
+                None => Err(MALFORMED),
+            },
+            Some(Err(_)) => Err(MALFORMED),
+        }
+    }
+
     /// The sum of the counts of the entries not read yet, decoding neither their classes nor
     /// checking them (malformed bytes give a wrong sum, never a panic).
     pub fn count_sum(self) -> u64 {
@@ -198,12 +220,10 @@ impl<'a> Entries<'a> {
 
 impl Iterator for Entries<'_> {
     type Item = (u32, u32);
+    /// The next entry; None after the last, and at malformed bytes (see [`Entries::try_next`]).
     #[inline]
     fn next(&mut self) -> Option<(u32, u32)> {
-        self.next_checked().map(|e| {
-            let (rank, count) = e.expect("validated when the model was opened");
-            (self.classes[rank as usize], count)
-        })
+        self.try_next().ok().flatten()
     }
 }
 

@@ -39,6 +39,14 @@ impl Kind {
         }
     }
 
+    /// What the file is called in messages: "model file" or "shard file".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Model => "model file",
+            Kind::Shard => "shard file",
+        }
+    }
+
     /// What a file of this kind is, said when another kind was expected.
     fn described(self) -> &'static str {
         match self {
@@ -388,10 +396,11 @@ pub fn encode(kind: Kind, sections: &[SectionData]) -> AlignedBytes {
     out
 }
 
-/// Byte ranges of every section of a checked model image, indexed by section id.
+/// Byte ranges and checksums of every section of a checked model image, indexed by section id.
 #[derive(Clone, Debug, Default)]
 pub struct SectionTable {
     ranges: Vec<Option<Range<usize>>>,
+    checksums: Vec<u64>,
 }
 
 impl SectionTable {
@@ -412,6 +421,27 @@ impl SectionTable {
     /// Bytes of section `s` (0 when the file lacks it).
     pub fn size(&self, s: Section) -> usize {
         self.get(s).map_or(0, |r| r.len())
+    }
+
+    /// Checks the checksums of `sections` (those the file holds) against `bytes`, the image the
+    /// table was decoded from: what a model runs once before the first query that reads them.
+    pub(crate) fn verify(
+        &self,
+        bytes: &[u8],
+        kind: Kind,
+        sections: &[Section],
+    ) -> std::result::Result<(), String> {
+        for &s in sections {
+            let Ok(range) = self.get(s) else { continue };
+            let stored = self.checksums[s as usize];
+            if bytes.get(range).map(checksum) != Some(stored) {
+                return Err(format!(
+                    "corrupt {} (checksum mismatch in section {s:?})",
+                    kind.noun()
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -435,32 +465,32 @@ pub(crate) fn decode(
             Kind::Shard => "not a memlm shard file (bad magic number)".into(),
         });
     }
+    let noun = kind.noun();
     if bytes.len() < HEADER + CHECKSUM {
-        return Err("truncated model file (shorter than its header)".into());
+        return Err(format!("truncated {noun} (shorter than its header)"));
     }
     let version = u32_at(bytes, 8);
     if version != FORMAT_VERSION {
         return Err(format!(
-            "model format version {version} is not supported by this memlm (it reads version {FORMAT_VERSION})"
+            "{noun} format version {version} is not supported by this memlm (it reads version {FORMAT_VERSION})"
         ));
     }
     let count = u32_at(bytes, 12) as usize;
     let table_end = HEADER + count * TABLE_ENTRY;
     if count > ALL_SECTIONS.len() * 4 || table_end + CHECKSUM > bytes.len() {
-        return Err("truncated or corrupt model file (section table)".into());
+        return Err(format!("truncated or corrupt {noun} (section table)"));
     }
     if checksum(&bytes[..table_end]) != u64_at(bytes, table_end) {
-        return Err("corrupt model file (header checksum mismatch)".into());
+        return Err(format!("corrupt {noun} (header checksum mismatch)"));
     }
+    let ids = ALL_SECTIONS
+        .iter()
+        .map(|&s| s as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut table = SectionTable {
-        ranges: vec![
-            None;
-            ALL_SECTIONS
-                .iter()
-                .map(|&s| s as usize + 1)
-                .max()
-                .unwrap_or(0)
-        ],
+        ranges: vec![None; ids],
+        checksums: vec![0; ids],
     };
     for k in 0..count {
         let e = HEADER + k * TABLE_ENTRY;
@@ -474,7 +504,7 @@ pub(crate) fn decode(
         let end = offset.saturating_add(len);
         if end > bytes.len() as u64 {
             return Err(format!(
-                "truncated model file (section {section:?} ends past the end of the file)"
+                "truncated {noun} (section {section:?} ends past the end of the file)"
             ));
         }
         if offset % 8 != 0 || offset < (table_end + CHECKSUM) as u64 {
@@ -487,15 +517,16 @@ pub(crate) fn decode(
             && checksum(&bytes[offset as usize..end as usize]) != u64_at(bytes, e + 24)
         {
             return Err(format!(
-                "corrupt model file (checksum mismatch in section {section:?})"
+                "corrupt {noun} (checksum mismatch in section {section:?})"
             ));
         }
         if table.ranges[id as usize].is_some() {
             return Err(format!("section {section:?} appears twice"));
         }
         table.ranges[id as usize] = Some(offset as usize..end as usize);
+        table.checksums[id as usize] = u64_at(bytes, e + 24);
     }
-    check_layout(bytes, &table, table_end + CHECKSUM, check)?;
+    check_layout(bytes, &table, table_end + CHECKSUM, check, noun)?;
     Ok(table)
 }
 
@@ -506,20 +537,25 @@ fn check_layout(
     table: &SectionTable,
     sections_start: usize,
     check: Check,
+    noun: &str,
 ) -> std::result::Result<(), String> {
     let mut ranges: Vec<&Range<usize>> = table.ranges.iter().flatten().collect();
     ranges.sort_by_key(|r| (r.start, r.end));
     let end = ranges.last().map_or(sections_start, |r| r.end);
     if end != bytes.len() {
-        return Err("corrupt model file (its length does not match its section table)".into());
+        return Err(format!(
+            "corrupt {noun} (its length does not match its section table)"
+        ));
     }
     let mut at = sections_start;
     for r in ranges {
         if r.start < at {
-            return Err("corrupt model file (sections overlap)".into());
+            return Err(format!("corrupt {noun} (sections overlap)"));
         }
         if check == Check::Full && bytes[at..r.start].iter().any(|&b| b != 0) {
-            return Err("corrupt model file (padding between sections is not zero)".into());
+            return Err(format!(
+                "corrupt {noun} (padding between sections is not zero)"
+            ));
         }
         at = r.end;
     }
@@ -543,19 +579,41 @@ fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// The bytes of an opened file: built in memory, or memory-mapped.
+/// The bytes of an opened file: built in memory or read into it, or memory-mapped.
 pub enum Image {
     Owned(AlignedBytes),
     Mapped(memmap2::Mmap),
 }
 
 impl Image {
-    /// Memory-maps a file (read-only).
+    /// Memory-maps a file (read-only); anything but a regular file is refused before it is mapped.
+    ///
+    /// The contract of every memory-mapped file (KenLM's and LMDB's alike): while the map lives,
+    /// the file must not be truncated or rewritten in place. A truncated file makes a read of the
+    /// lost pages kill the process (SIGBUS); bytes rewritten in place change under the reader.
+    /// Replacing the file by renaming another over it is safe (the map keeps the old file), and is
+    /// how memlm writes every file ([`crate::atomic`]). For files that others may rewrite in place,
+    /// [`Image::read`] copies the file into memory instead.
     pub fn map(path: &std::path::Path) -> crate::Result<Image> {
-        let file = std::fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
-        // SAFETY: the map is read-only; memlm replaces its files by rename, never in place.
+        let (file, _) = open_regular(path)?;
+        // SAFETY: the map is read-only, and the file is a regular file; that nobody truncates or
+        // rewrites it in place while it is mapped is the contract documented above.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| crate::Error::io(path, e))?;
         Ok(Image::Mapped(map))
+    }
+
+    /// Reads a file into memory (8-byte aligned): unaffected by later changes to the file, at the
+    /// cost of reading all of it and holding it in memory. Anything but a regular file is refused.
+    pub fn read(path: &std::path::Path) -> crate::Result<Image> {
+        use std::io::Read;
+        let (mut file, len) = open_regular(path)?;
+        let io = |e| crate::Error::io(path, e);
+        let len = usize::try_from(len)
+            .map_err(|_| io(std::io::Error::from(std::io::ErrorKind::OutOfMemory)))?;
+        let mut image = AlignedBytes::try_zeroed(len)
+            .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::OutOfMemory)))?;
+        file.read_exact(image.as_mut_slice()).map_err(io)?;
+        Ok(Image::Owned(image))
     }
 
     /// The bytes.
@@ -565,6 +623,52 @@ impl Image {
             Image::Mapped(m) => m,
         }
     }
+}
+
+/// Opens a file for reading if it is a regular file, with its length: opened without blocking
+/// (a FIFO would wait for a writer), then refused unless `fstat` says it is a regular file.
+fn open_regular(path: &std::path::Path) -> crate::Result<(std::fs::File, u64)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path).map_err(|e| crate::Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| crate::Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(not_a_regular_file(path, meta.file_type()));
+    }
+    Ok((file, meta.len()))
+}
+
+/// The error for a path that is not a regular file: a directory is `EISDIR`, anything else
+/// (FIFO, device, socket) "not a regular file".
+fn not_a_regular_file(path: &std::path::Path, kind: std::fs::FileType) -> crate::Error {
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
+    let source = if kind.is_dir() {
+        std::io::Error::from_raw_os_error(rustix::io::Errno::ISDIR.raw_os_error())
+    } else {
+        #[cfg(unix)]
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        #[cfg(not(unix))]
+        let what = "not a file";
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file ({what})"),
+        )
+    };
+    crate::Error::io(path, source)
 }
 
 /// A byte buffer whose start is 8-byte aligned, so typed arrays can be viewed in it.
@@ -580,6 +684,14 @@ impl AlignedBytes {
             words: vec![0; len.div_ceil(8)],
             len,
         }
+    }
+
+    /// A zero-filled buffer of `len` bytes, or None when that much memory cannot be had.
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        let mut words = Vec::new();
+        words.try_reserve_exact(len.div_ceil(8)).ok()?;
+        words.resize(len.div_ceil(8), 0);
+        Some(AlignedBytes { words, len })
     }
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {

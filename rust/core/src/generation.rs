@@ -3,8 +3,9 @@
 //!
 //! Each step answers with the query's classifier, keeping one class when greedy and the sampling's
 //! `top_k` otherwise (0: all). Greedy decoding takes the winner. Sampling follows Hugging Face's
-//! `temperature`, `top_k` and `top_p`: the weight of a kept class is `vote^(1/temperature)` (computed
-//! as `exp(ln(vote)/T - max)`), normalised; `top_p` < 1 then keeps the most probable classes whose
+//! `temperature`, `top_k` and `top_p`: the weight of a kept class is `vote^(1/temperature)`, computed
+//! in log space relative to the best kept vote as `exp(ln(vote / best) / T)` (finite for any
+//! positive temperature, however small: a tiny one keeps only the best votes), normalised; `top_p` < 1 then keeps the most probable classes whose
 //! cumulative probability first reaches `top_p` (at least one), renormalised; one class is drawn.
 //! The random numbers come from xoshiro256++ seeded with the generation's seed, so a seed gives the
 //! same text on every machine and every run.
@@ -87,15 +88,15 @@ impl Sampling {
         }
     }
 
-    /// The probability of drawing each of `votes` (best first), by the rules of the module doc.
-    /// Greedy: all of it on the first.
-    pub fn probabilities(&self, votes: &[f64]) -> Vec<f64> {
-        let mut probabilities = Vec::new();
-        self.shape(votes, &mut probabilities, &mut Vec::new());
-        probabilities
+    /// The chance of drawing each of `votes` (best first), by the rules of the module doc: weights
+    /// in [0, 1] that sum to 1, never NaN. Greedy: all of it on the first.
+    pub fn pick_weights(&self, votes: &[f64]) -> Vec<f64> {
+        let mut weights = Vec::new();
+        self.shape(votes, &mut weights, &mut Vec::new());
+        weights
     }
 
-    /// Writes [`Sampling::probabilities`] of `votes` to `p`; `order` is scratch space.
+    /// Writes [`Sampling::pick_weights`] of `votes` to `p`; `order` is scratch space.
     fn shape(&self, votes: &[f64], p: &mut Vec<f64>, order: &mut Vec<usize>) {
         p.clear();
         p.resize(votes.len(), 0.0);
@@ -110,17 +111,16 @@ impl Sampling {
             0 => votes.len(),
             k => k.min(votes.len()),
         };
-        let logits = |v: f64| v.ln() / self.temperature;
-        let max = votes[..kept]
-            .iter()
-            .map(|&v| logits(v))
-            .fold(f64::NEG_INFINITY, f64::max);
+        // Votes are finite and >= 0; anything else counts as no vote.
+        let vote = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
+        let best = votes[..kept].iter().map(|&v| vote(v)).fold(0.0, f64::max);
         for (slot, &v) in p.iter_mut().zip(&votes[..kept]) {
+            // ln(v / best) <= 0, so the weight lies in [0, 1]: 1 for the best vote, 0 for none.
             // All votes zero: every kept class alike.
-            *slot = if max == f64::NEG_INFINITY {
+            *slot = if best == 0.0 {
                 1.0
             } else {
-                (logits(v) - max).exp()
+                ((vote(v) / best).ln() / self.temperature).exp()
             };
         }
         normalise(p);
@@ -146,18 +146,21 @@ impl Sampling {
     }
 }
 
+/// Scales `p` (weights in [0, 1], at least one of them 1) to sum to 1.
 fn normalise(p: &mut [f64]) {
     let sum: f64 = p.iter().sum();
-    p.iter_mut().for_each(|x| *x /= sum);
+    if sum > 0.0 {
+        p.iter_mut().for_each(|x| *x /= sum);
+    }
 }
 
-/// The position drawn from `probabilities` by `uniform` in [0, 1): the first whose cumulative
-/// probability exceeds it.
-fn draw(probabilities: &[f64], uniform: f64) -> usize {
-    let target = uniform * probabilities.iter().sum::<f64>();
+/// The position drawn from `weights` (pick weights) by `uniform` in [0, 1): the first whose
+/// cumulative weight exceeds it.
+fn draw(weights: &[f64], uniform: f64) -> usize {
+    let target = uniform * weights.iter().sum::<f64>();
     let mut cumulative = 0.0;
     let mut last = 0;
-    for (i, &p) in probabilities.iter().enumerate() {
+    for (i, &p) in weights.iter().enumerate() {
         if p > 0.0 {
             cumulative += p;
             last = i;
@@ -187,7 +190,7 @@ pub struct Generation {
     rng: Xoshiro256PlusPlus,
     /// Buffers reused by every step.
     answer: Answer,
-    probabilities: Vec<f64>,
+    weights: Vec<f64>,
     order: Vec<usize>,
 }
 
@@ -217,7 +220,7 @@ impl Generation {
             sampling,
             rng,
             answer: Answer::default(),
-            probabilities: Vec::new(),
+            weights: Vec::new(),
             order: Vec::new(),
         })
     }
@@ -242,8 +245,8 @@ impl Generation {
         }
         let pick = if self.sampling.do_sample {
             self.sampling
-                .shape(&self.answer.votes, &mut self.probabilities, &mut self.order);
-            draw(&self.probabilities, uniform(&mut self.rng))
+                .shape(&self.answer.votes, &mut self.weights, &mut self.order);
+            draw(&self.weights, uniform(&mut self.rng))
         } else {
             0
         };
@@ -287,7 +290,7 @@ mod tests {
     #[test]
     fn greedy_puts_everything_on_the_winner() {
         assert_eq!(
-            Sampling::GREEDY.probabilities(&VOTES),
+            Sampling::GREEDY.pick_weights(&VOTES),
             vec![1.0, 0.0, 0.0, 0.0]
         );
         assert_eq!(Sampling::GREEDY.answer_top_k(), 1);
@@ -296,36 +299,51 @@ mod tests {
     #[test]
     fn temperature_sharpens_or_flattens_the_votes() {
         assert!(close(
-            &sampling(1.0, 0, 1.0).probabilities(&VOTES),
+            &sampling(1.0, 0, 1.0).pick_weights(&VOTES),
             &[0.5, 0.25, 0.125, 0.125]
         ));
         // T = 0.5 squares the votes: 16, 4, 1, 1.
-        let sharp = sampling(0.5, 0, 1.0).probabilities(&VOTES);
+        let sharp = sampling(0.5, 0, 1.0).pick_weights(&VOTES);
         assert!(close(
             &sharp,
             &[16.0 / 22.0, 4.0 / 22.0, 1.0 / 22.0, 1.0 / 22.0]
         ));
         // T = 2 takes square roots: 2, sqrt 2, 1, 1.
-        let flat = sampling(2.0, 0, 1.0).probabilities(&VOTES);
+        let flat = sampling(2.0, 0, 1.0).pick_weights(&VOTES);
         let s = 4.0 + 2f64.sqrt();
         assert!(close(&flat, &[2.0 / s, 2f64.sqrt() / s, 1.0 / s, 1.0 / s]));
         // Huge votes do not overflow: computed in log space.
-        let huge = sampling(0.01, 0, 1.0).probabilities(&[1e300, 1e299]);
+        let huge = sampling(0.01, 0, 1.0).pick_weights(&[1e300, 1e299]);
         assert!(huge[0] > 0.999 && huge.iter().all(|p| p.is_finite()));
+        // Tiny temperatures keep the best votes (ties alike), never NaN; zero votes get nothing.
+        let w = sampling(0.005, 0, 1.0).pick_weights(&[4.0, 4.0, 2.0, 0.0]);
+        assert!(close(&w, &[0.5, 0.5, 0.5 * 0.5f64.powi(200), 0.0]), "{w:?}");
+        for t in [0.005, 1e-300, f64::MIN_POSITIVE] {
+            let w = sampling(t, 0, 1.0).pick_weights(&[4.0, 4.0, 2.0, 0.0]);
+            assert!(close(&w, &[0.5, 0.5, 0.0, 0.0]), "temperature {t}");
+            let w = sampling(t, 0, 0.9).pick_weights(&[3.0, 2.0, 1.0]);
+            assert_eq!(w, vec![1.0, 0.0, 0.0], "temperature {t}");
+        }
+        let w = sampling(1e300, 0, 1.0).pick_weights(&[4.0, 1.0]);
+        assert!(w.iter().all(|x| x.is_finite() && (x - 0.5).abs() < 1e-9));
+        assert_eq!(
+            sampling(0.5, 0, 1.0).pick_weights(&[0.0, 0.0]),
+            vec![0.5, 0.5]
+        );
     }
 
     #[test]
     fn top_k_keeps_the_best_classes() {
         assert!(close(
-            &sampling(1.0, 2, 1.0).probabilities(&VOTES),
+            &sampling(1.0, 2, 1.0).pick_weights(&VOTES),
             &[2.0 / 3.0, 1.0 / 3.0, 0.0, 0.0]
         ));
         assert!(close(
-            &sampling(1.0, 1, 1.0).probabilities(&VOTES),
+            &sampling(1.0, 1, 1.0).pick_weights(&VOTES),
             &[1.0, 0.0, 0.0, 0.0]
         ));
         assert!(close(
-            &sampling(1.0, 9, 1.0).probabilities(&VOTES),
+            &sampling(1.0, 9, 1.0).pick_weights(&VOTES),
             &[0.5, 0.25, 0.125, 0.125]
         ));
         assert_eq!(sampling(1.0, 50, 1.0).answer_top_k(), 50);
@@ -335,7 +353,7 @@ mod tests {
     fn top_p_keeps_the_nucleus_through_the_class_that_reaches_it() {
         // Cumulative 0.5, 0.75, 0.875, 1: top_p 0.5 keeps one class, 0.6 two, 0.75 two, 0.8 three.
         for (top_p, kept) in [(0.5, 1), (0.6, 2), (0.75, 2), (0.8, 3), (0.1, 1)] {
-            let p = sampling(1.0, 0, top_p).probabilities(&VOTES);
+            let p = sampling(1.0, 0, top_p).pick_weights(&VOTES);
             assert_eq!(
                 p.iter().filter(|&&x| x > 0.0).count(),
                 kept,
@@ -344,14 +362,14 @@ mod tests {
             assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         }
         // Ties keep their order (stable): the first of two equal classes goes first.
-        let p = sampling(1.0, 0, 0.3).probabilities(&[1.0, 1.0, 1.0]);
+        let p = sampling(1.0, 0, 0.3).pick_weights(&[1.0, 1.0, 1.0]);
         assert_eq!(p, vec![1.0, 0.0, 0.0]);
-        let p = sampling(1.0, 0, 0.4).probabilities(&[1.0, 1.0, 1.0]);
+        let p = sampling(1.0, 0, 0.4).pick_weights(&[1.0, 1.0, 1.0]);
         assert_eq!(p, vec![0.5, 0.5, 0.0]);
     }
 
     #[test]
-    fn draws_follow_the_probabilities() {
+    fn draws_follow_the_weights() {
         let p = [0.5, 0.0, 0.25, 0.25];
         assert_eq!(draw(&p, 0.0), 0);
         assert_eq!(draw(&p, 0.49), 0);

@@ -84,23 +84,37 @@ impl Ids<'_> {
         }
     }
 
-    /// Position of `value` among the ids of `range` (sorted), if present.
+    /// The id at position `i`, or None past the end.
+    #[inline]
+    pub fn try_get(&self, i: usize) -> Option<u32> {
+        match self {
+            Ids::U16(v) => v.get(i).map(|&t| t as u32),
+            Ids::U32(v) => v.get(i).copied(),
+        }
+    }
+
+    /// Position of `value` among the ids of `range` (sorted), if present (None too when `range`
+    /// lies outside the ids).
     #[inline]
     pub fn find(&self, range: Range<usize>, value: u32) -> Option<usize> {
         match self {
             Ids::U16(v) => {
                 let value = u16::try_from(value).ok()?;
-                v[range].binary_search(&value).ok()
+                v.get(range)?.binary_search(&value).ok()
             }
-            Ids::U32(v) => v[range].binary_search(&value).ok(),
+            Ids::U32(v) => v.get(range)?.binary_search(&value).ok(),
         }
     }
 
-    /// Whether the ids of `range` ascend strictly.
+    /// Whether the ids of `range` ascend strictly (false when `range` lies outside the ids).
     pub fn strictly_ascending(&self, range: Range<usize>) -> bool {
         match self {
-            Ids::U16(v) => v[range].windows(2).all(|w| w[0] < w[1]),
-            Ids::U32(v) => v[range].windows(2).all(|w| w[0] < w[1]),
+            Ids::U16(v) => v
+                .get(range)
+                .is_some_and(|v| v.windows(2).all(|w| w[0] < w[1])),
+            Ids::U32(v) => v
+                .get(range)
+                .is_some_and(|v| v.windows(2).all(|w| w[0] < w[1])),
         }
     }
 

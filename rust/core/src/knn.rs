@@ -12,7 +12,10 @@
 use crate::error::Error;
 use crate::ids::Ids;
 use crate::offsets::OffsetsView;
-use crate::trie::{TrieView, ROOT};
+use crate::trie::{Corrupt, TrieView, ROOT};
+
+const BAD_TAIL: Corrupt = Corrupt("a tail of the instance base lies outside the tails");
+const TOO_DEEP: Corrupt = Corrupt("the instance base is deeper than the model's width");
 
 /// Distances closer than this are the same distance (sums of the same weights in another order).
 const SAME_DISTANCE: f64 = 1e-9;
@@ -106,9 +109,17 @@ impl<'a> InstanceBaseView<'a> {
     /// The tail of node `n`: positions in `tail_values` (empty unless `n` holds a single instance
     /// above depth W).
     #[inline]
-    fn tail(&self, n: u32) -> std::ops::Range<usize> {
-        let r = self.tail_offsets.range(n as usize);
-        r.start as usize..r.end as usize
+    fn tail(&self, n: u32) -> Result<std::ops::Range<usize>, Corrupt> {
+        self.tail_ids(self.tail_offsets.range(n as usize))
+    }
+
+    /// Positions in `tail_values` of a stored tail range, checked to lie inside them.
+    #[inline]
+    fn tail_ids(&self, r: std::ops::Range<u64>) -> Result<std::ops::Range<usize>, Corrupt> {
+        if r.end > self.tail_values.len() as u64 {
+            return Err(BAD_TAIL);
+        }
+        Ok(r.start as usize..r.end as usize)
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
@@ -128,17 +139,18 @@ impl<'a> InstanceBaseView<'a> {
         let nodes = self.trie.node_count();
         self.tail_offsets.validate(nodes)?;
         let mut depth = vec![0u8; nodes];
+        let broken = |e: Corrupt| e.0.to_string();
         for n in 0..nodes as u32 {
             let d = depth[n as usize] as usize;
-            let children = self.trie.children(n);
+            let children = self.trie.children(n).map_err(broken)?;
             if d >= width && !children.is_empty() {
                 return Err("the instance base is deeper than the width".into());
             }
             for c in children.clone() {
                 depth[c] = d as u8 + 1;
             }
-            let tail = self.tail(n).len();
-            let single = self.trie.total(n) == 1;
+            let tail = self.tail(n).map_err(broken)?.len();
+            let single = self.trie.total(n).map_err(broken)? == 1;
             let expected = if single && children.is_empty() {
                 width - d
             } else {
@@ -156,6 +168,10 @@ impl<'a> InstanceBaseView<'a> {
 struct Nearest {
     keep: usize,
     groups: Vec<(f64, Vec<u32>)>,
+    /// The distance beyond which nothing can enter (kept up to date by `add`).
+    bound: f64,
+    /// What the search found broken, if anything: the bound is then -inf, which ends the search.
+    broken: Option<Corrupt>,
 }
 
 impl Nearest {
@@ -163,21 +179,19 @@ impl Nearest {
         Nearest {
             keep,
             groups: Vec::with_capacity(keep.min(64) + 1),
+            bound: f64::INFINITY,
+            broken: None,
         }
     }
 
     /// The distance beyond which nothing can enter.
     #[inline]
     fn bound(&self) -> f64 {
-        if self.groups.len() < self.keep {
-            f64::INFINITY
-        } else {
-            self.groups[self.keep - 1].0 + SAME_DISTANCE
-        }
+        self.bound
     }
 
     fn add(&mut self, distance: f64, node: u32) {
-        if distance > self.bound() {
+        if distance > self.bound {
             return;
         }
         let at = self
@@ -188,8 +202,18 @@ impl Nearest {
             _ => {
                 self.groups.insert(at, (distance, vec![node]));
                 self.groups.truncate(self.keep);
+                if let Some(last) = self.groups.get(self.keep.wrapping_sub(1)) {
+                    self.bound = last.0 + SAME_DISTANCE;
+                }
             }
         }
+    }
+
+    /// Records a broken structure and ends the search (nothing is within a bound of -inf).
+    #[cold]
+    fn fail(&mut self, c: Corrupt) {
+        self.broken.get_or_insert(c);
+        self.bound = f64::NEG_INFINITY;
     }
 }
 
@@ -213,18 +237,18 @@ impl<'q, 'a> Search<'q, 'a> {
     }
 
     /// IB1: the k nearest distances over all instances.
-    pub fn ib1(&self, options: KnnOptions, rank: &[u32]) -> Neighbourhood {
+    pub fn ib1(&self, options: KnnOptions, rank: &[u32]) -> Result<Neighbourhood, Corrupt> {
         self.knn_below(ROOT, 0, options, rank)
     }
 
     /// TRIBL2: descend while the query matches; an exact match answers with its leaf's distribution,
     /// otherwise IB1 runs over the instances below the last matched node, on the remaining features.
-    pub fn tribl2(&self, options: KnnOptions, rank: &[u32]) -> Neighbourhood {
+    pub fn tribl2(&self, options: KnnOptions, rank: &[u32]) -> Result<Neighbourhood, Corrupt> {
         let trie = &self.base.trie;
         let mut node = ROOT;
         let mut depth = 0;
-        while depth < self.query.len() && !trie.children(node).is_empty() {
-            match trie.child(node, self.query[depth]) {
+        while depth < self.query.len() && !trie.children(node)?.is_empty() {
+            match trie.try_child(node, self.query[depth])? {
                 Some(c) => {
                     node = c;
                     depth += 1;
@@ -232,23 +256,25 @@ impl<'q, 'a> Search<'q, 'a> {
                 None => break,
             }
         }
-        let tail = self.base.tail(node);
+        let tail = self.base.tail(node)?;
+        if tail.len() > self.query.len() - depth {
+            return Err(TOO_DEEP);
+        }
         let tail_matches = tail
             .clone()
             .enumerate()
-            .all(|(j, t)| self.base.tail_values.get(t) == self.query[depth + j]);
+            .all(|(j, t)| self.base.tail_values.try_get(t) == Some(self.query[depth + j]));
         if depth == self.query.len() || (!tail.is_empty() && tail_matches) {
-            let votes = best_first(
-                trie.distribution(node)
-                    .map(|(c, n)| (c, n as f64 * options.vote.weight(0.0)))
-                    .collect(),
-                rank,
-            );
-            return Neighbourhood {
-                votes,
+            let mut votes = Vec::new();
+            let mut entries = trie.entries(node)?;
+            while let Some((c, n)) = entries.try_next()? {
+                votes.push((c, n as f64 * options.vote.weight(0.0)));
+            }
+            return Ok(Neighbourhood {
+                votes: best_first(votes, rank)?,
                 distance: 0.0,
                 depth: depth as u32,
-            };
+            });
         }
         self.knn_below(node, depth, options, rank)
     }
@@ -259,46 +285,54 @@ impl<'q, 'a> Search<'q, 'a> {
         depth: usize,
         options: KnnOptions,
         rank: &[u32],
-    ) -> Neighbourhood {
+    ) -> Result<Neighbourhood, Corrupt> {
         let k = options.k.max(1);
         // One distance more than asked, for TiMBL's tie rule (retry with k + 1).
         let mut nearest = Nearest::new(k.saturating_add(1));
         self.visit(node, depth, 0.0, &mut nearest);
+        if let Some(c) = nearest.broken {
+            return Err(c);
+        }
         let groups = &nearest.groups;
         let votes_k = tally(
             &self.base.trie,
             &groups[..k.min(groups.len())],
             options.vote,
-        );
+        )?;
         let votes = resolve_ties(
             votes_k,
             || tally(&self.base.trie, groups, options.vote),
             rank,
-        );
-        Neighbourhood {
+        )?;
+        Ok(Neighbourhood {
             votes,
             distance: groups.first().map_or(0.0, |g| g.0),
             depth: depth as u32,
-        }
+        })
     }
 
     fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
-        let children = self.base.trie.children(node);
+        let children = match self.base.trie.children(node) {
+            Ok(children) => children,
+            Err(c) => return nearest.fail(c),
+        };
         // Only leaves have tails: skip the lookup for inner nodes.
         let tail = if children.is_empty() {
-            self.base.tail(node)
+            self.base.tail_offsets.range(node as usize)
         } else {
             0..0
         };
         self.visit_with(node, children, tail, depth, distance, nearest);
     }
 
-    /// Visits `node`, whose child and tail ranges the caller already knows.
+    /// Visits `node`, whose child range (checked) and stored tail range (not yet checked) the
+    /// caller knows. What a damaged instance base breaks (a tail outside the tails, a trie deeper
+    /// than the width) is recorded in `nearest`, which ends the search.
     fn visit_with(
         &self,
         node: u32,
         children: std::ops::Range<usize>,
-        tail: std::ops::Range<usize>,
+        tail: std::ops::Range<u64>,
         depth: usize,
         distance: f64,
         nearest: &mut Nearest,
@@ -306,11 +340,21 @@ impl<'q, 'a> Search<'q, 'a> {
         if distance > nearest.bound() {
             return;
         }
-        if !tail.is_empty() {
+        if tail.start != tail.end {
+            let tail = match self.base.tail_ids(tail) {
+                Ok(tail) => tail,
+                Err(c) => return nearest.fail(c),
+            };
+            let (Some(query), Some(weights)) = (
+                self.query.get(depth..depth + tail.len()),
+                self.weights.get(depth..depth + tail.len()),
+            ) else {
+                return nearest.fail(TOO_DEEP);
+            };
             let mut d = distance;
-            for (j, t) in tail.enumerate() {
-                if self.base.tail_values.get(t) != self.query[depth + j] {
-                    d += self.weights[depth + j];
+            for ((t, &q), &w) in tail.zip(query).zip(weights) {
+                if self.base.tail_values.try_get(t) != Some(q) {
+                    d += w;
                     if d > nearest.bound() {
                         return;
                     }
@@ -323,12 +367,18 @@ impl<'q, 'a> Search<'q, 'a> {
             nearest.add(distance, node);
             return;
         }
+        let (Some(&value), Some(&weight)) = (self.query.get(depth), self.weights.get(depth)) else {
+            return nearest.fail(TOO_DEEP);
+        };
         let trie = &self.base.trie;
-        let matching = trie.child(node, self.query[depth]);
+        let matching = match trie.try_child(node, value) {
+            Ok(matching) => matching,
+            Err(c) => return nearest.fail(c),
+        };
         if let Some(c) = matching {
             self.visit(c, depth + 1, distance, nearest);
         }
-        let mismatch = distance + self.weights[depth];
+        let mismatch = distance + weight;
         if mismatch > nearest.bound() {
             return;
         }
@@ -340,8 +390,10 @@ impl<'q, 'a> Search<'q, 'a> {
                 return;
             }
             if Some(c as u32) != matching {
-                let grand = grand.start as usize + 1..grand.end as usize + 1;
-                let tail = tail.start as usize..tail.end as usize;
+                let grand = match trie.child_ids(c as u32, grand) {
+                    Ok(grand) => grand,
+                    Err(e) => return nearest.fail(e),
+                };
                 self.visit_with(c as u32, grand, tail, depth + 1, mismatch, nearest);
             }
         }
@@ -349,12 +401,19 @@ impl<'q, 'a> Search<'q, 'a> {
 }
 
 /// Sums the (weighted) class counts of every node in the groups; sorted by class.
-fn tally(trie: &TrieView, groups: &[(f64, Vec<u32>)], vote: Vote) -> Vec<(u32, f64)> {
+fn tally(
+    trie: &TrieView,
+    groups: &[(f64, Vec<u32>)],
+    vote: Vote,
+) -> Result<Vec<(u32, f64)>, Corrupt> {
     let mut votes: Vec<(u32, f64)> = Vec::new();
     for (distance, nodes) in groups {
         let w = vote.weight(*distance);
         for &n in nodes {
-            votes.extend(trie.distribution(n).map(|(c, count)| (c, count as f64 * w)));
+            let mut entries = trie.entries(n)?;
+            while let Some((c, count)) = entries.try_next()? {
+                votes.push((c, count as f64 * w));
+            }
         }
     }
     votes.sort_unstable_by_key(|v| v.0);
@@ -366,7 +425,7 @@ fn tally(trie: &TrieView, groups: &[(f64, Vec<u32>)], vote: Vote) -> Vec<(u32, f
             false
         }
     });
-    votes
+    Ok(votes)
 }
 
 /// Orders the votes winner first, as TiMBL decides a tie for the top: retry with one more distance
@@ -375,19 +434,15 @@ fn tally(trie: &TrieView, groups: &[(f64, Vec<u32>)], vote: Vote) -> Vec<(u32, f
 /// then first occurrence).
 fn resolve_ties(
     votes: Vec<(u32, f64)>,
-    wider: impl FnOnce() -> Vec<(u32, f64)>,
+    wider: impl FnOnce() -> Result<Vec<(u32, f64)>, Corrupt>,
     rank: &[u32],
-) -> Vec<(u32, f64)> {
-    let votes = best_first(votes, rank);
+) -> Result<Vec<(u32, f64)>, Corrupt> {
+    let votes = best_first(votes, rank)?;
     if !top_is_tied(&votes) {
-        return votes;
+        return Ok(votes);
     }
-    let wider = best_first(wider(), rank);
-    if top_is_tied(&wider) {
-        votes
-    } else {
-        wider
-    }
+    let wider = best_first(wider()?, rank)?;
+    Ok(if top_is_tied(&wider) { votes } else { wider })
 }
 
 fn top_is_tied(votes: &[(u32, f64)]) -> bool {
@@ -397,12 +452,17 @@ fn top_is_tied(votes: &[(u32, f64)]) -> bool {
     }
 }
 
-fn best_first(mut votes: Vec<(u32, f64)>, rank: &[u32]) -> Vec<(u32, f64)> {
+/// Sorts votes best first: by vote, then by tie-break rank. An empty list (no neighbour voted) or
+/// a class without a rank is [`Corrupt`].
+fn best_first(mut votes: Vec<(u32, f64)>, rank: &[u32]) -> Result<Vec<(u32, f64)>, Corrupt> {
+    if votes.is_empty() || votes.iter().any(|v| v.0 as usize >= rank.len()) {
+        return Err(Corrupt("no neighbour has a class"));
+    }
     votes.sort_by(|a, b| {
         b.1.total_cmp(&a.1)
             .then(rank[a.0 as usize].cmp(&rank[b.0 as usize]))
     });
-    votes
+    Ok(votes)
 }
 
 #[cfg(test)]
@@ -451,6 +511,7 @@ mod tests {
             "ib1" => search.ib1(options, &stats.rank),
             _ => search.tribl2(options, &stats.rank),
         }
+        .unwrap()
     }
 
     fn k(k: usize) -> KnnOptions {

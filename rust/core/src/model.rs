@@ -16,7 +16,7 @@ use crate::instances::{Context, MAX_WIDTH};
 use crate::knn::InstanceBaseView;
 use crate::model_file::{ModelFile, Params};
 use crate::scoring::{Score, Scores};
-use crate::trie::{TrieView, ROOT};
+use crate::trie::{Corrupt, TrieView, ROOT};
 use crate::vocabulary::{Symbols, UNKNOWN};
 
 /// Where a query's descent in the IGTree stopped.
@@ -37,6 +37,8 @@ pub struct Model {
     ordered_weights: Vec<f64>,
     /// `unmatched_weight[d]`: summed weight of the features not matched at depth `d`.
     unmatched_weight: Vec<f64>,
+    /// Number of classes: symbols that were a target in training (no answer has more).
+    class_count: usize,
 }
 
 impl Model {
@@ -48,20 +50,33 @@ impl Model {
         let unmatched_weight = (0..=order.len())
             .map(|d| ordered_weights[d..].iter().sum())
             .collect();
+        let class_count = file.class_counts().iter().filter(|&&c| c > 0).count();
         Model {
             file,
             order,
             ordered_weights,
             unmatched_weight,
+            class_count,
         }
     }
 
     /// Opens a model file by memory-mapping it. `check` says how much is verified before use:
     /// [`Check::Header`] costs the same for a model of any size (header, section table, the small
-    /// sections, array lengths); the tries' pages are read only when a query touches them.
-    /// [`Check::Full`] also verifies every checksum and every structural invariant of the tries.
+    /// sections, array lengths), and the first query that reads a trie verifies that trie's
+    /// checksums (once: see [`crate::model_file`]). [`Check::Full`] verifies every checksum and
+    /// every structural invariant of the tries at once.
+    ///
+    /// The file must not be truncated or rewritten in place while the model is open (the contract
+    /// of every memory-mapped file: a read of a truncated page kills the process with SIGBUS);
+    /// replacing it by a rename, as memlm's writers do, is safe. [`Model::read`] does not map.
     pub fn load(path: &Path, check: Check) -> Result<Model> {
         Ok(Model::new(ModelFile::load(path, check)?))
+    }
+
+    /// Opens a model file by reading it into memory: later changes to the file do not affect the
+    /// model. Checked as [`Model::load`] does.
+    pub fn read(path: &Path, check: Check) -> Result<Model> {
+        Ok(Model::new(ModelFile::read(path, check)?))
     }
 
     /// Reads a model from an in-memory image (as [`ModelFile::as_bytes`] gives it), verified in full.
@@ -84,6 +99,11 @@ impl Model {
         self.file.params().width
     }
 
+    /// Number of classes: symbols that were a target in training (no answer has more).
+    pub fn class_count(&self) -> usize {
+        self.class_count
+    }
+
     /// Features in weight order.
     pub fn feature_order(&self) -> &[usize] {
         &self.order
@@ -99,13 +119,19 @@ impl Model {
         self.file.symbols()
     }
 
-    /// The IGTree.
+    /// The IGTree as stored (queries read it through [`Model::checked_trie`]).
     #[inline]
     pub fn trie(&self) -> TrieView<'_> {
         self.file.igtree()
     }
 
-    /// The unpruned instance base, when the model stores one.
+    /// The IGTree, its checksums verified at the first call (see [`crate::model_file`]).
+    #[inline]
+    pub fn checked_trie(&self) -> Result<TrieView<'_>> {
+        self.file.checked_igtree()
+    }
+
+    /// The unpruned instance base as stored, when the model has one.
     #[inline]
     pub fn instance_base(&self) -> Option<InstanceBaseView<'_>> {
         self.file.instance_base()
@@ -180,25 +206,40 @@ impl Model {
     /// Descends the IGTree along `context`.
     pub fn igtree_match(&self, context: &[u32]) -> Result<Match> {
         self.check_context(context)?;
-        Ok(self.descend(&self.trie(), context))
+        let trie = self.checked_trie()?;
+        self.descend(&trie, context).map_err(|c| self.corrupt(c))
+    }
+
+    /// [`crate::Error::BadModel`] for a structure a query found broken.
+    #[cold]
+    pub(crate) fn corrupt(&self, c: Corrupt) -> Error {
+        self.file.corrupt(c)
     }
 
     #[inline]
-    pub(crate) fn descend(&self, trie: &TrieView, context: &[u32]) -> Match {
-        let (nodes, len) = self.path(trie, context);
-        Match {
+    pub(crate) fn descend(
+        &self,
+        trie: &TrieView,
+        context: &[u32],
+    ) -> std::result::Result<Match, Corrupt> {
+        let (nodes, len) = self.path(trie, context)?;
+        Ok(Match {
             node: nodes[len - 1],
             depth: len as u32 - 1,
-        }
+        })
     }
 
     /// The IGTree nodes on the descent path of `context`, root first (at most W + 1 of them).
     #[inline]
-    fn path(&self, trie: &TrieView, context: &[u32]) -> ([u32; MAX_WIDTH + 1], usize) {
+    fn path(
+        &self,
+        trie: &TrieView,
+        context: &[u32],
+    ) -> std::result::Result<([u32; MAX_WIDTH + 1], usize), Corrupt> {
         let mut nodes = [ROOT; MAX_WIDTH + 1];
         let mut len = 1;
         for &f in &self.order {
-            match trie.child(nodes[len - 1], context[f]) {
+            match trie.try_child(nodes[len - 1], context[f])? {
                 Some(child) => {
                     nodes[len] = child;
                     len += 1;
@@ -206,7 +247,7 @@ impl Model {
                 None => break,
             }
         }
-        (nodes, len)
+        Ok((nodes, len))
     }
 
     /// IGTree distance of a match at `depth`: the summed weight of the features left unmatched.
@@ -220,19 +261,24 @@ impl Model {
     }
 
     #[inline]
-    fn score_unchecked(&self, trie: &TrieView, context: &[u32], target: u32) -> Score {
-        let (nodes, len) = self.path(trie, context);
-        let p = crate::scoring::probability(trie, &nodes[..len], target, self.vocabulary());
+    fn score_unchecked(
+        &self,
+        trie: &TrieView,
+        context: &[u32],
+        target: u32,
+    ) -> std::result::Result<Score, Corrupt> {
+        let (nodes, len) = self.path(trie, context)?;
+        let p = crate::scoring::probability(trie, &nodes[..len], target, self.vocabulary())?;
         let oov = self
             .file
             .class_counts()
             .get(target as usize)
             .is_none_or(|&count| count == 0);
-        Score {
+        Ok(Score {
             log10: p.log10(),
             depth: len as u32 - 1,
             oov,
-        }
+        })
     }
 
     /// The score of `target` after `context` under the scoring distribution ([`crate::scoring`]).
@@ -240,7 +286,9 @@ impl Model {
     /// model gets the probability of an unseen class and is flagged out of vocabulary.
     pub fn score(&self, context: &[u32], target: u32) -> Result<Score> {
         self.check_context(context)?;
-        Ok(self.score_unchecked(&self.trie(), context, target))
+        let trie = self.checked_trie()?;
+        self.score_unchecked(&trie, context, target)
+            .map_err(|c| self.corrupt(c))
     }
 
     /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
@@ -254,13 +302,14 @@ impl Model {
                 targets.len()
             )));
         }
-        let trie = self.trie();
+        let trie = self.checked_trie()?;
         let scores: Vec<Score> = contexts
             .par_chunks(w)
             .zip(targets.par_iter())
             .with_min_len(256)
             .map(|(c, &t)| self.score_unchecked(&trie, c, t))
-            .collect();
+            .collect::<std::result::Result<_, Corrupt>>()
+            .map_err(|c| self.corrupt(c))?;
         Ok(Scores {
             log10: scores.iter().map(|s| s.log10).collect(),
             depths: scores.iter().map(|s| s.depth).collect(),
@@ -271,15 +320,18 @@ impl Model {
     /// The scoring distribution after `context`: a probability per symbol id, summing to 1.
     pub fn probabilities(&self, context: &[u32]) -> Result<Vec<f64>> {
         self.check_context(context)?;
-        let trie = self.trie();
-        let (nodes, len) = self.path(&trie, context);
+        let trie = self.checked_trie()?;
         let params = self.params();
-        Ok(crate::scoring::probabilities(
-            &trie,
-            &nodes[..len],
-            params.n_symbols as usize,
-            params.pad,
-        ))
+        self.path(&trie, context)
+            .and_then(|(nodes, len)| {
+                crate::scoring::probabilities(
+                    &trie,
+                    &nodes[..len],
+                    params.n_symbols as usize,
+                    params.pad,
+                )
+            })
+            .map_err(|c| self.corrupt(c))
     }
 }
 

@@ -8,11 +8,22 @@
 //!
 //! Opening checks the image as far as a [`Check`] says and resolves every section into typed
 //! views once; queries then read the views without looking anything up. [`Check::Header`] costs
-//! the same for a model of any size; [`Check::Full`] (and [`ModelFile::verify`]) adds every
-//! checksum and every structural invariant of the tries, so that no byte pattern can make a query
-//! read out of bounds, loop or panic.
+//! the same for a model of any size: the header, the section table, the small sections' checksums
+//! and the arrays' lengths. [`Check::Full`] (and [`ModelFile::verify`]) adds every checksum and
+//! every structural invariant of the tries.
+//!
+//! Lazy verification: a model opened with [`Check::Header`] checks the checksums of a trie's
+//! sections (the IGTree's, or the instance base's with its tails) once, when the first query that
+//! reads that trie asks for it ([`ModelFile::checked_igtree`], [`ModelFile::checked_instance_base`]):
+//! one pass over those bytes (a few milliseconds for a model of about two million tokens; it reads
+//! every page of a memory-mapped trie once), so random damage is a clean error, never a silently
+//! wrong answer. Bytes that pass the checksums but break the structure (a file forged with
+//! recomputed checksums) give [`Error::BadModel`] or an answer from the forged data: the reads are
+//! bounds-checked ([`crate::trie::Corrupt`]), so no byte pattern makes a query read out of bounds,
+//! loop or panic.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::build::InstanceBase;
 use crate::classes::ClassStats;
@@ -26,7 +37,7 @@ use crate::instances::check_width;
 use crate::knn::InstanceBaseView;
 use crate::offsets::{OffsetsView, PackedOffsets};
 use crate::shard::{check_tokens, read_tokens, token_sections};
-use crate::trie::{EncodedTrie, TrieView};
+use crate::trie::{Corrupt, EncodedTrie, TrieView};
 use crate::vocabulary::{Symbols, Vocabulary};
 use crate::weights::{FeatureWeights, Weighting};
 
@@ -64,7 +75,8 @@ impl Params {
             return Err("the Params section has a wrong length".into());
         };
         check_width(*width as usize).map_err(|e| e.to_string())?;
-        if *n_symbols == 0 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
+        // At least padding and one class; ids below UNKNOWN.
+        if *n_symbols < 2 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
             return Err("the symbol count or padding id is out of range".into());
         }
         Ok(Params {
@@ -112,6 +124,41 @@ struct Views<'a> {
     metadata: &'a str,
 }
 
+/// The sections of the parts of a model whose checksums are verified lazily, at first use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    IgTree,
+    InstanceBase,
+    TrainingTokens,
+}
+
+impl Part {
+    fn sections(self) -> Vec<Section> {
+        let trie = |s: TrieSections| {
+            let mut v = vec![s.labels16, s.labels32, s.dist_bytes];
+            v.extend(s.children);
+            v.extend(s.dist_offsets);
+            v.extend(s.totals);
+            v
+        };
+        match self {
+            Part::IgTree => trie(TrieSections::IGTREE),
+            Part::InstanceBase => {
+                let mut v = trie(TrieSections::BASE);
+                v.extend(TAIL_OFFSETS);
+                v.extend([Section::TailValues16, Section::TailValues32]);
+                v
+            }
+            Part::TrainingTokens => {
+                vec![Section::Tokens16, Section::Tokens32, Section::BlockLengths]
+            }
+        }
+    }
+}
+
+/// Whether a part's checksums were verified, and how that came out (once per part).
+type Verified = OnceLock<std::result::Result<(), String>>;
+
 /// An opened model file: its image, checked, and typed views of its sections.
 pub struct ModelFile {
     /// Borrow `image` and `class_by_rank`, whose bytes never move or change while `self` lives:
@@ -121,15 +168,25 @@ pub struct ModelFile {
     class_by_rank: Vec<u32>,
     params: Params,
     sections: SectionTable,
+    /// The lazy verification of the IGTree, the instance base and the training tokens.
+    verified: [Verified; 3],
     image: Image,
     /// Where the image came from, for error messages.
     origin: PathBuf,
 }
 
 impl ModelFile {
-    /// Opens a model file by memory-mapping it, checked as far as `check` says.
+    /// Opens a model file by memory-mapping it, checked as far as `check` says. The file must not
+    /// be truncated or rewritten in place while the model is open (see [`Image::map`]); memlm's
+    /// own writers replace files by renaming, which is safe. [`ModelFile::read`] does not map.
     pub fn load(path: &Path, check: Check) -> Result<ModelFile> {
         ModelFile::open(Image::map(path)?, check, path.to_path_buf())
+    }
+
+    /// Opens a model file by reading it into memory (not mapped: later changes to the file do not
+    /// affect the model), checked as far as `check` says.
+    pub fn read(path: &Path, check: Check) -> Result<ModelFile> {
+        ModelFile::open(Image::read(path)?, check, path.to_path_buf())
     }
 
     /// Reads a model from an in-memory image (as [`ModelFile::as_bytes`] gives it), checked in full.
@@ -190,11 +247,14 @@ impl ModelFile {
             .map(|&(section, bytes)| SectionData { section, bytes })
             .collect();
         let image = format::encode(Kind::Model, &sections);
-        ModelFile::open(
+        let file = ModelFile::open(
             Image::Owned(image),
             Check::Header,
             "<built in memory>".into(),
-        )
+        )?;
+        // Written from the trained tries just now: nothing to verify.
+        file.mark_verified();
+        Ok(file)
     }
 
     fn open(image: Image, check: Check, origin: PathBuf) -> Result<ModelFile> {
@@ -218,24 +278,100 @@ impl ModelFile {
         let classes: &'static [u32] =
             unsafe { std::slice::from_raw_parts(class_by_rank.as_ptr(), class_by_rank.len()) };
         let views = Views::resolve(bytes, &sections, &params, classes, check).map_err(bad)?;
-        Ok(ModelFile {
+        let file = ModelFile {
             views,
             class_by_rank,
             params,
             sections,
+            verified: Default::default(),
             image,
             origin,
-        })
+        };
+        if check == Check::Full {
+            file.mark_verified();
+        }
+        Ok(file)
+    }
+
+    /// Records that every part's checksums are verified.
+    fn mark_verified(&self) {
+        for v in &self.verified {
+            let _ = v.set(Ok(()));
+        }
     }
 
     /// Verifies every checksum and every structural invariant (what `memlm verify` runs).
     pub fn verify(&self) -> Result<()> {
         format::decode(self.as_bytes(), Kind::Model, Check::Full)
             .and_then(|_| self.views.validate(&self.params))
-            .map_err(|reason| Error::BadModel {
-                path: self.origin.clone(),
-                reason,
-            })
+            .map_err(|reason| self.bad(reason))?;
+        self.mark_verified();
+        Ok(())
+    }
+
+    /// [`Error::BadModel`] for this file.
+    pub(crate) fn bad(&self, reason: String) -> Error {
+        Error::BadModel {
+            path: self.origin.clone(),
+            reason,
+        }
+    }
+
+    /// [`Error::BadModel`] for a structure a query found broken.
+    #[cold]
+    pub(crate) fn corrupt(&self, c: Corrupt) -> Error {
+        self.bad(format!(
+            "the model file is corrupt ({}): run `memlm verify` on it",
+            c.0
+        ))
+    }
+
+    /// Verifies the checksums of `part`'s sections at its first use (once; the outcome is kept).
+    #[inline]
+    fn verify_part(&self, part: Part) -> Result<()> {
+        let cell = &self.verified[part as usize];
+        let outcome = match cell.get() {
+            Some(outcome) => outcome,
+            None => cell.get_or_init(|| self.checksum_part(part)),
+        };
+        outcome.clone().map_err(|reason| self.bad(reason))
+    }
+
+    #[cold]
+    fn checksum_part(&self, part: Part) -> std::result::Result<(), String> {
+        self.sections
+            .verify(self.as_bytes(), Kind::Model, &part.sections())
+    }
+
+    /// The IGTree, its sections' checksums verified (at the first call, once: see the module doc).
+    #[inline]
+    pub fn checked_igtree(&self) -> Result<TrieView<'_>> {
+        self.verify_part(Part::IgTree)?;
+        Ok(self.views.igtree)
+    }
+
+    /// The instance base (None when the model stores none), its sections' checksums verified at
+    /// the first call.
+    #[inline]
+    pub fn checked_instance_base(&self) -> Result<Option<InstanceBaseView<'_>>> {
+        match self.views.instance_base {
+            Some(base) => {
+                self.verify_part(Part::InstanceBase)?;
+                Ok(Some(base))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The training tokens and block lengths (None when the model did not keep them), checksums
+    /// verified and ids checked against the vocabulary at the first call.
+    pub fn checked_training_tokens(&self) -> Result<Option<(Ids<'_>, &[u64])>> {
+        let Some(tokens) = self.views.training_tokens else {
+            return Ok(None);
+        };
+        self.verify_part(Part::TrainingTokens)?;
+        check_tokens(tokens, self.params.pad).map_err(|reason| self.bad(reason))?;
+        Ok(Some(tokens))
     }
 
     /// Scalar parameters.
@@ -243,13 +379,14 @@ impl ModelFile {
         &self.params
     }
 
-    /// The IGTree.
+    /// The IGTree as stored, not verified (queries use [`ModelFile::checked_igtree`]).
     #[inline]
     pub fn igtree(&self) -> TrieView<'_> {
         self.views.igtree
     }
 
-    /// The unpruned instance base, when the model stores one.
+    /// The unpruned instance base as stored, when the model has one, not verified (queries use
+    /// [`ModelFile::checked_instance_base`]).
     #[inline]
     pub fn instance_base(&self) -> Option<InstanceBaseView<'_>> {
         self.views.instance_base
@@ -296,7 +433,8 @@ impl ModelFile {
         &self.views.symbols
     }
 
-    /// The training text's token ids and block lengths, when the model was trained to keep them.
+    /// The training text's token ids and block lengths, when the model was trained to keep them, as
+    /// stored (not verified: see [`ModelFile::checked_training_tokens`]).
     pub fn training_tokens(&self) -> Option<(Ids<'_>, &[u64])> {
         self.views.training_tokens
     }

@@ -5,6 +5,10 @@
 
 use std::ops::Range;
 
+/// The range [`OffsetsView::range`] gives for offsets that contradict themselves: it lies past the
+/// end of every array, so the bounds check the caller makes anyway reports it.
+pub const POISON: Range<u64> = u64::MAX..u64::MAX;
+
 /// Items per record: a lookup sums at most `BLOCK - 1` byte lengths of the same cache line.
 pub const BLOCK: usize = 56;
 /// u64 words per record: the running total, then `BLOCK` length bytes.
@@ -111,46 +115,64 @@ impl<'a> OffsetsView<'a> {
     }
 
     #[inline]
-    fn exception(&self, item: usize) -> u64 {
-        let k = self
-            .exception_items
-            .binary_search(&(item as u32))
-            .expect("validated: every escaped item has an exception");
-        self.exception_lens[k]
+    fn exception(&self, item: usize) -> Option<u64> {
+        let k = self.exception_items.binary_search(&(item as u32)).ok()?;
+        self.exception_lens.get(k).copied()
     }
 
+    /// The length of `item` (< `items`), None when its exception is missing.
     #[inline]
-    fn length(&self, item: usize) -> u64 {
+    fn length(&self, item: usize) -> Option<u64> {
         match lens_of(self.records, (item / BLOCK) * WORDS)[item % BLOCK] {
             ESCAPE => self.exception(item),
-            l => l as u64,
+            l => Some(l as u64),
         }
     }
 
     /// Where item `i` starts and ends.
+    ///
+    /// Never panics: for an item past the end, or offsets that contradict themselves (only a
+    /// damaged file has those), the range ends past the end of any array (at worst [`POISON`]), so
+    /// the bounds check every caller makes before using it (it indexes a stored array) reports it.
     #[inline]
     pub fn range(&self, i: usize) -> Range<u64> {
+        if i >= self.items {
+            return POISON;
+        }
+        // In bounds: `check_lengths` (run when the file is opened) sized the records for the items.
         let at = (i / BLOCK) * WORDS;
         let lens = lens_of(self.records, at);
         let window = &lens[..i % BLOCK];
-        // At most 55 bytes: a u32 sum cannot overflow, and vectorises.
-        let mut start = self.records[at] + window.iter().map(|&l| l as u32).sum::<u32>() as u64;
-        if window.contains(&ESCAPE) {
+        // At most 55 bytes: a u32 sum cannot overflow; one pass sums and looks for escapes.
+        let (mut sum, mut escaped) = (0u32, false);
+        for &l in window {
+            sum += l as u32;
+            escaped |= l == ESCAPE;
+        }
+        let mut start = self.records[at].saturating_add(sum as u64);
+        if escaped {
             for (j, &l) in window.iter().enumerate() {
                 if l == ESCAPE {
-                    start += self.exception(i - i % BLOCK + j) - ESCAPE as u64;
+                    let extra = self.exception(i - i % BLOCK + j);
+                    match extra.and_then(|e| e.checked_sub(ESCAPE as u64)) {
+                        Some(extra) => start = start.saturating_add(extra),
+                        None => return POISON,
+                    }
                 }
             }
         }
         let len = match lens[i % BLOCK] {
-            ESCAPE => self.exception(i),
+            ESCAPE => match self.exception(i) {
+                Some(len) => len,
+                None => return POISON,
+            },
             l => l as u64,
         };
-        start..start + len
+        start..start.saturating_add(len)
     }
 
     /// The ranges of items `i`, `i + 1`, ... computed one from the next (cheaper than [`Self::range`]
-    /// for siblings visited in order).
+    /// for siblings visited in order; damaged offsets give ranges past any array, as there).
     #[inline]
     pub fn ranges_from(&self, i: usize) -> RangeCursor<'a> {
         let start = if i < self.len() {
@@ -204,8 +226,9 @@ impl<'a> OffsetsView<'a> {
             if i % BLOCK == 0 && self.records[(i / BLOCK) * WORDS] != total {
                 return Err("offset block totals are inconsistent".into());
             }
-            total = total
-                .checked_add(self.length(i))
+            total = self
+                .length(i)
+                .and_then(|l| total.checked_add(l))
                 .ok_or("offsets overflow")?;
         }
         // Length bytes past the last item, and the closing record's, are zero.
@@ -239,7 +262,11 @@ impl Iterator for RangeCursor<'_> {
         if self.item >= self.view.len() {
             return None;
         }
-        let end = self.start + self.view.length(self.item);
+        // A missing exception poisons this range and every later one (see `range`).
+        let end = self
+            .view
+            .length(self.item)
+            .map_or(u64::MAX, |len| self.start.saturating_add(len));
         let range = self.start..end;
         self.start = end;
         self.item += 1;

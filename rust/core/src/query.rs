@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::instances::MAX_WIDTH;
 use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
 use crate::model::{Match, Model};
+use crate::trie::Corrupt;
 use crate::trie::TrieView;
 
 /// The classifiers a model can run.
@@ -190,6 +191,13 @@ struct Summary {
     distance: f64,
 }
 
+/// What a query reads: the IGTree, or the instance base (both verified at first use).
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    IgTree(TrieView<'a>),
+    Base(InstanceBaseView<'a>),
+}
+
 impl Model {
     /// The answer of `query` for one context of exactly W ids (see [`Model::context`] for a prefix
     /// of any length).
@@ -202,19 +210,15 @@ impl Model {
     /// [`Model::answer`] into `answer`, reusing its buffers.
     pub fn answer_into(&self, context: &[u32], query: &Query, answer: &mut Answer) -> Result<()> {
         self.check_context(context)?;
-        let base = self.base_for(query.algorithm)?;
+        let source = self.source(query.algorithm)?;
         answer.classes.clear();
         answer.votes.clear();
-        let summary = self.answer_with(
-            context,
-            query,
-            query.limit(),
-            base.as_ref(),
-            |class, vote| {
+        let summary = self
+            .answer_with(context, query, query.limit(), source, |class, vote| {
                 answer.classes.push(class);
                 answer.votes.push(vote);
-            },
-        );
+            })
+            .map_err(|c| self.corrupt(c))?;
         answer.total = summary.total;
         answer.depth = summary.depth;
         answer.distance = summary.distance;
@@ -224,54 +228,56 @@ impl Model {
     /// [`Model::answer`] for every context of a row-major batch (W ids each), on all cores.
     pub fn answers(&self, contexts: &[u32], query: &Query) -> Result<Vec<Answer>> {
         self.check_batch(contexts)?;
-        let base = self.base_for(query.algorithm)?;
-        Ok(contexts
+        let source = self.source(query.algorithm)?;
+        contexts
             .par_chunks(self.width())
             .with_min_len(query.algorithm.batch_min_len())
             .map(|context| {
                 let mut answer = Answer::default();
-                let summary =
-                    self.answer_with(context, query, query.limit(), base.as_ref(), |c, v| {
-                        answer.classes.push(c);
-                        answer.votes.push(v);
-                    });
+                let summary = self.answer_with(context, query, query.limit(), source, |c, v| {
+                    answer.classes.push(c);
+                    answer.votes.push(v);
+                })?;
                 answer.total = summary.total;
                 answer.depth = summary.depth;
                 answer.distance = summary.distance;
-                answer
+                Ok(answer)
             })
-            .collect())
+            .collect::<std::result::Result<_, Corrupt>>()
+            .map_err(|c| self.corrupt(c))
     }
 
     /// [`Model::answer`] for a row-major batch of contexts (W ids each), on all cores, in dense
     /// arrays of max(top_k, 1) classes per row (so `top_k` 0 keeps one here), at most as many as
-    /// the model has symbols.
+    /// the model has classes (symbols seen as a target in training).
     pub fn answer_batch(&self, contexts: &[u32], query: &Query) -> Result<AnswerBatch> {
         self.check_batch(contexts)?;
-        let base = self.base_for(query.algorithm)?;
+        let source = self.source(query.algorithm)?;
         let rows = contexts.len() / self.width();
-        // No answer has more classes than the model has symbols.
-        let columns = query.top_k.clamp(1, self.params().n_symbols as usize);
-        let cells = rows.checked_mul(columns).ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{rows} answers of {columns} classes do not fit in memory"
-            ))
-        })?;
-        let mut classes = vec![-1i64; cells];
-        let mut votes = vec![0f64; cells];
+        // No answer has more classes than the model has.
+        let columns = query.top_k.clamp(1, self.class_count().max(1));
+        let cells = rows.checked_mul(columns);
+        let (Some(mut classes), Some(mut votes)) = (
+            cells.and_then(|n| filled(n, -1i64)),
+            cells.and_then(|n| filled(n, 0f64)),
+        ) else {
+            return Err(Error::InvalidInput(format!(
+                "{rows} answers of {columns} classes do not fit in memory: ask for fewer (top_k)"
+            )));
+        };
         let mut totals = vec![0f64; rows];
         let mut depths = vec![0u32; rows];
         let mut distances = vec![0f64; rows];
         // IGTree: all descents first, then the nodes' classes (each pass keeps its part of the
         // model in cache).
-        let trie = self.trie();
-        let matches: Vec<Match> = match base {
-            None => contexts
+        let matches: Vec<Match> = match source {
+            Source::IgTree(trie) => contexts
                 .par_chunks(self.width())
                 .with_min_len(query.algorithm.batch_min_len())
                 .map(|context| self.descend(&trie, context))
-                .collect(),
-            Some(_) => Vec::new(),
+                .collect::<std::result::Result<_, Corrupt>>()
+                .map_err(|c| self.corrupt(c))?,
+            Source::Base(_) => Vec::new(),
         };
         contexts
             .par_chunks(self.width())
@@ -282,21 +288,26 @@ impl Model {
             .zip(distances.par_iter_mut())
             .enumerate()
             .with_min_len(query.algorithm.batch_min_len())
-            .for_each(
+            .try_for_each(
                 |(r, (((((context, classes), votes), total), depth), distance))| {
                     let mut j = 0;
                     let emit = |c, v| {
-                        classes[j] = c as i64;
-                        votes[j] = v;
+                        if let (Some(class), Some(vote)) = (classes.get_mut(j), votes.get_mut(j)) {
+                            (*class, *vote) = (c as i64, v);
+                        }
                         j += 1;
                     };
-                    let summary = match base {
-                        None => self.igtree_answer(&trie, matches[r], columns, emit),
-                        Some(base) => self.knn_answer(context, query, columns, &base, emit),
-                    };
+                    let summary = match source {
+                        Source::IgTree(trie) => {
+                            self.igtree_answer(&trie, matches[r], columns, emit)
+                        }
+                        Source::Base(base) => self.knn_answer(context, query, columns, &base, emit),
+                    }?;
                     (*total, *depth, *distance) = (summary.total, summary.depth, summary.distance);
+                    Ok(())
                 },
-            );
+            )
+            .map_err(|c| self.corrupt(c))?;
         Ok(AnswerBatch {
             columns,
             classes,
@@ -309,20 +320,22 @@ impl Model {
 
     /// An error when the model cannot run `algorithm` (it lacks the instance base).
     pub fn check_algorithm(&self, algorithm: Algorithm) -> Result<()> {
-        self.base_for(algorithm).map(drop)
+        if algorithm.needs_instance_base() && self.instance_base().is_none() {
+            return Err(missing_base(algorithm));
+        }
+        Ok(())
     }
 
-    /// The instance base when `algorithm` searches it; an error when the model does not store it.
-    fn base_for(&self, algorithm: Algorithm) -> Result<Option<InstanceBaseView<'_>>> {
+    /// The trie `algorithm` reads, verified at its first use; an error when the model does not
+    /// store the instance base that TRIBL2 and IB1 search.
+    #[inline]
+    fn source(&self, algorithm: Algorithm) -> Result<Source<'_>> {
         if !algorithm.needs_instance_base() {
-            return Ok(None);
+            return Ok(Source::IgTree(self.checked_trie()?));
         }
-        match self.instance_base() {
-            Some(base) => Ok(Some(base)),
-            None => Err(Error::InvalidInput(format!(
-                "{algorithm} needs the instance base, which this model does not store \
-                 (train it with the tribl2 or ib1 algorithm)"
-            ))),
+        match self.file().checked_instance_base()? {
+            Some(base) => Ok(Source::Base(base)),
+            None => Err(missing_base(algorithm)),
         }
     }
 
@@ -333,15 +346,14 @@ impl Model {
         context: &[u32],
         query: &Query,
         limit: usize,
-        base: Option<&InstanceBaseView>,
+        source: Source,
         emit: impl FnMut(u32, f64),
-    ) -> Summary {
-        match base {
-            None => {
-                let trie = self.trie();
-                self.igtree_answer(&trie, self.descend(&trie, context), limit, emit)
+    ) -> std::result::Result<Summary, Corrupt> {
+        match source {
+            Source::IgTree(trie) => {
+                self.igtree_answer(&trie, self.descend(&trie, context)?, limit, emit)
             }
-            Some(base) => self.knn_answer(context, query, limit, base, emit),
+            Source::Base(base) => self.knn_answer(context, query, limit, &base, emit),
         }
     }
 
@@ -354,13 +366,13 @@ impl Model {
         m: Match,
         limit: usize,
         mut emit: impl FnMut(u32, f64),
-    ) -> Summary {
-        let total = trie.top_classes(m.node, limit, |class, count| emit(class, count as f64));
-        Summary {
+    ) -> std::result::Result<Summary, Corrupt> {
+        let total = trie.top_classes(m.node, limit, |class, count| emit(class, count as f64))?;
+        Ok(Summary {
             total: total as f64,
             depth: m.depth,
             distance: self.distance(m.depth),
-        }
+        })
     }
 
     /// TRIBL2 and IB1: the k-NN search's votes.
@@ -371,7 +383,7 @@ impl Model {
         limit: usize,
         base: &InstanceBaseView,
         mut emit: impl FnMut(u32, f64),
-    ) -> Summary {
+    ) -> std::result::Result<Summary, Corrupt> {
         let mut ordered = [0u32; MAX_WIDTH];
         for (slot, &f) in ordered.iter_mut().zip(self.feature_order()) {
             *slot = context[f];
@@ -381,16 +393,32 @@ impl Model {
         let found = match query.algorithm {
             Algorithm::Ib1 => search.ib1(query.knn, self.file().class_rank()),
             _ => search.tribl2(query.knn, self.file().class_rank()),
-        };
+        }?;
         for &(class, vote) in found.votes.iter().take(limit) {
             emit(class, vote);
         }
-        Summary {
+        Ok(Summary {
             total: found.votes.iter().map(|v| v.1).sum(),
             depth: found.depth,
             distance: found.distance,
-        }
+        })
     }
+}
+
+/// The error for a k-NN algorithm on a model without the instance base.
+fn missing_base(algorithm: Algorithm) -> Error {
+    Error::InvalidInput(format!(
+        "{algorithm} needs the instance base, which this model does not store \
+         (train it with the tribl2 or ib1 algorithm)"
+    ))
+}
+
+/// A vector of `n` copies of `value`, or None when the memory cannot be had (instead of an abort).
+fn filled<T: Clone>(n: usize, value: T) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, value);
+    Some(v)
 }
 
 #[cfg(test)]
@@ -452,7 +480,7 @@ mod tests {
                 .collect();
             let got: Vec<(u32, f64)> = answer.classes.into_iter().zip(answer.votes).collect();
             assert_eq!(got, node);
-            assert_eq!(answer.total, model.trie().total(m.node) as f64);
+            assert_eq!(answer.total, model.trie().total(m.node).unwrap() as f64);
             assert_eq!(
                 (answer.depth, answer.distance),
                 (m.depth, model.distance(m.depth))
@@ -502,11 +530,15 @@ mod tests {
                 .len(),
             0
         );
-        // A top_k or k beyond anything the model holds keeps what there is.
-        let huge = Query::new(Algorithm::Tribl2, usize::MAX, Vote::Majority, usize::MAX).unwrap();
-        let batch = model.answer_batch(&flat, &huge).unwrap();
-        assert_eq!(batch.columns, model.params().n_symbols as usize);
-        assert!(model.answer(&contexts[0], &huge).is_ok());
+        // A top_k or k beyond anything the model holds keeps what there is: every class at most.
+        for algorithm in [Algorithm::IgTree, Algorithm::Tribl2] {
+            let huge = Query::new(algorithm, usize::MAX, Vote::Majority, usize::MAX).unwrap();
+            let batch = model.answer_batch(&flat, &huge).unwrap();
+            assert_eq!(batch.columns, model.class_count());
+            assert!(model.class_count() < model.params().n_symbols as usize);
+            let all = model.answer(&contexts[0], &huge).unwrap();
+            assert!(all.classes.len() <= model.class_count());
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! classes, and a uniform floor `P_{-1}(w) = 1 / V` over the V non-padding symbols. Every symbol gets
 //! a positive probability and the probabilities sum to 1. The method has no parameter to tune.
 
-use crate::trie::TrieView;
+use crate::trie::{Corrupt, TrieView};
+
+const EMPTY: Corrupt = Corrupt("a node on the path has an empty class distribution");
 
 /// The score of one target after one context.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,48 +45,73 @@ struct Level {
 }
 
 /// Probability of `target` after the path `nodes` (root first) over `vocabulary` symbols.
-pub fn probability(trie: &TrieView, nodes: &[u32], target: u32, vocabulary: usize) -> f64 {
+pub fn probability(
+    trie: &TrieView,
+    nodes: &[u32],
+    target: u32,
+    vocabulary: usize,
+) -> Result<f64, Corrupt> {
     let mut p = 1.0 / vocabulary as f64;
     for &n in nodes {
-        let level = level(trie, n, target);
+        let level = level(trie, n, target)?;
         p = (level.count + level.distinct * p) / (level.total + level.distinct);
     }
-    p
+    Ok(p)
 }
 
-fn level(trie: &TrieView, node: u32, target: u32) -> Level {
+fn level(trie: &TrieView, node: u32, target: u32) -> Result<Level, Corrupt> {
     let mut level = Level {
         count: 0.0,
         total: 0.0,
         distinct: 0.0,
     };
-    for (class, count) in trie.distribution(node) {
+    let mut entries = trie.entries(node)?;
+    while let Some((class, count)) = entries.try_next()? {
         if class == target {
             level.count = count as f64;
         }
         level.total += count as f64;
         level.distinct += 1.0;
     }
-    level
+    if level.distinct == 0.0 {
+        return Err(EMPTY);
+    }
+    Ok(level)
 }
 
-/// Every probability after the path `nodes`: one per symbol id (`n_symbols` of them), the padding
-/// symbol `pad` at zero.
-pub fn probabilities(trie: &TrieView, nodes: &[u32], n_symbols: usize, pad: u32) -> Vec<f64> {
-    let vocabulary = n_symbols - 1;
+/// Every probability after the path `nodes`: one per symbol id (`n_symbols` of them, at least
+/// 2), the padding symbol `pad` at zero.
+pub fn probabilities(
+    trie: &TrieView,
+    nodes: &[u32],
+    n_symbols: usize,
+    pad: u32,
+) -> Result<Vec<f64>, Corrupt> {
+    let vocabulary = n_symbols.saturating_sub(1).max(1);
     let mut p = vec![1.0 / vocabulary as f64; n_symbols];
-    p[pad as usize] = 0.0;
+    if let Some(slot) = p.get_mut(pad as usize) {
+        *slot = 0.0;
+    }
     let mut counts: Vec<(u32, f64)> = Vec::new();
     for &n in nodes {
         counts.clear();
-        counts.extend(trie.distribution(n).map(|(c, k)| (c, k as f64)));
+        let mut entries = trie.entries(n)?;
+        while let Some((c, k)) = entries.try_next()? {
+            counts.push((c, k as f64));
+        }
+        if counts.is_empty() {
+            return Err(EMPTY);
+        }
         let total: f64 = counts.iter().map(|c| c.1).sum();
         let distinct = counts.len() as f64;
         let scale = distinct / (total + distinct);
         p.iter_mut().for_each(|x| *x *= scale);
         for &(c, k) in &counts {
-            p[c as usize] += k / (total + distinct);
+            let slot = p
+                .get_mut(c as usize)
+                .ok_or(Corrupt("a class lies outside the symbols"))?;
+            *slot += k / (total + distinct);
         }
     }
-    p
+    Ok(p)
 }

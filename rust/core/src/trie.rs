@@ -11,9 +11,20 @@ use std::ops::Range;
 use crate::distribution::Entries;
 use crate::ids::{IdVec, Ids};
 use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::vocabulary::UNKNOWN;
 
 /// The root node's id.
 pub const ROOT: u32 = 0;
+
+/// A stored structure found broken while a query read it: only a damaged model file has one (the
+/// model turns it into [`crate::Error::BadModel`]). Says what is broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt(pub &'static str);
+
+const BAD_CHILDREN: Corrupt = Corrupt("a node's child range is invalid");
+const BAD_DISTRIBUTION: Corrupt =
+    Corrupt("a node's class distribution lies outside the distributions");
+const EMPTY_DISTRIBUTION: Corrupt = Corrupt("a node has an empty class distribution");
 
 /// Distributions of at least this many bytes have their total stored beside them, so that a node's
 /// total costs a lookup, not a decode of thousands of entries (the root's and its children's).
@@ -48,8 +59,10 @@ impl EncodedTrie {
     }
 }
 
-/// Read access to a stored trie. Construct it only over validated arrays (the model file checks them
-/// when it opens).
+/// Read access to a stored trie. Over a damaged file (checksums forged, or opened without them
+/// checked) a lookup reports [`Corrupt`] or answers from the damaged data, but never reads out of
+/// bounds, loops or panics: every stored value that indexes or sizes something is checked where it
+/// is used.
 #[derive(Clone, Copy, Debug)]
 pub struct TrieView<'a> {
     pub labels: Ids<'a>,
@@ -71,77 +84,115 @@ impl<'a> TrieView<'a> {
 
     /// The node ids of the children of `n`.
     #[inline]
-    pub fn children(&self, n: u32) -> Range<usize> {
-        let r = self.children.range(n as usize);
-        r.start as usize + 1..r.end as usize + 1
+    pub fn children(&self, n: u32) -> Result<Range<usize>, Corrupt> {
+        self.child_ids(n, self.children.range(n as usize))
+    }
+
+    /// The node ids of `n`'s children from their stored range (what [`TrieView::children`] and a
+    /// walk over siblings' ranges read): they lie inside the trie and after `n` (nodes are numbered
+    /// breadth-first, so every descent moves forward and ends).
+    #[inline]
+    pub fn child_ids(&self, n: u32, stored: Range<u64>) -> Result<Range<usize>, Corrupt> {
+        if stored.end >= self.labels.len() as u64 || stored.start < n as u64 {
+            return Err(BAD_CHILDREN);
+        }
+        Ok(stored.start as usize + 1..stored.end as usize + 1)
     }
 
     /// The child of `n` reached by arc `value`, if any.
     #[inline]
-    pub fn child(&self, n: u32, value: u32) -> Option<u32> {
-        let range = self.children(n);
+    pub fn try_child(&self, n: u32, value: u32) -> Result<Option<u32>, Corrupt> {
+        let range = self.children(n)?;
         let start = range.start;
-        self.labels.find(range, value).map(|k| (start + k) as u32)
+        Ok(self.labels.find(range, value).map(|k| (start + k) as u32))
     }
 
-    /// The class distribution of node `n`: (class, count) entries, default class first.
+    /// [`TrieView::try_child`] for a trie known to be sound (see [`TrieView::distribution`]):
+    /// None too where a damaged trie has no valid child range.
+    pub fn child(&self, n: u32, value: u32) -> Option<u32> {
+        self.try_child(n, value).ok().flatten()
+    }
+
+    /// The entries of node `n`'s class distribution: (class, count), default class first.
     #[inline]
-    pub fn distribution(&self, n: u32) -> Entries<'a> {
+    pub fn entries(&self, n: u32) -> Result<Entries<'a>, Corrupt> {
         let r = self.dist_offsets.range(n as usize);
-        Entries::new(
-            &self.dist_bytes[r.start as usize..r.end as usize],
-            self.classes,
-        )
+        let bytes = self
+            .dist_bytes
+            .get(r.start as usize..r.end as usize)
+            .ok_or(BAD_DISTRIBUTION)?;
+        Ok(Entries::new(bytes, self.classes))
     }
 
-    /// The default (majority) class of node `n`.
-    #[inline]
+    /// The class distribution of node `n` as an iterator of (class, count), default class first,
+    /// for a trie known to be sound (just built, or verified): over a damaged one it ends early
+    /// (queries use [`TrieView::entries`]).
+    pub fn distribution(&self, n: u32) -> Entries<'a> {
+        self.entries(n)
+            .unwrap_or_else(|_| Entries::new(&[], self.classes))
+    }
+
+    /// The default (majority) class of node `n`, for a trie known to be sound (see
+    /// [`TrieView::distribution`]); [`UNKNOWN`] when the node has no entries (a damaged trie).
     pub fn default_class(&self, n: u32) -> u32 {
-        self.distribution(n)
-            .next()
-            .expect("validated: no distribution is empty")
-            .0
+        self.distribution(n).next().map_or(UNKNOWN, |e| e.0)
+    }
+
+    /// The stored total of node `n`, when its distribution (bytes `r`) is large enough to have one.
+    #[inline]
+    fn stored_total(&self, n: u32, r: &Range<u64>) -> Option<u64> {
+        if r.end - r.start < STORED_TOTAL_BYTES {
+            return None;
+        }
+        let k = self.total_nodes.binary_search(&n).ok()?;
+        self.total_counts.get(k).copied()
     }
 
     /// Total of node `n`'s counts: the number of training instances below it.
-    pub fn total(&self, n: u32) -> u64 {
+    pub fn total(&self, n: u32) -> Result<u64, Corrupt> {
         let r = self.dist_offsets.range(n as usize);
-        if r.end - r.start >= STORED_TOTAL_BYTES {
-            if let Ok(k) = self.total_nodes.binary_search(&n) {
-                return self.total_counts[k];
-            }
+        match self.stored_total(n, &r) {
+            Some(total) => Ok(total),
+            None => Ok(self.entries(n)?.count_sum()),
         }
-        self.decoded_total(n)
     }
 
     /// Calls `emit(class, count)` for the first `limit` entries of node `n`'s distribution (best
     /// first) and returns the total of all its counts, in one pass over the entries: the rest are
     /// decoded only when the total is not stored.
     #[inline]
-    pub fn top_classes(&self, n: u32, limit: usize, mut emit: impl FnMut(u32, u32)) -> u64 {
+    pub fn top_classes(
+        &self,
+        n: u32,
+        limit: usize,
+        mut emit: impl FnMut(u32, u32),
+    ) -> Result<u64, Corrupt> {
         let r = self.dist_offsets.range(n as usize);
-        let stored = if r.end - r.start >= STORED_TOTAL_BYTES {
-            self.total_nodes
-                .binary_search(&n)
-                .ok()
-                .map(|k| self.total_counts[k])
-        } else {
-            None
-        };
+        let stored = self.stored_total(n, &r);
         let mut entries = Entries::new(
-            &self.dist_bytes[r.start as usize..r.end as usize],
+            self.dist_bytes
+                .get(r.start as usize..r.end as usize)
+                .ok_or(BAD_DISTRIBUTION)?,
             self.classes,
         );
         let mut kept = 0u64;
-        for (class, count) in entries.by_ref().take(limit) {
+        let mut emitted = 0;
+        while emitted < limit {
+            let Some((class, count)) = entries.try_next()? else {
+                break;
+            };
             emit(class, count);
             kept += count as u64;
+            emitted += 1;
         }
-        stored.unwrap_or_else(|| kept + entries.count_sum())
+        if emitted == 0 && limit > 0 {
+            return Err(EMPTY_DISTRIBUTION);
+        }
+        Ok(stored.unwrap_or_else(|| kept.wrapping_add(entries.count_sum())))
     }
 
-    fn decoded_total(&self, n: u32) -> u64 {
-        self.distribution(n).count_sum()
+    fn decoded_total(&self, n: u32) -> Result<u64, Corrupt> {
+        Ok(self.entries(n)?.count_sum())
     }
 
     /// Checks, in constant time, that the arrays have consistent lengths (the quick open).
@@ -174,33 +225,27 @@ impl<'a> TrieView<'a> {
         let nodes = self.labels.len();
         self.children.validate(nodes)?;
         for n in 0..nodes {
-            let range = self.children(n as u32);
-            // Children come after their parent, so a descent always moves forward.
-            if !range.is_empty() && (range.start <= n || range.end > nodes) {
-                return Err(format!("node {n} has an invalid child range"));
-            }
+            let range = self
+                .children(n as u32)
+                .map_err(|_| format!("node {n} has an invalid child range"))?;
             if !self.labels.strictly_ascending(range) {
                 return Err(format!("children of node {n} are not sorted by label"));
             }
         }
         self.dist_offsets.validate(nodes)?;
-        for n in 0..nodes {
-            let r = self.dist_offsets.range(n);
-            Entries::new(
-                &self.dist_bytes[r.start as usize..r.end as usize],
-                self.classes,
-            )
-            .validate()?;
-        }
-        let large = (0..nodes as u32).filter(|&n| {
+        let mut large = Vec::new();
+        for n in 0..nodes as u32 {
             let r = self.dist_offsets.range(n as usize);
-            r.end - r.start >= STORED_TOTAL_BYTES
-        });
-        if !large.eq(self.total_nodes.iter().copied()) {
+            self.entries(n).map_err(|e| e.0.to_string())?.validate()?;
+            if r.end - r.start >= STORED_TOTAL_BYTES {
+                large.push(n);
+            }
+        }
+        if large != self.total_nodes {
             return Err("the stored totals do not list the large distributions".into());
         }
         for (&n, &total) in self.total_nodes.iter().zip(self.total_counts) {
-            if self.decoded_total(n) != total {
+            if self.decoded_total(n) != Ok(total) {
                 return Err(format!("node {n} has a wrong stored total"));
             }
         }
