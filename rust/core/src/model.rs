@@ -84,6 +84,12 @@ impl Model {
         Ok(Model::new(ModelFile::from_bytes(bytes)?))
     }
 
+    /// Reads a model from an in-memory image, checked as far as `check` says (as [`Model::load`]
+    /// checks a file).
+    pub fn from_bytes_with(bytes: &[u8], check: Check) -> Result<Model> {
+        Ok(Model::new(ModelFile::from_bytes_with(bytes, check)?))
+    }
+
     /// The model file: parameters, weights, class statistics, metadata, bytes.
     pub fn file(&self) -> &ModelFile {
         &self.file

@@ -191,9 +191,17 @@ impl ModelFile {
 
     /// Reads a model from an in-memory image (as [`ModelFile::as_bytes`] gives it), checked in full.
     pub fn from_bytes(bytes: &[u8]) -> Result<ModelFile> {
-        let mut image = AlignedBytes::zeroed(bytes.len());
+        ModelFile::from_bytes_with(bytes, Check::Full)
+    }
+
+    /// Reads a model from an in-memory image, checked as far as `check` says (as a file is by
+    /// [`ModelFile::load`]).
+    pub fn from_bytes_with(bytes: &[u8], check: Check) -> Result<ModelFile> {
+        let mut image = AlignedBytes::try_zeroed(bytes.len()).ok_or_else(|| {
+            Error::InvalidInput(format!("{} bytes do not fit in memory", bytes.len()))
+        })?;
         image.as_mut_slice().copy_from_slice(bytes);
-        ModelFile::open(Image::Owned(image), Check::Full, "<bytes>".into())
+        ModelFile::open(Image::Owned(image), check, "<bytes>".into())
     }
 
     /// Writes `contents` into a new image (in memory) and opens it.
