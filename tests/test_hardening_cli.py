@@ -19,7 +19,6 @@ from conftest import ROOT, TEST_TEXT, TRAIN_TEXT, run_cli
 
 SHARED = ROOT.parent / "shared" / "data"
 BIG_CORPUS = [SHARED / "austen_train.txt.gz", SHARED / "kjv.txt.gz"]
-PENDING_CORE = "pending the core change of issue 12 (see /tmp/coord/h12_requests_for_rust.txt)"
 
 
 def _memlm(*args) -> list[str]:
@@ -120,7 +119,6 @@ def test_core_os_errors_are_the_errno_subclasses(tmp_path):
     assert raised.value.filename == str(tmp_path)
 
 
-@pytest.mark.xfail(reason="a folder or a FIFO as the model: " + PENDING_CORE, strict=False)
 def test_a_folder_or_a_fifo_as_the_model_is_one_clear_line(tmp_path):
     line = _one_line_error(run_cli("info", tmp_path, check=False), f"{tmp_path}: ")
     assert "No such device" not in line and "os error" not in line
@@ -130,8 +128,9 @@ def test_a_folder_or_a_fifo_as_the_model_is_one_clear_line(tmp_path):
     os.mkfifo(fifo)
     # No writer ever opens it: opening it to read would wait for ever.
     proc = subprocess.run(_memlm("info", fifo), capture_output=True, text=True, timeout=60)
-    line = _one_line_error(proc, str(fifo))
-    assert "os error" not in line
+    assert _one_line_error(proc, str(fifo)) == f"memlm: error: {fifo}: not a regular file (a FIFO)"
+    with pytest.raises(OSError, match="not a regular file"):
+        memlm.load(fifo)
 
 
 # -- 15: a reader that goes away -------------------------------------------------------------------------
