@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import generation, latency_energy, scale, scaling, vs_timbl
+from bench import corruption, generation, latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -72,3 +72,12 @@ def test_generation_smoke(tmp_path):
     assert report["prompts"] == 6 and "old" not in report and len(report["new"]["runs"]) == 2
     assert all(report["new"]["median"][key] > 0 for key in generation.MEASURES)
     assert "generate greedy" in (tmp_path / "generation.md").read_text()
+
+
+def test_corruption_smoke(tmp_path):
+    # Damaged models loaded without verify: clean errors or the right answers, no crash (issue 12).
+    assert corruption.main(["--n", "10", "--contexts", "8", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "corruption.json").read_text())
+    counts = report["counts"]
+    assert sum(counts.values()) == 10 and counts["wrong"] == counts["crash"] == 0 and report["ok"]
+    assert "clean errors" in (tmp_path / "corruption.md").read_text()

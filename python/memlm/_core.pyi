@@ -98,7 +98,9 @@ class Generation:
         """Generates up to ``n`` more tokens; fewer (or none) once ``max_new_tokens`` are done."""
 
 class CoreModel:
-    """A trained model, built in memory or memory-mapped from a file."""
+    """A trained model, built in memory, or memory-mapped or read from a file.
+
+    Every method raises :class:`MemlmError` (not pyo3's PanicException) should the core ever panic."""
 
     @staticmethod
     def train_tokens(
@@ -117,10 +119,16 @@ class CoreModel:
     def train_instance_file(path: str | PathLike, metadata: str, options: TrainOptions) -> CoreModel:
         """The model's width is the file's (columns minus one): ``options.width`` is not used."""
     @staticmethod
-    def load(path: str | PathLike, verify: bool = False) -> CoreModel: ...
+    def load(path: str | PathLike, verify: bool = False, mmap: bool = True) -> CoreModel:
+        """Opens a model file, memory-mapped (``mmap``: the file must not be truncated or rewritten in place
+        while the model is open) or read into memory. Checks the header and small sections; each trie's
+        checksums are checked by the first query that reads it (ModelFormatError when damaged); ``verify``
+        checks everything now. A path that is not a regular file raises OSError (IsADirectoryError for a
+        folder, errno EINVAL "not a regular file (a FIFO)" and the like otherwise), without blocking."""
     def verify(self) -> None: ...
     def save(self, path: str | PathLike) -> None: ...
-    def training_tokens(self) -> tuple[np.ndarray, npt.NDArray[np.uint64]] | None: ...
+    def training_tokens(self) -> tuple[np.ndarray, npt.NDArray[np.uint64]] | None:
+        """(token ids, block lengths) when the model kept them, else None; ModelFormatError when damaged."""
 
     width: int
     n_symbols: int
@@ -144,7 +152,8 @@ class CoreModel:
         """The id of a symbol string, or :data:`UNKNOWN`."""
 
     def answer(self, prefix: Sequence[int], query: Query) -> Answer:
-        """The answer after ``prefix`` (ids of any length: the last W count, a shorter one is padded)."""
+        """The answer after ``prefix`` (ids of any length: the last W count, a shorter one is padded). Ids
+        are ints in [0, n_symbols) or UNKNOWN: a bool, a negative int, a float ... is MemlmError."""
 
     def answer_batch(
         self, contexts: npt.NDArray[np.uint32], query: Query
@@ -157,7 +166,8 @@ class CoreModel:
     ]:
         """Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer), votes
         (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here, and
-        no more columns than the model has symbols."""
+        there are no more columns than the model has classes (symbols seen as a target in training), so a
+        huge ``top_k`` costs no more than all classes (MemlmError if even that does not fit in memory)."""
 
     def windows(
         self, tokens: npt.NDArray[np.uint32], block_lengths: npt.NDArray[np.uint64]
@@ -173,8 +183,11 @@ class CoreModel:
         """The scoring distribution after ``prefix``: one probability per symbol id, summing to 1."""
 
     def generation(
-        self, prompt: Sequence[int], max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None
-    ) -> Generation: ...
+        self, prompt: Sequence[int], max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None = None
+    ) -> Generation:
+        """Generation after ``prompt`` (ids as for :meth:`answer`). ``query`` gives the classifier (algorithm,
+        k, vote, decay); its ``top_k`` is not used: the sampling decides how many classes each step keeps
+        (1 when greedy, ``sampling.top_k`` when sampling)."""
     def classify_file(
         self, path: str | PathLike, output: str | PathLike | None, distribution: bool, query: Query
     ) -> dict[str, float | int | bool]: ...

@@ -260,12 +260,25 @@ def train_instances(
     return model
 
 
-def load(path: str | Path, tokenizer: str | Path | TokenizerSpec | None = None, verify: bool = False) -> Model:
-    """Opens a model file, memory-mapped: header and small sections are checked (milliseconds for a model
-    of any size), the tries are read page by page as queries touch them. ``verify=True`` also checks every
-    checksum and structural invariant first (as :meth:`Model.verify` and ``memlm verify`` do). With
-    ``tokenizer``, checks it is the model's own."""
-    model = Model(CoreModel.load(Path(path), verify), path=path, verify=verify)
+def load(
+    path: str | Path,
+    tokenizer: str | Path | TokenizerSpec | None = None,
+    verify: bool = False,
+    mmap: bool = True,
+) -> Model:
+    """Opens a model file: header and small sections are checked (milliseconds for a model of any size);
+    the first query that reads a trie (the IGTree, or the instance base of TRIBL2 and IB1) checks that
+    trie's checksums once (one pass over its bytes: a few milliseconds for a model of two million tokens),
+    so a damaged file raises :class:`ModelFormatError`, never gives a wrong answer. ``verify=True`` checks
+    every checksum and structural invariant now (as :meth:`Model.verify` and ``memlm verify`` do). With
+    ``tokenizer``, checks it is the model's own.
+
+    ``mmap=True`` (the default) memory-maps the file: it opens at once and only the pages that queries
+    touch are read, but the file must not be truncated or rewritten in place while the model is open (the
+    process would be killed by SIGBUS, as with any memory-mapped file; memlm's own writers replace files by
+    renaming, which is safe). ``mmap=False`` reads the whole file into memory instead, for files that other
+    programs may rewrite. A path that is not a regular file (a folder, a FIFO) raises an OSError."""
+    model = Model(CoreModel.load(Path(path), verify, mmap), path=path, verify=verify)
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model

@@ -638,37 +638,9 @@ fn open_regular(path: &std::path::Path) -> crate::Result<(std::fs::File, u64)> {
     let file = options.open(path).map_err(|e| crate::Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| crate::Error::io(path, e))?;
     if !meta.is_file() {
-        return Err(not_a_regular_file(path, meta.file_type()));
+        return Err(crate::Error::not_a_regular_file(path, meta.file_type()));
     }
     Ok((file, meta.len()))
-}
-
-/// The error for a path that is not a regular file: a directory is `EISDIR`, anything else
-/// (FIFO, device, socket) "not a regular file".
-fn not_a_regular_file(path: &std::path::Path, kind: std::fs::FileType) -> crate::Error {
-    #[cfg(unix)]
-    use std::os::unix::fs::FileTypeExt;
-    let source = if kind.is_dir() {
-        std::io::Error::from_raw_os_error(rustix::io::Errno::ISDIR.raw_os_error())
-    } else {
-        #[cfg(unix)]
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a file"
-        };
-        #[cfg(not(unix))]
-        let what = "not a file";
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("not a regular file ({what})"),
-        )
-    };
-    crate::Error::io(path, source)
 }
 
 /// A byte buffer whose start is 8-byte aligned, so typed arrays can be viewed in it.

@@ -4,7 +4,10 @@ use memlm_core::instances::MAX_WIDTH;
 use memlm_core::{IdVec, Ids};
 use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyList, PyTuple};
+use pyo3::types::{PyBool, PyInt, PyList, PyTuple};
+
+use crate::errors::MemlmError;
+use memlm_core::UNKNOWN;
 
 /// The last ids of a prefix (at most [`MAX_WIDTH`]), on the stack.
 pub struct Tail {
@@ -18,9 +21,25 @@ impl Tail {
     }
 }
 
+/// An id of a prefix: an int in [0, 2**32) (numpy integers too). A bool, a negative or larger
+/// int, or anything else is MemlmError, never coerced (the core then checks the vocabulary:
+/// below `n_symbols`, or the unknown id 2**32 - 1).
+#[inline]
+fn id_of(item: &Bound<'_, PyAny>, n_symbols: u32) -> PyResult<u32> {
+    match item.extract::<u32>() {
+        Ok(id) if !item.is_instance_of::<PyBool>() => Ok(id),
+        _ => Err(MemlmError::new_err(format!(
+            "ids must be ints in [0, {n_symbols}) or the unknown id {UNKNOWN}, got {}",
+            item.repr()
+                .map_or_else(|_| "something else".into(), |r| r.to_string())
+        ))),
+    }
+}
+
 /// The last `width` ids of a sequence of ints (a list, a tuple, a numpy array or any iterable):
-/// only those of a list, tuple or uint32 array are converted.
-pub fn prefix_tail(prefix: &Bound<'_, PyAny>, width: usize) -> PyResult<Tail> {
+/// only those of a list, tuple or uint32 array are converted, each by [`id_of`] (`n_symbols` says
+/// what ids the model has, for the message).
+pub fn prefix_tail(prefix: &Bound<'_, PyAny>, width: usize, n_symbols: u32) -> PyResult<Tail> {
     let mut tail = Tail {
         ids: [0; MAX_WIDTH],
         len: 0,
@@ -35,16 +54,16 @@ pub fn prefix_tail(prefix: &Bound<'_, PyAny>, width: usize) -> PyResult<Tail> {
         Ok(())
     };
     if let Ok(list) = prefix.cast::<PyList>() {
-        fill(list.len(), &|i| list.get_item(i)?.extract())?;
+        fill(list.len(), &|i| id_of(&list.get_item(i)?, n_symbols))?;
     } else if let Ok(tuple) = prefix.cast::<PyTuple>() {
-        fill(tuple.len(), &|i| tuple.get_item(i)?.extract())?;
+        fill(tuple.len(), &|i| id_of(&tuple.get_item(i)?, n_symbols))?;
     } else if let Ok(array) = prefix.extract::<PyReadonlyArray1<u32>>() {
         let ids = array.as_slice()?;
         fill(ids.len(), &|i| Ok(ids[i]))?;
     } else {
         let ids: Vec<u32> = prefix
             .try_iter()?
-            .map(|item| item?.extract::<u32>())
+            .map(|item| id_of(&item?, n_symbols))
             .collect::<PyResult<_>>()?;
         fill(ids.len(), &|i| Ok(ids[i]))?;
     }

@@ -2,8 +2,7 @@
 
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
-use crate::model::CoreModel;
+use crate::model::{guard, CoreModel};
 
 /// A generation in progress: the core extends the context token by token (GIL released).
 #[pyclass(name = "Generation", module = "memlm._core")]
@@ -18,7 +17,7 @@ impl Generation {
     fn next_ids(&mut self, py: Python<'_>, n: usize) -> PyResult<Vec<u32>> {
         let model = &self.model.get().inner;
         let state = &mut self.state;
-        py.detach(|| state.next_ids(model, n)).map_err(to_py)
+        py.detach(|| guard(|| state.next_ids(model, n)))
     }
 
     /// How many tokens are still to come.

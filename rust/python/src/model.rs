@@ -10,12 +10,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::convert::{prefix_tail, rows, token_arrays, token_ids, Int};
-use crate::errors::to_py;
+use crate::errors::{to_py, MemlmError};
 use crate::generation::Generation;
 use crate::options::{Answer, Query, Sampling, TrainOptions};
 use crate::progress::run_build;
 
-/// A trained model, built in memory or memory-mapped from a file.
+/// A trained model, built in memory, or memory-mapped or read from a file.
 #[pyclass(frozen, name = "CoreModel", module = "memlm._core")]
 pub struct CoreModel {
     pub inner: Model,
@@ -33,6 +33,27 @@ type Batch<'py> = (
     Array1<'py, u32>,
     Array1<'py, f64>,
 );
+
+/// Runs a call of the core, its error turned into the Python exception of its kind. A panic (a bug:
+/// the core never panics on any model bytes or arguments, which the fuzz target and the
+/// corruption tests check) becomes `MemlmError`, not pyo3's PanicException (a BaseException that
+/// `except Exception` misses). Defence in depth, and free when nothing panics.
+pub(crate) fn guard<T>(call: impl FnOnce() -> memlm_core::Result<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(to_py),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(MemlmError::new_err(format!(
+                "internal error in memlm's core ({message}); the model may be damaged: \
+                 `memlm verify` checks it (please report this)"
+            )))
+        }
+    }
+}
 
 impl CoreModel {
     /// A 2-D array of contexts as a row-major slice, its columns checked against the width.
@@ -102,35 +123,41 @@ impl CoreModel {
         Ok(CoreModel { inner })
     }
 
-    /// Memory-maps a model file: checks its header and small sections (constant time), or, with
-    /// `verify`, every checksum and structural invariant.
+    /// Opens a model file: memory-mapped (`mmap`; the file must then not be truncated or rewritten
+    /// in place while the model is open) or read into memory. Checks its header and small sections
+    /// (constant time; each trie's checksums at the first query that reads it), or, with `verify`,
+    /// every checksum and structural invariant. Anything but a regular file is refused (OSError).
     #[staticmethod]
-    #[pyo3(signature = (path, verify=false))]
-    fn load(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, verify=false, mmap=true))]
+    fn load(py: Python<'_>, path: PathBuf, verify: bool, mmap: bool) -> PyResult<Self> {
         let check = if verify { Check::Full } else { Check::Header };
-        let inner = py.detach(|| Model::load(&path, check)).map_err(to_py)?;
+        let inner = py.detach(|| {
+            guard(|| match mmap {
+                true => Model::load(&path, check),
+                false => Model::read(&path, check),
+            })
+        })?;
         Ok(CoreModel { inner })
     }
 
     /// Verifies every checksum and structural invariant of the model (ModelFormatError if broken).
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| self.inner.verify()).map_err(to_py)
+        py.detach(|| guard(|| self.inner.verify()))
     }
 
     /// Writes the model file atomically.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.file().save(&path)).map_err(to_py)
+        py.detach(|| guard(|| self.inner.file().save(&path)))
     }
 
-    /// The training text's (token ids, block lengths) when the model kept them, else None.
+    /// The training text's (token ids, block lengths) when the model kept them, else None
+    /// (checksums and ids checked at the first call: ModelFormatError when damaged).
     fn training_tokens<'py>(
         &self,
         py: Python<'py>,
-    ) -> Option<(Bound<'py, PyAny>, Array1<'py, u64>)> {
-        self.inner
-            .file()
-            .training_tokens()
-            .map(|t| token_arrays(py, t))
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Array1<'py, u64>)>> {
+        let tokens = py.detach(|| guard(|| self.inner.file().checked_training_tokens()))?;
+        Ok(tokens.map(|t| token_arrays(py, t)))
     }
 
     #[getter]
@@ -202,7 +229,7 @@ impl CoreModel {
 
     /// The string of a symbol id.
     fn symbol(&self, id: u32) -> PyResult<String> {
-        Ok(self.inner.symbols().get(id).map_err(to_py)?.into_owned())
+        guard(|| self.inner.symbols().get(id).map(|s| s.into_owned()))
     }
 
     /// The id of a symbol string, or UNKNOWN.
@@ -212,15 +239,15 @@ impl CoreModel {
 
     /// The answer after `prefix` (ids of any length: the last W count, a shorter one is padded).
     fn answer(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>, query: &Query) -> PyResult<Answer> {
-        let tail = prefix_tail(prefix, self.inner.width())?;
+        let tail = prefix_tail(prefix, self.inner.width(), self.inner.params().n_symbols)?;
         let context = self.inner.context(tail.as_slice());
         let query = &query.inner;
         let answer = if query.algorithm().needs_instance_base() {
-            py.detach(|| self.inner.answer(&context, query))
+            py.detach(|| guard(|| self.inner.answer(&context, query)))
         } else {
-            self.inner.answer(&context, query)
+            guard(|| self.inner.answer(&context, query))
         };
-        Ok(answer.map_err(to_py)?.into())
+        Ok(answer?.into())
     }
 
     /// Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer),
@@ -232,9 +259,7 @@ impl CoreModel {
         query: &Query,
     ) -> PyResult<Batch<'py>> {
         let flat = self.contexts(&contexts)?;
-        let batch = py
-            .detach(|| self.inner.answer_batch(flat, &query.inner))
-            .map_err(to_py)?;
+        let batch = py.detach(|| guard(|| self.inner.answer_batch(flat, &query.inner)))?;
         let shape = [batch.totals.len(), batch.columns];
         Ok((
             batch.classes.into_pyarray(py).reshape(shape)?,
@@ -253,9 +278,7 @@ impl CoreModel {
         block_lengths: PyReadonlyArray1<'py, u64>,
     ) -> PyResult<(Array2<'py, u32>, Array1<'py, u32>)> {
         let (tokens, lengths) = (tokens.as_slice()?, block_lengths.as_slice()?);
-        let (contexts, targets) = py
-            .detach(|| self.inner.windows(tokens, lengths))
-            .map_err(to_py)?;
+        let (contexts, targets) = py.detach(|| guard(|| self.inner.windows(tokens, lengths)))?;
         let shape = [targets.len(), self.inner.width()];
         Ok((
             contexts.into_pyarray(py).reshape(shape)?,
@@ -272,9 +295,7 @@ impl CoreModel {
     ) -> PyResult<(Array1<'py, f64>, Array1<'py, u32>, Array1<'py, bool>)> {
         let flat = self.contexts(&contexts)?;
         let targets = targets.as_slice()?;
-        let scores = py
-            .detach(|| self.inner.score_batch(flat, targets))
-            .map_err(to_py)?;
+        let scores = py.detach(|| guard(|| self.inner.score_batch(flat, targets)))?;
         Ok((
             scores.log10.into_pyarray(py),
             scores.depths.into_pyarray(py),
@@ -288,9 +309,9 @@ impl CoreModel {
         py: Python<'py>,
         prefix: &Bound<'py, PyAny>,
     ) -> PyResult<Array1<'py, f64>> {
-        let tail = prefix_tail(prefix, self.inner.width())?;
+        let tail = prefix_tail(prefix, self.inner.width(), self.inner.params().n_symbols)?;
         let context = self.inner.context(tail.as_slice());
-        let p = self.inner.probabilities(&context).map_err(to_py)?;
+        let p = guard(|| self.inner.probabilities(&context))?;
         Ok(p.into_pyarray(py))
     }
 
@@ -305,16 +326,17 @@ impl CoreModel {
         seed: Option<u64>,
     ) -> PyResult<Generation> {
         let model = &slf.get().inner;
-        let tail = prefix_tail(prompt, model.width())?;
-        let state = memlm_core::Generation::new(
-            model,
-            tail.as_slice(),
-            max_new_tokens,
-            &query.inner,
-            sampling.inner,
-            seed,
-        )
-        .map_err(to_py)?;
+        let tail = prefix_tail(prompt, model.width(), model.params().n_symbols)?;
+        let state = guard(|| {
+            memlm_core::Generation::new(
+                model,
+                tail.as_slice(),
+                max_new_tokens,
+                &query.inner,
+                sampling.inner,
+                seed,
+            )
+        })?;
         Ok(Generation {
             model: slf.clone().unbind(),
             state,
@@ -331,8 +353,8 @@ impl CoreModel {
         distribution: bool,
         query: &Query,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let totals = py
-            .detach(|| {
+        let totals = py.detach(|| {
+            guard(|| {
                 memlm_core::columns::classify_file(
                     &self.inner,
                     &path,
@@ -341,7 +363,7 @@ impl CoreModel {
                     &query.inner,
                 )
             })
-            .map_err(to_py)?;
+        })?;
         let d = PyDict::new(py);
         d.set_item("instances", totals.instances)?;
         d.set_item("correct", totals.correct)?;
