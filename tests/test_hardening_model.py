@@ -343,3 +343,27 @@ def test_n_ids_decode_and_deprecated_names(model4, instance_model):
         assert memlm.training.needs_instance_base("igtree,ib1")
     assert memlm.ALGORITHMS == ("igtree", "tribl2", "ib1") and "gain_ratio" in memlm.WEIGHTINGS
     assert "exponential_decay" in memlm.VOTES
+
+
+# -- 3: a model read into memory ---------------------------------------------------------------------------
+
+
+def test_a_model_read_into_memory_outlives_its_file_being_rewritten(model4_path, tmp_path):
+    held = tmp_path / "held.memlm"
+    held.write_bytes(model4_path.read_bytes())
+    model = memlm.load(held, mmap=False)
+    prompts = ["It was a fine", "Emma Woodhouse, handsome,", "Mr. Knightley said"]
+    expected = [model.predict(p) for p in prompts]
+    contexts, targets = model.windows(read_blocks([TEST_TEXT])[:20])
+    scores = model.score_windows(contexts, targets)[0]
+    # What `cp other.memlm held.memlm` does: the same file truncated and written in place (a mapped model
+    # would now read other bytes, or die of SIGBUS).
+    other = memlm.train(TEST_TEXT, width=2)
+    other.save(tmp_path / "other.memlm")
+    with open(held, "r+b") as f:
+        f.truncate(0)
+        f.write((tmp_path / "other.memlm").read_bytes())
+    assert [model.predict(p) for p in prompts] == expected
+    assert np.array_equal(model.score_windows(contexts, targets)[0], scores)
+    model.verify()
+    assert memlm.load(held, mmap=False).width == 2
