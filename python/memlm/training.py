@@ -268,7 +268,7 @@ def load(
 ) -> Model:
     """Opens a model file: header and small sections are checked (milliseconds for a model of any size);
     the first query that reads a trie (the IGTree, or the instance base of TRIBL2 and IB1) checks that
-    trie's checksums once (one pass over its bytes: a few milliseconds for a model of two million tokens),
+    trie's checksums once (one pass over its bytes: 2-15 ms for a model of two million tokens at W=16),
     so a damaged file raises :class:`ModelFormatError`, never gives a wrong answer. ``verify=True`` checks
     every checksum and structural invariant now (as :meth:`Model.verify` and ``memlm verify`` do). With
     ``tokenizer``, checks it is the model's own.

@@ -28,7 +28,8 @@ pub struct Sampling {
 
 impl Sampling {
     /// Greedy decoding: always the winner.
-    pub const GREEDY: Sampling = Sampling {
+    #[cfg(test)]
+    pub(crate) const GREEDY: Sampling = Sampling {
         do_sample: false,
         temperature: 1.0,
         top_k: 50,
@@ -44,7 +45,7 @@ impl Sampling {
             )));
         }
         let top_k = usize::try_from(top_k).map_err(|_| {
-            Error::InvalidInput(format!("top_k must be >= 0 (0 disables it), got {top_k}"))
+            Error::InvalidInput(format!("top_k must be >= 0 (0 keeps all), got {top_k}"))
         })?;
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::InvalidInput(format!(

@@ -170,9 +170,9 @@ impl Model {
     pub fn check_context(&self, context: &[u32]) -> Result<()> {
         if context.len() != self.width() {
             return Err(Error::InvalidInput(format!(
-                "a context must hold exactly {} symbols (the model's width), got {}",
-                self.width(),
-                context.len()
+                "a context has {} ids but the model's width is {}",
+                context.len(),
+                self.width()
             )));
         }
         self.check_ids(context)
@@ -194,7 +194,8 @@ impl Model {
         let w = self.width();
         if contexts.len() % w != 0 {
             return Err(Error::InvalidInput(format!(
-                "a batch of contexts must have {w} columns (the model's width)"
+                "a batch of {} ids is not a whole number of contexts: the model's width is {w}",
+                contexts.len()
             )));
         }
         contexts
@@ -209,8 +210,9 @@ impl Model {
         crate::instances::windows(tokens, block_lengths, self.width(), self.params().pad)
     }
 
-    /// Descends the IGTree along `context`.
-    pub fn igtree_match(&self, context: &[u32]) -> Result<Match> {
+    /// Descends the IGTree along `context` (tests look at the matched node).
+    #[cfg(test)]
+    pub(crate) fn igtree_match(&self, context: &[u32]) -> Result<Match> {
         self.check_context(context)?;
         let trie = self.checked_trie()?;
         self.descend(&trie, context).map_err(|c| self.corrupt(c))
@@ -290,7 +292,8 @@ impl Model {
     /// The score of `target` after `context` under the scoring distribution ([`crate::scoring`]).
     /// Defined for every target: one never seen as a class, [`UNKNOWN`] or any id outside the
     /// model gets the probability of an unseen class and is flagged out of vocabulary.
-    pub fn score(&self, context: &[u32], target: u32) -> Result<Score> {
+    #[cfg(test)]
+    pub(crate) fn score(&self, context: &[u32], target: u32) -> Result<Score> {
         self.check_context(context)?;
         let trie = self.checked_trie()?;
         self.score_unchecked(&trie, context, target)

@@ -15,9 +15,10 @@
 //! Lazy verification: a model opened with [`Check::Header`] checks the checksums of a trie's
 //! sections (the IGTree's, or the instance base's with its tails) once, when the first query that
 //! reads that trie asks for it ([`ModelFile::checked_igtree`], [`ModelFile::checked_instance_base`]):
-//! one pass over those bytes (a few milliseconds for a model of about two million tokens; it reads
-//! every page of a memory-mapped trie once), so random damage is a clean error, never a silently
-//! wrong answer. Bytes that pass the checksums but break the structure (a file forged with
+//! one pass of xxh3 over those bytes, so random damage is a clean error, never a silently wrong
+//! answer. Measured on a 1.8M-token W=16 model (page cache warm): 2-7 ms for the IGTree (11 MB),
+//! 13-15 ms for the instance base (61 MB), against 0.65 s for [`ModelFile::verify`]; it reads every
+//! page of a memory-mapped trie once. Bytes that pass the checksums but break the structure (a file forged with
 //! recomputed checksums) give [`Error::BadModel`] or an answer from the forged data: the reads are
 //! bounds-checked ([`crate::trie::Corrupt`]), so no byte pattern makes a query read out of bounds,
 //! loop or panic.

@@ -11,7 +11,6 @@ use std::ops::Range;
 use crate::distribution::Entries;
 use crate::ids::{IdVec, Ids};
 use crate::offsets::{OffsetsView, PackedOffsets};
-use crate::vocabulary::UNKNOWN;
 
 /// The root node's id.
 pub const ROOT: u32 = 0;
@@ -134,8 +133,11 @@ impl<'a> TrieView<'a> {
 
     /// The default (majority) class of node `n`, for a trie known to be sound (see
     /// [`TrieView::distribution`]); [`UNKNOWN`] when the node has no entries (a damaged trie).
-    pub fn default_class(&self, n: u32) -> u32 {
-        self.distribution(n).next().map_or(UNKNOWN, |e| e.0)
+    #[cfg(test)]
+    pub(crate) fn default_class(&self, n: u32) -> u32 {
+        self.distribution(n)
+            .next()
+            .map_or(crate::vocabulary::UNKNOWN, |e| e.0)
     }
 
     /// The stored total of node `n`, when its distribution (bytes `r`) is large enough to have one.
@@ -182,7 +184,7 @@ impl<'a> TrieView<'a> {
                 break;
             };
             emit(class, count);
-            kept += count as u64;
+            kept = kept.wrapping_add(count as u64);
             emitted += 1;
         }
         if emitted == 0 && limit > 0 {

@@ -130,7 +130,7 @@ impl<'a> Symbols<'a> {
     pub fn get(&self, id: u32) -> Result<Cow<'a, str>> {
         if id >= self.n_symbols {
             return Err(Error::InvalidInput(format!(
-                "symbol id {id} is out of range (the model has {} symbols)",
+                "symbol id {id} is outside the model's vocabulary of {} ids",
                 self.n_symbols
             )));
         }

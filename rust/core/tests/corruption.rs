@@ -211,8 +211,6 @@ fn exercise(model: &Model, f: &Fixture, scratch: &Path) -> Vec<Outcome> {
     out.push(outcome(model.score_batch(&f.contexts, &f.targets)));
     for context in f.contexts.chunks(w).take(4) {
         out.push(outcome(model.probabilities(context)));
-        out.push(outcome(model.score(context, f.targets[0])));
-        out.push(outcome(model.igtree_match(context)));
     }
     let samplings = [
         Sampling::new(false, 1.0, 50, 1.0).unwrap(),

@@ -50,16 +50,11 @@ fn token_model(seed: u64, width: usize) -> Model {
     Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap()
 }
 
-/// Per query: matched node, depth and the node's whole distribution.
-type Answer = (u32, u32, Vec<(u32, u32)>);
-
-fn predictions(model: &Model, contexts: &[u32]) -> Vec<Answer> {
+/// Per query: the IGTree's whole answer (every class and vote, total, depth, distance).
+fn predictions(model: &Model, contexts: &[u32]) -> Vec<memlm_core::Answer> {
     contexts
         .chunks(model.width())
-        .map(|c| {
-            let m = model.igtree_match(c).unwrap();
-            (m.node, m.depth, model.trie().distribution(m.node).collect())
-        })
+        .map(|c| model.answer(c, &memlm_core::Query::igtree(0)).unwrap())
         .collect()
 }
 
@@ -99,11 +94,11 @@ fn empty_corpus_and_bad_contexts_are_errors() {
         .unwrap();
     assert!(err.to_string().contains("empty"), "{err}");
     let model = token_model(2, 4);
-    assert!(model.igtree_match(&[1, 2, 3]).is_err());
-    assert!(model.igtree_match(&[1, 2, 3, 4, 5]).is_err());
-    assert!(model.igtree_match(&[1, 2, 3, VOCAB + 1]).is_err());
-    assert!(model.igtree_match(&[1, 2, 3, UNKNOWN]).is_ok());
     let query = memlm_core::Query::igtree(1);
+    assert!(model.answer(&[1, 2, 3], &query).is_err());
+    assert!(model.answer(&[1, 2, 3, 4, 5], &query).is_err());
+    assert!(model.answer(&[1, 2, 3, VOCAB + 1], &query).is_err());
+    assert!(model.answer(&[1, 2, 3, UNKNOWN], &query).is_ok());
     assert!(model.answer_batch(&[1, 2, 3], &query).is_err());
     assert!(model.answer_batch(&[1, 2, 3, VOCAB + 1], &query).is_err());
 }
@@ -143,16 +138,11 @@ fn symbol_models_map_strings() {
     assert_eq!(model.symbols().id("c"), 3);
     assert_eq!(model.symbols().id("zzz"), UNKNOWN);
     assert_eq!(model.symbols().get(2).unwrap(), "b");
-    let m = model
-        .igtree_match(&[model.symbols().id("a"), model.symbols().id("b")])
+    let context = [model.symbols().id("a"), model.symbols().id("b")];
+    let answer = model
+        .answer(&context, &memlm_core::Query::igtree(1))
         .unwrap();
-    assert_eq!(
-        model
-            .symbols()
-            .get(model.trie().default_class(m.node))
-            .unwrap(),
-        "c"
-    );
+    assert_eq!(model.symbols().get(answer.classes[0]).unwrap(), "c");
 }
 
 /// Rewrites every section checksum and the header checksum (format version 2 layout), so that
@@ -226,9 +216,8 @@ proptest! {
         reseal(&mut bytes);
         if let Ok(model) = Model::from_bytes(&bytes) {
             for c in queries.chunks(3) {
-                let m = model.igtree_match(c).unwrap();
-                let _ = model.trie().distribution(m.node).count();
-                let _ = model.distance(m.depth);
+                let answer = model.answer(c, &memlm_core::Query::igtree(0)).unwrap();
+                let _ = model.distance(answer.depth);
             }
             let _ = model.answer_batch(&queries, &memlm_core::Query::igtree(0)).unwrap();
         }
