@@ -352,6 +352,12 @@ impl ModelFile {
             .verify(self.as_bytes(), Kind::Model, &part.sections())
     }
 
+    /// Whether the IGTree's checksums were checked already (so that [`ModelFile::checked_igtree`]
+    /// costs nothing more): a caller holding a lock may want to release it for the first check.
+    pub fn igtree_checked(&self) -> bool {
+        self.verified[Part::IgTree as usize].get().is_some()
+    }
+
     /// The IGTree, its sections' checksums verified (at the first call, once: see the module doc).
     #[inline]
     pub fn checked_igtree(&self) -> Result<TrieView<'_>> {

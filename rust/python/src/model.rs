@@ -56,6 +56,15 @@ pub(crate) fn guard<T>(call: impl FnOnce() -> memlm_core::Result<T>) -> PyResult
 }
 
 impl CoreModel {
+    /// Checks the IGTree's checksums with the GIL released, if not done yet (the first query's
+    /// pass over the trie; later queries that need no detaching then stay cheap).
+    fn check_igtree(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.inner.file().igtree_checked() {
+            py.detach(|| guard(|| self.inner.checked_trie().map(drop)))?;
+        }
+        Ok(())
+    }
+
     /// A 2-D array of contexts as a row-major slice, its columns checked against the width.
     fn contexts<'a>(&self, array: &'a PyReadonlyArray2<'_, u32>) -> PyResult<&'a [u32]> {
         let (ids, columns) = rows(array)?;
@@ -245,6 +254,7 @@ impl CoreModel {
         let answer = if query.algorithm().needs_instance_base() {
             py.detach(|| guard(|| self.inner.answer(&context, query)))
         } else {
+            self.check_igtree(py)?;
             guard(|| self.inner.answer(&context, query))
         };
         Ok(answer?.into())
@@ -311,6 +321,7 @@ impl CoreModel {
     ) -> PyResult<Array1<'py, f64>> {
         let tail = prefix_tail(prefix, self.inner.width(), self.inner.params().n_symbols)?;
         let context = self.inner.context(tail.as_slice());
+        self.check_igtree(py)?;
         let p = guard(|| self.inner.probabilities(&context))?;
         Ok(p.into_pyarray(py))
     }
