@@ -182,6 +182,13 @@ def test_a_fifo_or_a_folder_as_the_model_is_refused_at_once(tmp_path, mmap):
         memlm.load("/dev/null", mmap=mmap)
     with pytest.raises(FileNotFoundError):
         memlm.load(tmp_path / "missing.memlm", mmap=mmap)
+    # A file whose size the file system does not tell (procfs) or that it cannot map is read: a format error.
+    with pytest.raises(ModelFormatError, match="not a memlm model file"):
+        memlm.load("/proc/self/status", mmap=mmap)
+    empty = tmp_path / "empty.memlm"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelFormatError, match="not a memlm model file"):
+        memlm.load(empty, mmap=mmap)
 
 
 # -- 13: numerics -----------------------------------------------------------------------------------

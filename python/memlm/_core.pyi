@@ -156,16 +156,17 @@ class CoreModel:
         are ints in [0, n_symbols) or UNKNOWN: a bool, a negative int, a float ... is MemlmError."""
 
     def answer_batch(
-        self, contexts: npt.NDArray[np.uint32], query: Query
+        self, contexts: npt.NDArray[np.uint32], query: Query, totals: bool = True
     ) -> tuple[
         npt.NDArray[np.int64],
         npt.NDArray[np.float64],
-        npt.NDArray[np.float64],
+        npt.NDArray[np.float64] | None,
         npt.NDArray[np.uint32],
         npt.NDArray[np.float64],
     ]:
         """Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer), votes
-        (n, max(top_k, 1)), totals (n), depths (n), distances (n). ``top_k`` 0 keeps one class here, and
+        (n, max(top_k, 1)), totals (n; None with ``totals=False``, which spares decoding the rest of each
+        IGTree node's classes), depths (n), distances (n). ``top_k`` 0 keeps one class here, and
         there are no more columns than the model has classes (symbols seen as a target in training), so a
         huge ``top_k`` costs no more than all classes (MemlmError if even that does not fit in memory)."""
 

@@ -587,6 +587,8 @@ pub enum Image {
 
 impl Image {
     /// Memory-maps a file (read-only); anything but a regular file is refused before it is mapped.
+    /// Files under 64 KiB (and files whose size the file system does not tell, or that it cannot
+    /// map) are read into memory instead.
     ///
     /// The contract of every memory-mapped file (KenLM's and LMDB's alike): while the map lives,
     /// the file must not be truncated or rewritten in place. A truncated file makes a read of the
@@ -595,25 +597,29 @@ impl Image {
     /// how memlm writes every file ([`crate::atomic`]). For files that others may rewrite in place,
     /// [`Image::read`] copies the file into memory instead.
     pub fn map(path: &std::path::Path) -> crate::Result<Image> {
-        let (file, _) = open_regular(path)?;
+        let (file, len) = open_regular(path)?;
+        // Small files are read (as cheap, and no map to keep); so are files whose size the file
+        // system does not tell (procfs says 0).
+        if len < 1 << 16 {
+            return read_all(file, len, path);
+        }
         // SAFETY: the map is read-only, and the file is a regular file; that nobody truncates or
         // rewrites it in place while it is mapped is the contract documented above.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| crate::Error::io(path, e))?;
-        Ok(Image::Mapped(map))
+        match unsafe { memmap2::Mmap::map(&file) } {
+            Ok(map) => Ok(Image::Mapped(map)),
+            // A file system that cannot map files: read it instead.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {
+                read_all(file, len, path)
+            }
+            Err(e) => Err(crate::Error::io(path, e)),
+        }
     }
 
     /// Reads a file into memory (8-byte aligned): unaffected by later changes to the file, at the
     /// cost of reading all of it and holding it in memory. Anything but a regular file is refused.
     pub fn read(path: &std::path::Path) -> crate::Result<Image> {
-        use std::io::Read;
-        let (mut file, len) = open_regular(path)?;
-        let io = |e| crate::Error::io(path, e);
-        let len = usize::try_from(len)
-            .map_err(|_| io(std::io::Error::from(std::io::ErrorKind::OutOfMemory)))?;
-        let mut image = AlignedBytes::try_zeroed(len)
-            .ok_or_else(|| io(std::io::Error::from(std::io::ErrorKind::OutOfMemory)))?;
-        file.read_exact(image.as_mut_slice()).map_err(io)?;
-        Ok(Image::Owned(image))
+        let (file, len) = open_regular(path)?;
+        read_all(file, len, path)
     }
 
     /// The bytes.
@@ -623,6 +629,28 @@ impl Image {
             Image::Mapped(m) => m,
         }
     }
+}
+
+/// Reads an opened file of `len` bytes into an aligned buffer (at most 1 MiB when `len` is 0: a
+/// file system that does not tell sizes, such as procfs).
+fn read_all(mut file: std::fs::File, len: u64, path: &std::path::Path) -> crate::Result<Image> {
+    use std::io::Read;
+    let io = |e| crate::Error::io(path, e);
+    let out_of_memory = || io(std::io::Error::from(std::io::ErrorKind::OutOfMemory));
+    if len == 0 {
+        let mut bytes = Vec::new();
+        file.by_ref()
+            .take(1 << 20)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        let mut image = AlignedBytes::try_zeroed(bytes.len()).ok_or_else(out_of_memory)?;
+        image.as_mut_slice().copy_from_slice(&bytes);
+        return Ok(Image::Owned(image));
+    }
+    let len = usize::try_from(len).map_err(|_| out_of_memory())?;
+    let mut image = AlignedBytes::try_zeroed(len).ok_or_else(out_of_memory)?;
+    file.read_exact(image.as_mut_slice()).map_err(io)?;
+    Ok(Image::Owned(image))
 }
 
 /// Opens a file for reading if it is a regular file, with its length: opened without blocking

@@ -176,7 +176,7 @@ pub struct AnswerBatch {
     pub classes: Vec<i64>,
     /// Their votes (0 where there is no class).
     pub votes: Vec<f64>,
-    /// Per row: the sum of all votes.
+    /// Per row: the sum of all votes (empty when not asked for: [`Model::answer_batch_with`]).
     pub totals: Vec<f64>,
     /// Per row: matched depth.
     pub depths: Vec<u32>,
@@ -251,6 +251,17 @@ impl Model {
     /// arrays of max(top_k, 1) classes per row (so `top_k` 0 keeps one here), at most as many as
     /// the model has classes (symbols seen as a target in training).
     pub fn answer_batch(&self, contexts: &[u32], query: &Query) -> Result<AnswerBatch> {
+        self.answer_batch_with(contexts, query, true)
+    }
+
+    /// [`Model::answer_batch`]; without `totals` the totals are not computed (an IGTree answer then
+    /// reads only the kept classes of its node) and [`AnswerBatch::totals`] is empty.
+    pub fn answer_batch_with(
+        &self,
+        contexts: &[u32],
+        query: &Query,
+        totals: bool,
+    ) -> Result<AnswerBatch> {
         self.check_batch(contexts)?;
         let source = self.source(query.algorithm)?;
         let rows = contexts.len() / self.width();
@@ -265,6 +276,7 @@ impl Model {
                 "{rows} answers of {columns} classes do not fit in memory: ask for fewer (top_k)"
             )));
         };
+        let want_totals = totals;
         let mut totals = vec![0f64; rows];
         let mut depths = vec![0u32; rows];
         let mut distances = vec![0f64; rows];
@@ -299,7 +311,7 @@ impl Model {
                     };
                     let summary = match source {
                         Source::IgTree(trie) => {
-                            self.igtree_answer(&trie, matches[r], columns, emit)
+                            self.igtree_answer(&trie, matches[r], columns, want_totals, emit)
                         }
                         Source::Base(base) => self.knn_answer(context, query, columns, &base, emit),
                     }?;
@@ -308,6 +320,9 @@ impl Model {
                 },
             )
             .map_err(|c| self.corrupt(c))?;
+        if !want_totals {
+            totals = Vec::new();
+        }
         Ok(AnswerBatch {
             columns,
             classes,
@@ -351,7 +366,7 @@ impl Model {
     ) -> std::result::Result<Summary, Corrupt> {
         match source {
             Source::IgTree(trie) => {
-                self.igtree_answer(&trie, self.descend(&trie, context)?, limit, emit)
+                self.igtree_answer(&trie, self.descend(&trie, context)?, limit, true, emit)
             }
             Source::Base(base) => self.knn_answer(context, query, limit, &base, emit),
         }
@@ -365,9 +380,12 @@ impl Model {
         trie: &TrieView,
         m: Match,
         limit: usize,
+        want_total: bool,
         mut emit: impl FnMut(u32, f64),
     ) -> std::result::Result<Summary, Corrupt> {
-        let total = trie.top_classes(m.node, limit, |class, count| emit(class, count as f64))?;
+        let total = trie.top_classes(m.node, limit, want_total, |class, count| {
+            emit(class, count as f64)
+        })?;
         Ok(Summary {
             total: total as f64,
             depth: m.depth,
@@ -502,6 +520,22 @@ mod tests {
                 let query = Query::new(algorithm, 2, Vote::Majority, top_k).unwrap();
                 let batch = model.answer_batch(&flat, &query).unwrap();
                 let answers = model.answers(&flat, &query).unwrap();
+                let without = model.answer_batch_with(&flat, &query, false).unwrap();
+                assert!(without.totals.is_empty());
+                assert_eq!(
+                    (
+                        &without.classes,
+                        &without.votes,
+                        &without.depths,
+                        &without.distances
+                    ),
+                    (
+                        &batch.classes,
+                        &batch.votes,
+                        &batch.depths,
+                        &batch.distances
+                    )
+                );
                 assert_eq!(batch.columns, top_k.max(1));
                 for (r, context) in contexts.iter().enumerate() {
                     let one = model

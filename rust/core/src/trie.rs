@@ -161,16 +161,17 @@ impl<'a> TrieView<'a> {
 
     /// Calls `emit(class, count)` for the first `limit` entries of node `n`'s distribution (best
     /// first) and returns the total of all its counts, in one pass over the entries: the rest are
-    /// decoded only when the total is not stored.
+    /// decoded only when the total is not stored. Without `want_total` the rest are not read and
+    /// the total is 0.
     #[inline]
     pub fn top_classes(
         &self,
         n: u32,
         limit: usize,
+        want_total: bool,
         mut emit: impl FnMut(u32, u32),
     ) -> Result<u64, Corrupt> {
         let r = self.dist_offsets.range(n as usize);
-        let stored = self.stored_total(n, &r);
         let mut entries = Entries::new(
             self.dist_bytes
                 .get(r.start as usize..r.end as usize)
@@ -190,7 +191,13 @@ impl<'a> TrieView<'a> {
         if emitted == 0 && limit > 0 {
             return Err(EMPTY_DISTRIBUTION);
         }
-        Ok(stored.unwrap_or_else(|| kept.wrapping_add(entries.count_sum())))
+        if !want_total {
+            return Ok(0);
+        }
+        Ok(match self.stored_total(n, &r) {
+            Some(total) => total,
+            None => kept.wrapping_add(entries.count_sum()),
+        })
     }
 
     fn decoded_total(&self, n: u32) -> Result<u64, Corrupt> {

@@ -25,11 +25,11 @@ pub struct CoreModel {
 type Array1<'py, T> = Bound<'py, PyArray1<T>>;
 type Array2<'py, T> = Bound<'py, PyArray2<T>>;
 
-/// answer_batch's arrays: classes, votes, totals, depths, distances.
+/// answer_batch's arrays: classes, votes, totals (None when not asked for), depths, distances.
 type Batch<'py> = (
     Array2<'py, i64>,
     Array2<'py, f64>,
-    Array1<'py, f64>,
+    Option<Array1<'py, f64>>,
     Array1<'py, u32>,
     Array1<'py, f64>,
 );
@@ -261,20 +261,24 @@ impl CoreModel {
     }
 
     /// Answers for an (n, W) array on all cores: classes (n, max(top_k, 1); -1 where fewer),
-    /// votes, totals (n), depths (n), distances (n).
+    /// votes, totals (n; None without `totals`, which spares decoding the rest of each IGTree
+    /// node's classes), depths (n), distances (n).
+    #[pyo3(signature = (contexts, query, totals=true))]
     fn answer_batch<'py>(
         &self,
         py: Python<'py>,
         contexts: PyReadonlyArray2<'py, u32>,
         query: &Query,
+        totals: bool,
     ) -> PyResult<Batch<'py>> {
         let flat = self.contexts(&contexts)?;
-        let batch = py.detach(|| guard(|| self.inner.answer_batch(flat, &query.inner)))?;
-        let shape = [batch.totals.len(), batch.columns];
+        let batch =
+            py.detach(|| guard(|| self.inner.answer_batch_with(flat, &query.inner, totals)))?;
+        let shape = [batch.depths.len(), batch.columns];
         Ok((
             batch.classes.into_pyarray(py).reshape(shape)?,
             batch.votes.into_pyarray(py).reshape(shape)?,
-            batch.totals.into_pyarray(py),
+            totals.then(|| batch.totals.into_pyarray(py)),
             batch.depths.into_pyarray(py),
             batch.distances.into_pyarray(py),
         ))
