@@ -28,12 +28,32 @@ impl Tail {
 fn id_of(item: &Bound<'_, PyAny>, n_symbols: u32) -> PyResult<u32> {
     match item.extract::<u32>() {
         Ok(id) if !item.is_instance_of::<PyBool>() => Ok(id),
-        _ => Err(MemlmError::new_err(format!(
-            "ids must be ints in [0, {n_symbols}) or the unknown id {UNKNOWN}, got {}",
-            item.repr()
-                .map_or_else(|_| "something else".into(), |r| r.to_string())
-        ))),
+        _ => Err(bad_id(item, n_symbols)),
     }
+}
+
+/// What is wrong with an id that [`id_of`] refused, in the words of Python's own checks.
+#[cold]
+fn bad_id(item: &Bound<'_, PyAny>, n_symbols: u32) -> PyErr {
+    let repr = item
+        .repr()
+        .map_or_else(|_| "?".to_string(), |r| r.to_string());
+    let kind = item
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_string(), |n| n.to_string());
+    let negative = match item.extract::<i64>() {
+        Ok(v) => Some(v < 0),
+        Err(_) => item.cast::<PyInt>().ok().and_then(|int| int.lt(0).ok()),
+    };
+    MemlmError::new_err(match negative {
+        _ if item.is_instance_of::<PyBool>() => format!("ids must be ints, got {repr} (a bool)"),
+        Some(true) => format!("id {repr} is negative (ids are whole numbers from 0)"),
+        Some(false) => format!(
+            "id {repr} is outside the model's vocabulary of {n_symbols} ids (or the unknown id {UNKNOWN})"
+        ),
+        None => format!("ids must be ints, got {repr} (a {kind})"),
+    })
 }
 
 /// The last `width` ids of a sequence of ints (a list, a tuple, a numpy array or any iterable):
