@@ -365,7 +365,7 @@ class Model:
         """Raises :class:`MemlmError` unless the model can answer with these arguments (as in :meth:`predict`):
         known names, valid numbers, and the instance base stored for a k-NN algorithm."""
         query = self._query(1, algorithm, k, vote, decay)
-        self._core.answer_batch(np.zeros((0, self._width), dtype=np.uint32), query)
+        self._core.answer_batch(np.zeros((0, self._width), dtype=np.uint32), query, totals=False)
 
     def predict_batch(
         self,
@@ -384,7 +384,7 @@ class Model:
         """
         query = self._query(top_k, algorithm, k, vote, decay)
         contexts = self._ids(contexts, "contexts", 2)
-        classes, votes, _totals, depth, distance = self._core.answer_batch(contexts, query)
+        classes, votes, _totals, depth, distance = self._core.answer_batch(contexts, query, totals=False)
         return classes, votes, depth, distance
 
     def votes(
