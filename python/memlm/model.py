@@ -255,6 +255,14 @@ class Model:
             text = self._token_strings[token_id] = self.decode([token_id])
         return text
 
+    def _class_string(self, class_id: int) -> str:
+        """:meth:`token_string` for an id the core answered with (known valid: decoded unchecked)."""
+        text = self._token_strings.get(class_id)
+        if text is None:
+            decoded = self.tokenizer.decode([class_id]) if self.has_tokenizer else self._core.symbol(class_id)
+            text = self._token_strings[class_id] = decoded
+        return text
+
     def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
         """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
         tail = self._tail(text_or_ids)
@@ -357,8 +365,8 @@ class Model:
         except (OverflowError, TypeError) as e:
             raise self._bad_ids(ids, e) from None
         classes, votes, total = answer.classes, answer.votes, answer.total
-        strings = self._token_strings
-        tokens = [strings.get(c) or self.token_string(c) for c in classes]
+        class_string = self._class_string
+        tokens = [class_string(c) for c in classes]
         return Prediction(classes, tokens, votes, _shares(votes, total), answer.depth, answer.distance)
 
     def check_query(self, algorithm: str = "igtree", k: int = 1, vote: str = "majority", decay: float = 1.0) -> None:
