@@ -31,6 +31,7 @@ pub mod format;
 pub mod generation;
 pub mod ids;
 pub mod instances;
+pub mod kneser_ney;
 pub mod knn;
 pub mod model;
 pub mod model_file;

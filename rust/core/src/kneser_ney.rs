@@ -1,0 +1,976 @@
+//! The scoring distribution of token models: interpolated modified Kneser-Ney (Chen & Goodman 1998,
+//! §3) over every left context up to W, computed at training time and stored in the model file.
+//!
+//! Rules:
+//! - **Contexts.** The context of a target is its left context, nearest token first, inside its block.
+//!   A block start is one padding symbol, which acts as KenLM's `<s>`: a context may end with it and
+//!   never reaches past it. Orders are numbered by context length k = 0..=W (n-gram order k + 1).
+//! - **Adjusted counts.** `a(h, w)` is the raw count at the top order (k = W) and for contexts that end
+//!   with the padding symbol (they cannot be extended to the left); otherwise the continuation count
+//!   `N1+(• h w)`, the number of distinct tokens (or the padding symbol) seen left of `h w`.
+//! - **Discounts.** Per order, from the counts of counts n1..n4 of the adjusted counts:
+//!   `Y = n1 / (n1 + 2 n2)`, `D1 = 1 - 2Y n2/n1`, `D2 = 2 - 3Y n3/n2`, `D3+ = 3 - 4Y n4/n3`. When
+//!   a count of counts is zero or a discount falls outside `(0, i)`, the order takes KenLM's
+//!   `--discount_fallback` values 0.5, 1, 1.5.
+//! - **Interpolation.** `p_k(w|h) = max(a(h,w) - D(a), 0) / A(h) + γ(h) p_{k-1}(w|h')`, with
+//!   `A(h) = Σ_w a(h,w)`, `γ(h) = (D1 N1(h•) + D2 N2(h•) + D3+ N3+(h•)) / A(h)` and `h'` the context
+//!   `h` without its farthest token. A context never seen in training passes `p_{k-1}` unchanged.
+//! - **Base.** KenLM's: uniform over the S token types seen in training plus one unknown class, whose
+//!   share `1/(S+1)` is spread evenly over the ids never seen (the padding id gets nothing). Every
+//!   other id has a positive probability; the distribution sums to 1.
+//!
+//! Storage (backoff form, as in ARPA files): a trie of the contexts seen at least twice (node 0 the
+//! empty context), nodes numbered breadth-first so that a node's children are a run of ids with
+//! ascending labels, the label being the context's farthest token. Per node: `γ(h)` (f32) and the
+//! entries `(w, p(w|h))` of the tokens seen after it, sorted by w for binary search, with `p` fully
+//! interpolated and stored as a 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then
+//! recomputed from the stored probabilities so that every distribution sums to 1 exactly (up to f32
+//! rounding): `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` ([`renormalised_gamma`]). The empty context's
+//! distribution is a dense f32 table over all ids. Contexts seen once are *leaves*: stored as the
+//! position of their one occurrence in a copy of the training text (blocks each preceded by the
+//! padding symbol), found by binary search on the token there, and continued along that text. Their
+//! distribution has a closed form: `a = A = N1 = 1`, so `γ = D1_k` and
+//! `p_k(w|h) = (1 - D1_k) [w = their token] + D1_k p_{k-1}(w|h')`; nothing else is stored for them.
+//!
+//! Scoring a target is one descent from the empty context along the query's context (children, then
+//! leaves, then along the training text) and one walk back up: the deepest stored context holding the
+//! target gives `p`, times the `γ` of every deeper context, then the leaf's closed form per order.
+//!
+//! Every read of the stored arrays is bounds-checked ([`Corrupt`]): a damaged or forged file gives an
+//! error, never a panic or an endless loop (a descent takes at most W steps). The model file verifies
+//! the sections' checksums at the first query that reads them.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::ids::{IdVec, Ids};
+use crate::instances::MAX_WIDTH;
+use crate::trie::Corrupt;
+use crate::vocabulary::UNKNOWN;
+
+/// A stored probability `p` is `exp(-q / QUANT_SCALE)` for a u16 `q`: 16 bits over e^0..e^-40,
+/// a step of 0.06 % (8 bits lose the margin over KenLM: docs/design/kneser-ney.md §2.2).
+const QUANT_SCALE: f64 = 65535.0 / 40.0;
+
+/// KenLM's `--discount_fallback` discounts D1, D2, D3+, for orders whose counts of counts cannot
+/// give valid ones.
+pub const FALLBACK_DISCOUNTS: [f64; 3] = [0.5, 1.0, 1.5];
+
+/// The 16-bit code of a probability, rounded to the nearest code.
+#[inline]
+pub fn quantise(p: f64) -> u16 {
+    let q = (-p.ln() * QUANT_SCALE).round();
+    if q.is_nan() || q >= 65535.0 {
+        u16::MAX
+    } else {
+        q.max(0.0) as u16
+    }
+}
+
+/// The probability a 16-bit code stands for.
+#[inline]
+pub fn dequantise(q: u16) -> f64 {
+    (-(q as f64) / QUANT_SCALE).exp()
+}
+
+/// The γ a context stores, given its entries' codes (nearest rounding), its textbook `gamma` and the
+/// sum `lower` of its tokens' probabilities one order down: the mass its stored probabilities leave,
+/// over the mass the lower order gives the other tokens, so that its distribution sums to 1. When
+/// rounding left less than half the textbook back-off mass, the largest probabilities are rounded
+/// down instead (largest first) until it does not, or all are.
+fn renormalised_gamma(codes: &mut [u16], gamma: f64, lower: f64) -> f64 {
+    let rest = 1.0 - lower;
+    if rest <= 0.0 {
+        return gamma;
+    }
+    let mass = |codes: &[u16]| 1.0 - codes.iter().map(|&q| dequantise(q)).sum::<f64>();
+    let mut left = mass(codes);
+    if left < 0.5 * gamma * rest {
+        let mut order: Vec<usize> = (0..codes.len()).collect();
+        order.sort_by_key(|&i| codes[i]);
+        for i in order {
+            let p = dequantise(codes[i]);
+            let down = codes[i].saturating_add(1);
+            left += p - dequantise(down);
+            codes[i] = down;
+            if left >= 0.5 * gamma * rest {
+                break;
+            }
+        }
+    }
+    left.max(0.0) / rest
+}
+
+/// The discounts D1, D2, D3+ of one order from its counts of counts n1..n4 (see the module doc).
+pub fn discounts(n: [u64; 4]) -> [f64; 3] {
+    if n.contains(&0) {
+        return FALLBACK_DISCOUNTS;
+    }
+    let [n1, n2, n3, n4] = n.map(|x| x as f64);
+    let y = n1 / (n1 + 2.0 * n2);
+    let d = [
+        1.0 - 2.0 * y * n2 / n1,
+        2.0 - 3.0 * y * n3 / n2,
+        3.0 - 4.0 * y * n4 / n3,
+    ];
+    let valid = d
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x.is_finite() && x > 0.0 && x < (i + 1) as f64);
+    if valid {
+        d
+    } else {
+        FALLBACK_DISCOUNTS
+    }
+}
+
+/// The Kneser-Ney statistics as training computes them (owned arrays, as written to the file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KneserNey {
+    /// Width W, the number of token types seen in training.
+    pub params: [u64; 2],
+    /// D1, D2, D3+ per order k = 0..=W, then the probability of an id never seen (in the empty
+    /// context).
+    pub constants: Vec<f64>,
+    /// p(w) in the empty context for every id (0 for the padding id).
+    pub root: Vec<f32>,
+    /// Per node (node 0 the empty context, its label unused): the farthest token of its context.
+    pub labels: IdVec,
+    /// Per node: its γ.
+    pub gamma: Vec<f32>,
+    /// Per node and one more: where its children, leaves and entries start (running totals).
+    pub child_starts: Vec<u32>,
+    pub leaf_starts: Vec<u32>,
+    pub entry_starts: Vec<u32>,
+    /// The entries: token and quantised probability.
+    pub entry_tokens: IdVec,
+    pub entry_probs: Vec<u16>,
+    /// Per leaf: the position of its target in `text`.
+    pub leaves: Vec<u32>,
+    /// The training text, each block preceded by the padding symbol.
+    pub text: IdVec,
+}
+
+/// A target while its context is extended level by level.
+#[derive(Clone, Copy)]
+struct Target {
+    /// Its context's node at the current level.
+    node: u32,
+    /// The target token.
+    token: u32,
+    /// The token one step farther left (u32::MAX when the context cannot be extended).
+    next: u32,
+    /// Its position in the padded text.
+    pos: u32,
+    /// Its n-gram's index at the current level, then (while extending) at the previous level.
+    gram: u32,
+    /// The longest context it has: min(W, distance to its block's padding symbol).
+    reach: u8,
+}
+
+/// One n-gram of a level: context node, token, adjusted count, and the index of (parent context,
+/// token) at the level below.
+struct Gram {
+    node: u32,
+    token: u32,
+    count: u64,
+    parent: u32,
+}
+
+impl KneserNey {
+    /// Computes the statistics of the token blocks `tokens` (split by `block_lengths`, every id below
+    /// `pad`, the padding id) at width `width`, over `n_symbols` ids. `step(level)` is called after
+    /// each of the W + 1 levels, and may stop the computation with its error.
+    pub fn build(
+        tokens: Ids,
+        block_lengths: &[u64],
+        width: usize,
+        n_symbols: u32,
+        pad: u32,
+        mut step: impl FnMut(usize) -> Result<()>,
+    ) -> Result<KneserNey> {
+        let blocks = block_lengths.iter().filter(|&&l| l > 0).count();
+        if tokens.len() + blocks >= u32::MAX as usize {
+            return Err(Error::InvalidInput(
+                "too many tokens for the Kneser-Ney statistics (at most 2^32 - 1)".into(),
+            ));
+        }
+        let mut text = IdVec::for_symbols(n_symbols);
+        let mut targets = Vec::with_capacity(tokens.len());
+        let mut at = 0usize;
+        for &len in block_lengths.iter().filter(|&&l| l > 0) {
+            text.push(pad);
+            for j in 1..=len as usize {
+                let token = tokens.get(at);
+                at += 1;
+                targets.push(Target {
+                    node: 0,
+                    token,
+                    next: 0,
+                    pos: text.len() as u32,
+                    gram: 0,
+                    reach: j.min(width) as u8,
+                });
+                text.push(token);
+            }
+        }
+        let n_ids = n_symbols as usize;
+        let mut kn = KneserNey {
+            params: [width as u64, 0],
+            constants: Vec::with_capacity(3 * (width + 1) + 1),
+            root: vec![0.0; n_ids],
+            labels: IdVec::for_symbols(n_symbols),
+            gamma: Vec::new(),
+            child_starts: vec![1],
+            leaf_starts: vec![0],
+            entry_starts: vec![0],
+            entry_tokens: IdVec::for_symbols(n_symbols),
+            entry_probs: Vec::new(),
+            leaves: Vec::new(),
+            text: IdVec::U16(Vec::new()),
+        };
+        kn.labels.push(0);
+        // singles[k]: the change at level k of the number of contexts seen once (each adds 1 to n1).
+        let mut singles = vec![0i64; width + 2];
+        let mut parent_probs: Vec<f64> = Vec::new();
+        let mut unseen = 0.0f64;
+        let tv = text.view();
+        for level in 0..=width {
+            for t in targets.iter_mut() {
+                t.next = match level < t.reach as usize {
+                    true => tv.get(t.pos as usize - level - 1),
+                    false => u32::MAX,
+                };
+            }
+            targets.par_sort_unstable_by_key(|t| (t.node, t.token, t.next));
+            let grams = n_grams(&mut targets, level);
+            let mut n = [0u64; 4];
+            for g in &grams {
+                if (1..=4).contains(&g.count) {
+                    n[g.count as usize - 1] += 1;
+                }
+            }
+            n[0] += singles[..=level].iter().sum::<i64>() as u64;
+            let d = discounts(n);
+            kn.constants.extend(d);
+            let discounted = |count: u64, total: f64| {
+                (count as f64 - d[(count.min(3) - 1) as usize]).max(0.0) / total
+            };
+            let mut probs = Vec::with_capacity(grams.len());
+            let mut level_nodes = 0usize;
+            for run in grams.chunk_by(|a, b| a.node == b.node) {
+                level_nodes += 1;
+                let total = run.iter().map(|g| g.count).sum::<u64>() as f64;
+                let mut by_count = [0f64; 3];
+                for g in run {
+                    by_count[(g.count.min(3) - 1) as usize] += 1.0;
+                }
+                let gamma = (d[0] * by_count[0] + d[1] * by_count[1] + d[2] * by_count[2]) / total;
+                if level == 0 {
+                    let seen = run.len() as u64;
+                    let unseen_ids = (n_ids as u64 - 1).saturating_sub(seen);
+                    let (base_seen, base_unseen) = match unseen_ids {
+                        0 => (1.0 / seen as f64, 0.0),
+                        u => (1.0 / (seen + 1) as f64, 1.0 / ((seen + 1) * u) as f64),
+                    };
+                    unseen = (gamma * base_unseen) as f32 as f64;
+                    kn.root.fill(unseen as f32);
+                    kn.root[pad as usize] = 0.0;
+                    for g in run {
+                        let p = discounted(g.count, total) + gamma * base_seen;
+                        kn.root[g.token as usize] = p as f32;
+                        probs.push(p as f32 as f64);
+                    }
+                    kn.params[1] = seen;
+                    kn.gamma.push(gamma as f32);
+                    kn.entry_starts.push(0);
+                    continue;
+                }
+                let first = kn.entry_probs.len();
+                let mut lower = 0.0f64;
+                for g in run {
+                    let below = parent_probs[g.parent as usize];
+                    kn.entry_tokens.push(g.token);
+                    kn.entry_probs
+                        .push(quantise(discounted(g.count, total) + gamma * below));
+                    lower += below;
+                }
+                let codes = &mut kn.entry_probs[first..];
+                let gamma = renormalised_gamma(codes, gamma, lower);
+                probs.extend(codes.iter().map(|&q| dequantise(q)));
+                kn.gamma.push(gamma as f32);
+                kn.entry_starts.push(to_u32(kn.entry_probs.len())?);
+            }
+            step(level)?;
+            let mut children = vec![0u32; level_nodes];
+            let mut leaves = vec![0u32; level_nodes];
+            if level < width {
+                let first_node = (kn.gamma.len() - level_nodes) as u32;
+                let first_new = kn.gamma.len() as u32;
+                extend(&mut targets, tv, level, first_new, |run, label| {
+                    let slot = (run[0].node - first_node) as usize;
+                    if let [t] = run {
+                        leaves[slot] += 1;
+                        kn.leaves.push(t.pos);
+                        singles[level + 1] += 1;
+                        singles[t.reach as usize + 1] -= 1;
+                        false
+                    } else {
+                        children[slot] += 1;
+                        kn.labels.push(label);
+                        true
+                    }
+                });
+            }
+            for (c, l) in children.iter().zip(&leaves) {
+                let (last_child, last_leaf) = (
+                    kn.child_starts[kn.child_starts.len() - 1],
+                    kn.leaf_starts[kn.leaf_starts.len() - 1],
+                );
+                kn.child_starts.push(last_child + c);
+                kn.leaf_starts.push(last_leaf + l);
+            }
+            parent_probs = probs;
+            if targets.is_empty() {
+                break;
+            }
+        }
+        // Orders past the last stored context: their discounts come from singletons alone.
+        while kn.constants.len() < 3 * (width + 1) {
+            let level = kn.constants.len() / 3;
+            let live = singles[..=level].iter().sum::<i64>() as u64;
+            kn.constants.extend(discounts([live, 0, 0, 0]));
+        }
+        kn.constants.push(unseen);
+        drop(targets);
+        kn.text = text;
+        Ok(kn)
+    }
+}
+
+/// Groups the targets (sorted by node, token, next token) into the n-grams of `level`: their
+/// adjusted counts, each target's n-gram index in `gram` (its previous value, the index at the level
+/// below, becomes the n-gram's `parent`).
+fn n_grams(targets: &mut [Target], level: usize) -> Vec<Gram> {
+    let mut grams = Vec::new();
+    for run in targets.chunk_by_mut(|a, b| (a.node, a.token) == (b.node, b.token)) {
+        let extendable = level < run[0].reach as usize;
+        let count = match extendable {
+            true => 1 + run.windows(2).filter(|w| w[0].next != w[1].next).count() as u64,
+            false => run.len() as u64,
+        };
+        let index = grams.len() as u32;
+        grams.push(Gram {
+            node: run[0].node,
+            token: run[0].token,
+            count,
+            parent: run[0].gram,
+        });
+        for t in run.iter_mut() {
+            t.gram = index;
+        }
+    }
+    grams
+}
+
+/// Extends the targets' contexts by one token: groups those that can be extended by (node, next
+/// token) and calls `place(run, label)` for each group in that order; a group it keeps (returns
+/// true) becomes the next node, numbered from `first_new`; the others' targets are dropped.
+fn extend(
+    targets: &mut Vec<Target>,
+    text: Ids,
+    level: usize,
+    first_new: u32,
+    mut place: impl FnMut(&[Target], u32) -> bool,
+) {
+    targets.retain(|t| level < t.reach as usize);
+    for t in targets.iter_mut() {
+        t.next = text.get(t.pos as usize - level - 1);
+    }
+    targets.par_sort_unstable_by_key(|t| (t.node, t.next, t.pos));
+    let mut kept = 0;
+    let mut next_id = first_new;
+    let mut i = 0;
+    while i < targets.len() {
+        let key = (targets[i].node, targets[i].next);
+        let mut j = i + 1;
+        while j < targets.len() && (targets[j].node, targets[j].next) == key {
+            j += 1;
+        }
+        if place(&targets[i..j], key.1) {
+            for k in i..j {
+                let mut t = targets[k];
+                t.node = next_id;
+                targets[kept] = t;
+                kept += 1;
+            }
+            next_id += 1;
+        }
+        i = j;
+    }
+    targets.truncate(kept);
+}
+
+fn to_u32(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        Error::InvalidInput("too many Kneser-Ney entries for this format (at most 2^32 - 1)".into())
+    })
+}
+
+const BAD_RANGE: Corrupt = Corrupt("a Kneser-Ney node's range is invalid");
+const BAD_LEAF: Corrupt = Corrupt("a Kneser-Ney leaf lies outside the training text");
+
+/// The stored statistics, read in place (the model file's sections).
+#[derive(Clone, Copy, Debug)]
+pub struct KneserNeyView<'a> {
+    pub params: &'a [u64],
+    pub constants: &'a [f64],
+    pub root: &'a [f32],
+    pub labels: Ids<'a>,
+    pub gamma: &'a [f32],
+    pub child_starts: &'a [u32],
+    pub leaf_starts: &'a [u32],
+    pub entry_starts: &'a [u32],
+    pub entry_tokens: Ids<'a>,
+    pub entry_probs: &'a [u16],
+    pub leaves: &'a [u32],
+    pub text: Ids<'a>,
+    /// The padding id.
+    pub pad: u32,
+}
+
+/// A context's place in the statistics: the stored contexts matched (node 0 first) and, past them,
+/// the leaf matched from level `from` to level `to` (`to` the longest context matched).
+#[derive(Clone, Copy, Debug)]
+pub struct KnPath {
+    nodes: [u32; MAX_WIDTH + 1],
+    len: usize,
+    leaf: Option<KnLeaf>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct KnLeaf {
+    token: u32,
+    from: usize,
+    to: usize,
+}
+
+impl KnPath {
+    /// The number of context tokens matched (the padding symbol included).
+    pub fn depth(&self) -> u32 {
+        match self.leaf {
+            Some(leaf) => leaf.to as u32,
+            None => self.len as u32 - 1,
+        }
+    }
+}
+
+impl KneserNey {
+    /// The owned arrays as a view.
+    pub fn view(&self, pad: u32) -> KneserNeyView<'_> {
+        KneserNeyView {
+            params: &self.params,
+            constants: &self.constants,
+            root: &self.root,
+            labels: self.labels.view(),
+            gamma: &self.gamma,
+            child_starts: &self.child_starts,
+            leaf_starts: &self.leaf_starts,
+            entry_starts: &self.entry_starts,
+            entry_tokens: self.entry_tokens.view(),
+            entry_probs: &self.entry_probs,
+            leaves: &self.leaves,
+            text: self.text.view(),
+            pad,
+        }
+    }
+}
+
+impl KneserNeyView<'_> {
+    /// Checks the arrays' lengths against each other and the model (time independent of their size).
+    pub fn check_lengths(&self, width: usize, n_symbols: u32) -> std::result::Result<(), String> {
+        let nodes = self.gamma.len();
+        let ok = self.params.len() == 2
+            && self.params[0] == width as u64
+            && self.constants.len() == 3 * (width + 1) + 1
+            && self.root.len() == n_symbols as usize
+            && nodes >= 1
+            && self.labels.len() == nodes
+            && [self.child_starts, self.leaf_starts, self.entry_starts]
+                .iter()
+                .all(|s| s.len() == nodes + 1)
+            && self.entry_tokens.len() == self.entry_probs.len()
+            && self.child_starts.last() == Some(&(nodes as u32))
+            && self.leaf_starts.last() == Some(&(self.leaves.len() as u32))
+            && self.entry_starts.last() == Some(&(self.entry_probs.len() as u32));
+        match ok {
+            true => Ok(()),
+            false => Err("the Kneser-Ney sections do not fit together".into()),
+        }
+    }
+
+    /// Every structural invariant (what `memlm verify` adds to the checksums).
+    pub fn validate(&self, width: usize, n_symbols: u32) -> std::result::Result<(), String> {
+        self.check_lengths(width, n_symbols)?;
+        let bad = |what: &str| Err(format!("the Kneser-Ney statistics are corrupt ({what})"));
+        let nodes = self.gamma.len();
+        for starts in [self.child_starts, self.leaf_starts, self.entry_starts] {
+            if starts.windows(2).any(|w| w[0] > w[1]) {
+                return bad("ranges are not monotone");
+            }
+        }
+        if self.child_starts[0] != 1 || self.entry_starts[1] != 0 {
+            return bad("the empty context's ranges");
+        }
+        if self.text.max().is_some_and(|t| t >= n_symbols)
+            || self.entry_tokens.max().is_some_and(|t| t >= n_symbols)
+            || self.labels.max().is_some_and(|t| t >= n_symbols)
+        {
+            return bad("an id lies outside the symbols");
+        }
+        let probability = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
+        if !self.constants.iter().all(|&x| probability(x / 3.0))
+            || !self.gamma.iter().all(|&x| probability(x as f64))
+            || !self.root.iter().all(|&x| probability(x as f64))
+        {
+            return bad("a discount or probability is out of range");
+        }
+        // Depth of every node: children lie deeper, so the walk is breadth-first in id order.
+        let mut depth = vec![0usize; nodes];
+        for node in 0..nodes {
+            let children = self.child_starts[node] as usize..self.child_starts[node + 1] as usize;
+            if children.start <= node && !children.is_empty() {
+                return bad("a child precedes its parent");
+            }
+            if !self.labels.strictly_ascending(children.clone()) {
+                return bad("children are not in label order");
+            }
+            for child in children {
+                depth[child] = depth[node] + 1;
+                if depth[child] > width {
+                    return bad("a context is longer than the width");
+                }
+            }
+            let entries = self.entry_starts[node] as usize..self.entry_starts[node + 1] as usize;
+            if !self.entry_tokens.strictly_ascending(entries.clone())
+                || (node > 0 && entries.is_empty())
+            {
+                return bad("entries are not in token order");
+            }
+            if self.entry_tokens.find(entries, self.pad).is_some() {
+                return bad("the padding symbol has a probability");
+            }
+            let level = depth[node] + 1;
+            let mut previous = None;
+            for &pos in
+                &self.leaves[self.leaf_starts[node] as usize..self.leaf_starts[node + 1] as usize]
+            {
+                let label = leaf_label(self.text, pos, level).map_err(|c| c.0.to_string())?;
+                if depth[node] >= width || previous.is_some_and(|p| p >= label) {
+                    return bad("leaves are not in label order");
+                }
+                previous = Some(label);
+            }
+        }
+        Ok(())
+    }
+
+    /// The node of `range` (child ids of a node) whose label is `x`.
+    #[inline]
+    fn range(starts: &[u32], node: u32) -> std::result::Result<std::ops::Range<usize>, Corrupt> {
+        match (starts.get(node as usize), starts.get(node as usize + 1)) {
+            (Some(&a), Some(&b)) if a <= b => Ok(a as usize..b as usize),
+            _ => Err(BAD_RANGE),
+        }
+    }
+
+    /// One descent along `context` (W ids, farthest first): the stored contexts it matches, then
+    /// the leaf and how far along it.
+    pub fn descend(&self, context: &[u32]) -> std::result::Result<KnPath, Corrupt> {
+        let w = context.len();
+        let mut path = KnPath {
+            nodes: [0; MAX_WIDTH + 1],
+            len: 1,
+            leaf: None,
+        };
+        let mut node = 0u32;
+        for level in 0..w.min(MAX_WIDTH) {
+            let x = context[w - 1 - level];
+            let children = Self::range(self.child_starts, node)?;
+            if let Some(i) = self.labels.find(children.clone(), x) {
+                node = (children.start + i) as u32;
+                path.nodes[path.len] = node;
+                path.len += 1;
+                if x == self.pad {
+                    break;
+                }
+                continue;
+            }
+            let leaves = Self::range(self.leaf_starts, node)?;
+            let leaves = self.leaves.get(leaves).ok_or(BAD_RANGE)?;
+            let from = level + 1;
+            let (mut lo, mut hi) = (0, leaves.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match leaf_label(self.text, leaves[mid], from)?.cmp(&x) {
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                    std::cmp::Ordering::Equal => {
+                        let pos = leaves[mid] as usize;
+                        let token = self.text.try_get(pos).ok_or(BAD_LEAF)?;
+                        let mut to = from;
+                        while to < w && leaf_label(self.text, pos as u32, to)? != self.pad {
+                            if context[w - 1 - to] != leaf_label(self.text, pos as u32, to + 1)? {
+                                break;
+                            }
+                            to += 1;
+                        }
+                        path.leaf = Some(KnLeaf { token, from, to });
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+        Ok(path)
+    }
+
+    /// D1 of the order with context length `level`.
+    #[inline]
+    fn d1(&self, level: usize) -> std::result::Result<f64, Corrupt> {
+        self.constants
+            .get(3 * level)
+            .copied()
+            .ok_or(Corrupt("a Kneser-Ney discount is missing"))
+    }
+
+    /// The probability of an id never seen in training (and of any id outside the model).
+    #[inline]
+    fn unseen(&self) -> f64 {
+        self.constants.last().copied().unwrap_or(0.0)
+    }
+
+    /// The probability of `target` after the context of `path`.
+    #[inline]
+    pub fn probability(&self, path: &KnPath, target: u32) -> std::result::Result<f64, Corrupt> {
+        let mut backoff = 1.0f64;
+        let mut p = None;
+        if target != self.pad && target != UNKNOWN {
+            for &node in path.nodes[1..path.len].iter().rev() {
+                let entries = Self::range(self.entry_starts, node)?;
+                if let Some(i) = self.entry_tokens.find(entries.clone(), target) {
+                    let q = self.entry_probs.get(entries.start + i).ok_or(BAD_RANGE)?;
+                    p = Some(dequantise(*q) * backoff);
+                    break;
+                }
+                backoff *= *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
+            }
+        }
+        let mut p = match p {
+            Some(p) => p,
+            None if target == self.pad => self.unseen() * backoff,
+            None => {
+                self.root
+                    .get(target as usize)
+                    .map_or(self.unseen(), |&x| x as f64)
+                    * backoff
+            }
+        };
+        if let Some(leaf) = path.leaf {
+            for level in leaf.from..=leaf.to {
+                let d1 = self.d1(level)?;
+                p = d1 * p + if target == leaf.token { 1.0 - d1 } else { 0.0 };
+            }
+        }
+        Ok(p)
+    }
+
+    /// Every probability after the context of `path`: one per id, the padding id at 0.
+    pub fn probabilities(&self, path: &KnPath) -> std::result::Result<Vec<f64>, Corrupt> {
+        let mut p: Vec<f64> = self.root.iter().map(|&x| x as f64).collect();
+        for &node in &path.nodes[1..path.len] {
+            let gamma = *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
+            p.iter_mut().for_each(|x| *x *= gamma);
+            let entries = Self::range(self.entry_starts, node)?;
+            let probs = self.entry_probs.get(entries.clone()).ok_or(BAD_RANGE)?;
+            for (i, &q) in entries.zip(probs) {
+                let token = self.entry_tokens.try_get(i).ok_or(BAD_RANGE)?;
+                *p.get_mut(token as usize).ok_or(BAD_RANGE)? = dequantise(q);
+            }
+        }
+        if let Some(leaf) = path.leaf {
+            for level in leaf.from..=leaf.to {
+                let d1 = self.d1(level)?;
+                p.iter_mut().for_each(|x| *x *= d1);
+                *p.get_mut(leaf.token as usize).ok_or(BAD_LEAF)? += 1.0 - d1;
+            }
+        }
+        if let Some(x) = p.get_mut(self.pad as usize) {
+            *x = 0.0;
+        }
+        Ok(p)
+    }
+}
+
+/// The token `level` steps left of the target at `pos` in the padded text.
+#[inline]
+fn leaf_label(text: Ids, pos: u32, level: usize) -> std::result::Result<u32, Corrupt> {
+    (pos as usize)
+        .checked_sub(level)
+        .and_then(|i| text.try_get(i))
+        .ok_or(BAD_LEAF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    /// A corpus of `n` tokens below `v` in blocks, skewed towards small ids, with repeats.
+    fn corpus(n: usize, v: u32, seed: u64) -> (Vec<u32>, Vec<u64>) {
+        let mut state = seed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let mut tokens: Vec<u32> = Vec::with_capacity(n);
+        while tokens.len() < n {
+            // Now and then repeat an earlier stretch, so that long contexts recur.
+            if tokens.len() > 50 && next() % 8 == 0 {
+                let from = next() as usize % (tokens.len() - 20);
+                let len = (next() % 12 + 2) as usize;
+                for i in 0..len.min(n - tokens.len()) {
+                    tokens.push(tokens[from + i]);
+                }
+            } else {
+                tokens.push((next() % v).min(next() % v));
+            }
+        }
+        let mut blocks = Vec::new();
+        let mut left = n as u64;
+        while left > 0 {
+            let len = (next() as u64 % 90 + 1).min(left);
+            blocks.push(len);
+            left -= len;
+        }
+        (tokens, blocks)
+    }
+
+    /// Interpolated modified Kneser-Ney straight from the definition (module doc), over raw n-gram
+    /// counts: contexts as token vectors, nearest first.
+    struct Reference {
+        width: usize,
+        /// Per context length: (context, token) -> (raw count, left extensions).
+        grams: Vec<HashMap<(Vec<u32>, u32), (u64, HashSet<u32>)>>,
+        discounts: Vec<[f64; 3]>,
+        base_seen: f64,
+        base_unseen: f64,
+        pad: u32,
+    }
+
+    impl Reference {
+        fn new(tokens: &[u32], blocks: &[u64], width: usize, pad: u32) -> Reference {
+            let mut grams: Vec<HashMap<(Vec<u32>, u32), (u64, HashSet<u32>)>> =
+                vec![HashMap::new(); width + 1];
+            let mut at = 0;
+            for &len in blocks {
+                let block = &tokens[at..at + len as usize];
+                at += len as usize;
+                for (j, &w) in block.iter().enumerate() {
+                    // The full left context, nearest first, ending with the padding symbol.
+                    let mut left: Vec<u32> = block[..j].iter().rev().copied().collect();
+                    left.push(pad);
+                    for k in 0..=width.min(left.len()) {
+                        let e = grams[k].entry((left[..k].to_vec(), w)).or_default();
+                        e.0 += 1;
+                        if k < width && k < left.len() && (k == 0 || left[k - 1] != pad) {
+                            e.1.insert(left[k]);
+                        }
+                    }
+                }
+            }
+            let adjusted = |k: usize, c: &Vec<u32>, e: &(u64, HashSet<u32>)| -> u64 {
+                if k == width || c.last() == Some(&pad) {
+                    e.0
+                } else {
+                    e.1.len() as u64
+                }
+            };
+            let discounts = (0..=width)
+                .map(|k| {
+                    let mut n = [0u64; 4];
+                    for ((c, _), e) in &grams[k] {
+                        let a = adjusted(k, c, e);
+                        if (1..=4).contains(&a) {
+                            n[a as usize - 1] += 1;
+                        }
+                    }
+                    if n.contains(&0) {
+                        return [0.5, 1.0, 1.5];
+                    }
+                    let [n1, n2, n3, n4] = n.map(|x| x as f64);
+                    let y = n1 / (n1 + 2.0 * n2);
+                    let d = [
+                        1.0 - 2.0 * y * n2 / n1,
+                        2.0 - 3.0 * y * n3 / n2,
+                        3.0 - 4.0 * y * n4 / n3,
+                    ];
+                    match d
+                        .iter()
+                        .enumerate()
+                        .all(|(i, &x)| x > 0.0 && x < i as f64 + 1.0)
+                    {
+                        true => d,
+                        false => [0.5, 1.0, 1.5],
+                    }
+                })
+                .collect();
+            let seen = grams[0].len() as f64;
+            let unseen = pad as f64 - seen;
+            let mut r = Reference {
+                width,
+                grams,
+                discounts,
+                base_seen: 1.0 / (seen + 1.0),
+                base_unseen: 1.0 / ((seen + 1.0) * unseen),
+                pad,
+            };
+            // Keep the adjusted counts in place of the raw ones.
+            for k in 0..=width {
+                let map = std::mem::take(&mut r.grams[k]);
+                r.grams[k] = map
+                    .into_iter()
+                    .map(|((c, w), e)| {
+                        let a = adjusted(k, &c, &e);
+                        ((c, w), (a, HashSet::new()))
+                    })
+                    .collect();
+            }
+            r
+        }
+
+        /// p(w | context), the context nearest first.
+        fn p(&self, context: &[u32], w: u32) -> f64 {
+            let seen = self.grams[0].keys().any(|(_, t)| *t == w);
+            let mut p = if seen {
+                self.base_seen
+            } else {
+                self.base_unseen
+            };
+            for k in 0..=self.width.min(context.len()) {
+                let c = &context[..k];
+                let row: Vec<u64> = self.grams[k]
+                    .iter()
+                    .filter(|((h, _), _)| h == c)
+                    .map(|(_, e)| e.0)
+                    .collect();
+                if row.is_empty() {
+                    break;
+                }
+                let d = self.discounts[k];
+                let disc = |a: u64| d[(a.min(3) - 1) as usize];
+                let total: u64 = row.iter().sum();
+                let gamma = row.iter().map(|&a| disc(a)).sum::<f64>() / total as f64;
+                let a = self.grams[k].get(&(c.to_vec(), w)).map_or(0, |e| e.0);
+                let own = if a > 0 {
+                    (a as f64 - disc(a)).max(0.0)
+                } else {
+                    0.0
+                };
+                p = own / total as f64 + gamma * p;
+            }
+            let _ = self.pad;
+            p
+        }
+    }
+
+    /// A window of W ids (farthest first) before position `j` of a block, left-padded.
+    fn window(block: &[u32], j: usize, width: usize, pad: u32) -> Vec<u32> {
+        let mut w = vec![pad; width];
+        for (k, &t) in block[..j].iter().rev().take(width).enumerate() {
+            w[width - 1 - k] = t;
+        }
+        w
+    }
+
+    fn nearest_first(window: &[u32], pad: u32) -> Vec<u32> {
+        let mut c = Vec::new();
+        for &t in window.iter().rev() {
+            c.push(t);
+            if t == pad {
+                break;
+            }
+        }
+        c
+    }
+
+    /// How far a probability may lie from the definition's. Entries are rounded to 0.03 % (with the
+    /// textbook γ the largest error measured here is 4.1e-4); the stored γ absorbs its context's
+    /// rounding so that it sums to 1, which moves back-off probabilities by up to 2.5 % (measured at
+    /// W=16: a deep chain of contexts, each dominated by one token).
+    const TOLERANCE: f64 = 5e-2;
+
+    #[test]
+    fn sums_to_one_and_matches_the_definition() {
+        let v = 40u32;
+        let pad = v;
+        let (tokens, blocks) = corpus(3000, 30, 11);
+        for width in [2usize, 4, 16] {
+            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, v + 1, pad, |_| Ok(()))
+                .unwrap();
+            let view = kn.view(pad);
+            view.validate(width, v + 1).unwrap();
+            let reference = Reference::new(&tokens, &blocks, width, pad);
+            for (k, d) in reference.discounts.iter().enumerate() {
+                for i in 0..3 {
+                    assert!(
+                        (kn.constants[3 * k + i] - d[i]).abs() < 1e-12,
+                        "W={width} order {k}"
+                    );
+                }
+            }
+            let mut state = 5u64;
+            let mut rand = move |n: usize| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 33) as usize % n
+            };
+            let (mut deepest, mut worst) = (0, 0.0f64);
+            for trial in 0..120 {
+                // Training windows (deep contexts, leaves), then random ones.
+                let ctx: Vec<u32> = if trial < 80 {
+                    let b = rand(blocks.len());
+                    let start: u64 = blocks[..b].iter().sum();
+                    let block = &tokens[start as usize..(start + blocks[b]) as usize];
+                    window(block, rand(block.len()), width, pad)
+                } else {
+                    (0..width).map(|_| rand(v as usize + 1) as u32).collect()
+                };
+                let path = view.descend(&ctx).unwrap();
+                deepest = deepest.max(path.depth());
+                let p = view.probabilities(&path).unwrap();
+                let sum: f64 = p.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-6, "W={width}: sums to {sum}");
+                assert_eq!(p[pad as usize], 0.0);
+                let near = nearest_first(&ctx, pad);
+                for w in 0..v {
+                    let expected = reference.p(&near, w);
+                    let got = view.probability(&path, w).unwrap();
+                    assert!((got - p[w as usize]).abs() <= 1e-12 * got.max(1e-300));
+                    let error = (got / expected - 1.0).abs();
+                    worst = worst.max(error);
+                    assert!(
+                        error < TOLERANCE,
+                        "W={width} context {ctx:?} token {w}: {got} vs {expected}"
+                    );
+                }
+            }
+            assert!(
+                deepest as usize >= width.min(6),
+                "W={width}: deepest {deepest}"
+            );
+            eprintln!("W={width}: deepest context {deepest}, largest relative error {worst:.2e}");
+        }
+    }
+}
