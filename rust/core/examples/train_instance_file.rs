@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         instance_base: rest.iter().any(|a| a == "--instance-base"),
         build: Default::default(),
         keep_tokens: None,
+        kneser_ney: None,
     };
     let model = Model::train(file.table, spec)?;
     model.file().save(&PathBuf::from(output))?;

@@ -59,7 +59,7 @@ impl Kind {
 }
 
 /// Format version written by this build; files of other versions are refused.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const TABLE_ENTRY: usize = 32;
 const HEADER: usize = 16;
@@ -74,7 +74,7 @@ pub enum Check {
     Full,
 }
 
-/// Section identifiers of format version 2.
+/// Section identifiers of format version 3 (version 2 had all but the Kneser-Ney ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Section {
@@ -144,7 +144,52 @@ pub enum Section {
     Tokens32 = 45,
     /// ... u64 x blocks: the length of every block.
     BlockLengths = 46,
+    /// The Kneser-Ney scoring statistics of token models ([`crate::kneser_ney`]): u64 x 2, width and
+    /// token types seen ...
+    KnParams = 47,
+    /// ... f64 x (3 (W + 1) + 1): D1, D2, D3+ per order, then the probability of an unseen id ...
+    KnConstants = 48,
+    /// ... f64 x symbols: the probabilities in the empty context ...
+    KnRoot = 49,
+    /// ... u16 or u32 x nodes: the farthest token of each stored context ...
+    KnLabels16 = 50,
+    KnLabels32 = 51,
+    /// ... f32 x nodes: its back-off weight γ ...
+    KnGamma = 52,
+    /// ... u32 x (nodes + 1) each: where its children, leaves and entries start ...
+    KnChildStarts = 53,
+    KnLeafStarts = 54,
+    KnEntryStarts = 55,
+    /// ... the entries: tokens (u16 or u32) and 16-bit log probabilities ...
+    KnEntryTokens16 = 56,
+    KnEntryTokens32 = 57,
+    KnEntryProbs = 58,
+    /// ... u32 x leaves: the position of each context seen once in the text ...
+    KnLeaves = 59,
+    /// ... u16 or u32: the training text, each block preceded by the padding id.
+    KnText16 = 60,
+    KnText32 = 61,
 }
+
+/// The sections of the Kneser-Ney statistics whose checksums are verified at first use.
+pub const KN_BULK: [Section; 13] = {
+    use Section::*;
+    [
+        KnRoot,
+        KnLabels16,
+        KnLabels32,
+        KnGamma,
+        KnChildStarts,
+        KnLeafStarts,
+        KnEntryStarts,
+        KnEntryTokens16,
+        KnEntryTokens32,
+        KnEntryProbs,
+        KnLeaves,
+        KnText16,
+        KnText32,
+    ]
+};
 
 /// The section ids of one stored trie.
 #[derive(Clone, Copy, Debug)]
@@ -206,7 +251,7 @@ pub const TAIL_OFFSETS: [Section; 3] = [
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 41] = [
+pub const ALL_SECTIONS: [Section; 56] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -248,11 +293,26 @@ pub const ALL_SECTIONS: [Section; 41] = [
     Section::Tokens16,
     Section::Tokens32,
     Section::BlockLengths,
+    Section::KnParams,
+    Section::KnConstants,
+    Section::KnRoot,
+    Section::KnLabels16,
+    Section::KnLabels32,
+    Section::KnGamma,
+    Section::KnChildStarts,
+    Section::KnLeafStarts,
+    Section::KnEntryStarts,
+    Section::KnEntryTokens16,
+    Section::KnEntryTokens32,
+    Section::KnEntryProbs,
+    Section::KnLeaves,
+    Section::KnText16,
+    Section::KnText32,
 ];
 
 /// The parts a model's size is reported in (`memlm info`), each with its sections; the header, the
 /// weights, the class statistics and the metadata are the rest ("other").
-pub const SIZE_GROUPS: [(&str, &[Section]); 8] = {
+pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
     use Section::*;
     [
         ("labels", &[Labels16, Labels32]),
@@ -295,6 +355,26 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 8] = {
                 TailValues32,
             ],
         ),
+        (
+            "kneser-ney",
+            &[
+                KnParams,
+                KnConstants,
+                KnRoot,
+                KnLabels16,
+                KnLabels32,
+                KnGamma,
+                KnChildStarts,
+                KnLeafStarts,
+                KnEntryStarts,
+                KnEntryTokens16,
+                KnEntryTokens32,
+                KnEntryProbs,
+                KnLeaves,
+                KnText16,
+                KnText32,
+            ],
+        ),
     ]
 };
 
@@ -315,6 +395,8 @@ impl Section {
                 | Tokenizer
                 | Metadata
                 | ShardParams
+                | KnParams
+                | KnConstants
         )
     }
 
@@ -338,7 +420,10 @@ impl Section {
             | TotalCounts
             | BaseTotalCounts
             | ShardParams
-            | BlockLengths => 8,
+            | BlockLengths
+            | KnParams
+            | KnConstants
+            | KnRoot => 8,
             FeatureOrder
             | ClassRank
             | Labels32
@@ -352,8 +437,17 @@ impl Section {
             | TailValues32
             | TotalNodes
             | BaseTotalNodes
-            | Tokens32 => 4,
-            Labels16 | BaseLabels16 | TailValues16 | Tokens16 => 2,
+            | Tokens32
+            | KnLabels32
+            | KnGamma
+            | KnChildStarts
+            | KnLeafStarts
+            | KnEntryStarts
+            | KnEntryTokens32
+            | KnLeaves
+            | KnText32 => 4,
+            Labels16 | BaseLabels16 | TailValues16 | Tokens16 | KnLabels16 | KnEntryTokens16
+            | KnEntryProbs | KnText16 => 2,
             DistBytes | SymbolBytes | Tokenizer | Metadata | BaseDistBytes => 1,
         }
     }

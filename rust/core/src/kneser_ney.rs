@@ -26,7 +26,7 @@
 //! interpolated and stored as a 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then
 //! recomputed from the stored probabilities so that every distribution sums to 1 exactly (up to f32
 //! rounding): `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` ([`renormalised_gamma`]). The empty context's
-//! distribution is a dense f32 table over all ids. Contexts seen once are *leaves*: stored as the
+//! distribution is a dense f64 table over all ids. Contexts seen once are *leaves*: stored as the
 //! position of their one occurrence in a copy of the training text (blocks each preceded by the
 //! padding symbol), found by binary search on the token there, and continued along that text. Their
 //! distribution has a closed form: `a = A = N1 = 1`, so `γ = D1_k` and
@@ -46,7 +46,6 @@ use crate::error::{Error, Result};
 use crate::ids::{IdVec, Ids};
 use crate::instances::MAX_WIDTH;
 use crate::trie::Corrupt;
-use crate::vocabulary::UNKNOWN;
 
 /// A stored probability `p` is `exp(-q / QUANT_SCALE)` for a u16 `q`: 16 bits over e^0..e^-40,
 /// a step of 0.06 % (8 bits lose the margin over KenLM: docs/design/kneser-ney.md §2.2).
@@ -133,7 +132,7 @@ pub struct KneserNey {
     /// context).
     pub constants: Vec<f64>,
     /// p(w) in the empty context for every id (0 for the padding id).
-    pub root: Vec<f32>,
+    pub root: Vec<f64>,
     /// Per node (node 0 the empty context, its label unused): the farthest token of its context.
     pub labels: IdVec,
     /// Per node: its γ.
@@ -269,17 +268,19 @@ impl KneserNey {
                 if level == 0 {
                     let seen = run.len() as u64;
                     let unseen_ids = (n_ids as u64 - 1).saturating_sub(seen);
+                    // With no id left unseen, the unknown class stands only for ids outside the
+                    // model (and the padding id), outside the distribution.
                     let (base_seen, base_unseen) = match unseen_ids {
-                        0 => (1.0 / seen as f64, 0.0),
+                        0 => (1.0 / seen as f64, 1.0 / (seen + 1) as f64),
                         u => (1.0 / (seen + 1) as f64, 1.0 / ((seen + 1) * u) as f64),
                     };
-                    unseen = (gamma * base_unseen) as f32 as f64;
-                    kn.root.fill(unseen as f32);
+                    unseen = gamma * base_unseen;
+                    kn.root.fill(if unseen_ids > 0 { unseen } else { 0.0 });
                     kn.root[pad as usize] = 0.0;
                     for g in run {
                         let p = discounted(g.count, total) + gamma * base_seen;
-                        kn.root[g.token as usize] = p as f32;
-                        probs.push(p as f32 as f64);
+                        kn.root[g.token as usize] = p;
+                        probs.push(p);
                     }
                     kn.params[1] = seen;
                     kn.gamma.push(gamma as f32);
@@ -425,7 +426,7 @@ const BAD_LEAF: Corrupt = Corrupt("a Kneser-Ney leaf lies outside the training t
 pub struct KneserNeyView<'a> {
     pub params: &'a [u64],
     pub constants: &'a [f64],
-    pub root: &'a [f32],
+    pub root: &'a [f64],
     pub labels: Ids<'a>,
     pub gamma: &'a [f32],
     pub child_starts: &'a [u32],
@@ -531,7 +532,7 @@ impl KneserNeyView<'_> {
         let probability = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
         if !self.constants.iter().all(|&x| probability(x / 3.0))
             || !self.gamma.iter().all(|&x| probability(x as f64))
-            || !self.root.iter().all(|&x| probability(x as f64))
+            || !self.root.iter().all(|&x| probability(x))
         {
             return bad("a discount or probability is out of range");
         }
@@ -653,28 +654,28 @@ impl KneserNeyView<'_> {
     /// The probability of `target` after the context of `path`.
     #[inline]
     pub fn probability(&self, path: &KnPath, target: u32) -> std::result::Result<f64, Corrupt> {
+        // Ids that are no token of the model (padding, unknown, beyond) and ids never seen: the
+        // unknown class's share, backed off through every context.
+        let known = target != self.pad && (target as usize) < self.root.len();
         let mut backoff = 1.0f64;
         let mut p = None;
-        if target != self.pad && target != UNKNOWN {
-            for &node in path.nodes[1..path.len].iter().rev() {
-                let entries = Self::range(self.entry_starts, node)?;
+        for &node in path.nodes[1..path.len].iter().rev() {
+            let entries = Self::range(self.entry_starts, node)?;
+            if known {
                 if let Some(i) = self.entry_tokens.find(entries.clone(), target) {
                     let q = self.entry_probs.get(entries.start + i).ok_or(BAD_RANGE)?;
                     p = Some(dequantise(*q) * backoff);
                     break;
                 }
-                backoff *= *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
             }
+            backoff *= *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
         }
         let mut p = match p {
             Some(p) => p,
-            None if target == self.pad => self.unseen() * backoff,
-            None => {
-                self.root
-                    .get(target as usize)
-                    .map_or(self.unseen(), |&x| x as f64)
-                    * backoff
-            }
+            None => match self.root.get(target as usize) {
+                Some(&x) if known && x > 0.0 => x * backoff,
+                _ => self.unseen() * backoff,
+            },
         };
         if let Some(leaf) = path.leaf {
             for level in leaf.from..=leaf.to {
@@ -687,7 +688,7 @@ impl KneserNeyView<'_> {
 
     /// Every probability after the context of `path`: one per id, the padding id at 0.
     pub fn probabilities(&self, path: &KnPath) -> std::result::Result<Vec<f64>, Corrupt> {
-        let mut p: Vec<f64> = self.root.iter().map(|&x| x as f64).collect();
+        let mut p: Vec<f64> = self.root.to_vec();
         for &node in &path.nodes[1..path.len] {
             let gamma = *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
             p.iter_mut().for_each(|x| *x *= gamma);
@@ -758,12 +759,15 @@ mod tests {
         (tokens, blocks)
     }
 
+    /// (context, token) -> (count, the tokens seen left of them).
+    type Grams = HashMap<(Vec<u32>, u32), (u64, HashSet<u32>)>;
+
     /// Interpolated modified Kneser-Ney straight from the definition (module doc), over raw n-gram
     /// counts: contexts as token vectors, nearest first.
     struct Reference {
         width: usize,
         /// Per context length: (context, token) -> (raw count, left extensions).
-        grams: Vec<HashMap<(Vec<u32>, u32), (u64, HashSet<u32>)>>,
+        grams: Vec<Grams>,
         discounts: Vec<[f64; 3]>,
         base_seen: f64,
         base_unseen: f64,
@@ -772,8 +776,7 @@ mod tests {
 
     impl Reference {
         fn new(tokens: &[u32], blocks: &[u64], width: usize, pad: u32) -> Reference {
-            let mut grams: Vec<HashMap<(Vec<u32>, u32), (u64, HashSet<u32>)>> =
-                vec![HashMap::new(); width + 1];
+            let mut grams: Vec<Grams> = vec![HashMap::new(); width + 1];
             let mut at = 0;
             for &len in blocks {
                 let block = &tokens[at..at + len as usize];
@@ -924,11 +927,8 @@ mod tests {
             view.validate(width, v + 1).unwrap();
             let reference = Reference::new(&tokens, &blocks, width, pad);
             for (k, d) in reference.discounts.iter().enumerate() {
-                for i in 0..3 {
-                    assert!(
-                        (kn.constants[3 * k + i] - d[i]).abs() < 1e-12,
-                        "W={width} order {k}"
-                    );
+                for (stored, expected) in kn.constants[3 * k..3 * k + 3].iter().zip(d) {
+                    assert!((stored - expected).abs() < 1e-12, "W={width} order {k}");
                 }
             }
             let mut state = 5u64;

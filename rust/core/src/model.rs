@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::format::Check;
 use crate::instances::{Context, MAX_WIDTH};
+use crate::kneser_ney::KneserNeyView;
 use crate::knn::InstanceBaseView;
 use crate::model_file::{ModelFile, Params};
 use crate::scoring::{Score, Scores};
@@ -268,8 +269,18 @@ impl Model {
         self.params().n_symbols as usize - 1
     }
 
+    /// Whether the target is out of vocabulary: never a training class (unknown ids included).
     #[inline]
-    fn score_unchecked(
+    fn oov(&self, target: u32) -> bool {
+        self.file
+            .class_counts()
+            .get(target as usize)
+            .is_none_or(|&count| count == 0)
+    }
+
+    /// The Witten-Bell score along the IGTree path (models without Kneser-Ney statistics).
+    #[inline]
+    fn witten_bell_score(
         &self,
         trie: &TrieView,
         context: &[u32],
@@ -277,27 +288,41 @@ impl Model {
     ) -> std::result::Result<Score, Corrupt> {
         let (nodes, len) = self.path(trie, context)?;
         let p = crate::scoring::probability(trie, &nodes[..len], target, self.vocabulary())?;
-        let oov = self
-            .file
-            .class_counts()
-            .get(target as usize)
-            .is_none_or(|&count| count == 0);
         Ok(Score {
             log10: p.log10(),
             depth: len as u32 - 1,
-            oov,
+            oov: self.oov(target),
         })
     }
 
-    /// The score of `target` after `context` under the scoring distribution ([`crate::scoring`]).
-    /// Defined for every target: one never seen as a class, [`UNKNOWN`] or any id outside the
-    /// model gets the probability of an unseen class and is flagged out of vocabulary.
+    /// The Kneser-Ney score: one descent, one walk back up.
+    #[inline]
+    fn kneser_ney_score(
+        &self,
+        kn: &KneserNeyView,
+        context: &[u32],
+        target: u32,
+    ) -> std::result::Result<Score, Corrupt> {
+        let path = kn.descend(context)?;
+        Ok(Score {
+            log10: kn.probability(&path, target)?.log10(),
+            depth: path.depth(),
+            oov: self.oov(target),
+        })
+    }
+
+    /// The score of `target` after `context` under the scoring distribution: Kneser-Ney
+    /// ([`crate::kneser_ney`]) when the model has its statistics (token models), else Witten-Bell
+    /// along the IGTree path ([`crate::scoring`]). Defined for every target: one never seen as a
+    /// class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen id and is
+    /// flagged out of vocabulary.
     #[cfg(test)]
     pub(crate) fn score(&self, context: &[u32], target: u32) -> Result<Score> {
-        self.check_context(context)?;
-        let trie = self.checked_trie()?;
-        self.score_unchecked(&trie, context, target)
-            .map_err(|c| self.corrupt(c))
+        self.score_batch(context, &[target]).map(|s| Score {
+            log10: s.log10[0],
+            depth: s.depths[0],
+            oov: s.oov[0],
+        })
     }
 
     /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
@@ -311,14 +336,22 @@ impl Model {
                 targets.len()
             )));
         }
-        let trie = self.checked_trie()?;
-        let scores: Vec<Score> = contexts
-            .par_chunks(w)
-            .zip(targets.par_iter())
-            .with_min_len(256)
-            .map(|(c, &t)| self.score_unchecked(&trie, c, t))
-            .collect::<std::result::Result<_, Corrupt>>()
-            .map_err(|c| self.corrupt(c))?;
+        let windows = contexts.par_chunks(w).zip(targets.par_iter());
+        let scores: std::result::Result<Vec<Score>, Corrupt> =
+            match self.file.checked_kneser_ney()? {
+                Some(kn) => windows
+                    .with_min_len(1024)
+                    .map(|(c, &t)| self.kneser_ney_score(&kn, c, t))
+                    .collect(),
+                None => {
+                    let trie = self.checked_trie()?;
+                    windows
+                        .with_min_len(256)
+                        .map(|(c, &t)| self.witten_bell_score(&trie, c, t))
+                        .collect()
+                }
+            };
+        let scores = scores.map_err(|c| self.corrupt(c))?;
         Ok(Scores {
             log10: scores.iter().map(|s| s.log10).collect(),
             depths: scores.iter().map(|s| s.depth).collect(),
@@ -329,6 +362,12 @@ impl Model {
     /// The scoring distribution after `context`: a probability per symbol id, summing to 1.
     pub fn probabilities(&self, context: &[u32]) -> Result<Vec<f64>> {
         self.check_context(context)?;
+        if let Some(kn) = self.file.checked_kneser_ney()? {
+            return kn
+                .descend(context)
+                .and_then(|path| kn.probabilities(&path))
+                .map_err(|c| self.corrupt(c));
+        }
         let trie = self.checked_trie()?;
         let params = self.params();
         self.path(&trie, context)
@@ -367,7 +406,8 @@ mod tests {
             let seen = model.score(&context, 1).unwrap();
             assert!(!seen.oov && seen.log10 > floor.log10);
             let p = model.probabilities(&context).unwrap();
-            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            // Kneser-Ney's back-off weights are stored as f32.
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-7);
             assert!((p[1].log10() - seen.log10).abs() < 1e-9);
         }
         let contexts: Vec<u32> = [[1, 2, 3], [0, 0, 0]].concat();

@@ -31,10 +31,11 @@ use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
     self, AlignedBytes, Check, Image, Kind, Section, SectionData, SectionTable, TrieSections,
-    SIZE_GROUPS, TAIL_OFFSETS,
+    KN_BULK, SIZE_GROUPS, TAIL_OFFSETS,
 };
 use crate::ids::{IdVec, Ids};
 use crate::instances::check_width;
+use crate::kneser_ney::{KneserNey, KneserNeyView};
 use crate::knn::InstanceBaseView;
 use crate::offsets::{OffsetsView, PackedOffsets};
 use crate::shard::{check_tokens, read_tokens, token_sections};
@@ -105,6 +106,7 @@ pub(crate) struct Contents<'a> {
     pub igtree: &'a EncodedTrie,
     pub instance_base: Option<&'a InstanceBase>,
     pub tokens: Option<(&'a IdVec, &'a [u64])>,
+    pub kneser_ney: Option<&'a KneserNey>,
     pub vocabulary: &'a Vocabulary,
     pub tokenizer: &'a [u8],
     pub metadata: &'a str,
@@ -121,6 +123,7 @@ struct Views<'a> {
     class_rank: &'a [u32],
     symbols: Symbols<'a>,
     training_tokens: Option<(Ids<'a>, &'a [u64])>,
+    kneser_ney: Option<KneserNeyView<'a>>,
     tokenizer: &'a [u8],
     metadata: &'a str,
 }
@@ -131,6 +134,7 @@ enum Part {
     IgTree,
     InstanceBase,
     TrainingTokens,
+    KneserNey,
 }
 
 impl Part {
@@ -153,6 +157,7 @@ impl Part {
             Part::TrainingTokens => {
                 vec![Section::Tokens16, Section::Tokens32, Section::BlockLengths]
             }
+            Part::KneserNey => KN_BULK.to_vec(),
         }
     }
 }
@@ -169,8 +174,9 @@ pub struct ModelFile {
     class_by_rank: Vec<u32>,
     params: Params,
     sections: SectionTable,
-    /// The lazy verification of the IGTree, the instance base and the training tokens.
-    verified: [Verified; 3],
+    /// The lazy verification of the IGTree, the instance base, the training tokens and the
+    /// Kneser-Ney statistics.
+    verified: [Verified; 4],
     image: Image,
     /// Where the image came from, for error messages.
     origin: PathBuf,
@@ -241,6 +247,9 @@ impl ModelFile {
         }
         if let Some((tokens, block_lengths)) = contents.tokens {
             data.extend(token_sections(tokens, block_lengths));
+        }
+        if let Some(kn) = contents.kneser_ney {
+            data.extend(kneser_ney_sections(kn));
         }
         data.extend([
             (
@@ -376,6 +385,24 @@ impl ModelFile {
             }
             None => Ok(None),
         }
+    }
+
+    /// The Kneser-Ney statistics (None for models trained from instance files), their sections'
+    /// checksums verified at the first call.
+    #[inline]
+    pub fn checked_kneser_ney(&self) -> Result<Option<KneserNeyView<'_>>> {
+        match self.views.kneser_ney {
+            Some(kn) => {
+                self.verify_part(Part::KneserNey)?;
+                Ok(Some(kn))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the Kneser-Ney statistics' checksums were checked already (or there are none).
+    pub fn kneser_ney_checked(&self) -> bool {
+        self.views.kneser_ney.is_none() || self.verified[Part::KneserNey as usize].get().is_some()
     }
 
     /// The training tokens and block lengths (None when the model did not keep them), checksums
@@ -549,6 +576,33 @@ impl<'a> Views<'a> {
             }
             false => None,
         };
+        let kneser_ney = match sections.contains(Section::KnParams) {
+            true => {
+                let kn = KneserNeyView {
+                    params: array(bytes, sections, Section::KnParams)?,
+                    constants: array(bytes, sections, Section::KnConstants)?,
+                    root: array(bytes, sections, Section::KnRoot)?,
+                    labels: ids(bytes, sections, Section::KnLabels16, Section::KnLabels32)?,
+                    gamma: array(bytes, sections, Section::KnGamma)?,
+                    child_starts: array(bytes, sections, Section::KnChildStarts)?,
+                    leaf_starts: array(bytes, sections, Section::KnLeafStarts)?,
+                    entry_starts: array(bytes, sections, Section::KnEntryStarts)?,
+                    entry_tokens: ids(
+                        bytes,
+                        sections,
+                        Section::KnEntryTokens16,
+                        Section::KnEntryTokens32,
+                    )?,
+                    entry_probs: array(bytes, sections, Section::KnEntryProbs)?,
+                    leaves: array(bytes, sections, Section::KnLeaves)?,
+                    text: ids(bytes, sections, Section::KnText16, Section::KnText32)?,
+                    pad: params.pad,
+                };
+                kn.check_lengths(w, n)?;
+                Some(kn)
+            }
+            false => None,
+        };
         let symbols = match params.token_ids {
             true => Symbols::token_ids(n, params.pad),
             false => Symbols::table(
@@ -570,6 +624,7 @@ impl<'a> Views<'a> {
             class_rank: array(bytes, sections, Section::ClassRank)?,
             symbols,
             training_tokens,
+            kneser_ney,
             tokenizer: section(bytes, sections, Section::Tokenizer)?,
             metadata,
         };
@@ -588,6 +643,9 @@ impl<'a> Views<'a> {
         self.igtree.validate(params.n_symbols)?;
         if let Some(base) = &self.instance_base {
             base.validate(params.width, params.n_symbols)?;
+        }
+        if let Some(kn) = &self.kneser_ney {
+            kn.validate(params.width, params.n_symbols)?;
         }
         Ok(())
     }
@@ -699,5 +757,39 @@ fn offset_sections(o: &PackedOffsets, sections: [Section; 3]) -> [(Section, &[u8
         (records, bytemuck::cast_slice(&o.records)),
         (items, bytemuck::cast_slice(&o.exception_items)),
         (lengths, bytemuck::cast_slice(&o.exception_lens)),
+    ]
+}
+
+/// The sections of the Kneser-Ney statistics.
+fn kneser_ney_sections(kn: &KneserNey) -> Vec<(Section, &[u8])> {
+    fn ids(v: &IdVec, s16: Section, s32: Section) -> (Section, &[u8]) {
+        match v {
+            IdVec::U16(v) => (s16, bytemuck::cast_slice(&v[..])),
+            IdVec::U32(v) => (s32, bytemuck::cast_slice(&v[..])),
+        }
+    }
+    vec![
+        (Section::KnParams, bytemuck::cast_slice(&kn.params)),
+        (Section::KnConstants, bytemuck::cast_slice(&kn.constants)),
+        (Section::KnRoot, bytemuck::cast_slice(&kn.root)),
+        ids(&kn.labels, Section::KnLabels16, Section::KnLabels32),
+        (Section::KnGamma, bytemuck::cast_slice(&kn.gamma)),
+        (
+            Section::KnChildStarts,
+            bytemuck::cast_slice(&kn.child_starts),
+        ),
+        (Section::KnLeafStarts, bytemuck::cast_slice(&kn.leaf_starts)),
+        (
+            Section::KnEntryStarts,
+            bytemuck::cast_slice(&kn.entry_starts),
+        ),
+        ids(
+            &kn.entry_tokens,
+            Section::KnEntryTokens16,
+            Section::KnEntryTokens32,
+        ),
+        (Section::KnEntryProbs, bytemuck::cast_slice(&kn.entry_probs)),
+        (Section::KnLeaves, bytemuck::cast_slice(&kn.leaves)),
+        ids(&kn.text, Section::KnText16, Section::KnText32),
     ]
 }

@@ -12,6 +12,7 @@ use crate::columns;
 use crate::error::{Error, Result};
 use crate::ids::IdVec;
 use crate::instances::{check_width, Instances, TokenWindows};
+use crate::kneser_ney::KneserNey;
 use crate::model::Model;
 use crate::model_file::{Contents, ModelFile, Params};
 use crate::query::Algorithm;
@@ -33,6 +34,8 @@ pub struct TrainSpec<'a> {
     /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
     /// can add text to it later (None: not stored).
     pub keep_tokens: Option<(&'a IdVec, &'a [u64])>,
+    /// The Kneser-Ney scoring statistics (token models; None: the model scores with Witten-Bell).
+    pub kneser_ney: Option<&'a KneserNey>,
 }
 
 impl Model {
@@ -81,6 +84,7 @@ impl Model {
             igtree: &igtree,
             instance_base: base.as_ref(),
             tokens: spec.keep_tokens,
+            kneser_ney: spec.kneser_ney,
             vocabulary: &spec.vocabulary,
             tokenizer: spec.tokenizer,
             metadata: spec.metadata,
@@ -202,6 +206,7 @@ pub fn train_tokens(
     let kept = options.keep_tokens.then(|| tokens.clone());
     let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
     let windows = TokenWindows::from_ids(tokens, &lengths, options.width, vocab_size)?;
+    let kneser_ney = kneser_ney_of(&windows, block_lengths, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::TokenIds { size: vocab_size },
         weighting: options.weighting,
@@ -214,8 +219,38 @@ pub fn train_tokens(
             progress,
         },
         keep_tokens: kept.as_ref().map(|ids| (ids, block_lengths)),
+        kneser_ney: kneser_ney.as_ref(),
     };
     Model::train(windows, spec)
+}
+
+/// The Kneser-Ney statistics of the windows' token blocks (None when the corpus is empty: training
+/// refuses it).
+fn kneser_ney_of(
+    windows: &TokenWindows,
+    block_lengths: &[u64],
+    progress: Option<Progress>,
+) -> Result<Option<KneserNey>> {
+    if windows.is_empty() {
+        return Ok(None);
+    }
+    let width = windows.width();
+    let mut ticker = Ticker::start(
+        progress,
+        "computing Kneser-Ney statistics",
+        width as u64 + 1,
+    )?;
+    let pad = windows.pad();
+    let kn = KneserNey::build(
+        windows.tokens(),
+        block_lengths,
+        width,
+        pad + 1,
+        pad,
+        |level| ticker.set(level as u64 + 1),
+    )?;
+    ticker.finish()?;
+    Ok(Some(kn))
 }
 
 /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its
@@ -245,6 +280,7 @@ pub fn train_instance_file_with(
             progress,
         },
         keep_tokens: None,
+        kneser_ney: None,
     };
     Model::train(file.table, spec)
 }

@@ -1,6 +1,6 @@
 //! Damaged model files, opened without verification (`Check::Header`, as `memlm.load` does) and
 //! queried every way: random byte flips anywhere, flips and zeroed ranges inside the bulk sections
-//! (the tries, the tails, the training tokens), and the same with forged checksums (every section
+//! (the tries, the tails, the training tokens, the Kneser-Ney statistics), and the same with forged checksums (every section
 //! checksum and the header checksum recomputed, so that the damage reaches the structural checks).
 //!
 //! Accepted: a clean error (`Error::BadModel`), or, when the checksums were not forged, exactly the
@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use memlm_core::columns::classify_file;
-use memlm_core::format::{checksum, Check, ALL_SECTIONS};
+use memlm_core::format::{checksum, Check, Section, ALL_SECTIONS};
+use memlm_core::kneser_ney::KneserNey;
 use memlm_core::{
-    Error, Generation, IdVec, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
+    Error, Generation, IdVec, Ids, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
     Weighting, UNKNOWN,
 };
 use proptest::prelude::*;
@@ -82,6 +83,15 @@ fn fixture(which: usize) -> &'static Fixture {
         let kept = IdVec::U32(ids.clone());
         let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
         let windows = TokenWindows::new(ids.clone(), &lengths_usize, width, vocab_size).unwrap();
+        let kn = KneserNey::build(
+            Ids::U32(&ids),
+            &lengths,
+            width,
+            vocab_size + 1,
+            vocab_size,
+            |_| Ok(()),
+        )
+        .unwrap();
         let model = Model::train(
             windows,
             TrainSpec {
@@ -92,6 +102,7 @@ fn fixture(which: usize) -> &'static Fixture {
                 instance_base: true,
                 build: Default::default(),
                 keep_tokens: Some((&kept, &lengths)),
+                kneser_ney: Some(&kn),
             },
         )
         .unwrap();
@@ -145,7 +156,7 @@ fn fixture(which: usize) -> &'static Fixture {
     })
 }
 
-/// The byte ranges of the bulk sections, read from the section table (format version 2).
+/// The byte ranges of the bulk sections, read from the section table (format version 3).
 fn bulk_sections(bytes: &[u8]) -> Vec<Range<usize>> {
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
     let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
@@ -417,7 +428,41 @@ fn first_query_verifies_the_trie_it_reads() {
             err.contains("checksum mismatch in section Labels16"),
             "{err}"
         );
-        assert!(model.score_batch(&f.contexts, &f.targets).is_err());
+        // Scores read the Kneser-Ney statistics, not the IGTree.
+        assert!(model.score_batch(&f.contexts, &f.targets).is_ok());
+    }
+    assert!(Model::from_bytes_with(&bytes, Check::Full).is_err());
+}
+
+/// The same for the Kneser-Ney statistics: damage is found by the first score, not at open, and
+/// the classifiers are unaffected.
+#[test]
+fn first_score_verifies_the_kneser_ney_statistics() {
+    let f = fixture(0);
+    let word = |at: usize| u64::from_le_bytes(f.bytes[at..at + 8].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(f.bytes[12..16].try_into().unwrap()) as usize;
+    let entry = (0..count)
+        .map(|k| 16 + 32 * k)
+        .find(|&e| {
+            u32::from_le_bytes(f.bytes[e..e + 4].try_into().unwrap())
+                == Section::KnEntryProbs as u32
+        })
+        .unwrap();
+    let mut bytes = f.bytes.clone();
+    bytes[word(entry + 8) + word(entry + 16) / 2] ^= 1;
+    let model = Model::from_bytes_with(&bytes, Check::Header).unwrap();
+    let w = model.width();
+    for _ in 0..2 {
+        let err = model
+            .score_batch(&f.contexts, &f.targets)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checksum mismatch in section KnEntryProbs"),
+            "{err}"
+        );
+        assert!(model.probabilities(&f.contexts[..w]).is_err());
+        assert!(model.answer(&f.contexts[..w], &Query::igtree(1)).is_ok());
     }
     assert!(Model::from_bytes_with(&bytes, Check::Full).is_err());
 }

@@ -17,6 +17,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         instance_base: true,
         build: Default::default(),
         keep_tokens: None,
+        kneser_ney: None,
     }
 }
 
