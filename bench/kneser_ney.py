@@ -1,0 +1,168 @@
+"""Kneser-Ney scoring (issue 13) against KenLM, in one run.
+
+    python -m bench.kneser_ney --width 4 --width 16
+
+Train on austen_train + kjv (1,789,387 GPT-2 tokens, every block tokenised on its own), test on Persuasion.
+Per width: perplexity over the test tokens seen in training (the only figure that compares with KenLM's,
+which scores unseen tokens as one `<unk>` class) against KenLM's order-5 figure recomputed from
+`kenlm/persuasion_o5.tsv.gz` (the ids are checked to be the same tokens); the file size against KenLM's
+trie (40.9 MB); training time with the share of the Kneser-Ney phase (the build without that phase is
+the IGTree build as before, so their ratio is the cost of Kneser-Ney; one process, one run); scoring
+speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
+Persuasion): `Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text
+(tokenising included). Nothing is fitted on Persuasion. Writes bench/out/kneser_ney.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import memlm
+from bench.common import SHARED_DATA, TEST_FILE, first_tokens, text_blocks
+
+TRAIN = ("austen_train.txt.gz", "kjv.txt.gz")
+KENLM_TSV = SHARED_DATA / "kenlm" / "persuasion_o5.tsv.gz"
+#: KenLM's trie file for the same setup (its README).
+KENLM_TRIE_BYTES = 40.9e6
+
+#: Scoring speed in a child process with one rayon thread: argv = model, repeats.
+_SPEED = """
+import json, sys, time, statistics, memlm
+from bench.common import TEST_FILE, first_tokens, text_blocks
+model = memlm.load(sys.argv[1])
+tokens, lengths = first_tokens(None, [TEST_FILE])
+contexts, targets = model.windows(tokens=tokens, block_lengths=lengths)
+text = "\\n\\n".join(text_blocks(TEST_FILE))
+model.score_windows(contexts[:1000], targets[:1000])  # the first score verifies the checksums
+windows, whole = [], []
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter(); model.score_windows(contexts, targets); windows.append(time.perf_counter() - start)
+    start = time.perf_counter(); model.perplexity(text); whole.append(time.perf_counter() - start)
+n = int(targets.size)
+print(json.dumps({"tokens": n, "score_windows_tokens_per_s": n / statistics.median(windows),
+                  "perplexity_text_tokens_per_s": n / statistics.median(whole)}))
+"""
+
+
+def kenlm_reference(test_tokens: np.ndarray) -> dict:
+    """KenLM's perplexity over the seen test tokens and over all of them, from its per-token scores."""
+    rows = np.loadtxt(gzip.open(KENLM_TSV, "rt"), delimiter="\t", skiprows=1, usecols=(2, 3, 4))
+    if not np.array_equal(rows[:, 0].astype(np.int64), test_tokens.astype(np.int64)):
+        raise SystemExit(f"{KENLM_TSV} does not hold the tokens of {TEST_FILE} in order")
+    seen = rows[:, 1] == 0
+    return {
+        "oov": rows[:, 1].astype(bool),
+        "perplexity_seen": float(10 ** -rows[seen, 2].mean()),
+        "perplexity_all": float(10 ** -rows[:, 2].mean()),
+        "seen_tokens": int(seen.sum()),
+    }
+
+
+def measure(width: int, train: tuple, test: tuple, kenlm: dict, out: Path, repeats: int) -> dict:
+    tokens, lengths = train
+    phases: dict[str, float] = {}
+    current = [None, time.perf_counter()]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if phase != current[0]:
+            if current[0] is not None:
+                phases[current[0]] = phases.get(current[0], 0.0) + now - current[1]
+            current[:] = [phase, now]
+
+    start = time.perf_counter()
+    model = memlm.train_token_ids(tokens, lengths, memlm.TokenizerSpec.from_file(), width=width, progress=progress)
+    seconds = time.perf_counter() - start
+    phases[current[0]] = phases.get(current[0], 0.0) + time.perf_counter() - current[1]
+    path = out / "work" / f"kneser_ney_w{width}.memlm"
+    model.save(path)
+    model = memlm.load(path)
+    kn_seconds = sum(s for p, s in phases.items() if "Kneser-Ney" in p)
+    contexts, targets = model.windows(tokens=test[0], block_lengths=test[1])
+    log10, _, oov = model.score_windows(contexts, targets)
+    if not np.array_equal(oov, kenlm["oov"]):
+        raise SystemExit("memlm's OOV tokens are not KenLM's")
+    info = model.info()
+    speed = subprocess.run(
+        [sys.executable, "-c", _SPEED, str(path), str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "RAYON_NUM_THREADS": "1"},
+    )
+    return {
+        "width": width,
+        "perplexity_seen": float(10 ** -log10[~oov].mean()),
+        "perplexity_all": float(10 ** -log10.mean()),
+        "seen_tokens": int((~oov).sum()),
+        "file_bytes": path.stat().st_size,
+        "kneser_ney_bytes": info["size_breakdown"]["kneser-ney"],
+        "train_tokens": int(tokens.size),
+        "train_seconds": seconds,
+        "kneser_ney_seconds": kn_seconds,
+        "phases": phases,
+        **json.loads(speed.stdout),
+    }
+
+
+def markdown(rows: list[dict], kenlm: dict) -> str:
+    lines = [
+        "# Kneser-Ney scoring against KenLM (train austen_train + kjv, test Persuasion)",
+        "",
+        f"KenLM `lmplz -o 5`: perplexity over the {kenlm['seen_tokens']:,} seen tokens "
+        f"**{kenlm['perplexity_seen']:.2f}** (all tokens, `<unk>` as a class: {kenlm['perplexity_all']:.2f}), "
+        f"trie {KENLM_TRIE_BYTES / 1e6:.1f} MB.",
+        "",
+        "| W | ppl seen | / KenLM | ppl all | file MB | / KenLM trie | KN MB | KN B/token | train s | KN phase s "
+        "| train / without KN | score_windows tok/s (1 thread) | perplexity(text) tok/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['width']} | {r['perplexity_seen']:.2f} | {r['perplexity_seen'] / kenlm['perplexity_seen']:.4f} "
+            f"| {r['perplexity_all']:.2f} | {r['file_bytes'] / 1e6:.2f} | {r['file_bytes'] / KENLM_TRIE_BYTES:.3f} "
+            f"| {r['kneser_ney_bytes'] / 1e6:.2f} | {r['kneser_ney_bytes'] / r['train_tokens']:.2f} "
+            f"| {r['train_seconds']:.1f} | {r['kneser_ney_seconds']:.1f} "
+            f"| {r['train_seconds'] / (r['train_seconds'] - r['kneser_ney_seconds']):.2f} "
+            f"| {r['score_windows_tokens_per_s'] / 1e6:.2f} M | {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M |"
+        )
+    by_width = {r["width"]: r for r in rows}
+    if 4 in by_width and 16 in by_width:
+        ratio = by_width[16]["perplexity_seen"] / by_width[4]["perplexity_seen"]
+        lines += ["", f"W=16 / W=4 perplexity over seen tokens: {ratio:.4f}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, action="append", help="context width (repeatable; default 4 and 16)")
+    parser.add_argument("--repeats", type=int, default=5, help="scoring passes (the median counts)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = parser.parse_args(argv)
+    (args.out / "work").mkdir(parents=True, exist_ok=True)
+    train = first_tokens(None, TRAIN, cache=args.out / "work")
+    test = first_tokens(None, [TEST_FILE], cache=args.out / "work")
+    assert text_blocks(TEST_FILE)
+    kenlm = kenlm_reference(test[0])
+    rows = []
+    for width in args.width or [4, 16]:
+        rows.append(measure(width, train, test, kenlm, args.out, args.repeats))
+        print(markdown(rows, kenlm).splitlines()[-1], flush=True)
+        (args.out / "kneser_ney.json").write_text(
+            json.dumps({"kenlm": {k: v for k, v in kenlm.items() if k != "oov"}, "rows": rows}, indent=2)
+        )
+        (args.out / "kneser_ney.md").write_text(markdown(rows, kenlm))
+    print(markdown(rows, kenlm))
+
+
+if __name__ == "__main__":
+    main()
