@@ -151,24 +151,26 @@ pub enum Section {
     KnConstants = 48,
     /// ... f64 x symbols: the probabilities in the empty context ...
     KnRoot = 49,
+    /// ... u32 x symbols: what follows the empty context with each id (child, leaf or nothing) ...
+    KnRootNext = 61,
     /// ... u16 or u32 x nodes: the farthest token of each stored context ...
     KnLabels16 = 50,
     KnLabels32 = 51,
-    /// ... f32 x nodes: its back-off weight γ ...
-    KnGamma = 52,
-    /// ... u32 x (nodes + 1) each: where its children, leaves and entries start ...
-    KnChildStarts = 53,
-    KnLeafStarts = 54,
-    KnEntryStarts = 55,
+    /// ... u32 x 4 x (nodes + 1): where its children, leaves and entries start, and its back-off
+    /// weight γ (f32 bits) ...
+    KnNodes = 52,
     /// ... the entries: tokens (u16 or u32) and 16-bit log probabilities ...
-    KnEntryTokens16 = 56,
-    KnEntryTokens32 = 57,
-    KnEntryProbs = 58,
-    /// ... u32 x leaves: the position of each context seen once in the text ...
-    KnLeaves = 59,
+    KnEntryTokens16 = 55,
+    KnEntryTokens32 = 56,
+    KnEntryProbs = 57,
+    /// ... per context seen once: its farthest token (u16 or u32) and the position of its target in
+    /// the text (u32) ...
+    KnLeafLabels16 = 53,
+    KnLeafLabels32 = 54,
+    KnLeaves = 58,
     /// ... u16 or u32: the training text, each block preceded by the padding id.
-    KnText16 = 60,
-    KnText32 = 61,
+    KnText16 = 59,
+    KnText32 = 60,
 }
 
 /// The sections of the Kneser-Ney statistics whose checksums are verified at first use.
@@ -176,15 +178,15 @@ pub const KN_BULK: [Section; 13] = {
     use Section::*;
     [
         KnRoot,
+        KnRootNext,
         KnLabels16,
         KnLabels32,
-        KnGamma,
-        KnChildStarts,
-        KnLeafStarts,
-        KnEntryStarts,
         KnEntryTokens16,
         KnEntryTokens32,
         KnEntryProbs,
+        KnNodes,
+        KnLeafLabels16,
+        KnLeafLabels32,
         KnLeaves,
         KnText16,
         KnText32,
@@ -296,15 +298,15 @@ pub const ALL_SECTIONS: [Section; 56] = [
     Section::KnParams,
     Section::KnConstants,
     Section::KnRoot,
+    Section::KnRootNext,
     Section::KnLabels16,
     Section::KnLabels32,
-    Section::KnGamma,
-    Section::KnChildStarts,
-    Section::KnLeafStarts,
-    Section::KnEntryStarts,
     Section::KnEntryTokens16,
     Section::KnEntryTokens32,
     Section::KnEntryProbs,
+    Section::KnNodes,
+    Section::KnLeafLabels16,
+    Section::KnLeafLabels32,
     Section::KnLeaves,
     Section::KnText16,
     Section::KnText32,
@@ -361,15 +363,15 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
                 KnParams,
                 KnConstants,
                 KnRoot,
+                KnRootNext,
                 KnLabels16,
                 KnLabels32,
-                KnGamma,
-                KnChildStarts,
-                KnLeafStarts,
-                KnEntryStarts,
                 KnEntryTokens16,
                 KnEntryTokens32,
                 KnEntryProbs,
+                KnNodes,
+                KnLeafLabels16,
+                KnLeafLabels32,
                 KnLeaves,
                 KnText16,
                 KnText32,
@@ -439,15 +441,14 @@ impl Section {
             | BaseTotalNodes
             | Tokens32
             | KnLabels32
-            | KnGamma
-            | KnChildStarts
-            | KnLeafStarts
-            | KnEntryStarts
             | KnEntryTokens32
             | KnLeaves
+            | KnLeafLabels32
+            | KnRootNext
             | KnText32 => 4,
+            KnNodes => 16,
             Labels16 | BaseLabels16 | TailValues16 | Tokens16 | KnLabels16 | KnEntryTokens16
-            | KnEntryProbs | KnText16 => 2,
+            | KnEntryProbs | KnText16 | KnLeafLabels16 => 2,
             DistBytes | SymbolBytes | Tokenizer | Metadata | BaseDistBytes => 1,
         }
     }

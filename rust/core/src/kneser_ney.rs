@@ -51,6 +51,9 @@ use crate::trie::Corrupt;
 /// a step of 0.06 % (8 bits lose the margin over KenLM: docs/design/kneser-ney.md §2.2).
 const QUANT_SCALE: f64 = 65535.0 / 40.0;
 
+/// Marks a leaf in [`KneserNey::root_next`].
+pub const ROOT_LEAF: u32 = 1 << 31;
+
 /// KenLM's `--discount_fallback` discounts D1, D2, D3+, for orders whose counts of counts cannot
 /// give valid ones.
 pub const FALLBACK_DISCOUNTS: [f64; 3] = [0.5, 1.0, 1.5];
@@ -133,18 +136,20 @@ pub struct KneserNey {
     pub constants: Vec<f64>,
     /// p(w) in the empty context for every id (0 for the padding id).
     pub root: Vec<f64>,
+    /// For every id, what follows the empty context with it (a dense table, so that the widest
+    /// node costs no search): its child node, [`ROOT_LEAF`] plus its leaf's index, or 0 (nothing).
+    pub root_next: Vec<u32>,
     /// Per node (node 0 the empty context, its label unused): the farthest token of its context.
     pub labels: IdVec,
-    /// Per node: its γ.
-    pub gamma: Vec<f32>,
-    /// Per node and one more: where its children, leaves and entries start (running totals).
-    pub child_starts: Vec<u32>,
-    pub leaf_starts: Vec<u32>,
-    pub entry_starts: Vec<u32>,
+    /// Per node and one more: where its children, leaves and entries start (running totals), and
+    /// its γ (f32 bits; 0 in the last record). One record per node, so that a node costs one read.
+    pub nodes: Vec<[u32; 4]>,
     /// The entries: token and quantised probability.
     pub entry_tokens: IdVec,
     pub entry_probs: Vec<u16>,
-    /// Per leaf: the position of its target in `text`.
+    /// Per leaf: its label (the token farthest left in its context), and the position of its target
+    /// in `text`.
+    pub leaf_labels: IdVec,
     pub leaves: Vec<u32>,
     /// The training text, each block preceded by the padding symbol.
     pub text: IdVec,
@@ -218,16 +223,18 @@ impl KneserNey {
             params: [width as u64, 0],
             constants: Vec::with_capacity(3 * (width + 1) + 1),
             root: vec![0.0; n_ids],
+            root_next: vec![0; n_ids],
             labels: IdVec::for_symbols(n_symbols),
-            gamma: Vec::new(),
-            child_starts: vec![1],
-            leaf_starts: vec![0],
-            entry_starts: vec![0],
+            nodes: Vec::new(),
             entry_tokens: IdVec::for_symbols(n_symbols),
             entry_probs: Vec::new(),
+            leaf_labels: IdVec::for_symbols(n_symbols),
             leaves: Vec::new(),
             text: IdVec::U16(Vec::new()),
         };
+        let mut gammas: Vec<f32> = Vec::new();
+        let (mut child_starts, mut leaf_starts, mut entry_starts) =
+            (vec![1u32], vec![0u32], vec![0u32]);
         kn.labels.push(0);
         // singles[k]: the change at level k of the number of contexts seen once (each adds 1 to n1).
         let mut singles = vec![0i64; width + 2];
@@ -283,8 +290,8 @@ impl KneserNey {
                         probs.push(p);
                     }
                     kn.params[1] = seen;
-                    kn.gamma.push(gamma as f32);
-                    kn.entry_starts.push(0);
+                    gammas.push(gamma as f32);
+                    entry_starts.push(0);
                     continue;
                 }
                 let first = kn.entry_probs.len();
@@ -299,20 +306,21 @@ impl KneserNey {
                 let codes = &mut kn.entry_probs[first..];
                 let gamma = renormalised_gamma(codes, gamma, lower);
                 probs.extend(codes.iter().map(|&q| dequantise(q)));
-                kn.gamma.push(gamma as f32);
-                kn.entry_starts.push(to_u32(kn.entry_probs.len())?);
+                gammas.push(gamma as f32);
+                entry_starts.push(to_u32(kn.entry_probs.len())?);
             }
             step(level)?;
             let mut children = vec![0u32; level_nodes];
             let mut leaves = vec![0u32; level_nodes];
             if level < width {
-                let first_node = (kn.gamma.len() - level_nodes) as u32;
-                let first_new = kn.gamma.len() as u32;
+                let first_node = (gammas.len() - level_nodes) as u32;
+                let first_new = gammas.len() as u32;
                 extend(&mut targets, tv, level, first_new, |run, label| {
                     let slot = (run[0].node - first_node) as usize;
                     if let [t] = run {
                         leaves[slot] += 1;
                         kn.leaves.push(t.pos);
+                        kn.leaf_labels.push(label);
                         singles[level + 1] += 1;
                         singles[t.reach as usize + 1] -= 1;
                         false
@@ -324,12 +332,8 @@ impl KneserNey {
                 });
             }
             for (c, l) in children.iter().zip(&leaves) {
-                let (last_child, last_leaf) = (
-                    kn.child_starts[kn.child_starts.len() - 1],
-                    kn.leaf_starts[kn.leaf_starts.len() - 1],
-                );
-                kn.child_starts.push(last_child + c);
-                kn.leaf_starts.push(last_leaf + l);
+                child_starts.push(child_starts[child_starts.len() - 1] + c);
+                leaf_starts.push(leaf_starts[leaf_starts.len() - 1] + l);
             }
             parent_probs = probs;
             if targets.is_empty() {
@@ -343,6 +347,29 @@ impl KneserNey {
             kn.constants.extend(discounts([live, 0, 0, 0]));
         }
         kn.constants.push(unseen);
+        gammas.push(0.0);
+        if kn.leaves.len() >= ROOT_LEAF as usize {
+            return Err(Error::InvalidInput(
+                "too many contexts seen once for the Kneser-Ney statistics (at most 2^31 - 1)"
+                    .into(),
+            ));
+        }
+        for child in child_starts[0]..child_starts[1] {
+            kn.root_next[kn.labels.get(child as usize) as usize] = child;
+        }
+        for leaf in leaf_starts[0]..leaf_starts[1] {
+            kn.root_next[kn.leaf_labels.get(leaf as usize) as usize] = ROOT_LEAF | leaf;
+        }
+        kn.nodes = (0..gammas.len())
+            .map(|x| {
+                [
+                    child_starts[x],
+                    leaf_starts[x],
+                    entry_starts[x],
+                    gammas[x].to_bits(),
+                ]
+            })
+            .collect();
         drop(targets);
         kn.text = text;
         Ok(kn)
@@ -427,13 +454,12 @@ pub struct KneserNeyView<'a> {
     pub params: &'a [u64],
     pub constants: &'a [f64],
     pub root: &'a [f64],
+    pub root_next: &'a [u32],
     pub labels: Ids<'a>,
-    pub gamma: &'a [f32],
-    pub child_starts: &'a [u32],
-    pub leaf_starts: &'a [u32],
-    pub entry_starts: &'a [u32],
+    pub nodes: &'a [[u32; 4]],
     pub entry_tokens: Ids<'a>,
     pub entry_probs: &'a [u16],
+    pub leaf_labels: Ids<'a>,
     pub leaves: &'a [u32],
     pub text: Ids<'a>,
     /// The padding id.
@@ -447,6 +473,13 @@ pub struct KnPath {
     nodes: [u32; MAX_WIDTH + 1],
     len: usize,
     leaf: Option<KnLeaf>,
+}
+
+/// What a descent step finds: a stored context, a leaf (its index), or nothing.
+enum Next {
+    Child(u32),
+    Leaf(usize),
+    Nothing,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -473,13 +506,12 @@ impl KneserNey {
             params: &self.params,
             constants: &self.constants,
             root: &self.root,
+            root_next: &self.root_next,
             labels: self.labels.view(),
-            gamma: &self.gamma,
-            child_starts: &self.child_starts,
-            leaf_starts: &self.leaf_starts,
-            entry_starts: &self.entry_starts,
+            nodes: &self.nodes,
             entry_tokens: self.entry_tokens.view(),
             entry_probs: &self.entry_probs,
+            leaf_labels: self.leaf_labels.view(),
             leaves: &self.leaves,
             text: self.text.view(),
             pad,
@@ -490,20 +522,19 @@ impl KneserNey {
 impl KneserNeyView<'_> {
     /// Checks the arrays' lengths against each other and the model (time independent of their size).
     pub fn check_lengths(&self, width: usize, n_symbols: u32) -> std::result::Result<(), String> {
-        let nodes = self.gamma.len();
+        let last = self.nodes.last().copied().unwrap_or_default();
         let ok = self.params.len() == 2
             && self.params[0] == width as u64
             && self.constants.len() == 3 * (width + 1) + 1
             && self.root.len() == n_symbols as usize
-            && nodes >= 1
-            && self.labels.len() == nodes
-            && [self.child_starts, self.leaf_starts, self.entry_starts]
-                .iter()
-                .all(|s| s.len() == nodes + 1)
+            && self.root_next.len() == n_symbols as usize
+            && self.nodes.len() >= 2
+            && self.labels.len() == self.nodes.len() - 1
             && self.entry_tokens.len() == self.entry_probs.len()
-            && self.child_starts.last() == Some(&(nodes as u32))
-            && self.leaf_starts.last() == Some(&(self.leaves.len() as u32))
-            && self.entry_starts.last() == Some(&(self.entry_probs.len() as u32));
+            && self.leaf_labels.len() == self.leaves.len()
+            && last[0] as usize == self.nodes.len() - 1
+            && last[1] as usize == self.leaves.len()
+            && last[2] as usize == self.entry_probs.len();
         match ok {
             true => Ok(()),
             false => Err("the Kneser-Ney sections do not fit together".into()),
@@ -514,32 +545,52 @@ impl KneserNeyView<'_> {
     pub fn validate(&self, width: usize, n_symbols: u32) -> std::result::Result<(), String> {
         self.check_lengths(width, n_symbols)?;
         let bad = |what: &str| Err(format!("the Kneser-Ney statistics are corrupt ({what})"));
-        let nodes = self.gamma.len();
-        for starts in [self.child_starts, self.leaf_starts, self.entry_starts] {
-            if starts.windows(2).any(|w| w[0] > w[1]) {
-                return bad("ranges are not monotone");
-            }
+        let nodes = self.nodes.len() - 1;
+        if self
+            .nodes
+            .windows(2)
+            .any(|w| (0..3).any(|i| w[0][i] > w[1][i]))
+        {
+            return bad("ranges are not monotone");
         }
-        if self.child_starts[0] != 1 || self.entry_starts[1] != 0 {
+        if self.nodes[0][0] != 1 || self.nodes[1][2] != 0 {
             return bad("the empty context's ranges");
         }
-        if self.text.max().is_some_and(|t| t >= n_symbols)
-            || self.entry_tokens.max().is_some_and(|t| t >= n_symbols)
-            || self.labels.max().is_some_and(|t| t >= n_symbols)
+        if [self.text, self.entry_tokens, self.labels, self.leaf_labels]
+            .iter()
+            .any(|ids| ids.max().is_some_and(|t| t >= n_symbols))
         {
             return bad("an id lies outside the symbols");
         }
         let probability = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
         if !self.constants.iter().all(|&x| probability(x / 3.0))
-            || !self.gamma.iter().all(|&x| probability(x as f64))
+            || !self
+                .nodes
+                .iter()
+                .all(|r| probability(f32::from_bits(r[3]) as f64))
             || !self.root.iter().all(|&x| probability(x))
         {
             return bad("a discount or probability is out of range");
         }
+        let [root, first] = [self.nodes[0], self.nodes[1]];
+        let expected = |x: u32| match self.labels.find(root[0] as usize..first[0] as usize, x) {
+            Some(i) => root[0] + i as u32,
+            None => match self
+                .leaf_labels
+                .find(root[1] as usize..first[1] as usize, x)
+            {
+                Some(i) => ROOT_LEAF | (root[1] + i as u32),
+                None => 0,
+            },
+        };
+        if (0..n_symbols).any(|x| self.root_next[x as usize] != expected(x)) {
+            return bad("the table of the empty context's children");
+        }
         // Depth of every node: children lie deeper, so the walk is breadth-first in id order.
         let mut depth = vec![0usize; nodes];
         for node in 0..nodes {
-            let children = self.child_starts[node] as usize..self.child_starts[node + 1] as usize;
+            let [here, next] = [self.nodes[node], self.nodes[node + 1]];
+            let children = here[0] as usize..next[0] as usize;
             if children.start <= node && !children.is_empty() {
                 return bad("a child precedes its parent");
             }
@@ -552,41 +603,45 @@ impl KneserNeyView<'_> {
                     return bad("a context is longer than the width");
                 }
             }
-            let entries = self.entry_starts[node] as usize..self.entry_starts[node + 1] as usize;
+            let entries = here[2] as usize..next[2] as usize;
             if !self.entry_tokens.strictly_ascending(entries.clone())
                 || (node > 0 && entries.is_empty())
+                || self.entry_tokens.find(entries, self.pad).is_some()
             {
                 return bad("entries are not in token order");
             }
-            if self.entry_tokens.find(entries, self.pad).is_some() {
-                return bad("the padding symbol has a probability");
-            }
-            let level = depth[node] + 1;
-            let mut previous = None;
-            for &pos in
-                &self.leaves[self.leaf_starts[node] as usize..self.leaf_starts[node + 1] as usize]
+            let leaves = here[1] as usize..next[1] as usize;
+            if !leaves.is_empty() && depth[node] >= width
+                || !self.leaf_labels.strictly_ascending(leaves.clone())
             {
-                let label = leaf_label(self.text, pos, level).map_err(|c| c.0.to_string())?;
-                if depth[node] >= width || previous.is_some_and(|p| p >= label) {
-                    return bad("leaves are not in label order");
+                return bad("leaves are not in label order");
+            }
+            for i in leaves {
+                if leaf_label(self.text, self.leaves[i], depth[node] + 1)
+                    != Ok(self.leaf_labels.get(i))
+                {
+                    return bad("a leaf's label is not its text's");
                 }
-                previous = Some(label);
             }
         }
         Ok(())
     }
 
-    /// The node of `range` (child ids of a node) whose label is `x`.
+    /// A node's record and the next one (where its ranges end).
     #[inline]
-    fn range(starts: &[u32], node: u32) -> std::result::Result<std::ops::Range<usize>, Corrupt> {
-        match (starts.get(node as usize), starts.get(node as usize + 1)) {
-            (Some(&a), Some(&b)) if a <= b => Ok(a as usize..b as usize),
+    fn node(&self, node: u32) -> std::result::Result<([u32; 4], [u32; 4]), Corrupt> {
+        match (
+            self.nodes.get(node as usize),
+            self.nodes.get(node as usize + 1),
+        ) {
+            (Some(&a), Some(&b)) => Ok((a, b)),
             _ => Err(BAD_RANGE),
         }
     }
 
     /// One descent along `context` (W ids, farthest first): the stored contexts it matches, then
     /// the leaf and how far along it.
+    #[inline]
     pub fn descend(&self, context: &[u32]) -> std::result::Result<KnPath, Corrupt> {
         let w = context.len();
         let mut path = KnPath {
@@ -597,41 +652,51 @@ impl KneserNeyView<'_> {
         let mut node = 0u32;
         for level in 0..w.min(MAX_WIDTH) {
             let x = context[w - 1 - level];
-            let children = Self::range(self.child_starts, node)?;
-            if let Some(i) = self.labels.find(children.clone(), x) {
-                node = (children.start + i) as u32;
-                path.nodes[path.len] = node;
-                path.len += 1;
-                if x == self.pad {
-                    break;
-                }
-                continue;
-            }
-            let leaves = Self::range(self.leaf_starts, node)?;
-            let leaves = self.leaves.get(leaves).ok_or(BAD_RANGE)?;
-            let from = level + 1;
-            let (mut lo, mut hi) = (0, leaves.len());
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                match leaf_label(self.text, leaves[mid], from)?.cmp(&x) {
-                    std::cmp::Ordering::Less => lo = mid + 1,
-                    std::cmp::Ordering::Greater => hi = mid,
-                    std::cmp::Ordering::Equal => {
-                        let pos = leaves[mid] as usize;
-                        let token = self.text.try_get(pos).ok_or(BAD_LEAF)?;
-                        let mut to = from;
-                        while to < w && leaf_label(self.text, pos as u32, to)? != self.pad {
-                            if context[w - 1 - to] != leaf_label(self.text, pos as u32, to + 1)? {
-                                break;
-                            }
-                            to += 1;
-                        }
-                        path.leaf = Some(KnLeaf { token, from, to });
-                        break;
+            let found = match level {
+                0 => match self.root_next.get(x as usize) {
+                    None | Some(0) => Next::Nothing,
+                    Some(&n) if n & ROOT_LEAF != 0 => Next::Leaf((n & !ROOT_LEAF) as usize),
+                    Some(&n) => Next::Child(n),
+                },
+                _ => {
+                    let (here, next) = self.node(node)?;
+                    let children = here[0] as usize..next[0] as usize;
+                    let leaves = here[1] as usize..next[1] as usize;
+                    match self.labels.find(children.clone(), x) {
+                        Some(i) => Next::Child((children.start + i) as u32),
+                        None => match self.leaf_labels.find(leaves.clone(), x) {
+                            Some(i) => Next::Leaf(leaves.start + i),
+                            None => Next::Nothing,
+                        },
                     }
                 }
+            };
+            match found {
+                Next::Child(child) => {
+                    node = child;
+                    path.nodes[path.len] = node;
+                    path.len += 1;
+                    if x == self.pad {
+                        break;
+                    }
+                    continue;
+                }
+                Next::Nothing => break,
+                Next::Leaf(leaf) => {
+                    let pos = *self.leaves.get(leaf).ok_or(BAD_LEAF)?;
+                    let token = self.text.try_get(pos as usize).ok_or(BAD_LEAF)?;
+                    let from = level + 1;
+                    let mut to = from;
+                    while to < w
+                        && leaf_label(self.text, pos, to)? != self.pad
+                        && context[w - 1 - to] == leaf_label(self.text, pos, to + 1)?
+                    {
+                        to += 1;
+                    }
+                    path.leaf = Some(KnLeaf { token, from, to });
+                    break;
+                }
             }
-            break;
         }
         Ok(path)
     }
@@ -660,7 +725,8 @@ impl KneserNeyView<'_> {
         let mut backoff = 1.0f64;
         let mut p = None;
         for &node in path.nodes[1..path.len].iter().rev() {
-            let entries = Self::range(self.entry_starts, node)?;
+            let (here, next) = self.node(node)?;
+            let entries = here[2] as usize..next[2] as usize;
             if known {
                 if let Some(i) = self.entry_tokens.find(entries.clone(), target) {
                     let q = self.entry_probs.get(entries.start + i).ok_or(BAD_RANGE)?;
@@ -668,7 +734,7 @@ impl KneserNeyView<'_> {
                     break;
                 }
             }
-            backoff *= *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
+            backoff *= f32::from_bits(here[3]) as f64;
         }
         let mut p = match p {
             Some(p) => p,
@@ -690,9 +756,10 @@ impl KneserNeyView<'_> {
     pub fn probabilities(&self, path: &KnPath) -> std::result::Result<Vec<f64>, Corrupt> {
         let mut p: Vec<f64> = self.root.to_vec();
         for &node in &path.nodes[1..path.len] {
-            let gamma = *self.gamma.get(node as usize).ok_or(BAD_RANGE)? as f64;
+            let (here, next) = self.node(node)?;
+            let gamma = f32::from_bits(here[3]) as f64;
             p.iter_mut().for_each(|x| *x *= gamma);
-            let entries = Self::range(self.entry_starts, node)?;
+            let entries = here[2] as usize..next[2] as usize;
             let probs = self.entry_probs.get(entries.clone()).ok_or(BAD_RANGE)?;
             for (i, &q) in entries.zip(probs) {
                 let token = self.entry_tokens.try_get(i).ok_or(BAD_RANGE)?;

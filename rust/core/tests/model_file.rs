@@ -146,21 +146,25 @@ fn symbol_models_map_strings() {
     assert_eq!(model.symbols().get(answer.classes[0]).unwrap(), "c");
 }
 
-/// Rewrites every section checksum and the header checksum (format version 2 layout), so that
+/// Rewrites every section checksum and the header checksum (format version 3 layout), so that
 /// corruption reaches the structural checks.
 fn reseal(bytes: &mut [u8]) {
     use memlm_core::format::checksum;
     let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let table_end = 16 + 32 * count;
+    if table_end + 8 > bytes.len() {
+        return; // a damaged section count: nothing to reseal
+    }
     for k in 0..count {
         let e = 16 + 32 * k;
         let (offset, len) = (word(bytes, e + 8) as usize, word(bytes, e + 16) as usize);
-        if offset + len <= bytes.len() {
+        // A damaged table entry may hold any offset and length: no overflow, no slice past the end.
+        if offset.checked_add(len).is_some_and(|end| end <= bytes.len()) {
             let sum = checksum(&bytes[offset..offset + len]);
             bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
         }
     }
-    let table_end = 16 + 32 * count;
     let sum = checksum(&bytes[..table_end]);
     bytes[table_end..table_end + 8].copy_from_slice(&sum.to_le_bytes());
 }
