@@ -9,7 +9,7 @@ which scores unseen tokens as one `<unk>` class) against KenLM's order-5 figure 
 trie (40.9 MB); training time with the share of the Kneser-Ney phase (the build without that phase is
 the IGTree build as before, so their ratio is the cost of Kneser-Ney; one process, one run); scoring
 speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
-Persuasion): `Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text
+Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate): `Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text
 (tokenising included). Nothing is fitted on Persuasion. Writes bench/out/kneser_ney.json and .md.
 """
 
@@ -43,13 +43,18 @@ tokens, lengths = first_tokens(None, [TEST_FILE])
 contexts, targets = model.windows(tokens=tokens, block_lengths=lengths)
 text = "\\n\\n".join(text_blocks(TEST_FILE))
 model.score_windows(contexts[:1000], targets[:1000])  # the first score verifies the checksums
-windows, whole = [], []
-for _ in range(int(sys.argv[2])):
-    start = time.perf_counter(); model.score_windows(contexts, targets); windows.append(time.perf_counter() - start)
-    start = time.perf_counter(); model.perplexity(text); whole.append(time.perf_counter() - start)
+def timed(f):
+    wall, cpu = time.perf_counter(), time.process_time()
+    f()
+    return time.perf_counter() - wall, time.process_time() - cpu
+runs = {"score_windows": lambda: model.score_windows(contexts, targets), "perplexity_text": lambda: model.perplexity(text)}
+times = {name: [timed(f) for _ in range(int(sys.argv[2]))] for name, f in runs.items()}
 n = int(targets.size)
-print(json.dumps({"tokens": n, "score_windows_tokens_per_s": n / statistics.median(windows),
-                  "perplexity_text_tokens_per_s": n / statistics.median(whole)}))
+out = {"tokens": n}
+for name, t in times.items():
+    out[name + "_tokens_per_s"] = n / statistics.median(w for w, _ in t)
+    out[name + "_tokens_per_cpu_s"] = n / statistics.median(c for _, c in t)
+print(json.dumps(out))
 """
 
 
@@ -101,6 +106,7 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict, out: Path, repea
     )
     return {
         "width": width,
+        "load_average": os.getloadavg()[0],
         "perplexity_seen": float(10 ** -log10[~oov].mean()),
         "perplexity_all": float(10 ** -log10.mean()),
         "seen_tokens": int((~oov).sum()),
@@ -123,7 +129,7 @@ def markdown(rows: list[dict], kenlm: dict) -> str:
         f"trie {KENLM_TRIE_BYTES / 1e6:.1f} MB.",
         "",
         "| W | ppl seen | / KenLM | ppl all | file MB | / KenLM trie | KN MB | KN B/token | train s | KN phase s "
-        "| train / without KN | score_windows tok/s (1 thread) | perplexity(text) tok/s |",
+        "| train / without KN | score_windows tok/s (1 thread): wall / CPU | perplexity(text) tok/s: wall / CPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -133,7 +139,8 @@ def markdown(rows: list[dict], kenlm: dict) -> str:
             f"| {r['kneser_ney_bytes'] / 1e6:.2f} | {r['kneser_ney_bytes'] / r['train_tokens']:.2f} "
             f"| {r['train_seconds']:.1f} | {r['kneser_ney_seconds']:.1f} "
             f"| {r['train_seconds'] / (r['train_seconds'] - r['kneser_ney_seconds']):.2f} "
-            f"| {r['score_windows_tokens_per_s'] / 1e6:.2f} M | {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M |"
+            f"| {r['score_windows_tokens_per_s'] / 1e6:.2f} M / {r['score_windows_tokens_per_cpu_s'] / 1e6:.2f} M "
+            f"| {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M / {r['perplexity_text_tokens_per_cpu_s'] / 1e6:.2f} M |"
         )
     by_width = {r["width"]: r for r in rows}
     if 4 in by_width and 16 in by_width:
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     assert text_blocks(TEST_FILE)
     kenlm = kenlm_reference(test[0])
     rows = []
+    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     for width in args.width or [4, 16]:
         rows.append(measure(width, train, test, kenlm, args.out, args.repeats))
         print(markdown(rows, kenlm).splitlines()[-1], flush=True)
