@@ -9,8 +9,9 @@ which scores unseen tokens as one `<unk>` class) against KenLM's order-5 figure 
 trie (40.9 MB); training time with the share of the Kneser-Ney phase (the build without that phase is
 the IGTree build as before, so their ratio is the cost of Kneser-Ney; one process, one run); scoring
 speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
-Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate): `Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text
-(tokenising included). Nothing is fitted on Persuasion. Writes bench/out/kneser_ney.json and .md.
+Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate):
+`Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text (tokenising
+included). Nothing is fitted on Persuasion. Writes bench/out/kneser_ney.json and .md.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def timed(f):
     wall, cpu = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - wall, time.process_time() - cpu
-runs = {"score_windows": lambda: model.score_windows(contexts, targets), "perplexity_text": lambda: model.perplexity(text)}
+runs = {"score_windows": lambda: model.score_windows(contexts, targets),
+        "perplexity_text": lambda: model.perplexity(text)}
 times = {name: [timed(f) for _ in range(int(sys.argv[2]))] for name, f in runs.items()}
 n = int(targets.size)
 out = {"tokens": n}
@@ -60,7 +62,8 @@ print(json.dumps(out))
 
 def kenlm_reference(test_tokens: np.ndarray) -> dict:
     """KenLM's perplexity over the seen test tokens and over all of them, from its per-token scores."""
-    rows = np.loadtxt(gzip.open(KENLM_TSV, "rt"), delimiter="\t", skiprows=1, usecols=(2, 3, 4))
+    with gzip.open(KENLM_TSV, "rt") as tsv:
+        rows = np.loadtxt(tsv, delimiter="\t", skiprows=1, usecols=(2, 3, 4))
     if not np.array_equal(rows[:, 0].astype(np.int64), test_tokens.astype(np.int64)):
         raise SystemExit(f"{KENLM_TSV} does not hold the tokens of {TEST_FILE} in order")
     seen = rows[:, 1] == 0

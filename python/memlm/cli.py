@@ -301,6 +301,12 @@ def info(
         print(f"bytes                 {details['bytes']:,} ({per_token:.2f} per training token)")
         parts = ", ".join(f"{name} {size:,}" for name, size in details["size_breakdown"].items())
         print(f"  of which            {parts}")
+        if details["scoring"] == "kneser_ney":
+            kn = details["size_breakdown"]["kneser-ney"]
+            per = kn / max(details["training_instances"], 1)
+            print(f"scoring               Kneser-Ney, {kn:,} bytes ({per:.2f} per training token)")
+        else:
+            print("scoring               Witten-Bell along the IGTree path (no Kneser-Ney statistics)")
         print(f"tokenizer             {details['tokenizer'] or 'none (symbol table)'}")
         print(f"weighting             {details['weighting']}")
         print(f"algorithms            {', '.join(details['algorithms'])}")
@@ -375,6 +381,7 @@ def evaluate(
             ("perplexity", f"{result['perplexity']:.2f}"),
             ("perplexity excluding OOVs", f"{result['perplexity_excluding_oov']:.2f} ({result['oov']} OOV)"),
             ("tokens per second", f"{result['tokens_per_second']:,.0f}"),
+            ("scoring tokens per second", f"{result['scoring_tokens_per_second']:,.0f}"),
             ("peak memory", f"{result['peak_rss_bytes'] / 2**20:.0f} MiB"),
         ]
         for name, value in rows:

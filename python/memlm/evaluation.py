@@ -29,13 +29,16 @@ def evaluate(
     **knn,
 ) -> dict:
     """Top-1 and top-5 accuracy of ``algorithm`` (``knn``: ``k``, ``vote``, ``decay`` as in
-    :meth:`memlm.Model.predict`), perplexity, tokens per second of the classification and peak memory."""
+    :meth:`memlm.Model.predict`), perplexity, tokens per second of the classification and of the scoring,
+    and peak memory."""
     model.check_query(algorithm, **knn)  # before the text is read
     contexts, targets = model.windows(read_blocks(sources, text_field=text_field, errors=errors))
     start = time.perf_counter()
     classes, _, _, _ = model.predict_batch(contexts, top_k=5, algorithm=algorithm, **knn)
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
     log10, _, oov = model.score_windows(contexts, targets)
+    scoring_seconds = time.perf_counter() - start
     n = int(targets.size)
     return {
         "algorithm": algorithm,
@@ -48,6 +51,8 @@ def evaluate(
         **perplexities(log10, oov),
         "seconds": seconds,
         "tokens_per_second": n / seconds if seconds > 0 else math.inf,
+        "scoring_seconds": scoring_seconds,
+        "scoring_tokens_per_second": n / scoring_seconds if scoring_seconds > 0 else math.inf,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 

@@ -187,13 +187,16 @@ class Model:
     def info(self) -> dict:
         """What `memlm info` shows: sizes, weights and provenance."""
         core = self._core
+        breakdown = dict(core.size_breakdown)
         return {
             "width": core.width,
             "training_instances": core.n_instances,
             "symbols": core.n_symbols,
             "nodes": core.n_nodes,
             "bytes": core.nbytes,
-            "size_breakdown": dict(core.size_breakdown),
+            "size_breakdown": breakdown,
+            # The scoring distribution (docs/scoring.md): Kneser-Ney where the model stores its statistics.
+            "scoring": "kneser_ney" if breakdown.get("kneser-ney") else "witten_bell",
             "weighting": core.weighting,
             "algorithms": list(_core.ALGORITHMS) if core.has_instance_base else ["igtree"],
             "feature_order": [core.width - f for f in core.feature_order],
@@ -448,8 +451,8 @@ class Model:
 
     def probabilities(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
         """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
-        summing to 1: interpolated Witten-Bell back-off along the IGTree descent path, from the root to the
-        deepest matched node, over a uniform floor."""
+        summing to 1: interpolated modified Kneser-Ney over every training context up to W (models trained
+        from instance files: Witten-Bell back-off along the IGTree path). See docs/scoring.md."""
         ids = self._tail(text_or_ids)
         try:
             return self._core.probabilities(ids)

@@ -1,8 +1,9 @@
 """What scores are reported as: per-token scores (KenLM style) and perplexities.
 
-The probabilities themselves come from the core's scoring distribution (interpolated Witten-Bell back-off
-along the IGTree descent path, over a uniform floor): :meth:`memlm.Model.probabilities` gives it whole,
-:meth:`memlm.Model.score_windows` for many (context, target) pairs at once.
+The probabilities themselves come from the core's scoring distribution (interpolated modified Kneser-Ney
+over every context up to W; Witten-Bell along the IGTree path for models trained from instance files):
+:meth:`memlm.Model.probabilities` gives it whole, :meth:`memlm.Model.score_windows` for many (context,
+target) pairs at once.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ class TokenScore:
 
     token: str
     id: int
-    #: log10 probability under the scoring distribution (interpolated Witten-Bell back-off).
+    #: log10 probability under the scoring distribution (docs/scoring.md).
     log10_prob: float
-    #: Context positions matched on the IGTree path.
+    #: Context tokens matched (the block start included): the longest context seen in training.
     context_length: int
     #: Whether the token never occurred as a target in training.
     oov: bool
