@@ -86,3 +86,42 @@ def test_knn_evaluation_needs_the_instance_base(model4):
     small = memlm.train(TRAIN_TEXT, width=4, algorithms="igtree,tribl2")
     contexts = np.zeros((1, 4), dtype=np.uint32)
     assert small.predict_batch(contexts, algorithm="tribl2")[0].shape == (1, 1)
+
+
+def test_token_models_score_with_kneser_ney_and_instance_file_models_with_witten_bell(model4, tmp_path):
+    info = model4.info()
+    assert info["scoring"] == "kneser_ney" and info["size_breakdown"]["kneser-ney"] > 0
+    assert "Kneser-Ney" in run_cli("info", _saved(model4, tmp_path)).stdout
+    instances = tmp_path / "train.txt"
+    instances.write_text("a b c\nb c d\na b c\nc d a\n")
+    columns = memlm.train_instances(instances)
+    assert columns.info()["scoring"] == "witten_bell"
+    p = columns.probabilities("a b")
+    assert abs(p.sum() - 1.0) < 1e-9 and p[columns.encode("c")[0]] == p.max()
+
+
+def test_longer_contexts_score_in_domain_text_better(model4, model16):
+    # Every order up to W contributes (Kneser-Ney over all contexts): on text seen in training, W = 16
+    # must not be worse than W = 4, and a held-out text stays close.
+    seen = TRAIN_TEXT.read_text()[:20000]
+    assert model16.perplexity(seen)["perplexity"] < model4.perplexity(seen)["perplexity"]
+    held_out = TEST_TEXT.read_text()[:20000]
+    ratio = (
+        model16.perplexity(held_out)["perplexity_excluding_oov"]
+        / model4.perplexity(held_out)["perplexity_excluding_oov"]
+    )
+    assert ratio < 1.01
+
+
+def test_w16_distribution_sums_to_one_after_training_prefixes(model16):
+    text = TRAIN_TEXT.read_text()[:3000]
+    ids = model16.encode(text)
+    for end in (0, 1, 5, 17, 40, len(ids) - 1):
+        p = model16.probabilities(ids[:end])
+        assert abs(p.sum() - 1.0) < 1e-6 and p[model16.pad_id] == 0 and (p[:-1] > 0).all()
+
+
+def _saved(model, tmp_path):
+    path = tmp_path / "m.memlm"
+    model.save(path)
+    return path

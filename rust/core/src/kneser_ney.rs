@@ -1040,4 +1040,45 @@ mod tests {
             eprintln!("W={width}: deepest context {deepest}, largest relative error {worst:.2e}");
         }
     }
+
+    #[test]
+    fn damaged_statistics_are_refused_by_validation_and_never_panic_a_query() {
+        let (tokens, blocks) = corpus(800, 12, 3);
+        let good = KneserNey::build(Ids::U32(&tokens), &blocks, 4, 13, 12, |_| Ok(())).unwrap();
+        good.view(12).validate(4, 13).unwrap();
+        type Damage = fn(&mut KneserNey);
+        let damages: [(&str, Damage); 9] = [
+            ("child range", |k| k.nodes[1][0] = u32::MAX),
+            ("leaf range", |k| k.nodes[2][1] = k.nodes[3][1] + 5),
+            ("entry range", |k| k.nodes[2][2] = u32::MAX / 2),
+            ("leaf position", |k| k.leaves[0] = u32::MAX),
+            ("entry token", |k| {
+                k.entry_tokens = IdVec::U32(vec![99; k.entry_probs.len()])
+            }),
+            ("root table", |k| k.root_next[0] = ROOT_LEAF | 1_000_000),
+            ("gamma", |k| k.nodes[1][3] = f32::NAN.to_bits()),
+            ("discount", |k| k.constants[0] = -1.0),
+            ("text", |k| k.text = IdVec::U32(vec![77; k.text.len()])),
+        ];
+        let mut state = 1u64;
+        for (what, damage) in damages {
+            let mut bad = good.clone();
+            damage(&mut bad);
+            let view = bad.view(12);
+            assert!(view.validate(4, 13).is_err(), "{what} not caught");
+            for _ in 0..200 {
+                let context: Vec<u32> = (0..4)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(7);
+                        (state >> 33) as u32 % 14
+                    })
+                    .collect();
+                // Any outcome but a panic: an answer or a clean Corrupt.
+                if let Ok(path) = view.descend(&context) {
+                    let _ = view.probability(&path, context[0]);
+                    let _ = view.probabilities(&path);
+                }
+            }
+        }
+    }
 }

@@ -160,7 +160,10 @@ fn reseal(bytes: &mut [u8]) {
         let e = 16 + 32 * k;
         let (offset, len) = (word(bytes, e + 8) as usize, word(bytes, e + 16) as usize);
         // A damaged table entry may hold any offset and length: no overflow, no slice past the end.
-        if offset.checked_add(len).is_some_and(|end| end <= bytes.len()) {
+        if offset
+            .checked_add(len)
+            .is_some_and(|end| end <= bytes.len())
+        {
             let sum = checksum(&bytes[offset..offset + len]);
             bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
         }
