@@ -43,9 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "data" / "austen_emma_sample.txt"
 TEST = ROOT / "data" / "austen_persuasion_sample.txt"
 WIDTHS = (4, 16)
-#: Sections whose checksums are checked when a model is opened (format version 2 ids): parameters,
-#: weights, feature order, class statistics, symbol table, tokenizer, metadata, shard parameters.
-SMALL_SECTIONS = {1, 2, 3, 4, 5, 6, 18, 19, 20, 21, 43}
+#: Sections whose checksums are checked when a model is opened (format version 3 ids): parameters,
+#: weights, feature order, class statistics, symbol table, tokenizer, metadata, shard parameters,
+#: Kneser-Ney parameters and discounts.
+SMALL_SECTIONS = {1, 2, 3, 4, 5, 6, 18, 19, 20, 21, 43, 47, 48}
 #: The classifiers and their k-NN settings: every algorithm, every vote.
 QUERIES = (
     ("igtree", {}),
@@ -57,7 +58,7 @@ QUERIES = (
 
 
 def section_table(data: bytes) -> list[tuple[int, int, int]]:
-    """(section id, offset, length) of every section, read from the header (format version 2)."""
+    """(section id, offset, length) of every section, read from the header (format version 3)."""
     (count,) = struct.unpack_from("<I", data, 12)
     out = []
     for k in range(count):

@@ -550,7 +550,7 @@ impl<'a> Views<'a> {
             return Err("class statistics do not match the symbol count".into());
         }
         let igtree = trie(bytes, sections, TrieSections::IGTREE, classes)?;
-        igtree.check_lengths(n)?;
+        igtree.check_lengths(n).map_err(corrupt)?;
         let instance_base = match sections.contains(Section::BaseDistBytes) {
             true => {
                 let trie = trie(bytes, sections, TrieSections::BASE, classes)?;
@@ -564,7 +564,7 @@ impl<'a> Views<'a> {
                         Section::TailValues32,
                     )?,
                 };
-                base.check_lengths(n)?;
+                base.check_lengths(n).map_err(corrupt)?;
                 Some(base)
             }
             false => None,
@@ -602,7 +602,7 @@ impl<'a> Views<'a> {
                     text: ids(bytes, sections, Section::KnText16, Section::KnText32)?,
                     pad: params.pad,
                 };
-                kn.check_lengths(w, n)?;
+                kn.check_lengths(w, n).map_err(corrupt)?;
                 Some(kn)
             }
             false => None,
@@ -653,6 +653,12 @@ impl<'a> Views<'a> {
         }
         Ok(())
     }
+}
+
+/// The message of an array length check that failed at open: the arrays are bulk sections, whose
+/// checksums are verified later, so a damaged file shows here first.
+fn corrupt(reason: String) -> String {
+    format!("corrupt model file ({reason})")
 }
 
 /// The class of every tie-break rank, checking that the ClassRank section is a permutation.
