@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import corruption, generation, latency_energy, scale, scaling, vs_timbl
+from bench import corruption, generation, kneser_ney, latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -19,6 +19,16 @@ def test_scaling_smoke(tmp_path):
     assert all(0 < r["accuracy"] < 1 and r["perplexity"] > 1 for r in report["rows"])
     assert report["points_per_10x"][0]["points"] is not None
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
+
+
+def test_kneser_ney_smoke(tmp_path):
+    kneser_ney.main(
+        ["--train-tokens", "30000", "--width", "2", "--width", "4", "--repeats", "1", "--out", str(tmp_path)]
+    )
+    report = json.loads((tmp_path / "kneser_ney.json").read_text())
+    assert not report["comparable"] and report["kenlm"]["seen_tokens"] == 102_739
+    assert [r["width"] for r in report["rows"]] == [2, 4]
+    assert all(r["perplexity_seen"] > 1 and r["score_windows_tokens_per_s"] > 0 for r in report["rows"])
 
 
 @pytest.mark.skipif(shutil.which("timbl") is None, reason="timbl is not installed")
