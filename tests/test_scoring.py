@@ -114,6 +114,7 @@ def test_longer_contexts_score_in_domain_text_better(model4, model16):
 
 
 def test_w16_distribution_sums_to_one_after_training_prefixes(model16):
+    model16.verify()  # every structural invariant of the stored statistics
     text = TRAIN_TEXT.read_text()[:3000]
     ids = model16.encode(text)
     for end in (0, 1, 5, 17, 40, len(ids) - 1):

@@ -25,7 +25,8 @@
 //! entries `(w, p(w|h))` of the tokens seen after it, sorted by w for binary search, with `p` fully
 //! interpolated and stored as a 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then
 //! recomputed from the stored probabilities so that every distribution sums to 1 exactly (up to f32
-//! rounding): `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` ([`renormalised_gamma`]). The empty context's
+//! rounding): `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` ([`renormalised_gamma`]); it may
+//! exceed 1 a little where the context's tokens hold almost all of the lower order's mass. The empty context's
 //! distribution is a dense f64 table over all ids. Contexts seen once are *leaves*: stored as the
 //! position of their one occurrence in a copy of the training text (blocks each preceded by the
 //! padding symbol), found by binary search on the token there, and continued along that text. Their
@@ -563,11 +564,10 @@ impl KneserNeyView<'_> {
             return bad("an id lies outside the symbols");
         }
         let probability = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
+        // A stored γ may pass 1 a little: it takes up its context's rounding (see the module doc).
+        let weight = |x: f32| x.is_finite() && x >= 0.0;
         if !self.constants.iter().all(|&x| probability(x / 3.0))
-            || !self
-                .nodes
-                .iter()
-                .all(|r| probability(f32::from_bits(r[3]) as f64))
+            || !self.nodes.iter().all(|r| weight(f32::from_bits(r[3])))
             || !self.root.iter().all(|&x| probability(x))
         {
             return bad("a discount or probability is out of range");
