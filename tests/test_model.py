@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 import memlm
+from bench.corruption import section_table
 from memlm.errors import CorpusError, MemlmError, ModelFormatError, TokenizerMismatchError
 
 from conftest import TEST_TEXT, TRAIN_TEXT
@@ -182,11 +183,12 @@ def test_missing_corrupt_truncated_foreign_and_newer_files(model4_path, tmp_path
 
 
 def test_quick_load_reads_no_trie_and_verify_catches_its_corruption(model4_path, tmp_path):
-    # Byte 1000 lies in a small section (checked on every load); the middle of the file in the IGTree,
-    # a bulk section that only verification reads in full.
+    # A byte of the Params section (small: checked on every load); the middle of the file lies in a bulk
+    # section that only verification reads in full.
     data = model4_path.read_bytes()
+    at = next(offset for ident, offset, _ in section_table(data) if ident == 1)
     small = tmp_path / "small.memlm"
-    small.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])
+    small.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
     with pytest.raises(ModelFormatError, match="checksum mismatch in section"):
         memlm.load(small)
     middle = len(data) // 2

@@ -169,8 +169,25 @@ struct Target {
     pos: u32,
     /// Its n-gram's index at the current level, then (while extending) at the previous level.
     gram: u32,
-    /// The longest context it has: min(W, distance to its block's padding symbol).
-    reach: u8,
+}
+
+impl KneserNey {
+    /// Gives back the spare capacity of the arrays grown during the build.
+    fn shrink(&mut self) {
+        for ids in [
+            &mut self.labels,
+            &mut self.entry_tokens,
+            &mut self.leaf_labels,
+            &mut self.text,
+        ] {
+            match ids {
+                IdVec::U16(v) => v.shrink_to_fit(),
+                IdVec::U32(v) => v.shrink_to_fit(),
+            }
+        }
+        self.entry_probs.shrink_to_fit();
+        self.leaves.shrink_to_fit();
+    }
 }
 
 /// One n-gram of a level: context node, token, adjusted count, and the index of (parent context,
@@ -178,7 +195,7 @@ struct Target {
 struct Gram {
     node: u32,
     token: u32,
-    count: u64,
+    count: u32,
     parent: u32,
 }
 
@@ -205,7 +222,7 @@ impl KneserNey {
         let mut at = 0usize;
         for &len in block_lengths.iter().filter(|&&l| l > 0) {
             text.push(pad);
-            for j in 1..=len as usize {
+            for _ in 0..len {
                 let token = tokens.get(at);
                 at += 1;
                 targets.push(Target {
@@ -214,7 +231,6 @@ impl KneserNey {
                     next: 0,
                     pos: text.len() as u32,
                     gram: 0,
-                    reach: j.min(width) as u8,
                 });
                 text.push(token);
             }
@@ -239,18 +255,22 @@ impl KneserNey {
         kn.labels.push(0);
         // singles[k]: the change at level k of the number of contexts seen once (each adds 1 to n1).
         let mut singles = vec![0i64; width + 2];
-        let mut parent_probs: Vec<f64> = Vec::new();
+        // Where the entries of the previous level start (its n-grams' probabilities, in order).
+        let mut parent_entries = 0usize;
         let mut unseen = 0.0f64;
         let tv = text.view();
+        let extendable = |t: &Target, level: usize| {
+            level < width && (level == 0 || tv.get(t.pos as usize - level) != pad)
+        };
         for level in 0..=width {
             for t in targets.iter_mut() {
-                t.next = match level < t.reach as usize {
+                t.next = match extendable(t, level) {
                     true => tv.get(t.pos as usize - level - 1),
                     false => u32::MAX,
                 };
             }
             targets.par_sort_unstable_by_key(|t| (t.node, t.token, t.next));
-            let grams = n_grams(&mut targets, level);
+            let grams = n_grams(&mut targets, |t| extendable(t, level));
             let mut n = [0u64; 4];
             for g in &grams {
                 if (1..=4).contains(&g.count) {
@@ -260,14 +280,14 @@ impl KneserNey {
             n[0] += singles[..=level].iter().sum::<i64>() as u64;
             let d = discounts(n);
             kn.constants.extend(d);
-            let discounted = |count: u64, total: f64| {
+            let discounted = |count: u32, total: f64| {
                 (count as f64 - d[(count.min(3) - 1) as usize]).max(0.0) / total
             };
-            let mut probs = Vec::with_capacity(grams.len());
+            let level_entries = kn.entry_probs.len();
             let mut level_nodes = 0usize;
             for run in grams.chunk_by(|a, b| a.node == b.node) {
                 level_nodes += 1;
-                let total = run.iter().map(|g| g.count).sum::<u64>() as f64;
+                let total = run.iter().map(|g| g.count as u64).sum::<u64>() as f64;
                 let mut by_count = [0f64; 3];
                 for g in run {
                     by_count[(g.count.min(3) - 1) as usize] += 1.0;
@@ -288,7 +308,6 @@ impl KneserNey {
                     for g in run {
                         let p = discounted(g.count, total) + gamma * base_seen;
                         kn.root[g.token as usize] = p;
-                        probs.push(p);
                     }
                     kn.params[1] = seen;
                     gammas.push(gamma as f32);
@@ -298,7 +317,11 @@ impl KneserNey {
                 let first = kn.entry_probs.len();
                 let mut lower = 0.0f64;
                 for g in run {
-                    let below = parent_probs[g.parent as usize];
+                    // The parent context's stored probability of the token.
+                    let below = match level {
+                        1 => kn.root[g.token as usize],
+                        _ => dequantise(kn.entry_probs[parent_entries + g.parent as usize]),
+                    };
                     kn.entry_tokens.push(g.token);
                     kn.entry_probs
                         .push(quantise(discounted(g.count, total) + gamma * below));
@@ -306,24 +329,30 @@ impl KneserNey {
                 }
                 let codes = &mut kn.entry_probs[first..];
                 let gamma = renormalised_gamma(codes, gamma, lower);
-                probs.extend(codes.iter().map(|&q| dequantise(q)));
                 gammas.push(gamma as f32);
                 entry_starts.push(to_u32(kn.entry_probs.len())?);
             }
+            drop(grams);
+            parent_entries = level_entries;
             step(level)?;
             let mut children = vec![0u32; level_nodes];
             let mut leaves = vec![0u32; level_nodes];
             if level < width {
                 let first_node = (gammas.len() - level_nodes) as u32;
                 let first_new = gammas.len() as u32;
+                targets.retain(|t| extendable(t, level));
                 extend(&mut targets, tv, level, first_new, |run, label| {
                     let slot = (run[0].node - first_node) as usize;
                     if let [t] = run {
                         leaves[slot] += 1;
                         kn.leaves.push(t.pos);
                         kn.leaf_labels.push(label);
+                        // It stays a context seen once up to its longest context.
+                        let reach = (level + 1..width)
+                            .find(|&k| tv.get(t.pos as usize - k) == pad)
+                            .unwrap_or(width);
                         singles[level + 1] += 1;
-                        singles[t.reach as usize + 1] -= 1;
+                        singles[reach + 1] -= 1;
                         false
                     } else {
                         children[slot] += 1;
@@ -336,7 +365,6 @@ impl KneserNey {
                 child_starts.push(child_starts[child_starts.len() - 1] + c);
                 leaf_starts.push(leaf_starts[leaf_starts.len() - 1] + l);
             }
-            parent_probs = probs;
             if targets.is_empty() {
                 break;
             }
@@ -373,20 +401,20 @@ impl KneserNey {
             .collect();
         drop(targets);
         kn.text = text;
+        kn.shrink();
         Ok(kn)
     }
 }
 
-/// Groups the targets (sorted by node, token, next token) into the n-grams of `level`: their
-/// adjusted counts, each target's n-gram index in `gram` (its previous value, the index at the level
+/// Groups the targets (sorted by node, token, next token) into the n-grams of a level: their
+/// adjusted counts (`extendable`: whether a target's context can grow to the left), each target's n-gram index in `gram` (its previous value, the index at the level
 /// below, becomes the n-gram's `parent`).
-fn n_grams(targets: &mut [Target], level: usize) -> Vec<Gram> {
+fn n_grams(targets: &mut [Target], extendable: impl Fn(&Target) -> bool) -> Vec<Gram> {
     let mut grams = Vec::new();
     for run in targets.chunk_by_mut(|a, b| (a.node, a.token) == (b.node, b.token)) {
-        let extendable = level < run[0].reach as usize;
-        let count = match extendable {
-            true => 1 + run.windows(2).filter(|w| w[0].next != w[1].next).count() as u64,
-            false => run.len() as u64,
+        let count = match extendable(&run[0]) {
+            true => 1 + run.windows(2).filter(|w| w[0].next != w[1].next).count() as u32,
+            false => run.len() as u32,
         };
         let index = grams.len() as u32;
         grams.push(Gram {
@@ -402,7 +430,7 @@ fn n_grams(targets: &mut [Target], level: usize) -> Vec<Gram> {
     grams
 }
 
-/// Extends the targets' contexts by one token: groups those that can be extended by (node, next
+/// Extends the targets' contexts (all of which can grow) by one token: groups them by (node, next
 /// token) and calls `place(run, label)` for each group in that order; a group it keeps (returns
 /// true) becomes the next node, numbered from `first_new`; the others' targets are dropped.
 fn extend(
@@ -412,7 +440,6 @@ fn extend(
     first_new: u32,
     mut place: impl FnMut(&[Target], u32) -> bool,
 ) {
-    targets.retain(|t| level < t.reach as usize);
     for t in targets.iter_mut() {
         t.next = text.get(t.pos as usize - level - 1);
     }
