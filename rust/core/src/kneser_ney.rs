@@ -21,16 +21,17 @@
 //!
 //! Storage (backoff form, as in ARPA files): a trie of the contexts seen at least twice (node 0 the
 //! empty context), nodes numbered breadth-first so that a node's children are a run of ids with
-//! ascending labels, the label being the context's farthest token. Per node: `γ(h)` (f32) and the
-//! entries `(w, p(w|h))` of the tokens seen after it, sorted by w for binary search, with `p` fully
-//! interpolated and stored as a 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then
-//! recomputed from the stored probabilities so that every distribution sums to 1 exactly (up to f32
-//! rounding): `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` ([`renormalised_gamma`]); it may
-//! exceed 1 a little where the context's tokens hold almost all of the lower order's mass. The empty context's
-//! distribution is a dense f64 table over all ids. Contexts seen once are *leaves*: stored as the
-//! position of their one occurrence in a copy of the training text (blocks each preceded by the
-//! padding symbol), found by binary search on the token there, and continued along that text. Their
-//! distribution has a closed form: `a = A = N1 = 1`, so `γ = D1_k` and
+//! ascending labels, the label being the context's farthest token. Per node one 16-byte record:
+//! where its children, leaves and entries start, and `γ(h)` (f32). Its entries `(w, p(w|h))` are the
+//! tokens seen after it, sorted by w for binary search, with `p` fully interpolated and stored as a
+//! 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then recomputed from the stored
+//! probabilities so that every distribution sums to 1 exactly (up to f32 rounding):
+//! `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` (`renormalised_gamma`); it may exceed 1 a
+//! little where the context's tokens hold almost all of the lower order's mass. The empty context
+//! has a dense f64 table of its probabilities and a dense table of what follows it with each id.
+//! Contexts seen once are *leaves*: their label and the position of their one occurrence in a copy
+//! of the training text (blocks each preceded by the padding symbol), along which a query continues.
+//! Their distribution has a closed form: `a = A = N1 = 1`, so `γ = D1_k` and
 //! `p_k(w|h) = (1 - D1_k) [w = their token] + D1_k p_{k-1}(w|h')`; nothing else is stored for them.
 //!
 //! Scoring a target is one descent from the empty context along the query's context (children, then
