@@ -23,6 +23,7 @@
 
 pub mod atomic;
 pub mod build;
+pub mod cache;
 pub mod classes;
 pub mod columns;
 pub mod distribution;

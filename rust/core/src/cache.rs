@@ -1,0 +1,244 @@
+//! The document cache (adaptive memory): while a document is scored, the text scored so far is
+//! counted in a small overlay, and its relative frequencies are interpolated with the model.
+//!
+//! Rules:
+//! - The overlay counts, for context lengths k = 0..[`CACHE_ORDERS`] - 1, how often each context
+//!   (the k nearest tokens, with the block rule of [`crate::kneser_ney`]: a context ends at a block
+//!   start) and each (context, token) occurred in the document so far. It spans the document's blocks.
+//! - With `e_k` = 1 when the target's context of length k occurred before (else 0) and `λ_k` the
+//!   weights: `p(w) = (1 - Σ_k λ_k e_k) p_model(w) + Σ_k λ_k e_k c_k(h, w) / c_k(h)`, which sums to 1
+//!   whenever `p_model` does and `Σ_k λ_k ≤ 1`.
+//! - The weights are fitted at training time on held-out *training* blocks ([`fit_weights`]), never
+//!   on the text being scored.
+//!
+//! Contexts and pairs are counted under 64-bit hashes of their tokens (a collision, about one in 2^64
+//! per pair of keys, would merge two counts).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Context lengths the cache counts: 0 (the document's unigram) to 3.
+pub const CACHE_ORDERS: usize = 4;
+
+/// The interpolation weights of the cache per context length.
+pub type CacheWeights = [f64; CACHE_ORDERS];
+
+/// Keys that are hashes already: used as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Counts = HashMap<u64, u32, BuildHasherDefault<Prehashed>>;
+
+/// splitmix64's finaliser.
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The context keys of one window (W ids, farthest first) and how many context lengths it has.
+#[derive(Clone, Copy)]
+pub struct Keys {
+    keys: [u64; CACHE_ORDERS],
+    orders: usize,
+}
+
+impl Keys {
+    /// The keys of the contexts of lengths 0.. of `window`, stopping after a block start (`pad`).
+    #[inline]
+    pub fn of(window: &[u32], pad: u32) -> Keys {
+        let mut keys = [0u64; CACHE_ORDERS];
+        let mut key = mix(0x5bd1_e995);
+        keys[0] = key;
+        let mut orders = 1;
+        for (k, &t) in window.iter().rev().enumerate().take(CACHE_ORDERS - 1) {
+            key = mix(key ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            keys[k + 1] = key;
+            orders += 1;
+            if t == pad {
+                break;
+            }
+        }
+        Keys { keys, orders }
+    }
+}
+
+#[inline]
+fn pair(context: u64, token: u32) -> u64 {
+    mix(context ^ (token as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93))
+}
+
+/// The overlay of one document.
+#[derive(Default)]
+pub struct DocumentCache {
+    contexts: Counts,
+    pairs: Counts,
+}
+
+/// What the cache says about one target: per context length, whether the context occurred and the
+/// share of the target after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheView {
+    pub seen: [bool; CACHE_ORDERS],
+    pub share: [f64; CACHE_ORDERS],
+}
+
+impl CacheView {
+    /// The target's probability: `base` (the model's) interpolated with the cache by `weights`.
+    #[inline]
+    pub fn mix(&self, base: f64, weights: &CacheWeights) -> f64 {
+        let mut kept = 1.0;
+        let mut p = 0.0;
+        for k in 0..CACHE_ORDERS {
+            if self.seen[k] {
+                kept -= weights[k];
+                p += weights[k] * self.share[k];
+            }
+        }
+        kept * base + p
+    }
+}
+
+impl DocumentCache {
+    /// What the document so far says about `target` after the contexts of `keys`.
+    #[inline]
+    pub fn view(&self, keys: &Keys, target: u32) -> CacheView {
+        let mut view = CacheView::default();
+        for k in 0..keys.orders {
+            if let Some(&total) = self.contexts.get(&keys.keys[k]) {
+                let count = self.pairs.get(&pair(keys.keys[k], target)).copied();
+                view.seen[k] = true;
+                view.share[k] = count.unwrap_or(0) as f64 / total as f64;
+            }
+        }
+        view
+    }
+
+    /// Counts `target` after the contexts of `keys`.
+    #[inline]
+    pub fn add(&mut self, keys: &Keys, target: u32) {
+        for k in 0..keys.orders {
+            *self.contexts.entry(keys.keys[k]).or_insert(0) += 1;
+            *self.pairs.entry(pair(keys.keys[k], target)).or_insert(0) += 1;
+        }
+    }
+}
+
+/// The weights that maximise the likelihood of held-out text: `base[i]` is the model's probability
+/// of its i-th token, `views[i]` what the cache said about it then. Coordinate ascent (golden-section
+/// search per weight, the others fixed; the log-likelihood is concave), weights kept so that
+/// `Σ λ ≤ 0.95`.
+pub fn fit_weights(base: &[f64], views: &[CacheView]) -> CacheWeights {
+    let likelihood = |w: &CacheWeights| -> f64 {
+        base.iter()
+            .zip(views)
+            .map(|(&p, v)| v.mix(p, w).max(f64::MIN_POSITIVE).ln())
+            .sum()
+    };
+    let mut weights = [0.0; CACHE_ORDERS];
+    for _ in 0..4 {
+        for k in 0..CACHE_ORDERS {
+            let room = 0.95 - weights.iter().sum::<f64>() + weights[k];
+            let at = |x: f64| {
+                let mut w = weights;
+                w[k] = x;
+                likelihood(&w)
+            };
+            let (mut lo, mut hi) = (0.0, room.max(0.0));
+            let ratio = (5f64.sqrt() - 1.0) / 2.0;
+            for _ in 0..40 {
+                let (a, b) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
+                if at(a) < at(b) {
+                    lo = a;
+                } else {
+                    hi = b;
+                }
+            }
+            weights[k] = (lo + hi) / 2.0;
+        }
+    }
+    weights
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_passage_gets_cheaper_and_weights_fit_it() {
+        let pad = 100;
+        let passage: Vec<u32> = (0..40).map(|i| (i * 7 % 23) as u32).collect();
+        let mut cache = DocumentCache::default();
+        let weights = [0.05, 0.1, 0.05, 0.05];
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        for pass in 0..2 {
+            for i in 0..passage.len() {
+                let window: Vec<u32> = (0..4)
+                    .map(|k| if i + k >= 4 { passage[i + k - 4] } else { pad })
+                    .collect();
+                let keys = Keys::of(&window, pad);
+                let view = cache.view(&keys, passage[i]);
+                let p = view.mix(0.01, &weights);
+                if pass == 0 { &mut first } else { &mut second }.push((p, view));
+                cache.add(&keys, passage[i]);
+            }
+        }
+        // The second pass: its contexts were seen (as far as they go), and the target followed them.
+        for ((p1, _), (p2, v2)) in first.iter().zip(&second) {
+            assert!(p2 > p1 && v2.seen[0] && v2.seen[1], "{p1} {p2}");
+        }
+        let base = vec![0.01; second.len()];
+        let views: Vec<CacheView> = second.iter().map(|x| x.1).collect();
+        let fitted = fit_weights(&base, &views);
+        assert!(fitted.iter().sum::<f64>() > 0.9, "{fitted:?}");
+        // Weights fitted where the cache never helps (no token repeats) stay near 0.
+        let mut fresh = DocumentCache::default();
+        let useless: Vec<CacheView> = (0..50u32)
+            .map(|t| {
+                let keys = Keys::of(&[pad, pad, t.wrapping_sub(1), t], pad);
+                let view = fresh.view(&keys, t + 1);
+                fresh.add(&keys, t + 1);
+                view
+            })
+            .collect();
+        let none = fit_weights(&vec![0.01; useless.len()], &useless);
+        assert!(none.iter().sum::<f64>() < 0.2, "{none:?}");
+    }
+
+    #[test]
+    fn the_mixture_sums_to_one() {
+        let pad = 9;
+        let mut cache = DocumentCache::default();
+        let text = [1u32, 2, 3, 1, 2, 4, 1, 2, 3];
+        for (i, &t) in text.iter().enumerate() {
+            let window: Vec<u32> = (0..3)
+                .map(|k| if i + k >= 3 { text[i + k - 3] } else { pad })
+                .collect();
+            cache.add(&Keys::of(&window, pad), t);
+        }
+        let window = [3u32, 1, 2];
+        let keys = Keys::of(&window, pad);
+        let weights = [0.1, 0.2, 0.1, 0.1];
+        // A uniform model over ids 0..9 (padding excluded).
+        let sum: f64 = (0..9)
+            .map(|w| cache.view(&keys, w).mix(1.0 / 9.0, &weights))
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-12, "{sum}");
+    }
+}
