@@ -180,6 +180,16 @@ class CoreModel:
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
         """log10 probabilities of the targets under the scoring distribution, matched depths, OOV flags."""
 
+    def score_document(
+        self, contexts: npt.NDArray[np.uint32], targets: npt.NDArray[np.uint32], weights: Sequence[float]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
+        """``score_batch`` for the windows of one document, in order, with the document cache weighted by
+        ``weights`` (4: context lengths 0 to 3; one thread)."""
+
+    @property
+    def cache_weights(self) -> tuple[float, float, float, float] | None:
+        """The document cache's weights fitted at training time (None: the model has none)."""
+
     def probabilities(self, prefix: Sequence[int]) -> npt.NDArray[np.float64]:
         """The scoring distribution after ``prefix``: one probability per symbol id, summing to 1."""
 

@@ -222,6 +222,13 @@ def merge(
 
 AlgorithmOption = Annotated[str, typer.Option(help=f"Classifier: {_either(memlm.ALGORITHMS)}.")]
 KOption = Annotated[int, typer.Option("-k", help="k-NN: how many nearest distances vote.")]
+CacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Score the text as one document with the document cache (when the model has its weights).",
+    ),
+]
 VoteOption = Annotated[str, typer.Option(help=f"k-NN votes: {_either(memlm.VOTES)}.")]
 DecayOption = Annotated[float, typer.Option(help="Alpha of exponential_decay voting.")]
 
@@ -327,12 +334,13 @@ def verify(model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Mod
 def score(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
     text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",
+    cache: CacheOption = True,
 ) -> None:
     """Score text: per token its log10 probability, matched context length and OOV flag (KenLM style)."""
     with _clean_errors():
         model = memlm.load(model_path)
         text = "\n\n".join(doc for _, doc in iter_documents([text_file]))
-        scores = model.score(text)
+        scores = model.score(text, cache=cache)
         out = sys.stdout
         for s in scores:
             out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")
@@ -357,6 +365,7 @@ def evaluate(
     decay: DecayOption = 1.0,
     text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache: CacheOption = True,
 ) -> None:
     """Evaluate on held-out text: every token of every block is a target, its context the W tokens before it
     in the block (left-padded). Reports accuracy, top-5 accuracy, perplexity, tokens/s and peak memory."""
@@ -365,7 +374,7 @@ def evaluate(
     with _clean_errors():
         model = memlm.load(model_path)
         knn = {} if algorithm == "igtree" else {"k": k, "vote": vote, "decay": decay}
-        result = run_evaluation(model, test, algorithm=algorithm, text_field=text_field, **knn)
+        result = run_evaluation(model, test, algorithm=algorithm, text_field=text_field, cache=cache, **knn)
         if as_json:
             print(json.dumps(result, indent=2))
             return

@@ -26,18 +26,20 @@ def evaluate(
     algorithm: str = "igtree",
     text_field: str = "text",
     errors: str = "strict",
+    cache: bool = True,
     **knn,
 ) -> dict:
     """Top-1 and top-5 accuracy of ``algorithm`` (``knn``: ``k``, ``vote``, ``decay`` as in
-    :meth:`memlm.Model.predict`), perplexity, tokens per second of the classification and of the scoring,
-    and peak memory."""
+    :meth:`memlm.Model.predict`), perplexity (``cache``: the test text is one document for the document
+    cache, as :meth:`memlm.Model.score`), tokens per second of the classification and of the scoring, and
+    peak memory."""
     model.check_query(algorithm, **knn)  # before the text is read
     contexts, targets = model.windows(read_blocks(sources, text_field=text_field, errors=errors))
     start = time.perf_counter()
     classes, _, _, _ = model.predict_batch(contexts, top_k=5, algorithm=algorithm, **knn)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
-    log10, _, oov = model.score_windows(contexts, targets)
+    log10, _, oov = model.score_windows(contexts, targets, cache=cache)
     scoring_seconds = time.perf_counter() - start
     n = int(targets.size)
     return {

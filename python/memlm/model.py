@@ -459,20 +459,35 @@ class Model:
         except (OverflowError, TypeError) as e:
             raise self._bad_ids(ids, e) from None
 
-    def score_windows(self, contexts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def score_windows(
+        self, contexts: np.ndarray, targets: np.ndarray, cache: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log10 probabilities, matched context lengths, OOV flags) of ``targets`` (n,) after ``contexts``
-        (n, W) under the scoring distribution, on all cores; a target is OOV when it never was one in
-        training."""
-        return self._core.score_batch(self._ids(contexts, "contexts", 2), self._ids(targets, "targets", 1))
+        (n, W) under the scoring distribution; a target is OOV when it never was one in training. With
+        ``cache`` (and a model whose training fitted the document cache, :attr:`cache_weights`), the
+        windows are one document in order, and each token is also scored by the tokens before it
+        (docs/scoring.md), on one thread; without, on all cores."""
+        contexts, targets = self._ids(contexts, "contexts", 2), self._ids(targets, "targets", 1)
+        weights = self._core.cache_weights if cache else None
+        if weights is None:
+            return self._core.score_batch(contexts, targets)
+        return self._core.score_document(contexts, targets, weights)
 
-    def score(self, text: str) -> list[TokenScore]:
+    @property
+    def cache_weights(self) -> tuple[float, ...] | None:
+        """The document cache's weights per context length 0 to 3, fitted at training time on held-out
+        training blocks (None for models without them: instance-file models, tiny corpora)."""
+        return self._core.cache_weights
+
+    def score(self, text: str, cache: bool = True) -> list[TokenScore]:
         """Per-token (log10 probability, matched context length, OOV flag) of ``text``, KenLM style (the
-        text is split into blocks at blank lines, each scored from its start). For a model trained on an
-        instance file, the tokens are the text's whitespace-separated symbols; one the model never saw is
-        out of vocabulary (its id :data:`memlm._core.UNKNOWN`)."""
+        text is split into blocks at blank lines, each scored from its start; with ``cache`` the text is one
+        document for the document cache). For a model trained on an instance file, the tokens are the
+        text's whitespace-separated symbols; one the model never saw is out of vocabulary (its id
+        :data:`memlm._core.UNKNOWN`)."""
         blocks = split_blocks(text)
         contexts, targets = self.windows(blocks)
-        log10, depth, oov = self.score_windows(contexts, targets)
+        log10, depth, oov = self.score_windows(contexts, targets, cache=cache)
         ids = targets.tolist()
         strings = [self.token_string(t) for t in ids] if self.has_tokenizer else " ".join(blocks).split()
         return [
@@ -480,10 +495,11 @@ class Model:
             for s, t, p, d, o in zip(strings, ids, log10.tolist(), depth.tolist(), oov.tolist(), strict=True)
         ]
 
-    def perplexity(self, text: str) -> dict:
-        """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them."""
+    def perplexity(self, text: str, cache: bool = True) -> dict:
+        """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them (``cache``: with the
+        document cache, as :meth:`score`)."""
         contexts, targets = self.windows(split_blocks(text))
-        log10, _, oov = self.score_windows(contexts, targets)
+        log10, _, oov = self.score_windows(contexts, targets, cache=cache)
         return {"tokens": int(targets.size), **perplexities(log10, oov)}
 
     # -- generation -------------------------------------------------------------------------------

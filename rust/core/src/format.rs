@@ -153,6 +153,8 @@ pub enum Section {
     KnRoot = 49,
     /// ... u32 x symbols: what follows the empty context with each id (child, leaf or nothing) ...
     KnRootNext = 61,
+    /// ... f64 x 4 (optional): the document cache's weights, fitted on held-out training blocks.
+    KnCache = 62,
     /// ... u16 or u32 x nodes: the farthest token of each stored context ...
     KnLabels16 = 50,
     KnLabels32 = 51,
@@ -253,7 +255,7 @@ pub const TAIL_OFFSETS: [Section; 3] = [
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 56] = [
+pub const ALL_SECTIONS: [Section; 57] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -310,6 +312,7 @@ pub const ALL_SECTIONS: [Section; 56] = [
     Section::KnLeaves,
     Section::KnText16,
     Section::KnText32,
+    Section::KnCache,
 ];
 
 /// The parts a model's size is reported in (`memlm info`), each with its sections; the header, the
@@ -375,6 +378,7 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
                 KnLeaves,
                 KnText16,
                 KnText32,
+                KnCache,
             ],
         ),
     ]
@@ -399,6 +403,7 @@ impl Section {
                 | ShardParams
                 | KnParams
                 | KnConstants
+                | KnCache
         )
     }
 
@@ -425,6 +430,7 @@ impl Section {
             | BlockLengths
             | KnParams
             | KnConstants
+            | KnCache
             | KnRoot => 8,
             FeatureOrder
             | ClassRank

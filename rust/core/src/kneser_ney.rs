@@ -44,6 +44,7 @@
 
 use rayon::prelude::*;
 
+use crate::cache::CacheWeights;
 use crate::error::{Error, Result};
 use crate::ids::{IdVec, Ids};
 use crate::instances::MAX_WIDTH;
@@ -155,6 +156,8 @@ pub struct KneserNey {
     pub leaves: Vec<u32>,
     /// The training text, each block preceded by the padding symbol.
     pub text: IdVec,
+    /// The document cache's weights ([`crate::cache`]), when training could fit them.
+    pub cache: Option<CacheWeights>,
 }
 
 /// A target while its context is extended level by level.
@@ -249,6 +252,7 @@ impl KneserNey {
             leaf_labels: IdVec::for_symbols(n_symbols),
             leaves: Vec::new(),
             text: IdVec::U16(Vec::new()),
+            cache: None,
         };
         let mut gammas: Vec<f32> = Vec::new();
         let (mut child_starts, mut leaf_starts, mut entry_starts) =

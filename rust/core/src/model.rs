@@ -10,6 +10,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::cache::{CacheWeights, DocumentCache, Keys};
 use crate::error::{Error, Result};
 use crate::format::Check;
 use crate::instances::{Context, MAX_WIDTH};
@@ -278,37 +279,40 @@ impl Model {
             .is_none_or(|&count| count == 0)
     }
 
-    /// The Witten-Bell score along the IGTree path (models without Kneser-Ney statistics).
+    /// The Witten-Bell probability along the IGTree path (models without Kneser-Ney statistics)
+    /// and the matched depth.
     #[inline]
-    fn witten_bell_score(
+    fn witten_bell(
         &self,
         trie: &TrieView,
         context: &[u32],
         target: u32,
-    ) -> std::result::Result<Score, Corrupt> {
+    ) -> std::result::Result<(f64, u32), Corrupt> {
         let (nodes, len) = self.path(trie, context)?;
         let p = crate::scoring::probability(trie, &nodes[..len], target, self.vocabulary())?;
-        Ok(Score {
-            log10: p.log10(),
-            depth: len as u32 - 1,
-            oov: self.oov(target),
-        })
+        Ok((p, len as u32 - 1))
     }
 
-    /// The Kneser-Ney score: one descent, one walk back up.
+    /// The Kneser-Ney probability (one descent, one walk back up) and the matched context length.
     #[inline]
-    fn kneser_ney_score(
+    fn kneser_ney(
         &self,
         kn: &KneserNeyView,
         context: &[u32],
         target: u32,
-    ) -> std::result::Result<Score, Corrupt> {
+    ) -> std::result::Result<(f64, u32), Corrupt> {
         let path = kn.descend(context)?;
-        Ok(Score {
-            log10: kn.probability(&path, target)?.log10(),
-            depth: path.depth(),
+        Ok((kn.probability(&path, target)?, path.depth()))
+    }
+
+    /// A score from a probability and a matched depth.
+    #[inline]
+    fn scored(&self, (p, depth): (f64, u32), target: u32) -> Score {
+        Score {
+            log10: p.log10(),
+            depth,
             oov: self.oov(target),
-        })
+        }
     }
 
     /// The score of `target` after `context` under the scoring distribution: Kneser-Ney
@@ -341,13 +345,13 @@ impl Model {
             match self.file.checked_kneser_ney()? {
                 Some(kn) => windows
                     .with_min_len(1024)
-                    .map(|(c, &t)| self.kneser_ney_score(&kn, c, t))
+                    .map(|(c, &t)| Ok(self.scored(self.kneser_ney(&kn, c, t)?, t)))
                     .collect(),
                 None => {
                     let trie = self.checked_trie()?;
                     windows
                         .with_min_len(256)
-                        .map(|(c, &t)| self.witten_bell_score(&trie, c, t))
+                        .map(|(c, &t)| Ok(self.scored(self.witten_bell(&trie, c, t)?, t)))
                         .collect()
                 }
             };
@@ -357,6 +361,51 @@ impl Model {
             depths: scores.iter().map(|s| s.depth).collect(),
             oov: scores.iter().map(|s| s.oov).collect(),
         })
+    }
+
+    /// [`Model::score_batch`] for the windows of one document, in order, with the document cache
+    /// ([`crate::cache`]) interpolated by `weights`: each token is scored with the counts of the
+    /// tokens before it, then counted. One thread (the cache is sequential).
+    pub fn score_document(
+        &self,
+        contexts: &[u32],
+        targets: &[u32],
+        weights: &CacheWeights,
+    ) -> Result<Scores> {
+        self.check_batch(contexts)?;
+        let w = self.width();
+        if contexts.len() / w != targets.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} contexts but {} targets",
+                contexts.len() / w,
+                targets.len()
+            )));
+        }
+        let kn = self.file.checked_kneser_ney()?;
+        let trie = self.checked_trie()?;
+        let pad = self.params().pad;
+        let mut cache = DocumentCache::default();
+        let mut scores = Scores::default();
+        for (context, &target) in contexts.chunks_exact(w).zip(targets) {
+            let (base, depth) = match &kn {
+                Some(kn) => self.kneser_ney(kn, context, target),
+                None => self.witten_bell(&trie, context, target),
+            }
+            .map_err(|c| self.corrupt(c))?;
+            let keys = Keys::of(context, pad);
+            let p = cache.view(&keys, target).mix(base, weights);
+            cache.add(&keys, target);
+            let score = self.scored((p, depth), target);
+            scores.log10.push(score.log10);
+            scores.depths.push(score.depth);
+            scores.oov.push(score.oov);
+        }
+        Ok(scores)
+    }
+
+    /// The document cache's weights fitted at training time (None: the model has none).
+    pub fn cache_weights(&self) -> Option<CacheWeights> {
+        self.file.cache_weights()
     }
 
     /// The scoring distribution after `context`: a probability per symbol id, summing to 1.
@@ -414,5 +463,27 @@ mod tests {
         let scores = model.score_batch(&contexts, &[UNKNOWN, 1]).unwrap();
         assert_eq!(scores.oov, vec![true, false]);
         assert!(model.score_batch(&contexts, &[1]).is_err());
+    }
+
+    #[test]
+    fn the_document_cache_makes_a_repeated_passage_cheaper() {
+        let model = test_model(3, false);
+        let passage: Vec<u32> = vec![5, 9, 2, 17, 4, 4, 11, 23, 8, 1, 6, 13];
+        let text = [passage.clone(), passage.clone()].concat();
+        let (contexts, targets) = model.windows(&text, &[text.len() as u64]).unwrap();
+        let plain = model.score_batch(&contexts, &targets).unwrap();
+        let none = model
+            .score_document(&contexts, &targets, &[0.0; 4])
+            .unwrap();
+        assert_eq!(none, plain);
+        let cached = model
+            .score_document(&contexts, &targets, &[0.05, 0.1, 0.05, 0.05])
+            .unwrap();
+        let n = passage.len();
+        for i in 3..n {
+            // The second time, the passage's contexts and tokens are in the cache.
+            assert!(cached.log10[n + i] > plain.log10[n + i], "{i}");
+        }
+        assert!(cached.log10[n..].iter().sum::<f64>() > cached.log10[..n].iter().sum::<f64>());
     }
 }

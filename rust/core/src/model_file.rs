@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::build::InstanceBase;
+use crate::cache::CacheWeights;
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -124,6 +125,7 @@ struct Views<'a> {
     symbols: Symbols<'a>,
     training_tokens: Option<(Ids<'a>, &'a [u64])>,
     kneser_ney: Option<KneserNeyView<'a>>,
+    cache_weights: Option<CacheWeights>,
     tokenizer: &'a [u8],
     metadata: &'a str,
 }
@@ -400,6 +402,11 @@ impl ModelFile {
         }
     }
 
+    /// The document cache's weights, when the model has them (fitted at training time).
+    pub fn cache_weights(&self) -> Option<CacheWeights> {
+        self.views.cache_weights
+    }
+
     /// Whether the Kneser-Ney statistics' checksums were checked already (or there are none).
     pub fn kneser_ney_checked(&self) -> bool {
         self.views.kneser_ney.is_none() || self.verified[Part::KneserNey as usize].get().is_some()
@@ -607,6 +614,21 @@ impl<'a> Views<'a> {
             }
             false => None,
         };
+        let cache_weights = match sections.contains(Section::KnCache) && kneser_ney.is_some() {
+            true => {
+                let w: &[f64] = array(bytes, sections, Section::KnCache)?;
+                match <CacheWeights>::try_from(w) {
+                    Ok(w)
+                        if w.iter().all(|x| x.is_finite() && *x >= 0.0)
+                            && w.iter().sum::<f64>() <= 1.0 =>
+                    {
+                        Some(w)
+                    }
+                    _ => return Err("the document cache's weights are invalid".into()),
+                }
+            }
+            false => None,
+        };
         let symbols = match params.token_ids {
             true => Symbols::token_ids(n, params.pad),
             false => Symbols::table(
@@ -629,6 +651,7 @@ impl<'a> Views<'a> {
             symbols,
             training_tokens,
             kneser_ney,
+            cache_weights,
             tokenizer: section(bytes, sections, Section::Tokenizer)?,
             metadata,
         };
@@ -778,7 +801,7 @@ fn kneser_ney_sections(kn: &KneserNey) -> Vec<(Section, &[u8])> {
             IdVec::U32(v) => (s32, bytemuck::cast_slice(&v[..])),
         }
     }
-    vec![
+    let mut sections = vec![
         (Section::KnParams, bytemuck::cast_slice(&kn.params)),
         (Section::KnConstants, bytemuck::cast_slice(&kn.constants)),
         (Section::KnRoot, bytemuck::cast_slice(&kn.root)),
@@ -798,5 +821,9 @@ fn kneser_ney_sections(kn: &KneserNey) -> Vec<(Section, &[u8])> {
         ),
         (Section::KnLeaves, bytemuck::cast_slice(&kn.leaves)),
         ids(&kn.text, Section::KnText16, Section::KnText32),
-    ]
+    ];
+    if let Some(weights) = &kn.cache {
+        sections.push((Section::KnCache, bytemuck::cast_slice(weights)));
+    }
+    sections
 }

@@ -7,10 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress, Ticker};
+use crate::cache::{fit_weights, CacheWeights, DocumentCache, Keys};
 use crate::classes::ClassStats;
 use crate::columns;
 use crate::error::{Error, Result};
 use crate::ids::IdVec;
+use crate::ids::Ids;
 use crate::instances::{check_width, Instances, TokenWindows};
 use crate::kneser_ney::KneserNey;
 use crate::model::Model;
@@ -241,7 +243,7 @@ fn kneser_ney_of(
         width as u64 + 1,
     )?;
     let pad = windows.pad();
-    let kn = KneserNey::build(
+    let mut kn = KneserNey::build(
         windows.tokens(),
         block_lengths,
         width,
@@ -249,8 +251,75 @@ fn kneser_ney_of(
         pad,
         |level| ticker.set(level as u64 + 1),
     )?;
+    kn.cache = fit_cache(windows.tokens(), block_lengths, width, pad)?;
     ticker.finish()?;
     Ok(Some(kn))
+}
+
+/// The held-out share of the training text the document cache's weights are fitted on (its last
+/// blocks), at most this many tokens, and at least this many on both sides of the split.
+const HELD_OUT_SHARE: f64 = 0.05;
+const HELD_OUT_MAX: usize = 100_000;
+const HELD_OUT_MIN: usize = 2_000;
+/// The model that scores the held-out blocks: Kneser-Ney over at most this many tokens before them,
+/// at a width of at most 3 (cheap: the weights barely depend on the model's width).
+const FIT_TOKENS_MAX: usize = 1_000_000;
+const FIT_WIDTH_MAX: usize = 3;
+
+/// The document cache's weights ([`crate::cache`]) fitted on the last blocks of the training text,
+/// scored by a Kneser-Ney model of the text before them (None when the text is too short to split).
+fn fit_cache(
+    tokens: Ids,
+    block_lengths: &[u64],
+    width: usize,
+    pad: u32,
+) -> Result<Option<CacheWeights>> {
+    let n = tokens.len();
+    let want = ((n as f64 * HELD_OUT_SHARE) as usize).min(HELD_OUT_MAX);
+    let (mut held_blocks, mut held) = (block_lengths.len(), 0usize);
+    while held_blocks > 0 && held < want {
+        held_blocks -= 1;
+        held += block_lengths[held_blocks] as usize;
+    }
+    if held < HELD_OUT_MIN || n - held < HELD_OUT_MIN {
+        return Ok(None);
+    }
+    let (mut first, mut used) = (held_blocks, 0usize);
+    while first > 0 && used < FIT_TOKENS_MAX {
+        first -= 1;
+        used += block_lengths[first] as usize;
+    }
+    let split = n - held;
+    let fit_width = width.min(FIT_WIDTH_MAX);
+    let slice =
+        |range: std::ops::Range<usize>| -> Vec<u32> { range.map(|i| tokens.get(i)).collect() };
+    let model = KneserNey::build(
+        Ids::U32(&slice(split - used..split)),
+        &block_lengths[first..held_blocks],
+        fit_width,
+        pad + 1,
+        pad,
+        |_| Ok(()),
+    )?;
+    let view = model.view(pad);
+    let (contexts, targets) = crate::instances::windows(
+        &slice(split..n),
+        &block_lengths[held_blocks..],
+        fit_width,
+        pad,
+    )?;
+    let mut cache = DocumentCache::default();
+    let (mut base, mut views) = (Vec::with_capacity(held), Vec::with_capacity(held));
+    let internal =
+        |c: crate::trie::Corrupt| Error::InvalidInput(format!("internal error: {}", c.0));
+    for (context, &target) in contexts.chunks_exact(fit_width).zip(&targets) {
+        let path = view.descend(context).map_err(internal)?;
+        base.push(view.probability(&path, target).map_err(internal)?);
+        let keys = Keys::of(context, pad);
+        views.push(cache.view(&keys, target));
+        cache.add(&keys, target);
+    }
+    Ok(Some(fit_weights(&base, &views)))
 }
 
 /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its

@@ -317,6 +317,31 @@ impl CoreModel {
         ))
     }
 
+    /// `score_batch` for the windows of one document, in order, with the document cache weighted by
+    /// `weights` (one thread).
+    fn score_document<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: PyReadonlyArray2<'py, u32>,
+        targets: PyReadonlyArray1<'py, u32>,
+        weights: [f64; 4],
+    ) -> PyResult<(Array1<'py, f64>, Array1<'py, u32>, Array1<'py, bool>)> {
+        let flat = self.contexts(&contexts)?;
+        let targets = targets.as_slice()?;
+        let scores = py.detach(|| guard(|| self.inner.score_document(flat, targets, &weights)))?;
+        Ok((
+            scores.log10.into_pyarray(py),
+            scores.depths.into_pyarray(py),
+            scores.oov.into_pyarray(py),
+        ))
+    }
+
+    /// The document cache's weights fitted at training time (None: the model has none).
+    #[getter]
+    fn cache_weights(&self) -> Option<[f64; 4]> {
+        self.inner.cache_weights()
+    }
+
     /// The scoring distribution after `prefix`: one probability per symbol id, summing to 1.
     fn probabilities<'py>(
         &self,
