@@ -104,10 +104,10 @@ impl CacheView {
     pub fn mix(&self, base: f64, weights: &CacheWeights) -> f64 {
         let mut kept = 1.0;
         let mut p = 0.0;
-        for k in 0..CACHE_ORDERS {
-            if self.seen[k] {
-                kept -= weights[k];
-                p += weights[k] * self.share[k];
+        for ((&seen, &share), &weight) in self.seen.iter().zip(&self.share).zip(weights) {
+            if seen {
+                kept -= weight;
+                p += weight * share;
             }
         }
         kept * base + p
