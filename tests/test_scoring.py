@@ -1,5 +1,6 @@
 """The scoring distribution (true probabilities), per-token scores, perplexity and the evaluation protocol."""
 
+import json
 import math
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_probabilities_sum_to_one_over_the_vocabulary(model4, ids):
 def test_scores_agree_with_the_full_distribution(model4):
     text = "It was a fine morning"
     ids = model4.encode(text)
-    scores = model4.score(text)
+    scores = model4.score(text, cache=False)  # probabilities() is the model's, without the document cache
     assert [s.id for s in scores] == ids
     for i, s in enumerate(scores):
         p = model4.probabilities(ids[:i])
@@ -126,3 +127,28 @@ def _saved(model, tmp_path):
     path = tmp_path / "m.memlm"
     model.save(path)
     return path
+
+
+def test_the_document_cache_makes_a_repeated_passage_cheaper(model4, model4_path):
+    weights = model4.cache_weights
+    assert weights is not None and len(weights) == 4 and 0 < sum(weights) < 1
+    passage = TEST_TEXT.read_text()[:1500]
+    twice = passage + "\n\n" + passage
+    plain = [s.log10_prob for s in model4.score(twice, cache=False)]
+    cached = [s.log10_prob for s in model4.score(twice)]
+    n = len(plain) // 2
+    # Without the cache each block is scored alike; with it, the second copy costs far less.
+    assert plain[:n] == plain[n:]
+    assert sum(cached[n:]) > sum(plain[n:]) + n * 0.1
+    assert model4.perplexity(twice)["perplexity"] < model4.perplexity(twice, cache=False)["perplexity"]
+    proc = run_cli("score", model4_path, "--no-cache", stdin=twice)
+    assert [float(line.split("\t")[1]) for line in proc.stdout.splitlines()] == pytest.approx(plain, abs=1e-6)
+    held_out = [
+        json.loads(run_cli("eval", model4_path, TEST_TEXT, "--json", *flag).stdout) for flag in ([], ["--no-cache"])
+    ]
+    assert held_out[0]["perplexity"] < held_out[1]["perplexity"]
+    assert (
+        held_out[0].keys()
+        == held_out[1].keys()
+        >= {"accuracy", "top5_accuracy", "perplexity", "perplexity_excluding_oov"}
+    )

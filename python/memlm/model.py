@@ -452,7 +452,8 @@ class Model:
     def probabilities(self, text_or_ids: str | Sequence[int]) -> np.ndarray:
         """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
         summing to 1: interpolated modified Kneser-Ney over every training context up to W (models trained
-        from instance files: Witten-Bell back-off along the IGTree path). See docs/scoring.md."""
+        from instance files: Witten-Bell back-off along the IGTree path). See docs/scoring.md. It is the
+        model's alone: the document cache of :meth:`score` needs a whole document, not a context."""
         ids = self._tail(text_or_ids)
         try:
             return self._core.probabilities(ids)
