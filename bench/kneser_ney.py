@@ -3,15 +3,18 @@
     python -m bench.kneser_ney --width 4 --width 16
 
 Train on austen_train + kjv (1,789,387 GPT-2 tokens, every block tokenised on its own), test on Persuasion.
-Per width: perplexity over the test tokens seen in training (the only figure that compares with KenLM's,
+Per width: perplexity (without and with the document cache, whose weights training fitted on its own
+held-out blocks) over the test tokens seen in training (the only figure that compares with KenLM's,
 which scores unseen tokens as one `<unk>` class) against KenLM's order-5 figure recomputed from
 `kenlm/persuasion_o5.tsv.gz` (the ids are checked to be the same tokens); the file size against KenLM's
-trie (40.9 MB); training time with the share of the Kneser-Ney phase (the build without that phase is
-the IGTree build as before, so their ratio is the cost of Kneser-Ney; one process, one run); scoring
+trie (40.9 MB); training time with the share of the Kneser-Ney phase, the cache's fit included (the
+build without that phase is the IGTree build as before, so their ratio is the cost of Kneser-Ney and the
+cache; one process, one run); scoring
 speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
 Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate):
-`Model.score_windows` on ready windows, and `Model.perplexity(text)` from the raw text (tokenising
-included). Nothing is fitted on Persuasion. Writes bench/out/kneser_ney.json and .md.
+`Model.score_windows` on ready windows without and with the cache, and `Model.perplexity(text)` from
+the raw text (tokenising and the cache included). Nothing is fitted on Persuasion. Writes
+bench/out/kneser_ney.json and .md.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def timed(f):
     wall, cpu = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - wall, time.process_time() - cpu
-runs = {"score_windows": lambda: model.score_windows(contexts, targets),
+runs = {"score_windows": lambda: model.score_windows(contexts, targets, cache=False),
+        "score_windows_cache": lambda: model.score_windows(contexts, targets, cache=True),
         "perplexity_text": lambda: model.perplexity(text)}
 times = {name: [timed(f) for _ in range(int(sys.argv[2]))] for name, f in runs.items()}
 n = int(targets.size)
@@ -96,7 +100,8 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict | None, out: Path
     model = memlm.load(path)
     kn_seconds = sum(s for p, s in phases.items() if "Kneser-Ney" in p)
     contexts, targets = model.windows(tokens=test[0], block_lengths=test[1])
-    log10, _, oov = model.score_windows(contexts, targets)
+    log10, _, oov = model.score_windows(contexts, targets, cache=False)
+    cached, _, _ = model.score_windows(contexts, targets, cache=True)
     if kenlm is not None and not np.array_equal(oov, kenlm["oov"]):
         raise SystemExit("memlm's OOV tokens are not KenLM's")
     info = model.info()
@@ -112,6 +117,9 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict | None, out: Path
         "load_average": os.getloadavg()[0],
         "perplexity_seen": float(10 ** -log10[~oov].mean()),
         "perplexity_all": float(10 ** -log10.mean()),
+        "cache_weights": model.cache_weights,
+        "perplexity_seen_cache": float(10 ** -cached[~oov].mean()),
+        "perplexity_all_cache": float(10 ** -cached.mean()),
         "seen_tokens": int((~oov).sum()),
         "file_bytes": path.stat().st_size,
         "kneser_ney_bytes": info["size_breakdown"]["kneser-ney"],
@@ -131,18 +139,23 @@ def markdown(rows: list[dict], kenlm: dict) -> str:
         f"**{kenlm['perplexity_seen']:.2f}** (all tokens, `<unk>` as a class: {kenlm['perplexity_all']:.2f}), "
         f"trie {KENLM_TRIE_BYTES / 1e6:.1f} MB.",
         "",
-        "| W | ppl seen | / KenLM | ppl all | file MB | / KenLM trie | KN MB | KN B/token | train s | KN phase s "
-        "| train / without KN | score_windows tok/s (1 thread): wall / CPU | perplexity(text) tok/s: wall / CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| W | ppl seen | / KenLM | ppl all | with cache: ppl seen | / without | ppl all | file MB | / KenLM trie "
+        "| KN MB | KN B/token | train s | KN phase s | train / without KN "
+        "| score_windows tok/s (1 thread): wall / CPU | with cache: wall / CPU | perplexity(text) tok/s: wall / CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['width']} | {r['perplexity_seen']:.2f} | {r['perplexity_seen'] / kenlm['perplexity_seen']:.4f} "
-            f"| {r['perplexity_all']:.2f} | {r['file_bytes'] / 1e6:.2f} | {r['file_bytes'] / KENLM_TRIE_BYTES:.3f} "
+            f"| {r['perplexity_all']:.2f} | {r['perplexity_seen_cache']:.2f} "
+            f"| {r['perplexity_seen_cache'] / r['perplexity_seen']:.4f} | {r['perplexity_all_cache']:.2f} "
+            f"| {r['file_bytes'] / 1e6:.2f} | {r['file_bytes'] / KENLM_TRIE_BYTES:.3f} "
             f"| {r['kneser_ney_bytes'] / 1e6:.2f} | {r['kneser_ney_bytes'] / r['train_tokens']:.2f} "
             f"| {r['train_seconds']:.1f} | {r['kneser_ney_seconds']:.1f} "
             f"| {r['train_seconds'] / (r['train_seconds'] - r['kneser_ney_seconds']):.2f} "
             f"| {r['score_windows_tokens_per_s'] / 1e6:.2f} M / {r['score_windows_tokens_per_cpu_s'] / 1e6:.2f} M "
+            f"| {r['score_windows_cache_tokens_per_s'] / 1e6:.2f} M "
+            f"/ {r['score_windows_cache_tokens_per_cpu_s'] / 1e6:.2f} M "
             f"| {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M / {r['perplexity_text_tokens_per_cpu_s'] / 1e6:.2f} M |"
         )
     by_width = {r["width"]: r for r in rows}

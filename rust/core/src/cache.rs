@@ -115,9 +115,36 @@ impl CacheView {
 }
 
 impl DocumentCache {
-    /// What the document so far says about `target` after the contexts of `keys`.
+    /// An overlay with room for a document of `tokens` tokens.
+    pub fn with_capacity(tokens: usize) -> DocumentCache {
+        let room = tokens.saturating_mul(CACHE_ORDERS);
+        DocumentCache {
+            contexts: Counts::with_capacity_and_hasher(room, Default::default()),
+            pairs: Counts::with_capacity_and_hasher(room, Default::default()),
+        }
+    }
+
+    /// [`DocumentCache::view`] then [`DocumentCache::add`], in one look-up per count.
     #[inline]
-    pub fn view(&self, keys: &Keys, target: u32) -> CacheView {
+    pub fn observe(&mut self, keys: &Keys, target: u32) -> CacheView {
+        let mut view = CacheView::default();
+        for k in 0..keys.orders {
+            let total = self.contexts.entry(keys.keys[k]).or_insert(0);
+            let count = self.pairs.entry(pair(keys.keys[k], target)).or_insert(0);
+            if *total > 0 {
+                view.seen[k] = true;
+                view.share[k] = *count as f64 / *total as f64;
+            }
+            *total += 1;
+            *count += 1;
+        }
+        view
+    }
+
+    /// What the document so far says about `target` after the contexts of `keys`, without counting
+    /// it (the tests look at every target).
+    #[cfg(test)]
+    fn view(&self, keys: &Keys, target: u32) -> CacheView {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
             if let Some(&total) = self.contexts.get(&keys.keys[k]) {
@@ -128,21 +155,12 @@ impl DocumentCache {
         }
         view
     }
-
-    /// Counts `target` after the contexts of `keys`.
-    #[inline]
-    pub fn add(&mut self, keys: &Keys, target: u32) {
-        for k in 0..keys.orders {
-            *self.contexts.entry(keys.keys[k]).or_insert(0) += 1;
-            *self.pairs.entry(pair(keys.keys[k], target)).or_insert(0) += 1;
-        }
-    }
 }
 
 /// The weights that maximise the likelihood of held-out text: `base[i]` is the model's probability
-/// of its i-th token, `views[i]` what the cache said about it then. Coordinate ascent (golden-section
-/// search per weight, the others fixed; the log-likelihood is concave), weights kept so that
-/// `Σ λ ≤ 0.95`.
+/// of its i-th token, `views[i]` what the cache said about it then. Coordinate ascent (three sweeps
+/// of a golden-section search per weight, the others fixed; the log-likelihood is concave), weights
+/// kept so that `Σ λ ≤ 0.95`.
 pub fn fit_weights(base: &[f64], views: &[CacheView]) -> CacheWeights {
     let likelihood = |w: &CacheWeights| -> f64 {
         base.iter()
@@ -150,23 +168,31 @@ pub fn fit_weights(base: &[f64], views: &[CacheView]) -> CacheWeights {
             .map(|(&p, v)| v.mix(p, w).max(f64::MIN_POSITIVE).ln())
             .sum()
     };
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let mut weights = [0.0; CACHE_ORDERS];
-    for _ in 0..4 {
+    for _ in 0..3 {
         for k in 0..CACHE_ORDERS {
-            let room = 0.95 - weights.iter().sum::<f64>() + weights[k];
+            let room = (0.95 - weights.iter().sum::<f64>() + weights[k]).max(0.0);
             let at = |x: f64| {
                 let mut w = weights;
                 w[k] = x;
                 likelihood(&w)
             };
-            let (mut lo, mut hi) = (0.0, room.max(0.0));
-            let ratio = (5f64.sqrt() - 1.0) / 2.0;
-            for _ in 0..40 {
-                let (a, b) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
-                if at(a) < at(b) {
+            // Golden-section search on [0, room], one new evaluation per step.
+            let (mut lo, mut hi) = (0.0, room);
+            let (mut a, mut b) = (hi - ratio * (hi - lo), lo + ratio * (hi - lo));
+            let (mut fa, mut fb) = (at(a), at(b));
+            for _ in 0..30 {
+                if fa < fb {
                     lo = a;
+                    (a, fa) = (b, fb);
+                    b = lo + ratio * (hi - lo);
+                    fb = at(b);
                 } else {
                     hi = b;
+                    (b, fb) = (a, fa);
+                    a = hi - ratio * (hi - lo);
+                    fa = at(a);
                 }
             }
             weights[k] = (lo + hi) / 2.0;
@@ -193,10 +219,9 @@ mod tests {
                     .map(|k| if i + k >= 4 { passage[i + k - 4] } else { pad })
                     .collect();
                 let keys = Keys::of(&window, pad);
-                let view = cache.view(&keys, passage[i]);
+                let view = cache.observe(&keys, passage[i]);
                 let p = view.mix(0.01, &weights);
                 if pass == 0 { &mut first } else { &mut second }.push((p, view));
-                cache.add(&keys, passage[i]);
             }
         }
         // The second pass: its contexts were seen (as far as they go), and the target followed them.
@@ -212,9 +237,7 @@ mod tests {
         let useless: Vec<CacheView> = (0..50u32)
             .map(|t| {
                 let keys = Keys::of(&[pad, pad, t.wrapping_sub(1), t], pad);
-                let view = fresh.view(&keys, t + 1);
-                fresh.add(&keys, t + 1);
-                view
+                fresh.observe(&keys, t + 1)
             })
             .collect();
         let none = fit_weights(&vec![0.01; useless.len()], &useless);
@@ -230,7 +253,7 @@ mod tests {
             let window: Vec<u32> = (0..3)
                 .map(|k| if i + k >= 3 { text[i + k - 3] } else { pad })
                 .collect();
-            cache.add(&Keys::of(&window, pad), t);
+            cache.observe(&Keys::of(&window, pad), t);
         }
         let window = [3u32, 1, 2];
         let keys = Keys::of(&window, pad);

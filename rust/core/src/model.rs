@@ -384,7 +384,7 @@ impl Model {
         let kn = self.file.checked_kneser_ney()?;
         let trie = self.checked_trie()?;
         let pad = self.params().pad;
-        let mut cache = DocumentCache::default();
+        let mut cache = DocumentCache::with_capacity(targets.len());
         let mut scores = Scores::default();
         for (context, &target) in contexts.chunks_exact(w).zip(targets) {
             let (base, depth) = match &kn {
@@ -392,9 +392,9 @@ impl Model {
                 None => self.witten_bell(&trie, context, target),
             }
             .map_err(|c| self.corrupt(c))?;
-            let keys = Keys::of(context, pad);
-            let p = cache.view(&keys, target).mix(base, weights);
-            cache.add(&keys, target);
+            let p = cache
+                .observe(&Keys::of(context, pad), target)
+                .mix(base, weights);
             let score = self.scored((p, depth), target);
             scores.log10.push(score.log10);
             scores.depths.push(score.depth);

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress, Ticker};
-use crate::cache::{fit_weights, CacheWeights, DocumentCache, Keys};
+use crate::cache::{fit_weights, CacheWeights, DocumentCache, Keys, CACHE_ORDERS};
 use crate::classes::ClassStats;
 use crate::columns;
 use crate::error::{Error, Result};
@@ -259,12 +259,13 @@ fn kneser_ney_of(
 /// The held-out share of the training text the document cache's weights are fitted on (its last
 /// blocks), at most this many tokens, and at least this many on both sides of the split.
 const HELD_OUT_SHARE: f64 = 0.05;
-const HELD_OUT_MAX: usize = 100_000;
+const HELD_OUT_MAX: usize = 50_000;
 const HELD_OUT_MIN: usize = 2_000;
 /// The model that scores the held-out blocks: Kneser-Ney over at most this many tokens before them,
-/// at a width of at most 3 (cheap: the weights barely depend on the model's width).
-const FIT_TOKENS_MAX: usize = 1_000_000;
-const FIT_WIDTH_MAX: usize = 3;
+/// at a width of at most 2 (a small model, so that the fit costs little training time; the weights
+/// barely depend on the model's width, docs/design/kneser-ney.md §3).
+const FIT_TOKENS_MAX: usize = 300_000;
+const FIT_WIDTH_MAX: usize = 2;
 
 /// The document cache's weights ([`crate::cache`]) fitted on the last blocks of the training text,
 /// scored by a Kneser-Ney model of the text before them (None when the text is too short to split).
@@ -302,22 +303,25 @@ fn fit_cache(
         |_| Ok(()),
     )?;
     let view = model.view(pad);
+    // The cache sees as far as it will when scoring (at most CACHE_ORDERS - 1 tokens), the model
+    // its own width: the nearest tokens of each window.
+    let cache_width = width.min(CACHE_ORDERS - 1).max(fit_width);
     let (contexts, targets) = crate::instances::windows(
         &slice(split..n),
         &block_lengths[held_blocks..],
-        fit_width,
+        cache_width,
         pad,
     )?;
-    let mut cache = DocumentCache::default();
+    let mut cache = DocumentCache::with_capacity(targets.len());
     let (mut base, mut views) = (Vec::with_capacity(held), Vec::with_capacity(held));
     let internal =
         |c: crate::trie::Corrupt| Error::InvalidInput(format!("internal error: {}", c.0));
-    for (context, &target) in contexts.chunks_exact(fit_width).zip(&targets) {
-        let path = view.descend(context).map_err(internal)?;
+    for (context, &target) in contexts.chunks_exact(cache_width).zip(&targets) {
+        let path = view
+            .descend(&context[cache_width - fit_width..])
+            .map_err(internal)?;
         base.push(view.probability(&path, target).map_err(internal)?);
-        let keys = Keys::of(context, pad);
-        views.push(cache.view(&keys, target));
-        cache.add(&keys, target);
+        views.push(cache.observe(&Keys::of(context, pad), target));
     }
     Ok(Some(fit_weights(&base, &views)))
 }
