@@ -211,18 +211,8 @@ impl Model {
     pub fn answer_into(&self, context: &[u32], query: &Query, answer: &mut Answer) -> Result<()> {
         self.check_context(context)?;
         let source = self.source(query.algorithm)?;
-        answer.classes.clear();
-        answer.votes.clear();
-        let summary = self
-            .answer_with(context, query, query.limit(), source, |class, vote| {
-                answer.classes.push(class);
-                answer.votes.push(vote);
-            })
-            .map_err(|c| self.corrupt(c))?;
-        answer.total = summary.total;
-        answer.depth = summary.depth;
-        answer.distance = summary.distance;
-        Ok(())
+        self.fill_answer(context, query, source, answer)
+            .map_err(|c| self.corrupt(c))
     }
 
     /// [`Model::answer`] for every context of a row-major batch (W ids each), on all cores.
@@ -234,13 +224,7 @@ impl Model {
             .with_min_len(query.algorithm.batch_min_len())
             .map(|context| {
                 let mut answer = Answer::default();
-                let summary = self.answer_with(context, query, query.limit(), source, |c, v| {
-                    answer.classes.push(c);
-                    answer.votes.push(v);
-                })?;
-                answer.total = summary.total;
-                answer.depth = summary.depth;
-                answer.distance = summary.distance;
+                self.fill_answer(context, query, source, &mut answer)?;
                 Ok(answer)
             })
             .collect::<std::result::Result<_, Corrupt>>()
@@ -354,22 +338,32 @@ impl Model {
         }
     }
 
-    /// The one answer rule: `emit(class, vote)` for the first `limit` classes, best first.
+    /// The answer of `query` for one context, from `source`, into `answer` (its buffers reused).
     #[inline]
-    fn answer_with(
+    fn fill_answer(
         &self,
         context: &[u32],
         query: &Query,
-        limit: usize,
         source: Source,
-        emit: impl FnMut(u32, f64),
-    ) -> std::result::Result<Summary, Corrupt> {
-        match source {
+        answer: &mut Answer,
+    ) -> std::result::Result<(), Corrupt> {
+        answer.classes.clear();
+        answer.votes.clear();
+        let limit = query.limit();
+        let emit = |class, vote| {
+            answer.classes.push(class);
+            answer.votes.push(vote);
+        };
+        let summary = match source {
             Source::IgTree(trie) => {
                 self.igtree_answer(&trie, self.descend(&trie, context)?, limit, true, emit)
             }
             Source::Base(base) => self.knn_answer(context, query, limit, &base, emit),
-        }
+        }?;
+        answer.total = summary.total;
+        answer.depth = summary.depth;
+        answer.distance = summary.distance;
+        Ok(())
     }
 
     /// IGTree: the matched node's class distribution, its counts as votes; the distance is the
