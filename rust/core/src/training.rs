@@ -200,8 +200,7 @@ pub fn train_tokens(
         check_partition_memory(0)?;
     }
     let kept = options.keep_tokens.then(|| tokens.clone());
-    let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
-    let windows = TokenWindows::from_ids(tokens, &lengths, options.width, vocab_size)?;
+    let windows = TokenWindows::new(tokens, block_lengths, options.width, vocab_size)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::TokenIds { size: vocab_size },
         weighting: options.weighting,

@@ -80,8 +80,7 @@ fn fixture(which: usize) -> &'static Fixture {
         let (ids, lengths) = corpus(which as u64 + 11, 2500, 60, spread);
         let vocab_size = spread + 1;
         let kept = IdVec::U32(ids.clone());
-        let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
-        let windows = TokenWindows::new(ids.clone(), &lengths_usize, width, vocab_size).unwrap();
+        let windows = TokenWindows::new(kept.clone(), &lengths, width, vocab_size).unwrap();
         let model = Model::train(
             windows,
             TrainSpec {

@@ -38,13 +38,8 @@ fn write_instances(
             width.0
         ))
     })?;
-    let lengths: Vec<usize> = block_lengths
-        .as_slice()?
-        .iter()
-        .map(|&l| l as usize)
-        .collect();
-    let windows =
-        TokenWindows::from_ids(token_ids(tokens)?, &lengths, width, pad).map_err(to_py)?;
+    let windows = TokenWindows::new(token_ids(tokens)?, block_lengths.as_slice()?, width, pad)
+        .map_err(to_py)?;
     py.detach(|| columns::write_instance_file(&windows, &path))
         .map_err(to_py)
 }
