@@ -82,13 +82,9 @@ pub struct TrainingFile {
 }
 
 /// Reads a TiMBL column-format training file; the width is the number of columns minus one.
-pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
-    read_training_file_with(path, None)
-}
-
-/// [`read_training_file`], telling `progress` how many of the file's bytes were read (phase
-/// "reading the instance file"); an error from it stops the reading and is returned.
-pub fn read_training_file_with(path: &Path, progress: Option<Progress>) -> Result<TrainingFile> {
+/// `progress` hears how many of the file's bytes were read (phase "reading the instance file"); an
+/// error from it stops the reading and is returned.
+pub fn read_training_file(path: &Path, progress: Option<Progress>) -> Result<TrainingFile> {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut symbols = vec![PAD_SYMBOL.to_string()];
     ids.insert(PAD_SYMBOL.to_string(), 0);

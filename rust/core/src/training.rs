@@ -54,8 +54,7 @@ impl Model {
             width as u64,
         )?;
         let stats = ClassStats::new(&instances, n_symbols);
-        let weights =
-            FeatureWeights::compute_each(&instances, &stats, |done| ticker.set(done as u64))?;
+        let weights = FeatureWeights::compute(&instances, &stats, |done| ticker.set(done as u64))?;
         ticker.finish()?;
         let order = feature_order(weights.get(spec.weighting));
         let igtree = build_igtree(&instances, &order, &stats, spec.build)?;
@@ -218,20 +217,15 @@ pub fn train_tokens(
 }
 
 /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its
-/// width is the file's (the options' width is not used).
-pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) -> Result<Model> {
-    train_instance_file_with(path, metadata, options, None)
-}
-
-/// [`train_instance_file`]; `progress` hears how far reading the file and the build got, and may
-/// stop them (see [`Progress`]).
-pub fn train_instance_file_with(
+/// width is the file's (the options' width is not used). `progress` hears how far reading the file
+/// and the build got, and may stop them (see [`Progress`]).
+pub fn train_instance_file(
     path: &Path,
     metadata: &str,
     options: &TrainOptions,
     progress: Option<Progress>,
 ) -> Result<Model> {
-    let file = columns::read_training_file_with(path, progress)?;
+    let file = columns::read_training_file(path, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::Symbols(file.symbols),
         weighting: options.weighting,

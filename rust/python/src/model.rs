@@ -127,7 +127,7 @@ impl CoreModel {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let inner = run_build(py, progress, |report| {
-            training::train_instance_file_with(&path, metadata, &options.inner, Some(report))
+            training::train_instance_file(&path, metadata, &options.inner, Some(report))
         })?;
         Ok(CoreModel { inner })
     }
