@@ -278,7 +278,7 @@ pub fn classify_to(
                     path: path.to_path_buf(),
                     line: number,
                     reason: format!(
-                        "{} columns, but the model's width is {width} (expected {width} features and optionally a class)",
+                        "{} columns but the model's width is {width} (a line holds {width} features and optionally a class)",
                         fields.len()
                     ),
                 });

@@ -47,6 +47,21 @@ impl Error {
         Error::InvalidInput(format!("unknown {kind} {name:?}: use {choices}"))
     }
 
+    /// An id outside a vocabulary of `n_ids` ids; `whose` names it ("the model's", "the
+    /// tokenizer's"). The one wording of this error, also in the binding.
+    pub fn outside_vocabulary(id: impl std::fmt::Display, whose: &str, n_ids: u32) -> Self {
+        Error::InvalidInput(format!(
+            "id {id} is outside {whose} vocabulary of {n_ids} ids"
+        ))
+    }
+
+    /// A context of `ids` ids for a model of width `width`: the one wording of this error.
+    pub(crate) fn wrong_width(ids: usize, width: usize) -> Self {
+        Error::InvalidInput(format!(
+            "a context has {ids} ids but the model's width is {width}"
+        ))
+    }
+
     /// An I/O failure concerning `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

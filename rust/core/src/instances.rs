@@ -32,14 +32,14 @@ pub trait Instances: Sync {
     fn class(&self, i: usize) -> u32;
 }
 
-/// Checks that a width is in the supported range.
-pub fn check_width(width: usize) -> Result<()> {
-    if (1..=MAX_WIDTH).contains(&width) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
+/// `width` (of any integer type) as a usize, once checked to be in the supported range
+/// 1..=[`MAX_WIDTH`]: the one check and wording for every width a user or a file gives.
+pub fn check_width<W: TryInto<usize> + Copy + std::fmt::Display>(width: W) -> Result<usize> {
+    match width.try_into() {
+        Ok(w) if (1..=MAX_WIDTH).contains(&w) => Ok(w),
+        _ => Err(Error::InvalidInput(format!(
             "width must be between 1 and {MAX_WIDTH}, got {width}"
-        )))
+        ))),
     }
 }
 
@@ -141,10 +141,9 @@ impl TokenWindows {
     pub fn new(tokens: IdVec, block_lengths: &[u64], width: usize, pad: u32) -> Result<Self> {
         check_width(width)?;
         check_block_lengths(block_lengths, tokens.len())?;
+        // The padding id is the vocabulary's size: every token lies below it.
         if let Some(t) = tokens.view().max().filter(|&t| t >= pad) {
-            return Err(Error::InvalidInput(format!(
-                "token id {t} is not below the padding id {pad}"
-            )));
+            return Err(Error::outside_vocabulary(t, "the tokenizer's", pad));
         }
         let mut offset_in_block = Vec::with_capacity(tokens.len());
         for &len in block_lengths {

@@ -159,9 +159,7 @@ impl Model {
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let n = self.params().n_symbols;
         match ids.iter().find(|&&s| s >= n && s != UNKNOWN) {
-            Some(bad) => Err(Error::InvalidInput(format!(
-                "symbol id {bad} is outside the model's vocabulary of {n} ids"
-            ))),
+            Some(&bad) => Err(Error::outside_vocabulary(bad, "the model's", n)),
             None => Ok(()),
         }
     }
@@ -169,11 +167,7 @@ impl Model {
     /// Checks that `context` has the model's width and only known ids or [`UNKNOWN`].
     pub fn check_context(&self, context: &[u32]) -> Result<()> {
         if context.len() != self.width() {
-            return Err(Error::InvalidInput(format!(
-                "a context has {} ids but the model's width is {}",
-                context.len(),
-                self.width()
-            )));
+            return Err(Error::wrong_width(context.len(), self.width()));
         }
         self.check_ids(context)
     }
@@ -181,10 +175,7 @@ impl Model {
     /// Checks that a batch of contexts with `columns` ids per row fits the model's width.
     pub fn check_columns(&self, columns: usize) -> Result<()> {
         if columns != self.width() {
-            return Err(Error::InvalidInput(format!(
-                "contexts have {columns} columns but the model's width is {}",
-                self.width()
-            )));
+            return Err(Error::wrong_width(columns, self.width()));
         }
         Ok(())
     }
@@ -193,10 +184,8 @@ impl Model {
     pub(crate) fn check_batch(&self, contexts: &[u32]) -> Result<()> {
         let w = self.width();
         if contexts.len() % w != 0 {
-            return Err(Error::InvalidInput(format!(
-                "a batch of {} ids is not a whole number of contexts: the model's width is {w}",
-                contexts.len()
-            )));
+            // The batch's last context is short.
+            return Err(Error::wrong_width(contexts.len() % w, w));
         }
         contexts
             .par_chunks(w * 256)

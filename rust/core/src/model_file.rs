@@ -75,7 +75,7 @@ impl Params {
         let [width, n_symbols, pad, n_instances, weighting, token_ids] = words else {
             return Err("the Params section has a wrong length".into());
         };
-        check_width(*width as usize).map_err(|e| e.to_string())?;
+        check_width(*width).map_err(|e| e.to_string())?;
         // At least padding and one class; ids below UNKNOWN.
         if *n_symbols < 2 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
             return Err("the symbol count or padding id is out of range".into());

@@ -584,6 +584,22 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_width_and_a_foreign_id_have_one_wording_each() {
+        let model = test_model(3, false);
+        let query = Query::igtree(1);
+        fn message<T: std::fmt::Debug>(r: Result<T>) -> String {
+            r.unwrap_err().to_string()
+        }
+        let short = "a context has 2 ids but the model's width is 3";
+        assert_eq!(message(model.answer(&[1, 2], &query)), short);
+        assert_eq!(message(model.answer_batch(&[1, 2, 3, 1, 2], &query)), short);
+        assert_eq!(message(model.check_columns(2)), short);
+        let foreign = "id 31 is outside the model's vocabulary of 31 ids";
+        assert_eq!(message(model.answer(&[1, 2, 31], &query)), foreign);
+        assert_eq!(message(model.symbols().get(31)), foreign);
+    }
+
+    #[test]
     fn names_round_trip_and_unknown_names_list_the_choices() {
         for name in Algorithm::NAMES {
             assert_eq!(name.parse::<Algorithm>().unwrap().name(), name);

@@ -114,13 +114,7 @@ impl TrainOptions {
         temp_dir: Option<PathBuf>,
         keep_tokens: bool,
     ) -> Result<TrainOptions> {
-        let width = usize::try_from(width).map_err(|_| {
-            Error::InvalidInput(format!(
-                "width must be between 1 and {}, got {width}",
-                crate::instances::MAX_WIDTH
-            ))
-        })?;
-        check_width(width)?;
+        let width = check_width(width)?;
         let weighting: Weighting = weighting.parse()?;
         let mut instance_base = false;
         for name in algorithms {

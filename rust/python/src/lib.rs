@@ -11,6 +11,7 @@ mod progress;
 
 use std::path::PathBuf;
 
+use memlm_core::instances::check_width;
 use memlm_core::shard::{self, Shard};
 use memlm_core::{columns, Algorithm, TokenWindows, Vote, Weighting};
 use numpy::{PyArray1, PyReadonlyArray1};
@@ -30,14 +31,8 @@ fn write_instances(
     pad: u32,
     path: PathBuf,
 ) -> PyResult<()> {
-    // A negative width says so (not an OverflowError); the core checks the range.
-    let width = usize::try_from(width.0).map_err(|_| {
-        MemlmError::new_err(format!(
-            "width must be between 1 and {}, got {}",
-            memlm_core::MAX_WIDTH,
-            width.0
-        ))
-    })?;
+    // A negative width says so (not an OverflowError).
+    let width = check_width(width.0).map_err(to_py)?;
     let windows = TokenWindows::new(token_ids(tokens)?, block_lengths.as_slice()?, width, pad)
         .map_err(to_py)?;
     py.detach(|| columns::write_instance_file(&windows, &path))
