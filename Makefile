@@ -10,8 +10,9 @@ PROMPTS := "Emma Woodhouse, handsome, clever, and rich," "Mr. Knightley said" "I
 install:
 	$(PIP) --editable .
 
+# mypy: stubtest checks python/memlm/_core.pyi against the built extension (make lint).
 install-test: timbl
-	$(PIP) --editable ".[test]"
+	$(PIP) --editable ".[test]" "mypy>=2.4,<3"
 
 # TiMBL is the reference the equivalence tests run against (Debian package `timbl`).
 timbl:
@@ -33,6 +34,7 @@ lint:
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	ruff check python tests bench
 	ruff format --check python tests bench
+	MYPYPATH=python MYPY_CACHE_DIR=build/mypy_cache $(PYTHON) -m mypy.stubtest memlm._core
 
 rust-test:
 	cargo test --quiet

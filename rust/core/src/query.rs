@@ -77,7 +77,8 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// How to answer a context: the classifier, its k-NN options, how many classes to keep.
+/// How to answer a context: the classifier, its k-NN options, how many classes to keep
+/// ([`Query::top_k`]; not used by generation, where the sampling decides).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Query {
     algorithm: Algorithm,
@@ -138,7 +139,8 @@ impl Query {
         self.knn
     }
 
-    /// How many classes an answer keeps (0: all).
+    /// How many classes an answer keeps (0: all). Generation does not use it: there the sampling
+    /// decides how many classes each step keeps ([`crate::Generation::new`]).
     pub fn top_k(&self) -> usize {
         self.top_k
     }

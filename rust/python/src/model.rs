@@ -330,7 +330,9 @@ impl CoreModel {
         Ok(p.into_pyarray(py))
     }
 
-    /// A generation of up to `max_new_tokens` after `prompt`.
+    /// A generation of up to `max_new_tokens` after `prompt`. `query` gives the classifier (algorithm,
+    /// k, vote, decay); its `top_k` is not used: `sampling` decides how many classes each step keeps
+    /// (1 when greedy, `sampling.top_k` when sampling).
     #[pyo3(signature = (prompt, max_new_tokens, query, sampling, seed=None))]
     fn generation(
         slf: &Bound<'_, Self>,
