@@ -4,6 +4,7 @@ unknown symbols as OOV (14)."""
 
 import json
 import math
+import re
 import zlib
 
 import numpy as np
@@ -206,7 +207,7 @@ def test_predict_rejects_bytes_and_bad_id_lists(model4):
     expected = model4.predict(ids)
     assert model4.predict(tuple(ids)) == model4.predict(np.array(ids, dtype=np.int64)) == expected
     assert model4.predict([np.int64(i) for i in ids]) == expected
-    with pytest.raises(MemlmError, match="prompt must be a str"):
+    with pytest.raises(MemlmError, match="give the prompt as str, not bytes"):
         model4.generate(b"It was")
 
 
@@ -241,7 +242,8 @@ def test_temperature_must_be_a_positive_finite_number(model4, model4_path):
         with pytest.raises(MemlmError, match="temperature"):
             model4.generate("It was", do_sample=True, temperature=temperature)
     proc = run_cli("generate", model4_path, "It was", "--do-sample", "--temperature", "nan", check=False)
-    assert proc.returncode == 1 and proc.stderr == "memlm: error: temperature must be a positive number, got NaN\n"
+    assert proc.stderr == "memlm: error: temperature must be a positive finite number, got nan\n"
+    assert proc.returncode == 1
 
 
 def test_a_low_temperature_samples_like_greedy(model4):
@@ -313,7 +315,7 @@ def test_classify_file_checks_the_query_before_reading(model4, tmp_path):
 
 
 def test_predict_batch_top_k(model4, contexts):
-    with pytest.raises(MemlmError, match="top_k must be >= 0"):
+    with pytest.raises(MemlmError, match="top_k must be at least 0, got -3"):
         model4.predict_batch(contexts, top_k=-3)
     assert model4.predict_batch(contexts, top_k=0)[0].shape == (len(contexts), 1)
     everything = model4.predict_batch(contexts, top_k=2**40)[0]
@@ -367,3 +369,137 @@ def test_a_model_read_into_memory_outlives_its_file_being_rewritten(model4_path,
     assert np.array_equal(model.score_windows(contexts, targets)[0], scores)
     model.verify()
     assert memlm.load(held, mmap=False).width == 2
+
+
+# -- issue 12, round 2: one clear line for every bad argument ----------------------------------------------
+
+
+_BAD_QUERIES = [
+    (dict(k=-1), "k must be at least 1, got -1"),
+    (dict(k=0), "k must be at least 1, got 0"),
+    (dict(k=True), "k must be a whole number, got True"),
+    (dict(k=2.0), "k must be a whole number, got 2.0"),
+    (dict(vote="foo"), 'unknown vote "foo"'),
+    (dict(vote=5), "vote must be a name (a str), got 5"),
+    (dict(decay=math.nan), "decay must be a positive finite number, got nan"),
+    (dict(decay=math.inf), "decay must be a positive finite number, got inf"),
+    (dict(decay=0.0), "decay must be a positive finite number, got 0.0"),
+    (dict(decay=-1), "decay must be a positive finite number, got -1"),
+    (dict(decay=True), "decay must be a number, got True"),
+    (dict(decay="x"), "decay must be a number, got 'x'"),
+    (dict(algorithm=5), "algorithm must be a name (a str), got 5"),
+    (dict(algorithm=["igtree"]), "algorithm must be a name (a str), got ['igtree']"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), _BAD_QUERIES)
+@pytest.mark.parametrize("algorithm", ["igtree", "ib1"])
+def test_query_arguments_are_refused_whatever_the_algorithm(model_ib1, tmp_path, bad, message, algorithm):
+    from memlm.evaluation import evaluate
+
+    arguments = {"algorithm": algorithm, **bad}
+    contexts = np.zeros((2, model_ib1.width), dtype=np.uint32)
+    for call in (
+        lambda: model_ib1.predict("It was", **arguments),
+        lambda: model_ib1.predict_batch(contexts, **arguments),
+        lambda: model_ib1.votes("It was", **arguments),
+        lambda: model_ib1.check_query(**arguments),
+        lambda: model_ib1.classify_file(tmp_path / "missing.txt", **arguments),
+        lambda: evaluate(model_ib1, [tmp_path / "missing.txt"], **arguments),
+        lambda: model_ib1.stream("It was", **arguments),
+    ):
+        with pytest.raises(MemlmError, match=re.escape(message)):
+            call()
+
+
+def test_counts_are_whole_numbers_not_bools_and_huge_ones_mean_all(model4, contexts):
+    # A query made for top_k=1 is not taken for top_k=True (True == 1) or 1.0.
+    assert model4.predict("It was", top_k=1).ids == model4.predict("It was", top_k=np.int64(1)).ids
+    for top_k, shown in [(True, "True"), (1.0, "1.0"), (np.float64(1.0), "np.float64(1.0)"), ("1", "'1'")]:
+        with pytest.raises(MemlmError, match=re.escape(f"top_k must be a whole number, got {shown}")):
+            model4.predict("It was", top_k=top_k)
+        with pytest.raises(MemlmError, match="top_k must be a whole number"):
+            model4.predict_batch(contexts, top_k=top_k)
+    everything = model4.predict("It was", top_k=0)
+    for huge in (np.uint64(2**64 - 1), 2**64, 10**30):
+        assert model4.predict("It was", top_k=huge) == everything
+        assert model4.predict("It was", k=huge) == model4.predict("It was")
+    huge_batch = model4.predict_batch(contexts, top_k=np.uint64(2**64 - 1))[0]
+    assert np.array_equal(huge_batch, model4.predict_batch(contexts, top_k=2**40)[0])
+
+
+def test_build_numbers_flags_and_names_are_checked_first(tmp_path):
+    missing = tmp_path / "missing.txt"  # never read: every argument is checked first
+    for bad, message in [
+        (dict(width=True), "width must be between 1 and 64, got True"),
+        (dict(width=2**70), f"width must be between 1 and 64, got {2**70}"),
+        (dict(width=4.0), "width must be between 1 and 64, got 4.0"),
+        (dict(memory=10**99), f"memory must be at most 2\\*\\*63 - 1 bytes \\(8 EiB\\), got {10**99}"),
+        (dict(memory=1.5e9), "memory must be a whole number of bytes, got 1500000000.0"),
+        (dict(memory=True), "memory must be a whole number of bytes, got True"),
+        (dict(memory=0), "memory must be a positive number of bytes, got 0"),
+        (dict(keep_tokens=1), "keep_tokens must be True or False, got 1"),
+        (dict(weighting=5), r"weighting must be a name \(a str\), got 5"),
+        (dict(algorithms=["igtree", 5]), r"algorithms must be a name \(a str\), got 5"),
+    ]:
+        with pytest.raises(MemlmError, match=message):
+            memlm.train(missing, **bad)
+        with pytest.raises(MemlmError, match=message):
+            memlm.merge([missing], **bad)
+    assert memlm.train(TRAIN_TEXT, width=np.int8(2), keep_tokens=np.bool_(True)).width == 2
+
+
+def test_classify_file_takes_a_flag(model4, tmp_path):
+    with pytest.raises(MemlmError, match="distribution must be True or False, got 1"):
+        model4.classify_file(tmp_path / "missing.txt", distribution=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "give the text as str, got NoneType"),
+        (5, "give the text as str, got int"),
+        (b"abc", "give the text as str, not bytes (decode the bytes first)"),
+        ("It \ud800 was", "the text is not valid Unicode: a lone surrogate '\\ud800' at position 3"),
+        ("x" * 70_000 + "\udcff", "the text is not valid Unicode: a lone surrogate '\\udcff' at position 70000"),
+    ],
+)
+def test_text_is_a_str_of_valid_unicode(model4, instance_model, text, message):
+    symbols = memlm.load(instance_model)
+    for call in (model4.score, model4.perplexity, model4.encode, symbols.encode, symbols.score):
+        with pytest.raises(MemlmError, match=re.escape(message)):
+            call(text)
+    if isinstance(text, str):  # ids are also accepted here: only a str is text
+        for call in (model4.predict, model4.probabilities, model4.votes, model4.context):
+            with pytest.raises(MemlmError, match=re.escape(message)):
+                call(text)
+        with pytest.raises(MemlmError, match=re.escape(message.replace("the text", "a block"))):
+            model4.windows(["fine", text])
+        with pytest.raises(MemlmError, match=re.escape(message.replace("the text", "the prompt"))):
+            model4.generate(text)
+    for call in (model4.predict, model4.probabilities):
+        with pytest.raises(MemlmError, match="give text as str"):
+            call(None if text is None else 5)
+
+
+def test_a_lone_surrogate_in_a_jsonl_corpus_names_the_record(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "fine"}\n{"text": "bad \\ud800 here"}\n')
+    with pytest.raises(memlm.CorpusError) as raised:
+        memlm.train(corpus, width=2)
+    assert str(raised.value) == (
+        f"{corpus}:2: the 'text' field is not valid Unicode: a lone surrogate '\\ud800' at position 4"
+    )
+
+
+def test_invalid_utf8_names_the_python_keyword(tmp_path):
+    from memlm.errors import InvalidUtf8Error
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"It was \xff fine")
+    for call in (lambda: memlm.train(bad, width=2), lambda: memlm.tokenize([bad])):
+        with pytest.raises(InvalidUtf8Error) as raised:
+            call()
+        assert str(raised.value) == f"{bad}: invalid UTF-8 at byte offset 7 (use errors='replace' to substitute)"
+        assert (raised.value.source, raised.value.offset) == (str(bad), 7)
+    assert memlm.train(bad, width=2, errors="replace").width == 2

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from memlm.errors import CorpusError
+from memlm import checks
+from memlm.errors import CorpusError, InvalidUtf8Error, MemlmError
 
 STDIN = "-"
 #: The first bytes of a gzip stream: such input is decompressed, whatever its name.
@@ -120,10 +121,6 @@ def _read_bytes(source: str | Path) -> bytes:
             raise CorpusError(f"{name}: not a valid gzip file ({e})") from None
 
 
-def _bad_utf8(name: str, offset: int) -> CorpusError:
-    return CorpusError(f"{name}: invalid UTF-8 at byte offset {offset} (use errors='replace' to substitute)")
-
-
 def no_text(sources: Iterable[str | Path]) -> CorpusError:
     """The error for a corpus that yields no tokens."""
     return CorpusError("the corpus holds no text: " + ", ".join(map(str, sources)))
@@ -133,7 +130,7 @@ def _decode(data: bytes, name: str, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        raise _bad_utf8(name, e.start) from None
+        raise InvalidUtf8Error(name, e.start) from None
 
 
 def _is_jsonl(source: str | Path) -> bool:
@@ -165,6 +162,10 @@ def iter_documents(
             value = record[text_field]
             if not isinstance(value, str):
                 raise CorpusError(f"{name}:{number}: the {text_field!r} field is not a string")
+            try:
+                checks.text(value, f"the {text_field!r} field")  # a JSON escape such as \\ud800 is a lone surrogate
+            except MemlmError as e:
+                raise CorpusError(f"{name}:{number}: {e}") from None
             yield f"{name}:{number}", value
 
 
@@ -240,7 +241,7 @@ def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
             try:
                 yield raw_line.decode("utf-8", errors=errors)
             except UnicodeDecodeError as e:
-                raise _bad_utf8(name, offset + e.start) from None
+                raise InvalidUtf8Error(name, offset + e.start) from None
             offset += len(raw_line)
     except _GZIP_ERRORS as e:
         raise CorpusError(f"{name}: not a valid gzip file ({e})") from None

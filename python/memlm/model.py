@@ -14,27 +14,25 @@ from typing import NamedTuple
 
 import numpy as np
 
-from memlm import _core
-from memlm._core import UNKNOWN, CoreModel, Query, Sampling
+from memlm import _core, checks
+from memlm._core import UNKNOWN, CoreModel, Query
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import not_an_input, output_file, token_ids, whole
+from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
-from memlm.generation import (
-    GENERATE_CHUNKS,
-    STREAM_CHUNKS,
-    SymbolDecoder,
-    TextDecoder,
-    chunk_sizes,
-    pieces,
-    stop_list,
-)
+from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, TextDecoder, pieces, stop_list
 from memlm.scoring import TokenScore, perplexities
 from memlm.tokenization import TokenizerSpec
 
 #: Queries kept per model, one for each combination of predict's arguments seen (they are cheap, but
 #: making one per call would cost as much as the lookup).
 _QUERY_CACHE = 64
+
+
+def _query_key(top_k, algorithm, k, vote, decay) -> tuple:
+    """The query cache's key: the arguments and the types of the numbers, since True == 1 == 1.0 (a bool or
+    a float where a count goes must be refused, not answered as the query of an equal int)."""
+    return (top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))
 
 
 class Prediction(NamedTuple):
@@ -234,7 +232,7 @@ class Model:
         if self.has_tokenizer:
             return self.tokenizer.encode(text)
         symbol_id = self._core.symbol_id
-        return [symbol_id(s) for s in text.split()]
+        return [symbol_id(s) for s in checks.text(text).split()]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ids: decoded tokens, or symbols separated by spaces (instance-file models). The unknown
@@ -284,7 +282,9 @@ class Model:
         if blocks is not None:
             if tokens is not None or block_lengths is not None:
                 raise MemlmError("give either text blocks or tokens with block_lengths, not both")
-            tokens, block_lengths = self._encode_blocks([blocks] if isinstance(blocks, str) else list(blocks))
+            one = isinstance(blocks, (str, bytes, bytearray, memoryview)) or not isinstance(blocks, Iterable)
+            blocks = [blocks] if one else list(blocks)
+            tokens, block_lengths = self._encode_blocks([checks.text(block, "a block") for block in blocks])
         elif tokens is None or block_lengths is None:
             raise MemlmError("give text blocks, or tokens with block_lengths")
         else:
@@ -315,6 +315,9 @@ class Model:
             return ids if len(ids) <= self._width else ids[-self._width :]
         if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
             raise MemlmError("give text as str (decode the bytes first) or token ids as a list or array, not bytes")
+        if not hasattr(text_or_ids, "__len__"):
+            kind = type(text_or_ids).__name__
+            raise MemlmError(f"give text as str or token ids as a list or array, got {kind}")
         return self._checked_tail(text_or_ids)
 
     def _checked_tail(self, ids) -> list[int]:
@@ -330,14 +333,18 @@ class Model:
         return MemlmError(f"ids must be whole numbers in [0, {self._n_symbols}) ({error})")
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
-        """The core's query for these arguments, made once (the core validates them)."""
-        key = (top_k, algorithm, k, vote, decay)
-        query = self._queries.get(key)
-        if query is None:
-            query = Query(algorithm=algorithm, k=k, vote=vote, decay=decay, top_k=top_k)
-            if len(self._queries) >= _QUERY_CACHE:
-                self._queries.clear()
-            self._queries[key] = query
+        """The core's query for these arguments: checked and made once, then taken from the cache."""
+        try:
+            return self._queries[_query_key(top_k, algorithm, k, vote, decay)]
+        except (KeyError, TypeError):  # not made yet, or an argument that cannot be a key (a list)
+            return self._new_query(top_k, algorithm, k, vote, decay)
+
+    def _new_query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
+        """The core's query for these arguments, once checked (:func:`memlm.checks.query`), kept in the cache."""
+        query = checks.query(top_k, algorithm, k, vote, decay)  # before the key is hashed: it may not be
+        if len(self._queries) >= _QUERY_CACHE:
+            self._queries.clear()
+        self._queries[_query_key(top_k, algorithm, k, vote, decay)] = query
         return query
 
     # -- prediction -------------------------------------------------------------------------------
@@ -358,7 +365,10 @@ class Model:
         them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
-        query = self._queries.get((top_k, algorithm, k, vote, decay)) or self._query(top_k, algorithm, k, vote, decay)
+        try:  # self._query, inlined: this is the hot path
+            query = self._queries[(top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))]
+        except (KeyError, TypeError):
+            query = self._new_query(top_k, algorithm, k, vote, decay)
         ids = self._tail(text_or_ids)
         try:
             answer = self._core.answer(ids, query)
@@ -438,7 +448,7 @@ class Model:
         ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
         ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
         self.check_query(algorithm, k, vote, decay)  # before the file is read or the output made
-        query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
+        query = self._query(0 if checks.flag(distribution, "distribution") else 1, algorithm, k, vote, decay)
         if output is not None:
             output = output_file(output)
             not_an_input(output, [instances, self._path])
@@ -467,7 +477,7 @@ class Model:
         text is split into blocks at blank lines, each scored from its start). For a model trained on an
         instance file, the tokens are the text's whitespace-separated symbols; one the model never saw is
         out of vocabulary (its id :data:`memlm._core.UNKNOWN`)."""
-        blocks = split_blocks(text)
+        blocks = split_blocks(checks.text(text))
         contexts, targets = self.windows(blocks)
         log10, depth, oov = self.score_windows(contexts, targets)
         ids = targets.tolist()
@@ -479,7 +489,7 @@ class Model:
 
     def perplexity(self, text: str) -> dict:
         """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them."""
-        contexts, targets = self.windows(split_blocks(text))
+        contexts, targets = self.windows(split_blocks(checks.text(text)))
         log10, _, oov = self.score_windows(contexts, targets)
         return {"tokens": int(targets.size), **perplexities(log10, oov)}
 
@@ -546,21 +556,16 @@ class Model:
         decay: float,
         streaming: bool,
     ) -> Iterator[str]:
-        if not whole(max_new_tokens) or max_new_tokens < 0:
-            raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-        if seed is not None and (not whole(seed) or not 0 <= seed < 1 << 64):
-            raise MemlmError(f"seed must be None or a whole number in [0, 2**64), got {seed!r}")
-        if not isinstance(prompt, str):
-            raise MemlmError(f"prompt must be a str, got {type(prompt).__name__}")
-        sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        max_new_tokens = checks.unsigned_64(max_new_tokens, "max_new_tokens")
+        seed = None if seed is None else checks.unsigned_64(seed, "seed")
+        sampling = checks.sampling(do_sample, temperature, top_k, top_p)
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
-        query = self._query(top_k if do_sample else 1, algorithm, k, vote, decay)
+        query = self._query(top_k if sampling.do_sample else 1, algorithm, k, vote, decay)
         stops = stop_list(stop)
-        generation = self._core.generation(
-            self.encode(prompt), int(max_new_tokens), query, sampling, None if seed is None else int(seed)
-        )
+        prompt_ids = self.encode(checks.text(prompt, "the prompt"))
+        generation = self._core.generation(prompt_ids, max_new_tokens, query, sampling, seed)
         decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
-        chunks = chunk_sizes(*(STREAM_CHUNKS if streaming else GENERATE_CHUNKS))
+        chunks = STREAM_CHUNKS if streaming else GENERATE_CHUNKS
         return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
 
 
