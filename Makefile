@@ -32,6 +32,7 @@ demo: install
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 	ruff check python tests bench
 	ruff format --check python tests bench
 	MYPYPATH=python MYPY_CACHE_DIR=build/mypy_cache $(PYTHON) -m mypy.stubtest memlm._core

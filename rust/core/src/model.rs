@@ -278,9 +278,7 @@ impl Model {
         })
     }
 
-    /// The score of `target` after `context` under the scoring distribution ([`crate::scoring`]).
-    /// Defined for every target: one never seen as a class, [`UNKNOWN`] or any id outside the
-    /// model gets the probability of an unseen class and is flagged out of vocabulary.
+    /// [`Model::score_batch`] for one context and target (for tests).
     #[cfg(test)]
     pub(crate) fn score(&self, context: &[u32], target: u32) -> Result<Score> {
         self.check_context(context)?;
@@ -289,7 +287,10 @@ impl Model {
             .map_err(|c| self.corrupt(c))
     }
 
-    /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
+    /// The score of every target after its context (a row-major batch, W ids each) under the
+    /// scoring distribution ([`crate::scoring`]), on all cores. Defined for every target: one never
+    /// seen as a class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen
+    /// class and is flagged out of vocabulary.
     pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Scores> {
         self.check_batch(contexts)?;
         let w = self.width();
