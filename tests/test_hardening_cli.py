@@ -4,6 +4,7 @@ model file left as it was (8), a quiet 141 when the reader of the output goes aw
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -264,3 +265,114 @@ def test_an_exception_in_the_progress_callback_stops_the_build(tmp_path):
     assert "reading the instance file" in phases
     assert model.read_bytes() == before
     assert sorted(os.listdir(model.parent)) == ["model.memlm"]
+
+
+# -- issue 12, round 2 -----------------------------------------------------------------------------------
+
+
+def test_knn_options_are_refused_whatever_the_algorithm(model4_path, tmp_path):
+    instances = tmp_path / "i.txt"
+    instances.write_text("_ _ _ 464 373\n")
+    for option, message in [
+        (["-k", -1], "k must be at least 1, got -1"),
+        (["-k", 0], "k must be at least 1, got 0"),
+        (["--vote", "foo"], 'unknown vote "foo"'),
+        (["--decay", "nan"], "decay must be a positive finite number, got nan"),
+        (["--decay", -1], "decay must be a positive finite number, got -1.0"),
+    ]:
+        for command in (
+            ["eval", model4_path, TEST_TEXT],
+            ["classify", model4_path, "--instances", instances],
+            ["generate", model4_path, "It was"],
+        ):
+            _one_line_error(run_cli(*command, *option, check=False), message)
+
+
+def test_numbers_beyond_64_bits_are_shown_as_given(model4_path, tmp_path):
+    huge = "99999999999999999999"
+    out = tmp_path / "m.memlm"
+    for args, message in [
+        (["train", TRAIN_TEXT, "--width", huge, "-o", out], f"width must be between 1 and 64, got {huge}"),
+        (["instances", TRAIN_TEXT, "--width", huge, "-o", out], f"width must be between 1 and 64, got {huge}"),
+        (["generate", model4_path, "It", "--max-new-tokens", huge], f"in [0, 2**64), got {huge}"),
+        (["generate", model4_path, "It", "--seed", huge, "--do-sample"], f"in [0, 2**64), got {huge}"),
+    ]:
+        _one_line_error(run_cli(*args, check=False), message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("memory", ["1e99", "18446744073709551616", "-1", "0", "0.5", "nan", "inf", "-inf"])
+def test_memory_budgets_out_of_range_are_one_line_errors(tmp_path, memory):
+    out = tmp_path / "m.memlm"
+    proc = run_cli("train", TRAIN_TEXT, "--memory", memory, "-o", out, check=False)
+    _one_line_error(proc, f"a size must be from 1 byte to 8 EiB (2**63 - 1 bytes), got '{memory}'")
+    assert not out.exists()
+
+
+def test_invalid_utf8_names_the_errors_option(model4_path, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"It was a fine day.\n\nIt was \xff fine.\n")
+    expected = f"memlm: error: {bad}: invalid UTF-8 at byte offset 27 (use --errors replace to substitute)"
+    out = tmp_path / "out"
+    for command in (
+        ["train", bad, "--width", 2, "-o", out],
+        ["train", bad, "--shard", "-o", out],
+        ["instances", bad, "--width", 2, "-o", out],
+        ["score", model4_path, bad],
+        ["eval", model4_path, bad],
+    ):
+        assert _one_line_error(run_cli(*command, check=False)) == expected
+        run_cli(*command, "--errors", "replace")  # and the option that it names exists
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_a_one_line_error(model4_path):
+    proc = subprocess.run(
+        [*_memlm("generate", model4_path), os.fsdecode(b"It was \xff")], capture_output=True, text=True
+    )
+    _one_line_error(proc, "the PROMPT argument: invalid UTF-8 at byte offset 7")
+
+
+def test_ctrl_c_stops_a_long_generation_with_130(model4_path):
+    args = _memlm("generate", model4_path, "It was", "--max-new-tokens", 2**63, "--stream")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(6) == b"It was"  # generating
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        _, stderr = proc.communicate(timeout=10)  # reads what is left, so the pipe cannot block memlm
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and stderr.decode().strip().splitlines() == ["memlm: interrupted"]
+    assert time.perf_counter() - sent < 2.0
+
+
+def _readme_commands() -> dict[str, set[str]]:
+    """The options that the README's command-line section names for each command."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    options: dict[str, set[str]] = {}
+    for line in block.splitlines():
+        words = line.split("#", 1)[0].split()
+        command = words[1]
+        options.setdefault(command, set()).update(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", " ".join(words[2:])))
+    return options
+
+
+def _help_options(*command: str) -> set[str]:
+    environment = {**os.environ, "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"}
+    text = subprocess.run(_memlm(*command, "--help"), capture_output=True, text=True, env=environment).stdout
+    return set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", text)) - {"--help"}
+
+
+def test_the_help_names_the_options_the_readme_names():
+    readme = _readme_commands()
+    commands = {c for c in readme if not c.startswith("-")}
+    top = subprocess.run(_memlm("--help"), capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
+    # The rows of the help's tables: each command, and the options --version and --help.
+    listed = set(re.findall(r"^\W*(\w+)\s{2,}\S", top.stdout, re.MULTILINE)) - {"version", "help"}
+    assert listed == commands, top.stdout
+    assert "--version" in readme and "--version" in _help_options()
+    for command in sorted(commands):
+        # The README writes -o, the help also its long name --output.
+        assert _help_options(command) - {"--output"} == readme[command], command
