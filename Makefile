@@ -12,7 +12,7 @@ install:
 
 # mypy: stubtest checks python/memlm/_core.pyi against the built extension (make lint).
 install-test: timbl
-	$(PIP) --editable ".[test]" "mypy>=2.4,<3"
+	$(PIP) --editable ".[test]"
 
 # TiMBL is the reference the equivalence tests run against (Debian package `timbl`).
 timbl:
