@@ -9,7 +9,8 @@
 //!   leads nowhere makes the file it names. The check is made when the write starts and again just
 //!   before the rename.
 //! - **Temporary file.** `.NAME.memlm-tmp-PID-XXXXXX` next to the destination `NAME`: PID is the
-//!   writer's process id, XXXXXX random; created with O_EXCL (never following a planted link) and
+//!   writer's process id, XXXXXX random; created with O_EXCL (a name already taken, by a planted
+//!   link or file, is never opened: another random part is drawn) and
 //!   the permissions a new file gets (0666 less the umask), and locked (`flock`, exclusive) for as
 //!   long as it is written. Every write has its own, so concurrent writes to one path are each
 //!   atomic: the last rename wins, and the file is always one whole write.
@@ -40,6 +41,10 @@ const MARKER: &str = ".memlm-tmp-";
 
 /// At most this many symbolic links are followed from a destination (as Linux does).
 const MAX_LINKS: usize = 40;
+
+/// Random characters at the end of a temporary file's name (drawn by `tempfile`, which makes the
+/// file with O_EXCL and draws again when a file, or a link, of that name exists).
+const RANDOM_CHARS: usize = 6;
 
 /// Bytes of the destination's name kept in a temporary file's name (so that it stays under the
 /// 255 bytes a file name may have).
@@ -75,7 +80,7 @@ impl AtomicFile {
         let mut own = prefix;
         own.push(format!("{}-", std::process::id()));
         let mut builder = tempfile::Builder::new();
-        builder.prefix(&own).rand_bytes(6);
+        builder.prefix(&own).rand_bytes(RANDOM_CHARS);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -335,28 +340,67 @@ mod tests {
         assert_eq!(temp_names.len(), 2, "{temp_names:?}");
         for name in &temp_names {
             assert!(name.starts_with(&start), "{name}");
-            assert_eq!(name.len(), start.len() + 6, "{name}");
+            assert_eq!(name.len(), start.len() + RANDOM_CHARS, "{name}");
         }
         drop((a, b));
         assert!(names(dir.path()).is_empty());
     }
 
+    /// The name of the one temporary file of `m.memlm` in `dir`.
+    fn temporary_name(dir: &Path) -> String {
+        let temps: Vec<String> = names(dir)
+            .into_iter()
+            .filter(|n| n.starts_with(".m.memlm.memlm-tmp-"))
+            .collect();
+        assert_eq!(temps.len(), 1, "{temps:?}");
+        temps[0].clone()
+    }
+
     #[cfg(unix)]
     #[test]
-    fn a_planted_symlink_is_not_followed() {
-        // Whatever name an attacker plants, the temporary file is made anew (O_EXCL), never through a link.
+    fn a_link_or_file_planted_at_the_temporary_name_is_left_alone() {
+        // The random part of the name comes from `tempfile`, which draws it from fastrand's
+        // thread-local generator: seeding that fixes the name the next write would use. A link or a
+        // file planted at exactly that name must not be opened (O_EXCL): the write picks another
+        // name, the link's target stays as it was, the planted file too.
         let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.memlm");
         let victim = dir.path().join("victim");
         std::fs::write(&victim, b"precious").unwrap();
-        let p = dir.path().join("m.memlm");
-        let planted = dir.path().join(format!(
-            ".m.memlm.tmp-{}",
-            std::process::id() // the old, predictable name
-        ));
-        std::os::unix::fs::symlink(&victim, &planted).unwrap();
-        write_atomic(&p, b"model").unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-        assert_eq!(std::fs::read(&p).unwrap(), b"model");
+        let ghost = dir.path().join("ghost");
+        // A link to a file, a link to nowhere, a file.
+        for seed in 1..=3 {
+            let next_name = || {
+                fastrand::seed(seed);
+                let f = AtomicFile::create(&p).unwrap();
+                let name = temporary_name(dir.path());
+                drop(f);
+                name
+            };
+            let name = next_name();
+            assert_eq!(next_name(), name, "the seed must fix the temporary name");
+            let planted = dir.path().join(&name);
+            match seed {
+                1 => std::os::unix::fs::symlink(&victim, &planted).unwrap(),
+                2 => std::os::unix::fs::symlink(&ghost, &planted).unwrap(),
+                _ => std::fs::write(&planted, b"planted").unwrap(),
+            }
+            let before = std::fs::symlink_metadata(&planted).unwrap();
+            fastrand::seed(seed);
+            let mut f = AtomicFile::create(&p).unwrap();
+            f.writer().write_all(b"model").unwrap();
+            f.commit().unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), b"model");
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+            assert!(!ghost.exists());
+            let after = std::fs::symlink_metadata(&planted).unwrap();
+            assert_eq!(after.file_type(), before.file_type());
+            if after.is_file() {
+                assert_eq!(std::fs::read(&planted).unwrap(), b"planted");
+            }
+            std::fs::remove_file(&planted).unwrap();
+        }
+        assert_eq!(names(dir.path()), ["m.memlm", "victim"]);
     }
 
     #[test]
