@@ -10,9 +10,8 @@
 //!   before the rename.
 //! - **Temporary file.** `.NAME.memlm-tmp-PID-XXXXXX` next to the destination `NAME`: PID is the
 //!   writer's process id, XXXXXX random; created with O_EXCL (a name already taken, by a planted
-//!   link or file, is never opened: another random part is drawn) and
-//!   the permissions a new file gets (0666 less the umask), and locked (`flock`, exclusive) for as
-//!   long as it is written. Every write has its own, so concurrent writes to one path are each
+//!   link or file, is never opened: another random part is drawn) and the permissions a new file
+//!   gets (0666 less the umask), and locked (`flock`, exclusive) for as long as it is written. Every write has its own, so concurrent writes to one path are each
 //!   atomic: the last rename wins, and the file is always one whole write.
 //! - **Cleaning up.** The temporary file is removed on every error and when the write is
 //!   abandoned (dropped before [`AtomicFile::commit`]). A writer that is killed (SIGKILL, power
