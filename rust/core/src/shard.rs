@@ -87,14 +87,6 @@ pub fn write_shard(
     crate::atomic::write_atomic(path, format::encode(Kind::Shard, &sections).as_slice())
 }
 
-/// A reason the container gave, in a shard's words: "corrupt shard file", "truncated shard file",
-/// "shard format version" (the container's checks are shared with models).
-fn shard_words(reason: String) -> String {
-    reason
-        .replace("model file", "shard file")
-        .replace("model format version", "shard format version")
-}
-
 /// An opened shard file, memory-mapped and verified in full.
 pub struct Shard {
     image: Image,
@@ -108,7 +100,7 @@ impl Shard {
     pub fn open(path: &Path) -> Result<Shard> {
         let bad = |reason: String| Error::BadModel {
             path: PathBuf::from(path),
-            reason: shard_words(reason),
+            reason,
         };
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if !meta.is_file() {
