@@ -13,7 +13,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// The model file is not a memlm model, is truncated, corrupt or of another format version.
+    /// A model or shard file is not one (a model given as a shard, or the reverse, included), is
+    /// truncated, corrupt or of another format version: the reason says which kind of file.
     #[error("{path}: {reason}")]
     BadModel { path: PathBuf, reason: String },
     /// The caller passed something the model cannot use (wrong width, empty corpus, ...).
@@ -94,7 +95,8 @@ impl Error {
     }
 }
 
-/// What kind of thing a file that is not a regular file is, for messages.
+/// What kind of thing a file that is neither a regular file nor a folder is, for messages (symbolic
+/// links never get here: the callers follow them, or handle them themselves).
 fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
@@ -112,12 +114,8 @@ fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
             return "a socket";
         }
     }
-    if file_type.is_symlink() {
-        return "a symbolic link";
-    }
-    if file_type.is_dir() {
-        return "a folder";
-    }
+    #[cfg(not(unix))]
+    let _ = file_type;
     "a special file"
 }
 
