@@ -27,7 +27,12 @@ pub fn run_build<T: Send>(
             None => py.check_signals(),
         });
         outcome.map_err(|e| {
-            *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            // The first exception is the one raised: a later one (were the callback called again)
+            // never replaces it.
+            raised
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e);
             Error::Interrupted
         })
     };
