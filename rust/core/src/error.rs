@@ -36,6 +36,51 @@ pub enum Error {
 /// Result with the core's error type.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// `value`, a count a user gave (a saturated `i64`: one beyond `i64` arrives as its limit), as a
+/// `usize` once it is at least `minimum` ([`Error::too_small`] otherwise).
+pub(crate) fn count(what: &str, value: i64, minimum: u32) -> Result<usize> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&n| n >= minimum as usize)
+        .ok_or_else(|| Error::too_small(what, minimum, value))
+}
+
+/// `value` once it is a positive finite number: the one wording of this error (the Python package's
+/// checks use it too), the value shown as Python shows a float.
+pub(crate) fn positive_finite(what: &str, value: f64) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(value);
+    }
+    Err(Error::InvalidInput(format!(
+        "{what} must be a positive finite number, got {}",
+        python_float(value)
+    )))
+}
+
+/// `x` as Python's `repr` writes it (`-1.0`, `nan`, `inf`, `1e-05`, `1e+16`), so that a message
+/// shows a float as a Python user gave it. Rust's `Debug` already writes the shortest digits that
+/// read back, and switches to an exponent at the same magnitudes (below 1e-4, from 1e16); Python
+/// writes the exponent with a sign and at least two digits.
+pub(crate) fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    let debug = format!("{x:?}");
+    match debug.split_once('e') {
+        Some((mantissa, exponent)) => {
+            let (sign, digits) = match exponent.strip_prefix('-') {
+                Some(digits) => ('-', digits),
+                None => ('+', exponent),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => debug,
+    }
+}
+
 impl Error {
     /// An unknown name of a `kind` of thing (algorithm, weighting, vote), with the names to use.
     pub(crate) fn unknown_name(kind: &str, name: &str, names: &[&str]) -> Self {
@@ -61,6 +106,12 @@ impl Error {
         Error::InvalidInput(format!(
             "a context has {ids} ids but the model's width is {width}"
         ))
+    }
+
+    /// A count below `minimum`: the one wording of this error (the Python package's checks use it
+    /// too).
+    pub(crate) fn too_small(what: &str, minimum: u32, value: impl std::fmt::Display) -> Self {
+        Error::InvalidInput(format!("{what} must be at least {minimum}, got {value}"))
     }
 
     /// An I/O failure concerning `path`.
@@ -122,6 +173,50 @@ fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_shown_as_python_shows_them() {
+        // repr() of each in Python 3.
+        for (x, python) in [
+            (-1.0, "-1.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (0.5, "0.5"),
+            (1e-4, "0.0001"),
+            (1.5e-5, "1.5e-05"),
+            (1e-300, "1e-300"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.25e300, "1.25e+300"),
+            (-2.5e-7, "-2.5e-07"),
+            (f64::NAN, "nan"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(python_float(x), python, "{x:?}");
+        }
+    }
+
+    #[test]
+    fn counts_and_positive_numbers_have_one_wording() {
+        assert_eq!(count("k", 3, 1).unwrap(), 3);
+        assert_eq!(count("top_k", 0, 0).unwrap(), 0);
+        assert_eq!(
+            count("k", 0, 1).unwrap_err().to_string(),
+            "k must be at least 1, got 0"
+        );
+        assert_eq!(
+            count("top_k", i64::MIN, 0).unwrap_err().to_string(),
+            "top_k must be at least 0, got -9223372036854775808"
+        );
+        assert_eq!(positive_finite("decay", 0.5).unwrap(), 0.5);
+        for (x, shown) in [(0.0, "0.0"), (-1.0, "-1.0"), (f64::NAN, "nan")] {
+            assert_eq!(
+                positive_finite("decay", x).unwrap_err().to_string(),
+                format!("decay must be a positive finite number, got {shown}")
+            );
+        }
+    }
 
     #[test]
     fn not_a_regular_file_says_what_it_is() {

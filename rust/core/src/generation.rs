@@ -15,7 +15,7 @@
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
-use crate::error::{Error, Result};
+use crate::error::{count, positive_finite, python_float, Error, Result};
 use crate::model::Model;
 use crate::query::{Answer, Query};
 
@@ -41,17 +41,12 @@ impl Sampling {
     /// Greedy unless `do_sample`; `temperature` finite and positive, `top_k` >= 0 (0: all classes),
     /// `top_p` in (0, 1]. Checked whether or not sampling is on.
     pub fn new(do_sample: bool, temperature: f64, top_k: i64, top_p: f64) -> Result<Sampling> {
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(Error::InvalidInput(format!(
-                "temperature must be a positive number, got {temperature}"
-            )));
-        }
-        let top_k = usize::try_from(top_k).map_err(|_| {
-            Error::InvalidInput(format!("top_k must be >= 0 (0 keeps all), got {top_k}"))
-        })?;
+        let temperature = positive_finite("temperature", temperature)?;
+        let top_k = count("top_k", top_k, 0)?;
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::InvalidInput(format!(
-                "top_p must be in (0, 1], got {top_p}"
+                "top_p must be in (0, 1], got {}",
+                python_float(top_p)
             )));
         }
         Ok(Sampling {
@@ -460,20 +455,40 @@ mod tests {
     #[test]
     fn sampling_arguments_are_checked() {
         for (temperature, top_k, top_p, message) in [
-            (0.0, 50, 1.0, "temperature"),
-            (-1.0, 50, 1.0, "temperature"),
-            (f64::NAN, 50, 1.0, "temperature"),
-            (f64::INFINITY, 50, 1.0, "temperature"),
-            (1.0, -1, 1.0, "top_k"),
-            (1.0, 50, 0.0, "top_p"),
-            (1.0, 50, 1.5, "top_p"),
-            (1.0, 50, f64::NAN, "top_p"),
+            (
+                0.0,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got 0.0",
+            ),
+            (
+                -1.0,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got -1.0",
+            ),
+            (
+                f64::NAN,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got nan",
+            ),
+            (
+                f64::INFINITY,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got inf",
+            ),
+            (1.0, -1, 1.0, "top_k must be at least 0, got -1"),
+            (1.0, 50, 0.0, "top_p must be in (0, 1], got 0.0"),
+            (1.0, 50, 1.5, "top_p must be in (0, 1], got 1.5"),
+            (1.0, 50, f64::NAN, "top_p must be in (0, 1], got nan"),
         ] {
             for do_sample in [false, true] {
                 let err = Sampling::new(do_sample, temperature, top_k, top_p)
                     .unwrap_err()
                     .to_string();
-                assert!(err.contains(message), "{err}");
+                assert_eq!(err, message);
             }
         }
     }

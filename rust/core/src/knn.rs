@@ -9,7 +9,7 @@
 //! distance (k + 1) when that has a single winner, else by the global tie-break rank of the classes
 //! ([`crate::classes`]).
 
-use crate::error::Error;
+use crate::error::{positive_finite, Error};
 use crate::ids::Ids;
 use crate::offsets::OffsetsView;
 use crate::trie::{Corrupt, TrieView, ROOT};
@@ -35,20 +35,18 @@ impl Vote {
     /// The names [`Vote::name`] prints and [`Vote::parse`] reads.
     pub const NAMES: [&'static str; 3] = ["majority", "inverse_distance", "exponential_decay"];
 
-    /// The vote named `name`; `decay` is the alpha of `exponential_decay` (finite and positive) and
-    /// is ignored by the other votes.
+    /// The vote named `name`; `decay` is the alpha of `exponential_decay`, ignored by the other
+    /// votes but checked for every vote (positive and finite), so that an argument has one rule
+    /// whatever the others are.
     pub fn parse(name: &str, decay: f64) -> crate::Result<Vote> {
-        match name {
-            "majority" => Ok(Vote::Majority),
-            "inverse_distance" => Ok(Vote::InverseDistance),
-            "exponential_decay" if decay.is_finite() && decay > 0.0 => {
-                Ok(Vote::ExponentialDecay { alpha: decay })
-            }
-            "exponential_decay" => Err(Error::InvalidInput(format!(
-                "decay must be a positive number, got {decay}"
-            ))),
-            other => Err(Error::unknown_name("vote", other, &Self::NAMES)),
-        }
+        let vote = match name {
+            "majority" => Vote::Majority,
+            "inverse_distance" => Vote::InverseDistance,
+            "exponential_decay" => Vote::ExponentialDecay { alpha: decay },
+            other => return Err(Error::unknown_name("vote", other, &Self::NAMES)),
+        };
+        positive_finite("decay", decay)?;
+        Ok(vote)
     }
 
     /// The vote's name (`majority`, `inverse_distance`, `exponential_decay`).

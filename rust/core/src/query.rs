@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::{count, Error, Result};
 use crate::instances::MAX_WIDTH;
 use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
 use crate::model::{Match, Model};
@@ -91,7 +91,7 @@ impl Query {
     /// `top_k` classes are kept, best first (0: all).
     pub fn new(algorithm: Algorithm, k: usize, vote: Vote, top_k: usize) -> Result<Query> {
         if k == 0 {
-            return Err(Error::InvalidInput("k must be at least 1".into()));
+            return Err(Error::too_small("k", 1, k));
         }
         Ok(Query {
             algorithm,
@@ -101,17 +101,13 @@ impl Query {
     }
 
     /// A query from names and numbers as a user gives them (the Python API and the CLI): every
-    /// name and number is checked ([`Vote::parse`] for `vote` and `decay`).
+    /// name and number is checked, whatever the algorithm and the vote (a value that does not
+    /// apply must still be a valid one: [`Vote::parse`] for `vote` and `decay`).
     pub fn parse(algorithm: &str, k: i64, vote: &str, decay: f64, top_k: i64) -> Result<Query> {
         let algorithm = algorithm.parse()?;
         let vote = Vote::parse(vote, decay)?;
-        let k = usize::try_from(k)
-            .ok()
-            .filter(|&k| k >= 1)
-            .ok_or_else(|| Error::InvalidInput(format!("k must be at least 1, got {k}")))?;
-        let top_k = usize::try_from(top_k).map_err(|_| {
-            Error::InvalidInput(format!("top_k must be >= 0 (0 keeps all), got {top_k}"))
-        })?;
+        let k = count("k", k, 1)?;
+        let top_k = count("top_k", top_k, 0)?;
         Query::new(algorithm, k, vote, top_k)
     }
 
@@ -623,17 +619,18 @@ mod tests {
         assert_eq!(ok.knn().k, 3);
         assert_eq!(ok.knn().vote, Vote::ExponentialDecay { alpha: 0.5 });
         assert_eq!(ok.top_k(), 0);
+        let nan = f64::NAN;
         for (algorithm, k, vote, decay, top_k, message) in [
-            ("igtree", 0, "majority", 1.0, 5, "k must be at least 1"),
-            ("igtree", -2, "majority", 1.0, 5, "k must be at least 1"),
-            ("igtree", 1, "majority", 1.0, -1, "top_k must be >= 0"),
+            ("igtree", 0, "majority", 1.0, 5, "k must be at least 1, got 0"),
+            ("igtree", -2, "majority", 1.0, 5, "k must be at least 1, got -2"),
+            ("igtree", 1, "majority", 1.0, -1, "top_k must be at least 0, got -1"),
             (
                 "igtree",
                 1,
                 "plurality",
                 1.0,
                 5,
-                "unknown vote \"plurality\"",
+                "unknown vote \"plurality\": use 'majority', 'inverse_distance' or 'exponential_decay'",
             ),
             (
                 "igtree",
@@ -641,25 +638,45 @@ mod tests {
                 "exponential_decay",
                 0.0,
                 5,
-                "decay must be a positive",
+                "decay must be a positive finite number, got 0.0",
             ),
             (
                 "igtree",
                 1,
                 "exponential_decay",
-                f64::NAN,
+                f64::INFINITY,
                 5,
-                "decay must be a positive",
+                "decay must be a positive finite number, got inf",
             ),
-            ("igtree", 1, "exponential_decay", f64::INFINITY, 5, "decay"),
+            // A decay is checked whatever the vote: one rule per argument.
+            (
+                "ib1",
+                1,
+                "majority",
+                nan,
+                1,
+                "decay must be a positive finite number, got nan",
+            ),
+            (
+                "igtree",
+                1,
+                "inverse_distance",
+                -1.0,
+                5,
+                "decay must be a positive finite number, got -1.0",
+            ),
             ("IGTree", 1, "majority", 1.0, 5, "unknown algorithm"),
         ] {
             let err = Query::parse(algorithm, k, vote, decay, top_k)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(message), "{err}");
+            assert!(err.starts_with(message), "{err}");
         }
-        // A decay only matters to the exponential decay.
-        assert!(Query::parse("ib1", 1, "majority", f64::NAN, 1).is_ok());
+        assert_eq!(
+            Query::new(Algorithm::Ib1, 0, Vote::Majority, 1)
+                .unwrap_err()
+                .to_string(),
+            "k must be at least 1, got 0"
+        );
     }
 }
