@@ -147,20 +147,21 @@ impl Default for TrainOptions {
     }
 }
 
-/// An error unless `dir` is a folder a file can be created in.
+/// An error unless `dir` is a folder a file can be created in: [`Error::Io`] naming `dir`, of the
+/// kind the OS gives (a missing folder [`std::io::ErrorKind::NotFound`], a folder that refuses
+/// new files [`std::io::ErrorKind::PermissionDenied`] or read-only ...; the binding raises the
+/// OSError subclass of the errno), and [`std::io::ErrorKind::NotADirectory`] ("Not a directory",
+/// ENOTDIR) for a path that is not a folder.
 fn check_writable_folder(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "temp_dir {}: not a folder",
-            dir.display()
-        )));
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        let not_a_folder =
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory");
+        return Err(Error::io(dir, not_a_folder));
     }
-    tempfile::tempfile_in(dir).map(drop).map_err(|e| {
-        Error::InvalidInput(format!(
-            "temp_dir {}: cannot create files there ({e})",
-            dir.display()
-        ))
-    })
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// A partition memory as a user gives it: a positive number of bytes (values beyond `i64` arrive
@@ -309,10 +310,34 @@ mod tests {
         assert!(TrainOptions::new(16, "gain_ratio", &none, None, false).is_ok());
         let dir = tempfile::tempdir().unwrap();
         assert!(TrainOptions::new(16, "gain_ratio", &none, Some(dir.path().into()), false).is_ok());
+        let kind_of = |folder: &Path| {
+            let Err(Error::Io { path, source }) =
+                TrainOptions::new(16, "gain_ratio", &none, Some(folder.into()), false)
+            else {
+                panic!("not refused with an I/O error: {}", folder.display())
+            };
+            assert_eq!(path, folder);
+            source.kind()
+        };
         let missing = dir.path().join("no/such/folder");
-        let err = TrainOptions::new(16, "gain_ratio", &none, Some(missing), false)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a folder"), "{err}");
+        assert_eq!(kind_of(&missing), std::io::ErrorKind::NotFound);
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(kind_of(&file), std::io::ErrorKind::NotADirectory);
+        assert_eq!(
+            kind_of(&file.join("below")),
+            std::io::ErrorKind::NotADirectory
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let closed = dir.path().join("closed");
+            std::fs::create_dir(&closed).unwrap();
+            std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // Root may write anyway: then there is nothing to refuse.
+            if std::fs::write(closed.join("probe"), b"").is_err() {
+                assert_eq!(kind_of(&closed), std::io::ErrorKind::PermissionDenied);
+            }
+        }
     }
 }
