@@ -35,6 +35,8 @@ __all__ = [
     "ALGORITHMS",
     "WEIGHTINGS",
     "VOTES",
+    "SECTIONS",
+    "BULK_SECTIONS",
 ]
 
 #: Token ids as training and shards store them: uint16 when the vocabulary fits, else uint32.
@@ -52,6 +54,11 @@ UNKNOWN: int
 ALGORITHMS: tuple[str, ...]  # ("igtree", "tribl2", "ib1")
 WEIGHTINGS: tuple[str, ...]  # ("gain_ratio", "info_gain")
 VOTES: tuple[str, ...]  # ("majority", "inverse_distance", "exponential_decay")
+#: Every section of the file format: id -> name (as errors name it, e.g. 3 -> "GainRatio").
+SECTIONS: dict[int, str]
+#: Ids of the sections that grow with the data (the tries, the tails, the training tokens): their
+#: checksums are checked by ``verify`` or at the first query that reads them, not when a file opens.
+BULK_SECTIONS: frozenset[int]
 
 class MemlmError(Exception):
     """Base class of memlm's errors."""

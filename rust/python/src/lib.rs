@@ -11,12 +11,13 @@ mod progress;
 
 use std::path::PathBuf;
 
+use memlm_core::format::ALL_SECTIONS;
 use memlm_core::instances::check_width;
 use memlm_core::shard::{self, Shard};
 use memlm_core::{columns, Algorithm, TokenWindows, Vote, Weighting};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyTuple};
 
 use convert::{token_arrays, token_ids, Int};
 use errors::{to_py, InstanceFileError, MemlmError, ModelFormatError};
@@ -100,5 +101,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ALGORITHMS", PyTuple::new(m.py(), Algorithm::NAMES)?)?;
     m.add("WEIGHTINGS", PyTuple::new(m.py(), Weighting::NAMES)?)?;
     m.add("VOTES", PyTuple::new(m.py(), Vote::NAMES)?)?;
+    let sections = PyDict::new(m.py());
+    for section in ALL_SECTIONS {
+        sections.set_item(section as u32, format!("{section:?}"))?;
+    }
+    m.add("SECTIONS", sections)?;
+    let bulk = ALL_SECTIONS
+        .iter()
+        .filter(|s| s.is_bulk())
+        .map(|&s| s as u32);
+    m.add("BULK_SECTIONS", PyFrozenSet::new(m.py(), bulk)?)?;
     Ok(())
 }
