@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keep_tokens: None,
     };
     let model = Model::train(file.table, spec)?;
-    model.file().save(&PathBuf::from(output))?;
+    model.file().save(&PathBuf::from(output), None)?;
     eprintln!(
         "read {:.2}s, total {:.2}s, {} bytes",
         read.as_secs_f64(),

@@ -8,6 +8,11 @@
 //!   file is made in that file's folder and renamed over it), so the link stays a link; a link that
 //!   leads nowhere makes the file it names. The check is made when the write starts and again just
 //!   before the rename.
+//! - **Stopping.** [`AtomicFile::commit`] takes an optional [`Stop`] check, asked after the file is
+//!   written and synced, just before the rename (the binding: is a Ctrl-C pending?). An error there
+//!   abandons the write: the temporary file is removed, the target is left as it was, and the error
+//!   is returned. What the check cannot cover is the rename itself and the folder's sync after it:
+//!   a stop asked for from the moment the check returns is too late, the target is replaced.
 //! - **Temporary file.** `.NAME.memlm-tmp-PID-XXXXXX` next to the destination `NAME`: PID is the
 //!   writer's process id, XXXXXX random; created with O_EXCL (a name already taken, by a planted
 //!   link or file, is never opened: another random part is drawn) and the permissions a new file
@@ -48,6 +53,10 @@ const RANDOM_CHARS: usize = 6;
 /// Bytes of the destination's name kept in a temporary file's name (so that it stays under the
 /// 255 bytes a file name may have).
 const NAME_BYTES: usize = 200;
+
+/// A check made just before a write is committed; an error abandons the write (see the module's
+/// documentation).
+pub type Stop<'a> = &'a (dyn Fn() -> Result<()> + Sync);
 
 /// A file being written; it replaces its target only on [`AtomicFile::commit`], and is removed if
 /// dropped before that, so a failed or interrupted write never leaves a half-written target.
@@ -104,8 +113,9 @@ impl AtomicFile {
     }
 
     /// Flushes, syncs and renames the temporary file over the target (which is checked once more
-    /// first: still a regular file or absent).
-    pub fn commit(mut self) -> Result<()> {
+    /// first: still a regular file or absent); `stop`, when given, is asked just before the rename,
+    /// and its error abandons the write.
+    pub fn commit(mut self, stop: Option<Stop<'_>>) -> Result<()> {
         let writer = self.writer.take().expect("not committed yet");
         let file = writer
             .into_inner()
@@ -116,6 +126,9 @@ impl AtomicFile {
                 return Err(Error::not_a_regular_file(&self.path, m.file_type()));
             }
             _ => {}
+        }
+        if let Some(stop) = stop {
+            stop()?; // the temporary file goes when `self` is dropped
         }
         let tmp = self.tmp.take().expect("not committed yet");
         // A failed rename gives the temporary path back in the error, which removes it when dropped.
@@ -138,13 +151,13 @@ impl Drop for AtomicFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` atomically; `stop` as for [`AtomicFile::commit`].
+pub fn write_atomic(path: &Path, bytes: &[u8], stop: Option<Stop<'_>>) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
     f.writer()
         .write_all(bytes)
         .map_err(|e| Error::io(path, e))?;
-    f.commit()
+    f.commit(stop)
 }
 
 /// The file a write to `path` replaces or makes: `path`, or where the symbolic links from it lead;
@@ -303,8 +316,8 @@ mod tests {
     fn replaces_target_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.memlm");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
+        write_atomic(&p, b"one", None).unwrap();
+        write_atomic(&p, b"two", None).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(names(dir.path()), ["m.memlm"]);
     }
@@ -313,7 +326,7 @@ mod tests {
     fn abandoned_write_keeps_old_content() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.memlm");
-        write_atomic(&p, b"old").unwrap();
+        write_atomic(&p, b"old", None).unwrap();
         {
             let mut f = AtomicFile::create(&p).unwrap();
             f.writer().write_all(b"half").unwrap();
@@ -323,9 +336,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_before_the_rename_abandons_the_write() {
+        // The check is made once, when the whole file is written and the target is still the old
+        // one; its error leaves the old file and no temporary file, and is the error returned.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.memlm");
+        write_atomic(&p, b"old", None).unwrap();
+        let new = vec![7u8; 3 << 20];
+        for stopped in [true, false] {
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let stop = || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let temporary = dir.path().join(temporary_name(dir.path()));
+                assert_eq!(
+                    std::fs::metadata(temporary).unwrap().len(),
+                    new.len() as u64
+                );
+                assert_eq!(std::fs::read(&p).unwrap(), b"old");
+                if stopped {
+                    return Err(Error::Interrupted);
+                }
+                Ok(())
+            };
+            let outcome = write_atomic(&p, &new, Some(&stop));
+            assert_eq!(calls.into_inner(), 1);
+            if stopped {
+                assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
+                assert_eq!(std::fs::read(&p).unwrap(), b"old");
+            } else {
+                outcome.unwrap();
+                assert_eq!(std::fs::read(&p).unwrap(), new);
+            }
+            assert_eq!(names(dir.path()), ["m.memlm"]);
+        }
+    }
+
+    #[test]
     fn missing_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(write_atomic(&dir.path().join("no/such/dir/m"), b"x").is_err());
+        assert!(write_atomic(&dir.path().join("no/such/dir/m"), b"x", None).is_err());
     }
 
     #[test]
@@ -388,7 +437,7 @@ mod tests {
             fastrand::seed(seed);
             let mut f = AtomicFile::create(&p).unwrap();
             f.writer().write_all(b"model").unwrap();
-            f.commit().unwrap();
+            f.commit(None).unwrap();
             assert_eq!(std::fs::read(&p).unwrap(), b"model");
             assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
             assert!(!ghost.exists());
@@ -407,7 +456,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("m.memlm");
         std::fs::create_dir(&folder).unwrap();
-        let err = write_atomic(&folder, b"x").unwrap_err();
+        let err = write_atomic(&folder, b"x", None).unwrap_err();
         let Error::Io { path, source } = &err else {
             panic!("{err}")
         };
@@ -427,7 +476,7 @@ mod tests {
         f.writer().write_all(&vec![7u8; 3 << 20]).unwrap();
         std::fs::create_dir(&p).unwrap();
         std::fs::write(p.join("inside"), b"x").unwrap();
-        assert!(f.commit().is_err());
+        assert!(f.commit(None).is_err());
         assert_eq!(names(dir.path()), ["m.memlm"]);
         assert_eq!(names(&p), ["inside"]);
     }
@@ -442,7 +491,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let err = write_atomic(&fifo, b"x").unwrap_err();
+        let err = write_atomic(&fifo, b"x", None).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("{}: not a regular file (a FIFO)", fifo.display())
@@ -462,7 +511,7 @@ mod tests {
         // A link to a FIFO is refused as well, the link left as it was.
         let link = dir.path().join("link.memlm");
         std::os::unix::fs::symlink(&fifo, &link).unwrap();
-        assert!(write_atomic(&link, b"x")
+        assert!(write_atomic(&link, b"x", None)
             .unwrap_err()
             .to_string()
             .contains("not a regular file (a FIFO)"));
@@ -485,7 +534,7 @@ mod tests {
         let a = dir.path().join("a.memlm");
         std::os::unix::fs::symlink(&real, &b).unwrap();
         std::os::unix::fs::symlink("b.memlm", &a).unwrap();
-        write_atomic(&a, b"new").unwrap();
+        write_atomic(&a, b"new", None).unwrap();
         assert_eq!(std::fs::read(&real).unwrap(), b"new");
         for link in [&a, &b] {
             assert!(std::fs::symlink_metadata(link)
@@ -497,12 +546,12 @@ mod tests {
         // A link that leads nowhere makes the file it names.
         let dangling = dir.path().join("d.memlm");
         std::os::unix::fs::symlink(real_dir.join("new.memlm"), &dangling).unwrap();
-        write_atomic(&dangling, b"made").unwrap();
+        write_atomic(&dangling, b"made", None).unwrap();
         assert_eq!(std::fs::read(real_dir.join("new.memlm")).unwrap(), b"made");
         // A loop is an error.
         let loop_a = dir.path().join("loop");
         std::os::unix::fs::symlink("loop", &loop_a).unwrap();
-        let err = write_atomic(&loop_a, b"x").unwrap_err().to_string();
+        let err = write_atomic(&loop_a, b"x", None).unwrap_err().to_string();
         assert!(err.contains("too many levels of symbolic links"), "{err}");
     }
 
@@ -529,13 +578,13 @@ mod tests {
         let locked = leftover(".m.memlm.memlm-tmp-999998-abcdef", old);
         let holder = File::open(&locked).unwrap();
         lock(&holder);
-        write_atomic(&p, b"model").unwrap();
+        write_atomic(&p, b"model", None).unwrap();
         assert!(!dead.exists());
         for kept in [&fresh, &other_target, &own_pid, &locked] {
             assert!(kept.exists(), "{}", kept.display());
         }
         drop(holder);
-        write_atomic(&p, b"model").unwrap();
+        write_atomic(&p, b"model", None).unwrap();
         assert!(!locked.exists());
     }
 }

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{AtomicFile, Stop};
 use crate::build::{Progress, Ticker};
 use crate::error::{Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
@@ -140,8 +140,13 @@ pub fn read_training_file(path: &Path, progress: Option<Progress>) -> Result<Tra
     })
 }
 
-/// Writes token windows as a TiMBL column file (decimal token ids, `_` for padding), atomically.
-pub fn write_instance_file(windows: &TokenWindows, path: &Path) -> Result<()> {
+/// Writes token windows as a TiMBL column file (decimal token ids, `_` for padding), atomically;
+/// `stop` as for [`AtomicFile::commit`].
+pub fn write_instance_file(
+    windows: &TokenWindows,
+    path: &Path,
+    stop: Option<Stop<'_>>,
+) -> Result<()> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
     let mut line = String::new();
@@ -156,7 +161,7 @@ pub fn write_instance_file(windows: &TokenWindows, path: &Path) -> Result<()> {
         w.write_all(line.as_bytes())
             .map_err(|e| Error::io(path, e))?;
     }
-    out.commit()
+    out.commit(stop)
 }
 
 fn push_symbol(line: &mut String, id: u32, pad: u32) {
@@ -192,20 +197,22 @@ fn symbol(model: &Model, class: u32) -> std::borrow::Cow<'_, str> {
 /// `output` (atomically; standard output when None): the instance, the predicted class and, with
 /// `with_distribution`, every class's votes (IGTree: the node's counts) in braces. A query the model
 /// cannot run is refused before the output is made. A write error names `output` (or `<stdout>`);
-/// a reader of standard output that went away is the OS's broken pipe (EPIPE).
+/// a reader of standard output that went away is the OS's broken pipe (EPIPE). `stop` is asked
+/// just before `output` is committed (see [`AtomicFile::commit`]).
 pub fn classify_file(
     model: &Model,
     path: &Path,
     output: Option<&Path>,
     with_distribution: bool,
     query: &Query,
+    stop: Option<Stop<'_>>,
 ) -> Result<ClassifyTotals> {
     model.check_algorithm(query.algorithm())?;
     match output {
         Some(out) => {
             let mut file = AtomicFile::create(out)?;
             let totals = classify_to(model, path, file.writer(), out, with_distribution, query)?;
-            file.commit()?;
+            file.commit(stop)?;
             Ok(totals)
         }
         None => {

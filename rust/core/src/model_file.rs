@@ -26,6 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::atomic::Stop;
 use crate::build::InstanceBase;
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
@@ -480,9 +481,10 @@ impl ModelFile {
         self.image.bytes()
     }
 
-    /// Writes the model file atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        crate::atomic::write_atomic(path, self.as_bytes())
+    /// Writes the model file atomically; `stop` is asked just before the rename (see
+    /// [`crate::atomic::AtomicFile::commit`]).
+    pub fn save(&self, path: &Path, stop: Option<Stop<'_>>) -> Result<()> {
+        crate::atomic::write_atomic(path, self.as_bytes(), stop)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::atomic::Stop;
 use crate::error::{Error, Result};
 use crate::format::{self, Check, Image, Kind, Section, SectionData, SectionTable};
 use crate::ids::{IdVec, Ids};
@@ -64,7 +65,8 @@ pub(crate) fn check_tokens(
     Ok(())
 }
 
-/// Writes tokenised text as a shard file, atomically.
+/// Writes tokenised text as a shard file, atomically; `stop` as for
+/// [`crate::atomic::AtomicFile::commit`].
 pub fn write_shard(
     path: &Path,
     tokens: &IdVec,
@@ -72,6 +74,7 @@ pub fn write_shard(
     vocab_size: u32,
     tokenizer: &[u8],
     metadata: &str,
+    stop: Option<Stop<'_>>,
 ) -> Result<()> {
     let params = [vocab_size as u64];
     let mut data = vec![(Section::ShardParams, bytemuck::cast_slice(&params[..]))];
@@ -84,7 +87,11 @@ pub fn write_shard(
         .iter()
         .map(|&(section, bytes)| SectionData { section, bytes })
         .collect();
-    crate::atomic::write_atomic(path, format::encode(Kind::Shard, &sections).as_slice())
+    crate::atomic::write_atomic(
+        path,
+        format::encode(Kind::Shard, &sections).as_slice(),
+        stop,
+    )
 }
 
 /// An opened shard file, memory-mapped and verified in full.
@@ -168,7 +175,7 @@ mod tests {
     fn shard(dir: &Path) -> PathBuf {
         let path = dir.join("a.shard");
         let ids = IdVec::U16(vec![1, 2, 3, 4]);
-        write_shard(&path, &ids, &[4], 10, b"tok", "{}").unwrap();
+        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None).unwrap();
         path
     }
 

@@ -28,7 +28,7 @@ fn concurrent_writes_to_one_path_are_each_whole() {
         std::thread::scope(|s| {
             for c in &contents {
                 let path = &path;
-                s.spawn(move || write_atomic(path, c).unwrap());
+                s.spawn(move || write_atomic(path, c, None).unwrap());
             }
         });
         let written = std::fs::read(&path).unwrap();
@@ -83,13 +83,13 @@ fn a_killed_writer_leaves_a_file_the_next_write_sweeps() {
             .unwrap();
     };
     backdate(&temp);
-    write_atomic(&target, b"one").unwrap();
+    write_atomic(&target, b"one", None).unwrap();
     assert!(temp.exists(), "a live writer's file was removed");
     // Killed mid-write: the file stays behind until the next write to the same path.
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(temp.exists());
-    write_atomic(&target, b"two").unwrap();
+    write_atomic(&target, b"two", None).unwrap();
     assert!(!temp.exists(), "the leftover was not swept");
     assert_eq!(names(dir.path()), ["m.memlm"]);
     assert_eq!(std::fs::read(&target).unwrap(), b"two");

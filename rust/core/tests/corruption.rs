@@ -205,11 +205,18 @@ fn exercise(model: &Model, f: &Fixture, scratch: &Path) -> Vec<Outcome> {
     }
     for (query, distribution) in [(&queries[0], true), (&queries[2], false)] {
         let output = scratch.with_extension("out");
-        let totals =
-            classify_file(model, &f.instances, Some(&output), distribution, query).map(|t| {
-                let text = std::fs::read_to_string(&output).unwrap_or_default();
-                (t.instances, t.correct, text)
-            });
+        let totals = classify_file(
+            model,
+            &f.instances,
+            Some(&output),
+            distribution,
+            query,
+            None,
+        )
+        .map(|t| {
+            let text = std::fs::read_to_string(&output).unwrap_or_default();
+            (t.instances, t.correct, text)
+        });
         out.push(outcome(totals));
     }
     out.push(outcome(model.file().checked_training_tokens().map(|t| {

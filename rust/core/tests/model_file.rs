@@ -79,7 +79,7 @@ fn save_and_load_round_trip() {
     let model = token_model(1, 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.file().save(&path).unwrap();
+    model.file().save(&path, None).unwrap();
     let loaded = Model::load(&path, Check::Full).unwrap();
     assert_eq!(loaded.file().as_bytes(), model.file().as_bytes());
     assert_eq!(loaded.file().tokenizer_blob(), b"tok");
@@ -169,7 +169,7 @@ fn quick_open_defers_the_tries_to_verify() {
     let model = token_model(4, 3);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.file().save(&path).unwrap();
+    model.file().save(&path, None).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     // Flip a byte inside the IGTree's distributions: a bulk section, not read by the quick open.
     let dist = model.file().as_bytes().len() / 2;
@@ -199,7 +199,7 @@ proptest! {
         let model = token_model(seed, width);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.memlm");
-        model.file().save(&path).unwrap();
+        model.file().save(&path, None).unwrap();
         let loaded = Model::load(&path, Check::Header).unwrap();
         let n = queries.len() / width * width;
         prop_assert_eq!(predictions(&model, &queries[..n]), predictions(&loaded, &queries[..n]));
@@ -276,7 +276,7 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     let narrow = IdVec::U16(ids.iter().map(|&t| t as u16).collect());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.shard");
-    write_shard(&path, &narrow, &lengths, VOCAB, b"tok", "{\"n\":1}").unwrap();
+    write_shard(&path, &narrow, &lengths, VOCAB, b"tok", "{\"n\":1}", None).unwrap();
     let shard = Shard::open(&path).unwrap();
     let (tokens, blocks) = shard.tokens();
     assert!(matches!(tokens, Ids::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied())));
@@ -296,7 +296,7 @@ fn shards_round_trip_and_models_keep_their_tokens() {
         keeping,
     )
     .unwrap();
-    kept.file().save(&model_path).unwrap();
+    kept.file().save(&model_path, None).unwrap();
     let err = Shard::open(&model_path).err().unwrap().to_string();
     assert!(err.contains("a memlm model, not a shard"), "{err}");
     let loaded = Model::load(&model_path, Check::Full).unwrap();
@@ -306,7 +306,7 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     let bad_path = dir.path().join("bad.shard");
     let mut short = lengths.clone();
     short[0] += 1;
-    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}").unwrap();
+    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None).unwrap();
     let err = Shard::open(&bad_path).err().unwrap().to_string();
     assert!(err.contains("do not add up"), "{err}");
 }

@@ -21,8 +21,10 @@ use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyTuple};
 
 use convert::{token_arrays, token_ids, Int};
 use errors::{to_py, InstanceFileError, MemlmError, ModelFormatError};
+use progress::run_write;
 
-/// Writes token blocks as a TiMBL column-format instance file (atomically).
+/// Writes token blocks as a TiMBL column-format instance file (atomically; a Ctrl-C during the
+/// write abandons it and raises KeyboardInterrupt).
 #[pyfunction]
 fn write_instances(
     py: Python<'_>,
@@ -36,11 +38,13 @@ fn write_instances(
     let width = check_width(width.0).map_err(to_py)?;
     let windows = TokenWindows::new(token_ids(tokens)?, block_lengths.as_slice()?, width, pad)
         .map_err(to_py)?;
-    py.detach(|| columns::write_instance_file(&windows, &path))
-        .map_err(to_py)
+    run_write(py, |stop| {
+        columns::write_instance_file(&windows, &path, Some(stop))
+    })
 }
 
-/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically.
+/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically (a
+/// Ctrl-C during the write abandons it and raises KeyboardInterrupt).
 #[pyfunction]
 fn write_shard(
     py: Python<'_>,
@@ -53,8 +57,17 @@ fn write_shard(
 ) -> PyResult<()> {
     let ids = token_ids(tokens)?;
     let lengths = block_lengths.as_slice()?;
-    py.detach(|| shard::write_shard(&path, &ids, lengths, vocab_size, tokenizer, metadata))
-        .map_err(to_py)
+    run_write(py, |stop| {
+        shard::write_shard(
+            &path,
+            &ids,
+            lengths,
+            vocab_size,
+            tokenizer,
+            metadata,
+            Some(stop),
+        )
+    })
 }
 
 /// Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata).
