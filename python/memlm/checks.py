@@ -1,13 +1,15 @@
 """Checks made before any work is done, so that a bad argument fails at once (rather than after the text
-was tokenised): build options (validated by the core when its ``TrainOptions`` are made), memory budgets,
-output files and folders, the numbers and names of queries and generations, text. A bad value is a
-one-line :class:`MemlmError` that shows it as it was given (never wrapped or clamped by a conversion);
-file-system problems are :class:`OSError` subclasses naming the path."""
+was tokenised). The core checks the ranges and names of its options (``Query``, ``Sampling``,
+``TrainOptions``: made before any input is read) and the ids it is given; Python checks what the binding
+cannot show as given or take as it is: bools (which it would read as 1 and 0), values of the wrong type,
+whole numbers beyond 64 bits (which it saturates), widths before a corpus is read for `memlm instances`,
+memory budgets, the ids of numpy arrays, output files and folders, text. A bad value is a one-line
+:class:`MemlmError` that shows it as it was given, in the core's words where the core has some (see
+:data:`CORE_WORDS`); file-system problems are :class:`OSError` subclasses naming the path."""
 
 from __future__ import annotations
 
 import errno
-import math
 import numbers
 import os
 import tempfile
@@ -19,13 +21,25 @@ import numpy as np
 from memlm._core import MAX_WIDTH, UNKNOWN, Query, Sampling, TrainOptions
 from memlm.errors import MemlmError
 
-#: The largest count the core takes (a signed 64-bit number). A larger ``top_k`` or ``k`` asks for more
-#: than any model has (all classes, all distances) and is clamped to it.
-LARGEST_COUNT = 2**63 - 1
 #: The largest memory budget the core takes, in bytes (a signed 64-bit number): 8 EiB.
 LARGEST_MEMORY = 2**63 - 1
-#: Generated tokens and seeds are unsigned 64-bit numbers in the core: each must be below this.
-UNSIGNED_64_BITS = 2**64
+#: The smallest count the core can show as given (a signed 64-bit number; larger ones ask for more than
+#: any model has, and the core clamps them).
+SMALLEST_COUNT = -(2**63)
+#: Generated tokens and seeds are the core's unsigned 64-bit numbers.
+UNSIGNED_64_BITS = range(2**64)
+
+#: The core's sentence for each option out of its range, said here only for the values the core cannot
+#: show as given (beyond 64 bits, or beyond a float). tests/test_validation.py compares each with the
+#: core's own message, so that the two cannot drift apart.
+CORE_WORDS = {
+    "width": f"width must be between 1 and {MAX_WIDTH}, got {{}}",
+    "k": "k must be at least 1, got {}",
+    "top_k": "top_k must be at least 0, got {}",
+    "decay": "decay must be a positive finite number, got {}",
+    "temperature": "temperature must be a positive finite number, got {}",
+    "top_p": "top_p must be in (0, 1], got {}",
+}
 
 
 def train_options(
@@ -35,20 +49,25 @@ def train_options(
     temp_dir: str | Path | None = None,
     keep_tokens: bool = False,
 ) -> TrainOptions:
-    """The core's build options: width (1..64), weighting and algorithm names (``algorithms`` as names or
-    one comma-separated string), a writable ``temp_dir``; a :class:`MemlmError` names what is wrong."""
-    if not whole(width) or not 1 <= width <= MAX_WIDTH:
-        raise MemlmError(f"width must be between 1 and {MAX_WIDTH}, got {shown(width)}")
+    """The core's build options: ``width`` (1..64), ``algorithms`` as names or one comma-separated string.
+    The core checks the weighting and algorithm names, and that files can be made in ``temp_dir`` (an
+    :class:`OSError` naming it)."""
     names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
-    if temp_dir is not None:
-        writable_folder(temp_dir)
     return TrainOptions(
-        width=int(width),
+        width=context_width(width),
         weighting=name(weighting, "weighting"),
         algorithms=[name(algorithm, "algorithms").strip() for algorithm in names],
         temp_dir=None if temp_dir is None else Path(temp_dir),
         keep_tokens=flag(keep_tokens, "keep_tokens"),
     )
+
+
+def context_width(value) -> int:
+    """``value`` as an int, once it is a context width (1..64): checked here, before any corpus is read
+    (`memlm instances` hands the width to the core only after tokenising)."""
+    if not whole(value) or not 1 <= value <= MAX_WIDTH:
+        raise MemlmError(CORE_WORDS["width"].format(shown(value)))
+    return int(value)
 
 
 def whole(value) -> bool:
@@ -62,40 +81,32 @@ def shown(value) -> str:
     return str(int(value)) if whole(value) else repr(value)
 
 
-def count(value, what: str, minimum: int = 0) -> int:
-    """``value`` as an int, once it is a whole number >= ``minimum``; one beyond :data:`LARGEST_COUNT`
-    (more than any model has) is clamped to it."""
+def count(value, what: str) -> int:
+    """``value`` as an int for the core, once it is a whole number (the core checks its range; a count
+    beyond 64 bits asks for more than any model has, all classes or distances, and the core clamps it)."""
     if not whole(value):
         raise MemlmError(f"{what} must be a whole number, got {shown(value)}")
-    if value < minimum:
-        raise MemlmError(f"{what} must be at least {minimum}, got {shown(value)}")
-    return min(int(value), LARGEST_COUNT)
+    if value < SMALLEST_COUNT:
+        raise MemlmError(CORE_WORDS[what].format(shown(value)))
+    return int(value)
 
 
 def unsigned_64(value, what: str) -> int:
     """``value`` as an int, once it is a whole number in [0, 2**64) (the core's unsigned 64-bit numbers)."""
-    if not whole(value) or not 0 <= value < UNSIGNED_64_BITS:
+    if not whole(value) or value not in UNSIGNED_64_BITS:
         raise MemlmError(f"{what} must be a whole number in [0, 2**64), got {shown(value)}")
     return int(value)
 
 
 def real(value, what: str) -> float:
-    """``value`` as a float, once it is a real number (a Python or numpy int or float, not a bool); an int
-    too large for a float is infinite."""
+    """``value`` as a float for the core, once it is a real number (a Python or numpy int or float, not a
+    bool); the core checks its range. An int too large for a float is out of every range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise MemlmError(f"{what} must be a number, got {shown(value)}")
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
-
-
-def positive(value, what: str) -> float:
-    """``value`` as a float, once it is a positive finite number."""
-    number = real(value, what)
-    if not (math.isfinite(number) and number > 0):
-        raise MemlmError(f"{what} must be a positive finite number, got {shown(value)}")
-    return number
+        raise MemlmError(CORE_WORDS[what].format(shown(value))) from None
 
 
 def flag(value, what: str) -> bool:
@@ -113,29 +124,26 @@ def name(value, what: str) -> str:
 
 
 def query(top_k, algorithm, k, vote, decay) -> Query:
-    """The core's query, once every argument is of its kind and in its range: ``top_k`` >= 0 (0: all
-    classes), ``k`` >= 1, ``decay`` positive and finite, whatever the algorithm and the vote (a value that
-    does not apply must still be a valid one); the core checks the names."""
+    """The core's query, once every argument is of its kind; the core checks the names and ranges
+    (``top_k`` >= 0, 0: all classes; ``k`` >= 1; ``decay`` positive), whatever the algorithm and the vote
+    (a value that does not apply must still be a valid one)."""
     return Query(
         algorithm=name(algorithm, "algorithm"),
-        k=count(k, "k", minimum=1),
+        k=count(k, "k"),
         vote=name(vote, "vote"),
-        decay=positive(decay, "decay"),
+        decay=real(decay, "decay"),
         top_k=count(top_k, "top_k"),
     )
 
 
 def sampling(do_sample, temperature, top_k, top_p) -> Sampling:
-    """The core's sampling options, once each is of its kind and in its range (checked whether or not
-    ``do_sample`` is on): ``temperature`` positive and finite, ``top_k`` >= 0, ``top_p`` in (0, 1]."""
-    nucleus = real(top_p, "top_p")
-    if not 0 < nucleus <= 1:
-        raise MemlmError(f"top_p must be in (0, 1], got {shown(top_p)}")
+    """The core's sampling options, once each is of its kind; the core checks their ranges whether or not
+    ``do_sample`` is on (``temperature`` positive, ``top_k`` >= 0, ``top_p`` in (0, 1])."""
     return Sampling(
         do_sample=flag(do_sample, "do_sample"),
-        temperature=positive(temperature, "temperature"),
+        temperature=real(temperature, "temperature"),
         top_k=count(top_k, "top_k"),
-        top_p=nucleus,
+        top_p=real(top_p, "top_p"),
     )
 
 
@@ -160,13 +168,14 @@ def memory_budget(memory: int | None) -> int | None:
     """A build's memory budget in bytes: None (no budget) or a whole number in [1, 2**63)."""
     if memory is None:
         return None
-    if not whole(memory):
-        raise MemlmError(f"memory must be a whole number of bytes, got {shown(memory)}")
-    if memory <= 0:
-        raise MemlmError(f"memory must be a positive number of bytes, got {shown(memory)}")
-    if memory > LARGEST_MEMORY:
-        raise MemlmError(f"memory must be at most 2**63 - 1 bytes (8 EiB), got {shown(memory)}")
+    if not whole(memory) or not 1 <= memory <= LARGEST_MEMORY:
+        raise memory_error(shown(memory))
     return int(memory)
+
+
+def memory_error(given: str) -> MemlmError:
+    """The error for a memory budget out of range, ``given`` as the user wrote it."""
+    return MemlmError(f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got {given}")
 
 
 def writable_folder(folder: str | Path) -> Path:

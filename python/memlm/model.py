@@ -29,12 +29,6 @@ from memlm.tokenization import TokenizerSpec
 _QUERY_CACHE = 64
 
 
-def _query_key(top_k, algorithm, k, vote, decay) -> tuple:
-    """The query cache's key: the arguments and the types of the numbers, since True == 1 == 1.0 (a bool or
-    a float where a count goes must be refused, not answered as the query of an equal int)."""
-    return (top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))
-
-
 class Prediction(NamedTuple):
     """A classifier's answer for one context (immutable; a named tuple, cheap to make per token)."""
 
@@ -304,47 +298,35 @@ class Model:
         return np.array([i for ids in encoded for i in ids], dtype=np.uint32), lengths
 
     def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """The ids of a prefix that count: at most its last W (the core pads a shorter one). A list is
-        passed on as it is, for the core to check (its conversion refuses what is not an id in [0, 2**32)
-        with OverflowError or TypeError, which :meth:`_bad_ids` turns into a clear error; the core refuses
-        ids outside the vocabulary); other sequences and arrays are checked here. Never coerced."""
+        """The ids of a prefix that count: at most its last W (the core pads a shorter one). Text is encoded
+        here; ids (a list, a tuple, a 1-D array) are handed to the binding as a list of Python ints, which
+        checks each as it reads it: an int of the model's vocabulary (or the unknown id), never coerced."""
         if type(text_or_ids) is list:
             return text_or_ids if len(text_or_ids) <= self._width else text_or_ids[-self._width :]
         if isinstance(text_or_ids, str):
             ids = self.encode(text_or_ids)
             return ids if len(ids) <= self._width else ids[-self._width :]
+        if isinstance(text_or_ids, np.ndarray) and text_or_ids.ndim:
+            return text_or_ids[-self._width :].tolist()  # numpy scalars become ints, shown as such in errors
         if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
             raise MemlmError("give text as str (decode the bytes first) or token ids as a list or array, not bytes")
-        if not hasattr(text_or_ids, "__len__"):
+        if not isinstance(text_or_ids, Sequence):
             kind = type(text_or_ids).__name__
             raise MemlmError(f"give text as str or token ids as a list or array, got {kind}")
-        return self._checked_tail(text_or_ids)
-
-    def _checked_tail(self, ids) -> list[int]:
-        array = np.asarray(ids)
-        return self._ids(array[-self._width :] if array.ndim == 1 else array, "ids", 1).tolist()
-
-    def _bad_ids(self, ids: list, error: Exception) -> MemlmError:
-        """The error for ids that the core's conversion refused (``error``): what is wrong with them."""
-        try:
-            self._checked_tail(ids)
-        except MemlmError as e:
-            return e
-        return MemlmError(f"ids must be whole numbers in [0, {self._n_symbols}) ({error})")
+        return list(text_or_ids)[-self._width :]
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
-        """The core's query for these arguments: checked and made once, then taken from the cache."""
+        """The core's query for these arguments: checked (:func:`memlm.checks.query`) and made once, then
+        taken from the cache. The key holds the types of the numbers, since True == 1 == 1.0 (a bool or a
+        float where a count goes must be refused, not answered as the query of an equal int)."""
+        key = (top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))
         try:
-            return self._queries[_query_key(top_k, algorithm, k, vote, decay)]
+            return self._queries[key]
         except (KeyError, TypeError):  # not made yet, or an argument that cannot be a key (a list)
-            return self._new_query(top_k, algorithm, k, vote, decay)
-
-    def _new_query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
-        """The core's query for these arguments, once checked (:func:`memlm.checks.query`), kept in the cache."""
-        query = checks.query(top_k, algorithm, k, vote, decay)  # before the key is hashed: it may not be
+            query = checks.query(top_k, algorithm, k, vote, decay)  # refuses what cannot be a key
         if len(self._queries) >= _QUERY_CACHE:
             self._queries.clear()
-        self._queries[_query_key(top_k, algorithm, k, vote, decay)] = query
+        self._queries[key] = query
         return query
 
     # -- prediction -------------------------------------------------------------------------------
@@ -365,15 +347,8 @@ class Model:
         them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
-        try:  # self._query, inlined: this is the hot path
-            query = self._queries[(top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))]
-        except (KeyError, TypeError):
-            query = self._new_query(top_k, algorithm, k, vote, decay)
-        ids = self._tail(text_or_ids)
-        try:
-            answer = self._core.answer(ids, query)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        query = self._query(top_k, algorithm, k, vote, decay)
+        answer = self._core.answer(self._tail(text_or_ids), query)
         classes, votes, total = answer.classes, answer.votes, answer.total
         class_string = self._class_string
         tokens = [class_string(c) for c in classes]
@@ -416,11 +391,7 @@ class Model:
         """Every class that got votes after ``text_or_ids`` and its votes: (ids, votes), the winner first.
         Arguments as in :meth:`predict`."""
         query = self._query(0, algorithm, k, vote, decay)
-        ids = self._tail(text_or_ids)
-        try:
-            answer = self._core.answer(ids, query)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        answer = self._core.answer(self._tail(text_or_ids), query)
         return np.asarray(answer.classes, dtype=np.int64), np.asarray(answer.votes, dtype=np.float64)
 
     def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
@@ -460,11 +431,7 @@ class Model:
         """The scoring distribution after ``text_or_ids``: a probability for every id (padding at 0),
         summing to 1: interpolated Witten-Bell back-off along the IGTree descent path, from the root to the
         deepest matched node, over a uniform floor."""
-        ids = self._tail(text_or_ids)
-        try:
-            return self._core.probabilities(ids)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        return self._core.probabilities(self._tail(text_or_ids))
 
     def score_windows(self, contexts: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log10 probabilities, matched context lengths, OOV flags) of ``targets`` (n,) after ``contexts``

@@ -1,4 +1,5 @@
-"""Progress of long builds on stderr: a bar with the ETA per phase on a terminal, a line per phase otherwise."""
+"""Progress of long builds on stderr (a bar with the ETA per phase on a terminal, a line per phase otherwise),
+and the sizes of memory budgets as the command line takes them (``8G``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from memlm.checks import LARGEST_MEMORY
+from memlm.checks import LARGEST_MEMORY, memory_error
 from memlm.errors import MemlmError
 
 
@@ -67,5 +68,5 @@ def parse_size(text: str) -> int:
     except InvalidOperation:
         raise MemlmError(f"not a size: {text!r} (use e.g. 8G, 512M)") from None
     if not value.is_finite() or not 1 <= value <= LARGEST_MEMORY:
-        raise MemlmError(f"a size must be from 1 byte to 8 EiB (2**63 - 1 bytes), got {text!r}")
+        raise memory_error(repr(text))
     return int(value)
