@@ -1,4 +1,5 @@
-"""The ``memlm`` command line: train, generate, info, instances, classify."""
+"""The ``memlm`` command line: train, merge, generate, info, verify, score, eval, instances, classify. Every
+command turns memlm's errors and file errors into one line on stderr (see :func:`_clean_errors`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import typer
 from rich.console import Console
 
 import memlm
-from memlm.checks import not_an_input, output_file, train_options
-from memlm.corpus import iter_documents
-from memlm.errors import CorpusError, InvalidUtf8Error, MemlmError
+from memlm.checks import context_width, not_an_input, output_file
+from memlm.corpus import STDIN, iter_documents, source_name
+from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
@@ -62,8 +63,8 @@ def _clean_errors():
     except KeyboardInterrupt:
         print("memlm: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (MemlmError, OSError, ValueError) as e:
-        if isinstance(e, InvalidUtf8Error):
+    except (MemlmError, OSError) as e:
+        if isinstance(e, InvalidUtf8Error) and e.option:
             e = e.for_option(f"{ERRORS_OPTION} replace")
         message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
         print(f"memlm: error: {message}", file=sys.stderr)
@@ -286,21 +287,21 @@ def generate(
 
 
 def _check_argument(value: str, name: str) -> None:
-    """A :class:`CorpusError` naming the offset of the first bad byte when the command-line argument
-    ``value`` was not valid UTF-8 (Python keeps such bytes as lone surrogates, which no tokenizer takes)."""
+    """An :class:`InvalidUtf8Error` when the command-line argument ``value`` was not valid UTF-8 (Python
+    keeps such bytes as lone surrogates, which no tokenizer takes)."""
     try:
         value.encode("utf-8", "surrogateescape").decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CorpusError(f"the {name} argument: invalid UTF-8 at byte offset {e.start}") from None
+        raise InvalidUtf8Error(f"the {name} argument", e.start) from None
 
 
 def _read_stdin() -> str:
-    """Standard input as text: UTF-8, or a :class:`CorpusError` naming the offset of the first bad byte."""
+    """Standard input as text: UTF-8, or an :class:`InvalidUtf8Error`."""
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CorpusError(f"<stdin>: invalid UTF-8 at byte offset {e.start}") from None
+        raise InvalidUtf8Error(source_name(STDIN), e.start) from None
 
 
 @app.command()
@@ -413,14 +414,14 @@ def evaluate(
 def instances(
     corpus: Annotated[list[str], typer.Argument(metavar="CORPUS", help="Text files, directories, .gz, .jsonl, or -.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
-    width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
+    width: WidthOption = 16,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file.")] = None,
     text_field: TextFieldOption = "text",
     errors: ErrorsOption = "strict",
 ) -> None:
     """Write the instances of a corpus in TiMBL's column format (token ids, _ for padding)."""
     with _clean_errors():
-        train_options(width=width)
+        context_width(width)
         not_an_input(output_file(output), [*corpus, tokenizer])
         tokens, lengths, spec, _ = memlm.tokenize(corpus, tokenizer, text_field, errors)
         memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)

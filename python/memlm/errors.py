@@ -10,13 +10,14 @@ class CorpusError(MemlmError):
 
 
 class InvalidUtf8Error(CorpusError):
-    """A corpus that is not valid UTF-8 (read with ``errors="strict"``): ``source`` and the byte ``offset`` of
-    the first bad byte. The message tells how to substitute bad bytes: ``option`` names the switch, as the
-    Python keyword (``errors='replace'``) or, raised to the command line, its option."""
+    """Text that is not valid UTF-8: its ``source`` (a file, ``<stdin>``, a command-line argument) and the
+    byte ``offset`` of the first bad byte. Where bad bytes can be substituted, ``option`` names the switch
+    in the message: the Python keyword (``errors='replace'``) or, raised to the command line, its option."""
 
-    def __init__(self, source: str, offset: int, option: str = "errors='replace'"):
-        self.source, self.offset = source, offset
-        super().__init__(f"{source}: invalid UTF-8 at byte offset {offset} (use {option} to substitute)")
+    def __init__(self, source: str, offset: int, option: str | None = None):
+        self.source, self.offset, self.option = source, offset, option
+        hint = f" (use {option} to substitute)" if option else ""
+        super().__init__(f"{source}: invalid UTF-8 at byte offset {offset}{hint}")
 
     def for_option(self, option: str) -> InvalidUtf8Error:
         """The same error, its message naming ``option`` (``--errors replace``)."""
