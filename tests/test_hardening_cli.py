@@ -3,6 +3,7 @@ status 1 for errors (15), typer's usage message and 2 for usage errors (18), 130
 model file left as it was (8), a quiet 141 when the reader of the output goes away (15)."""
 
 import errno
+import io
 import os
 import random
 import re
@@ -14,8 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import memlm
+from memlm import cli
+from memlm.cli import app
+from memlm.errors import InvalidUtf8Error
 
 from conftest import ROOT, TEST_TEXT, TRAIN_TEXT, run_cli
 
@@ -95,10 +100,12 @@ def test_an_invalid_utf8_prompt_on_stdin_is_a_one_line_error(model4_path, tmp_pa
     bad.write_bytes(b"It was \xff\xfe a fine")
     with open(bad, "rb") as stdin:
         proc = subprocess.run(_memlm("generate", model4_path), stdin=stdin, capture_output=True, text=True)
-    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    # One shape for invalid UTF-8 (InvalidUtf8Error); the hint only where an option substitutes bad bytes.
+    assert _one_line_error(proc) == "memlm: error: <stdin>: invalid UTF-8 at byte offset 7"
     with open(bad, "rb") as stdin:
         proc = subprocess.run(_memlm("score", model4_path), stdin=stdin, capture_output=True, text=True)
-    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    hint = " (use --errors replace to substitute)"
+    assert _one_line_error(proc) == f"memlm: error: <stdin>: invalid UTF-8 at byte offset 7{hint}"
     proc = run_cli("generate", model4_path, "--max-new-tokens", 3, stdin="It was")
     assert proc.stdout.startswith("It was")
 
@@ -171,6 +178,17 @@ def test_a_closed_pipe_ends_quietly_with_141(model4_path, tmp_path):
 
 
 # -- 18: exit statuses -----------------------------------------------------------------------------------
+
+
+def test_a_bug_is_not_hidden_as_a_one_line_error(monkeypatch, model4_path):
+    # Only memlm's errors and OSErrors become one line: a ValueError (numpy's, json's, a bug) keeps its
+    # traceback, so that it can be reported.
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(memlm, "load", broken)
+    result = CliRunner().invoke(app, ["info", str(model4_path)])
+    assert isinstance(result.exception, ValueError), result.output
 
 
 def test_exit_statuses(model4_path, tmp_path):
@@ -349,11 +367,20 @@ def test_invalid_utf8_names_the_errors_option(model4_path, tmp_path):
         run_cli(*command, "--errors", "replace")  # and the option that it names exists
 
 
+def test_invalid_utf8_is_one_class_wherever_it_is_read(monkeypatch):
+    # `except InvalidUtf8Error` catches it all: a corpus, standard input, a command-line argument.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was \xff")))
+    for read in (cli._read_stdin, lambda: cli._check_argument(os.fsdecode(b"It was \xff"), "PROMPT")):
+        with pytest.raises(InvalidUtf8Error) as raised:
+            read()
+        assert raised.value.offset == 7 and raised.value.option is None
+
+
 def test_a_prompt_argument_that_is_not_utf8_is_a_one_line_error(model4_path):
     proc = subprocess.run(
         [*_memlm("generate", model4_path), os.fsdecode(b"It was \xff")], capture_output=True, text=True
     )
-    _one_line_error(proc, "the PROMPT argument: invalid UTF-8 at byte offset 7")
+    assert _one_line_error(proc) == "memlm: error: the PROMPT argument: invalid UTF-8 at byte offset 7"
 
 
 def test_ctrl_c_stops_a_long_generation_with_130(model4_path):
