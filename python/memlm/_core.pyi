@@ -11,7 +11,7 @@ a :class:`CoreModel`'s methods; ``training.py`` and ``shards.py`` only create on
 from collections.abc import Callable, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, TypeAlias, final
+from typing import Any, Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ __all__ = [
     "write_instances",
     "write_shard",
     "read_shard",
+    "file_kind",
     "MemlmError",
     "ModelFormatError",
     "InstanceFileError",
@@ -293,3 +294,8 @@ def write_shard(
 
 def read_shard(path: str | PathLike[str]) -> tuple[_TokenIds, npt.NDArray[np.uint64], int, bytes, str]:
     """Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata)."""
+
+def file_kind(path: str | PathLike[str]) -> Literal["model", "shard"] | None:
+    """The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading only
+    its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO with no
+    writer included)."""

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tempfile::TempPath;
 
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 
 /// How long ago an unlocked leftover temporary file must have been modified before a write sweeps
 /// it (the lock says whether its writer is alive; the age covers the instant between a writer
@@ -78,7 +78,7 @@ impl AtomicFile {
         let target = destination(path)?;
         let name = target
             .file_name()
-            .ok_or_else(|| Error::InvalidInput(format!("{}: not a file path", path.display())))?;
+            .ok_or_else(|| Error::InvalidInput(format!("{}: not a file path", shown(path))))?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -87,16 +87,22 @@ impl AtomicFile {
         sweep_leftovers(&dir, &prefix);
         let mut own = prefix;
         own.push(format!("{}-", std::process::id()));
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&own).rand_bytes(RANDOM_CHARS);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let (file, tmp) = builder
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(path, e))?
+        // The OS's error of the last attempt to make the file: `tempfile` adds the temporary path
+        // to the errors it returns, and errors name the destination only.
+        let os_error = std::cell::Cell::new(None);
+        let (file, tmp) = tempfile::Builder::new()
+            .prefix(&own)
+            .rand_bytes(RANDOM_CHARS)
+            .make_in(&dir, |name| {
+                new_file(name).inspect_err(|e| os_error.set(e.raw_os_error()))
+            })
+            .map_err(|e| {
+                let e = match os_error.get() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => e,
+                };
+                Error::io(path, e)
+            })?
             .into_parts();
         lock(&file);
         Ok(AtomicFile {
@@ -160,9 +166,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8], stop: Option<Stop<'_>>) -> Result
     f.commit(stop)
 }
 
+/// Makes the temporary file `name`: only if no file or link of that name exists (O_EXCL; on
+/// AlreadyExists `tempfile` draws another name), with the permissions a new file gets (0666 less
+/// the umask).
+fn new_file(name: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o666);
+    }
+    options.open(name)
+}
+
 /// The file a write to `path` replaces or makes: `path`, or where the symbolic links from it lead;
-/// an error when that is not a regular file.
+/// an error when that is not a regular file. The empty path is no file ("No such file or
+/// directory", as the OS says when asked to open it).
 fn destination(path: &Path) -> Result<PathBuf> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(ErrorKind::NotFound, "No such file or directory"),
+        ));
+    }
     let mut target = path.to_path_buf();
     for _ in 0..=MAX_LINKS {
         match std::fs::symlink_metadata(&target) {
@@ -180,10 +207,13 @@ fn destination(path: &Path) -> Result<PathBuf> {
             Ok(m) => return Err(Error::not_a_regular_file(path, m.file_type())),
         }
     }
-    Err(Error::io(
-        path,
-        std::io::Error::new(ErrorKind::InvalidInput, "too many levels of symbolic links"),
-    ))
+    // ELOOP, as opening a chain of links this long (or a loop) fails.
+    #[cfg(unix)]
+    let too_many = std::io::Error::from(rustix::io::Errno::LOOP);
+    #[cfg(not(unix))]
+    let too_many =
+        std::io::Error::new(ErrorKind::InvalidInput, "too many levels of symbolic links");
+    Err(Error::io(path, too_many))
 }
 
 /// `.NAME.memlm-tmp-`: how the temporary files of a destination named `name` start (the PID and the
@@ -372,9 +402,23 @@ mod tests {
     }
 
     #[test]
-    fn missing_folder_is_an_error() {
+    fn a_missing_folder_or_empty_path_is_the_os_error_naming_the_destination() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(write_atomic(&dir.path().join("no/such/dir/m"), b"x", None).is_err());
+        let p = dir.path().join("no/such/dir/m");
+        let err = write_atomic(&p, b"x", None).unwrap_err();
+        let Error::Io { path, source } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(path, &p);
+        assert_eq!(source.kind(), ErrorKind::NotFound);
+        // The OS's words alone: no temporary path (tempfile adds one to its errors).
+        assert_eq!(
+            err.to_string(),
+            format!("{}: No such file or directory (os error 2)", p.display())
+        );
+        let err = write_atomic(Path::new(""), b"x", None).unwrap_err();
+        assert_eq!(err.to_string(), "'': No such file or directory");
+        assert!(matches!(&err, Error::Io { source, .. } if source.kind() == ErrorKind::NotFound));
     }
 
     #[test]
@@ -551,8 +595,16 @@ mod tests {
         // A loop is an error.
         let loop_a = dir.path().join("loop");
         std::os::unix::fs::symlink("loop", &loop_a).unwrap();
-        let err = write_atomic(&loop_a, b"x", None).unwrap_err().to_string();
-        assert!(err.contains("too many levels of symbolic links"), "{err}");
+        let Err(Error::Io { source, .. }) = write_atomic(&loop_a, b"x", None) else {
+            panic!("a loop is not an I/O error")
+        };
+        // ELOOP, as loading from the loop says (not EINVAL).
+        let opened = File::open(&loop_a).unwrap_err();
+        assert_eq!(source.raw_os_error(), opened.raw_os_error());
+        assert_eq!(
+            source.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
     }
 
     #[cfg(unix)]

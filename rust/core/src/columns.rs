@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::atomic::{AtomicFile, Stop};
 use crate::build::{Progress, Ticker};
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
 use crate::model::Model;
 use crate::query::{Answer, Query};
@@ -130,7 +130,13 @@ pub fn read_training_file(path: &Path, progress: Option<Progress>) -> Result<Tra
     if columns == 0 {
         return Err(Error::InvalidInput(format!(
             "{}: no instances in the file",
-            path.display()
+            shown(path)
+        )));
+    }
+    if symbols.len() == 1 {
+        return Err(Error::InvalidInput(format!(
+            "{}: every field is the padding symbol \"{PAD_SYMBOL}\": nothing to learn",
+            shown(path)
         )));
     }
     ticker.finish()?;

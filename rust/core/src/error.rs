@@ -1,6 +1,6 @@
 //! The one error type of the core crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in the core, each with a message a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -8,14 +8,14 @@ pub enum Error {
     /// An I/O failure, with the path it concerns. The source carries the OS error number when the
     /// OS gave one; errors memlm raises itself (a path that is not a regular file, see
     /// [`Error::not_a_regular_file`]) carry the [`std::io::ErrorKind`] that stands for one.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", shown(path))]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     /// A model or shard file is not one (a model given as a shard, or the reverse, included), is
     /// truncated, corrupt or of another format version: the reason says which kind of file.
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", shown(path))]
     BadModel { path: PathBuf, reason: String },
     /// The caller passed something the model cannot use (wrong width, empty corpus, ...).
     #[error("{0}")]
@@ -25,7 +25,7 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
     /// A TiMBL column-format instance file could not be parsed.
-    #[error("{path}:{line}: {reason}")]
+    #[error("{}:{line}: {reason}", shown(path))]
     BadInstanceFile {
         path: PathBuf,
         line: usize,
@@ -35,6 +35,40 @@ pub enum Error {
 
 /// Result with the core's error type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A path as messages show it: as it is, except that control characters (a newline, a tab) are
+/// escaped as Rust escapes them (`\n`, `\t`, `\u{1b}`), bytes that are not UTF-8 are shown as
+/// `\xff`, and the empty path is `''`; so a message is always one line and says which path it
+/// means.
+pub fn shown(path: &Path) -> String {
+    fn push_text(out: &mut String, text: &str) {
+        for c in text.chars() {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if path.as_os_str().is_empty() {
+        return "''".into();
+    }
+    let mut out = String::new();
+    #[cfg(unix)]
+    {
+        use std::fmt::Write as _;
+        use std::os::unix::ffi::OsStrExt;
+        for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+            push_text(&mut out, chunk.valid());
+            for byte in chunk.invalid() {
+                write!(out, "\\x{byte:02x}").expect("writing to a String cannot fail");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    push_text(&mut out, &path.to_string_lossy());
+    out
+}
 
 /// `value`, a count a user gave (a saturated `i64`: one beyond `i64` arrives as its limit), as a
 /// `usize` once it is at least `minimum` ([`Error::too_small`] otherwise).
@@ -216,6 +250,30 @@ mod tests {
                 format!("decay must be a positive finite number, got {shown}")
             );
         }
+    }
+
+    #[test]
+    fn paths_are_shown_on_one_line() {
+        for (path, expected) in [
+            ("models/m.memlm", "models/m.memlm"),
+            (
+                "with space/\u{e9}t\u{e9}.memlm",
+                "with space/\u{e9}t\u{e9}.memlm",
+            ),
+            ("new\nline.memlm", "new\\nline.memlm"),
+            ("tab\tand\u{1b}esc", "tab\\tand\\u{1b}esc"),
+            ("", "''"),
+        ] {
+            assert_eq!(shown(Path::new(path)), expected, "{path:?}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let bad = Path::new(std::ffi::OsStr::from_bytes(b"bad\xff.memlm"));
+            assert_eq!(shown(bad), "bad\\xff.memlm");
+        }
+        let e = Error::io("a\nb.memlm", std::io::ErrorKind::NotFound.into());
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

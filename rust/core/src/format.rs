@@ -31,6 +31,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of the file at `path` by its magic number (None: neither). Anything but a regular
+    /// file is refused without blocking (a FIFO with no writer included), as when a model is
+    /// opened; only the first eight bytes are read.
+    pub fn of_file(path: &std::path::Path) -> crate::Result<Option<Kind>> {
+        use std::io::Read;
+        let (file, _) = open_regular(path)?;
+        let mut magic = Vec::with_capacity(MAGIC.len());
+        file.take(MAGIC.len() as u64)
+            .read_to_end(&mut magic)
+            .map_err(|e| crate::Error::io(path, e))?;
+        Ok([Kind::Model, Kind::Shard]
+            .into_iter()
+            .find(|kind| magic == kind.magic()))
+    }
+
     /// The file's first eight bytes.
     pub fn magic(self) -> &'static [u8; 8] {
         match self {
@@ -463,6 +478,12 @@ pub(crate) fn decode(
     };
     if bytes.starts_with(other.magic()) {
         return Err(other.described().into());
+    }
+    if bytes.is_empty() {
+        return Err(format!(
+            "an empty file (0 bytes), not a memlm {}",
+            kind.noun()
+        ));
     }
     if !bytes.starts_with(kind.magic()) {
         return Err(match kind {

@@ -27,7 +27,9 @@ pub enum Vote {
     Majority,
     /// 1 / (distance + epsilon) (`-d ID`).
     InverseDistance,
-    /// exp(-alpha * distance) (`-d ED:alpha`).
+    /// exp(-alpha * distance) (`-d ED:alpha`), at least `f64::EPSILON`: TiMBL's floor (with
+    /// `-d ED:1e300` it reports each class's count times 2.22e-16), so a huge alpha leaves the
+    /// counts to decide instead of every vote 0.
     ExponentialDecay { alpha: f64 },
 }
 
@@ -62,7 +64,7 @@ impl Vote {
         match self {
             Vote::Majority => 1.0,
             Vote::InverseDistance => 1.0 / (distance + 1e-7),
-            Vote::ExponentialDecay { alpha } => (-alpha * distance).exp(),
+            Vote::ExponentialDecay { alpha } => (-alpha * distance).exp().max(f64::EPSILON),
         }
     }
 }
@@ -598,5 +600,18 @@ mod tests {
         let n = answer(&FOUR, [A, B, Q], "ib1", decay);
         assert_eq!(n.votes[0].0, Y);
         assert!((n.votes[1].1 - (-1.0f64).exp()).abs() < 1e-12);
+        // A decay so steep that every weight underflows: each neighbour weighs f64::EPSILON, as in
+        // TiMBL, so the votes are the counts times that (never all 0) and sum to a share of 1.
+        let steep = KnnOptions {
+            k: 2,
+            vote: Vote::ExponentialDecay { alpha: 1e300 },
+        };
+        let n = answer(&FOUR, [A, B, Q], "ib1", steep);
+        let majority = answer(&FOUR, [A, B, Q], "ib1", k(2));
+        let classes = |votes: &[(u32, f64)]| votes.iter().map(|v| v.0).collect::<Vec<_>>();
+        assert_eq!(classes(&n.votes), classes(&majority.votes));
+        for ((_, steep), (_, count)) in n.votes.iter().zip(&majority.votes) {
+            assert_eq!(*steep, count * f64::EPSILON);
+        }
     }
 }

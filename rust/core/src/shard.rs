@@ -109,10 +109,6 @@ impl Shard {
             path: PathBuf::from(path),
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::not_a_regular_file(path, meta.file_type()));
-        }
         let image = Image::map(path)?;
         let sections = format::decode(image.bytes(), Kind::Shard, Check::Full).map_err(bad)?;
         let params: &[u64] = sections
@@ -218,6 +214,53 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("{}: Is a directory", dir.path().display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_merge_input_is_told_by_its_magic_and_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path());
+        assert_eq!(Kind::of_file(&path).unwrap(), Some(Kind::Shard));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..8].copy_from_slice(crate::format::MAGIC);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Kind::of_file(&path).unwrap(), Some(Kind::Model));
+        for other in [&b"MEMLM"[..], b"", b"plain text, longer than a magic"] {
+            std::fs::write(&path, other).unwrap();
+            assert_eq!(Kind::of_file(&path).unwrap(), None);
+        }
+        // A FIFO with no writer: refused at once (opened without blocking), as is a folder.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        for (path, reason) in [
+            (fifo.as_path(), "not a regular file (a FIFO)"),
+            (dir.path(), "Is a directory"),
+        ] {
+            let err = Kind::of_file(path).unwrap_err().to_string();
+            assert_eq!(err, format!("{}: {reason}", path.display()));
+            let err = Shard::open(path).err().unwrap().to_string();
+            assert_eq!(err, format!("{}: {reason}", path.display()));
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_called_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.shard");
+        std::fs::write(&path, b"").unwrap();
+        let err = Shard::open(&path).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: an empty file (0 bytes), not a memlm shard file",
+                path.display()
+            )
         );
     }
 }

@@ -340,4 +340,26 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn an_instance_file_of_padding_only_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.txt");
+        let train = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            train_instance_file(&path, "{}", &TrainOptions::default(), None)
+        };
+        let err = train("_ _ _\n_ _ _\n").err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: every field is the padding symbol \"_\": nothing to learn",
+                path.display()
+            )
+        );
+        // One other symbol, as a feature or as the class, is enough.
+        for text in ["a _ _\n", "_ _ a\n"] {
+            assert!(train(text).is_ok(), "{text:?}");
+        }
+    }
 }

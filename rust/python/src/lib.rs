@@ -11,7 +11,7 @@ mod progress;
 
 use std::path::PathBuf;
 
-use memlm_core::format::ALL_SECTIONS;
+use memlm_core::format::{Kind, ALL_SECTIONS};
 use memlm_core::instances::check_width;
 use memlm_core::shard::{self, Shard};
 use memlm_core::{columns, Algorithm, TokenWindows, Vote, Weighting};
@@ -94,6 +94,18 @@ fn read_shard<'py>(
     ))
 }
 
+/// The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading
+/// only its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO
+/// with no writer included).
+#[pyfunction]
+fn file_kind(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'static str>> {
+    let kind = py.detach(|| Kind::of_file(&path)).map_err(to_py)?;
+    Ok(kind.map(|kind| match kind {
+        Kind::Model => "model",
+        Kind::Shard => "shard",
+    }))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::CoreModel>()?;
@@ -105,6 +117,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_instances, m)?)?;
     m.add_function(wrap_pyfunction!(write_shard, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(file_kind, m)?)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;
     m.add("ModelFormatError", m.py().get_type::<ModelFormatError>())?;
     m.add("InstanceFileError", m.py().get_type::<InstanceFileError>())?;
