@@ -330,10 +330,14 @@ def test_predict_batch_top_k(model4, contexts):
     )
 
 
-def test_shares_when_every_vote_underflows(model_ib1):
-    # Exponential decay with a large alpha: the far neighbours' votes underflow to 0; shares are then 0.
+def test_shares_when_every_vote_would_underflow(model_ib1):
+    # Exponential decay with a large alpha: exp(-alpha * d) underflows for far neighbours, so the core floors
+    # each vote at f64 epsilon times its count, as TiMBL does: the votes stay positive and ordered, the
+    # shares defined.
     p = model_ib1.predict("zzz qqq xxx", algorithm="ib1", k=3, vote="exponential_decay", decay=1e6, top_k=3)
-    assert p.distance > 0 and p.votes == [0.0] * len(p.votes) and p.shares == [0.0] * len(p.votes)
+    assert p.distance > 0 and len(p.votes) == 3
+    assert all(0 < v < 1e-9 for v in p.votes) and p.votes == sorted(p.votes, reverse=True)
+    assert all(0 < s < 1 for s in p.shares)
 
 
 def test_n_ids_decode_and_deprecated_names(model4, instance_model):

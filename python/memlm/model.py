@@ -537,6 +537,6 @@ class Model:
 
 
 def _shares(votes: list[float], total: float) -> list[float]:
-    """Each vote's share of the total: all 0.0 when the total is 0 (exponential-decay votes of far
-    neighbours can underflow to 0)."""
-    return [v / total for v in votes] if total > 0 else [0.0] * len(votes)
+    """Each vote's share of the total (positive whenever there are votes: the core floors exponential-decay
+    votes, which would underflow to 0 for far neighbours)."""
+    return [v / total for v in votes]
