@@ -10,6 +10,7 @@ PROMPTS := "Emma Woodhouse, handsome, clever, and rich," "Mr. Knightley said" "I
 install:
 	$(PIP) --editable .
 
+# mypy: stubtest checks python/memlm/_core.pyi against the built extension (make lint).
 install-test: timbl
 	$(PIP) --editable ".[test]"
 
@@ -31,8 +32,10 @@ demo: install
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 	ruff check python tests bench
 	ruff format --check python tests bench
+	MYPYPATH=python MYPY_CACHE_DIR=build/mypy_cache $(PYTHON) -m mypy.stubtest memlm._core
 
 rust-test:
 	cargo test --quiet

@@ -20,6 +20,29 @@ def test_text_without_blank_line_is_one_block():
     assert split_blocks("\n\n  \n") == []
 
 
+TRICKY_BLOCKS = [
+    ("a\r\n\r\nb", ["a", "b"]),  # CRLF line ends, a CRLF blank line
+    ("a \t\n \t \nb  ", ["a", "b"]),  # trailing spaces and tabs, a line of only spaces and tabs
+    ("a\n\f\nb\n\v\x0c\r\nc", ["a", "b", "c"]),  # form feeds and vertical tabs are blank
+    ("a\fb\n\rc", ["a\fb c"]),  # ... but inside a line, or a CR before text, end nothing
+    ("a\n\u00a0\nb\n\u2028\n\u3000\nc", ["a b c"]),  # other Unicode whitespace is stripped, not blank
+    ("a\x1cb\x85c\u2029d", ["a\x1cb\x85c\u2029d"]),  # separators str.splitlines() would split at
+    (" \n\t\n\r\n\f\n", []),  # only whitespace lines
+    ("\n\na\n\n\n\nb\n\n", ["a", "b"]),
+]
+
+
+@pytest.mark.parametrize(("text", "blocks"), TRICKY_BLOCKS)
+def test_a_text_and_the_same_text_read_line_by_line_give_the_same_blocks(tmp_path, text, blocks):
+    # split_blocks (score, perplexity, JSONL records) and a file streamed line by line (train) follow one
+    # rule; the file is read as bytes and split at line feeds only, as split_blocks splits the text.
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(text.encode())
+    assert split_blocks(text) == blocks
+    if blocks:
+        assert read_blocks([path]) == blocks
+
+
 def test_directories_gzip_and_jsonl(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.txt").write_text("alpha\n\nbeta")

@@ -1,13 +1,20 @@
 """Generation: the core's loop, incremental decoding and stop strings give exactly the text of the plain
 method (predict the next token, decode everything generated so far, cut at the first stop string)."""
 
+import itertools
+import re
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import memlm
 from memlm.errors import MemlmError
-from memlm.generation import StopCutter, TextDecoder, chunk_sizes, stop_list
+from memlm.generation import CHUNK_SECONDS, StopCutter, TextDecoder, next_chunk, pieces, stop_list
 from memlm.tokenization import TokenizerSpec
 
 from conftest import TEST_TEXT, TRAIN_TEXT
@@ -127,11 +134,11 @@ def test_incremental_decoding_equals_decoding_everything(make, chunks):
     ids = tok.encode(text, add_special_tokens=False).ids
     decode = lambda part: tok.decode(part, skip_special_tokens=False)  # noqa: E731
     decoder, pieces, start = TextDecoder(decode), [], 0
-    for size in chunk_sizes(*chunks):
-        if start >= len(ids):
-            break
+    size, largest = chunks
+    while start < len(ids):
         pieces.append(decoder.push(ids[start : start + size]))
         start += size
+        size = min(2 * size, largest)
     pieces.append(decoder.finish())
     assert "".join(pieces) == decode(ids)
 
@@ -160,8 +167,45 @@ def test_stop_cutter_holds_back_only_what_may_start_a_stop_string():
     ends = StopCutter(["zz"])
     assert ends.feed("abz") == "ab" and ends.finish() == "z"
     assert stop_list(None) == [] and stop_list("x") == ["x"] and stop_list(["", "y"]) == ["y"]
-    with pytest.raises(MemlmError, match="stop strings must be strings"):
-        stop_list([3])
+    for bad in ([3], 5, b"x", ["a", None]):
+        with pytest.raises(MemlmError, match="stop must be a str or a list of str"):
+            stop_list(bad)
+
+
+def test_chunks_grow_while_fast_and_shrink_to_the_time_a_call_may_take():
+    assert next_chunk(64, 0.0, 4096) == 128
+    assert next_chunk(4096, 0.001, 4096) == 4096
+    # A call that took four times too long: a quarter of the ids next time, never below 1.
+    assert next_chunk(4096, 4 * CHUNK_SECONDS, 4096) == 1024
+    assert next_chunk(1, 100.0, 4096) == 1
+
+
+class _SlowCore:
+    """A generation whose every id takes 2 ms, recording the chunk sizes asked for."""
+
+    def __init__(self):
+        self.asked: list[int] = []
+
+    def next_ids(self, n: int) -> list[int]:
+        self.asked.append(n)
+        time.sleep(n * 0.002)
+        return [1] * n
+
+
+class _Decoder:
+    def push(self, ids):
+        return "x" * len(ids)
+
+    def finish(self):
+        return ""
+
+
+def test_a_slow_classifier_is_asked_for_chunks_that_take_about_chunk_seconds():
+    core = _SlowCore()
+    text = "".join(pieces(core.next_ids, 200, _Decoder(), [], (64, 4096)))
+    assert text == "x" * 200
+    # After the first chunk of 64 (128 ms), chunks of about CHUNK_SECONDS / 2 ms = 25 ids.
+    assert core.asked[0] == 64 and all(n <= 32 for n in core.asked[1:]), core.asked
 
 
 def test_sampling_is_reproducible_with_a_seed(model16):
@@ -202,8 +246,75 @@ def test_bad_generation_arguments_fail_at_the_call(model4):
         dict(do_sample=True, seed=1 << 64),
         dict(do_sample=True, seed=1.5),
         dict(max_new_tokens=2.0),
+        dict(max_new_tokens=True),
+        dict(max_new_tokens=10**30),
+        dict(do_sample=1),
+        dict(do_sample=True, top_k=True),
+        dict(do_sample=True, temperature=True),
+        dict(do_sample=True, top_p=True),
+        dict(do_sample=True, top_k=2.0),
+        dict(stop=5),
+        dict(stop=b"x"),
+        dict(k=0),
+        dict(k=True),
+        dict(vote="foo"),
+        dict(decay=float("nan")),
     ]:
         with pytest.raises(MemlmError):
             model4.stream("x", **bad)
+    for prompt, message in [
+        (None, "give the prompt as str, got NoneType"),
+        (b"It was", "give the prompt as str, not bytes"),
+        ("It \ud800 was", "the prompt is not valid Unicode: a lone surrogate '\\ud800' at position 3"),
+    ]:
+        with pytest.raises(MemlmError, match=re.escape(message)):
+            model4.stream(prompt)
     assert model4.generate("x", max_new_tokens=0) == ""
     assert list(model4.stream("x", max_new_tokens=0)) == []
+
+
+def test_numbers_show_as_given_and_numpy_integers_are_counts(model4):
+    # Beyond what the core counts: the number as given, not a wrapped or clamped one.
+    for value in (10**30, 2**64):
+        with pytest.raises(MemlmError) as raised:
+            model4.stream("It", max_new_tokens=value)
+        assert str(raised.value) == f"max_new_tokens must be a whole number in [0, 2**64), got {value}"
+    # A count too large for the core is not an OverflowError: a top_k beyond the classes keeps them all.
+    sampled = dict(max_new_tokens=8, do_sample=True, seed=3)
+    everything = model4.generate("It was", top_k=0, **sampled)
+    for top_k in (np.uint64(2**64 - 1), 2**64, 10**30):
+        assert model4.generate("It was", top_k=top_k, **sampled) == everything
+    assert model4.generate("It was", max_new_tokens=np.int8(5)) == model4.generate("It was", max_new_tokens=5)
+
+
+def test_a_huge_max_new_tokens_streams_until_the_caller_stops(model4):
+    first = list(itertools.islice(model4.stream("It was", max_new_tokens=2**63), 5))
+    assert "".join(first) and len(first) == 5
+
+
+_INTERRUPTED_GENERATION = """
+import sys, time, memlm
+model = memlm.train(sys.argv[1], width=4, algorithms="igtree,ib1")
+print("ready", flush=True)
+started = time.perf_counter()
+try:
+    model.generate("It was", max_new_tokens=2**63, algorithm="ib1", do_sample=True, seed=1)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_long_generation():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_GENERATION, str(TEST_TEXT)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert out == "interrupted\n"
+    assert time.perf_counter() - sent < 2.0

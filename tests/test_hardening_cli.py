@@ -3,7 +3,12 @@ status 1 for errors (15), typer's usage message and 2 for usage errors (18), 130
 model file left as it was (8), a quiet 141 when the reader of the output goes away (15)."""
 
 import errno
+import io
 import os
+import pty
+import random
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -12,13 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import memlm
+from memlm import cli
+from memlm.cli import app
+from memlm.errors import InvalidUtf8Error
 
 from conftest import ROOT, TEST_TEXT, TRAIN_TEXT, run_cli
-
-SHARED = ROOT.parent / "shared" / "data"
-BIG_CORPUS = [SHARED / "austen_train.txt.gz", SHARED / "kjv.txt.gz"]
 
 
 def _memlm(*args) -> list[str]:
@@ -53,20 +59,28 @@ def test_bad_numbers_are_one_line_errors(model4_path, tmp_path):
     # Memory budgets: what was given, never "-0 MiB".
     proc = run_cli("train", TRAIN_TEXT, "--memory", -5, "-o", out, check=False)
     assert "-0" not in _one_line_error(proc, "'-5'")
-    with pytest.raises(memlm.MemlmError, match="memory must be a positive number of bytes, got -5"):
+    with pytest.raises(
+        memlm.MemlmError, match=re.escape("memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got -5")
+    ):
         memlm.train(TRAIN_TEXT, memory=-5)
     proc = run_cli("train", TRAIN_TEXT, "--memory", "1k", "-o", out, check=False)
     assert "0 MiB" not in _one_line_error(proc, "1,024 bytes is too small", "give at least")
     assert not out.exists()
 
 
-def test_huge_numbers_are_clamped_or_one_line_errors(model4_path):
+def test_huge_numbers_are_clamped_or_one_line_errors(model4_path, tmp_path):
     # A top_k beyond the classes that exist keeps them all (as 0 does); a negative one is an error.
     args = ["generate", model4_path, "It was", "--do-sample", "--seed", 7, "--max-new-tokens", 8]
     everything = run_cli(*args, "--top-k", 0).stdout
     assert run_cli(*args, "--top-k", str(2**64)).stdout == everything
     _one_line_error(run_cli(*args, "--top-k", str(-(2**64)), check=False), "top_k")
-    _one_line_error(run_cli(*args, "-k", str(2**70), "--algorithm", "ib1", check=False))
+    # A k beyond the distances that exist lets them all vote: at width 2 there are at most 4 (sums of two
+    # feature weights), so 2**70 votes as 1000 does.
+    ib1 = tmp_path / "ib1.memlm"
+    run_cli("train", TEST_TEXT, "--width", 2, "--algorithms", "igtree,ib1", "-o", ib1)
+    args = ["generate", ib1, "She was", "--max-new-tokens", 12, "--algorithm", "ib1", "-k"]
+    assert run_cli(*args, str(2**70)).stdout == run_cli(*args, 1000).stdout != run_cli(*args, 1).stdout
+    _one_line_error(run_cli(*args, str(-(2**70)), check=False), f"k must be at least 1, got {-(2**70)}")
 
 
 def test_a_file_that_is_not_a_tokenizer_is_a_one_line_error(tmp_path):
@@ -88,10 +102,12 @@ def test_an_invalid_utf8_prompt_on_stdin_is_a_one_line_error(model4_path, tmp_pa
     bad.write_bytes(b"It was \xff\xfe a fine")
     with open(bad, "rb") as stdin:
         proc = subprocess.run(_memlm("generate", model4_path), stdin=stdin, capture_output=True, text=True)
-    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    # One shape for invalid UTF-8 (InvalidUtf8Error); the hint only where an option substitutes bad bytes.
+    assert _one_line_error(proc) == "memlm: error: <stdin>: invalid UTF-8 at byte offset 7"
     with open(bad, "rb") as stdin:
         proc = subprocess.run(_memlm("score", model4_path), stdin=stdin, capture_output=True, text=True)
-    _one_line_error(proc, "<stdin>: invalid UTF-8 at byte offset 7")
+    hint = " (use --errors replace to substitute)"
+    assert _one_line_error(proc) == f"memlm: error: <stdin>: invalid UTF-8 at byte offset 7{hint}"
     proc = run_cli("generate", model4_path, "--max-new-tokens", 3, stdin="It was")
     assert proc.stdout.startswith("It was")
 
@@ -166,6 +182,17 @@ def test_a_closed_pipe_ends_quietly_with_141(model4_path, tmp_path):
 # -- 18: exit statuses -----------------------------------------------------------------------------------
 
 
+def test_a_bug_is_not_hidden_as_a_one_line_error(monkeypatch, model4_path):
+    # Only memlm's errors and OSErrors become one line: a ValueError (numpy's, json's, a bug) keeps its
+    # traceback, so that it can be reported.
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(memlm, "load", broken)
+    result = CliRunner().invoke(app, ["info", str(model4_path)])
+    assert isinstance(result.exception, ValueError), result.output
+
+
 def test_exit_statuses(model4_path, tmp_path):
     # 0: done.
     assert run_cli("info", model4_path).returncode == 0
@@ -221,23 +248,62 @@ def test_ctrl_c_while_reading_the_corpus_exits_130(tmp_path):
     assert sorted(os.listdir(model.parent)) == ["model.memlm"]
 
 
-@pytest.mark.skipif(not all(p.exists() for p in BIG_CORPUS), reason="needs ../shared/data (the project's workspace)")
+def _big_corpus(path: Path) -> Path:
+    """~4.5 MB of text made of the sample texts: ten rounds of their paragraphs in a random order, each with
+    two of its words swapped, so that the build has a million different instances to work on."""
+    paragraphs = [p for p in (TRAIN_TEXT.read_text() + TEST_TEXT.read_text()).split("\n\n") if p.strip()]
+    rng = random.Random(12)
+    varied = []
+    for _ in range(10):
+        for paragraph in rng.sample(paragraphs, len(paragraphs)):
+            words = paragraph.split()
+            i = rng.randrange(len(words))
+            words[i], words[-1 - i] = words[-1 - i], words[i]
+            varied.append(" ".join(words))
+    path.write_text("\n\n".join(varied))
+    return path
+
+
 def test_ctrl_c_during_the_build_exits_130_and_keeps_the_old_model(tmp_path):
     model, before = _old_model(tmp_path / "out")
-    proc = subprocess.Popen(_memlm("train", *BIG_CORPUS, "-o", model), stderr=subprocess.PIPE, text=True)
-    # Without a terminal, a line at the end of each phase that took a second or more: tokenising ~8 MB
-    # of text does, and the build of its ~1.8 million instances then takes seconds more.
-    line = proc.stderr.readline()
-    assert "reading and tokenising: done" in line, line
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    interrupted = time.monotonic()
-    stderr = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130, stderr
-    assert time.monotonic() - interrupted < 30
-    assert stderr.strip().splitlines() == ["memlm: interrupted"]
+    corpus = _big_corpus(tmp_path / "corpus.txt")
+    # On a terminal the progress bars name each phase as it starts: stderr is a pseudo-terminal, read until
+    # the first phase after tokenising shows, then Ctrl-C. The build of a million instances with the instance
+    # base takes seconds more.
+    progress, terminal = pty.openpty()
+    command = _memlm("train", corpus, "--algorithms", "igtree,tribl2", "-o", model)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    try:
+        shown = _read_terminal(progress, until=b"computing feature weights")
+        assert b"computing feature weights" in shown, shown
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        shown = _read_terminal(progress)
+        assert proc.wait(timeout=120) == 130, shown
+    finally:
+        proc.kill()
+        os.close(progress)
+    assert time.monotonic() - interrupted < 3
+    assert b"memlm: interrupted" in shown and b"wrote" not in shown
     assert model.read_bytes() == before
     assert sorted(os.listdir(model.parent)) == ["model.memlm"]
+
+
+def _read_terminal(fd: int, until: bytes | None = None, timeout: float = 60.0) -> bytes:
+    """What a pseudo-terminal showed, up to ``until`` (or until the program closed it, or ``timeout``)."""
+    shown = b""
+    deadline = time.monotonic() + timeout
+    while (until is None or until not in shown) and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:  # EIO: the program ended, the terminal is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    return shown
 
 
 class _Stop(Exception):
@@ -264,3 +330,124 @@ def test_an_exception_in_the_progress_callback_stops_the_build(tmp_path):
     assert "reading the instance file" in phases
     assert model.read_bytes() == before
     assert sorted(os.listdir(model.parent)) == ["model.memlm"]
+
+
+# -- issue 12, round 2 -----------------------------------------------------------------------------------
+
+
+def test_knn_options_are_refused_whatever_the_algorithm(model4_path, tmp_path):
+    instances = tmp_path / "i.txt"
+    instances.write_text("_ _ _ 464 373\n")
+    for option, message in [
+        (["-k", -1], "k must be at least 1, got -1"),
+        (["-k", 0], "k must be at least 1, got 0"),
+        (["--vote", "foo"], 'unknown vote "foo"'),
+        (["--decay", "nan"], "decay must be a positive finite number, got nan"),
+        (["--decay", -1], "decay must be a positive finite number, got -1.0"),
+    ]:
+        for command in (
+            ["eval", model4_path, TEST_TEXT],
+            ["classify", model4_path, "--instances", instances],
+            ["generate", model4_path, "It was"],
+        ):
+            _one_line_error(run_cli(*command, *option, check=False), message)
+
+
+def test_numbers_beyond_64_bits_are_shown_as_given(model4_path, tmp_path):
+    huge = "99999999999999999999"
+    out = tmp_path / "m.memlm"
+    for args, message in [
+        (["train", TRAIN_TEXT, "--width", huge, "-o", out], f"width must be between 1 and 64, got {huge}"),
+        (["instances", TRAIN_TEXT, "--width", huge, "-o", out], f"width must be between 1 and 64, got {huge}"),
+        (["generate", model4_path, "It", "--max-new-tokens", huge], f"in [0, 2**64), got {huge}"),
+        (["generate", model4_path, "It", "--seed", huge, "--do-sample"], f"in [0, 2**64), got {huge}"),
+    ]:
+        _one_line_error(run_cli(*args, check=False), message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("memory", ["1e99", "18446744073709551616", "-1", "0", "0.5", "nan", "inf", "-inf"])
+def test_memory_budgets_out_of_range_are_one_line_errors(tmp_path, memory):
+    out = tmp_path / "m.memlm"
+    proc = run_cli("train", TRAIN_TEXT, "--memory", memory, "-o", out, check=False)
+    # The one wording of a bad budget, as the API says it (memlm.checks.memory_error), showing the text given.
+    _one_line_error(proc, f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got '{memory}'")
+    assert not out.exists()
+
+
+def test_invalid_utf8_names_the_errors_option(model4_path, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"It was a fine day.\n\nIt was \xff fine.\n")
+    expected = f"memlm: error: {bad}: invalid UTF-8 at byte offset 27 (use --errors replace to substitute)"
+    out = tmp_path / "out"
+    for command in (
+        ["train", bad, "--width", 2, "-o", out],
+        ["train", bad, "--shard", "-o", out],
+        ["instances", bad, "--width", 2, "-o", out],
+        ["score", model4_path, bad],
+        ["eval", model4_path, bad],
+    ):
+        assert _one_line_error(run_cli(*command, check=False)) == expected
+        run_cli(*command, "--errors", "replace")  # and the option that it names exists
+
+
+def test_invalid_utf8_is_one_class_wherever_it_is_read(monkeypatch):
+    # `except InvalidUtf8Error` catches it all: a corpus, standard input, a command-line argument.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"It was \xff")))
+    for read in (cli._read_stdin, lambda: cli._check_argument(os.fsdecode(b"It was \xff"), "PROMPT")):
+        with pytest.raises(InvalidUtf8Error) as raised:
+            read()
+        assert raised.value.offset == 7 and raised.value.option is None
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_a_one_line_error(model4_path):
+    proc = subprocess.run(
+        [*_memlm("generate", model4_path), os.fsdecode(b"It was \xff")], capture_output=True, text=True
+    )
+    assert _one_line_error(proc) == "memlm: error: the PROMPT argument: invalid UTF-8 at byte offset 7"
+
+
+def test_ctrl_c_stops_a_long_generation_with_130(model4_path):
+    args = _memlm("generate", model4_path, "It was", "--max-new-tokens", 2**63, "--stream")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(6) == b"It was"  # generating
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        sent = time.perf_counter()
+        _, stderr = proc.communicate(timeout=10)  # reads what is left, so the pipe cannot block memlm
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and stderr.decode().strip().splitlines() == ["memlm: interrupted"]
+    assert time.perf_counter() - sent < 2.0
+
+
+def _readme_commands() -> dict[str, set[str]]:
+    """The options that the README's command-line section names for each command."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Command line", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    options: dict[str, set[str]] = {}
+    for line in block.splitlines():
+        words = line.split("#", 1)[0].split()
+        command = words[1]
+        options.setdefault(command, set()).update(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", " ".join(words[2:])))
+    return options
+
+
+def _help_options(*command: str) -> set[str]:
+    environment = {**os.environ, "COLUMNS": "250", "TERM": "dumb", "NO_COLOR": "1"}
+    text = subprocess.run(_memlm(*command, "--help"), capture_output=True, text=True, env=environment).stdout
+    return set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", text)) - {"--help"}
+
+
+def test_the_help_names_the_options_the_readme_names():
+    readme = _readme_commands()
+    commands = {c for c in readme if not c.startswith("-")}
+    top = subprocess.run(_memlm("--help"), capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
+    # The rows of the help's tables: each command, and the options --version and --help.
+    listed = set(re.findall(r"^\W*(\w+)\s{2,}\S", top.stdout, re.MULTILINE)) - {"version", "help"}
+    assert listed == commands, top.stdout
+    assert "--version" in readme and "--version" in _help_options()
+    for command in sorted(commands):
+        # The README writes -o, the help also its long name --output.
+        assert _help_options(command) - {"--output"} == readme[command], command

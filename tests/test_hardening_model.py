@@ -4,6 +4,7 @@ unknown symbols as OOV (14)."""
 
 import json
 import math
+import re
 import zlib
 
 import numpy as np
@@ -182,31 +183,37 @@ def test_targets_and_windows_are_checked(model4, contexts):
 
 
 def test_predict_rejects_bytes_and_bad_id_lists(model4):
-    # A list goes to the core as it is, whose conversion names the bad value; other sequences and arrays
-    # are checked in Python, whose message names the problem: either wording is accepted.
+    # Ids reach the binding as a list of Python ints, whatever held them (a list, a tuple, an array): one
+    # message for one bad id, naming it as given.
+    vocabulary = f"is outside the model's vocabulary of {model4.n_ids} ids"
     for bad, message in [
-        (b"It was", "not bytes"),
-        (bytearray(b"It was"), "not bytes"),
-        ([-1, 464], "negative|got -1"),
-        ([2**32 + 464], "outside the model's vocabulary|got 4294967760"),
-        ([464.9], "dtype float64|got 464.9"),
-        ([True, 464], "bool|got True"),
-        (np.array([464.0]), "dtype float64"),
-        (list(range(100)) + [-5], "negative|got -5"),  # the last W ids count: those are checked
-        ((464, -1), "negative|got -1"),
-        ([[464, 13]], r"1-D|got \[464, 13\]"),
-        (["It", "was"], "dtype <U3|got 'It'"),
-        (np.array([464, 2**40], dtype=np.uint64), "outside the model's vocabulary"),
+        ([-1, 464], "id -1 is negative (ids are whole numbers from 0)"),
+        ([2**32 + 464], f"id {2**32 + 464} {vocabulary}"),
+        ([2**40], f"id {2**40} {vocabulary}"),
+        ([464.9], "ids must be ints, got 464.9 (a float)"),
+        ([True], "ids must be ints, got True (a bool)"),  # np.array([True, 464]) would be [1, 464]
+        ([None], "ids must be ints, got None (a NoneType)"),
+        (list(range(100)) + [-5], "id -5 is negative (ids are whole numbers from 0)"),  # the last W count
+        ([[464, 13]], "ids must be ints, got [464, 13] (a list)"),
+        (["It", "was"], "ids must be ints, got 'It' (a str)"),
     ]:
-        with pytest.raises(MemlmError, match=message):
+        for form in (list, tuple, np.array):
+            for answer in (model4.predict, model4.votes, model4.probabilities):
+                with pytest.raises(MemlmError) as raised:
+                    answer(form(bad))
+                assert str(raised.value) == message, (form, bad)
+    with pytest.raises(MemlmError, match=vocabulary):
+        model4.predict(np.array([464, 2**63], dtype=np.uint64))
+    for bad in (b"It was", bytearray(b"It was")):
+        with pytest.raises(MemlmError, match="not bytes"):
             model4.predict(bad)
-        with pytest.raises(MemlmError, match=message):
-            model4.probabilities(bad)
+    with pytest.raises(MemlmError, match="give text as str or token ids as a list or array, got set"):
+        model4.predict({464})
     ids = model4.encode("It was a fine")
     expected = model4.predict(ids)
     assert model4.predict(tuple(ids)) == model4.predict(np.array(ids, dtype=np.int64)) == expected
     assert model4.predict([np.int64(i) for i in ids]) == expected
-    with pytest.raises(MemlmError, match="prompt must be a str"):
+    with pytest.raises(MemlmError, match="give the prompt as str, not bytes"):
         model4.generate(b"It was")
 
 
@@ -241,7 +248,8 @@ def test_temperature_must_be_a_positive_finite_number(model4, model4_path):
         with pytest.raises(MemlmError, match="temperature"):
             model4.generate("It was", do_sample=True, temperature=temperature)
     proc = run_cli("generate", model4_path, "It was", "--do-sample", "--temperature", "nan", check=False)
-    assert proc.returncode == 1 and proc.stderr == "memlm: error: temperature must be a positive number, got NaN\n"
+    assert proc.stderr == "memlm: error: temperature must be a positive finite number, got nan\n"
+    assert proc.returncode == 1
 
 
 def test_a_low_temperature_samples_like_greedy(model4):
@@ -313,7 +321,7 @@ def test_classify_file_checks_the_query_before_reading(model4, tmp_path):
 
 
 def test_predict_batch_top_k(model4, contexts):
-    with pytest.raises(MemlmError, match="top_k must be >= 0"):
+    with pytest.raises(MemlmError, match="top_k must be at least 0, got -3"):
         model4.predict_batch(contexts, top_k=-3)
     assert model4.predict_batch(contexts, top_k=0)[0].shape == (len(contexts), 1)
     everything = model4.predict_batch(contexts, top_k=2**40)[0]
@@ -322,10 +330,14 @@ def test_predict_batch_top_k(model4, contexts):
     )
 
 
-def test_shares_when_every_vote_underflows(model_ib1):
-    # Exponential decay with a large alpha: the far neighbours' votes underflow to 0; shares are then 0.
+def test_shares_when_every_vote_would_underflow(model_ib1):
+    # Exponential decay with a large alpha: exp(-alpha * d) underflows for far neighbours, so the core floors
+    # each vote at f64 epsilon times its count, as TiMBL does: the votes stay positive and ordered, the
+    # shares defined.
     p = model_ib1.predict("zzz qqq xxx", algorithm="ib1", k=3, vote="exponential_decay", decay=1e6, top_k=3)
-    assert p.distance > 0 and p.votes == [0.0] * len(p.votes) and p.shares == [0.0] * len(p.votes)
+    assert p.distance > 0 and len(p.votes) == 3
+    assert all(0 < v < 1e-9 for v in p.votes) and p.votes == sorted(p.votes, reverse=True)
+    assert all(0 < s < 1 for s in p.shares)
 
 
 def test_n_ids_decode_and_deprecated_names(model4, instance_model):
@@ -345,25 +357,138 @@ def test_n_ids_decode_and_deprecated_names(model4, instance_model):
     assert "exponential_decay" in memlm.VOTES
 
 
-# -- 3: a model read into memory ---------------------------------------------------------------------------
+# -- issue 12, round 2: one clear line for every bad argument ----------------------------------------------
 
 
-def test_a_model_read_into_memory_outlives_its_file_being_rewritten(model4_path, tmp_path):
-    held = tmp_path / "held.memlm"
-    held.write_bytes(model4_path.read_bytes())
-    model = memlm.load(held, mmap=False)
-    prompts = ["It was a fine", "Emma Woodhouse, handsome,", "Mr. Knightley said"]
-    expected = [model.predict(p) for p in prompts]
-    contexts, targets = model.windows(read_blocks([TEST_TEXT])[:20])
-    scores = model.score_windows(contexts, targets)[0]
-    # What `cp other.memlm held.memlm` does: the same file truncated and written in place (a mapped model
-    # would now read other bytes, or die of SIGBUS).
-    other = memlm.train(TEST_TEXT, width=2)
-    other.save(tmp_path / "other.memlm")
-    with open(held, "r+b") as f:
-        f.truncate(0)
-        f.write((tmp_path / "other.memlm").read_bytes())
-    assert [model.predict(p) for p in prompts] == expected
-    assert np.array_equal(model.score_windows(contexts, targets)[0], scores)
-    model.verify()
-    assert memlm.load(held, mmap=False).width == 2
+_BAD_QUERIES = [
+    (dict(k=-1), "k must be at least 1, got -1"),
+    (dict(k=0), "k must be at least 1, got 0"),
+    (dict(k=True), "k must be a whole number, got True"),
+    (dict(k=2.0), "k must be a whole number, got 2.0"),
+    (dict(vote="foo"), 'unknown vote "foo"'),
+    (dict(vote=5), "vote must be a name (a str), got 5"),
+    (dict(decay=math.nan), "decay must be a positive finite number, got nan"),
+    (dict(decay=math.inf), "decay must be a positive finite number, got inf"),
+    (dict(decay=0.0), "decay must be a positive finite number, got 0.0"),
+    (dict(decay=-1), "decay must be a positive finite number, got -1"),
+    (dict(decay=True), "decay must be a number, got True"),
+    (dict(decay="x"), "decay must be a number, got 'x'"),
+    (dict(algorithm=5), "algorithm must be a name (a str), got 5"),
+    (dict(algorithm=["igtree"]), "algorithm must be a name (a str), got ['igtree']"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), _BAD_QUERIES)
+@pytest.mark.parametrize("algorithm", ["igtree", "ib1"])
+def test_query_arguments_are_refused_whatever_the_algorithm(model_ib1, tmp_path, bad, message, algorithm):
+    from memlm.evaluation import evaluate
+
+    arguments = {"algorithm": algorithm, **bad}
+    contexts = np.zeros((2, model_ib1.width), dtype=np.uint32)
+    for call in (
+        lambda: model_ib1.predict("It was", **arguments),
+        lambda: model_ib1.predict_batch(contexts, **arguments),
+        lambda: model_ib1.votes("It was", **arguments),
+        lambda: model_ib1.check_query(**arguments),
+        lambda: model_ib1.classify_file(tmp_path / "missing.txt", **arguments),
+        lambda: evaluate(model_ib1, [tmp_path / "missing.txt"], **arguments),
+        lambda: model_ib1.stream("It was", **arguments),
+    ):
+        with pytest.raises(MemlmError, match=re.escape(message)):
+            call()
+
+
+def test_counts_are_whole_numbers_not_bools_and_huge_ones_mean_all(model4, contexts):
+    # A query made for top_k=1 is not taken for top_k=True (True == 1) or 1.0.
+    assert model4.predict("It was", top_k=1).ids == model4.predict("It was", top_k=np.int64(1)).ids
+    for top_k, shown in [(True, "True"), (1.0, "1.0"), (np.float64(1.0), "np.float64(1.0)"), ("1", "'1'")]:
+        with pytest.raises(MemlmError, match=re.escape(f"top_k must be a whole number, got {shown}")):
+            model4.predict("It was", top_k=top_k)
+        with pytest.raises(MemlmError, match="top_k must be a whole number"):
+            model4.predict_batch(contexts, top_k=top_k)
+    everything = model4.predict("It was", top_k=0)
+    for huge in (np.uint64(2**64 - 1), 2**64, 10**30):
+        assert model4.predict("It was", top_k=huge) == everything
+        assert model4.predict("It was", k=huge) == model4.predict("It was")
+    huge_batch = model4.predict_batch(contexts, top_k=np.uint64(2**64 - 1))[0]
+    assert np.array_equal(huge_batch, model4.predict_batch(contexts, top_k=2**40)[0])
+
+
+MEMORY = re.escape("memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got ")
+
+
+def test_build_numbers_flags_and_names_are_checked_first(tmp_path):
+    missing = tmp_path / "missing.txt"  # never read: every argument is checked first
+    for bad, message in [
+        (dict(width=True), "width must be between 1 and 64, got True"),
+        (dict(width=2**70), f"width must be between 1 and 64, got {2**70}"),
+        (dict(width=4.0), "width must be between 1 and 64, got 4.0"),
+        (dict(memory=10**99), f"{MEMORY}{10**99}"),
+        (dict(memory=1.5e9), f"{MEMORY}1500000000.0"),
+        (dict(memory=True), f"{MEMORY}True"),
+        (dict(memory=0), f"{MEMORY}0"),
+        (dict(keep_tokens=1), "keep_tokens must be True or False, got 1"),
+        (dict(weighting=5), r"weighting must be a name \(a str\), got 5"),
+        (dict(algorithms=["igtree", 5]), r"algorithms must be a name \(a str\), got 5"),
+    ]:
+        with pytest.raises(MemlmError, match=message):
+            memlm.train(missing, **bad)
+        with pytest.raises(MemlmError, match=message):
+            memlm.merge([missing], **bad)
+    assert memlm.train(TRAIN_TEXT, width=np.int8(2), keep_tokens=np.bool_(True)).width == 2
+
+
+def test_classify_file_takes_a_flag(model4, tmp_path):
+    with pytest.raises(MemlmError, match="distribution must be True or False, got 1"):
+        model4.classify_file(tmp_path / "missing.txt", distribution=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "give the text as str, got NoneType"),
+        (5, "give the text as str, got int"),
+        (b"abc", "give the text as str, not bytes (decode the bytes first)"),
+        ("It \ud800 was", "the text is not valid Unicode: a lone surrogate '\\ud800' at position 3"),
+        ("x" * 70_000 + "\udcff", "the text is not valid Unicode: a lone surrogate '\\udcff' at position 70000"),
+    ],
+)
+def test_text_is_a_str_of_valid_unicode(model4, instance_model, text, message):
+    symbols = memlm.load(instance_model)
+    for call in (model4.score, model4.perplexity, model4.encode, symbols.encode, symbols.score):
+        with pytest.raises(MemlmError, match=re.escape(message)):
+            call(text)
+    if isinstance(text, str):  # ids are also accepted here: only a str is text
+        for call in (model4.predict, model4.probabilities, model4.votes, model4.context):
+            with pytest.raises(MemlmError, match=re.escape(message)):
+                call(text)
+        with pytest.raises(MemlmError, match=re.escape(message.replace("the text", "a block"))):
+            model4.windows(["fine", text])
+        with pytest.raises(MemlmError, match=re.escape(message.replace("the text", "the prompt"))):
+            model4.generate(text)
+    for call in (model4.predict, model4.probabilities):
+        with pytest.raises(MemlmError, match="give text as str"):
+            call(None if text is None else 5)
+
+
+def test_a_lone_surrogate_in_a_jsonl_corpus_names_the_record(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "fine"}\n{"text": "bad \\ud800 here"}\n')
+    with pytest.raises(memlm.CorpusError) as raised:
+        memlm.train(corpus, width=2)
+    assert str(raised.value) == (
+        f"{corpus}:2: the 'text' field is not valid Unicode: a lone surrogate '\\ud800' at position 4"
+    )
+
+
+def test_invalid_utf8_names_the_python_keyword(tmp_path):
+    from memlm.errors import InvalidUtf8Error
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"It was \xff fine")
+    for call in (lambda: memlm.train(bad, width=2), lambda: memlm.tokenize([bad])):
+        with pytest.raises(InvalidUtf8Error) as raised:
+            call()
+        assert str(raised.value) == f"{bad}: invalid UTF-8 at byte offset 7 (use errors='replace' to substitute)"
+        assert (raised.value.source, raised.value.offset) == (str(bad), 7)
+    assert memlm.train(bad, width=2, errors="replace").width == 2

@@ -8,9 +8,12 @@ the missing file's.
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import memlm
+from memlm._core import Query, Sampling, TrainOptions
+from memlm.checks import CORE_WORDS
 from memlm.errors import MemlmError
 
 from conftest import TRAIN_TEXT, run_cli
@@ -20,8 +23,8 @@ BAD_OPTIONS = [
     (dict(width=0), "width must be between 1 and 64"),
     (dict(width=65), "width must be between 1 and 64"),
     (dict(algorithms="igtree,nearest"), 'unknown algorithm "nearest"'),
-    (dict(memory=0), "memory must be a positive"),
-    (dict(memory=-(1 << 30)), "memory must be a positive"),
+    (dict(memory=0), "memory must be a whole number of bytes from 1 to"),
+    (dict(memory=-(1 << 30)), "memory must be a whole number of bytes from 1 to"),
 ]
 
 
@@ -149,3 +152,59 @@ def test_classification_checks_its_output_first(model4, tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         model4.classify_file(tmp_path / "missing_instances.txt", tmp_path / "nowhere" / "out.txt")
     assert caught.value.filename == str(tmp_path / "nowhere")
+
+
+# -- one wording per error: the core's -------------------------------------------------------------------
+
+#: For each option of CORE_WORDS: the core's type, an out-of-range value within 64 bits (the core's to
+#: refuse), and that value as the core shows it.
+CORE_REFUSES = {
+    "width": (TrainOptions, 65, "65"),
+    "k": (Query, 0, "0"),
+    "top_k": (Query, -1, "-1"),
+    "decay": (Query, -0.5, "-0.5"),
+    "temperature": (Sampling, -0.5, "-0.5"),
+    "top_p": (Sampling, 1.5, "1.5"),
+}
+
+
+def test_python_says_the_cores_words():
+    # Python says CORE_WORDS only for values the binding cannot show as given: each must be the core's own
+    # sentence, or one error would have two wordings.
+    assert CORE_REFUSES.keys() == CORE_WORDS.keys()
+    for option, (kind, value, shown) in CORE_REFUSES.items():
+        with pytest.raises(MemlmError) as raised:
+            kind(**{option: value})
+        assert str(raised.value) == CORE_WORDS[option].format(shown)
+    with pytest.raises(MemlmError) as raised:
+        Sampling(top_k=-1)
+    assert str(raised.value) == CORE_WORDS["top_k"].format("-1")
+
+
+def test_numbers_beyond_64_bits_are_refused_as_given(model4):
+    huge = 2**70
+    for arguments, option in [(dict(k=-huge), "k"), (dict(top_k=-huge), "top_k"), (dict(decay=10**400), "decay")]:
+        with pytest.raises(MemlmError) as raised:
+            model4.predict("It was", **arguments)
+        assert str(raised.value) == CORE_WORDS[option].format(arguments[option])
+    for arguments, option in [(dict(top_k=-huge), "top_k"), (dict(temperature=-(10**400)), "temperature")]:
+        with pytest.raises(MemlmError) as raised:
+            model4.generate("It was", **arguments)
+        assert str(raised.value) == CORE_WORDS[option].format(arguments[option])
+    with pytest.raises(MemlmError) as raised:
+        model4.generate("It was", top_p=10**400)
+    assert str(raised.value) == CORE_WORDS["top_p"].format(10**400)
+    with pytest.raises(MemlmError) as raised:
+        memlm.train(TRAIN_TEXT, width=huge)
+    assert str(raised.value) == CORE_WORDS["width"].format(huge)
+
+
+def test_ids_in_arrays_are_refused_in_the_cores_words(model4):
+    # Arrays (contexts, targets, tokens) are checked in Python before they become uint32: the same sentences
+    # as the binding's for a list, after the argument's name.
+    for bad in ([-1], [model4.n_ids]):
+        with pytest.raises(MemlmError) as core:
+            model4.predict(bad)
+        with pytest.raises(MemlmError) as python:
+            model4.predict_batch(np.array([bad * model4.width]))
+        assert str(python.value) == f"contexts: {core.value}"

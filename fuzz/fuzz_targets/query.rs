@@ -10,36 +10,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memlm_core::format::{checksum, Check};
+use memlm_core::format::testing::forge_checksums;
+use memlm_core::format::Check;
 use memlm_core::{Generation, Model, Query, Sampling, UNKNOWN};
-
-/// Rewrites every section checksum and the header checksum (format version 2 layout).
-fn forge_checksums(bytes: &mut [u8]) {
-    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    if bytes.len() < 16 {
-        return;
-    }
-    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let Some(table_end) = count.checked_mul(32).map(|n| n + 16) else {
-        return;
-    };
-    if table_end + 8 > bytes.len() {
-        return;
-    }
-    for k in 0..count {
-        let e = 16 + 32 * k;
-        let (offset, len) = (word(bytes, e + 8), word(bytes, e + 16));
-        if let Some(end) = offset
-            .checked_add(len)
-            .filter(|&end| end <= bytes.len() as u64)
-        {
-            let sum = checksum(&bytes[offset as usize..end as usize]);
-            bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
-        }
-    }
-    let sum = checksum(&bytes[..table_end]);
-    bytes[table_end..table_end + 8].copy_from_slice(&sum.to_le_bytes());
-}
 
 /// splitmix64: the contexts and options from the seed.
 struct Rng(u64);

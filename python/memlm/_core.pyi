@@ -4,14 +4,46 @@ The binding only converts: numpy arrays and lists to slices, names to the core's
 errors to the exception classes below. Every rule (padding, windowing, the classifiers' answers, vote
 shares, sampling) lives in the core crate (``rust/core``). Only :class:`memlm.Model` (``model.py``) calls
 a :class:`CoreModel`'s methods; ``training.py`` and ``shards.py`` only create one.
+
+``make lint`` checks these stubs against the built module (``python -m mypy.stubtest memlm._core``).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any, Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "CoreModel",
+    "Query",
+    "Answer",
+    "TrainOptions",
+    "Sampling",
+    "Generation",
+    "write_instances",
+    "write_shard",
+    "read_shard",
+    "file_kind",
+    "MemlmError",
+    "ModelFormatError",
+    "InstanceFileError",
+    "FORMAT_VERSION",
+    "MAX_WIDTH",
+    "UNKNOWN",
+    "ALGORITHMS",
+    "WEIGHTINGS",
+    "VOTES",
+    "SECTIONS",
+    "BULK_SECTIONS",
+]
+
+#: Token ids as training and shards store them: uint16 when the vocabulary fits, else uint32.
+_TokenIds: TypeAlias = npt.NDArray[np.uint16] | npt.NDArray[np.uint32]
+#: A prefix or prompt: ids of any length (a list, a tuple, a numpy array or any iterable of ints).
+_Prefix: TypeAlias = Iterable[int] | npt.NDArray[np.integer[Any]]
 
 #: Version of the model file format this build reads and writes.
 FORMAT_VERSION: int
@@ -23,6 +55,11 @@ UNKNOWN: int
 ALGORITHMS: tuple[str, ...]  # ("igtree", "tribl2", "ib1")
 WEIGHTINGS: tuple[str, ...]  # ("gain_ratio", "info_gain")
 VOTES: tuple[str, ...]  # ("majority", "inverse_distance", "exponential_decay")
+#: Every section of the file format: id -> name (as errors name it, e.g. 3 -> "GainRatio").
+SECTIONS: dict[int, str]
+#: Ids of the sections that grow with the data (the tries, the tails, the training tokens): their
+#: checksums are checked by ``verify`` or at the first query that reads them, not when a file opens.
+BULK_SECTIONS: frozenset[int]
 
 class MemlmError(Exception):
     """Base class of memlm's errors."""
@@ -33,70 +70,97 @@ class ModelFormatError(MemlmError):
 class InstanceFileError(MemlmError):
     """A TiMBL column-format instance file could not be read."""
 
+@final
 class Query:
-    """How to answer a context; every field is validated when the query is made (MemlmError)."""
+    """How to answer a context; every field is checked when the query is made (MemlmError)."""
 
-    algorithm: str
-    k: int
-    vote: str
-    decay: float
-    #: How many classes an answer keeps, best first (0: all of them).
-    top_k: int
-    def __init__(
-        self, algorithm: str = "igtree", k: int = 1, vote: str = "majority", decay: float = 1.0, top_k: int = 5
-    ) -> None: ...
+    def __new__(
+        cls, algorithm: str = "igtree", k: int = 1, vote: str = "majority", decay: float = 1.0, top_k: int = 5
+    ) -> Query: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def vote(self) -> str: ...
+    @property
+    def decay(self) -> float: ...
+    @property
+    def top_k(self) -> int:
+        """How many classes an answer keeps, best first (0: all); not used by :meth:`CoreModel.generation`,
+        where the :class:`Sampling` decides (1 when greedy, its ``top_k`` when sampling)."""
 
+@final
 class Answer:
-    """One classifier's answer for one context."""
+    """One classifier's answer for one context (made by :meth:`CoreModel.answer` only)."""
 
-    #: At most ``top_k`` classes, the winner first.
-    classes: list[int]
-    #: Their votes: the matched node's counts (IGTree) or the neighbours' (weighted) votes.
-    votes: list[float]
-    #: The sum of all votes, kept or not (a vote's share is ``vote / total``).
-    total: float
-    #: Context positions matched, in feature-weight order, before any k-NN search.
-    depth: int
-    #: IGTree: summed weight of the unmatched positions; k-NN: the nearest neighbours' distance.
-    distance: float
+    @property
+    def classes(self) -> list[int]:
+        """At most ``top_k`` classes, the winner first."""
+    @property
+    def votes(self) -> list[float]:
+        """Their votes: the matched node's counts (IGTree) or the neighbours' (weighted) votes."""
+    @property
+    def total(self) -> float:
+        """The sum of all votes, kept or not (a vote's share is ``vote / total``)."""
+    @property
+    def depth(self) -> int:
+        """Context positions matched, in feature-weight order, before any k-NN search."""
+    @property
+    def distance(self) -> float:
+        """IGTree: summed weight of the unmatched positions; k-NN: the nearest neighbours' distance."""
 
+@final
 class TrainOptions:
-    """Everything a build takes besides the text, validated when made (before any corpus is read)."""
+    """Everything a build takes besides the text, checked when made (before any corpus is read)."""
 
-    width: int
-    weighting: str
-    #: Whether the unpruned instance base (TRIBL2, IB1) is stored too.
-    instance_base: bool
-    temp_dir: Path | None
-    keep_tokens: bool
-    def __init__(
-        self,
+    def __new__(
+        cls,
         width: int = 16,
         weighting: str = "gain_ratio",
-        algorithms: Sequence[str] = ("igtree",),
-        temp_dir: str | PathLike | None = None,
+        algorithms: Sequence[str] = ["igtree"],
+        temp_dir: str | PathLike[str] | None = None,
         keep_tokens: bool = False,
-    ) -> None: ...
+    ) -> TrainOptions: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def weighting(self) -> str: ...
+    @property
+    def instance_base(self) -> bool:
+        """Whether the unpruned instance base (TRIBL2, IB1) is stored too."""
+    @property
+    def temp_dir(self) -> Path | None: ...
+    @property
+    def keep_tokens(self) -> bool: ...
 
+@final
 class Sampling:
-    """How generation picks tokens (Hugging Face's names); validated when made."""
+    """How generation picks tokens (Hugging Face's names); checked when made."""
 
-    do_sample: bool
-    temperature: float
-    top_k: int
-    top_p: float
-    def __init__(
-        self, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0
-    ) -> None: ...
+    def __new__(
+        cls, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0
+    ) -> Sampling: ...
+    @property
+    def do_sample(self) -> bool: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def top_p(self) -> float: ...
 
+@final
 class Generation:
     """A generation in progress: the core extends the context token by token (GIL released)."""
 
-    #: How many tokens are still to come.
-    remaining: int
+    @property
+    def remaining(self) -> int:
+        """How many tokens are still to come."""
     def next_ids(self, n: int) -> list[int]:
         """Generates up to ``n`` more tokens; fewer (or none) once ``max_new_tokens`` are done."""
 
+@final
 class CoreModel:
     """A trained model, built in memory, or memory-mapped or read from a file.
 
@@ -104,7 +168,7 @@ class CoreModel:
 
     @staticmethod
     def train_tokens(
-        tokens: npt.NDArray[np.uint16] | npt.NDArray[np.uint32],
+        tokens: _TokenIds,
         block_lengths: npt.NDArray[np.uint64],
         vocab_size: int,
         tokenizer: bytes,
@@ -114,47 +178,68 @@ class CoreModel:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> CoreModel:
         """``partition_memory``: working memory of each partition of the trie build (spilled to the
-        options' ``temp_dir``); None builds in one piece."""
+        options' ``temp_dir``); None builds in one piece. ``progress(phase, done, total)`` hears how far
+        the build got; an exception it raises (or Ctrl-C) stops the build and is raised again."""
     @staticmethod
-    def train_instance_file(path: str | PathLike, metadata: str, options: TrainOptions) -> CoreModel:
-        """The model's width is the file's (columns minus one): ``options.width`` is not used."""
+    def train_instance_file(
+        path: str | PathLike[str],
+        metadata: str,
+        options: TrainOptions,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> CoreModel:
+        """The model's width is the file's (columns minus one): ``options.width`` is not used.
+        ``progress`` as for :meth:`train_tokens`."""
     @staticmethod
-    def load(path: str | PathLike, verify: bool = False, mmap: bool = True) -> CoreModel:
+    def load(path: str | PathLike[str], verify: bool = False, mmap: bool = True) -> CoreModel:
         """Opens a model file, memory-mapped (``mmap``: the file must not be truncated or rewritten in place
         while the model is open) or read into memory. Checks the header and small sections; each trie's
         checksums are checked by the first query that reads it (ModelFormatError when damaged); ``verify``
         checks everything now. A path that is not a regular file raises OSError (IsADirectoryError for a
         folder, errno EINVAL "not a regular file (a FIFO)" and the like otherwise), without blocking."""
     def verify(self) -> None: ...
-    def save(self, path: str | PathLike) -> None: ...
-    def training_tokens(self) -> tuple[np.ndarray, npt.NDArray[np.uint64]] | None:
+    def save(self, path: str | PathLike[str]) -> None: ...
+    def training_tokens(self) -> tuple[_TokenIds, npt.NDArray[np.uint64]] | None:
         """(token ids, block lengths) when the model kept them, else None; ModelFormatError when damaged."""
-
-    width: int
-    n_symbols: int
-    pad: int
-    n_instances: int
-    n_nodes: int
-    nbytes: int
-    size_breakdown: list[tuple[str, int]]
-    has_instance_base: bool
-    token_ids: bool
-    weighting: str
-    feature_order: list[int]
-    gain_ratio: list[float]
-    info_gain: list[float]
-    metadata: str
-    tokenizer_blob: bytes
-    class_counts: npt.NDArray[np.uint64]
-
+    @property
+    def width(self) -> int: ...
+    @property
+    def n_symbols(self) -> int: ...
+    @property
+    def pad(self) -> int: ...
+    @property
+    def n_instances(self) -> int: ...
+    @property
+    def n_nodes(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def size_breakdown(self) -> list[tuple[str, int]]:
+        """Bytes of the model file per part (labels, children, distributions, ...)."""
+    @property
+    def has_instance_base(self) -> bool: ...
+    @property
+    def token_ids(self) -> bool: ...
+    @property
+    def weighting(self) -> str: ...
+    @property
+    def feature_order(self) -> list[int]: ...
+    @property
+    def gain_ratio(self) -> list[float]: ...
+    @property
+    def info_gain(self) -> list[float]: ...
+    @property
+    def metadata(self) -> str: ...
+    @property
+    def tokenizer_blob(self) -> bytes: ...
+    @property
+    def class_counts(self) -> npt.NDArray[np.uint64]:
+        """Training frequency of every class."""
     def symbol(self, id: int) -> str: ...
     def symbol_id(self, symbol: str) -> int:
         """The id of a symbol string, or :data:`UNKNOWN`."""
-
-    def answer(self, prefix: Sequence[int], query: Query) -> Answer:
+    def answer(self, prefix: _Prefix, query: Query) -> Answer:
         """The answer after ``prefix`` (ids of any length: the last W count, a shorter one is padded). Ids
         are ints in [0, n_symbols) or UNKNOWN: a bool, a negative int, a float ... is MemlmError."""
-
     def answer_batch(
         self, contexts: npt.NDArray[np.uint32], query: Query, totals: bool = True
     ) -> tuple[
@@ -169,12 +254,10 @@ class CoreModel:
         IGTree node's classes), depths (n), distances (n). ``top_k`` 0 keeps one class here, and
         there are no more columns than the model has classes (symbols seen as a target in training), so a
         huge ``top_k`` costs no more than all classes (MemlmError if even that does not fit in memory)."""
-
     def windows(
         self, tokens: npt.NDArray[np.uint32], block_lengths: npt.NDArray[np.uint64]
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
         """(contexts (n, W), targets (n)) of every token of every block, each block left-padded."""
-
     def score_batch(
         self, contexts: npt.NDArray[np.uint32], targets: npt.NDArray[np.uint32]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
@@ -190,28 +273,40 @@ class CoreModel:
     def cache_weights(self) -> tuple[float, float, float, float] | None:
         """The document cache's weights fitted at training time (None: the model has none)."""
 
-    def probabilities(self, prefix: Sequence[int]) -> npt.NDArray[np.float64]:
+    def probabilities(self, prefix: _Prefix) -> npt.NDArray[np.float64]:
         """The scoring distribution after ``prefix``: one probability per symbol id, summing to 1."""
-
     def generation(
-        self, prompt: Sequence[int], max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None = None
+        self, prompt: _Prefix, max_new_tokens: int, query: Query, sampling: Sampling, seed: int | None = None
     ) -> Generation:
-        """Generation after ``prompt`` (ids as for :meth:`answer`). ``query`` gives the classifier (algorithm,
-        k, vote, decay); its ``top_k`` is not used: the sampling decides how many classes each step keeps
-        (1 when greedy, ``sampling.top_k`` when sampling)."""
+        """Generation after ``prompt`` (ids as for :meth:`answer`); ``seed`` None draws from the OS's
+        entropy. ``query`` gives the classifier (algorithm, k, vote, decay); its ``top_k`` is not used: the
+        sampling decides how many classes each step keeps (1 when greedy, ``sampling.top_k`` when
+        sampling)."""
     def classify_file(
-        self, path: str | PathLike, output: str | PathLike | None, distribution: bool, query: Query
-    ) -> dict[str, float | int | bool]: ...
+        self, path: str | PathLike[str], output: str | PathLike[str] | None, distribution: bool, query: Query
+    ) -> dict[str, float | int | bool]:
+        """Classifies a TiMBL column file; writes TiMBL's ``-o`` layout to ``output`` (stdout when None).
+        Returns instances, correct, has_classes and seconds."""
 
 def write_instances(
-    tokens: np.ndarray, block_lengths: npt.NDArray[np.uint64], width: int, pad: int, path: str | PathLike
-) -> None: ...
+    tokens: _TokenIds, block_lengths: npt.NDArray[np.uint64], width: int, pad: int, path: str | PathLike[str]
+) -> None:
+    """Writes token blocks as a TiMBL column-format instance file (atomically)."""
+
 def write_shard(
-    path: str | PathLike,
-    tokens: np.ndarray,
+    path: str | PathLike[str],
+    tokens: _TokenIds,
     block_lengths: npt.NDArray[np.uint64],
     vocab_size: int,
     tokenizer: bytes,
     metadata: str,
-) -> None: ...
-def read_shard(path: str | PathLike) -> tuple[np.ndarray, npt.NDArray[np.uint64], int, bytes, str]: ...
+) -> None:
+    """Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically."""
+
+def read_shard(path: str | PathLike[str]) -> tuple[_TokenIds, npt.NDArray[np.uint64], int, bytes, str]:
+    """Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata)."""
+
+def file_kind(path: str | PathLike[str]) -> Literal["model", "shard"] | None:
+    """The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading only
+    its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO with no
+    writer included)."""

@@ -1,6 +1,11 @@
-"""Checks made before any corpus is read, so that a bad argument fails at once rather than after the text
-was tokenised: build options (validated by the core when its ``TrainOptions`` are made), memory budgets,
-output files and folders. File-system problems are :class:`OSError` subclasses naming the path."""
+"""Checks made before any work is done, so that a bad argument fails at once (rather than after the text
+was tokenised). The core checks the ranges and names of its options (``Query``, ``Sampling``,
+``TrainOptions``: made before any input is read) and the ids it is given; Python checks what the binding
+cannot show as given or take as it is: bools (which it would read as 1 and 0), values of the wrong type,
+whole numbers beyond 64 bits (which it saturates), widths before a corpus is read for `memlm instances`,
+memory budgets, the ids of numpy arrays, output files and folders, text. A bad value is a one-line
+:class:`MemlmError` that shows it as it was given, in the core's words where the core has some (see
+:data:`CORE_WORDS`); file-system problems are :class:`OSError` subclasses naming the path."""
 
 from __future__ import annotations
 
@@ -13,8 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
-from memlm._core import UNKNOWN, TrainOptions
+from memlm._core import MAX_WIDTH, UNKNOWN, Query, Sampling, TrainOptions
 from memlm.errors import MemlmError
+
+#: The largest memory budget the core takes, in bytes (a signed 64-bit number): 8 EiB.
+LARGEST_MEMORY = 2**63 - 1
+#: The smallest count the core can show as given (a signed 64-bit number; larger ones ask for more than
+#: any model has, and the core clamps them).
+SMALLEST_COUNT = -(2**63)
+#: Generated tokens and seeds are the core's unsigned 64-bit numbers.
+UNSIGNED_64_BITS = range(2**64)
+
+#: The core's sentence for each option out of its range, said here only for the values the core cannot
+#: show as given (beyond 64 bits, or beyond a float). tests/test_validation.py compares each with the
+#: core's own message, so that the two cannot drift apart.
+CORE_WORDS = {
+    "width": f"width must be between 1 and {MAX_WIDTH}, got {{}}",
+    "k": "k must be at least 1, got {}",
+    "top_k": "top_k must be at least 0, got {}",
+    "decay": "decay must be a positive finite number, got {}",
+    "temperature": "temperature must be a positive finite number, got {}",
+    "top_p": "top_p must be in (0, 1], got {}",
+}
 
 
 def train_options(
@@ -24,18 +49,25 @@ def train_options(
     temp_dir: str | Path | None = None,
     keep_tokens: bool = False,
 ) -> TrainOptions:
-    """The core's build options: width (1..64), weighting and algorithm names (``algorithms`` as names or
-    one comma-separated string), a writable ``temp_dir``; a :class:`MemlmError` names what is wrong."""
+    """The core's build options: ``width`` (1..64), ``algorithms`` as names or one comma-separated string.
+    The core checks the weighting and algorithm names, and that files can be made in ``temp_dir`` (an
+    :class:`OSError` naming it)."""
     names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
-    if temp_dir is not None:
-        writable_folder(temp_dir)
     return TrainOptions(
-        width=width,
-        weighting=weighting,
-        algorithms=[name.strip() for name in names],
+        width=context_width(width),
+        weighting=name(weighting, "weighting"),
+        algorithms=[name(algorithm, "algorithms").strip() for algorithm in names],
         temp_dir=None if temp_dir is None else Path(temp_dir),
-        keep_tokens=keep_tokens,
+        keep_tokens=flag(keep_tokens, "keep_tokens"),
     )
+
+
+def context_width(value) -> int:
+    """``value`` as an int, once it is a context width (1..64): checked here, before any corpus is read
+    (`memlm instances` hands the width to the core only after tokenising)."""
+    if not whole(value) or not 1 <= value <= MAX_WIDTH:
+        raise MemlmError(CORE_WORDS["width"].format(shown(value)))
+    return int(value)
 
 
 def whole(value) -> bool:
@@ -43,13 +75,107 @@ def whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def shown(value) -> str:
+    """``value`` as the user gave it, for messages: a whole number in full (never as a conversion wrapped
+    or clamped it), anything else as its repr (``True``, ``2.0``, ``'3'``)."""
+    return str(int(value)) if whole(value) else repr(value)
+
+
+def count(value, what: str) -> int:
+    """``value`` as an int for the core, once it is a whole number (the core checks its range; a count
+    beyond 64 bits asks for more than any model has, all classes or distances, and the core clamps it)."""
+    if not whole(value):
+        raise MemlmError(f"{what} must be a whole number, got {shown(value)}")
+    if value < SMALLEST_COUNT:
+        raise MemlmError(CORE_WORDS[what].format(shown(value)))
+    return int(value)
+
+
+def unsigned_64(value, what: str) -> int:
+    """``value`` as an int, once it is a whole number in [0, 2**64) (the core's unsigned 64-bit numbers)."""
+    if not whole(value) or value not in UNSIGNED_64_BITS:
+        raise MemlmError(f"{what} must be a whole number in [0, 2**64), got {shown(value)}")
+    return int(value)
+
+
+def real(value, what: str) -> float:
+    """``value`` as a float for the core, once it is a real number (a Python or numpy int or float, not a
+    bool); the core checks its range. An int too large for a float is out of every range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise MemlmError(f"{what} must be a number, got {shown(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise MemlmError(CORE_WORDS[what].format(shown(value))) from None
+
+
+def flag(value, what: str) -> bool:
+    """``value`` once it is True or False (a Python or numpy bool; 1 and 0 are numbers, not flags)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise MemlmError(f"{what} must be True or False, got {shown(value)}")
+    return bool(value)
+
+
+def name(value, what: str) -> str:
+    """``value`` once it is a str (the core checks that it names something it knows)."""
+    if not isinstance(value, str):
+        raise MemlmError(f"{what} must be a name (a str), got {shown(value)}")
+    return value
+
+
+def query(top_k, algorithm, k, vote, decay) -> Query:
+    """The core's query, once every argument is of its kind; the core checks the names and ranges
+    (``top_k`` >= 0, 0: all classes; ``k`` >= 1; ``decay`` positive), whatever the algorithm and the vote
+    (a value that does not apply must still be a valid one)."""
+    return Query(
+        algorithm=name(algorithm, "algorithm"),
+        k=count(k, "k"),
+        vote=name(vote, "vote"),
+        decay=real(decay, "decay"),
+        top_k=count(top_k, "top_k"),
+    )
+
+
+def sampling(do_sample, temperature, top_k, top_p) -> Sampling:
+    """The core's sampling options, once each is of its kind; the core checks their ranges whether or not
+    ``do_sample`` is on (``temperature`` positive, ``top_k`` >= 0, ``top_p`` in (0, 1])."""
+    return Sampling(
+        do_sample=flag(do_sample, "do_sample"),
+        temperature=real(temperature, "temperature"),
+        top_k=count(top_k, "top_k"),
+        top_p=real(top_p, "top_p"),
+    )
+
+
+def text(value, what: str = "the text") -> str:
+    """``value`` once it is a str that is valid Unicode: no lone surrogate (what undecodable bytes become
+    under ``errors='surrogateescape'``, or a JSON escape such as ``\\ud800``), which no tokenizer can encode."""
+    if not isinstance(value, str):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raise MemlmError(f"give {what} as str, not bytes (decode the bytes first)")
+        raise MemlmError(f"give {what} as str, got {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise MemlmError(
+                f"{what} is not valid Unicode: a lone surrogate {value[e.start]!r} at position {e.start}"
+            ) from None
+    return value
+
+
 def memory_budget(memory: int | None) -> int | None:
-    """A build's memory budget in bytes: None (no budget) or a positive whole number."""
+    """A build's memory budget in bytes: None (no budget) or a whole number in [1, 2**63)."""
     if memory is None:
         return None
-    if not whole(memory) or memory <= 0:
-        raise MemlmError(f"memory must be a positive number of bytes, got {memory!r}")
+    if not whole(memory) or not 1 <= memory <= LARGEST_MEMORY:
+        raise memory_error(shown(memory))
     return int(memory)
+
+
+def memory_error(given: str) -> MemlmError:
+    """The error for a memory budget out of range, ``given`` as the user wrote it."""
+    return MemlmError(f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got {given}")
 
 
 def writable_folder(folder: str | Path) -> Path:

@@ -1,4 +1,5 @@
-"""The ``memlm`` command line: train, generate, info, instances, classify."""
+"""The ``memlm`` command line: train, merge, generate, info, verify, score, eval, instances, classify. Every
+command turns memlm's errors and file errors into one line on stderr (see :func:`_clean_errors`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import typer
 from rich.console import Console
 
 import memlm
-from memlm.checks import not_an_input, output_file, train_options
-from memlm.corpus import iter_documents
-from memlm.errors import CorpusError, MemlmError
+from memlm.checks import context_width, not_an_input, output_file
+from memlm.corpus import STDIN, iter_documents, source_name
+from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
@@ -62,7 +63,9 @@ def _clean_errors():
     except KeyboardInterrupt:
         print("memlm: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (MemlmError, OSError, ValueError) as e:
+    except (MemlmError, OSError) as e:
+        if isinstance(e, InvalidUtf8Error) and e.option:
+            e = e.for_option(f"{ERRORS_OPTION} replace")
         message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
         print(f"memlm: error: {message}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
@@ -97,6 +100,12 @@ def main(
 
 
 WidthOption = Annotated[int, typer.Option(help="Context width W (1..64).")]
+#: The option that says what to do with bad UTF-8 in a text read (its name is in the error it prevents).
+ERRORS_OPTION = "--errors"
+ErrorsOption = Annotated[
+    str, typer.Option(ERRORS_OPTION, help="Bad UTF-8 in the text: 'strict' (an error) or 'replace' (by U+FFFD).")
+]
+TextFieldOption = Annotated[str, typer.Option(help="Field holding the text in JSONL records.")]
 WeightingOption = Annotated[str, typer.Option(help=f"Feature weighting: {_either(memlm.WEIGHTINGS)}.")]
 AlgorithmsOption = Annotated[
     str, typer.Option(help=f"What the model must answer: {', '.join(memlm.ALGORITHMS)} (comma-separated).")
@@ -144,13 +153,14 @@ def _wrote_shard(output: Path, fields: dict) -> None:
 @app.command()
 def train(
     corpus: Annotated[
-        list[str] | None, typer.Argument(help="Text files, directories, .gz, .jsonl, or - for stdin.")
+        list[str] | None,
+        typer.Argument(metavar="CORPUS", help="Text files, directories, .gz, .jsonl, or - for stdin."),
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
     width: WidthOption = 16,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")] = None,
-    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
-    errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' (error) or 'replace'.")] = "strict",
+    text_field: TextFieldOption = "text",
+    errors: ErrorsOption = "strict",
     weighting: WeightingOption = "gain_ratio",
     instances: Annotated[
         Path | None, typer.Option(help="Train from a TiMBL column-format instance file instead.")
@@ -198,7 +208,7 @@ def train(
 @app.command()
 def merge(
     inputs: Annotated[
-        list[Path], typer.Argument(metavar="SHARD_OR_MODEL...", help="Shards, or models trained with --keep-tokens.")
+        list[Path], typer.Argument(metavar="SHARD_OR_MODEL", help="Shards, or models trained with --keep-tokens.")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
     width: WidthOption = 16,
@@ -236,8 +246,10 @@ DecayOption = Annotated[float, typer.Option(help="Alpha of exponential_decay vot
 @app.command()
 def generate(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
-    prompt: Annotated[str | None, typer.Argument(help="Prompt (read from stdin when omitted).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 20,
+    prompt: Annotated[
+        str | None, typer.Argument(metavar="PROMPT", help="Prompt (read from stdin when omitted).")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (below 2**64; Ctrl-C stops early).")] = 20,
     do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_k: Annotated[int, typer.Option(help="Sample among the k most frequent (0: all).")] = 50,
@@ -255,6 +267,8 @@ def generate(
         model = memlm.load(model_path)
         if prompt is None:
             prompt = "" if sys.stdin.isatty() else _read_stdin().rstrip("\n")
+        else:
+            _check_argument(prompt, "PROMPT")
         pieces = model.stream(
             prompt,
             max_new_tokens=max_new_tokens,
@@ -279,13 +293,22 @@ def generate(
             print(prompt + "".join(pieces))
 
 
+def _check_argument(value: str, name: str) -> None:
+    """An :class:`InvalidUtf8Error` when the command-line argument ``value`` was not valid UTF-8 (Python
+    keeps such bytes as lone surrogates, which no tokenizer takes)."""
+    try:
+        value.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidUtf8Error(f"the {name} argument", e.start) from None
+
+
 def _read_stdin() -> str:
-    """Standard input as text: UTF-8, or a :class:`CorpusError` naming the offset of the first bad byte."""
+    """Standard input as text: UTF-8, or an :class:`InvalidUtf8Error`."""
     data = sys.stdin.buffer.read()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CorpusError(f"<stdin>: invalid UTF-8 at byte offset {e.start}") from None
+        raise InvalidUtf8Error(source_name(STDIN), e.start) from None
 
 
 @app.command()
@@ -334,12 +357,14 @@ def verify(model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Mod
 def score(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
     text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",
+    text_field: TextFieldOption = "text",
+    errors: ErrorsOption = "strict",
     cache: CacheOption = True,
 ) -> None:
     """Score text: per token its log10 probability, matched context length and OOV flag (KenLM style)."""
     with _clean_errors():
         model = memlm.load(model_path)
-        text = "\n\n".join(doc for _, doc in iter_documents([text_file]))
+        text = "\n\n".join(doc for _, doc in iter_documents([text_file], text_field, errors))
         scores = model.score(text, cache=cache)
         out = sys.stdout
         for s in scores:
@@ -363,7 +388,8 @@ def evaluate(
     k: KOption = 1,
     vote: VoteOption = "majority",
     decay: DecayOption = 1.0,
-    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
+    text_field: TextFieldOption = "text",
+    errors: ErrorsOption = "strict",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cache: CacheOption = True,
 ) -> None:
@@ -373,8 +399,18 @@ def evaluate(
 
     with _clean_errors():
         model = memlm.load(model_path)
-        knn = {} if algorithm == "igtree" else {"k": k, "vote": vote, "decay": decay}
-        result = run_evaluation(model, test, algorithm=algorithm, text_field=text_field, cache=cache, **knn)
+        # k, vote and decay are checked whatever the algorithm: a value that does not apply must still be valid.
+        result = run_evaluation(
+            model,
+            test,
+            algorithm=algorithm,
+            text_field=text_field,
+            errors=errors,
+            k=k,
+            vote=vote,
+            decay=decay,
+            cache=cache,
+        )
         if as_json:
             print(json.dumps(result, indent=2))
             return
@@ -382,7 +418,7 @@ def evaluate(
         table.add_column("measure")
         table.add_column("value", justify="right")
         rows = [
-            ("algorithm", algorithm + (f" (k={k}, {vote})" if knn else "")),
+            ("algorithm", algorithm + (f" (k={k}, {vote})" if algorithm != "igtree" else "")),
             ("width", str(result["width"])),
             ("tokens", f"{result['tokens']:,}"),
             ("accuracy", f"{result['accuracy']:.4f}"),
@@ -400,16 +436,16 @@ def evaluate(
 
 @app.command()
 def instances(
-    corpus: Annotated[list[str], typer.Argument(help="Text files, directories, .gz, .jsonl, or -.")],
+    corpus: Annotated[list[str], typer.Argument(metavar="CORPUS", help="Text files, directories, .gz, .jsonl, or -.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
-    width: Annotated[int, typer.Option(help="Context width W (1..64).")] = 16,
+    width: WidthOption = 16,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file.")] = None,
-    text_field: Annotated[str, typer.Option(help="Field holding the text in JSONL records.")] = "text",
-    errors: Annotated[str, typer.Option(help="Bad UTF-8: 'strict' or 'replace'.")] = "strict",
+    text_field: TextFieldOption = "text",
+    errors: ErrorsOption = "strict",
 ) -> None:
     """Write the instances of a corpus in TiMBL's column format (token ids, _ for padding)."""
     with _clean_errors():
-        train_options(width=width)
+        context_width(width)
         not_an_input(output_file(output), [*corpus, tokenizer])
         tokens, lengths, spec, _ = memlm.tokenize(corpus, tokenizer, text_field, errors)
         memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)

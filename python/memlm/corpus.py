@@ -9,7 +9,6 @@ import errno
 import gzip
 import io
 import json
-import re
 import stat
 import sys
 import zlib
@@ -18,25 +17,40 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from memlm.errors import CorpusError
+from memlm import checks
+from memlm.errors import CorpusError, InvalidUtf8Error, MemlmError
 
 STDIN = "-"
+#: What messages call standard input.
+STDIN_NAME = "<stdin>"
 #: The first bytes of a gzip stream: such input is decompressed, whatever its name.
 GZIP_MAGIC = b"\x1f\x8b"
 #: What a corrupt or truncated gzip stream raises while it is read.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
-_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+#: The keyword argument that substitutes bad UTF-8 (named in the error it prevents).
+ERRORS_KEYWORD = "errors='replace'"
 
 
 def split_blocks(text: str) -> list[str]:
-    """Splits text at blank lines; inside a block, line breaks become single spaces."""
-    blocks = []
-    for raw in _BLANK_LINES.split(text.replace("\r\n", "\n")):
-        lines = [line.strip() for line in raw.split("\n")]
-        block = " ".join(line for line in lines if line)
-        if block:
-            blocks.append(block)
-    return blocks
+    """Splits text at blank lines (only spaces, tabs, CR, FF, VT between two line feeds); inside a block,
+    lines are stripped and joined by single spaces. The rule of a corpus read line by line, applied to a
+    whole text."""
+    return list(_plain_text_blocks(text.split("\n")))
+
+
+def source_name(source: str | Path) -> str:
+    """A source as messages name it."""
+    return STDIN_NAME if source == STDIN else str(source)
+
+
+def _not_gzip(name: str, reason: str) -> CorpusError:
+    return CorpusError(f"{name}: not a valid gzip file ({reason})")
+
+
+def _check_errors(errors: str) -> None:
+    """What to do with bad UTF-8: ``strict`` (an error) or ``replace`` (by U+FFFD)."""
+    if errors not in ("strict", "replace"):
+        raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
 
 
 def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
@@ -94,7 +108,7 @@ def _read_head(raw, n: int) -> bytes:
 def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
     """(the decompressed bytes, the raw input) of a file, FIFO or stdin: gzip is recognised by its first
     bytes (a ``.gz`` name whose content is not gzip is an error), read without seeking."""
-    name = "<stdin>" if source == STDIN else str(source)
+    name = source_name(source)
     raw = sys.stdin.buffer if source == STDIN else open(source, "rb", buffering=0)  # noqa: SIM115
     try:
         head = _read_head(raw, len(GZIP_MAGIC))
@@ -103,7 +117,7 @@ def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
         if head == GZIP_MAGIC:
             stream = gzip.GzipFile(fileobj=stream, mode="rb")
         elif head and name.endswith(".gz"):
-            raise CorpusError(f"{name}: not a valid gzip file (it does not start with the gzip magic bytes)")
+            raise _not_gzip(name, "it does not start with the gzip magic bytes")
         yield stream, counted
     finally:
         if source != STDIN:
@@ -112,16 +126,11 @@ def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
 
 def _read_bytes(source: str | Path) -> bytes:
     """The whole (decompressed) content of a source."""
-    name = "<stdin>" if source == STDIN else str(source)
     with _opened(source) as (stream, _):
         try:
             return stream.read()
         except _GZIP_ERRORS as e:
-            raise CorpusError(f"{name}: not a valid gzip file ({e})") from None
-
-
-def _bad_utf8(name: str, offset: int) -> CorpusError:
-    return CorpusError(f"{name}: invalid UTF-8 at byte offset {offset} (use errors='replace' to substitute)")
+            raise _not_gzip(source_name(source), str(e)) from None
 
 
 def no_text(sources: Iterable[str | Path]) -> CorpusError:
@@ -133,7 +142,7 @@ def _decode(data: bytes, name: str, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        raise _bad_utf8(name, e.start) from None
+        raise InvalidUtf8Error(name, e.start, ERRORS_KEYWORD) from None
 
 
 def _is_jsonl(source: str | Path) -> bool:
@@ -145,10 +154,9 @@ def iter_documents(
     sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
 ) -> Iterator[tuple[str, str]]:
     """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
-    if errors not in ("strict", "replace"):
-        raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    _check_errors(errors)
     for source in _expand(sources):
-        name = "<stdin>" if source == STDIN else str(source)
+        name = source_name(source)
         text = _decode(_read_bytes(source), name, errors)
         if not _is_jsonl(source):
             yield name, text
@@ -165,6 +173,10 @@ def iter_documents(
             value = record[text_field]
             if not isinstance(value, str):
                 raise CorpusError(f"{name}:{number}: the {text_field!r} field is not a string")
+            try:
+                checks.text(value, f"the {text_field!r} field")  # a JSON escape such as \\ud800 is a lone surrogate
+            except MemlmError as e:
+                raise CorpusError(f"{name}:{number}: {e}") from None
             yield f"{name}:{number}", value
 
 
@@ -182,7 +194,8 @@ def _is_blank(line: str) -> bool:
 
 
 def _plain_text_blocks(lines: Iterable[str]) -> Iterator[str]:
-    """Blocks of a plain text read line by line: the same blocks as :func:`split_blocks` on the whole."""
+    """The blocks of a text given line by line (each line with or without its line feed): a blank line ends
+    a block; other whitespace (a no-break space, U+2028) is stripped from the lines but ends nothing."""
     pending: list[str] = []
     for line in lines:
         if _is_blank(line):
@@ -205,8 +218,7 @@ def iter_blocks(
     sources = list(sources)
     if not sources:
         raise CorpusError("no corpus given")
-    if errors not in ("strict", "replace"):
-        raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    _check_errors(errors)
     files = list(_expand(sources))
     # Sizes of the regular files; the input of a pipe or FIFO has none until it is read (progress then
     # counts it as nothing and stops at 100%).
@@ -219,9 +231,8 @@ def iter_blocks(
                 for block in split_blocks(text):
                     yield min(done / total, 1.0), block
         else:
-            name = "<stdin>" if source == STDIN else str(source)
             with _opened(source) as (stream, counted):
-                for block in _plain_text_blocks(_decoded_lines(stream, name, errors)):
+                for block in _plain_text_blocks(_decoded_lines(stream, source_name(source), errors)):
                     yield min((done + counted.count) / total, 1.0), block
         done += size
 
@@ -240,7 +251,7 @@ def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
             try:
                 yield raw_line.decode("utf-8", errors=errors)
             except UnicodeDecodeError as e:
-                raise _bad_utf8(name, offset + e.start) from None
+                raise InvalidUtf8Error(name, offset + e.start, ERRORS_KEYWORD) from None
             offset += len(raw_line)
     except _GZIP_ERRORS as e:
-        raise CorpusError(f"{name}: not a valid gzip file ({e})") from None
+        raise _not_gzip(name, str(e)) from None

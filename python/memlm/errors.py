@@ -1,5 +1,7 @@
 """memlm's exceptions. All derive from :class:`MemlmError`; file-system failures stay :class:`OSError`."""
 
+from __future__ import annotations
+
 from memlm._core import InstanceFileError, MemlmError, ModelFormatError
 
 
@@ -7,8 +9,30 @@ class CorpusError(MemlmError):
     """A corpus could not be read: empty, missing text field, bad UTF-8, unknown source."""
 
 
+class InvalidUtf8Error(CorpusError):
+    """Text that is not valid UTF-8: its ``source`` (a file, ``<stdin>``, a command-line argument) and the
+    byte ``offset`` of the first bad byte. Where bad bytes can be substituted, ``option`` names the switch
+    in the message: the Python keyword (``errors='replace'``) or, raised to the command line, its option."""
+
+    def __init__(self, source: str, offset: int, option: str | None = None):
+        self.source, self.offset, self.option = source, offset, option
+        hint = f" (use {option} to substitute)" if option else ""
+        super().__init__(f"{source}: invalid UTF-8 at byte offset {offset}{hint}")
+
+    def for_option(self, option: str) -> InvalidUtf8Error:
+        """The same error, its message naming ``option`` (``--errors replace``)."""
+        return InvalidUtf8Error(self.source, self.offset, option)
+
+
 class TokenizerMismatchError(MemlmError):
     """A tokenizer other than the one the model was built with was given."""
 
 
-__all__ = ["CorpusError", "InstanceFileError", "MemlmError", "ModelFormatError", "TokenizerMismatchError"]
+__all__ = [
+    "CorpusError",
+    "InstanceFileError",
+    "InvalidUtf8Error",
+    "MemlmError",
+    "ModelFormatError",
+    "TokenizerMismatchError",
+]

@@ -9,27 +9,33 @@ token costs the same however long the generation runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from memlm.errors import MemlmError
 
-#: Sizes of the chunks of ids a stream asks the core for: 1, 2, 4 ... 64, so the first text comes at once
-#: and the cost of each call into the core is shared by many tokens after that.
+#: (first, largest) size of the chunks of ids a stream asks the core for: 1, then doubling up to 64, so
+#: the first text comes at once and the cost of each call into the core is shared by many tokens after that.
 STREAM_CHUNKS = (1, 64)
 #: The same for :meth:`memlm.Model.generate`, which yields nothing until the end.
 GENERATE_CHUNKS = (64, 4096)
+#: How long one call into the core may take at most, about: a chunk that took longer is followed by a
+#: smaller one. Python handles Ctrl-C (KeyboardInterrupt) between the calls (the core runs without the
+#: GIL), so a generation stops within about this time however slow its classifier is.
+CHUNK_SECONDS = 0.05
 #: What an incomplete UTF-8 sequence decodes to at the end of a text.
 REPLACEMENT = "\ufffd"
 #: Ids before the decoding window are dropped once this many piled up.
 _KEEP_IDS = 4096
 
 
-def chunk_sizes(first: int, last: int) -> Iterator[int]:
-    """``first``, doubling up to ``last``, then ``last`` for ever."""
-    size = first
-    while True:
-        yield size
-        size = min(2 * size, last)
+def next_chunk(size: int, seconds: float, largest: int) -> int:
+    """The size of the chunk after one of ``size`` ids that took ``seconds``: twice as large while calls
+    are fast, up to ``largest``; as many ids as take :data:`CHUNK_SECONDS` at that pace when they are not
+    (at least 1)."""
+    if seconds <= CHUNK_SECONDS / 2:
+        return min(2 * size, largest)
+    return max(1, min(int(size * CHUNK_SECONDS / seconds), largest))
 
 
 class TextDecoder:
@@ -95,10 +101,17 @@ class SymbolDecoder:
 
 def stop_list(stop: Sequence[str] | str | None) -> list[str]:
     """The stop strings of a ``stop`` argument (one string, several, or None); empty ones are dropped."""
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stops = [stop]
+    elif isinstance(stop, Iterable) and not isinstance(stop, (bytes, bytearray, memoryview)):
+        stops = list(stop)
+    else:
+        stops = [stop]
     for s in stops:
         if not isinstance(s, str):
-            raise MemlmError(f"stop strings must be strings, got {s!r}")
+            raise MemlmError(f"stop must be a str or a list of str, got {type(s).__name__} {s!r}")
     return [s for s in stops if s]
 
 
@@ -159,18 +172,19 @@ class StopCutter:
 
 
 def pieces(
-    next_ids: Callable[[int], list[int]], total: int, decoder, stops: list[str], chunks: Iterator[int]
+    next_ids: Callable[[int], list[int]], total: int, decoder, stops: list[str], chunks: tuple[int, int]
 ) -> Iterator[str]:
     """The text of a generation of ``total`` tokens, piece by piece: ``next_ids(n)`` gives up to n more
-    ids (none at the end), asked for in chunks of the sizes ``chunks`` gives."""
+    ids (none at the end), asked for in chunks: (first, largest) size, see :func:`next_chunk`."""
     cutter = StopCutter(stops)
     remaining = total
-    for size in chunks:
-        if remaining <= 0:
-            break
+    size, largest = chunks
+    while remaining > 0:
+        started = time.perf_counter()
         ids = next_ids(min(size, remaining))
         if not ids:
             break
+        size = next_chunk(size, time.perf_counter() - started, largest)
         remaining -= len(ids)
         piece = cutter.feed(decoder.push(ids))
         if piece:

@@ -11,7 +11,7 @@ import numpy as np
 from memlm import _core
 from memlm._core import UNKNOWN
 from memlm.checks import block_lengths as block_lengths_of
-from memlm.checks import output_file, token_ids, train_options, whole
+from memlm.checks import context_width, output_file, token_ids, whole
 from memlm.errors import MemlmError
 
 
@@ -21,7 +21,7 @@ def write_instances(tokens, block_lengths, path: str | Path, width: int, vocab_s
     ``tokens``: the token ids of all blocks concatenated (uint16 or uint32), ``block_lengths`` their
     lengths; ``vocab_size``: the tokenizer's (its padding id, written as ``_``).
     """
-    train_options(width=width)  # the width's range, checked where the core checks it
+    width = context_width(width)
     path = output_file(path)
     if not (whole(vocab_size) and 0 < vocab_size < UNKNOWN):
         raise MemlmError(f"vocab_size must be a whole number in [1, 2**32 - 1), got {vocab_size!r}")

@@ -14,21 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from memlm import _core
-from memlm._core import UNKNOWN, CoreModel, Query, Sampling
+from memlm import _core, checks
+from memlm._core import UNKNOWN, CoreModel, Query
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import not_an_input, output_file, token_ids, whole
+from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
-from memlm.generation import (
-    GENERATE_CHUNKS,
-    STREAM_CHUNKS,
-    SymbolDecoder,
-    TextDecoder,
-    chunk_sizes,
-    pieces,
-    stop_list,
-)
+from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, TextDecoder, pieces, stop_list
 from memlm.scoring import TokenScore, perplexities
 from memlm.tokenization import TokenizerSpec
 
@@ -237,7 +229,7 @@ class Model:
         if self.has_tokenizer:
             return self.tokenizer.encode(text)
         symbol_id = self._core.symbol_id
-        return [symbol_id(s) for s in text.split()]
+        return [symbol_id(s) for s in checks.text(text).split()]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ids: decoded tokens, or symbols separated by spaces (instance-file models). The unknown
@@ -287,7 +279,9 @@ class Model:
         if blocks is not None:
             if tokens is not None or block_lengths is not None:
                 raise MemlmError("give either text blocks or tokens with block_lengths, not both")
-            tokens, block_lengths = self._encode_blocks([blocks] if isinstance(blocks, str) else list(blocks))
+            one = isinstance(blocks, (str, bytes, bytearray, memoryview)) or not isinstance(blocks, Iterable)
+            blocks = [blocks] if one else list(blocks)
+            tokens, block_lengths = self._encode_blocks([checks.text(block, "a block") for block in blocks])
         elif tokens is None or block_lengths is None:
             raise MemlmError("give text blocks, or tokens with block_lengths")
         else:
@@ -307,40 +301,35 @@ class Model:
         return np.array([i for ids in encoded for i in ids], dtype=np.uint32), lengths
 
     def _tail(self, text_or_ids: str | Sequence[int]) -> list[int]:
-        """The ids of a prefix that count: at most its last W (the core pads a shorter one). A list is
-        passed on as it is, for the core to check (its conversion refuses what is not an id in [0, 2**32)
-        with OverflowError or TypeError, which :meth:`_bad_ids` turns into a clear error; the core refuses
-        ids outside the vocabulary); other sequences and arrays are checked here. Never coerced."""
+        """The ids of a prefix that count: at most its last W (the core pads a shorter one). Text is encoded
+        here; ids (a list, a tuple, a 1-D array) are handed to the binding as a list of Python ints, which
+        checks each as it reads it: an int of the model's vocabulary (or the unknown id), never coerced."""
         if type(text_or_ids) is list:
             return text_or_ids if len(text_or_ids) <= self._width else text_or_ids[-self._width :]
         if isinstance(text_or_ids, str):
             ids = self.encode(text_or_ids)
             return ids if len(ids) <= self._width else ids[-self._width :]
+        if isinstance(text_or_ids, np.ndarray) and text_or_ids.ndim:
+            return text_or_ids[-self._width :].tolist()  # numpy scalars become ints, shown as such in errors
         if isinstance(text_or_ids, (bytes, bytearray, memoryview)):
             raise MemlmError("give text as str (decode the bytes first) or token ids as a list or array, not bytes")
-        return self._checked_tail(text_or_ids)
-
-    def _checked_tail(self, ids) -> list[int]:
-        array = np.asarray(ids)
-        return self._ids(array[-self._width :] if array.ndim == 1 else array, "ids", 1).tolist()
-
-    def _bad_ids(self, ids: list, error: Exception) -> MemlmError:
-        """The error for ids that the core's conversion refused (``error``): what is wrong with them."""
-        try:
-            self._checked_tail(ids)
-        except MemlmError as e:
-            return e
-        return MemlmError(f"ids must be whole numbers in [0, {self._n_symbols}) ({error})")
+        if not isinstance(text_or_ids, Sequence):
+            kind = type(text_or_ids).__name__
+            raise MemlmError(f"give text as str or token ids as a list or array, got {kind}")
+        return list(text_or_ids)[-self._width :]
 
     def _query(self, top_k: int, algorithm: str, k: int, vote: str, decay: float) -> Query:
-        """The core's query for these arguments, made once (the core validates them)."""
-        key = (top_k, algorithm, k, vote, decay)
-        query = self._queries.get(key)
-        if query is None:
-            query = Query(algorithm=algorithm, k=k, vote=vote, decay=decay, top_k=top_k)
-            if len(self._queries) >= _QUERY_CACHE:
-                self._queries.clear()
-            self._queries[key] = query
+        """The core's query for these arguments: checked (:func:`memlm.checks.query`) and made once, then
+        taken from the cache. The key holds the types of the numbers, since True == 1 == 1.0 (a bool or a
+        float where a count goes must be refused, not answered as the query of an equal int)."""
+        key = (top_k, type(top_k), algorithm, k, type(k), vote, decay, type(decay))
+        try:
+            return self._queries[key]
+        except (KeyError, TypeError):  # not made yet, or an argument that cannot be a key (a list)
+            query = checks.query(top_k, algorithm, k, vote, decay)  # refuses what cannot be a key
+        if len(self._queries) >= _QUERY_CACHE:
+            self._queries.clear()
+        self._queries[key] = query
         return query
 
     # -- prediction -------------------------------------------------------------------------------
@@ -361,12 +350,8 @@ class Model:
         them); ``k`` nearest distances and the ``vote`` (``majority``, ``inverse_distance``,
         ``exponential_decay`` with ``decay``) apply to the k-NN algorithms.
         """
-        query = self._queries.get((top_k, algorithm, k, vote, decay)) or self._query(top_k, algorithm, k, vote, decay)
-        ids = self._tail(text_or_ids)
-        try:
-            answer = self._core.answer(ids, query)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        query = self._query(top_k, algorithm, k, vote, decay)
+        answer = self._core.answer(self._tail(text_or_ids), query)
         classes, votes, total = answer.classes, answer.votes, answer.total
         class_string = self._class_string
         tokens = [class_string(c) for c in classes]
@@ -409,11 +394,7 @@ class Model:
         """Every class that got votes after ``text_or_ids`` and its votes: (ids, votes), the winner first.
         Arguments as in :meth:`predict`."""
         query = self._query(0, algorithm, k, vote, decay)
-        ids = self._tail(text_or_ids)
-        try:
-            answer = self._core.answer(ids, query)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        answer = self._core.answer(self._tail(text_or_ids), query)
         return np.asarray(answer.classes, dtype=np.int64), np.asarray(answer.votes, dtype=np.float64)
 
     def distribution(self, text_or_ids: str | Sequence[int], algorithm: str = "igtree", **knn):
@@ -441,7 +422,7 @@ class Model:
         ``distribution`` also the classes' votes in braces. Returns the totals: ``instances``, ``correct``,
         ``has_classes`` (whether the file gave classes to compare with) and ``seconds`` (classifying)."""
         self.check_query(algorithm, k, vote, decay)  # before the file is read or the output made
-        query = self._query(0 if distribution else 1, algorithm, k, vote, decay)
+        query = self._query(0 if checks.flag(distribution, "distribution") else 1, algorithm, k, vote, decay)
         if output is not None:
             output = output_file(output)
             not_an_input(output, [instances, self._path])
@@ -454,11 +435,7 @@ class Model:
         summing to 1: interpolated modified Kneser-Ney over every training context up to W (models trained
         from instance files: Witten-Bell back-off along the IGTree path). See docs/scoring.md. It is the
         model's alone: the document cache of :meth:`score` needs a whole document, not a context."""
-        ids = self._tail(text_or_ids)
-        try:
-            return self._core.probabilities(ids)
-        except (OverflowError, TypeError) as e:
-            raise self._bad_ids(ids, e) from None
+        return self._core.probabilities(self._tail(text_or_ids))
 
     def score_windows(
         self, contexts: np.ndarray, targets: np.ndarray, cache: bool = True
@@ -469,7 +446,7 @@ class Model:
         windows are one document in order, and each token is also scored by the tokens before it
         (docs/scoring.md), on one thread; without, on all cores."""
         contexts, targets = self._ids(contexts, "contexts", 2), self._ids(targets, "targets", 1)
-        weights = self._core.cache_weights if cache else None
+        weights = self._core.cache_weights if checks.flag(cache, "cache") else None
         if weights is None:
             return self._core.score_batch(contexts, targets)
         return self._core.score_document(contexts, targets, weights)
@@ -486,7 +463,7 @@ class Model:
         document for the document cache). For a model trained on an instance file, the tokens are the
         text's whitespace-separated symbols; one the model never saw is out of vocabulary (its id
         :data:`memlm._core.UNKNOWN`)."""
-        blocks = split_blocks(text)
+        blocks = split_blocks(checks.text(text))
         contexts, targets = self.windows(blocks)
         log10, depth, oov = self.score_windows(contexts, targets, cache=cache)
         ids = targets.tolist()
@@ -499,7 +476,7 @@ class Model:
     def perplexity(self, text: str, cache: bool = True) -> dict:
         """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them (``cache``: with the
         document cache, as :meth:`score`)."""
-        contexts, targets = self.windows(split_blocks(text))
+        contexts, targets = self.windows(split_blocks(checks.text(text)))
         log10, _, oov = self.score_windows(contexts, targets, cache=cache)
         return {"tokens": int(targets.size), **perplexities(log10, oov)}
 
@@ -566,25 +543,20 @@ class Model:
         decay: float,
         streaming: bool,
     ) -> Iterator[str]:
-        if not whole(max_new_tokens) or max_new_tokens < 0:
-            raise MemlmError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-        if seed is not None and (not whole(seed) or not 0 <= seed < 1 << 64):
-            raise MemlmError(f"seed must be None or a whole number in [0, 2**64), got {seed!r}")
-        if not isinstance(prompt, str):
-            raise MemlmError(f"prompt must be a str, got {type(prompt).__name__}")
-        sampling = Sampling(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p)
+        max_new_tokens = checks.unsigned_64(max_new_tokens, "max_new_tokens")
+        seed = None if seed is None else checks.unsigned_64(seed, "seed")
+        sampling = checks.sampling(do_sample, temperature, top_k, top_p)
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
-        query = self._query(top_k if do_sample else 1, algorithm, k, vote, decay)
+        query = self._query(top_k if sampling.do_sample else 1, algorithm, k, vote, decay)
         stops = stop_list(stop)
-        generation = self._core.generation(
-            self.encode(prompt), int(max_new_tokens), query, sampling, None if seed is None else int(seed)
-        )
+        prompt_ids = self.encode(checks.text(prompt, "the prompt"))
+        generation = self._core.generation(prompt_ids, max_new_tokens, query, sampling, seed)
         decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
-        chunks = chunk_sizes(*(STREAM_CHUNKS if streaming else GENERATE_CHUNKS))
+        chunks = STREAM_CHUNKS if streaming else GENERATE_CHUNKS
         return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
 
 
 def _shares(votes: list[float], total: float) -> list[float]:
-    """Each vote's share of the total: all 0.0 when the total is 0 (exponential-decay votes of far
-    neighbours can underflow to 0)."""
-    return [v / total for v in votes] if total > 0 else [0.0] * len(votes)
+    """Each vote's share of the total (positive whenever there are votes: the core floors exponential-decay
+    votes, which would underflow to 0 for far neighbours)."""
+    return [v / total for v in votes]

@@ -1,12 +1,17 @@
-"""Progress of long builds on stderr: a bar with the ETA per phase on a terminal, a line per phase otherwise."""
+"""Progress of long builds on stderr (a bar with the ETA per phase on a terminal, a line per phase otherwise),
+and the sizes of memory budgets as the command line takes them (``8G``)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from decimal import Decimal, InvalidOperation
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from memlm.checks import LARGEST_MEMORY, memory_error
+from memlm.errors import MemlmError
 
 
 class BuildProgress:
@@ -51,15 +56,17 @@ class BuildProgress:
 
 
 def parse_size(text: str) -> int:
-    """Bytes from a size such as ``8G``, ``512M``, ``300k`` or ``1000000`` (powers of 1024)."""
+    """Bytes from a size such as ``8G``, ``512M``, ``1.5k`` or ``1000000`` (powers of 1024), parsed exactly
+    (no float rounding): from 1 byte to :data:`memlm.checks.LARGEST_MEMORY` (8 EiB); a fraction of a byte
+    is dropped. A :class:`MemlmError` shows ``text`` as given."""
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
     scale = units.get(cleaned[-1:], 1)
     number = cleaned[:-1] if cleaned[-1:] in units else cleaned
     try:
-        value = float(number) * scale
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (use e.g. 8G, 512M)") from None
-    if value <= 0:
-        raise ValueError(f"a size must be positive, got {text!r}")
+        value = Decimal(number) * scale
+    except InvalidOperation:
+        raise MemlmError(f"not a size: {text!r} (use e.g. 8G, 512M)") from None
+    if not value.is_finite() or not 1 <= value <= LARGEST_MEMORY:
+        raise memory_error(repr(text))
     return int(value)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from memlm import checks
 from memlm.errors import MemlmError, ModelFormatError
 
 #: The GPT-2 byte-level BPE tokenizer shipped with memlm (the default).
@@ -115,10 +116,15 @@ class TokenizerSpec:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        """The ids of ``text`` (tokenised in pieces when longer than ``LONG_BLOCK_CHARS``)."""
-        if len(text) <= LONG_BLOCK_CHARS:
-            return self.tokenizer.encode(text, add_special_tokens=False).ids
-        return self.encode_stream([(0.0, text)])[0].tolist()
+        """The ids of ``text`` (tokenised in pieces when longer than ``LONG_BLOCK_CHARS``); a
+        :class:`MemlmError` unless it is a str of valid Unicode."""
+        try:
+            if len(text) <= LONG_BLOCK_CHARS:
+                return self.tokenizer.encode(text, add_special_tokens=False).ids
+        except TypeError:  # what the tokenizers library raises for anything but a str of valid Unicode
+            checks.text(text)  # says what is wrong with it
+            raise
+        return self.encode_stream([(0.0, checks.text(text))])[0].tolist()
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -142,9 +148,13 @@ class TokenizerSpec:
 
         def flush(fraction: float) -> None:
             nonlocal buffer, used, block
-            for enc, starts_block in zip(
-                self.tokenizer.encode_batch(batch, add_special_tokens=False), starts, strict=True
-            ):
+            try:
+                encodings = self.tokenizer.encode_batch(batch, add_special_tokens=False)
+            except TypeError:  # what the tokenizers library raises for anything but a str of valid Unicode
+                for text in batch:
+                    checks.text(text, "a block of the text")  # says what is wrong with the first bad one
+                raise
+            for enc, starts_block in zip(encodings, starts, strict=True):
                 if starts_block and block:
                     lengths.append(block)
                     block = 0

@@ -193,17 +193,12 @@ def _build(
         metadata,
         options,
         partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
-        progress=progress or _no_progress,
+        progress=progress,
     )
     model = Model(core, tokenizer)
     if output is not None:
         model.save(output)
     return model
-
-
-def _no_progress(phase: str, done: int, total: int) -> None:
-    """The callback of a build nobody watches: Python code that runs as the build advances, so that Ctrl-C
-    (KeyboardInterrupt) stops it there."""
 
 
 #: What a build needs besides the partitions, per token and besides the ids: block offsets, the
@@ -261,9 +256,7 @@ def train_instances(
         not_an_input(output, [path])
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(
-            Path(path), _metadata(sources=[str(path)]), options, progress=progress or _no_progress
-        )
+        core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options, progress=progress)
     model = Model(core)
     if output is not None:
         model.save(output)

@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: train_instance_file TRAIN.txt MODEL.memlm [--instance-base]".into());
     };
     let start = Instant::now();
-    let file = columns::read_training_file(&PathBuf::from(train))?;
+    let file = columns::read_training_file(&PathBuf::from(train), None)?;
     let read = start.elapsed();
     let spec = TrainSpec {
         vocabulary: Vocabulary::Symbols(file.symbols),
@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kneser_ney: None,
     };
     let model = Model::train(file.table, spec)?;
-    model.file().save(&PathBuf::from(output))?;
+    model.file().save(&PathBuf::from(output), None)?;
     eprintln!(
         "read {:.2}s, total {:.2}s, {} bytes",
         read.as_secs_f64(),

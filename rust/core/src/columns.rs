@@ -10,12 +10,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{AtomicFile, Stop};
 use crate::build::{Progress, Ticker};
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 use crate::instances::{check_width, InstanceTable, Instances, TokenWindows};
 use crate::model::Model;
-use crate::query::Query;
+use crate::query::{Answer, Query};
 use crate::vocabulary::PAD_SYMBOL;
 
 fn open(path: &Path) -> Result<BufReader<File>> {
@@ -82,13 +82,9 @@ pub struct TrainingFile {
 }
 
 /// Reads a TiMBL column-format training file; the width is the number of columns minus one.
-pub fn read_training_file(path: &Path) -> Result<TrainingFile> {
-    read_training_file_with(path, None)
-}
-
-/// [`read_training_file`], telling `progress` how many of the file's bytes were read (phase
-/// "reading the instance file"); an error from it stops the reading and is returned.
-pub fn read_training_file_with(path: &Path, progress: Option<Progress>) -> Result<TrainingFile> {
+/// `progress` hears how many of the file's bytes were read (phase "reading the instance file"); an
+/// error from it stops the reading and is returned.
+pub fn read_training_file(path: &Path, progress: Option<Progress>) -> Result<TrainingFile> {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut symbols = vec![PAD_SYMBOL.to_string()];
     ids.insert(PAD_SYMBOL.to_string(), 0);
@@ -134,7 +130,13 @@ pub fn read_training_file_with(path: &Path, progress: Option<Progress>) -> Resul
     if columns == 0 {
         return Err(Error::InvalidInput(format!(
             "{}: no instances in the file",
-            path.display()
+            shown(path)
+        )));
+    }
+    if symbols.len() == 1 {
+        return Err(Error::InvalidInput(format!(
+            "{}: every field is the padding symbol \"{PAD_SYMBOL}\": nothing to learn",
+            shown(path)
         )));
     }
     ticker.finish()?;
@@ -144,8 +146,13 @@ pub fn read_training_file_with(path: &Path, progress: Option<Progress>) -> Resul
     })
 }
 
-/// Writes token windows as a TiMBL column file (decimal token ids, `_` for padding), atomically.
-pub fn write_instance_file(windows: &TokenWindows, path: &Path) -> Result<()> {
+/// Writes token windows as a TiMBL column file (decimal token ids, `_` for padding), atomically;
+/// `stop` as for [`AtomicFile::commit`].
+pub fn write_instance_file(
+    windows: &TokenWindows,
+    path: &Path,
+    stop: Option<Stop<'_>>,
+) -> Result<()> {
     let mut out = AtomicFile::create(path)?;
     let w = out.writer();
     let mut line = String::new();
@@ -160,7 +167,7 @@ pub fn write_instance_file(windows: &TokenWindows, path: &Path) -> Result<()> {
         w.write_all(line.as_bytes())
             .map_err(|e| Error::io(path, e))?;
     }
-    out.commit()
+    out.commit(stop)
 }
 
 fn push_symbol(line: &mut String, id: u32, pad: u32) {
@@ -196,20 +203,22 @@ fn symbol(model: &Model, class: u32) -> std::borrow::Cow<'_, str> {
 /// `output` (atomically; standard output when None): the instance, the predicted class and, with
 /// `with_distribution`, every class's votes (IGTree: the node's counts) in braces. A query the model
 /// cannot run is refused before the output is made. A write error names `output` (or `<stdout>`);
-/// a reader of standard output that went away is the OS's broken pipe (EPIPE).
+/// a reader of standard output that went away is the OS's broken pipe (EPIPE). `stop` is asked
+/// just before `output` is committed (see [`AtomicFile::commit`]).
 pub fn classify_file(
     model: &Model,
     path: &Path,
     output: Option<&Path>,
     with_distribution: bool,
     query: &Query,
+    stop: Option<Stop<'_>>,
 ) -> Result<ClassifyTotals> {
     model.check_algorithm(query.algorithm())?;
     match output {
         Some(out) => {
             let mut file = AtomicFile::create(out)?;
             let totals = classify_to(model, path, file.writer(), out, with_distribution, query)?;
-            file.commit()?;
+            file.commit(stop)?;
             Ok(totals)
         }
         None => {
@@ -223,7 +232,7 @@ pub fn classify_file(
 }
 
 /// [`classify_file`] to any writer, named `out_name` in errors.
-pub fn classify_to(
+fn classify_to(
     model: &Model,
     path: &Path,
     out: &mut dyn Write,
@@ -231,77 +240,121 @@ pub fn classify_to(
     with_distribution: bool,
     query: &Query,
 ) -> Result<ClassifyTotals> {
-    model.check_algorithm(query.algorithm())?;
-    let query = query.with_top_k(if with_distribution { 0 } else { 1 });
-    let width = model.width();
-    let mut totals = ClassifyTotals::default();
-    let mut lines: Vec<String> = Vec::with_capacity(CHUNK);
-    let mut contexts: Vec<u32> = Vec::with_capacity(CHUNK * width);
-    let mut classes: Vec<u32> = Vec::with_capacity(CHUNK);
-    let mut columns = 0;
-    let mut flush = |lines: &mut Vec<String>,
-                     contexts: &mut Vec<u32>,
-                     classes: &mut Vec<u32>,
-                     totals: &mut ClassifyTotals|
-     -> Result<()> {
-        let start = Instant::now();
-        let answers = model.answers(contexts, &query)?;
-        totals.seconds += start.elapsed().as_secs_f64();
-        let mut text = String::new();
-        for (k, answer) in answers.iter().enumerate() {
-            let predicted = answer.classes[0];
-            if totals.has_classes && classes[k] == predicted {
-                totals.correct += 1;
-            }
-            text.clear();
-            text.push_str(&lines[k]);
-            text.push(' ');
-            text.push_str(&symbol(model, predicted));
-            if with_distribution {
-                text.push_str(" {");
-                for (j, (&c, v)) in answer.classes.iter().zip(&answer.votes).enumerate() {
-                    let sep = if j == 0 { " " } else { ", " };
-                    text.push_str(&format!("{sep}{} {v:.5}", symbol(model, c)));
-                }
-                text.push_str(" }");
-            }
-            text.push('\n');
-            out.write_all(text.as_bytes())
-                .map_err(|e| Error::io(out_name, e))?;
-        }
-        totals.instances += answers.len();
-        lines.clear();
-        contexts.clear();
-        classes.clear();
-        Ok(())
+    let mut classifier = Classifier {
+        model,
+        query: query.with_top_k(if with_distribution { 0 } else { 1 }),
+        with_distribution,
+        out,
+        out_name,
+        lines: Vec::with_capacity(CHUNK),
+        contexts: Vec::with_capacity(CHUNK * model.width()),
+        classes: Vec::with_capacity(CHUNK),
+        columns: 0,
+        totals: ClassifyTotals::default(),
     };
     for_each_line(path, None, |number, fields| {
-        if columns == 0 {
+        classifier.push(path, number, fields)
+    })?;
+    classifier.flush()?;
+    Ok(classifier.totals)
+}
+
+/// A column file being classified: its lines are gathered in chunks of [`CHUNK`], answered on all
+/// cores and written in TiMBL's layout.
+struct Classifier<'a> {
+    model: &'a Model,
+    query: Query,
+    with_distribution: bool,
+    out: &'a mut dyn Write,
+    out_name: &'a Path,
+    /// The chunk's lines as read (fields joined by one space) ...
+    lines: Vec<String>,
+    /// ... their contexts (row-major) ...
+    contexts: Vec<u32>,
+    /// ... and their given classes (when the file has them).
+    classes: Vec<u32>,
+    /// Fields per line: the first line's (0 before it).
+    columns: usize,
+    totals: ClassifyTotals,
+}
+
+impl Classifier<'_> {
+    /// Adds line `number` of `path` to the chunk (the first line decides whether the file has
+    /// classes), and classifies the chunk once it is full.
+    fn push(&mut self, path: &Path, number: usize, fields: &[&str]) -> Result<()> {
+        let width = self.model.width();
+        if self.columns == 0 {
             if fields.len() != width && fields.len() != width + 1 {
                 return Err(Error::BadInstanceFile {
                     path: path.to_path_buf(),
                     line: number,
                     reason: format!(
-                        "{} columns, but the model's width is {width} (expected {width} features and optionally a class)",
+                        "{} columns but the model's width is {width} (a line holds {width} features and optionally a class)",
                         fields.len()
                     ),
                 });
             }
-            columns = fields.len();
-            totals.has_classes = columns == width + 1;
+            self.columns = fields.len();
+            self.totals.has_classes = self.columns == width + 1;
         }
-        contexts.extend(fields[..width].iter().map(|s| model.symbols().id(s)));
-        if totals.has_classes {
-            classes.push(model.symbols().id(fields[width]));
+        let symbols = self.model.symbols();
+        self.contexts
+            .extend(fields[..width].iter().map(|s| symbols.id(s)));
+        if self.totals.has_classes {
+            self.classes.push(symbols.id(fields[width]));
         }
-        lines.push(fields.join(" "));
-        if lines.len() == CHUNK {
-            flush(&mut lines, &mut contexts, &mut classes, &mut totals)?;
+        self.lines.push(fields.join(" "));
+        if self.lines.len() == CHUNK {
+            self.flush()?;
         }
         Ok(())
-    })?;
-    if !lines.is_empty() {
-        flush(&mut lines, &mut contexts, &mut classes, &mut totals)?;
     }
-    Ok(totals)
+
+    /// Classifies the chunk, writes its output lines and empties it (nothing when it is empty).
+    fn flush(&mut self) -> Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let answers = self.model.answers(&self.contexts, &self.query)?;
+        self.totals.seconds += start.elapsed().as_secs_f64();
+        let mut text = String::new();
+        for (k, answer) in answers.iter().enumerate() {
+            let Some(&predicted) = answer.classes.first() else {
+                return Err(Error::InvalidInput(
+                    "the model answered with no class".into(),
+                ));
+            };
+            if self.totals.has_classes && self.classes[k] == predicted {
+                self.totals.correct += 1;
+            }
+            text.clear();
+            self.format_line(&self.lines[k], predicted, answer, &mut text);
+            self.out
+                .write_all(text.as_bytes())
+                .map_err(|e| Error::io(self.out_name, e))?;
+        }
+        self.totals.instances += answers.len();
+        self.lines.clear();
+        self.contexts.clear();
+        self.classes.clear();
+        Ok(())
+    }
+
+    /// TiMBL's output line for an instance: the line as read, the predicted class and, with the
+    /// distribution, every class's votes in braces.
+    fn format_line(&self, line: &str, predicted: u32, answer: &Answer, text: &mut String) {
+        text.push_str(line);
+        text.push(' ');
+        text.push_str(&symbol(self.model, predicted));
+        if self.with_distribution {
+            text.push_str(" {");
+            for (j, (&c, v)) in answer.classes.iter().zip(&answer.votes).enumerate() {
+                let sep = if j == 0 { " " } else { ", " };
+                text.push_str(&format!("{sep}{} {v:.5}", symbol(self.model, c)));
+            }
+            text.push_str(" }");
+        }
+        text.push('\n');
+    }
 }

@@ -31,6 +31,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind of the file at `path` by its magic number (None: neither). Anything but a regular
+    /// file is refused without blocking (a FIFO with no writer included), as when a model is
+    /// opened; only the first eight bytes are read.
+    pub fn of_file(path: &std::path::Path) -> crate::Result<Option<Kind>> {
+        use std::io::Read;
+        let (file, _) = open_regular(path)?;
+        let mut magic = Vec::with_capacity(MAGIC.len());
+        file.take(MAGIC.len() as u64)
+            .read_to_end(&mut magic)
+            .map_err(|e| crate::Error::io(path, e))?;
+        Ok([Kind::Model, Kind::Shard]
+            .into_iter()
+            .find(|kind| magic == kind.magic()))
+    }
+
     /// The file's first eight bytes.
     pub fn magic(self) -> &'static [u8; 8] {
         match self {
@@ -385,6 +400,11 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
 };
 
 impl Section {
+    /// The section of a table entry's id (None: not a section of this format version).
+    pub fn from_id(id: u32) -> Option<Section> {
+        ALL_SECTIONS.iter().copied().find(|&s| s as u32 == id)
+    }
+
     /// Whether the section grows with the training data (checked by [`Check::Full`] only).
     pub fn is_bulk(self) -> bool {
         use Section::*;
@@ -560,6 +580,12 @@ pub(crate) fn decode(
     if bytes.starts_with(other.magic()) {
         return Err(other.described().into());
     }
+    if bytes.is_empty() {
+        return Err(format!(
+            "an empty file (0 bytes), not a memlm {}",
+            kind.noun()
+        ));
+    }
     if !bytes.starts_with(kind.magic()) {
         return Err(match kind {
             Kind::Model => "not a memlm model file (bad magic number)".into(),
@@ -599,7 +625,7 @@ pub(crate) fn decode(
         let elem = u32_at(bytes, e + 4) as usize;
         let offset = u64_at(bytes, e + 8);
         let len = u64_at(bytes, e + 16);
-        let Some(section) = ALL_SECTIONS.iter().find(|s| **s as u32 == id) else {
+        let Some(section) = Section::from_id(id) else {
             return Err(format!("unknown section id {id}"));
         };
         let end = offset.saturating_add(len);
@@ -661,6 +687,67 @@ fn check_layout(
         at = r.end;
     }
     Ok(())
+}
+
+/// Tools for tests and fuzz targets that damage files on purpose (the `testing` feature; not part of
+/// memlm's API). They read the section table as stored, with no check.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use super::{checksum, u32_at, u64_at, Range, CHECKSUM, HEADER, TABLE_ENTRY};
+
+    /// The table entries that lie inside `bytes`: (where the entry starts, section id, the bytes
+    /// it says the section holds, when those lie inside `bytes`).
+    fn entries(bytes: &[u8]) -> Vec<(usize, u32, Option<Range<usize>>)> {
+        if bytes.len() < HEADER {
+            return Vec::new();
+        }
+        let count = u32_at(bytes, 12) as usize;
+        (0..count)
+            .map(|k| HEADER + k * TABLE_ENTRY)
+            .take_while(|&e| e + TABLE_ENTRY <= bytes.len())
+            .map(|e| {
+                let (offset, len) = (u64_at(bytes, e + 8), u64_at(bytes, e + 16));
+                let range = offset
+                    .checked_add(len)
+                    .filter(|&end| end <= bytes.len() as u64)
+                    .map(|end| offset as usize..end as usize);
+                (e, u32_at(bytes, e), range)
+            })
+            .collect()
+    }
+
+    /// (section id, byte range) of every section of the table of `bytes` that lies inside them.
+    pub fn section_ranges(bytes: &[u8]) -> Vec<(u32, Range<usize>)> {
+        entries(bytes)
+            .into_iter()
+            .filter_map(|(_, id, range)| Some((id, range?)))
+            .collect()
+    }
+
+    /// Rewrites the checksum of every section that lies inside `bytes`, then the header checksum,
+    /// so that damage done to the file passes them and reaches the structural checks. A table
+    /// that does not fit in `bytes` is left as it is.
+    pub fn forge_checksums(bytes: &mut [u8]) {
+        if bytes.len() < HEADER {
+            return;
+        }
+        let count = u32_at(bytes, 12) as usize;
+        let Some(table_end) = count
+            .checked_mul(TABLE_ENTRY)
+            .and_then(|n| n.checked_add(HEADER))
+            .filter(|&end| end.saturating_add(CHECKSUM) <= bytes.len())
+        else {
+            return;
+        };
+        for (e, _, range) in entries(bytes) {
+            if let Some(range) = range {
+                let sum = checksum(&bytes[range]);
+                bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
+            }
+        }
+        let sum = checksum(&bytes[..table_end]);
+        bytes[table_end..table_end + CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+    }
 }
 
 /// The checksum of a section or of the header: xxh3-64.
@@ -855,6 +942,32 @@ mod tests {
                 "truncation to {len} not detected"
             );
         }
+    }
+
+    #[test]
+    fn forged_checksums_pass_and_the_table_reads_back() {
+        let img = image();
+        let good = img.as_slice();
+        let table = decode(good, Kind::Model, Check::Full).unwrap();
+        let ranges = testing::section_ranges(good);
+        assert_eq!(
+            ranges,
+            [Section::Params, Section::Metadata].map(|s| (s as u32, table.get(s).unwrap()))
+        );
+        let mut bad = good.to_vec();
+        let meta = table.get(Section::Metadata).unwrap();
+        bad[meta.start] ^= 0x20;
+        assert!(decode(&bad, Kind::Model, Check::Full).is_err());
+        testing::forge_checksums(&mut bad);
+        assert!(decode(&bad, Kind::Model, Check::Full).is_ok());
+        // Any bytes: never a panic.
+        for len in 0..good.len() {
+            testing::forge_checksums(&mut good[..len].to_vec());
+        }
+        let mut huge_count = good.to_vec();
+        huge_count[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        testing::forge_checksums(&mut huge_count);
+        testing::section_ranges(&huge_count);
     }
 
     #[test]

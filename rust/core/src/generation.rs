@@ -2,18 +2,20 @@
 //! of the ids so far (windowed like any prefix, [`crate::instances::Context`]).
 //!
 //! Each step answers with the query's classifier, keeping one class when greedy and the sampling's
-//! `top_k` otherwise (0: all). Greedy decoding takes the winner. Sampling follows Hugging Face's
-//! `temperature`, `top_k` and `top_p`: the weight of a kept class is `vote^(1/temperature)`, computed
-//! in log space relative to the best kept vote as `exp(ln(vote / best) / T)` (finite for any
-//! positive temperature, however small: a tiny one keeps only the best votes), normalised; `top_p` < 1 then keeps the most probable classes whose
-//! cumulative probability first reaches `top_p` (at least one), renormalised; one class is drawn.
+//! `top_k` otherwise (0: all): the sampling, not [`Query::top_k`], decides how many classes a step
+//! keeps. Greedy decoding takes the winner. Sampling follows Hugging Face's `temperature`, `top_k`
+//! and `top_p`: the pick weight of a kept class is `vote^(1/temperature)`, computed in log space
+//! relative to the best kept vote as `exp(ln(vote / best) / T)` (finite for any positive
+//! temperature, however small: a tiny one keeps only the best votes), normalised to sum to 1;
+//! `top_p` < 1 then keeps the classes of the largest pick weights until their sum first reaches
+//! `top_p` (at least one class), renormalised; one class is drawn by its pick weight.
 //! The random numbers come from xoshiro256++ seeded with the generation's seed, so a seed gives the
 //! same text on every machine and every run.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
-use crate::error::{Error, Result};
+use crate::error::{count, positive_finite, python_float, Error, Result};
 use crate::model::Model;
 use crate::query::{Answer, Query};
 
@@ -39,17 +41,12 @@ impl Sampling {
     /// Greedy unless `do_sample`; `temperature` finite and positive, `top_k` >= 0 (0: all classes),
     /// `top_p` in (0, 1]. Checked whether or not sampling is on.
     pub fn new(do_sample: bool, temperature: f64, top_k: i64, top_p: f64) -> Result<Sampling> {
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(Error::InvalidInput(format!(
-                "temperature must be a positive number, got {temperature}"
-            )));
-        }
-        let top_k = usize::try_from(top_k).map_err(|_| {
-            Error::InvalidInput(format!("top_k must be >= 0 (0 keeps all), got {top_k}"))
-        })?;
+        let temperature = positive_finite("temperature", temperature)?;
+        let top_k = count("top_k", top_k, 0)?;
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(Error::InvalidInput(format!(
-                "top_p must be in (0, 1], got {top_p}"
+                "top_p must be in (0, 1], got {}",
+                python_float(top_p)
             )));
         }
         Ok(Sampling {
@@ -75,13 +72,13 @@ impl Sampling {
         self.top_k
     }
 
-    /// The nucleus: the smallest set of best classes whose probability reaches it.
+    /// The nucleus: the classes of the largest pick weights are kept until their sum reaches it.
     pub fn top_p(&self) -> f64 {
         self.top_p
     }
 
     /// How many classes an answer must keep for this sampling: one when greedy.
-    pub fn answer_top_k(&self) -> usize {
+    fn answer_top_k(&self) -> usize {
         if self.do_sample {
             self.top_k
         } else {
@@ -89,23 +86,17 @@ impl Sampling {
         }
     }
 
-    /// The chance of drawing each of `votes` (best first), by the rules of the module doc: weights
-    /// in [0, 1] that sum to 1, never NaN. Greedy: all of it on the first.
-    pub fn pick_weights(&self, votes: &[f64]) -> Vec<f64> {
-        let mut weights = Vec::new();
-        self.shape(votes, &mut weights, &mut Vec::new());
-        weights
-    }
-
-    /// Writes [`Sampling::pick_weights`] of `votes` to `p`; `order` is scratch space.
-    fn shape(&self, votes: &[f64], p: &mut Vec<f64>, order: &mut Vec<usize>) {
-        p.clear();
-        p.resize(votes.len(), 0.0);
+    /// Writes the pick weight of each of `votes` (best first) to `weights`, by the rules of the
+    /// module doc: the chance of drawing it, in [0, 1], summing to 1, never NaN (greedy: all of it
+    /// on the first); `order` is scratch space.
+    fn pick_weights_into(&self, votes: &[f64], weights: &mut Vec<f64>, order: &mut Vec<usize>) {
+        weights.clear();
+        weights.resize(votes.len(), 0.0);
         if votes.is_empty() {
             return;
         }
         if !self.do_sample {
-            p[0] = 1.0;
+            weights[0] = 1.0;
             return;
         }
         let kept = match self.top_k {
@@ -115,7 +106,7 @@ impl Sampling {
         // Votes are finite and >= 0; anything else counts as no vote.
         let vote = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
         let best = votes[..kept].iter().map(|&v| vote(v)).fold(0.0, f64::max);
-        for (slot, &v) in p.iter_mut().zip(&votes[..kept]) {
+        for (slot, &v) in weights.iter_mut().zip(&votes[..kept]) {
             // ln(v / best) <= 0, so the weight lies in [0, 1]: 1 for the best vote, 0 for none.
             // All votes zero: every kept class alike.
             *slot = if best == 0.0 {
@@ -124,34 +115,34 @@ impl Sampling {
                 ((vote(v) / best).ln() / self.temperature).exp()
             };
         }
-        normalise(p);
+        normalise(weights);
         if self.top_p < 1.0 {
             order.clear();
             order.extend(0..kept);
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
             // numpy's searchsorted(cumsum, top_p) + 1: through the first class that reaches top_p.
             let mut cumulative = 0.0;
             let mut nucleus = kept;
             for (n, &i) in order.iter().enumerate() {
-                cumulative += p[i];
+                cumulative += weights[i];
                 if cumulative >= self.top_p {
                     nucleus = n + 1;
                     break;
                 }
             }
             for &i in &order[nucleus..] {
-                p[i] = 0.0;
+                weights[i] = 0.0;
             }
-            normalise(p);
+            normalise(weights);
         }
     }
 }
 
-/// Scales `p` (weights in [0, 1], at least one of them 1) to sum to 1.
-fn normalise(p: &mut [f64]) {
-    let sum: f64 = p.iter().sum();
+/// Scales `weights` (in [0, 1], at least one of them 1) to sum to 1.
+fn normalise(weights: &mut [f64]) {
+    let sum: f64 = weights.iter().sum();
     if sum > 0.0 {
-        p.iter_mut().for_each(|x| *x /= sum);
+        weights.iter_mut().for_each(|x| *x /= sum);
     }
 }
 
@@ -161,9 +152,9 @@ fn draw(weights: &[f64], uniform: f64) -> usize {
     let target = uniform * weights.iter().sum::<f64>();
     let mut cumulative = 0.0;
     let mut last = 0;
-    for (i, &p) in weights.iter().enumerate() {
-        if p > 0.0 {
-            cumulative += p;
+    for (i, &weight) in weights.iter().enumerate() {
+        if weight > 0.0 {
+            cumulative += weight;
             last = i;
             if target < cumulative {
                 return i;
@@ -197,8 +188,9 @@ pub struct Generation {
 
 impl Generation {
     /// Starts generating up to `max_new_tokens` after `prompt` with `model`: answers by `query`'s
-    /// classifier (its `top_k` replaced by the sampling's), picks by `sampling`, draws from an RNG
-    /// seeded with `seed` (None: from the operating system's entropy).
+    /// classifier, picks by `sampling`, draws from an RNG seeded with `seed` (None: from the
+    /// operating system's entropy). `query`'s `top_k` is not used: each step keeps one class when
+    /// greedy, `sampling`'s `top_k` when sampling.
     pub fn new(
         model: &Model,
         prompt: &[u32],
@@ -246,7 +238,7 @@ impl Generation {
         }
         let pick = if self.sampling.do_sample {
             self.sampling
-                .shape(&self.answer.votes, &mut self.weights, &mut self.order);
+                .pick_weights_into(&self.answer.votes, &mut self.weights, &mut self.order);
             draw(&self.weights, uniform(&mut self.rng))
         } else {
             0
@@ -277,6 +269,15 @@ impl Generation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Sampling {
+        /// The pick weights of `votes`.
+        fn pick_weights(&self, votes: &[f64]) -> Vec<f64> {
+            let mut weights = Vec::new();
+            self.pick_weights_into(votes, &mut weights, &mut Vec::new());
+            weights
+        }
+    }
 
     fn sampling(temperature: f64, top_k: i64, top_p: f64) -> Sampling {
         Sampling::new(true, temperature, top_k, top_p).unwrap()
@@ -454,20 +455,40 @@ mod tests {
     #[test]
     fn sampling_arguments_are_checked() {
         for (temperature, top_k, top_p, message) in [
-            (0.0, 50, 1.0, "temperature"),
-            (-1.0, 50, 1.0, "temperature"),
-            (f64::NAN, 50, 1.0, "temperature"),
-            (f64::INFINITY, 50, 1.0, "temperature"),
-            (1.0, -1, 1.0, "top_k"),
-            (1.0, 50, 0.0, "top_p"),
-            (1.0, 50, 1.5, "top_p"),
-            (1.0, 50, f64::NAN, "top_p"),
+            (
+                0.0,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got 0.0",
+            ),
+            (
+                -1.0,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got -1.0",
+            ),
+            (
+                f64::NAN,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got nan",
+            ),
+            (
+                f64::INFINITY,
+                50,
+                1.0,
+                "temperature must be a positive finite number, got inf",
+            ),
+            (1.0, -1, 1.0, "top_k must be at least 0, got -1"),
+            (1.0, 50, 0.0, "top_p must be in (0, 1], got 0.0"),
+            (1.0, 50, 1.5, "top_p must be in (0, 1], got 1.5"),
+            (1.0, 50, f64::NAN, "top_p must be in (0, 1], got nan"),
         ] {
             for do_sample in [false, true] {
                 let err = Sampling::new(do_sample, temperature, top_k, top_p)
                     .unwrap_err()
                     .to_string();
-                assert!(err.contains(message), "{err}");
+                assert_eq!(err, message);
             }
         }
     }

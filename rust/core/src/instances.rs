@@ -32,14 +32,14 @@ pub trait Instances: Sync {
     fn class(&self, i: usize) -> u32;
 }
 
-/// Checks that a width is in the supported range.
-pub fn check_width(width: usize) -> Result<()> {
-    if (1..=MAX_WIDTH).contains(&width) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
+/// `width` (of any integer type) as a usize, once checked to be in the supported range
+/// 1..=[`MAX_WIDTH`]: the one check and wording for every width a user or a file gives.
+pub fn check_width<W: TryInto<usize> + Copy + std::fmt::Display>(width: W) -> Result<usize> {
+    match width.try_into() {
+        Ok(w) if (1..=MAX_WIDTH).contains(&w) => Ok(w),
+        _ => Err(Error::InvalidInput(format!(
             "width must be between 1 and {MAX_WIDTH}, got {width}"
-        )))
+        ))),
     }
 }
 
@@ -136,25 +136,14 @@ pub struct TokenWindows {
 }
 
 impl TokenWindows {
-    /// Builds the windows over `tokens`, split into blocks at the given `block_lengths`.
-    pub fn new(tokens: Vec<u32>, block_lengths: &[usize], width: usize, pad: u32) -> Result<Self> {
-        Self::from_ids(IdVec::U32(tokens), block_lengths, width, pad)
-    }
-
-    /// [`TokenWindows::new`] over ids of any width.
-    pub fn from_ids(
-        tokens: IdVec,
-        block_lengths: &[usize],
-        width: usize,
-        pad: u32,
-    ) -> Result<Self> {
+    /// The windows over `tokens` (ids of any width), split into blocks of the given lengths; every
+    /// id must lie below `pad`.
+    pub fn new(tokens: IdVec, block_lengths: &[u64], width: usize, pad: u32) -> Result<Self> {
         check_width(width)?;
-        let lengths: Vec<u64> = block_lengths.iter().map(|&l| l as u64).collect();
-        check_block_lengths(&lengths, tokens.len())?;
+        check_block_lengths(block_lengths, tokens.len())?;
+        // The padding id is the vocabulary's size: every token lies below it.
         if let Some(t) = tokens.view().max().filter(|&t| t >= pad) {
-            return Err(Error::InvalidInput(format!(
-                "token id {t} is not below the padding id {pad}"
-            )));
+            return Err(Error::outside_vocabulary(t, "the tokenizer's", pad));
         }
         let mut offset_in_block = Vec::with_capacity(tokens.len());
         for &len in block_lengths {
@@ -250,7 +239,7 @@ mod tests {
     #[test]
     fn windows_pad_each_block_on_its_own() {
         // Two blocks: [1 2 3] and [4 5]; width 2; pad 9.
-        let w = TokenWindows::new(vec![1, 2, 3, 4, 5], &[3, 2], 2, 9).unwrap();
+        let w = TokenWindows::new(IdVec::U32(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
         let rows: Vec<Vec<u32>> = (0..w.len())
             .map(|i| vec![w.feature(i, 0), w.feature(i, 1), w.class(i)])
             .collect();
@@ -268,9 +257,8 @@ mod tests {
 
     #[test]
     fn u16_ids_window_like_u32_ids() {
-        let wide = TokenWindows::new(vec![1, 2, 3, 4, 5], &[3, 2], 2, 9).unwrap();
-        let narrow =
-            TokenWindows::from_ids(IdVec::U16(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
+        let wide = TokenWindows::new(IdVec::U32(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
+        let narrow = TokenWindows::new(IdVec::U16(vec![1, 2, 3, 4, 5]), &[3, 2], 2, 9).unwrap();
         for i in 0..5 {
             assert_eq!(wide.class(i), narrow.class(i));
             for f in 0..2 {
@@ -281,10 +269,10 @@ mod tests {
 
     #[test]
     fn windows_reject_bad_lengths_and_widths() {
-        assert!(TokenWindows::new(vec![1, 2], &[3], 2, 9).is_err());
-        assert!(TokenWindows::new(vec![1, 2], &[2], 0, 9).is_err());
-        assert!(TokenWindows::new(vec![1, 2], &[2], 65, 9).is_err());
-        assert!(TokenWindows::new(vec![1, 9], &[2], 2, 9).is_err());
+        assert!(TokenWindows::new(IdVec::U32(vec![1, 2]), &[3], 2, 9).is_err());
+        assert!(TokenWindows::new(IdVec::U32(vec![1, 2]), &[2], 0, 9).is_err());
+        assert!(TokenWindows::new(IdVec::U32(vec![1, 2]), &[2], 65, 9).is_err());
+        assert!(TokenWindows::new(IdVec::U32(vec![1, 9]), &[2], 2, 9).is_err());
     }
 
     #[test]
@@ -298,11 +286,10 @@ mod tests {
 
     #[test]
     fn windows_are_the_training_instances() {
-        let (tokens, lengths) = (vec![1, 2, 3, 4, 5, 6], [3usize, 0, 2, 1]);
-        let lengths64: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
+        let (tokens, lengths) = (vec![1, 2, 3, 4, 5, 6], [3, 0, 2, 1]);
         for width in [1, 2, 4] {
-            let train = TokenWindows::new(tokens.clone(), &lengths, width, 9).unwrap();
-            let (contexts, targets) = windows(&tokens, &lengths64, width, 9).unwrap();
+            let train = TokenWindows::new(IdVec::U32(tokens.clone()), &lengths, width, 9).unwrap();
+            let (contexts, targets) = windows(&tokens, &lengths, width, 9).unwrap();
             assert_eq!(targets, tokens);
             for i in 0..train.len() {
                 let row: Vec<u32> = (0..width).map(|f| train.feature(i, f)).collect();

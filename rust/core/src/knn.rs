@@ -9,7 +9,7 @@
 //! distance (k + 1) when that has a single winner, else by the global tie-break rank of the classes
 //! ([`crate::classes`]).
 
-use crate::error::Error;
+use crate::error::{positive_finite, Error};
 use crate::ids::Ids;
 use crate::offsets::OffsetsView;
 use crate::trie::{Corrupt, TrieView, ROOT};
@@ -27,7 +27,9 @@ pub enum Vote {
     Majority,
     /// 1 / (distance + epsilon) (`-d ID`).
     InverseDistance,
-    /// exp(-alpha * distance) (`-d ED:alpha`).
+    /// exp(-alpha * distance) (`-d ED:alpha`), at least `f64::EPSILON`: TiMBL's floor (with
+    /// `-d ED:1e300` it reports each class's count times 2.22e-16), so a huge alpha leaves the
+    /// counts to decide instead of every vote 0.
     ExponentialDecay { alpha: f64 },
 }
 
@@ -35,20 +37,18 @@ impl Vote {
     /// The names [`Vote::name`] prints and [`Vote::parse`] reads.
     pub const NAMES: [&'static str; 3] = ["majority", "inverse_distance", "exponential_decay"];
 
-    /// The vote named `name`; `decay` is the alpha of `exponential_decay` (finite and positive) and
-    /// is ignored by the other votes.
+    /// The vote named `name`; `decay` is the alpha of `exponential_decay`, ignored by the other
+    /// votes but checked for every vote (positive and finite), so that an argument has one rule
+    /// whatever the others are.
     pub fn parse(name: &str, decay: f64) -> crate::Result<Vote> {
-        match name {
-            "majority" => Ok(Vote::Majority),
-            "inverse_distance" => Ok(Vote::InverseDistance),
-            "exponential_decay" if decay.is_finite() && decay > 0.0 => {
-                Ok(Vote::ExponentialDecay { alpha: decay })
-            }
-            "exponential_decay" => Err(Error::InvalidInput(format!(
-                "decay must be a positive number, got {decay}"
-            ))),
-            other => Err(Error::unknown_name("vote", other, &Self::NAMES)),
-        }
+        let vote = match name {
+            "majority" => Vote::Majority,
+            "inverse_distance" => Vote::InverseDistance,
+            "exponential_decay" => Vote::ExponentialDecay { alpha: decay },
+            other => return Err(Error::unknown_name("vote", other, &Self::NAMES)),
+        };
+        positive_finite("decay", decay)?;
+        Ok(vote)
     }
 
     /// The vote's name (`majority`, `inverse_distance`, `exponential_decay`).
@@ -64,7 +64,7 @@ impl Vote {
         match self {
             Vote::Majority => 1.0,
             Vote::InverseDistance => 1.0 / (distance + 1e-7),
-            Vote::ExponentialDecay { alpha } => (-alpha * distance).exp(),
+            Vote::ExponentialDecay { alpha } => (-alpha * distance).exp().max(f64::EPSILON),
         }
     }
 }
@@ -600,5 +600,18 @@ mod tests {
         let n = answer(&FOUR, [A, B, Q], "ib1", decay);
         assert_eq!(n.votes[0].0, Y);
         assert!((n.votes[1].1 - (-1.0f64).exp()).abs() < 1e-12);
+        // A decay so steep that every weight underflows: each neighbour weighs f64::EPSILON, as in
+        // TiMBL, so the votes are the counts times that (never all 0) and sum to a share of 1.
+        let steep = KnnOptions {
+            k: 2,
+            vote: Vote::ExponentialDecay { alpha: 1e300 },
+        };
+        let n = answer(&FOUR, [A, B, Q], "ib1", steep);
+        let majority = answer(&FOUR, [A, B, Q], "ib1", k(2));
+        let classes = |votes: &[(u32, f64)]| votes.iter().map(|v| v.0).collect::<Vec<_>>();
+        assert_eq!(classes(&n.votes), classes(&majority.votes));
+        for ((_, steep), (_, count)) in n.votes.iter().zip(&majority.votes) {
+            assert_eq!(*steep, count * f64::EPSILON);
+        }
     }
 }

@@ -161,9 +161,7 @@ impl Model {
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let n = self.params().n_symbols;
         match ids.iter().find(|&&s| s >= n && s != UNKNOWN) {
-            Some(bad) => Err(Error::InvalidInput(format!(
-                "symbol id {bad} is outside the model's vocabulary of {n} ids"
-            ))),
+            Some(&bad) => Err(Error::outside_vocabulary(bad, "the model's", n)),
             None => Ok(()),
         }
     }
@@ -171,11 +169,7 @@ impl Model {
     /// Checks that `context` has the model's width and only known ids or [`UNKNOWN`].
     pub fn check_context(&self, context: &[u32]) -> Result<()> {
         if context.len() != self.width() {
-            return Err(Error::InvalidInput(format!(
-                "a context has {} ids but the model's width is {}",
-                context.len(),
-                self.width()
-            )));
+            return Err(Error::wrong_width(context.len(), self.width()));
         }
         self.check_ids(context)
     }
@@ -183,10 +177,7 @@ impl Model {
     /// Checks that a batch of contexts with `columns` ids per row fits the model's width.
     pub fn check_columns(&self, columns: usize) -> Result<()> {
         if columns != self.width() {
-            return Err(Error::InvalidInput(format!(
-                "contexts have {columns} columns but the model's width is {}",
-                self.width()
-            )));
+            return Err(Error::wrong_width(columns, self.width()));
         }
         Ok(())
     }
@@ -195,10 +186,8 @@ impl Model {
     pub(crate) fn check_batch(&self, contexts: &[u32]) -> Result<()> {
         let w = self.width();
         if contexts.len() % w != 0 {
-            return Err(Error::InvalidInput(format!(
-                "a batch of {} ids is not a whole number of contexts: the model's width is {w}",
-                contexts.len()
-            )));
+            // The batch's last context is short.
+            return Err(Error::wrong_width(contexts.len() % w, w));
         }
         contexts
             .par_chunks(w * 256)
@@ -315,11 +304,7 @@ impl Model {
         }
     }
 
-    /// The score of `target` after `context` under the scoring distribution: Kneser-Ney
-    /// ([`crate::kneser_ney`]) when the model has its statistics (token models), else Witten-Bell
-    /// along the IGTree path ([`crate::scoring`]). Defined for every target: one never seen as a
-    /// class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen id and is
-    /// flagged out of vocabulary.
+    /// [`Model::score_batch`] for one context and target (for tests).
     #[cfg(test)]
     pub(crate) fn score(&self, context: &[u32], target: u32) -> Result<Score> {
         self.score_batch(context, &[target]).map(|s| Score {
@@ -329,7 +314,10 @@ impl Model {
         })
     }
 
-    /// [`Model::score`] for a row-major batch of contexts and their targets, on all cores.
+    /// The score of every target after its context (a row-major batch, W ids each) under the
+    /// scoring distribution ([`crate::scoring`]), on all cores. Defined for every target: one never
+    /// seen as a class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen
+    /// class and is flagged out of vocabulary.
     pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Scores> {
         self.check_batch(contexts)?;
         let w = self.width();

@@ -26,6 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use crate::atomic::Stop;
 use crate::build::InstanceBase;
 use crate::cache::CacheWeights;
 use crate::classes::ClassStats;
@@ -77,7 +78,7 @@ impl Params {
         let [width, n_symbols, pad, n_instances, weighting, token_ids] = words else {
             return Err("the Params section has a wrong length".into());
         };
-        check_width(*width as usize).map_err(|e| e.to_string())?;
+        check_width(*width).map_err(|e| e.to_string())?;
         // At least padding and one class; ids below UNKNOWN.
         if *n_symbols < 2 || *n_symbols > u32::MAX as u64 - 1 || *pad >= *n_symbols {
             return Err("the symbol count or padding id is out of range".into());
@@ -514,9 +515,10 @@ impl ModelFile {
         self.image.bytes()
     }
 
-    /// Writes the model file atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        crate::atomic::write_atomic(path, self.as_bytes())
+    /// Writes the model file atomically; `stop` is asked just before the rename (see
+    /// [`crate::atomic::AtomicFile::commit`]).
+    pub fn save(&self, path: &Path, stop: Option<Stop<'_>>) -> Result<()> {
+        crate::atomic::write_atomic(path, self.as_bytes(), stop)
     }
 }
 
@@ -530,130 +532,30 @@ impl<'a> Views<'a> {
         classes: &'a [u32],
         check: Check,
     ) -> std::result::Result<Views<'a>, String> {
-        let (w, n) = (params.width, params.n_symbols);
-        let feature_order: &[u32] = array(bytes, sections, Section::FeatureOrder)?;
-        let mut seen = vec![false; w];
-        if feature_order.len() != w
-            || feature_order
-                .iter()
-                .any(|&f| f as usize >= w || std::mem::replace(&mut seen[f as usize], true))
-        {
-            return Err("the feature order is not a permutation of the features".into());
-        }
-        let [info_gain, gain_ratio]: [&[f64]; 2] = [
-            array(bytes, sections, Section::InfoGain)?,
-            array(bytes, sections, Section::GainRatio)?,
-        ];
-        for (s, weights) in [
-            (Section::InfoGain, info_gain),
-            (Section::GainRatio, gain_ratio),
-        ] {
-            if weights.len() != w || weights.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                return Err(format!("the {s:?} weights are invalid"));
-            }
-        }
+        let n = params.n_symbols;
+        let feature_order = feature_order(bytes, sections, params.width)?;
+        let [info_gain, gain_ratio] = feature_weights(bytes, sections, params.width)?;
         let class_counts: &[u64] = array(bytes, sections, Section::ClassCounts)?;
         if class_counts.len() != n as usize {
             return Err("class statistics do not match the symbol count".into());
         }
         let igtree = trie(bytes, sections, TrieSections::IGTREE, classes)?;
         igtree.check_lengths(n).map_err(corrupt)?;
-        let instance_base = match sections.contains(Section::BaseDistBytes) {
-            true => {
-                let trie = trie(bytes, sections, TrieSections::BASE, classes)?;
-                let base = InstanceBaseView {
-                    trie,
-                    tail_offsets: offsets(bytes, sections, TAIL_OFFSETS, trie.node_count())?,
-                    tail_values: ids(
-                        bytes,
-                        sections,
-                        Section::TailValues16,
-                        Section::TailValues32,
-                    )?,
-                };
-                base.check_lengths(n).map_err(corrupt)?;
-                Some(base)
-            }
-            false => None,
-        };
-        let training_tokens = match params.token_ids {
-            true => read_tokens(bytes, sections)?,
-            false if sections.contains(Section::BlockLengths) => {
-                return Err("a symbol-table model cannot hold training tokens".into())
-            }
-            false => None,
-        };
-        let kneser_ney = match sections.contains(Section::KnParams) {
-            true => {
-                let kn = KneserNeyView {
-                    params: array(bytes, sections, Section::KnParams)?,
-                    constants: array(bytes, sections, Section::KnConstants)?,
-                    root: array(bytes, sections, Section::KnRoot)?,
-                    root_next: array(bytes, sections, Section::KnRootNext)?,
-                    labels: ids(bytes, sections, Section::KnLabels16, Section::KnLabels32)?,
-                    nodes: array(bytes, sections, Section::KnNodes)?,
-                    entry_tokens: ids(
-                        bytes,
-                        sections,
-                        Section::KnEntryTokens16,
-                        Section::KnEntryTokens32,
-                    )?,
-                    entry_probs: array(bytes, sections, Section::KnEntryProbs)?,
-                    leaf_labels: ids(
-                        bytes,
-                        sections,
-                        Section::KnLeafLabels16,
-                        Section::KnLeafLabels32,
-                    )?,
-                    leaves: array(bytes, sections, Section::KnLeaves)?,
-                    text: ids(bytes, sections, Section::KnText16, Section::KnText32)?,
-                    pad: params.pad,
-                };
-                kn.check_lengths(w, n).map_err(corrupt)?;
-                Some(kn)
-            }
-            false => None,
-        };
-        let cache_weights = match sections.contains(Section::KnCache) && kneser_ney.is_some() {
-            true => {
-                let w: &[f64] = array(bytes, sections, Section::KnCache)?;
-                match <CacheWeights>::try_from(w) {
-                    Ok(w)
-                        if w.iter().all(|x| x.is_finite() && *x >= 0.0)
-                            && w.iter().sum::<f64>() <= 1.0 =>
-                    {
-                        Some(w)
-                    }
-                    _ => return Err("the document cache's weights are invalid".into()),
-                }
-            }
-            false => None,
-        };
-        let symbols = match params.token_ids {
-            true => Symbols::token_ids(n, params.pad),
-            false => Symbols::table(
-                n,
-                params.pad,
-                array(bytes, sections, Section::SymbolOffsets)?,
-                section(bytes, sections, Section::SymbolBytes)?,
-            )?,
-        };
-        let metadata = std::str::from_utf8(section(bytes, sections, Section::Metadata)?)
-            .map_err(|_| "the metadata is not UTF-8".to_string())?;
         let views = Views {
             igtree,
-            instance_base,
+            instance_base: instance_base(bytes, sections, classes, n)?,
             info_gain,
             gain_ratio,
             feature_order,
             class_counts,
+            training_tokens: training_tokens(bytes, sections, params)?,
+            symbols: symbols(bytes, sections, params)?,
+            metadata: std::str::from_utf8(section(bytes, sections, Section::Metadata)?)
+                .map_err(|_| "the metadata is not UTF-8".to_string())?,
             class_rank: array(bytes, sections, Section::ClassRank)?,
-            symbols,
-            training_tokens,
-            kneser_ney,
-            cache_weights,
+            kneser_ney: kneser_ney(bytes, sections, params)?,
+            cache_weights: cache_weights(bytes, sections)?,
             tokenizer: section(bytes, sections, Section::Tokenizer)?,
-            metadata,
         };
         if check == Check::Full {
             views.validate(params)?;
@@ -682,6 +584,153 @@ impl<'a> Views<'a> {
 /// checksums are verified later, so a damaged file shows here first.
 fn corrupt(reason: String) -> String {
     format!("corrupt model file ({reason})")
+}
+
+/// The feature order, checked to be a permutation of the `width` features.
+fn feature_order<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    width: usize,
+) -> std::result::Result<&'a [u32], String> {
+    let order: &[u32] = array(bytes, sections, Section::FeatureOrder)?;
+    let mut seen = vec![false; width];
+    if order.len() != width
+        || order
+            .iter()
+            .any(|&f| f as usize >= width || std::mem::replace(&mut seen[f as usize], true))
+    {
+        return Err("the feature order is not a permutation of the features".into());
+    }
+    Ok(order)
+}
+
+/// The information gain and gain ratio of the `width` features, checked to be finite and >= 0.
+fn feature_weights<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    width: usize,
+) -> std::result::Result<[&'a [f64]; 2], String> {
+    let read = |s: Section| -> std::result::Result<&'a [f64], String> {
+        let weights: &[f64] = array(bytes, sections, s)?;
+        if weights.len() != width || weights.iter().any(|x| !x.is_finite() || *x < 0.0) {
+            return Err(format!("the {s:?} weights are invalid"));
+        }
+        Ok(weights)
+    };
+    Ok([read(Section::InfoGain)?, read(Section::GainRatio)?])
+}
+
+/// The instance base, when the file stores one, its array lengths checked.
+fn instance_base<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    classes: &'a [u32],
+    n_symbols: u32,
+) -> std::result::Result<Option<InstanceBaseView<'a>>, String> {
+    if !sections.contains(Section::BaseDistBytes) {
+        return Ok(None);
+    }
+    let trie = trie(bytes, sections, TrieSections::BASE, classes)?;
+    let base = InstanceBaseView {
+        trie,
+        tail_offsets: offsets(bytes, sections, TAIL_OFFSETS, trie.node_count())?,
+        tail_values: ids(
+            bytes,
+            sections,
+            Section::TailValues16,
+            Section::TailValues32,
+        )?,
+    };
+    base.check_lengths(n_symbols).map_err(corrupt)?;
+    Ok(Some(base))
+}
+
+/// The training tokens a token-id model kept (None when it did not); a symbol-table model has none.
+fn training_tokens<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    params: &Params,
+) -> std::result::Result<Option<(Ids<'a>, &'a [u64])>, String> {
+    match params.token_ids {
+        true => read_tokens(bytes, sections),
+        false if sections.contains(Section::BlockLengths) => {
+            Err("a symbol-table model cannot hold training tokens".into())
+        }
+        false => Ok(None),
+    }
+}
+
+/// The symbols: token ids, or the file's symbol table.
+fn symbols<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    params: &Params,
+) -> std::result::Result<Symbols<'a>, String> {
+    match params.token_ids {
+        true => Ok(Symbols::token_ids(params.n_symbols, params.pad)),
+        false => Symbols::table(
+            params.n_symbols,
+            params.pad,
+            array(bytes, sections, Section::SymbolOffsets)?,
+            section(bytes, sections, Section::SymbolBytes)?,
+        ),
+    }
+}
+
+/// The Kneser-Ney statistics, when the file stores them (token models), their lengths checked.
+fn kneser_ney<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+    params: &Params,
+) -> std::result::Result<Option<KneserNeyView<'a>>, String> {
+    if !sections.contains(Section::KnParams) {
+        return Ok(None);
+    }
+    let kn = KneserNeyView {
+        params: array(bytes, sections, Section::KnParams)?,
+        constants: array(bytes, sections, Section::KnConstants)?,
+        root: array(bytes, sections, Section::KnRoot)?,
+        root_next: array(bytes, sections, Section::KnRootNext)?,
+        labels: ids(bytes, sections, Section::KnLabels16, Section::KnLabels32)?,
+        nodes: array(bytes, sections, Section::KnNodes)?,
+        entry_tokens: ids(
+            bytes,
+            sections,
+            Section::KnEntryTokens16,
+            Section::KnEntryTokens32,
+        )?,
+        entry_probs: array(bytes, sections, Section::KnEntryProbs)?,
+        leaf_labels: ids(
+            bytes,
+            sections,
+            Section::KnLeafLabels16,
+            Section::KnLeafLabels32,
+        )?,
+        leaves: array(bytes, sections, Section::KnLeaves)?,
+        text: ids(bytes, sections, Section::KnText16, Section::KnText32)?,
+        pad: params.pad,
+    };
+    kn.check_lengths(params.width, params.n_symbols)
+        .map_err(corrupt)?;
+    Ok(Some(kn))
+}
+
+/// The document cache's weights, when the file stores them (with the Kneser-Ney statistics),
+/// checked to be finite, non-negative and to sum to at most 1.
+fn cache_weights(
+    bytes: &[u8],
+    sections: &SectionTable,
+) -> std::result::Result<Option<CacheWeights>, String> {
+    if !(sections.contains(Section::KnCache) && sections.contains(Section::KnParams)) {
+        return Ok(None);
+    }
+    let w: &[f64] = array(bytes, sections, Section::KnCache)?;
+    match <CacheWeights>::try_from(w) {
+        Ok(w) if w.iter().all(|x| x.is_finite() && *x >= 0.0) && w.iter().sum::<f64>() <= 1.0 => {
+            Ok(Some(w))
+        }
+        _ => Err("the document cache's weights are invalid".into()),
+    }
 }
 
 /// The class of every tie-break rank, checking that the ClassRank section is a permutation.

@@ -37,15 +37,6 @@ pub struct PackedOffsets {
 }
 
 impl PackedOffsets {
-    /// Packs the given item lengths.
-    pub fn from_lengths(lengths: impl IntoIterator<Item = u64>) -> Self {
-        let mut packed = PackedOffsets::default();
-        for len in lengths {
-            packed.push(len);
-        }
-        packed.finish()
-    }
-
     /// Appends the length of the next item.
     pub fn push(&mut self, len: u64) {
         let i = self.items;
@@ -278,12 +269,21 @@ impl Iterator for RangeCursor<'_> {
 mod tests {
     use super::*;
 
+    /// The given item lengths, packed.
+    fn packed(lengths: impl IntoIterator<Item = u64>) -> PackedOffsets {
+        let mut packed = PackedOffsets::default();
+        for len in lengths {
+            packed.push(len);
+        }
+        packed.finish()
+    }
+
     #[test]
     fn ranges_match_prefix_sums() {
         let lengths: Vec<u64> = (0..1000u64)
             .map(|i| (i * 37) % 300 + (i % 97) * 1000 * (i % 7 == 0) as u64)
             .collect();
-        let packed = PackedOffsets::from_lengths(lengths.iter().copied());
+        let packed = packed(lengths.iter().copied());
         let view = packed.view();
         view.validate(lengths.len()).unwrap();
         let mut start = 0;
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn validation_catches_inconsistency() {
-        let packed = PackedOffsets::from_lengths([1, 300, 2, 5]);
+        let packed = packed([1, 300, 2, 5]);
         packed.view().validate(4).unwrap();
         let mut bad = packed.clone();
         bad.records[1] ^= 3;

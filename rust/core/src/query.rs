@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::{count, Error, Result};
 use crate::instances::MAX_WIDTH;
 use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
 use crate::model::{Match, Model};
@@ -77,7 +77,8 @@ impl std::fmt::Display for Algorithm {
     }
 }
 
-/// How to answer a context: the classifier, its k-NN options, how many classes to keep.
+/// How to answer a context: the classifier, its k-NN options, how many classes to keep
+/// ([`Query::top_k`]; not used by generation, where the sampling decides).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Query {
     algorithm: Algorithm,
@@ -90,7 +91,7 @@ impl Query {
     /// `top_k` classes are kept, best first (0: all).
     pub fn new(algorithm: Algorithm, k: usize, vote: Vote, top_k: usize) -> Result<Query> {
         if k == 0 {
-            return Err(Error::InvalidInput("k must be at least 1".into()));
+            return Err(Error::too_small("k", 1, k));
         }
         Ok(Query {
             algorithm,
@@ -100,17 +101,13 @@ impl Query {
     }
 
     /// A query from names and numbers as a user gives them (the Python API and the CLI): every
-    /// name and number is checked ([`Vote::parse`] for `vote` and `decay`).
+    /// name and number is checked, whatever the algorithm and the vote (a value that does not
+    /// apply must still be a valid one: [`Vote::parse`] for `vote` and `decay`).
     pub fn parse(algorithm: &str, k: i64, vote: &str, decay: f64, top_k: i64) -> Result<Query> {
         let algorithm = algorithm.parse()?;
         let vote = Vote::parse(vote, decay)?;
-        let k = usize::try_from(k)
-            .ok()
-            .filter(|&k| k >= 1)
-            .ok_or_else(|| Error::InvalidInput(format!("k must be at least 1, got {k}")))?;
-        let top_k = usize::try_from(top_k).map_err(|_| {
-            Error::InvalidInput(format!("top_k must be >= 0 (0 keeps all), got {top_k}"))
-        })?;
+        let k = count("k", k, 1)?;
+        let top_k = count("top_k", top_k, 0)?;
         Query::new(algorithm, k, vote, top_k)
     }
 
@@ -138,7 +135,8 @@ impl Query {
         self.knn
     }
 
-    /// How many classes an answer keeps (0: all).
+    /// How many classes an answer keeps (0: all). Generation does not use it: there the sampling
+    /// decides how many classes each step keeps ([`crate::Generation::new`]).
     pub fn top_k(&self) -> usize {
         self.top_k
     }
@@ -211,18 +209,8 @@ impl Model {
     pub fn answer_into(&self, context: &[u32], query: &Query, answer: &mut Answer) -> Result<()> {
         self.check_context(context)?;
         let source = self.source(query.algorithm)?;
-        answer.classes.clear();
-        answer.votes.clear();
-        let summary = self
-            .answer_with(context, query, query.limit(), source, |class, vote| {
-                answer.classes.push(class);
-                answer.votes.push(vote);
-            })
-            .map_err(|c| self.corrupt(c))?;
-        answer.total = summary.total;
-        answer.depth = summary.depth;
-        answer.distance = summary.distance;
-        Ok(())
+        self.fill_answer(context, query, source, answer)
+            .map_err(|c| self.corrupt(c))
     }
 
     /// [`Model::answer`] for every context of a row-major batch (W ids each), on all cores.
@@ -234,13 +222,7 @@ impl Model {
             .with_min_len(query.algorithm.batch_min_len())
             .map(|context| {
                 let mut answer = Answer::default();
-                let summary = self.answer_with(context, query, query.limit(), source, |c, v| {
-                    answer.classes.push(c);
-                    answer.votes.push(v);
-                })?;
-                answer.total = summary.total;
-                answer.depth = summary.depth;
-                answer.distance = summary.distance;
+                self.fill_answer(context, query, source, &mut answer)?;
                 Ok(answer)
             })
             .collect::<std::result::Result<_, Corrupt>>()
@@ -354,22 +336,32 @@ impl Model {
         }
     }
 
-    /// The one answer rule: `emit(class, vote)` for the first `limit` classes, best first.
+    /// The answer of `query` for one context, from `source`, into `answer` (its buffers reused).
     #[inline]
-    fn answer_with(
+    fn fill_answer(
         &self,
         context: &[u32],
         query: &Query,
-        limit: usize,
         source: Source,
-        emit: impl FnMut(u32, f64),
-    ) -> std::result::Result<Summary, Corrupt> {
-        match source {
+        answer: &mut Answer,
+    ) -> std::result::Result<(), Corrupt> {
+        answer.classes.clear();
+        answer.votes.clear();
+        let limit = query.limit();
+        let emit = |class, vote| {
+            answer.classes.push(class);
+            answer.votes.push(vote);
+        };
+        let summary = match source {
             Source::IgTree(trie) => {
                 self.igtree_answer(&trie, self.descend(&trie, context)?, limit, true, emit)
             }
             Source::Base(base) => self.knn_answer(context, query, limit, &base, emit),
-        }
+        }?;
+        answer.total = summary.total;
+        answer.depth = summary.depth;
+        answer.distance = summary.distance;
+        Ok(())
     }
 
     /// IGTree: the matched node's class distribution, its counts as votes; the distance is the
@@ -590,6 +582,22 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_width_and_a_foreign_id_have_one_wording_each() {
+        let model = test_model(3, false);
+        let query = Query::igtree(1);
+        fn message<T: std::fmt::Debug>(r: Result<T>) -> String {
+            r.unwrap_err().to_string()
+        }
+        let short = "a context has 2 ids but the model's width is 3";
+        assert_eq!(message(model.answer(&[1, 2], &query)), short);
+        assert_eq!(message(model.answer_batch(&[1, 2, 3, 1, 2], &query)), short);
+        assert_eq!(message(model.check_columns(2)), short);
+        let foreign = "id 31 is outside the model's vocabulary of 31 ids";
+        assert_eq!(message(model.answer(&[1, 2, 31], &query)), foreign);
+        assert_eq!(message(model.symbols().get(31)), foreign);
+    }
+
+    #[test]
     fn names_round_trip_and_unknown_names_list_the_choices() {
         for name in Algorithm::NAMES {
             assert_eq!(name.parse::<Algorithm>().unwrap().name(), name);
@@ -611,17 +619,18 @@ mod tests {
         assert_eq!(ok.knn().k, 3);
         assert_eq!(ok.knn().vote, Vote::ExponentialDecay { alpha: 0.5 });
         assert_eq!(ok.top_k(), 0);
+        let nan = f64::NAN;
         for (algorithm, k, vote, decay, top_k, message) in [
-            ("igtree", 0, "majority", 1.0, 5, "k must be at least 1"),
-            ("igtree", -2, "majority", 1.0, 5, "k must be at least 1"),
-            ("igtree", 1, "majority", 1.0, -1, "top_k must be >= 0"),
+            ("igtree", 0, "majority", 1.0, 5, "k must be at least 1, got 0"),
+            ("igtree", -2, "majority", 1.0, 5, "k must be at least 1, got -2"),
+            ("igtree", 1, "majority", 1.0, -1, "top_k must be at least 0, got -1"),
             (
                 "igtree",
                 1,
                 "plurality",
                 1.0,
                 5,
-                "unknown vote \"plurality\"",
+                "unknown vote \"plurality\": use 'majority', 'inverse_distance' or 'exponential_decay'",
             ),
             (
                 "igtree",
@@ -629,25 +638,45 @@ mod tests {
                 "exponential_decay",
                 0.0,
                 5,
-                "decay must be a positive",
+                "decay must be a positive finite number, got 0.0",
             ),
             (
                 "igtree",
                 1,
                 "exponential_decay",
-                f64::NAN,
+                f64::INFINITY,
                 5,
-                "decay must be a positive",
+                "decay must be a positive finite number, got inf",
             ),
-            ("igtree", 1, "exponential_decay", f64::INFINITY, 5, "decay"),
+            // A decay is checked whatever the vote: one rule per argument.
+            (
+                "ib1",
+                1,
+                "majority",
+                nan,
+                1,
+                "decay must be a positive finite number, got nan",
+            ),
+            (
+                "igtree",
+                1,
+                "inverse_distance",
+                -1.0,
+                5,
+                "decay must be a positive finite number, got -1.0",
+            ),
             ("IGTree", 1, "majority", 1.0, 5, "unknown algorithm"),
         ] {
             let err = Query::parse(algorithm, k, vote, decay, top_k)
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(message), "{err}");
+            assert!(err.starts_with(message), "{err}");
         }
-        // A decay only matters to the exponential decay.
-        assert!(Query::parse("ib1", 1, "majority", f64::NAN, 1).is_ok());
+        assert_eq!(
+            Query::new(Algorithm::Ib1, 0, Vote::Majority, 1)
+                .unwrap_err()
+                .to_string(),
+            "k must be at least 1, got 0"
+        );
     }
 }

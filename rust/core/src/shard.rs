@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::atomic::Stop;
 use crate::error::{Error, Result};
 use crate::format::{self, Check, Image, Kind, Section, SectionData, SectionTable};
 use crate::ids::{IdVec, Ids};
@@ -64,7 +65,8 @@ pub(crate) fn check_tokens(
     Ok(())
 }
 
-/// Writes tokenised text as a shard file, atomically.
+/// Writes tokenised text as a shard file, atomically; `stop` as for
+/// [`crate::atomic::AtomicFile::commit`].
 pub fn write_shard(
     path: &Path,
     tokens: &IdVec,
@@ -72,6 +74,7 @@ pub fn write_shard(
     vocab_size: u32,
     tokenizer: &[u8],
     metadata: &str,
+    stop: Option<Stop<'_>>,
 ) -> Result<()> {
     let params = [vocab_size as u64];
     let mut data = vec![(Section::ShardParams, bytemuck::cast_slice(&params[..]))];
@@ -84,15 +87,11 @@ pub fn write_shard(
         .iter()
         .map(|&(section, bytes)| SectionData { section, bytes })
         .collect();
-    crate::atomic::write_atomic(path, format::encode(Kind::Shard, &sections).as_slice())
-}
-
-/// A reason the container gave, in a shard's words: "corrupt shard file", "truncated shard file",
-/// "shard format version" (the container's checks are shared with models).
-fn shard_words(reason: String) -> String {
-    reason
-        .replace("model file", "shard file")
-        .replace("model format version", "shard format version")
+    crate::atomic::write_atomic(
+        path,
+        format::encode(Kind::Shard, &sections).as_slice(),
+        stop,
+    )
 }
 
 /// An opened shard file, memory-mapped and verified in full.
@@ -108,12 +107,8 @@ impl Shard {
     pub fn open(path: &Path) -> Result<Shard> {
         let bad = |reason: String| Error::BadModel {
             path: PathBuf::from(path),
-            reason: shard_words(reason),
+            reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(Error::not_a_regular_file(path, meta.file_type()));
-        }
         let image = Image::map(path)?;
         let sections = format::decode(image.bytes(), Kind::Shard, Check::Full).map_err(bad)?;
         let params: &[u64] = sections
@@ -176,7 +171,7 @@ mod tests {
     fn shard(dir: &Path) -> PathBuf {
         let path = dir.join("a.shard");
         let ids = IdVec::U16(vec![1, 2, 3, 4]);
-        write_shard(&path, &ids, &[4], 10, b"tok", "{}").unwrap();
+        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None).unwrap();
         path
     }
 
@@ -219,6 +214,53 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("{}: Is a directory", dir.path().display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_merge_input_is_told_by_its_magic_and_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = shard(dir.path());
+        assert_eq!(Kind::of_file(&path).unwrap(), Some(Kind::Shard));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..8].copy_from_slice(crate::format::MAGIC);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Kind::of_file(&path).unwrap(), Some(Kind::Model));
+        for other in [&b"MEMLM"[..], b"", b"plain text, longer than a magic"] {
+            std::fs::write(&path, other).unwrap();
+            assert_eq!(Kind::of_file(&path).unwrap(), None);
+        }
+        // A FIFO with no writer: refused at once (opened without blocking), as is a folder.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        for (path, reason) in [
+            (fifo.as_path(), "not a regular file (a FIFO)"),
+            (dir.path(), "Is a directory"),
+        ] {
+            let err = Kind::of_file(path).unwrap_err().to_string();
+            assert_eq!(err, format!("{}: {reason}", path.display()));
+            let err = Shard::open(path).err().unwrap().to_string();
+            assert_eq!(err, format!("{}: {reason}", path.display()));
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_called_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.shard");
+        std::fs::write(&path, b"").unwrap();
+        let err = Shard::open(&path).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: an empty file (0 bytes), not a memlm shard file",
+                path.display()
+            )
         );
     }
 }

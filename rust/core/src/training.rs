@@ -59,8 +59,7 @@ impl Model {
             width as u64,
         )?;
         let stats = ClassStats::new(&instances, n_symbols);
-        let weights =
-            FeatureWeights::compute_each(&instances, &stats, |done| ticker.set(done as u64))?;
+        let weights = FeatureWeights::compute(&instances, &stats, |done| ticker.set(done as u64))?;
         ticker.finish()?;
         let order = feature_order(weights.get(spec.weighting));
         let igtree = build_igtree(&instances, &order, &stats, spec.build)?;
@@ -121,13 +120,7 @@ impl TrainOptions {
         temp_dir: Option<PathBuf>,
         keep_tokens: bool,
     ) -> Result<TrainOptions> {
-        let width = usize::try_from(width).map_err(|_| {
-            Error::InvalidInput(format!(
-                "width must be between 1 and {}, got {width}",
-                crate::instances::MAX_WIDTH
-            ))
-        })?;
-        check_width(width)?;
+        let width = check_width(width)?;
         let weighting: Weighting = weighting.parse()?;
         let mut instance_base = false;
         for name in algorithms {
@@ -160,20 +153,21 @@ impl Default for TrainOptions {
     }
 }
 
-/// An error unless `dir` is a folder a file can be created in.
+/// An error unless `dir` is a folder a file can be created in: [`Error::Io`] naming `dir`, of the
+/// kind the OS gives (a missing folder [`std::io::ErrorKind::NotFound`], a folder that refuses
+/// new files [`std::io::ErrorKind::PermissionDenied`] or read-only ...; the binding raises the
+/// OSError subclass of the errno), and [`std::io::ErrorKind::NotADirectory`] ("Not a directory",
+/// ENOTDIR) for a path that is not a folder.
 fn check_writable_folder(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        return Err(Error::InvalidInput(format!(
-            "temp_dir {}: not a folder",
-            dir.display()
-        )));
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        let not_a_folder =
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "Not a directory");
+        return Err(Error::io(dir, not_a_folder));
     }
-    tempfile::tempfile_in(dir).map(drop).map_err(|e| {
-        Error::InvalidInput(format!(
-            "temp_dir {}: cannot create files there ({e})",
-            dir.display()
-        ))
-    })
+    tempfile::tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// A partition memory as a user gives it: a positive number of bytes (values beyond `i64` arrive
@@ -206,8 +200,7 @@ pub fn train_tokens(
         check_partition_memory(0)?;
     }
     let kept = options.keep_tokens.then(|| tokens.clone());
-    let lengths: Vec<usize> = block_lengths.iter().map(|&l| l as usize).collect();
-    let windows = TokenWindows::from_ids(tokens, &lengths, options.width, vocab_size)?;
+    let windows = TokenWindows::new(tokens, block_lengths, options.width, vocab_size)?;
     let kneser_ney = kneser_ney_of(&windows, block_lengths, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::TokenIds { size: vocab_size },
@@ -327,20 +320,15 @@ fn fit_cache(
 }
 
 /// Trains on a TiMBL column-format instance file; the model keeps the file's symbol table and its
-/// width is the file's (the options' width is not used).
-pub fn train_instance_file(path: &Path, metadata: &str, options: &TrainOptions) -> Result<Model> {
-    train_instance_file_with(path, metadata, options, None)
-}
-
-/// [`train_instance_file`]; `progress` hears how far reading the file and the build got, and may
-/// stop them (see [`Progress`]).
-pub fn train_instance_file_with(
+/// width is the file's (the options' width is not used). `progress` hears how far reading the file
+/// and the build got, and may stop them (see [`Progress`]).
+pub fn train_instance_file(
     path: &Path,
     metadata: &str,
     options: &TrainOptions,
     progress: Option<Progress>,
 ) -> Result<Model> {
-    let file = columns::read_training_file_with(path, progress)?;
+    let file = columns::read_training_file(path, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::Symbols(file.symbols),
         weighting: options.weighting,
@@ -431,10 +419,56 @@ mod tests {
         assert!(TrainOptions::new(16, "gain_ratio", &none, None, false).is_ok());
         let dir = tempfile::tempdir().unwrap();
         assert!(TrainOptions::new(16, "gain_ratio", &none, Some(dir.path().into()), false).is_ok());
+        let kind_of = |folder: &Path| {
+            let Err(Error::Io { path, source }) =
+                TrainOptions::new(16, "gain_ratio", &none, Some(folder.into()), false)
+            else {
+                panic!("not refused with an I/O error: {}", folder.display())
+            };
+            assert_eq!(path, folder);
+            source.kind()
+        };
         let missing = dir.path().join("no/such/folder");
-        let err = TrainOptions::new(16, "gain_ratio", &none, Some(missing), false)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a folder"), "{err}");
+        assert_eq!(kind_of(&missing), std::io::ErrorKind::NotFound);
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(kind_of(&file), std::io::ErrorKind::NotADirectory);
+        assert_eq!(
+            kind_of(&file.join("below")),
+            std::io::ErrorKind::NotADirectory
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let closed = dir.path().join("closed");
+            std::fs::create_dir(&closed).unwrap();
+            std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // Root may write anyway: then there is nothing to refuse.
+            if std::fs::write(closed.join("probe"), b"").is_err() {
+                assert_eq!(kind_of(&closed), std::io::ErrorKind::PermissionDenied);
+            }
+        }
+    }
+
+    #[test]
+    fn an_instance_file_of_padding_only_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.txt");
+        let train = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            train_instance_file(&path, "{}", &TrainOptions::default(), None)
+        };
+        let err = train("_ _ _\n_ _ _\n").err().unwrap().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: every field is the padding symbol \"_\": nothing to learn",
+                path.display()
+            )
+        );
+        // One other symbol, as a feature or as the class, is enough.
+        for text in ["a _ _\n", "_ _ a\n"] {
+            assert!(train(text).is_ok(), "{text:?}");
+        }
     }
 }

@@ -107,8 +107,10 @@ impl<'a> TrieView<'a> {
     }
 
     /// [`TrieView::try_child`] for a trie known to be sound (see [`TrieView::distribution`]):
-    /// None too where a damaged trie has no valid child range.
-    pub fn child(&self, n: u32, value: u32) -> Option<u32> {
+    /// None too where a damaged trie has no valid child range. Tests only: queries use
+    /// [`TrieView::try_child`], which tells damage apart.
+    #[cfg(test)]
+    pub(crate) fn child(&self, n: u32, value: u32) -> Option<u32> {
         self.try_child(n, value).ok().flatten()
     }
 
@@ -125,8 +127,9 @@ impl<'a> TrieView<'a> {
 
     /// The class distribution of node `n` as an iterator of (class, count), default class first,
     /// for a trie known to be sound (just built, or verified): over a damaged one it ends early
-    /// (queries use [`TrieView::entries`]).
-    pub fn distribution(&self, n: u32) -> Entries<'a> {
+    /// (queries use [`TrieView::entries`]). Tests only.
+    #[cfg(test)]
+    pub(crate) fn distribution(&self, n: u32) -> Entries<'a> {
         self.entries(n)
             .unwrap_or_else(|_| Entries::new(&[], self.classes))
     }

@@ -129,10 +129,7 @@ impl<'a> Symbols<'a> {
     /// error when the model has no such id.
     pub fn get(&self, id: u32) -> Result<Cow<'a, str>> {
         if id >= self.n_symbols {
-            return Err(Error::InvalidInput(format!(
-                "symbol id {id} is outside the model's vocabulary of {} ids",
-                self.n_symbols
-            )));
+            return Err(Error::outside_vocabulary(id, "the model's", self.n_symbols));
         }
         if id == self.pad {
             return Ok(PAD_SYMBOL.into());

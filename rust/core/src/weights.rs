@@ -75,17 +75,10 @@ pub struct FeatureWeights {
 }
 
 impl FeatureWeights {
-    /// Computes both weights for every feature of `instances`.
-    pub fn compute<I: Instances + ?Sized>(instances: &I, classes: &ClassStats) -> Self {
-        match Self::compute_each(instances, classes, |_| Ok(())) {
-            Ok(weights) => weights,
-            Err(_) => unreachable!("the hook never fails"),
-        }
-    }
-
-    /// [`FeatureWeights::compute`], calling `after(features done)` after every feature (one sort of
-    /// the instances each); an error from it stops the computation and is returned.
-    pub fn compute_each<I: Instances + ?Sized>(
+    /// Computes both weights for every feature of `instances`, calling `after(features done)` after
+    /// every feature (one sort of the instances each); an error from it stops the computation and
+    /// is returned.
+    pub fn compute<I: Instances + ?Sized>(
         instances: &I,
         classes: &ClassStats,
         mut after: impl FnMut(usize) -> Result<()>,
@@ -191,7 +184,7 @@ mod tests {
     #[test]
     fn weights_match_timbl_on_a_known_table() {
         let t = timbl_example();
-        let w = FeatureWeights::compute(&t, &ClassStats::new(&t, 9));
+        let w = FeatureWeights::compute(&t, &ClassStats::new(&t, 9), |_| Ok(())).unwrap();
         let ig = [0.86312057, 1.5566567, 1.5566567];
         let gr = [0.75130082, 0.84492033, 0.69620214];
         for f in 0..3 {
@@ -207,7 +200,7 @@ mod tests {
     #[test]
     fn constant_feature_has_zero_weight() {
         let t = InstanceTable::new(vec![0, 1, 0, 2, 0, 1], 1).unwrap();
-        let w = FeatureWeights::compute(&t, &ClassStats::new(&t, 3));
+        let w = FeatureWeights::compute(&t, &ClassStats::new(&t, 3), |_| Ok(())).unwrap();
         assert_eq!(w.info_gain, vec![0.0]);
         assert_eq!(w.gain_ratio, vec![0.0]);
     }

@@ -28,7 +28,7 @@ fn concurrent_writes_to_one_path_are_each_whole() {
         std::thread::scope(|s| {
             for c in &contents {
                 let path = &path;
-                s.spawn(move || write_atomic(path, c).unwrap());
+                s.spawn(move || write_atomic(path, c, None).unwrap());
             }
         });
         let written = std::fs::read(&path).unwrap();
@@ -38,7 +38,7 @@ fn concurrent_writes_to_one_path_are_each_whole() {
 }
 
 /// The child's side of `a_killed_writer_leaves_a_file_the_next_write_sweeps`: starts a write, says
-/// where its temporary file is, and waits to be killed.
+/// when its temporary file is written, and waits to be killed.
 #[test]
 fn child_writer() {
     let Ok(target) = std::env::var("MEMLM_TEST_CHILD_WRITER") else {
@@ -47,7 +47,7 @@ fn child_writer() {
     let mut f = AtomicFile::create(Path::new(&target)).unwrap();
     f.writer().write_all(&vec![1u8; 2 << 20]).unwrap();
     f.writer().flush().unwrap();
-    println!("TEMP {}", f.temp_path().display());
+    println!("WRITTEN");
     std::io::stdout().flush().unwrap();
     // Until killed (or until the parent goes away and its end of the pipe closes).
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
@@ -65,15 +65,16 @@ fn a_killed_writer_leaves_a_file_the_next_write_sweeps() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut temp = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        // libtest prints "test child_writer ... " before the test's own output, on the same line.
-        if let Some((_, p)) = line.unwrap().split_once("TEMP ") {
-            temp = Some(std::path::PathBuf::from(p));
-            break;
-        }
-    }
-    let temp = temp.expect("the child said where it writes");
+    // libtest prints "test child_writer ... " before the test's own output, on the same line.
+    let written = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .any(|line| line.unwrap().contains("WRITTEN"));
+    assert!(written, "the child said it wrote");
+    // The temporary file is the folder's only file (the target does not exist yet).
+    let [temp_name] = &names(dir.path())[..] else {
+        panic!("not one temporary file: {:?}", names(dir.path()));
+    };
+    let temp = dir.path().join(temp_name);
     assert_eq!(std::fs::metadata(&temp).unwrap().len(), 2 << 20);
     // Old enough to be swept, but the writer is alive and holds its lock: kept.
     let backdate = |p: &Path| {
@@ -82,13 +83,13 @@ fn a_killed_writer_leaves_a_file_the_next_write_sweeps() {
             .unwrap();
     };
     backdate(&temp);
-    write_atomic(&target, b"one").unwrap();
+    write_atomic(&target, b"one", None).unwrap();
     assert!(temp.exists(), "a live writer's file was removed");
     // Killed mid-write: the file stays behind until the next write to the same path.
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(temp.exists());
-    write_atomic(&target, b"two").unwrap();
+    write_atomic(&target, b"two", None).unwrap();
     assert!(!temp.exists(), "the leftover was not swept");
     assert_eq!(names(dir.path()), ["m.memlm"]);
     assert_eq!(std::fs::read(&target).unwrap(), b"two");

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use memlm_core::columns::classify_file;
-use memlm_core::format::{checksum, Check, Section, ALL_SECTIONS};
+use memlm_core::format::testing::{forge_checksums, section_ranges};
+use memlm_core::format::{Check, Section};
 use memlm_core::kneser_ney::KneserNey;
 use memlm_core::{
     Error, Generation, IdVec, Ids, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
@@ -81,8 +82,7 @@ fn fixture(which: usize) -> &'static Fixture {
         let (ids, lengths) = corpus(which as u64 + 11, 2500, 60, spread);
         let vocab_size = spread + 1;
         let kept = IdVec::U32(ids.clone());
-        let lengths_usize: Vec<usize> = lengths.iter().map(|&l| l as usize).collect();
-        let windows = TokenWindows::new(ids.clone(), &lengths_usize, width, vocab_size).unwrap();
+        let windows = TokenWindows::new(kept.clone(), &lengths, width, vocab_size).unwrap();
         let kn = KneserNey::build(
             Ids::U32(&ids),
             &lengths,
@@ -156,61 +156,40 @@ fn fixture(which: usize) -> &'static Fixture {
     })
 }
 
-/// The byte ranges of the bulk sections, read from the section table (format version 3).
+/// The byte ranges of the bulk sections, from the file's section table.
 fn bulk_sections(bytes: &[u8]) -> Vec<Range<usize>> {
-    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    (0..count)
-        .filter_map(|k| {
-            let e = 16 + 32 * k;
-            let id = u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap());
-            let section = ALL_SECTIONS.iter().find(|s| **s as u32 == id).unwrap();
-            let (offset, len) = (word(e + 8), word(e + 16));
-            (section.is_bulk() && len > 0).then_some(offset..offset + len)
-        })
+    section_ranges(bytes)
+        .into_iter()
+        .filter(|(id, range)| Section::from_id(*id).unwrap().is_bulk() && !range.is_empty())
+        .map(|(_, range)| range)
         .collect()
 }
 
-/// Rewrites every section checksum and the header checksum, so that the damage passes them.
-fn forge_checksums(bytes: &mut [u8]) {
-    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let count = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let table_end = 16 + 32 * count;
-    if table_end + 8 > bytes.len() {
-        return;
-    }
-    for k in 0..count {
-        let e = 16 + 32 * k;
-        let (offset, len) = (word(bytes, e + 8), word(bytes, e + 16));
-        if let Some(end) = offset
-            .checked_add(len)
-            .filter(|&end| end <= bytes.len() as u64)
-        {
-            let sum = checksum(&bytes[offset as usize..end as usize]);
-            bytes[e + 24..e + 32].copy_from_slice(&sum.to_le_bytes());
-        }
-    }
-    let sum = checksum(&bytes[..table_end]);
-    bytes[table_end..table_end + 8].copy_from_slice(&sum.to_le_bytes());
-}
+/// The queries [`exercise`] runs first: (algorithm, k, vote, decay, top_k).
+const QUERIES: [(&str, i64, &str, f64, i64); 6] = [
+    ("igtree", 1, "majority", 1.0, 0),
+    ("igtree", 1, "majority", 1.0, 3),
+    ("tribl2", 1, "majority", 1.0, 0),
+    ("tribl2", 3, "inverse_distance", 1.0, 2),
+    ("ib1", 1, "majority", 1.0, 0),
+    ("ib1", 2, "exponential_decay", 0.7, 4),
+];
+
+/// Contexts each query answers one by one; then come its three batch outcomes.
+const CONTEXTS_PER_QUERY: usize = 6;
+const OUTCOMES_PER_QUERY: usize = CONTEXTS_PER_QUERY + 3;
 
 /// Every query kind, each result recorded (outputs of files included).
 fn exercise(model: &Model, f: &Fixture, scratch: &Path) -> Vec<Outcome> {
     let w = model.width();
-    let queries: Vec<Query> = [
-        ("igtree", 1, "majority", 1.0, 0),
-        ("igtree", 1, "majority", 1.0, 3),
-        ("tribl2", 1, "majority", 1.0, 0),
-        ("tribl2", 3, "inverse_distance", 1.0, 2),
-        ("ib1", 1, "majority", 1.0, 0),
-        ("ib1", 2, "exponential_decay", 0.7, 4),
-    ]
-    .iter()
-    .map(|&(a, k, v, d, t)| Query::parse(a, k, v, d, t).unwrap())
-    .collect();
+    let queries: Vec<Query> = QUERIES
+        .iter()
+        .map(|&(a, k, v, d, t)| Query::parse(a, k, v, d, t).unwrap())
+        .collect();
     let mut out = Vec::new();
+    // OUTCOMES_PER_QUERY outcomes per query, the first its answer for the first context.
     for query in &queries {
-        for context in f.contexts.chunks(w).take(6) {
+        for context in f.contexts.chunks(w).take(CONTEXTS_PER_QUERY) {
             out.push(outcome(model.answer(context, query)));
         }
         out.push(outcome(model.answers(&f.contexts, query)));
@@ -237,11 +216,18 @@ fn exercise(model: &Model, f: &Fixture, scratch: &Path) -> Vec<Outcome> {
     }
     for (query, distribution) in [(&queries[0], true), (&queries[2], false)] {
         let output = scratch.with_extension("out");
-        let totals =
-            classify_file(model, &f.instances, Some(&output), distribution, query).map(|t| {
-                let text = std::fs::read_to_string(&output).unwrap_or_default();
-                (t.instances, t.correct, text)
-            });
+        let totals = classify_file(
+            model,
+            &f.instances,
+            Some(&output),
+            distribution,
+            query,
+            None,
+        )
+        .map(|t| {
+            let text = std::fs::read_to_string(&output).unwrap_or_default();
+            (t.instances, t.correct, text)
+        });
         out.push(outcome(totals));
     }
     out.push(outcome(model.file().checked_training_tokens().map(|t| {
@@ -414,10 +400,14 @@ fn first_query_verifies_the_trie_it_reads() {
     bytes[igtree.start] ^= 1;
     let model = Model::from_bytes_with(&bytes, Check::Header).unwrap();
     let w = model.width();
-    let ib1 = Query::parse("ib1", 1, "majority", 1.0, 0).unwrap();
+    let ib1 = ("ib1", 1, "majority", 1.0, 0);
+    let at = QUERIES.iter().position(|&q| q == ib1).unwrap() * OUTCOMES_PER_QUERY;
+    let (a, k, v, d, t) = ib1;
+    let ib1 = Query::parse(a, k, v, d, t).unwrap();
+    // The undamaged model's answer of this query for the first context.
     assert_eq!(
         outcome(model.answer(&f.contexts[..w], &ib1)),
-        f.reference[4 * 9]
+        f.reference[at]
     );
     for _ in 0..2 {
         let err = model

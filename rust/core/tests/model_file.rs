@@ -2,7 +2,7 @@
 
 use memlm_core::format::{Check, MAGIC};
 use memlm_core::{
-    InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting, UNKNOWN,
+    IdVec, InstanceTable, Instances, Model, TokenWindows, TrainSpec, Vocabulary, Weighting, UNKNOWN,
 };
 use proptest::prelude::*;
 
@@ -22,7 +22,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
 }
 
 /// Blocks of token ids drawn from a small vocabulary with some repetition, so the trie branches.
-fn corpus(seed: u64, tokens: usize) -> (Vec<u32>, Vec<usize>) {
+fn corpus(seed: u64, tokens: usize) -> (Vec<u32>, Vec<u64>) {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -39,7 +39,7 @@ fn corpus(seed: u64, tokens: usize) -> (Vec<u32>, Vec<usize>) {
     let mut left = tokens;
     while left > 0 {
         let l = (1 + next() as usize % 30).min(left);
-        lengths.push(l);
+        lengths.push(l as u64);
         left -= l;
     }
     (ids, lengths)
@@ -47,7 +47,7 @@ fn corpus(seed: u64, tokens: usize) -> (Vec<u32>, Vec<usize>) {
 
 fn token_model(seed: u64, width: usize) -> Model {
     let (ids, lengths) = corpus(seed, 3000);
-    let windows = TokenWindows::new(ids, &lengths, width, VOCAB).unwrap();
+    let windows = TokenWindows::new(IdVec::U32(ids), &lengths, width, VOCAB).unwrap();
     Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB })).unwrap()
 }
 
@@ -63,7 +63,7 @@ fn predictions(model: &Model, contexts: &[u32]) -> Vec<memlm_core::Answer> {
 fn token_windows_and_instance_table_give_the_same_model() {
     let width = 3;
     let (ids, lengths) = corpus(7, 2000);
-    let windows = TokenWindows::new(ids, &lengths, width, VOCAB).unwrap();
+    let windows = TokenWindows::new(IdVec::U32(ids), &lengths, width, VOCAB).unwrap();
     let mut rows = Vec::new();
     for i in 0..windows.len() {
         rows.extend((0..width).map(|f| windows.feature(i, f)));
@@ -80,7 +80,7 @@ fn save_and_load_round_trip() {
     let model = token_model(1, 4);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.file().save(&path).unwrap();
+    model.file().save(&path, None).unwrap();
     let loaded = Model::load(&path, Check::Full).unwrap();
     assert_eq!(loaded.file().as_bytes(), model.file().as_bytes());
     assert_eq!(loaded.file().tokenizer_blob(), b"tok");
@@ -89,7 +89,7 @@ fn save_and_load_round_trip() {
 
 #[test]
 fn empty_corpus_and_bad_contexts_are_errors() {
-    let windows = TokenWindows::new(vec![], &[], 4, VOCAB).unwrap();
+    let windows = TokenWindows::new(IdVec::U32(vec![]), &[], 4, VOCAB).unwrap();
     let err = Model::train(windows, spec(Vocabulary::TokenIds { size: VOCAB }))
         .err()
         .unwrap();
@@ -177,7 +177,7 @@ fn quick_open_defers_the_tries_to_verify() {
     let model = token_model(4, 3);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.memlm");
-    model.file().save(&path).unwrap();
+    model.file().save(&path, None).unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     // Flip a byte inside the IGTree's distributions: a bulk section, not read by the quick open.
     let dist = model.file().as_bytes().len() / 2;
@@ -207,7 +207,7 @@ proptest! {
         let model = token_model(seed, width);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.memlm");
-        model.file().save(&path).unwrap();
+        model.file().save(&path, None).unwrap();
         let loaded = Model::load(&path, Check::Header).unwrap();
         let n = queries.len() / width * width;
         prop_assert_eq!(predictions(&model, &queries[..n]), predictions(&loaded, &queries[..n]));
@@ -238,7 +238,7 @@ fn partitioned_build_equals_single_build_byte_for_byte() {
     let (ids, lengths) = corpus(11, 5000);
     for width in [1, 3, 6] {
         let single = Model::train(
-            TokenWindows::new(ids.clone(), &lengths, width, VOCAB).unwrap(),
+            TokenWindows::new(IdVec::U32(ids.clone()), &lengths, width, VOCAB).unwrap(),
             spec(Vocabulary::TokenIds { size: VOCAB }),
         )
         .unwrap();
@@ -258,7 +258,7 @@ fn partitioned_build_equals_single_build_byte_for_byte() {
             progress: Some(&progress),
         };
         let partitioned = Model::train(
-            TokenWindows::new(ids.clone(), &lengths, width, VOCAB).unwrap(),
+            TokenWindows::new(IdVec::U32(ids.clone()), &lengths, width, VOCAB).unwrap(),
             partitioned_spec,
         )
         .unwrap();
@@ -279,17 +279,16 @@ fn partitioned_build_equals_single_build_byte_for_byte() {
 #[test]
 fn shards_round_trip_and_models_keep_their_tokens() {
     use memlm_core::shard::{write_shard, Shard};
-    use memlm_core::{IdVec, Ids};
+    use memlm_core::Ids;
     let (ids, lengths) = corpus(12, 800);
-    let lengths64: Vec<u64> = lengths.iter().map(|&l| l as u64).collect();
     let narrow = IdVec::U16(ids.iter().map(|&t| t as u16).collect());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.shard");
-    write_shard(&path, &narrow, &lengths64, VOCAB, b"tok", "{\"n\":1}").unwrap();
+    write_shard(&path, &narrow, &lengths, VOCAB, b"tok", "{\"n\":1}", None).unwrap();
     let shard = Shard::open(&path).unwrap();
     let (tokens, blocks) = shard.tokens();
     assert!(matches!(tokens, Ids::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied())));
-    assert_eq!(blocks, &lengths64[..]);
+    assert_eq!(blocks, &lengths[..]);
     assert_eq!(
         (shard.vocab_size(), shard.tokenizer_blob(), shard.metadata()),
         (VOCAB, &b"tok"[..], "{\"n\":1}")
@@ -299,23 +298,23 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     assert!(err.contains("memlm merge"), "{err}");
     let model_path = dir.path().join("m.memlm");
     let mut keeping = spec(Vocabulary::TokenIds { size: VOCAB });
-    keeping.keep_tokens = Some((&narrow, &lengths64));
+    keeping.keep_tokens = Some((&narrow, &lengths));
     let kept = Model::train(
-        TokenWindows::new(ids.clone(), &lengths, 3, VOCAB).unwrap(),
+        TokenWindows::new(IdVec::U32(ids.clone()), &lengths, 3, VOCAB).unwrap(),
         keeping,
     )
     .unwrap();
-    kept.file().save(&model_path).unwrap();
+    kept.file().save(&model_path, None).unwrap();
     let err = Shard::open(&model_path).err().unwrap().to_string();
     assert!(err.contains("a memlm model, not a shard"), "{err}");
     let loaded = Model::load(&model_path, Check::Full).unwrap();
     let (tokens, blocks) = loaded.file().training_tokens().expect("kept");
-    assert_eq!((tokens.len(), blocks), (ids.len(), &lengths64[..]));
+    assert_eq!((tokens.len(), blocks), (ids.len(), &lengths[..]));
     // Block lengths that do not add up to the tokens are refused.
     let bad_path = dir.path().join("bad.shard");
-    let mut short = lengths64.clone();
+    let mut short = lengths.clone();
     short[0] += 1;
-    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}").unwrap();
+    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None).unwrap();
     let err = Shard::open(&bad_path).err().unwrap().to_string();
     assert!(err.contains("do not add up"), "{err}");
 }

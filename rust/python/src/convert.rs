@@ -6,8 +6,8 @@ use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods}
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyList, PyTuple};
 
-use crate::errors::MemlmError;
-use memlm_core::UNKNOWN;
+use crate::errors::to_py;
+use memlm_core::Error;
 
 /// The last ids of a prefix (at most [`MAX_WIDTH`]), on the stack.
 pub struct Tail {
@@ -46,13 +46,15 @@ fn bad_id(item: &Bound<'_, PyAny>, n_symbols: u32) -> PyErr {
         Ok(v) => Some(v < 0),
         Err(_) => item.cast::<PyInt>().ok().and_then(|int| int.lt(0).ok()),
     };
-    MemlmError::new_err(match negative {
-        _ if item.is_instance_of::<PyBool>() => format!("ids must be ints, got {repr} (a bool)"),
-        Some(true) => format!("id {repr} is negative (ids are whole numbers from 0)"),
-        Some(false) => format!(
-            "id {repr} is outside the model's vocabulary of {n_symbols} ids (or the unknown id {UNKNOWN})"
-        ),
-        None => format!("ids must be ints, got {repr} (a {kind})"),
+    to_py(match negative {
+        _ if item.is_instance_of::<PyBool>() => {
+            Error::InvalidInput(format!("ids must be ints, got {repr} (a bool)"))
+        }
+        Some(true) => Error::InvalidInput(format!(
+            "id {repr} is negative (ids are whole numbers from 0)"
+        )),
+        Some(false) => Error::outside_vocabulary(repr, "the model's", n_symbols),
+        None => Error::InvalidInput(format!("ids must be ints, got {repr} (a {kind})")),
     })
 }
 

@@ -11,16 +11,20 @@ mod progress;
 
 use std::path::PathBuf;
 
+use memlm_core::format::{Kind, ALL_SECTIONS};
+use memlm_core::instances::check_width;
 use memlm_core::shard::{self, Shard};
 use memlm_core::{columns, Algorithm, TokenWindows, Vote, Weighting};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyTuple};
 
 use convert::{token_arrays, token_ids, Int};
 use errors::{to_py, InstanceFileError, MemlmError, ModelFormatError};
+use progress::run_write;
 
-/// Writes token blocks as a TiMBL column-format instance file (atomically).
+/// Writes token blocks as a TiMBL column-format instance file (atomically; a Ctrl-C during the
+/// write abandons it and raises KeyboardInterrupt).
 #[pyfunction]
 fn write_instances(
     py: Python<'_>,
@@ -30,26 +34,17 @@ fn write_instances(
     pad: u32,
     path: PathBuf,
 ) -> PyResult<()> {
-    // A negative width says so (not an OverflowError); the core checks the range.
-    let width = usize::try_from(width.0).map_err(|_| {
-        MemlmError::new_err(format!(
-            "width must be between 1 and {}, got {}",
-            memlm_core::MAX_WIDTH,
-            width.0
-        ))
-    })?;
-    let lengths: Vec<usize> = block_lengths
-        .as_slice()?
-        .iter()
-        .map(|&l| l as usize)
-        .collect();
-    let windows =
-        TokenWindows::from_ids(token_ids(tokens)?, &lengths, width, pad).map_err(to_py)?;
-    py.detach(|| columns::write_instance_file(&windows, &path))
-        .map_err(to_py)
+    // A negative width says so (not an OverflowError).
+    let width = check_width(width.0).map_err(to_py)?;
+    let windows = TokenWindows::new(token_ids(tokens)?, block_lengths.as_slice()?, width, pad)
+        .map_err(to_py)?;
+    run_write(py, |stop| {
+        columns::write_instance_file(&windows, &path, Some(stop))
+    })
 }
 
-/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically.
+/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically (a
+/// Ctrl-C during the write abandons it and raises KeyboardInterrupt).
 #[pyfunction]
 fn write_shard(
     py: Python<'_>,
@@ -62,8 +57,17 @@ fn write_shard(
 ) -> PyResult<()> {
     let ids = token_ids(tokens)?;
     let lengths = block_lengths.as_slice()?;
-    py.detach(|| shard::write_shard(&path, &ids, lengths, vocab_size, tokenizer, metadata))
-        .map_err(to_py)
+    run_write(py, |stop| {
+        shard::write_shard(
+            &path,
+            &ids,
+            lengths,
+            vocab_size,
+            tokenizer,
+            metadata,
+            Some(stop),
+        )
+    })
 }
 
 /// Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata).
@@ -90,6 +94,18 @@ fn read_shard<'py>(
     ))
 }
 
+/// The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading
+/// only its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO
+/// with no writer included).
+#[pyfunction]
+fn file_kind(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'static str>> {
+    let kind = py.detach(|| Kind::of_file(&path)).map_err(to_py)?;
+    Ok(kind.map(|kind| match kind {
+        Kind::Model => "model",
+        Kind::Shard => "shard",
+    }))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::CoreModel>()?;
@@ -101,6 +117,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_instances, m)?)?;
     m.add_function(wrap_pyfunction!(write_shard, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(file_kind, m)?)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;
     m.add("ModelFormatError", m.py().get_type::<ModelFormatError>())?;
     m.add("InstanceFileError", m.py().get_type::<InstanceFileError>())?;
@@ -110,5 +127,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ALGORITHMS", PyTuple::new(m.py(), Algorithm::NAMES)?)?;
     m.add("WEIGHTINGS", PyTuple::new(m.py(), Weighting::NAMES)?)?;
     m.add("VOTES", PyTuple::new(m.py(), Vote::NAMES)?)?;
+    let sections = PyDict::new(m.py());
+    for section in ALL_SECTIONS {
+        sections.set_item(section as u32, format!("{section:?}"))?;
+    }
+    m.add("SECTIONS", sections)?;
+    let bulk = ALL_SECTIONS
+        .iter()
+        .filter(|s| s.is_bulk())
+        .map(|&s| s as u32);
+    m.add("BULK_SECTIONS", PyFrozenSet::new(m.py(), bulk)?)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::convert::{prefix_tail, rows, token_arrays, token_ids, Int};
 use crate::errors::{to_py, MemlmError};
 use crate::generation::Generation;
 use crate::options::{Answer, Query, Sampling, TrainOptions};
-use crate::progress::run_build;
+use crate::progress::{run_build, run_write};
 
 /// A trained model, built in memory, or memory-mapped or read from a file.
 #[pyclass(frozen, name = "CoreModel", module = "memlm._core")]
@@ -39,20 +39,22 @@ type Batch<'py> = (
 /// corruption tests check) becomes `MemlmError`, not pyo3's PanicException (a BaseException that
 /// `except Exception` misses). Defence in depth, and free when nothing panics.
 pub(crate) fn guard<T>(call: impl FnOnce() -> memlm_core::Result<T>) -> PyResult<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(result) => result.map_err(to_py),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(MemlmError::new_err(format!(
-                "internal error in memlm's core ({message}); the model may be damaged: \
-                 `memlm verify` checks it (please report this)"
-            )))
-        }
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .map_err(panic_error)?
+        .map_err(to_py)
+}
+
+/// The `MemlmError` a panic of the core (its payload) is raised as.
+pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    MemlmError::new_err(format!(
+        "internal error in memlm's core ({message}); the model may be damaged: \
+         `memlm verify` checks it (please report this)"
+    ))
 }
 
 impl CoreModel {
@@ -127,7 +129,7 @@ impl CoreModel {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let inner = run_build(py, progress, |report| {
-            training::train_instance_file_with(&path, metadata, &options.inner, Some(report))
+            training::train_instance_file(&path, metadata, &options.inner, Some(report))
         })?;
         Ok(CoreModel { inner })
     }
@@ -154,9 +156,10 @@ impl CoreModel {
         py.detach(|| guard(|| self.inner.verify()))
     }
 
-    /// Writes the model file atomically.
+    /// Writes the model file atomically; a Ctrl-C during the write abandons it (the file at
+    /// `path` stays as it was) and raises KeyboardInterrupt.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| guard(|| self.inner.file().save(&path)))
+        run_write(py, |stop| self.inner.file().save(&path, Some(stop)))
     }
 
     /// The training text's (token ids, block lengths) when the model kept them, else None
@@ -355,7 +358,9 @@ impl CoreModel {
         Ok(p.into_pyarray(py))
     }
 
-    /// A generation of up to `max_new_tokens` after `prompt`.
+    /// A generation of up to `max_new_tokens` after `prompt`. `query` gives the classifier (algorithm,
+    /// k, vote, decay); its `top_k` is not used: `sampling` decides how many classes each step keeps
+    /// (1 when greedy, `sampling.top_k` when sampling).
     #[pyo3(signature = (prompt, max_new_tokens, query, sampling, seed=None))]
     fn generation(
         slf: &Bound<'_, Self>,
@@ -383,7 +388,8 @@ impl CoreModel {
         })
     }
 
-    /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None).
+    /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None;
+    /// a Ctrl-C before the file is committed abandons it and raises KeyboardInterrupt).
     #[pyo3(signature = (path, output, distribution, query))]
     fn classify_file<'py>(
         &self,
@@ -393,16 +399,15 @@ impl CoreModel {
         distribution: bool,
         query: &Query,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let totals = py.detach(|| {
-            guard(|| {
-                memlm_core::columns::classify_file(
-                    &self.inner,
-                    &path,
-                    output.as_deref(),
-                    distribution,
-                    &query.inner,
-                )
-            })
+        let totals = run_write(py, |stop| {
+            memlm_core::columns::classify_file(
+                &self.inner,
+                &path,
+                output.as_deref(),
+                distribution,
+                &query.inner,
+                Some(stop),
+            )
         })?;
         let d = PyDict::new(py);
         d.set_item("instances", totals.instances)?;

@@ -9,7 +9,8 @@ use pyo3::prelude::*;
 use crate::convert::Int;
 use crate::errors::to_py;
 
-/// How to answer a context; every field is checked when the query is made (MemlmError).
+/// How to answer a context; every field is checked when the query is made (MemlmError). `top_k`:
+/// how many classes an answer keeps (0: all); generation does not use it (the Sampling decides).
 #[pyclass(frozen, name = "Query", module = "memlm._core")]
 pub struct Query {
     pub inner: memlm_core::Query,
@@ -19,7 +20,10 @@ pub struct Query {
 #[pymethods]
 impl Query {
     #[new]
-    #[pyo3(signature = (algorithm="igtree", k=Int(1), vote="majority", decay=1.0, top_k=Int(5)))]
+    #[pyo3(
+        signature = (algorithm="igtree", k=Int(1), vote="majority", decay=1.0, top_k=Int(5)),
+        text_signature = "(algorithm='igtree', k=1, vote='majority', decay=1.0, top_k=5)"
+    )]
     fn new(algorithm: &str, k: Int, vote: &str, decay: f64, top_k: Int) -> PyResult<Self> {
         let inner =
             memlm_core::Query::parse(algorithm, k.0, vote, decay, top_k.0).map_err(to_py)?;
@@ -44,6 +48,8 @@ impl Query {
             _ => self.decay,
         }
     }
+    /// How many classes an answer keeps, best first (0: all); not used by `CoreModel.generation`,
+    /// where the Sampling decides (1 when greedy, its top_k when sampling).
     #[getter]
     fn top_k(&self) -> usize {
         self.inner.top_k()
@@ -106,7 +112,10 @@ pub struct TrainOptions {
 #[pymethods]
 impl TrainOptions {
     #[new]
-    #[pyo3(signature = (width=Int(16), weighting="gain_ratio", algorithms=vec!["igtree".to_string()], temp_dir=None, keep_tokens=false))]
+    #[pyo3(
+        signature = (width=Int(16), weighting="gain_ratio", algorithms=vec!["igtree".to_string()], temp_dir=None, keep_tokens=false),
+        text_signature = "(width=16, weighting='gain_ratio', algorithms=['igtree'], temp_dir=None, keep_tokens=False)"
+    )]
     fn new(
         width: Int,
         weighting: &str,
@@ -163,7 +172,10 @@ pub struct Sampling {
 #[pymethods]
 impl Sampling {
     #[new]
-    #[pyo3(signature = (do_sample=false, temperature=1.0, top_k=Int(50), top_p=1.0))]
+    #[pyo3(
+        signature = (do_sample=false, temperature=1.0, top_k=Int(50), top_p=1.0),
+        text_signature = "(do_sample=False, temperature=1.0, top_k=50, top_p=1.0)"
+    )]
     fn new(do_sample: bool, temperature: f64, top_k: Int, top_p: f64) -> PyResult<Self> {
         let inner =
             memlm_core::Sampling::new(do_sample, temperature, top_k.0, top_p).map_err(to_py)?;
