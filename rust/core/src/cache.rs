@@ -127,15 +127,13 @@ impl CacheView {
 }
 
 impl DocumentCache {
-    /// An overlay with room for a document of `tokens` tokens over `n_ids` ids.
-    pub fn with_capacity(tokens: usize, n_ids: usize) -> DocumentCache {
-        let room = tokens.saturating_mul(CACHE_ORDERS - 1);
+    /// An overlay for a document over `n_ids` ids (the hash tables grow as the document goes: sized
+    /// up front, mostly empty, they would crowd the model out of the processor's caches).
+    pub fn new(n_ids: usize) -> DocumentCache {
         DocumentCache {
-            contexts: Counts::with_capacity_and_hasher(room, Default::default()),
-            pairs: Counts::with_capacity_and_hasher(room, Default::default()),
-            tokens: 0,
             unigram: vec![0; n_ids],
             previous: vec![0; n_ids],
+            ..Default::default()
         }
     }
 
@@ -284,7 +282,7 @@ mod tests {
     fn the_mixture_sums_to_one() {
         let pad = 9;
         // Dense counts for ids 0..5 only: the others take the hashes.
-        let mut cache = DocumentCache::with_capacity(16, 5);
+        let mut cache = DocumentCache::new(5);
         let text = [1u32, 2, 3, 1, 2, 4, 1, 2, 3];
         for (i, &t) in text.iter().enumerate() {
             let window: Vec<u32> = (0..3)
