@@ -56,6 +56,8 @@ fn mix(mut x: u64) -> u64 {
 pub struct Keys {
     keys: [u64; CACHE_ORDERS],
     orders: usize,
+    /// The nearest token of the window (the context of length 1).
+    nearest: u32,
 }
 
 impl Keys {
@@ -74,7 +76,12 @@ impl Keys {
                 break;
             }
         }
-        Keys { keys, orders }
+        let nearest = window.last().copied().unwrap_or(pad);
+        Keys {
+            keys,
+            orders,
+            nearest,
+        }
     }
 }
 
@@ -83,11 +90,16 @@ fn pair(context: u64, token: u32) -> u64 {
     mix(context ^ (token as u64 + 1).wrapping_mul(0xd6e8_feb8_6659_fd93))
 }
 
-/// The overlay of one document.
+/// The overlay of one document. The counts of the two shortest contexts are dense arrays by token id
+/// (the document's length, how often each token occurred, how often each token preceded one), so that
+/// a token costs five hash look-ups, not eight; ids beyond the arrays fall back to the hashes.
 #[derive(Default)]
 pub struct DocumentCache {
     contexts: Counts,
     pairs: Counts,
+    tokens: u32,
+    unigram: Vec<u32>,
+    previous: Vec<u32>,
 }
 
 /// What the cache says about one target: per context length, whether the context occurred and the
@@ -115,22 +127,32 @@ impl CacheView {
 }
 
 impl DocumentCache {
-    /// An overlay with room for a document of `tokens` tokens.
-    pub fn with_capacity(tokens: usize) -> DocumentCache {
-        let room = tokens.saturating_mul(CACHE_ORDERS);
+    /// An overlay for a document over `n_ids` ids (the hash tables grow as the document goes: sized
+    /// up front, mostly empty, they would crowd the model out of the processor's caches).
+    pub fn new(n_ids: usize) -> DocumentCache {
         DocumentCache {
-            contexts: Counts::with_capacity_and_hasher(room, Default::default()),
-            pairs: Counts::with_capacity_and_hasher(room, Default::default()),
+            unigram: vec![0; n_ids],
+            previous: vec![0; n_ids],
+            ..Default::default()
         }
     }
 
-    /// [`DocumentCache::view`] then [`DocumentCache::add`], in one look-up per count.
+    /// What the document so far says about `target` after the contexts of `keys`; then counts it.
     #[inline]
     pub fn observe(&mut self, keys: &Keys, target: u32) -> CacheView {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
-            let total = self.contexts.entry(keys.keys[k]).or_insert(0);
-            let count = self.pairs.entry(pair(keys.keys[k], target)).or_insert(0);
+            let total = match k {
+                0 => Some(&mut self.tokens),
+                1 => self.previous.get_mut(keys.nearest as usize),
+                _ => None,
+            }
+            .unwrap_or_else(|| self.contexts.entry(keys.keys[k]).or_insert(0));
+            let count = match k {
+                0 => self.unigram.get_mut(target as usize),
+                _ => None,
+            }
+            .unwrap_or_else(|| self.pairs.entry(pair(keys.keys[k], target)).or_insert(0));
             if *total > 0 {
                 view.seen[k] = true;
                 view.share[k] = *count as f64 / *total as f64;
@@ -147,10 +169,22 @@ impl DocumentCache {
     fn view(&self, keys: &Keys, target: u32) -> CacheView {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
-            if let Some(&total) = self.contexts.get(&keys.keys[k]) {
-                let count = self.pairs.get(&pair(keys.keys[k], target)).copied();
+            let total = match k {
+                0 => Some(self.tokens),
+                1 => self.previous.get(keys.nearest as usize).copied(),
+                _ => None,
+            }
+            .or_else(|| self.contexts.get(&keys.keys[k]).copied())
+            .unwrap_or(0);
+            let count = match k {
+                0 => self.unigram.get(target as usize).copied(),
+                _ => None,
+            }
+            .or_else(|| self.pairs.get(&pair(keys.keys[k], target)).copied())
+            .unwrap_or(0);
+            if total > 0 {
                 view.seen[k] = true;
-                view.share[k] = count.unwrap_or(0) as f64 / total as f64;
+                view.share[k] = count as f64 / total as f64;
             }
         }
         view
@@ -247,7 +281,8 @@ mod tests {
     #[test]
     fn the_mixture_sums_to_one() {
         let pad = 9;
-        let mut cache = DocumentCache::default();
+        // Dense counts for ids 0..5 only: the others take the hashes.
+        let mut cache = DocumentCache::new(5);
         let text = [1u32, 2, 3, 1, 2, 4, 1, 2, 3];
         for (i, &t) in text.iter().enumerate() {
             let window: Vec<u32> = (0..3)

@@ -372,7 +372,7 @@ impl Model {
         let kn = self.file.checked_kneser_ney()?;
         let trie = self.checked_trie()?;
         let pad = self.params().pad;
-        let mut cache = DocumentCache::with_capacity(targets.len());
+        let mut cache = DocumentCache::new(self.params().n_symbols as usize);
         let mut scores = Scores::default();
         for (context, &target) in contexts.chunks_exact(w).zip(targets) {
             let (base, depth) = match &kn {
