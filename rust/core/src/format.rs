@@ -73,8 +73,16 @@ impl Kind {
     }
 }
 
-/// Format version written by this build; files of other versions are refused.
+/// Format version written by this build.
 pub const FORMAT_VERSION: u32 = 3;
+
+/// The oldest format version this build reads: version 2 is version 3 without the Kneser-Ney
+/// sections (such a model scores with Witten-Bell, as a model trained from instances does).
+/// Files of other versions are refused.
+pub const OLDEST_READABLE_VERSION: u32 = 2;
+
+/// The first section id of format version 3 (the Kneser-Ney sections).
+const FIRST_VERSION_3_SECTION: u32 = Section::KnParams as u32;
 
 const TABLE_ENTRY: usize = 32;
 const HEADER: usize = 16;
@@ -597,9 +605,9 @@ pub(crate) fn decode(
         return Err(format!("truncated {noun} (shorter than its header)"));
     }
     let version = u32_at(bytes, 8);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "{noun} format version {version} is not supported by this memlm (it reads version {FORMAT_VERSION})"
+            "{noun} format version {version} is not supported by this memlm (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
         ));
     }
     let count = u32_at(bytes, 12) as usize;
@@ -628,6 +636,11 @@ pub(crate) fn decode(
         let Some(section) = Section::from_id(id) else {
             return Err(format!("unknown section id {id}"));
         };
+        if version < 3 && id >= FIRST_VERSION_3_SECTION {
+            return Err(format!(
+                "section {section:?} is not part of format version {version}"
+            ));
+        }
         let end = offset.saturating_add(len);
         if end > bytes.len() as u64 {
             return Err(format!(
@@ -984,6 +997,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn version_2_is_read_without_the_kneser_ney_sections() {
+        let as_version_2 = |img: AlignedBytes| {
+            let mut old = img.as_slice().to_vec();
+            old[8] = 2;
+            let table_end = HEADER + u32_at(&old, 12) as usize * TABLE_ENTRY;
+            let sum = checksum(&old[..table_end]);
+            old[table_end..table_end + CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+            old
+        };
+        assert!(decode(&as_version_2(image()), Kind::Model, Check::Full).is_ok());
+        let kn_params = [3u64, 4];
+        let with_kn = encode(
+            Kind::Model,
+            &[SectionData {
+                section: Section::KnParams,
+                bytes: bytemuck::cast_slice(&kn_params),
+            }],
+        );
+        let err = decode(&as_version_2(with_kn), Kind::Model, Check::Header).unwrap_err();
+        assert!(
+            err.contains("KnParams is not part of format version 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn symbol_models_map_strings() {
     assert_eq!(model.symbols().get(answer.classes[0]).unwrap(), "c");
 }
 
-/// Rewrites every section checksum and the header checksum (format version 3 layout), so that
+/// Rewrites every section checksum and the header checksum (format versions 2 and 3), so that
 /// corruption reaches the structural checks.
 fn reseal(bytes: &mut [u8]) {
     use memlm_core::format::checksum;
@@ -317,4 +317,28 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None).unwrap();
     let err = Shard::open(&bad_path).err().unwrap().to_string();
     assert!(err.contains("do not add up"), "{err}");
+}
+
+/// A model of format version 2 (version 3 without the Kneser-Ney sections, as memlm wrote before
+/// them) opens, verifies, and answers and scores (Witten-Bell) as the same model of version 3.
+#[test]
+fn a_version_2_model_is_read_and_scores_with_witten_bell() {
+    let model = token_model(6, 3);
+    let mut bytes = model.file().as_bytes().to_vec();
+    assert_eq!(bytes[8], 3);
+    bytes[8] = 2;
+    reseal(&mut bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.memlm");
+    std::fs::write(&path, &bytes).unwrap();
+    let old = Model::load(&path, Check::Full).expect("version 2 is readable");
+    let (ids, lengths) = corpus(7, 200);
+    let (contexts, targets) = old.windows(&ids, &lengths).unwrap();
+    assert_eq!(predictions(&old, &contexts), predictions(&model, &contexts));
+    let scores = old.score_batch(&contexts, &targets).unwrap();
+    assert!(scores.log10.iter().all(|p| p.is_finite() && *p < 0.0));
+    assert_eq!(
+        scores.log10,
+        model.score_batch(&contexts, &targets).unwrap().log10
+    );
 }
