@@ -157,6 +157,9 @@ def train_token_ids(
     spilled to ``temp_dir`` and assembled at the end. A budget too small for the fixed part is an error
     that names the minimum. ``output``: also save the model there.
     """
+    if not isinstance(tokenizer, TokenizerSpec):
+        kind = type(tokenizer).__name__
+        raise MemlmError(f"tokenizer must be a TokenizerSpec (e.g. TokenizerSpec.from_file(PATH)), got {kind}")
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
     output = None if output is None else output_file(output)
@@ -246,7 +249,7 @@ def train_instances(
         not_an_input(output, [path])
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options, progress=progress)
+        core = CoreModel.train_instance_file(path, _metadata(sources=[str(path)]), options, progress=progress)
     model = Model(core)
     if output is not None:
         model.save(output)
@@ -271,7 +274,7 @@ def load(
     process would be killed by SIGBUS, as with any memory-mapped file; memlm's own writers replace files by
     renaming, which is safe). ``mmap=False`` reads the whole file into memory instead, for files that other
     programs may rewrite. A path that is not a regular file (a folder, a FIFO) raises an OSError."""
-    model = Model(CoreModel.load(Path(path), verify, mmap), path=path, verify=verify)
+    model = Model(CoreModel.load(path, verify, mmap), path=path, verify=verify)
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model
