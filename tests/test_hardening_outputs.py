@@ -5,6 +5,7 @@ loops are one clear line."""
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -287,3 +288,29 @@ def test_a_symlink_loop_is_eloop_on_save_and_load(model4_path, tmp_path):
         memlm.load(loop)
     assert saving.value.errno == loading.value.errno == errno.ELOOP
     assert _one_line_error(run_cli("train", TEST_TEXT, "--width", 2, "-o", loop, check=False), str(loop))
+
+
+def test_the_empty_path_as_a_corpus_is_no_such_file_not_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("x.memlm").write_bytes(b"old")  # in the current folder: no input, whatever Path("") would say
+    for call in (lambda: memlm.train("", width=2), lambda: memlm.train(["", TEST_TEXT], width=2, output="x.memlm")):
+        with pytest.raises(FileNotFoundError) as raised:
+            call()
+        assert (raised.value.errno, raised.value.filename) == (errno.ENOENT, "")
+    proc = run_cli("train", "", "-o", "y.memlm", check=False)
+    assert _one_line_error(proc) == "memlm: error: '': No such file or directory"
+
+
+def test_messages_of_python_name_odd_paths_on_one_line(tmp_path):
+    corpus = tmp_path / "bad\ncorpus.txt"
+    corpus.write_bytes(b"ok \xff")
+    proc = run_cli("train", corpus, "--width", 2, "-o", tmp_path / "m.memlm", check=False)
+    _one_line_error(proc, f"{tmp_path}/bad\\ncorpus.txt: invalid UTF-8 at byte offset 3")
+    tokenizer = tmp_path / "tok\n.json"
+    tokenizer.write_text("{}")
+    proc = run_cli("train", TEST_TEXT, "--tokenizer", tokenizer, "-o", tmp_path / "m.memlm", check=False)
+    _one_line_error(proc, f"{tmp_path}/tok\\n.json: not a tokenizers JSON file")
+    folder = tmp_path / "empty\tfolder"
+    folder.mkdir()
+    with pytest.raises(memlm.CorpusError, match=re.escape(f"{tmp_path}/empty\\tfolder: the directory holds no files")):
+        memlm.train(folder)
