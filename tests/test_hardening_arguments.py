@@ -103,3 +103,19 @@ def test_bad_ids_are_one_shape_in_predict_context_and_decode(model4, ids):
             call(ids)
         messages.add(str(raised.value))
     assert len(messages) == 1 and not messages.pop().startswith("ids: ")
+
+
+def test_a_progress_that_cannot_be_called_is_refused_before_any_work(tmp_path):
+    missing = tmp_path / "missing.txt"  # never read: the argument is refused first
+    message = "progress must be a function (or None), got 5"
+    for call in (
+        lambda: memlm.train(missing, progress=5),
+        lambda: memlm.train_token_ids(np.array([1]), np.array([1]), memlm.TokenizerSpec.from_file(), progress=5),
+        lambda: memlm.train_instances(missing, progress=5),
+        lambda: memlm.make_shard(missing, tmp_path / "s.shard", progress=5),
+        lambda: memlm.merge([missing], progress=5),
+    ):
+        with pytest.raises(memlm.MemlmError, match=re.escape(message)):
+            call()
+    with pytest.raises(memlm.MemlmError, match=re.escape("status must be a function (or None), got 'x'")):
+        memlm.train_instances(missing, status="x")

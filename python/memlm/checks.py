@@ -119,6 +119,13 @@ def flag(value, what: str) -> bool:
     return bool(value)
 
 
+def callback(value, what: str = "progress"):
+    """``value`` once it is None or can be called (a ``progress(phase, done, total)`` function)."""
+    if value is not None and not callable(value):
+        raise MemlmError(f"{what} must be a function (or None), got {shown(value)}")
+    return value
+
+
 def name(value, what: str) -> str:
     """``value`` once it is a str (the core checks that it names something it knows)."""
     if not isinstance(value, str):

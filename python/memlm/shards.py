@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from memlm._core import file_kind, read_shard, write_shard
-from memlm.checks import memory_budget, not_an_input, output_file, shown_path, train_options
+from memlm.checks import callback, memory_budget, not_an_input, output_file, shown_path, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
@@ -33,6 +33,7 @@ def make_shard(
 ) -> dict:
     """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata. The output
     path is checked before the corpus is read."""
+    callback(progress)
     output = output_file(output)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
@@ -106,6 +107,7 @@ def merge(
     is read."""
     train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory_budget(memory)
+    callback(progress)
     paths = list(paths)
     if output is not None:
         not_an_input(output_file(output), paths)

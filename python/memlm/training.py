@@ -15,7 +15,7 @@ import numpy as np
 from memlm import __version__
 from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import memory_budget, not_an_input, output_file, token_ids, train_options
+from memlm.checks import callback, memory_budget, not_an_input, output_file, token_ids, train_options
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -121,6 +121,7 @@ def train(
     """
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
+    callback(progress)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if output is not None:
         output = output_file(output)
@@ -162,6 +163,7 @@ def train_token_ids(
         raise MemlmError(f"tokenizer must be a TokenizerSpec (e.g. TokenizerSpec.from_file(PATH)), got {kind}")
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
+    callback(progress)
     output = None if output is None else output_file(output)
     tokens = token_ids(
         tokens, "tokens", tokenizer.vocab_size, unknown=False, dtype=tokenizer.id_dtype, vocabulary="the tokenizer's"
@@ -244,6 +246,8 @@ def train_instances(
     (e.g. a spinner). Every argument is checked before the file is read.
     """
     options = train_options(weighting=weighting, algorithms=algorithms)
+    callback(progress)
+    callback(status, "status")
     if output is not None:
         output = output_file(output)
         not_an_input(output, [path])
