@@ -119,3 +119,16 @@ def test_a_progress_that_cannot_be_called_is_refused_before_any_work(tmp_path):
             call()
     with pytest.raises(memlm.MemlmError, match=re.escape("status must be a function (or None), got 'x'")):
         memlm.train_instances(missing, status="x")
+
+
+def test_block_lengths_in_a_list_are_shown_as_given(model4):
+    tokens = np.arange(4)
+    for lengths, message in [
+        ([2**64, 4], "block_lengths hold a length beyond 2**64 - 1 (18446744073709551616)"),
+        ([2**64 - 1, 4], "block lengths add up to more than 2^64 but 4 tokens were given"),  # not "dtype float64"
+        ([True, 3], "block_lengths must be whole numbers, got True"),  # not the length 1
+        ((2.0, 2), "block_lengths must be whole numbers, got 2.0"),
+    ]:
+        with pytest.raises(memlm.MemlmError, match=re.escape(message)):
+            model4.windows(tokens=tokens, block_lengths=lengths)
+    assert model4.windows(tokens=tokens, block_lengths=[np.int64(2), 2])[1].tolist() == [0, 1, 2, 3]

@@ -334,7 +334,17 @@ def token_ids(
 
 
 def block_lengths(values) -> np.ndarray:
-    """Block lengths as the core takes them (uint64), once known to be whole numbers >= 0."""
+    """Block lengths as the core takes them (uint64), once known to be whole numbers >= 0. A list or tuple
+    is checked item by item and read exactly (numpy would make floats of ints beyond int64, and ints of
+    bools)."""
+    if isinstance(values, (list, tuple)):
+        for value in values:
+            if not whole(value):
+                raise MemlmError(f"block_lengths must be whole numbers, got {shown(value)}")
+            if value >= 2**64:
+                raise MemlmError(f"block_lengths hold a length beyond 2**64 - 1 ({value})")
+        if all(value >= 0 for value in values):
+            values = np.array(values, dtype=np.uint64)
     lengths = np.asarray(values)
     if lengths.ndim != 1 or (lengths.dtype.kind not in "iu" and lengths.size):
         raise MemlmError(f"block_lengths must be a 1-D array of whole numbers, got dtype {lengths.dtype}")
