@@ -11,6 +11,7 @@ from test_hardening_cli import _one_line_error
 
 import memlm
 from memlm import progress
+from memlm.corpus import read_blocks
 from memlm.progress import BuildProgress, parse_size
 
 from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
@@ -132,3 +133,9 @@ def test_block_lengths_in_a_list_are_shown_as_given(model4):
         with pytest.raises(memlm.MemlmError, match=re.escape(message)):
             model4.windows(tokens=tokens, block_lengths=lengths)
     assert model4.windows(tokens=tokens, block_lengths=[np.int64(2), 2])[1].tolist() == [0, 1, 2, 3]
+
+
+def test_text_field_is_a_name(tmp_path):
+    for call in (lambda: memlm.train(TEST_TEXT, text_field=None), lambda: read_blocks([TEST_TEXT], None)):
+        with pytest.raises(memlm.MemlmError, match=re.escape("text_field must be a name (a str), got None")):
+            call()

@@ -158,6 +158,7 @@ def iter_documents(
 ) -> Iterator[tuple[str, str]]:
     """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
     _check_errors(errors)
+    checks.name(text_field, "text_field")
     for source in _expand(sources):
         name = source_name(source)
         text = _decode(_read_bytes(source), name, errors)
@@ -222,6 +223,7 @@ def iter_blocks(
     if not sources:
         raise CorpusError("no corpus given")
     _check_errors(errors)
+    checks.name(text_field, "text_field")
     files = list(_expand(sources))
     # Sizes of the regular files; the input of a pipe or FIFO has none until it is read (progress then
     # counts it as nothing and stops at 100%).
