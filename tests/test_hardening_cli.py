@@ -59,9 +59,7 @@ def test_bad_numbers_are_one_line_errors(model4_path, tmp_path):
     # Memory budgets: what was given, never "-0 MiB".
     proc = run_cli("train", TRAIN_TEXT, "--memory", -5, "-o", out, check=False)
     assert "-0" not in _one_line_error(proc, "'-5'")
-    with pytest.raises(
-        memlm.MemlmError, match=re.escape("memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got -5")
-    ):
+    with pytest.raises(memlm.MemlmError, match=re.escape(memlm.checks.memory_error("-5").args[0])):
         memlm.train(TRAIN_TEXT, memory=-5)
     proc = run_cli("train", TRAIN_TEXT, "--memory", "1k", "-o", out, check=False)
     assert "0 MiB" not in _one_line_error(proc, "1,024 bytes is too small", "give at least")
@@ -371,7 +369,7 @@ def test_memory_budgets_out_of_range_are_one_line_errors(tmp_path, memory):
     out = tmp_path / "m.memlm"
     proc = run_cli("train", TRAIN_TEXT, "--memory", memory, "-o", out, check=False)
     # The one wording of a bad budget, as the API says it (memlm.checks.memory_error), showing the text given.
-    _one_line_error(proc, f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got '{memory}'")
+    _one_line_error(proc, str(memlm.checks.memory_error(repr(memory))))
     assert not out.exists()
 
 

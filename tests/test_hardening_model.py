@@ -414,7 +414,7 @@ def test_counts_are_whole_numbers_not_bools_and_huge_ones_mean_all(model4, conte
     assert np.array_equal(huge_batch, model4.predict_batch(contexts, top_k=2**40)[0])
 
 
-MEMORY = re.escape("memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got ")
+MEMORY = re.escape("memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB less one byte), got ")
 
 
 def test_build_numbers_flags_and_names_are_checked_first(tmp_path):

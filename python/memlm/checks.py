@@ -13,15 +13,16 @@ import errno
 import numbers
 import os
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from memlm._core import MAX_WIDTH, UNKNOWN, Query, Sampling, TrainOptions
+from memlm._core import ALGORITHMS, MAX_WIDTH, UNKNOWN, Query, Sampling, TrainOptions, file_kind
 from memlm.errors import MemlmError
 
-#: The largest memory budget the core takes, in bytes (a signed 64-bit number): 8 EiB.
+#: The largest memory budget the core takes, in bytes (a signed 64-bit number): 8 EiB less one byte.
 LARGEST_MEMORY = 2**63 - 1
 #: The smallest count the core can show as given (a signed 64-bit number; larger ones ask for more than
 #: any model has, and the core clamps them).
@@ -53,6 +54,8 @@ def train_options(
     The core checks the weighting and algorithm names, and that files can be made in ``temp_dir`` (an
     :class:`OSError` naming it)."""
     names = algorithms.split(",") if isinstance(algorithms, str) else list(algorithms)
+    if not names:
+        raise MemlmError(f"algorithms must name at least one of {', '.join(ALGORITHMS)}, got none")
     return TrainOptions(
         width=context_width(width),
         weighting=name(weighting, "weighting"),
@@ -116,6 +119,13 @@ def flag(value, what: str) -> bool:
     return bool(value)
 
 
+def callback(value, what: str = "progress"):
+    """``value`` once it is None or can be called (a ``progress(phase, done, total)`` function)."""
+    if value is not None and not callable(value):
+        raise MemlmError(f"{what} must be a function (or None), got {shown(value)}")
+    return value
+
+
 def name(value, what: str) -> str:
     """``value`` once it is a str (the core checks that it names something it knows)."""
     if not isinstance(value, str):
@@ -175,7 +185,7 @@ def memory_budget(memory: int | None) -> int | None:
 
 def memory_error(given: str) -> MemlmError:
     """The error for a memory budget out of range, ``given`` as the user wrote it."""
-    return MemlmError(f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB), got {given}")
+    return MemlmError(f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB less one byte), got {given}")
 
 
 def writable_folder(folder: str | Path) -> Path:
@@ -196,25 +206,60 @@ def writable_folder(folder: str | Path) -> Path:
 
 
 def output_file(path: str | Path) -> Path:
-    """``path``, once it is known that a file can be written there: not a folder, in a writable folder."""
+    """``path``, once it is known that a file can be written there: not the empty path, not a folder, not
+    a FIFO, device or socket (in the core's words; a symbolic link to a regular file is written through),
+    in a writable folder."""
+    if os.fspath(path) == "":
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file to write", str(path))
+    if path.exists() and not path.is_file():
+        file_kind(path)  # the core's OSError for what is not a regular file, without blocking on a FIFO
     writable_folder(path.parent)
     return path
+
+
+def shown_path(path: str | bytes | os.PathLike) -> str:
+    """``path`` as the core's messages show it (one line whatever its name): control characters escaped
+    as Rust escapes them (``\\n``, ``\\t``, ``\\u{1b}``), bytes that are not UTF-8 (kept by Python as
+    lone surrogates) as ``\\xff``, the empty path as ``''``."""
+    text = os.fsdecode(path)
+    if not text:
+        return "''"
+    return "".join(_SHOWN.get(c) or _shown_char(c) for c in text)
+
+
+#: Rust's escapes of the control characters that have a short one.
+_SHOWN = {"\t": "\\t", "\r": "\\r", "\n": "\\n", "\0": "\\0"}
+
+
+def _shown_char(c: str) -> str:
+    if "\udc80" <= c <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    if unicodedata.category(c) == "Cc":
+        return f"\\u{{{ord(c):x}}}"
+    return c
 
 
 def not_an_input(output: str | Path, inputs: Iterable[str | Path | None]) -> None:
     """Raises :class:`MemlmError` when ``output`` is already one of ``inputs`` (the same file, whatever the
     name: through symlinks or hard links, or a file inside an input folder), so that writing it cannot
-    destroy what is being read. ``-`` (stdin) and None are skipped; a missing output is no input."""
+    destroy what is being read. ``-`` is standard input, the file it was redirected from (``< FILE``);
+    None and the empty path are skipped; a missing output is no input."""
     try:
         target = os.stat(output)
     except OSError:
         return
     key = (target.st_dev, target.st_ino)
     for source in inputs:
-        if source is None or str(source) == "-":
+        if source is None or os.fspath(source) == "":
+            continue
+        if os.fspath(source) == "-":
+            if _same_as_stdin(key):
+                raise MemlmError(
+                    f"{shown_path(output)}: the output is also an input (standard input): write it to another file"
+                )
             continue
         path = Path(source)
         candidates = path.rglob("*") if path.is_dir() else [path]
@@ -224,8 +269,39 @@ def not_an_input(output: str | Path, inputs: Iterable[str | Path | None]) -> Non
             except OSError:
                 continue
             if (status.st_dev, status.st_ino) == key:
-                same = "also an input" if candidate == Path(output) else f"the same file as the input {candidate}"
-                raise MemlmError(f"{output}: the output is {same}: write it to another file")
+                same = (
+                    "also an input"
+                    if candidate == Path(output)
+                    else f"the same file as the input {shown_path(candidate)}"
+                )
+                raise MemlmError(f"{shown_path(output)}: the output is {same}: write it to another file")
+
+
+#: The core's sentences for a bad id (its messages for the ids of a prefix; arrays' are prefixed by their name).
+NEGATIVE_ID = "id {} is negative (ids are whole numbers from 0)"
+OUTSIDE_ID = "id {} is outside {} vocabulary of {} ids"
+
+
+def prefix_ids(ids: list, n_ids: int) -> list:
+    """``ids`` (of a prefix, or to decode) once each is an int of the model's vocabulary (or the unknown
+    id) as Python ints, refused in the words the binding uses for :meth:`memlm.Model.predict`'s."""
+    for i in ids:
+        if not whole(i):
+            raise MemlmError(f"ids must be ints, got {shown(i)} (a {type(i).__name__})")
+        if i < 0:
+            raise MemlmError(NEGATIVE_ID.format(i))
+        if i >= n_ids and i != UNKNOWN:
+            raise MemlmError(OUTSIDE_ID.format(i, "the model's", n_ids))
+    return [int(i) for i in ids]
+
+
+def _same_as_stdin(key: tuple[int, int]) -> bool:
+    """Whether standard input reads the file of ``key`` (device, inode); a closed stdin reads nothing."""
+    try:
+        status = os.fstat(0)
+    except OSError:
+        return False
+    return (status.st_dev, status.st_ino) == key
 
 
 def token_ids(
@@ -236,6 +312,8 @@ def token_ids(
     where ``unknown``): whole numbers of
     an integer dtype, never rounded, wrapped or taken modulo 2**32. Vectorised: a few passes over the
     array, no Python loop."""
+    if isinstance(values, np.ma.MaskedArray):
+        raise MemlmError(f"{what} is a masked array, whose mask would be ignored: give a plain array of the ids to use")
     array = np.asarray(values)
     if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
         raise MemlmError(f"{what} must be whole-number token ids (an integer array), got dtype {array.dtype}")
@@ -245,18 +323,28 @@ def token_ids(
     if array.size:
         low, high = array.min(), array.max()
         if low < 0:
-            raise MemlmError(f"{what}: id {low} is negative (ids are whole numbers from 0)")
+            raise MemlmError(f"{what}: {NEGATIVE_ID.format(low)}")
         if high >= n_ids:
             outside = array[array >= n_ids]
             if unknown:
                 outside = outside[outside != UNKNOWN]
             if outside.size:
-                raise MemlmError(f"{what}: id {outside[0]} is outside {vocabulary} vocabulary of {n_ids} ids")
+                raise MemlmError(f"{what}: {OUTSIDE_ID.format(outside[0], vocabulary, n_ids)}")
     return np.ascontiguousarray(array, dtype=dtype)
 
 
 def block_lengths(values) -> np.ndarray:
-    """Block lengths as the core takes them (uint64), once known to be whole numbers >= 0."""
+    """Block lengths as the core takes them (uint64), once known to be whole numbers >= 0. A list or tuple
+    is checked item by item and read exactly (numpy would make floats of ints beyond int64, and ints of
+    bools)."""
+    if isinstance(values, (list, tuple)):
+        for value in values:
+            if not whole(value):
+                raise MemlmError(f"block_lengths must be whole numbers, got {shown(value)}")
+            if value >= 2**64:
+                raise MemlmError(f"block_lengths hold a length beyond 2**64 - 1 ({value})")
+        if all(value >= 0 for value in values):
+            values = np.array(values, dtype=np.uint64)
     lengths = np.asarray(values)
     if lengths.ndim != 1 or (lengths.dtype.kind not in "iu" and lengths.size):
         raise MemlmError(f"block_lengths must be a 1-D array of whole numbers, got dtype {lengths.dtype}")

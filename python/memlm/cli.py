@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 
 import memlm
-from memlm.checks import context_width, not_an_input, output_file
+from memlm.checks import context_width, not_an_input, output_file, shown_path
 from memlm.corpus import STDIN, iter_documents, source_name
 from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
@@ -48,27 +49,53 @@ class _Stdout(Console):
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+#: Signals that stop a command as Ctrl-C does (the work is abandoned, a file being saved is not put in
+#: place, and the temporary file is removed), exiting with 128 + the signal: what `timeout`, job
+#: schedulers and service managers send (SIGTERM), and a closed terminal (SIGHUP).
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised by the handler of a :data:`STOPPING_SIGNALS` signal: a KeyboardInterrupt (what memlm's
+    builds and saves stop at), whose exit status is 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, _frame) -> None:
+    raise Stopped(signum)
 
 
 @contextmanager
 def _clean_errors():
     """Turns memlm's errors and file errors into one line on stderr and exit status 1; Ctrl-C into one line
-    and 130; a closed standard output (a pipe whose reader quit) into a quiet exit with 141."""
+    and 130 (SIGTERM and SIGHUP into one line and 143, 129); a closed standard output (a pipe whose reader
+    quit) into a quiet exit with 141. The handlers of SIGTERM and SIGHUP are memlm's while the command runs."""
+    previous = {signum: signal.signal(signum, _stop) for signum in STOPPING_SIGNALS}
     try:
         yield
         sys.stdout.flush()  # here, so that a closed pipe is noticed while it can still be handled
     except BrokenPipeError:
         _silence_stdout()
         raise typer.Exit(EXIT_BROKEN_PIPE) from None
+    except Stopped as e:
+        print(f"memlm: interrupted by {signal.Signals(e.signum).name}", file=sys.stderr)
+        raise typer.Exit(128 + e.signum) from None
     except KeyboardInterrupt:
         print("memlm: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (MemlmError, OSError) as e:
         if isinstance(e, InvalidUtf8Error) and e.option:
             e = e.for_option(f"{ERRORS_OPTION} replace")
-        message = str(e) if not isinstance(e, OSError) or not e.filename else f"{e.filename}: {e.strerror}"
+        file_error = isinstance(e, OSError) and e.filename is not None
+        message = f"{shown_path(e.filename)}: {e.strerror}" if file_error else str(e)
         print(f"memlm: error: {message}", file=sys.stderr)
         raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _silence_stdout() -> None:
@@ -99,7 +126,22 @@ def main(
     """memlm: train, inspect and run memory-based language models."""
 
 
-WidthOption = Annotated[int, typer.Option(help="Context width W (1..64).")]
+def _whole_number(value: str | int) -> int:
+    """An int option's value, once it is written as a whole number (``4``, not ``4.0`` or `` 4``), as
+    the Python API takes only ints; typer hands defaults over as they are."""
+    if isinstance(value, int):
+        return value
+    if not re.fullmatch(r"[+-]?[0-9]+", value):
+        raise typer.BadParameter(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _int_option(*names: str, help: str):
+    return typer.Option(*names, help=help, parser=_whole_number, metavar="INTEGER")
+
+
+WidthOption = Annotated[int, _int_option(help="Context width W (1..64).")]
+DEFAULT_WIDTH = 16
 #: The option that says what to do with bad UTF-8 in a text read (its name is in the error it prevents).
 ERRORS_OPTION = "--errors"
 ErrorsOption = Annotated[
@@ -118,7 +160,7 @@ MemoryOption = Annotated[
     ),
 ]
 TempDirOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(help="Folder for the partitions spilled under --memory (default: the system's temporary folder)."),
 ]
 KeepTokensOption = Annotated[
@@ -126,7 +168,7 @@ KeepTokensOption = Annotated[
 ]
 
 
-def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir: Path | None, keep_tokens: bool):
+def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir: str | None, keep_tokens: bool):
     """The keyword arguments that `memlm.train` and `memlm.merge` share."""
     return dict(
         weighting=weighting,
@@ -137,17 +179,19 @@ def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir
     )
 
 
-def _wrote(output: Path, model: memlm.Model) -> None:
+def _wrote(output: str, model: memlm.Model) -> None:
     info = model.info()
     print(
-        f"wrote {output}: width {info['width']}, {info['training_instances']:,} instances, "
+        f"wrote {shown_path(output)}: width {info['width']}, {info['training_instances']:,} instances, "
         f"{info['nodes']:,} nodes, {info['bytes']:,} bytes",
         file=sys.stderr,
     )
 
 
-def _wrote_shard(output: Path, fields: dict) -> None:
-    print(f"wrote shard {output}: {fields['tokens']:,} tokens in {fields['blocks']:,} blocks", file=sys.stderr)
+def _wrote_shard(output: str, fields: dict) -> None:
+    print(
+        f"wrote shard {shown_path(output)}: {fields['tokens']:,} tokens in {fields['blocks']:,} blocks", file=sys.stderr
+    )
 
 
 @app.command()
@@ -156,9 +200,11 @@ def train(
         list[str] | None,
         typer.Argument(metavar="CORPUS", help="Text files, directories, .gz, .jsonl, or - for stdin."),
     ] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
-    width: WidthOption = 16,
-    tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
+    width: Annotated[
+        int | None, _int_option(help="Context width W (1..64; default 16; with --instances, the file's own).")
+    ] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizers JSON file (default: GPT-2 BPE).")] = None,
     text_field: TextFieldOption = "text",
     errors: ErrorsOption = "strict",
     weighting: WeightingOption = "gain_ratio",
@@ -176,8 +222,11 @@ def train(
     """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
         if instances is not None:
-            if corpus or shard:
-                raise MemlmError("give either a corpus or --instances, not both (and no --shard)")
+            if corpus or shard or width is not None:
+                raise MemlmError(
+                    "give either a corpus or --instances, not both (and no --shard, nor --width: "
+                    "the instance file's columns give the width)"
+                )
             with BuildProgress(stderr) as progress:
                 model = memlm.train_instances(
                     instances, weighting=weighting, algorithms=algorithms, output=output, progress=progress
@@ -194,7 +243,7 @@ def train(
             options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
             model = memlm.train(
                 corpus,
-                width=width,
+                width=DEFAULT_WIDTH if width is None else width,
                 tokenizer=tokenizer,
                 text_field=text_field,
                 errors=errors,
@@ -208,10 +257,10 @@ def train(
 @app.command()
 def merge(
     inputs: Annotated[
-        list[Path], typer.Argument(metavar="SHARD_OR_MODEL", help="Shards, or models trained with --keep-tokens.")
+        list[str], typer.Argument(metavar="SHARD_OR_MODEL", help="Shards, or models trained with --keep-tokens.")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
-    width: WidthOption = 16,
+    output: Annotated[str, typer.Option("-o", "--output", help="Model (or shard) file to write.")] = ...,
+    width: WidthOption = DEFAULT_WIDTH,
     weighting: WeightingOption = "gain_ratio",
     algorithms: AlgorithmsOption = "igtree",
     memory: MemoryOption = None,
@@ -231,7 +280,7 @@ def merge(
 
 
 AlgorithmOption = Annotated[str, typer.Option(help=f"Classifier: {_either(memlm.ALGORITHMS)}.")]
-KOption = Annotated[int, typer.Option("-k", help="k-NN: how many nearest distances vote.")]
+KOption = Annotated[int, _int_option("-k", help="k-NN: how many nearest distances vote.")]
 CacheOption = Annotated[
     bool,
     typer.Option(
@@ -245,16 +294,16 @@ DecayOption = Annotated[float, typer.Option(help="Alpha of exponential_decay vot
 
 @app.command()
 def generate(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
     prompt: Annotated[
         str | None, typer.Argument(metavar="PROMPT", help="Prompt (read from stdin when omitted).")
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate (below 2**64; Ctrl-C stops early).")] = 20,
+    max_new_tokens: Annotated[int, _int_option(help="Tokens to generate (below 2**64; Ctrl-C stops early).")] = 20,
     do_sample: Annotated[bool, typer.Option("--do-sample", help="Sample instead of greedy decoding.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Sample among the k most frequent (0: all).")] = 50,
+    top_k: Annotated[int, _int_option(help="Sample among the k most frequent (0: all).")] = 50,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
-    seed: Annotated[int | None, typer.Option(help="Random seed, for repeatable sampling.")] = None,
+    seed: Annotated[int | None, _int_option(help="Random seed, for repeatable sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop at this string (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
     algorithm: AlgorithmOption = "igtree",
@@ -269,6 +318,8 @@ def generate(
             prompt = "" if sys.stdin.isatty() else _read_stdin().rstrip("\n")
         else:
             _check_argument(prompt, "PROMPT")
+        for text in stop or ():
+            _check_argument(text, "--stop")
         pieces = model.stream(
             prompt,
             max_new_tokens=max_new_tokens,
@@ -313,7 +364,7 @@ def _read_stdin() -> str:
 
 @app.command()
 def info(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a model's width, size, weights and tokenizer."""
@@ -323,7 +374,7 @@ def info(
             print(json.dumps(details, indent=2))
             return
         per_token = details["bytes"] / max(details["training_instances"], 1)
-        print(f"file                  {model_path}")
+        print(f"file                  {shown_path(model_path)}")
         print(f"width                 {details['width']}")
         print(f"training instances    {details['training_instances']:,}")
         print(f"symbols               {details['symbols']:,}")
@@ -346,16 +397,16 @@ def info(
 
 
 @app.command()
-def verify(model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")]) -> None:
+def verify(model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")]) -> None:
     """Check every checksum and structural invariant of a model file (loading checks only the header)."""
     with _clean_errors():
         memlm.load(model_path, verify=True)
-        print(f"{model_path}: ok")
+        print(f"{shown_path(model_path)}: ok")
 
 
 @app.command()
 def score(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
     text_file: Annotated[str, typer.Argument(metavar="FILE", help="Text to score (- or omitted: stdin).")] = "-",
     text_field: TextFieldOption = "text",
     errors: ErrorsOption = "strict",
@@ -382,7 +433,7 @@ def score(
 
 @app.command("eval")
 def evaluate(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
     test: Annotated[list[str], typer.Argument(metavar="TESTFILE", help="Held-out text (files, dirs, .gz, .jsonl).")],
     algorithm: AlgorithmOption = "igtree",
     k: KOption = 1,
@@ -414,7 +465,7 @@ def evaluate(
         if as_json:
             print(json.dumps(result, indent=2))
             return
-        table = Table(title=f"memlm eval: {model_path.name} on {', '.join(test)}")
+        table = Table(title=f"memlm eval: {shown_path(Path(model_path).name)} on {', '.join(test)}")
         table.add_column("measure")
         table.add_column("value", justify="right")
         rows = [
@@ -437,9 +488,9 @@ def evaluate(
 @app.command()
 def instances(
     corpus: Annotated[list[str], typer.Argument(metavar="CORPUS", help="Text files, directories, .gz, .jsonl, or -.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
-    width: WidthOption = 16,
-    tokenizer: Annotated[Path | None, typer.Option(help="tokenizers JSON file.")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="Instance file to write.")] = ...,
+    width: WidthOption = DEFAULT_WIDTH,
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizers JSON file.")] = None,
     text_field: TextFieldOption = "text",
     errors: ErrorsOption = "strict",
 ) -> None:
@@ -449,14 +500,14 @@ def instances(
         not_an_input(output_file(output), [*corpus, tokenizer])
         tokens, lengths, spec, _ = memlm.tokenize(corpus, tokenizer, text_field, errors)
         memlm.write_instances(tokens, lengths, output, width, spec.vocab_size)
-        print(f"wrote {output}: {tokens.size:,} instances of width {width}", file=sys.stderr)
+        print(f"wrote {shown_path(output)}: {tokens.size:,} instances of width {width}", file=sys.stderr)
 
 
 @app.command()
 def classify(
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file.")],
-    instances: Annotated[Path, typer.Option(help="TiMBL column-format test file.")] = ...,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output (default stdout).")] = None,
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
+    instances: Annotated[str, typer.Option(help="TiMBL column-format test file.")] = ...,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Output (default stdout).")] = None,
     distribution: Annotated[
         bool, typer.Option("--distribution", help="After each class, every class's votes in braces (TiMBL's +v db).")
     ] = False,

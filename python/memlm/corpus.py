@@ -9,6 +9,7 @@ import errno
 import gzip
 import io
 import json
+import os
 import stat
 import sys
 import zlib
@@ -39,8 +40,8 @@ def split_blocks(text: str) -> list[str]:
 
 
 def source_name(source: str | Path) -> str:
-    """A source as messages name it."""
-    return STDIN_NAME if source == STDIN else str(source)
+    """A source as messages name it (on one line, as the core shows paths)."""
+    return STDIN_NAME if source == STDIN else checks.shown_path(source)
 
 
 def _not_gzip(name: str, reason: str) -> CorpusError:
@@ -58,16 +59,18 @@ def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
         if str(source) == STDIN:
             yield STDIN
             continue
+        if str(source) == "":  # no file (Path("") would be the current folder)
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
         path = Path(source)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
             if not files:
-                raise CorpusError(f"{path}: the directory holds no files")
+                raise CorpusError(f"{checks.shown_path(path)}: the directory holds no files")
             yield from files
         elif path.exists():
             yield path
         else:
-            raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
 
 
 class _Input(io.RawIOBase):
@@ -155,6 +158,7 @@ def iter_documents(
 ) -> Iterator[tuple[str, str]]:
     """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
     _check_errors(errors)
+    checks.name(text_field, "text_field")
     for source in _expand(sources):
         name = source_name(source)
         text = _decode(_read_bytes(source), name, errors)
@@ -219,6 +223,7 @@ def iter_blocks(
     if not sources:
         raise CorpusError("no corpus given")
     _check_errors(errors)
+    checks.name(text_field, "text_field")
     files = list(_expand(sources))
     # Sizes of the regular files; the input of a pipe or FIFO has none until it is read (progress then
     # counts it as nothing and stops at 100%).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from memlm import checks
 from memlm.errors import MemlmError
 
 #: (first, largest) size of the chunks of ids a stream asks the core for: 1, then doubling up to 64, so
@@ -112,6 +113,7 @@ def stop_list(stop: Sequence[str] | str | None) -> list[str]:
     for s in stops:
         if not isinstance(s, str):
             raise MemlmError(f"stop must be a str or a list of str, got {type(s).__name__} {s!r}")
+        checks.text(s, "a stop string")
     return [s for s in stops if s]
 
 

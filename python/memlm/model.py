@@ -215,7 +215,7 @@ class Model:
 
     def save(self, path: str | Path) -> None:
         """Writes the model file atomically (self-contained: the tokenizer is inside)."""
-        self._core.save(Path(path))
+        self._core.save(path)
 
     def training_tokens(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(token ids, block lengths) of the training text, if the model kept them (``keep_tokens``)."""
@@ -235,10 +235,9 @@ class Model:
         """The text of ids: decoded tokens, or symbols separated by spaces (instance-file models). The unknown
         id (:data:`memlm._core.UNKNOWN`, a symbol the model never saw) has no text: an error, as any id
         the model does not know."""
-        ids = list(ids)
+        ids = checks.prefix_ids(ids.tolist() if isinstance(ids, np.ndarray) else list(ids), self._n_symbols)
         if UNKNOWN in ids:
             raise MemlmError(f"id {UNKNOWN} is the unknown id (a symbol the model never saw): it has no text")
-        ids = self._ids(ids, "ids", 1).tolist() if ids else ids
         if self.has_tokenizer:
             return self.tokenizer.decode(ids)
         return " ".join(self._core.symbol(i) for i in ids)
@@ -260,8 +259,7 @@ class Model:
 
     def context(self, text_or_ids: str | Sequence[int]) -> list[int]:
         """The model's view of a prefix: its last W ids, left-padded (a shorter prefix starts a block)."""
-        tail = self._tail(text_or_ids)
-        ids = self._ids(tail, "ids", 1) if tail else np.zeros(0, dtype=np.uint32)
+        ids = np.array(checks.prefix_ids(self._tail(text_or_ids), self._n_symbols), dtype=np.uint32)
         # The context of a target after the prefix, in the core's windowing (0 stands for the target).
         contexts, _ = self._core.windows(np.append(ids, np.uint32(0)), np.array([ids.size + 1], dtype=np.uint64))
         return contexts[-1].tolist()
@@ -426,7 +424,7 @@ class Model:
         if output is not None:
             output = output_file(output)
             not_an_input(output, [instances, self._path])
-        return self._core.classify_file(Path(instances), output, distribution, query)
+        return self._core.classify_file(instances, output, distribution, query)
 
     # -- scoring ----------------------------------------------------------------------------------
 

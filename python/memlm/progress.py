@@ -22,6 +22,7 @@ class BuildProgress:
         self._bars: Progress | None = None
         self._tasks: dict[str, int] = {}
         self._started: dict[str, float] = {}
+        self._finished: set[str] = set()
 
     def __enter__(self) -> BuildProgress:
         if self._console.is_terminal:
@@ -48,18 +49,20 @@ class BuildProgress:
                 self._tasks[phase] = self._bars.add_task(phase, total=total)
         if self._bars is not None:
             self._bars.update(self._tasks[phase], completed=done, total=total)
-        elif done == total:
-            # Without a terminal (logs), a line per phase that took long enough to matter.
+        elif done == total and phase not in self._finished:
+            # Without a terminal (logs), a line per phase that took long enough to matter: once, however
+            # often the phase reports that it is done.
+            self._finished.add(phase)
             seconds = time.perf_counter() - self._started[phase]
             if seconds >= 1.0:
                 print(f"memlm: {phase}: done in {seconds:.1f} s", file=sys.stderr, flush=True)
 
 
 def parse_size(text: str) -> int:
-    """Bytes from a size such as ``8G``, ``512M``, ``1.5k`` or ``1000000`` (powers of 1024), parsed exactly
-    (no float rounding): from 1 byte to :data:`memlm.checks.LARGEST_MEMORY` (8 EiB); a fraction of a byte
+    """Bytes from a size such as ``8G``, ``512M``, ``1.5k``, ``7EiB`` or ``1000000`` (powers of 1024), parsed exactly
+    (no float rounding): from 1 byte to :data:`memlm.checks.LARGEST_MEMORY` (8 EiB less one byte); a fraction of a byte
     is dropped. A :class:`MemlmError` shows ``text`` as given."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50, "e": 1 << 60}
     cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
     scale = units.get(cleaned[-1:], 1)
     number = cleaned[:-1] if cleaned[-1:] in units else cleaned

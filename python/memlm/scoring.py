@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memlm.errors import MemlmError
+
 
 @dataclass(frozen=True)
 class TokenScore:
@@ -29,12 +31,16 @@ class TokenScore:
 
 
 def perplexity_of(log10_probs: np.ndarray) -> float:
-    """10 ** (- mean log10 probability); infinite for no tokens."""
-    return float(10 ** (-log10_probs.mean())) if log10_probs.size else math.inf
+    """10 ** (- mean log10 probability); nan (undefined) for no tokens."""
+    return float(10 ** (-log10_probs.mean())) if log10_probs.size else math.nan
 
 
 def perplexities(log10_probs: np.ndarray, oov: np.ndarray) -> dict:
-    """The OOV count and the perplexity with and without the OOV tokens, as KenLM reports them."""
+    """The OOV count and the perplexity with and without the OOV tokens, as KenLM reports them; the
+    perplexity of no tokens is undefined: a :class:`MemlmError`, and nan without OOVs when every token
+    is one."""
+    if not log10_probs.size:
+        raise MemlmError("no tokens to score: the perplexity of no text is undefined")
     return {
         "oov": int(oov.sum()),
         "perplexity": perplexity_of(log10_probs),

@@ -9,19 +9,18 @@ trained on the concatenated corpus: counts add, weights and tie-breaks are those
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from memlm._core import read_shard, write_shard
-from memlm.checks import memory_budget, not_an_input, output_file, train_options
+from memlm._core import file_kind, read_shard, write_shard
+from memlm.checks import callback, memory_budget, not_an_input, output_file, shown_path, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.tokenization import TokenizerSpec
 from memlm.training import _metadata, load, spec_or_path, tokenize, train_token_ids
-
-SHARD_MAGIC = b"MEMLMS\r\n"
 
 
 def make_shard(
@@ -34,6 +33,7 @@ def make_shard(
 ) -> dict:
     """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata. The output
     path is checked before the corpus is read."""
+    callback(progress)
     output = output_file(output)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
@@ -43,43 +43,46 @@ def make_shard(
     return fields
 
 
-def _read_tokens(path: Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
-    """(ids, block lengths, tokenizer, metadata) of a shard, or of a model that kept its tokens."""
-    with open(path, "rb") as f:
-        is_shard = f.read(len(SHARD_MAGIC)) == SHARD_MAGIC
-    if is_shard:
+def _read_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
+    """(ids, block lengths, tokenizer, metadata) of a shard, or of a model that kept its tokens. The kind
+    is told by the magic number without blocking (a FIFO is refused at once); what is no model is read
+    as a shard, whose errors name it (an empty file, a bad magic number)."""
+    if file_kind(path) != "model":
         tokens, lengths, _vocab, blob, metadata = read_shard(path)
         try:
             meta = json.loads(metadata)
         except ValueError as e:
-            raise ModelFormatError(f"{path}: the metadata section of the shard is not JSON ({e})") from None
+            raise ModelFormatError(f"{shown_path(path)}: the metadata section of the shard is not JSON ({e})") from None
         if not isinstance(meta, dict):
-            raise ModelFormatError(f"{path}: the metadata section of the shard is not a JSON object")
-        spec = TokenizerSpec.from_section(blob, str(meta.get("tokenizer", "?")), f"{path} (a shard)")
+            raise ModelFormatError(f"{shown_path(path)}: the metadata section of the shard is not a JSON object")
+        spec = TokenizerSpec.from_section(blob, str(meta.get("tokenizer", "?")), f"{shown_path(path)} (a shard)")
         return tokens, lengths, spec, meta
     model = load(path, verify=True)
     kept = model.training_tokens() if model.has_tokenizer else None
     if kept is None:
         raise ModelFormatError(
-            f"{path}: the model holds no training tokens to merge (train it with --keep-tokens, or merge shards)"
+            f"{shown_path(path)}: the model holds no training tokens to merge "
+            "(train it with --keep-tokens, or merge shards)"
         )
     return kept[0], kept[1], model.tokenizer, model.metadata
 
 
 def _gather(paths: Iterable[str | Path]) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
-    paths = [Path(p) for p in paths]
+    paths = list(paths)
     if not paths:
         raise MemlmError("nothing to merge")
     parts = [_read_tokens(p) for p in paths]
     spec = parts[0][2]
     for path, part in zip(paths, parts, strict=True):
         if part[2].sha256 != spec.sha256:
-            raise TokenizerMismatchError(f"{path} was tokenised with {part[2].name!r}, {paths[0]} with {spec.name!r}")
+            raise TokenizerMismatchError(
+                f"{shown_path(path)} was tokenised with {part[2].name!r}, {shown_path(paths[0])} with {spec.name!r}"
+            )
     tokens = np.concatenate([p[0] for p in parts]).astype(spec.id_dtype, copy=False)
     lengths = np.concatenate([p[1] for p in parts])
     fields = dict(
         sources=[s for p in parts for s in p[3].get("sources", [])],
-        merged_from=[str(p) for p in paths],
+        merged_from=[os.fspath(p) for p in paths],
         tokenizer=spec.name,
         tokenizer_sha256=spec.sha256,
         blocks=int(lengths.size),
@@ -104,7 +107,8 @@ def merge(
     is read."""
     train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory_budget(memory)
-    paths = [Path(p) for p in paths]
+    callback(progress)
+    paths = list(paths)
     if output is not None:
         not_an_input(output_file(output), paths)
     tokens, lengths, spec, fields = _gather(paths)
@@ -128,7 +132,7 @@ def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
     """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata. The output
     path is checked before any input is read."""
     output = output_file(output)
-    paths = [Path(p) for p in paths]
+    paths = list(paths)
     not_an_input(output, paths)
     tokens, lengths, spec, fields = _gather(paths)
     write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))

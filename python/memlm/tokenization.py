@@ -70,13 +70,14 @@ class TokenizerSpec:
         try:
             json_text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise MemlmError(f"{path}: not a tokenizers JSON file (invalid UTF-8 at byte offset {e.start})") from None
+            shown = checks.shown_path(path)
+            raise MemlmError(f"{shown}: not a tokenizers JSON file (invalid UTF-8 at byte offset {e.start})") from None
         spec = cls(json=json_text, name=path.name)
         try:
             spec.tokenizer  # noqa: B018 - parse now so a bad file fails here, with its name
         except Exception as e:  # the tokenizers library raises plain Exceptions
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise MemlmError(f"{path}: not a tokenizers JSON file ({reason})") from None
+            raise MemlmError(f"{checks.shown_path(path)}: not a tokenizers JSON file ({reason})") from None
         return spec
 
     @classmethod

@@ -15,7 +15,7 @@ import numpy as np
 from memlm import __version__
 from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import memory_budget, not_an_input, output_file, token_ids, train_options
+from memlm.checks import callback, memory_budget, not_an_input, output_file, token_ids, train_options
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -121,6 +121,7 @@ def train(
     """
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
+    callback(progress)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if output is not None:
         output = output_file(output)
@@ -159,8 +160,12 @@ def train_token_ids(
     the end. A budget too small for the fixed part is an error
     that names the minimum. ``output``: also save the model there.
     """
+    if not isinstance(tokenizer, TokenizerSpec):
+        kind = type(tokenizer).__name__
+        raise MemlmError(f"tokenizer must be a TokenizerSpec (e.g. TokenizerSpec.from_file(PATH)), got {kind}")
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
+    callback(progress)
     output = None if output is None else output_file(output)
     tokens = token_ids(
         tokens, "tokens", tokenizer.vocab_size, unknown=False, dtype=tokenizer.id_dtype, vocabulary="the tokenizer's"
@@ -251,12 +256,14 @@ def train_instances(
     (e.g. a spinner). Every argument is checked before the file is read.
     """
     options = train_options(weighting=weighting, algorithms=algorithms)
+    callback(progress)
+    callback(status, "status")
     if output is not None:
         output = output_file(output)
         not_an_input(output, [path])
     phase: AbstractContextManager = (status or (lambda _n: nullcontext()))("building the IGTree")
     with phase:
-        core = CoreModel.train_instance_file(Path(path), _metadata(sources=[str(path)]), options, progress=progress)
+        core = CoreModel.train_instance_file(path, _metadata(sources=[str(path)]), options, progress=progress)
     model = Model(core)
     if output is not None:
         model.save(output)
@@ -281,7 +288,7 @@ def load(
     process would be killed by SIGBUS, as with any memory-mapped file; memlm's own writers replace files by
     renaming, which is safe). ``mmap=False`` reads the whole file into memory instead, for files that other
     programs may rewrite. A path that is not a regular file (a folder, a FIFO) raises an OSError."""
-    model = Model(CoreModel.load(Path(path), verify, mmap), path=path, verify=verify)
+    model = Model(CoreModel.load(path, verify, mmap), path=path, verify=verify)
     if tokenizer is not None:
         model.check_tokenizer(spec_or_path(tokenizer))
     return model
