@@ -598,7 +598,16 @@ impl KneserNeyView<'_> {
         let probability = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
         // A stored γ may pass 1 a little: it takes up its context's rounding (see the module doc).
         let weight = |x: f32| x.is_finite() && x >= 0.0;
-        if !self.constants.iter().all(|&x| probability(x / 3.0))
+        // D1, D2, D3+ of each order within [0, 1], [0, 2], [0, 3] (a larger one takes away more than
+        // a count holds), then the probability of an unseen id.
+        let (discounts, unseen) = self
+            .constants
+            .split_at(self.constants.len().saturating_sub(1));
+        let discount = |(&d, most): (&f64, f64)| d.is_finite() && (0.0..=most).contains(&d);
+        if !discounts
+            .chunks(3)
+            .all(|d| d.iter().zip([1.0, 2.0, 3.0]).all(discount))
+            || !unseen.iter().all(|&x| probability(x))
             || !self.nodes.iter().all(|r| weight(f32::from_bits(r[3])))
             || !self.root.iter().all(|&x| probability(x))
         {
@@ -1079,7 +1088,7 @@ mod tests {
         let good = KneserNey::build(Ids::U32(&tokens), &blocks, 4, 13, 12, |_| Ok(())).unwrap();
         good.view(12).validate(4, 13).unwrap();
         type Damage = fn(&mut KneserNey);
-        let damages: [(&str, Damage); 9] = [
+        let damages: [(&str, Damage); 10] = [
             ("child range", |k| k.nodes[1][0] = u32::MAX),
             ("leaf range", |k| k.nodes[2][1] = k.nodes[3][1] + 5),
             ("entry range", |k| k.nodes[2][2] = u32::MAX / 2),
@@ -1090,6 +1099,7 @@ mod tests {
             ("root table", |k| k.root_next[0] = ROOT_LEAF | 1_000_000),
             ("gamma", |k| k.nodes[1][3] = f32::NAN.to_bits()),
             ("discount", |k| k.constants[0] = -1.0),
+            ("discount beyond its count", |k| k.constants[0] = 1.5),
             ("text", |k| k.text = IdVec::U32(vec![77; k.text.len()])),
         ];
         let mut state = 1u64;
