@@ -369,15 +369,22 @@ impl Model {
                 targets.len()
             )));
         }
-        let kn = self.file.checked_kneser_ney()?;
-        let trie = self.checked_trie()?;
+        enum Base<'a> {
+            KneserNey(KneserNeyView<'a>),
+            WittenBell(TrieView<'a>),
+        }
+        // The IGTree is read (and checked) only when there are no Kneser-Ney statistics.
+        let source = match self.file.checked_kneser_ney()? {
+            Some(kn) => Base::KneserNey(kn),
+            None => Base::WittenBell(self.checked_trie()?),
+        };
         let pad = self.params().pad;
         let mut cache = DocumentCache::new(self.params().n_symbols as usize);
         let mut scores = Scores::default();
         for (context, &target) in contexts.chunks_exact(w).zip(targets) {
-            let (base, depth) = match &kn {
-                Some(kn) => self.kneser_ney(kn, context, target),
-                None => self.witten_bell(&trie, context, target),
+            let (base, depth) = match &source {
+                Base::KneserNey(kn) => self.kneser_ney(kn, context, target),
+                Base::WittenBell(trie) => self.witten_bell(trie, context, target),
             }
             .map_err(|c| self.corrupt(c))?;
             let p = cache

@@ -418,8 +418,12 @@ fn first_query_verifies_the_trie_it_reads() {
             err.contains("checksum mismatch in section Labels16"),
             "{err}"
         );
-        // Scores read the Kneser-Ney statistics, not the IGTree.
+        // Scores read the Kneser-Ney statistics, not the IGTree, with the cache or without.
         assert!(model.score_batch(&f.contexts, &f.targets).is_ok());
+        let weights = [0.05, 0.1, 0.05, 0.05];
+        assert!(model
+            .score_document(&f.contexts, &f.targets, &weights)
+            .is_ok());
     }
     assert!(Model::from_bytes_with(&bytes, Check::Full).is_err());
 }
