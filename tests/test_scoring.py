@@ -152,3 +152,27 @@ def test_the_document_cache_makes_a_repeated_passage_cheaper(model4, model4_path
         == held_out[1].keys()
         >= {"accuracy", "top5_accuracy", "perplexity", "perplexity_excluding_oov"}
     )
+
+
+def test_the_document_cache_starts_empty_at_every_file_and_record(model4, model4_path, tmp_path):
+    """Each test file (and JSONL record) is its own document: scored together, two copies of a text cost
+    what each costs alone, where one cache over both would make the second far cheaper."""
+    assert model4.cache_weights is not None
+    copy = tmp_path / "copy.txt"
+    copy.write_text(TEST_TEXT.read_text())
+
+    def log10_sum(result):
+        return result["tokens"] * math.log10(result["perplexity"])
+
+    one = evaluate(model4, [TEST_TEXT])
+    both = evaluate(model4, [TEST_TEXT, copy])
+    assert both["tokens"] == 2 * one["tokens"] and both["oov"] == 2 * one["oov"]
+    assert log10_sum(both) == pytest.approx(2 * log10_sum(one), rel=1e-9)
+    cli = json.loads(run_cli("eval", model4_path, TEST_TEXT, copy, "--json").stdout)
+    assert cli["perplexity"] == pytest.approx(both["perplexity"], rel=1e-9)
+    passage = TEST_TEXT.read_text()[:1500]
+    records = tmp_path / "two.jsonl"
+    records.write_text(json.dumps({"text": passage}) + "\n" + json.dumps({"text": passage}) + "\n")
+    scores = [float(line.split("\t")[1]) for line in run_cli("score", model4_path, records).stdout.splitlines()]
+    alone = [s.log10_prob for s in model4.score(passage)]
+    assert scores == pytest.approx(alone + alone, abs=1e-6)

@@ -285,7 +285,8 @@ CacheOption = Annotated[
     bool,
     typer.Option(
         "--cache/--no-cache",
-        help="Score the text as one document with the document cache (when the model has its weights).",
+        help="Score with the document cache (when the model has its weights), reset at every document: "
+        "a whole text file, or one JSONL record.",
     ),
 ]
 VoteOption = Annotated[str, typer.Option(help=f"k-NN votes: {_either(memlm.VOTES)}.")]
@@ -415,8 +416,8 @@ def score(
     """Score text: per token its log10 probability, matched context length and OOV flag (KenLM style)."""
     with _clean_errors():
         model = memlm.load(model_path)
-        text = "\n\n".join(doc for _, doc in iter_documents([text_file], text_field, errors))
-        scores = model.score(text, cache=cache)
+        # Each document (the file, or each JSONL record) is scored from an empty cache.
+        scores = [s for _, doc in iter_documents([text_file], text_field, errors) for s in model.score(doc, cache)]
         out = sys.stdout
         for s in scores:
             out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")

@@ -193,6 +193,19 @@ def read_blocks(sources: Iterable[str | Path], text_field: str = "text", errors:
     return blocks
 
 
+def read_documents(sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict") -> list[list[str]]:
+    """The blocks of every document of the sources (a whole text file, or one JSONL record; see
+    :func:`iter_documents`), in order: the blocks :func:`read_blocks` gives, grouped by document. An error
+    when there are none."""
+    sources = list(sources)
+    if not sources:
+        raise CorpusError("no corpus given")
+    documents = [split_blocks(text) for _, text in iter_documents(sources, text_field=text_field, errors=errors)]
+    if not any(documents):
+        raise no_text(sources)
+    return documents
+
+
 def _is_blank(line: str) -> bool:
     return not line.strip(" \t\r\f\v\n")
 

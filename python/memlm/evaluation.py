@@ -1,7 +1,8 @@
 """The evaluation protocol: every token of every block of a held-out text is a target, its context the W
 tokens before it in the same block, left-padded at the block's start (blocks are split at blank lines, as
 in training). Reported: top-1 and top-5 accuracy of a classifier, the perplexity of the scoring
-distribution with and without out-of-vocabulary targets, throughput and peak memory."""
+distribution with and without out-of-vocabulary targets, throughput and peak memory. Each document (a whole
+text file, or one JSONL record) is scored on its own by the document cache."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import resource
 import time
 import warnings
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlm.corpus import read_blocks
+import numpy as np
+
+from memlm import checks
+from memlm.corpus import read_documents
 from memlm.scoring import perplexities
 
 if TYPE_CHECKING:
@@ -30,16 +35,25 @@ def evaluate(
     **knn,
 ) -> dict:
     """Top-1 and top-5 accuracy of ``algorithm`` (``knn``: ``k``, ``vote``, ``decay`` as in
-    :meth:`memlm.Model.predict`), perplexity (``cache``: the test text is one document for the document
-    cache, as :meth:`memlm.Model.score`), tokens per second of the classification and of the scoring, and
-    peak memory."""
+    :meth:`memlm.Model.predict`), perplexity (``cache``: with the document cache, as
+    :meth:`memlm.Model.score`, reset at every document: a whole text file, or one JSONL record), tokens per
+    second of the classification and of the scoring, and peak memory."""
     model.check_query(algorithm, **knn)  # before the text is read
-    contexts, targets = model.windows(read_blocks(sources, text_field=text_field, errors=errors))
+    cache = checks.flag(cache, "cache")
+    windows = [model.windows(blocks) for blocks in read_documents(sources, text_field, errors) if blocks]
+    contexts, targets = np.concatenate([c for c, _ in windows]), np.concatenate([t for _, t in windows])
+    bounds = np.cumsum([0, *(t.size for _, t in windows)])  # of the documents' windows
+    del windows
     start = time.perf_counter()
     classes, _, _, _ = model.predict_batch(contexts, top_k=5, algorithm=algorithm, **knn)
     seconds = time.perf_counter() - start
     start = time.perf_counter()
-    log10, _, oov = model.score_windows(contexts, targets, cache=cache)
+    if cache and model.cache_weights is not None:
+        # One document after another, each from an empty cache.
+        scores = [model.score_windows(contexts[a:b], targets[a:b]) for a, b in pairwise(bounds)]
+        log10, oov = np.concatenate([s[0] for s in scores]), np.concatenate([s[2] for s in scores])
+    else:
+        log10, _, oov = model.score_windows(contexts, targets, cache=False)
     scoring_seconds = time.perf_counter() - start
     n = int(targets.size)
     return {
