@@ -94,6 +94,7 @@ fn pair(context: u64, token: u32) -> u64 {
 /// (the document's length, how often each token occurred, how often each token preceded one), so that
 /// a token costs five hash look-ups, not eight; ids beyond the arrays fall back to the hashes.
 #[derive(Default)]
+#[cfg_attr(test, derive(Clone))]
 pub struct DocumentCache {
     contexts: Counts,
     pairs: Counts,
@@ -159,33 +160,6 @@ impl DocumentCache {
             }
             *total += 1;
             *count += 1;
-        }
-        view
-    }
-
-    /// What the document so far says about `target` after the contexts of `keys`, without counting
-    /// it (the tests look at every target).
-    #[cfg(test)]
-    fn view(&self, keys: &Keys, target: u32) -> CacheView {
-        let mut view = CacheView::default();
-        for k in 0..keys.orders {
-            let total = match k {
-                0 => Some(self.tokens),
-                1 => self.previous.get(keys.nearest as usize).copied(),
-                _ => None,
-            }
-            .or_else(|| self.contexts.get(&keys.keys[k]).copied())
-            .unwrap_or(0);
-            let count = match k {
-                0 => self.unigram.get(target as usize).copied(),
-                _ => None,
-            }
-            .or_else(|| self.pairs.get(&pair(keys.keys[k], target)).copied())
-            .unwrap_or(0);
-            if total > 0 {
-                view.seen[k] = true;
-                view.share[k] = count as f64 / total as f64;
-            }
         }
         view
     }
@@ -293,9 +267,10 @@ mod tests {
         let window = [3u32, 1, 2];
         let keys = Keys::of(&window, pad);
         let weights = [0.1, 0.2, 0.1, 0.1];
-        // A uniform model over ids 0..9 (padding excluded).
+        // A uniform model over ids 0..9 (padding excluded); every candidate seen by `observe` on a
+        // copy of the cache.
         let sum: f64 = (0..9)
-            .map(|w| cache.view(&keys, w).mix(1.0 / 9.0, &weights))
+            .map(|w| cache.clone().observe(&keys, w).mix(1.0 / 9.0, &weights))
             .sum();
         assert!((sum - 1.0).abs() < 1e-12, "{sum}");
     }

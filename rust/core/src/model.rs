@@ -461,6 +461,27 @@ mod tests {
     }
 
     #[test]
+    fn the_document_cache_never_raises_a_token_it_has_not_seen() {
+        let model = test_model(3, false);
+        let (n, pad) = (model.params().n_symbols, model.params().pad);
+        // Every token once (the ids of the dense counts, and the unknown id, which takes the hashes),
+        // in two blocks: the cache sees contexts again, never a token.
+        let mut text: Vec<u32> = (0..n).filter(|&t| t != pad).collect();
+        text.push(UNKNOWN);
+        let (contexts, targets) = model.windows(&text, &[10, text.len() as u64 - 10]).unwrap();
+        let plain = model.score_batch(&contexts, &targets).unwrap();
+        let cached = model
+            .score_document(&contexts, &targets, &[0.2, 0.2, 0.2, 0.2])
+            .unwrap();
+        // The first token: an empty cache, the model's probability.
+        assert_eq!(cached.log10[0], plain.log10[0]);
+        for i in 1..targets.len() {
+            // The unigram cache saw earlier tokens, not this one: its share is 0.
+            assert!(cached.log10[i] < plain.log10[i], "{i}");
+        }
+    }
+
+    #[test]
     fn the_document_cache_makes_a_repeated_passage_cheaper() {
         let model = test_model(3, false);
         let passage: Vec<u32> = vec![5, 9, 2, 17, 4, 4, 11, 23, 8, 1, 6, 13];
