@@ -167,8 +167,8 @@ pub enum Section {
     Tokens32 = 45,
     /// ... u64 x blocks: the length of every block.
     BlockLengths = 46,
-    /// The Kneser-Ney scoring statistics of token models ([`crate::kneser_ney`]): u64 x 2, width and
-    /// token types seen ...
+    /// The Kneser-Ney scoring statistics of token models ([`crate::kneser_ney`]): u64 x 2, width
+    /// (checked against the model's) and token types seen (informational, never read back) ...
     KnParams = 47,
     /// ... f64 x (3 (W + 1) + 1): D1, D2, D3+ per order, then the probability of an unseen id ...
     KnConstants = 48,

@@ -132,7 +132,8 @@ pub fn discounts(n: [u64; 4]) -> [f64; 3] {
 /// The Kneser-Ney statistics as training computes them (owned arrays, as written to the file).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KneserNey {
-    /// Width W, the number of token types seen in training.
+    /// Width W, the number of token types seen in training (informational: written for readers of
+    /// the file, never read back; scoring takes the base from `constants` and `root`).
     pub params: [u64; 2],
     /// D1, D2, D3+ per order k = 0..=W, then the probability of an id never seen (in the empty
     /// context).
@@ -879,7 +880,6 @@ mod tests {
         discounts: Vec<[f64; 3]>,
         base_seen: f64,
         base_unseen: f64,
-        pad: u32,
     }
 
     impl Reference {
@@ -946,7 +946,6 @@ mod tests {
                 discounts,
                 base_seen: 1.0 / (seen + 1.0),
                 base_unseen: 1.0 / ((seen + 1.0) * unseen),
-                pad,
             };
             // Keep the adjusted counts in place of the raw ones.
             for k in 0..=width {
@@ -992,7 +991,6 @@ mod tests {
                 };
                 p = own / total as f64 + gamma * p;
             }
-            let _ = self.pad;
             p
         }
     }

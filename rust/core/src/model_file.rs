@@ -408,11 +408,6 @@ impl ModelFile {
         self.views.cache_weights
     }
 
-    /// Whether the Kneser-Ney statistics' checksums were checked already (or there are none).
-    pub fn kneser_ney_checked(&self) -> bool {
-        self.views.kneser_ney.is_none() || self.verified[Part::KneserNey as usize].get().is_some()
-    }
-
     /// The training tokens and block lengths (None when the model did not keep them), checksums
     /// verified and ids checked against the vocabulary at the first call.
     pub fn checked_training_tokens(&self) -> Result<Option<(Ids<'_>, &[u64])>> {
