@@ -27,7 +27,9 @@
 //! 16-bit log ([`quantise`], steps of 0.06 %). The stored `γ` is then recomputed from the stored
 //! probabilities so that every distribution sums to 1 exactly (up to f32 rounding):
 //! `γ(h) = (1 - Σ_{w∈h} p(w|h)) / (1 - Σ_{w∈h} p(w|h'))` (`renormalised_gamma`); it may exceed 1 a
-//! little where the context's tokens hold almost all of the lower order's mass. The empty context
+//! little where the context's tokens hold almost all of the lower order's mass. Open item: a code
+//! cannot store p closer than about 6e-4 to 1, so in a frequent context dominated by one token the
+//! stored γ overstates the back-off mass, by up to about 40 times (docs/scoring.md). The empty context
 //! has a dense f64 table of its probabilities and a dense table of what follows it with each id.
 //! Contexts seen once are *leaves*: their label and the position of their one occurrence in a copy
 //! of the training text (blocks each preceded by the padding symbol), along which a query continues.
