@@ -52,9 +52,16 @@ use crate::ids::{IdVec, Ids};
 use crate::instances::MAX_WIDTH;
 use crate::trie::Corrupt;
 
-/// A stored probability `p` is `exp(-q / QUANT_SCALE)` for a u16 `q`: 16 bits over e^0..e^-40,
-/// a step of 0.06 % (8 bits lose the margin over KenLM: docs/design/kneser-ney.md §2.2).
-const QUANT_SCALE: f64 = 65535.0 / 40.0;
+/// A stored probability is a u16 code: the top bit ([`COMPLEMENT`]) says whether the other 15, `q`,
+/// code `p` or its complement `1 - p`, as `x = exp(-(ln 2 + q / QUANT_SCALE))` over 1/2..e^-40, a
+/// relative step of 0.12 % (8 bits lose the margin over KenLM: docs/design/kneser-ney.md §2.2).
+/// Probabilities above 1/2 (at most one per context) are stored through their complement, so that
+/// `1 - p`, the back-off mass of a context dominated by one token, keeps its relative precision
+/// (review 13, must-fix 1: a plain log code cannot store p closer than about 6e-4 to 1).
+const QUANT_SCALE: f64 = 32767.0 / (40.0 - std::f64::consts::LN_2);
+
+/// The bit of a probability code saying that it codes `1 - p`.
+const COMPLEMENT: u16 = 1 << 15;
 
 /// Marks a leaf in [`KneserNey::root_next`].
 pub const ROOT_LEAF: u32 = 1 << 31;
@@ -63,21 +70,47 @@ pub const ROOT_LEAF: u32 = 1 << 31;
 /// give valid ones.
 pub const FALLBACK_DISCOUNTS: [f64; 3] = [0.5, 1.0, 1.5];
 
-/// The 16-bit code of a probability, rounded to the nearest code.
+/// The 15-bit log code of `x` in (0, 1/2], rounded to the nearest code.
 #[inline]
-pub fn quantise(p: f64) -> u16 {
-    let q = (-p.ln() * QUANT_SCALE).round();
-    if q.is_nan() || q >= 65535.0 {
-        u16::MAX
+fn log_code(x: f64) -> u16 {
+    let q = ((-x.ln() - std::f64::consts::LN_2) * QUANT_SCALE).round();
+    if q.is_nan() || q >= 32767.0 {
+        COMPLEMENT - 1
     } else {
         q.max(0.0) as u16
+    }
+}
+
+/// The 16-bit code of a probability, rounded to the nearest code of `p` (`p` at most 1/2) or of
+/// `1 - p` (above 1/2).
+#[inline]
+pub fn quantise(p: f64) -> u16 {
+    if p > 0.5 {
+        COMPLEMENT | log_code(1.0 - p)
+    } else {
+        log_code(p)
     }
 }
 
 /// The probability a 16-bit code stands for.
 #[inline]
 pub fn dequantise(q: u16) -> f64 {
-    (-(q as f64) / QUANT_SCALE).exp()
+    let x = 0.5 * (-((q & !COMPLEMENT) as f64) / QUANT_SCALE).exp();
+    if q & COMPLEMENT != 0 {
+        1.0 - x
+    } else {
+        x
+    }
+}
+
+/// The code of the next smaller probability (the same code at the smallest).
+#[inline]
+fn code_below(q: u16) -> u16 {
+    match q {
+        COMPLEMENT => 1,
+        _ if q > COMPLEMENT => q - 1,
+        _ => (q + 1).min(COMPLEMENT - 1),
+    }
 }
 
 /// The γ a context stores, given its entries' codes (nearest rounding), its textbook `gamma` and the
@@ -94,10 +127,10 @@ fn renormalised_gamma(codes: &mut [u16], gamma: f64, lower: f64) -> f64 {
     let mut left = mass(codes);
     if left < 0.5 * gamma * rest {
         let mut order: Vec<usize> = (0..codes.len()).collect();
-        order.sort_by_key(|&i| codes[i]);
+        order.sort_by(|&i, &j| dequantise(codes[j]).total_cmp(&dequantise(codes[i])));
         for i in order {
             let p = dequantise(codes[i]);
-            let down = codes[i].saturating_add(1);
+            let down = code_below(codes[i]);
             left += p - dequantise(down);
             codes[i] = down;
             if left >= 0.5 * gamma * rest {
@@ -1079,6 +1112,55 @@ mod tests {
                 "W={width}: deepest {deepest}"
             );
             eprintln!("W={width}: deepest context {deepest}, largest relative error {worst:.2e}");
+        }
+    }
+
+    /// A context seen thousands of times with one continuation keeps its textbook back-off mass:
+    /// its one entry is stored through its complement (review 13, must-fix 1: a plain log code
+    /// stored p no closer than 6e-4 to 1, which made γ about 40 times too large here).
+    #[test]
+    fn a_near_deterministic_context_keeps_its_back_off_mass() {
+        let v = 30u32;
+        let pad = v;
+        let mut state = 3u64;
+        let mut tokens = Vec::new();
+        for _ in 0..3000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            tokens.extend([1, 2, 3 + (state >> 33) as u32 % (v - 3)]);
+        }
+        let blocks = vec![90u64; tokens.len() / 90];
+        for width in [1usize, 2, 4] {
+            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, v + 1, pad, |_| Ok(()))
+                .unwrap();
+            let view = kn.view(pad);
+            view.validate(width, v + 1).unwrap();
+            let reference = Reference::new(&tokens, &blocks, width, pad);
+            let mut worst = 0.0f64;
+            for r in 3..v {
+                let ctx: Vec<u32> = [vec![pad; width], vec![2, r, 1]].concat();
+                let ctx = &ctx[ctx.len() - width..];
+                let path = view.descend(ctx).unwrap();
+                let near = nearest_first(ctx, pad);
+                let p = view.probabilities(&path).unwrap();
+                assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+                for w in (0..v).filter(|&w| w != 2) {
+                    let expected = reference.p(&near, w);
+                    let error = (p[w as usize] / expected - 1.0).abs();
+                    worst = worst.max(error);
+                    assert!(
+                        error < 1e-2,
+                        "W={width} context {ctx:?} token {w}: {} vs {expected}",
+                        p[w as usize]
+                    );
+                }
+                let back_off = 1.0 - p[2];
+                let expected = 1.0 - reference.p(&near, 2);
+                assert!(
+                    (back_off / expected - 1.0).abs() < 1e-2,
+                    "W={width}: back-off mass {back_off} vs {expected}"
+                );
+            }
+            eprintln!("W={width}: near-deterministic context, largest relative error {worst:.2e}");
         }
     }
 
