@@ -184,7 +184,10 @@ pub enum Section {
     /// ... u32 x 4 x (nodes + 1): where its children, leaves and entries start, and its back-off
     /// weight γ (f32 bits) ...
     KnNodes = 52,
-    /// ... the entries: tokens (u16 or u32) and 16-bit log probabilities ...
+    /// ... the entries: tokens (u16 or u32) and 16-bit probability codes (top bit set: a 15-bit log
+    /// code of 1 - p, else of p; `kneser_ney::quantise`). Version-3 files written before this code
+    /// (branch kn-complement; a plain 16-bit log code of p) decode to wrong probabilities: no
+    /// version bump, as no version 3 was released; rebuild such files ...
     KnEntryTokens16 = 55,
     KnEntryTokens32 = 56,
     KnEntryProbs = 57,
