@@ -314,20 +314,26 @@ impl Model {
         })
     }
 
+    /// Checks a scoring batch: contexts of W ids each (as [`Model::check_batch`]), one target each.
+    fn check_scoring_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<()> {
+        self.check_batch(contexts)?;
+        let rows = contexts.len() / self.width();
+        if rows != targets.len() {
+            return Err(Error::InvalidInput(format!(
+                "{rows} contexts but {} targets",
+                targets.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// The score of every target after its context (a row-major batch, W ids each) under the
     /// scoring distribution ([`crate::scoring`]), on all cores. Defined for every target: one never
     /// seen as a class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen
     /// class and is flagged out of vocabulary.
     pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Scores> {
-        self.check_batch(contexts)?;
+        self.check_scoring_batch(contexts, targets)?;
         let w = self.width();
-        if contexts.len() / w != targets.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} contexts but {} targets",
-                contexts.len() / w,
-                targets.len()
-            )));
-        }
         let windows = contexts.par_chunks(w).zip(targets.par_iter());
         let scores: std::result::Result<Vec<Score>, Corrupt> =
             match self.file.checked_kneser_ney()? {
@@ -360,15 +366,8 @@ impl Model {
         targets: &[u32],
         weights: &CacheWeights,
     ) -> Result<Scores> {
-        self.check_batch(contexts)?;
+        self.check_scoring_batch(contexts, targets)?;
         let w = self.width();
-        if contexts.len() / w != targets.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} contexts but {} targets",
-                contexts.len() / w,
-                targets.len()
-            )));
-        }
         enum Base<'a> {
             KneserNey(KneserNeyView<'a>),
             WittenBell(TrieView<'a>),
