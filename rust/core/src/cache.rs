@@ -43,6 +43,9 @@ impl Hasher for Prehashed {
 
 type Counts = HashMap<u64, u32, BuildHasherDefault<Prehashed>>;
 
+/// Keys reserved up front per hash table at most (16 MiB each).
+const RESERVED_KEYS_MAX: usize = 1 << 20;
+
 /// splitmix64's finaliser.
 #[inline]
 fn mix(mut x: u64) -> u64 {
@@ -128,10 +131,18 @@ impl CacheView {
 }
 
 impl DocumentCache {
-    /// An overlay for a document over `n_ids` ids (the hash tables grow as the document goes: sized
-    /// up front, mostly empty, they would crowd the model out of the processor's caches).
-    pub fn new(n_ids: usize) -> DocumentCache {
+    /// An overlay for a document of about `tokens` tokens over `n_ids` ids. The hash tables are
+    /// sized for the document up front (a token adds at most two contexts and two pairs), up to
+    /// [`RESERVED_KEYS_MAX`] keys each, so that they rarely rehash; never for the vocabulary (mostly
+    /// empty, they would crowd the model out of the processor's caches).
+    pub fn new(n_ids: usize, tokens: usize) -> DocumentCache {
+        let keys = tokens
+            .saturating_mul(CACHE_ORDERS - 2)
+            .min(RESERVED_KEYS_MAX);
+        let table = || Counts::with_capacity_and_hasher(keys, Default::default());
         DocumentCache {
+            contexts: table(),
+            pairs: table(),
             unigram: vec![0; n_ids],
             previous: vec![0; n_ids],
             ..Default::default()
@@ -256,7 +267,7 @@ mod tests {
     fn the_mixture_sums_to_one() {
         let pad = 9;
         // Dense counts for ids 0..5 only: the others take the hashes.
-        let mut cache = DocumentCache::new(5);
+        let mut cache = DocumentCache::new(5, 9);
         let text = [1u32, 2, 3, 1, 2, 4, 1, 2, 3];
         for (i, &t) in text.iter().enumerate() {
             let window: Vec<u32> = (0..3)

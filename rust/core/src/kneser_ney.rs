@@ -583,6 +583,9 @@ pub struct KnPath {
     leaf: Option<KnLeaf>,
 }
 
+/// Windows per [`KneserNeyView::descend_group`] at most.
+pub const DESCENT_GROUP: usize = 64;
+
 /// What a descent step finds: a stored context, a leaf (its index), or nothing.
 enum Next {
     Child(u32),
@@ -598,6 +601,13 @@ struct KnLeaf {
 }
 
 impl KnPath {
+    /// The path of the empty context, before a descent.
+    pub const EMPTY: KnPath = KnPath {
+        nodes: [0; MAX_WIDTH + 1],
+        len: 1,
+        leaf: None,
+    };
+
     /// The number of context tokens matched (the padding symbol included).
     pub fn depth(&self) -> u32 {
         match self.leaf {
@@ -759,62 +769,95 @@ impl KneserNeyView<'_> {
     /// the leaf and how far along it.
     #[inline]
     pub fn descend(&self, context: &[u32]) -> std::result::Result<KnPath, Corrupt> {
-        let w = context.len();
-        let mut path = KnPath {
-            nodes: [0; MAX_WIDTH + 1],
-            len: 1,
-            leaf: None,
-        };
-        let mut node = 0u32;
-        for level in 0..w.min(MAX_WIDTH) {
-            let x = context[w - 1 - level];
-            let found = match level {
-                0 => match self.root_next.get(x as usize) {
-                    None | Some(0) => Next::Nothing,
-                    Some(&n) if n & ROOT_LEAF != 0 => Next::Leaf((n & !ROOT_LEAF) as usize),
-                    Some(&n) => Next::Child(n),
-                },
-                _ => {
-                    let (here, next) = self.node(node)?;
-                    let children = here[0] as usize..next[0] as usize;
-                    let leaves = here[1] as usize..next[1] as usize;
-                    match self.labels.find(children.clone(), x) {
-                        Some(i) => Next::Child((children.start + i) as u32),
-                        None => match self.leaf_labels.find(leaves.clone(), x) {
-                            Some(i) => Next::Leaf(leaves.start + i),
-                            None => Next::Nothing,
-                        },
-                    }
-                }
-            };
-            match found {
-                Next::Child(child) => {
-                    node = child;
-                    path.nodes[path.len] = node;
-                    path.len += 1;
-                    if x == self.pad {
-                        break;
-                    }
-                    continue;
-                }
-                Next::Nothing => break,
-                Next::Leaf(leaf) => {
-                    let pos = *self.leaves.get(leaf).ok_or(BAD_LEAF)?;
-                    let token = self.text.try_get(pos as usize).ok_or(BAD_LEAF)?;
-                    let from = level + 1;
-                    let mut to = from;
-                    while to < w
-                        && leaf_label(self.text, pos, to)? != self.pad
-                        && context[w - 1 - to] == leaf_label(self.text, pos, to + 1)?
-                    {
-                        to += 1;
-                    }
-                    path.leaf = Some(KnLeaf { token, from, to });
-                    break;
-                }
-            }
+        let mut path = KnPath::EMPTY;
+        let mut level = 0;
+        while self.step(context, level, &mut path)? {
+            level += 1;
         }
         Ok(path)
+    }
+
+    /// [`KneserNeyView::descend`] of every window of `contexts` (W ids each, at most
+    /// [`DESCENT_GROUP`] windows) into `paths`, in lockstep: one level of every descent, then the
+    /// next, so that the processor overlaps their memory reads (one descent alone waits on one read
+    /// after another).
+    pub fn descend_group(
+        &self,
+        contexts: &[u32],
+        width: usize,
+        paths: &mut [KnPath],
+    ) -> std::result::Result<(), Corrupt> {
+        debug_assert!(paths.len() <= DESCENT_GROUP && DESCENT_GROUP <= 64);
+        // Bit i: whether descent i goes on.
+        let mut live = u64::MAX.checked_shr(64 - paths.len() as u32).unwrap_or(0);
+        for level in 0..width {
+            for (i, (context, path)) in contexts.chunks_exact(width).zip(&mut *paths).enumerate() {
+                if live & (1 << i) != 0 && !self.step(context, level, path)? {
+                    live &= !(1 << i);
+                }
+            }
+            if live == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One level of a descent: extends `path` (which matched `level` tokens of `context`) by the
+    /// stored context or the leaf matching the next token; whether the descent goes on.
+    #[inline]
+    fn step(
+        &self,
+        context: &[u32],
+        level: usize,
+        path: &mut KnPath,
+    ) -> std::result::Result<bool, Corrupt> {
+        let w = context.len();
+        if level >= w.min(MAX_WIDTH) {
+            return Ok(false);
+        }
+        let x = context[w - 1 - level];
+        let found = match level {
+            0 => match self.root_next.get(x as usize) {
+                None | Some(0) => Next::Nothing,
+                Some(&n) if n & ROOT_LEAF != 0 => Next::Leaf((n & !ROOT_LEAF) as usize),
+                Some(&n) => Next::Child(n),
+            },
+            _ => {
+                let (here, next) = self.node(path.nodes[path.len - 1])?;
+                let children = here[0] as usize..next[0] as usize;
+                let leaves = here[1] as usize..next[1] as usize;
+                match self.labels.find(children.clone(), x) {
+                    Some(i) => Next::Child((children.start + i) as u32),
+                    None => match self.leaf_labels.find(leaves.clone(), x) {
+                        Some(i) => Next::Leaf(leaves.start + i),
+                        None => Next::Nothing,
+                    },
+                }
+            }
+        };
+        match found {
+            Next::Child(child) => {
+                path.nodes[path.len] = child;
+                path.len += 1;
+                Ok(x != self.pad)
+            }
+            Next::Nothing => Ok(false),
+            Next::Leaf(leaf) => {
+                let pos = *self.leaves.get(leaf).ok_or(BAD_LEAF)?;
+                let token = self.text.try_get(pos as usize).ok_or(BAD_LEAF)?;
+                let from = level + 1;
+                let mut to = from;
+                while to < w
+                    && leaf_label(self.text, pos, to)? != self.pad
+                    && context[w - 1 - to] == leaf_label(self.text, pos, to + 1)?
+                {
+                    to += 1;
+                }
+                path.leaf = Some(KnLeaf { token, from, to });
+                Ok(false)
+            }
+        }
     }
 
     /// D1 of the order with context length `level`.
@@ -835,37 +878,61 @@ impl KneserNeyView<'_> {
     /// The probability of `target` after the context of `path`.
     #[inline]
     pub fn probability(&self, path: &KnPath, target: u32) -> std::result::Result<f64, Corrupt> {
-        // Ids that are no token of the model (padding, unknown, beyond) and ids never seen: the
-        // unknown class's share, backed off through every context.
-        let known = target != self.pad && (target as usize) < self.root.len();
-        let mut backoff = 1.0f64;
-        let mut p = None;
-        for &node in path.nodes[1..path.len].iter().rev() {
-            let (here, next) = self.node(node)?;
-            let entries = here[2] as usize..next[2] as usize;
-            if known {
-                if let Some(i) = self.entry_tokens.find(entries.clone(), target) {
-                    let q = self.entry_probs.get(entries.start + i).ok_or(BAD_RANGE)?;
-                    p = Some(dequantise(*q) * backoff);
-                    break;
+        let mut p = [0.0];
+        self.probability_group(std::slice::from_ref(path), &[target], &mut p)?;
+        Ok(p[0])
+    }
+
+    /// [`KneserNeyView::probability`] of each target after its path (at most [`DESCENT_GROUP`]),
+    /// into `out`, in lockstep: one stored context of every walk back up, then the next, so that
+    /// the processor overlaps their memory reads.
+    pub fn probability_group(
+        &self,
+        paths: &[KnPath],
+        targets: &[u32],
+        out: &mut [f64],
+    ) -> std::result::Result<(), Corrupt> {
+        debug_assert!(paths.len() <= DESCENT_GROUP && DESCENT_GROUP <= 64);
+        // Per walk: the back-off weight so far; `out` holds the probability once found (bit set).
+        let mut backoff = [1.0f64; DESCENT_GROUP];
+        let mut found = 0u64;
+        let deepest = paths.iter().map(|p| p.len).max().unwrap_or(1);
+        for up in 1..deepest {
+            for (i, (path, &target)) in paths.iter().zip(targets).enumerate() {
+                if found & (1 << i) != 0 || up >= path.len {
+                    continue;
+                }
+                let (here, next) = self.node(path.nodes[path.len - up])?;
+                // Ids that are no token of the model (padding, unknown, beyond) are in no entries.
+                if target != self.pad {
+                    let entries = here[2] as usize..next[2] as usize;
+                    if let Some(e) = self.entry_tokens.find(entries.clone(), target) {
+                        let q = self.entry_probs.get(entries.start + e).ok_or(BAD_RANGE)?;
+                        out[i] = dequantise(*q) * backoff[i];
+                        found |= 1 << i;
+                        continue;
+                    }
+                }
+                backoff[i] *= f32::from_bits(here[3]) as f64;
+            }
+        }
+        for (i, (path, &target)) in paths.iter().zip(targets).enumerate() {
+            if found & (1 << i) == 0 {
+                // Ids never seen, and ids that are no token of the model: the unknown class's share.
+                let known = target != self.pad && (target as usize) < self.root.len();
+                out[i] = match self.root.get(target as usize) {
+                    Some(&x) if known && x > 0.0 => x * backoff[i],
+                    _ => self.unseen() * backoff[i],
+                };
+            }
+            if let Some(leaf) = path.leaf {
+                for level in leaf.from..=leaf.to {
+                    let d1 = self.d1(level)?;
+                    out[i] = d1 * out[i] + if target == leaf.token { 1.0 - d1 } else { 0.0 };
                 }
             }
-            backoff *= f32::from_bits(here[3]) as f64;
         }
-        let mut p = match p {
-            Some(p) => p,
-            None => match self.root.get(target as usize) {
-                Some(&x) if known && x > 0.0 => x * backoff,
-                _ => self.unseen() * backoff,
-            },
-        };
-        if let Some(leaf) = path.leaf {
-            for level in leaf.from..=leaf.to {
-                let d1 = self.d1(level)?;
-                p = d1 * p + if target == leaf.token { 1.0 - d1 } else { 0.0 };
-            }
-        }
-        Ok(p)
+        Ok(())
     }
 
     /// Every probability after the context of `path`: one per id, the padding id at 0.
@@ -1119,6 +1186,7 @@ mod tests {
                 (state >> 33) as usize % n
             };
             let (mut deepest, mut worst) = (0, 0.0f64);
+            let mut windows = Vec::new();
             for trial in 0..120 {
                 // Training windows (deep contexts, leaves), then random ones.
                 let ctx: Vec<u32> = if trial < 80 {
@@ -1129,6 +1197,7 @@ mod tests {
                 } else {
                     (0..width).map(|_| rand(v as usize + 1) as u32).collect()
                 };
+                windows.push(ctx.clone());
                 let path = view.descend(&ctx).unwrap();
                 deepest = deepest.max(path.depth());
                 let p = view.probabilities(&path).unwrap();
@@ -1152,6 +1221,26 @@ mod tests {
                 deepest as usize >= width.min(6),
                 "W={width}: deepest {deepest}"
             );
+            // Descents and walks in lockstep give exactly what they give one at a time.
+            let targets: Vec<u32> = (0..windows.len())
+                .map(|_| rand(v as usize + 3) as u32)
+                .collect();
+            for (windows, targets) in windows
+                .chunks(DESCENT_GROUP - 7)
+                .zip(targets.chunks(DESCENT_GROUP - 7))
+            {
+                let mut paths = vec![KnPath::EMPTY; windows.len()];
+                view.descend_group(&windows.concat(), width, &mut paths)
+                    .unwrap();
+                let mut p = vec![0.0; windows.len()];
+                view.probability_group(&paths, targets, &mut p).unwrap();
+                for ((ctx, &w), (path, &p)) in windows.iter().zip(targets).zip(paths.iter().zip(&p))
+                {
+                    let alone = view.descend(ctx).unwrap();
+                    assert_eq!(path.depth(), alone.depth());
+                    assert_eq!(p.to_bits(), view.probability(&alone, w).unwrap().to_bits());
+                }
+            }
             eprintln!("W={width}: deepest context {deepest}, largest relative error {worst:.2e}");
         }
     }

@@ -14,7 +14,7 @@ use crate::cache::{CacheWeights, DocumentCache, Keys};
 use crate::error::{Error, Result};
 use crate::format::Check;
 use crate::instances::{Context, MAX_WIDTH};
-use crate::kneser_ney::KneserNeyView;
+use crate::kneser_ney::{KnPath, KneserNeyView, DESCENT_GROUP};
 use crate::knn::InstanceBaseView;
 use crate::model_file::{ModelFile, Params};
 use crate::scoring::{Score, Scores};
@@ -282,16 +282,26 @@ impl Model {
         Ok((p, len as u32 - 1))
     }
 
-    /// The Kneser-Ney probability (one descent, one walk back up) and the matched context length.
+    /// The Kneser-Ney probability of each target and the context length matched, for a group of
+    /// windows (at most [`DESCENT_GROUP`]) descended together, then one walk back up each.
     #[inline]
-    fn kneser_ney(
+    fn kneser_ney_group(
         &self,
         kn: &KneserNeyView,
-        context: &[u32],
-        target: u32,
-    ) -> std::result::Result<(f64, u32), Corrupt> {
-        let path = kn.descend(context)?;
-        Ok((kn.probability(&path, target)?, path.depth()))
+        contexts: &[u32],
+        targets: &[u32],
+        out: &mut [(f64, u32)],
+    ) -> std::result::Result<(), Corrupt> {
+        let mut paths = [KnPath::EMPTY; DESCENT_GROUP];
+        let paths = &mut paths[..targets.len()];
+        kn.descend_group(contexts, self.width(), paths)?;
+        let mut probabilities = [0.0; DESCENT_GROUP];
+        let probabilities = &mut probabilities[..targets.len()];
+        kn.probability_group(paths, targets, probabilities)?;
+        for ((path, &p), out) in paths.iter().zip(&*probabilities).zip(out) {
+            *out = (p, path.depth());
+        }
+        Ok(())
     }
 
     /// A score from a probability and a matched depth.
@@ -327,74 +337,71 @@ impl Model {
         Ok(())
     }
 
+    /// The scoring distribution's probability of every target after its context (a row-major
+    /// batch, W ids each) and the context length matched, on all cores.
+    fn model_probabilities(&self, contexts: &[u32], targets: &[u32]) -> Result<Vec<(f64, u32)>> {
+        self.check_scoring_batch(contexts, targets)?;
+        let w = self.width();
+        let windows = contexts.par_chunks(w).zip(targets.par_iter());
+        let probabilities: std::result::Result<Vec<(f64, u32)>, Corrupt> =
+            match self.file.checked_kneser_ney()? {
+                Some(kn) => {
+                    let mut out = vec![(0.0, 0); targets.len()];
+                    let groups = contexts.par_chunks(w * DESCENT_GROUP);
+                    out.par_chunks_mut(DESCENT_GROUP)
+                        .zip(groups.zip(targets.par_chunks(DESCENT_GROUP)))
+                        .with_min_len(16)
+                        .try_for_each(|(out, (c, t))| self.kneser_ney_group(&kn, c, t, out))
+                        .map(|()| out)
+                }
+                // The IGTree is read (and checked) only when there are no Kneser-Ney statistics.
+                None => {
+                    let trie = self.checked_trie()?;
+                    windows
+                        .with_min_len(256)
+                        .map(|(c, &t)| self.witten_bell(&trie, c, t))
+                        .collect()
+                }
+            };
+        probabilities.map_err(|c| self.corrupt(c))
+    }
+
     /// The score of every target after its context (a row-major batch, W ids each) under the
     /// scoring distribution ([`crate::scoring`]), on all cores. Defined for every target: one never
     /// seen as a class, [`UNKNOWN`] or any id outside the model gets the probability of an unseen
     /// class and is flagged out of vocabulary.
     pub fn score_batch(&self, contexts: &[u32], targets: &[u32]) -> Result<Scores> {
-        self.check_scoring_batch(contexts, targets)?;
-        let w = self.width();
-        let windows = contexts.par_chunks(w).zip(targets.par_iter());
-        let scores: std::result::Result<Vec<Score>, Corrupt> =
-            match self.file.checked_kneser_ney()? {
-                Some(kn) => windows
-                    .with_min_len(1024)
-                    .map(|(c, &t)| Ok(self.scored(self.kneser_ney(&kn, c, t)?, t)))
-                    .collect(),
-                None => {
-                    let trie = self.checked_trie()?;
-                    windows
-                        .with_min_len(256)
-                        .map(|(c, &t)| Ok(self.scored(self.witten_bell(&trie, c, t)?, t)))
-                        .collect()
-                }
-            };
-        let scores = scores.map_err(|c| self.corrupt(c))?;
-        Ok(Scores {
-            log10: scores.iter().map(|s| s.log10).collect(),
-            depths: scores.iter().map(|s| s.depth).collect(),
-            oov: scores.iter().map(|s| s.oov).collect(),
-        })
+        let probabilities = self.model_probabilities(contexts, targets)?;
+        Ok(probabilities
+            .into_iter()
+            .zip(targets)
+            .map(|(p, &t)| self.scored(p, t))
+            .collect())
     }
 
     /// [`Model::score_batch`] for the windows of one document, in order, with the document cache
     /// ([`crate::cache`]) interpolated by `weights`: each token is scored with the counts of the
-    /// tokens before it, then counted. One thread (the cache is sequential).
+    /// tokens before it, then counted. The model's probabilities on all cores, the cache on one
+    /// (it is sequential).
     pub fn score_document(
         &self,
         contexts: &[u32],
         targets: &[u32],
         weights: &CacheWeights,
     ) -> Result<Scores> {
-        self.check_scoring_batch(contexts, targets)?;
-        let w = self.width();
-        enum Base<'a> {
-            KneserNey(KneserNeyView<'a>),
-            WittenBell(TrieView<'a>),
-        }
-        // The IGTree is read (and checked) only when there are no Kneser-Ney statistics.
-        let source = match self.file.checked_kneser_ney()? {
-            Some(kn) => Base::KneserNey(kn),
-            None => Base::WittenBell(self.checked_trie()?),
-        };
+        let probabilities = self.model_probabilities(contexts, targets)?;
         let pad = self.params().pad;
-        let mut cache = DocumentCache::new(self.params().n_symbols as usize);
-        let mut scores = Scores::default();
-        for (context, &target) in contexts.chunks_exact(w).zip(targets) {
-            let (base, depth) = match &source {
-                Base::KneserNey(kn) => self.kneser_ney(kn, context, target),
-                Base::WittenBell(trie) => self.witten_bell(trie, context, target),
-            }
-            .map_err(|c| self.corrupt(c))?;
-            let p = cache
-                .observe(&Keys::of(context, pad), target)
-                .mix(base, weights);
-            let score = self.scored((p, depth), target);
-            scores.log10.push(score.log10);
-            scores.depths.push(score.depth);
-            scores.oov.push(score.oov);
-        }
-        Ok(scores)
+        let mut cache = DocumentCache::new(self.params().n_symbols as usize, targets.len());
+        let windows = contexts.chunks_exact(self.width()).zip(targets);
+        Ok(windows
+            .zip(probabilities)
+            .map(|((context, &target), (base, depth))| {
+                let p = cache
+                    .observe(&Keys::of(context, pad), target)
+                    .mix(base, weights);
+                self.scored((p, depth), target)
+            })
+            .collect())
     }
 
     /// The document cache's weights fitted at training time (None: the model has none).

@@ -22,7 +22,8 @@ const EMPTY: Corrupt = Corrupt("a node on the path has an empty class distributi
 pub struct Score {
     /// log10 of the target's probability (as KenLM reports it).
     pub log10: f64,
-    /// IGTree depth matched by the context.
+    /// Length of the context matched (Kneser-Ney: the longest stored context; Witten-Bell: the
+    /// IGTree depth).
     pub depth: u32,
     /// Whether the target is out of vocabulary: never a training class (unknown ids included).
     pub oov: bool,
@@ -34,6 +35,18 @@ pub struct Scores {
     pub log10: Vec<f64>,
     pub depths: Vec<u32>,
     pub oov: Vec<bool>,
+}
+
+impl FromIterator<Score> for Scores {
+    fn from_iter<I: IntoIterator<Item = Score>>(scores: I) -> Scores {
+        let mut all = Scores::default();
+        for score in scores {
+            all.log10.push(score.log10);
+            all.depths.push(score.depth);
+            all.oov.push(score.oov);
+        }
+        all
+    }
 }
 
 /// Count, total and distinct classes of one path node, for one target.

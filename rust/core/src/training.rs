@@ -305,7 +305,7 @@ fn fit_cache(
         cache_width,
         pad,
     )?;
-    let mut cache = DocumentCache::new(pad as usize + 1);
+    let mut cache = DocumentCache::new(pad as usize + 1, targets.len());
     let (mut base, mut views) = (Vec::with_capacity(held), Vec::with_capacity(held));
     let internal =
         |c: crate::trie::Corrupt| Error::InvalidInput(format!("internal error: {}", c.0));
