@@ -35,6 +35,28 @@ def test_scores_agree_with_the_full_distribution(model4):
         assert 0 <= s.context_length <= model4.width
 
 
+def test_token_scores_are_a_sequence_over_arrays(model4):
+    text = "It was a fine morning.\n\nAnne walked out."
+    scores = model4.score(text)
+    items = list(scores)
+    assert len(scores) == len(items) == scores.ids.size == scores.log10_probs.size > 5
+    assert (
+        [s.id for s in items]
+        == scores.ids.tolist()
+        == model4.encode("It was a fine morning.") + model4.encode("Anne walked out.")
+    )
+    assert [s.log10_prob for s in items] == scores.log10_probs.tolist()
+    assert [s.context_length for s in items] == scores.context_lengths.tolist()
+    assert [s.oov for s in items] == scores.oov.tolist()
+    assert "".join(s.token for s in items) == "It was a fine morning.Anne walked out."
+    assert scores[-1] == items[-1] and scores[2] == items[2]
+    assert list(scores[2:5]) == items[2:5] and list(scores[::-2]) == items[::-2]
+    assert scores == items and scores != items[:-1] and scores != 3
+    with pytest.raises(IndexError):
+        scores[len(items)]
+    assert scores.perplexities() == {k: v for k, v in model4.perplexity(text).items() if k != "tokens"}
+
+
 def test_training_text_is_far_less_perplexing_than_held_out_text(model4):
     seen = model4.perplexity(TRAIN_TEXT.read_text()[:20000])
     held_out = model4.perplexity(TEST_TEXT.read_text()[:20000])

@@ -417,17 +417,19 @@ def score(
     with _clean_errors():
         model = memlm.load(model_path)
         # Each document (the file, or each JSONL record) is scored from an empty cache.
-        scores = [s for _, doc in iter_documents([text_file], text_field, errors) for s in model.score(doc, cache)]
+        documents = [model.score(doc, cache) for _, doc in iter_documents([text_file], text_field, errors)]
         out = sys.stdout
-        for s in scores:
-            out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")
-        log10 = np.array([s.log10_prob for s in scores])
-        totals = perplexities(log10, np.array([s.oov for s in scores], dtype=bool))
+        for scores in documents:
+            for s in scores:
+                out.write(f"{s.token!r}\t{s.log10_prob:.6f}\t{s.context_length}\t{int(s.oov)}\n")
+        log10 = np.concatenate([np.zeros(0), *(scores.log10_probs for scores in documents)])
+        oov = np.concatenate([np.zeros(0, dtype=bool), *(scores.oov for scores in documents)])
+        totals = perplexities(log10, oov)
         print(
             f"Total: {log10.sum():.4f} OOV: {totals['oov']}\n"
             f"Perplexity including OOVs:\t{totals['perplexity']:.4f}\n"
             f"Perplexity excluding OOVs:\t{totals['perplexity_excluding_oov']:.4f}\n"
-            f"Tokens:\t{len(scores)}",
+            f"Tokens:\t{log10.size}",
             file=sys.stderr,
         )
 

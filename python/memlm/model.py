@@ -21,7 +21,7 @@ from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, TextDecoder, pieces, stop_list
-from memlm.scoring import TokenScore, perplexities
+from memlm.scoring import TokenScores, perplexities
 from memlm.tokenization import TokenizerSpec
 
 #: Queries kept per model, one for each combination of predict's arguments seen (they are cheap, but
@@ -455,21 +455,21 @@ class Model:
         training blocks (None for models without them: instance-file models, tiny corpora)."""
         return self._core.cache_weights
 
-    def score(self, text: str, cache: bool = True) -> list[TokenScore]:
-        """Per-token (log10 probability, matched context length, OOV flag) of ``text``, KenLM style (the
-        text is split into blocks at blank lines, each scored from its start; with ``cache`` the text is one
+    def score(self, text: str, cache: bool = True) -> TokenScores:
+        """Per-token (log10 probability, matched context length, OOV flag) of ``text``, KenLM style: a
+        sequence of :class:`TokenScore`, whose arrays (``log10_probs``, ...) hold them all (the text is
+        split into blocks at blank lines, each scored from its start; with ``cache`` the text is one
         document for the document cache). For a model trained on an instance file, the tokens are the
         text's whitespace-separated symbols; one the model never saw is out of vocabulary (its id
         :data:`memlm._core.UNKNOWN`)."""
         blocks = split_blocks(checks.text(text))
         contexts, targets = self.windows(blocks)
         log10, depth, oov = self.score_windows(contexts, targets, cache=cache)
-        ids = targets.tolist()
-        strings = [self.token_string(t) for t in ids] if self.has_tokenizer else " ".join(blocks).split()
-        return [
-            TokenScore(s, t, p, d, o)
-            for s, t, p, d, o in zip(strings, ids, log10.tolist(), depth.tolist(), oov.tolist(), strict=True)
-        ]
+        if self.has_tokenizer:
+            token_string = self.token_string
+            return TokenScores(targets, log10, depth, oov, lambda i: token_string(int(targets[i])))
+        symbols = " ".join(blocks).split()
+        return TokenScores(targets, log10, depth, oov, symbols.__getitem__)
 
     def perplexity(self, text: str, cache: bool = True) -> dict:
         """Perplexity of ``text``, with and without OOV tokens, as KenLM reports them (``cache``: with the

@@ -9,7 +9,9 @@ target) pairs at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -28,6 +30,73 @@ class TokenScore:
     context_length: int
     #: Whether the token never occurred as a target in training.
     oov: bool
+
+
+class TokenScores(Sequence[TokenScore]):
+    """The scores of a text's tokens: a sequence of :class:`TokenScore` made on access, over arrays that
+    hold them all (``ids``, ``log10_probs``, ``context_lengths``, ``oov``), so that scoring a long text
+    builds no Python object per token."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        log10_probs: np.ndarray,
+        context_lengths: np.ndarray,
+        oov: np.ndarray,
+        token_text: Callable[[int], str],
+    ) -> None:
+        #: Token ids, in text order (:data:`memlm._core.UNKNOWN` for a symbol an instance model never saw).
+        self.ids = ids
+        #: log10 probability of each token.
+        self.log10_probs = log10_probs
+        #: Context tokens matched by each (the block start included).
+        self.context_lengths = context_lengths
+        #: Whether each token never occurred as a target in training.
+        self.oov = oov
+        self._token_text = token_text  # the text of the i-th token
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @overload
+    def __getitem__(self, index: int) -> TokenScore: ...
+    @overload
+    def __getitem__(self, index: slice) -> TokenScores: ...
+    def __getitem__(self, index: int | slice) -> TokenScore | TokenScores:
+        if isinstance(index, slice):
+            offset = range(len(self))[index]
+            return TokenScores(
+                self.ids[index],
+                self.log10_probs[index],
+                self.context_lengths[index],
+                self.oov[index],
+                lambda i: self._token_text(offset[i]),
+            )
+        i = range(len(self))[index]  # an IndexError out of range, negative indices from the end
+        return TokenScore(
+            self._token_text(i),
+            int(self.ids[i]),
+            float(self.log10_probs[i]),
+            int(self.context_lengths[i]),
+            bool(self.oov[i]),
+        )
+
+    def __iter__(self) -> Iterator[TokenScore]:
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable, as a list
+
+    def __repr__(self) -> str:
+        return f"TokenScores({len(self)} tokens)"
+
+    def perplexities(self) -> dict:
+        """:func:`perplexities` of these tokens."""
+        return perplexities(self.log10_probs, self.oov)
 
 
 def perplexity_of(log10_probs: np.ndarray) -> float:
