@@ -77,6 +77,23 @@ def test_evaluate_reports_the_protocol_figures(model4):
     assert result["correct"] == round(result["accuracy"] * result["tokens"])
     assert 1 < result["perplexity_excluding_oov"] < result["perplexity"] < math.inf
     assert result["tokens_per_second"] > 0 and result["peak_rss_bytes"] > 0
+    assert 0 < result["scoring_accuracy"] < 1
+
+
+def test_most_probable_is_the_argmax_of_the_scoring_distribution(model4):
+    contexts, targets = model4.windows(TEST_TEXT.read_text()[:3000])
+    best = model4.most_probable(contexts)
+    assert best.shape == targets.shape and best.dtype == np.uint32
+    for context, top in zip(contexts[::7], best[::7], strict=True):
+        p = model4.probabilities(context[context != model4.pad_id].tolist())
+        assert top == np.argmax(p)
+
+
+def test_instance_models_have_no_scoring_argmax(tmp_path):
+    path = tmp_path / "i.txt"
+    path.write_text("a b c\nb c a\nc a b\n")
+    model = memlm.train_instances(path)
+    assert model.most_probable(np.zeros((2, 2), dtype=np.uint32)) is None
 
 
 def test_evaluate_matches_instance_by_instance_classification(model4, tmp_path):

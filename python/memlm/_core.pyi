@@ -273,6 +273,10 @@ class CoreModel:
     def cache_weights(self) -> tuple[float, float, float, float] | None:
         """The document cache's weights fitted at training time (None: the model has none)."""
 
+    def most_probable_batch(self, contexts: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32] | None:
+        """The scoring distribution's most probable id after each context (None: the model has no
+        Kneser-Ney statistics)."""
+
     def probabilities(self, prefix: _Prefix) -> npt.NDArray[np.float64]:
         """The scoring distribution after ``prefix``: one probability per symbol id, summing to 1."""
     def generation(

@@ -448,7 +448,8 @@ def evaluate(
     cache: CacheOption = True,
 ) -> None:
     """Evaluate on held-out text: every token of every block is a target, its context the W tokens before it
-    in the block (left-padded). Reports accuracy, top-5 accuracy, perplexity, tokens/s and peak memory."""
+    in the block (left-padded). Reports accuracy, top-5 accuracy, the scoring distribution's top-1 accuracy,
+    perplexity, tokens/s and peak memory."""
     from rich.table import Table
 
     with _clean_errors():
@@ -477,6 +478,7 @@ def evaluate(
             ("tokens", f"{result['tokens']:,}"),
             ("accuracy", f"{result['accuracy']:.4f}"),
             ("top-5 accuracy", f"{result['top5_accuracy']:.4f}"),
+            ("scoring distribution's top-1 accuracy", _or_none(result["scoring_accuracy"], "{:.4f}")),
             ("perplexity", f"{result['perplexity']:.2f}"),
             ("perplexity excluding OOVs", f"{result['perplexity_excluding_oov']:.2f} ({result['oov']} OOV)"),
             ("tokens per second", f"{result['tokens_per_second']:,.0f}"),
@@ -486,6 +488,11 @@ def evaluate(
         for name, value in rows:
             table.add_row(name, value)
         _Stdout().print(table)
+
+
+def _or_none(value: float | None, form: str) -> str:
+    """``value`` in ``form``, or "none" for a measure that does not apply."""
+    return "none" if value is None else form.format(value)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The evaluation protocol: every token of every block of a held-out text is a target, its context the W
 tokens before it in the same block, left-padded at the block's start (blocks are split at blank lines, as
-in training). Reported: top-1 and top-5 accuracy of a classifier, the perplexity of the scoring
+in training). Reported: top-1 and top-5 accuracy of a classifier and top-1 accuracy of the scoring
+distribution's most probable token, the perplexity of the scoring
 distribution with and without out-of-vocabulary targets, throughput and peak memory. Each document (a whole
 text file, or one JSONL record) is scored on its own by the document cache."""
 
@@ -35,7 +36,8 @@ def evaluate(
     **knn,
 ) -> dict:
     """Top-1 and top-5 accuracy of ``algorithm`` (``knn``: ``k``, ``vote``, ``decay`` as in
-    :meth:`memlm.Model.predict`), perplexity (``cache``: with the document cache, as
+    :meth:`memlm.Model.predict`), top-1 accuracy of the scoring distribution
+    (:meth:`memlm.Model.most_probable`), perplexity (``cache``: with the document cache, as
     :meth:`memlm.Model.score`, reset at every document: a whole text file, or one JSONL record), tokens per
     second of the classification and of the scoring, and peak memory."""
     model.check_query(algorithm, **knn)  # before the text is read
@@ -55,6 +57,7 @@ def evaluate(
     else:
         log10, _, oov = model.score_windows(contexts, targets, cache=False)
     scoring_seconds = time.perf_counter() - start
+    most_probable = model.most_probable(contexts)
     n = int(targets.size)
     return {
         "algorithm": algorithm,
@@ -64,6 +67,8 @@ def evaluate(
         "correct": int((classes[:, 0] == targets).sum()),
         "accuracy": float((classes[:, 0] == targets).mean()) if n else 0.0,
         "top5_accuracy": float((classes == targets[:, None]).any(axis=1).mean()) if n else 0.0,
+        # The scoring distribution's own top-1 (None without Kneser-Ney statistics).
+        "scoring_accuracy": None if most_probable is None else float((most_probable == targets).mean()) if n else 0.0,
         **perplexities(log10, oov),
         "seconds": seconds,
         "tokens_per_second": n / seconds if seconds > 0 else math.inf,

@@ -435,6 +435,12 @@ class Model:
         model's alone: the document cache of :meth:`score` needs a whole document, not a context."""
         return self._core.probabilities(self._tail(text_or_ids))
 
+    def most_probable(self, contexts: np.ndarray) -> np.ndarray | None:
+        """The id the scoring distribution (:meth:`probabilities`, without the document cache) rates most
+        probable after each context (n, W) (ties: the lower id), found without computing every
+        probability; None for a model trained from an instance file (Witten-Bell scoring)."""
+        return self._core.most_probable_batch(self._ids(contexts, "contexts", 2))
+
     def score_windows(
         self, contexts: np.ndarray, targets: np.ndarray, cache: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -106,6 +106,16 @@ pub fn dequantise(q: u16) -> f64 {
     }
 }
 
+/// A key that orders codes as the probabilities they stand for (larger key, larger probability).
+#[inline]
+fn code_order(q: u16) -> u32 {
+    if q & COMPLEMENT != 0 {
+        q as u32
+    } else {
+        (COMPLEMENT - 1 - q) as u32
+    }
+}
+
 /// The code of the next smaller probability (the same code at the smallest).
 #[inline]
 fn code_below(q: u16) -> u16 {
@@ -918,12 +928,7 @@ impl KneserNeyView<'_> {
         }
         for (i, (path, &target)) in paths.iter().zip(targets).enumerate() {
             if found & (1 << i) == 0 {
-                // Ids never seen, and ids that are no token of the model: the unknown class's share.
-                let known = target != self.pad && (target as usize) < self.root.len();
-                out[i] = match self.root.get(target as usize) {
-                    Some(&x) if known && x > 0.0 => x * backoff[i],
-                    _ => self.unseen() * backoff[i],
-                };
+                out[i] = self.root_probability(target) * backoff[i];
             }
             if let Some(leaf) = path.leaf {
                 for level in leaf.from..=leaf.to {
@@ -933,6 +938,100 @@ impl KneserNeyView<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The probability after the empty context of an id (the unknown class's share for ids never
+    /// seen, padding included).
+    #[inline]
+    fn root_probability(&self, id: u32) -> f64 {
+        match self.root.get(id as usize) {
+            Some(&x) if id != self.pad && x > 0.0 => x,
+            _ => self.unseen(),
+        }
+    }
+
+    /// The model's ids but padding, most probable after the empty context first (ties: lower id
+    /// first): where [`KneserNeyView::most_probable`] looks past the stored contexts.
+    pub fn root_order(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.root.len() as u32)
+            .filter(|&id| id != self.pad)
+            .collect();
+        ids.sort_by(|&a, &b| {
+            let (pa, pb) = (self.root_probability(a), self.root_probability(b));
+            pb.total_cmp(&pa).then(a.cmp(&b))
+        });
+        ids
+    }
+
+    /// The most probable id after the context of `path` (ties: the lower id), as
+    /// [`KneserNeyView::probabilities`] would give it, without computing them all: from the
+    /// deepest stored context up, the best entry not yet seen deeper (times the back-off weight so
+    /// far), then the first of `root_order` (from [`KneserNeyView::root_order`]) not seen; past a
+    /// leaf every probability is scaled alike but its token's. `seen` is scratch space (all false
+    /// before and after, one per id).
+    pub fn most_probable(
+        &self,
+        path: &KnPath,
+        root_order: &[u32],
+        seen: &mut Vec<bool>,
+    ) -> std::result::Result<u32, Corrupt> {
+        seen.resize(self.root.len().max(seen.len()), false);
+        let mut backoff = 1.0f64;
+        let mut best: Option<(f64, u32)> = None;
+        let better = |p: f64, id: u32, best: Option<(f64, u32)>| {
+            best.is_none_or(|(bp, bid)| p > bp || (p == bp && id < bid))
+        };
+        let mut marked = Vec::new();
+        for &node in path.nodes[1..path.len].iter().rev() {
+            let (here, next) = self.node(node)?;
+            let entries = here[2] as usize..next[2] as usize;
+            let codes = self.entry_probs.get(entries.clone()).ok_or(BAD_RANGE)?;
+            // The best code of the node among ids not seen deeper (codes are compared by the
+            // probability they stand for), then the node's ids marked seen.
+            let mut node_best: Option<(u32, u16)> = None;
+            for (i, &q) in entries.clone().zip(codes) {
+                let id = self.entry_tokens.try_get(i).ok_or(BAD_RANGE)?;
+                let flag = seen.get_mut(id as usize).ok_or(BAD_RANGE)?;
+                if !*flag {
+                    if node_best.is_none_or(|(_, bq)| code_order(q) > code_order(bq)) {
+                        node_best = Some((id, q));
+                    }
+                    *flag = true;
+                    marked.push(id);
+                }
+            }
+            if let Some((id, q)) = node_best {
+                let p = dequantise(q) * backoff;
+                if better(p, id, best) {
+                    best = Some((p, id));
+                }
+            }
+            backoff *= f32::from_bits(here[3]) as f64;
+        }
+        if let Some(&id) = root_order.iter().find(|&&id| !seen[id as usize]) {
+            let p = self.root_probability(id) * backoff;
+            if better(p, id, best) {
+                best = Some((p, id));
+            }
+        }
+        for id in marked {
+            seen[id as usize] = false;
+        }
+        let (p, id) = best.ok_or(BAD_RANGE)?;
+        match path.leaf {
+            Some(leaf) if leaf.token != id => {
+                let scale: f64 = (leaf.from..=leaf.to)
+                    .map(|level| self.d1(level))
+                    .product::<std::result::Result<f64, Corrupt>>()?;
+                let leaf_p = self.probability(path, leaf.token)?;
+                Ok(if better(leaf_p, leaf.token, Some((p * scale, id))) {
+                    leaf.token
+                } else {
+                    id
+                })
+            }
+            _ => Ok(id),
+        }
     }
 
     /// Every probability after the context of `path`: one per id, the padding id at 0.
@@ -1187,6 +1286,7 @@ mod tests {
             };
             let (mut deepest, mut worst) = (0, 0.0f64);
             let mut windows = Vec::new();
+            let (root_order, mut seen) = (view.root_order(), Vec::new());
             for trial in 0..120 {
                 // Training windows (deep contexts, leaves), then random ones.
                 let ctx: Vec<u32> = if trial < 80 {
@@ -1204,6 +1304,11 @@ mod tests {
                 let sum: f64 = p.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-6, "W={width}: sums to {sum}");
                 assert_eq!(p[pad as usize], 0.0);
+                // The most probable id found without computing them all.
+                let best = view.most_probable(&path, &root_order, &mut seen).unwrap();
+                let max = p.iter().cloned().fold(0.0, f64::max);
+                assert!(p[best as usize] >= max * (1.0 - 1e-12), "W={width} {ctx:?}");
+                assert!(seen.iter().all(|&s| !s));
                 let near = nearest_first(&ctx, pad);
                 for w in 0..v {
                     let expected = reference.p(&near, w);

@@ -409,6 +409,25 @@ impl Model {
         self.file.cache_weights()
     }
 
+    /// The scoring distribution's most probable id after each context (a row-major batch, W ids
+    /// each; ties: the lower id), on all cores; None for a model without Kneser-Ney statistics.
+    pub fn most_probable_batch(&self, contexts: &[u32]) -> Result<Option<Vec<u32>>> {
+        self.check_batch(contexts)?;
+        let Some(kn) = self.file.checked_kneser_ney()? else {
+            return Ok(None);
+        };
+        let order = kn.root_order();
+        contexts
+            .par_chunks(self.width())
+            .with_min_len(64)
+            .map_init(Vec::new, |seen, c| {
+                kn.most_probable(&kn.descend(c)?, &order, seen)
+            })
+            .collect::<std::result::Result<Vec<u32>, Corrupt>>()
+            .map(Some)
+            .map_err(|c| self.corrupt(c))
+    }
+
     /// The scoring distribution after `context`: a probability per symbol id, summing to 1.
     pub fn probabilities(&self, context: &[u32]) -> Result<Vec<f64>> {
         self.check_context(context)?;

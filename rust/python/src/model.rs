@@ -345,6 +345,18 @@ impl CoreModel {
         self.inner.cache_weights()
     }
 
+    /// The scoring distribution's most probable id after each context (None: the model has no
+    /// Kneser-Ney statistics).
+    fn most_probable_batch<'py>(
+        &self,
+        py: Python<'py>,
+        contexts: PyReadonlyArray2<'py, u32>,
+    ) -> PyResult<Option<Array1<'py, u32>>> {
+        let flat = self.contexts(&contexts)?;
+        let ids = py.detach(|| guard(|| self.inner.most_probable_batch(flat)))?;
+        Ok(ids.map(|ids| ids.into_pyarray(py)))
+    }
+
     /// The scoring distribution after `prefix`: one probability per symbol id, summing to 1.
     fn probabilities<'py>(
         &self,
