@@ -141,16 +141,18 @@ def test_token_models_score_with_kneser_ney_and_instance_file_models_with_witten
 
 
 def test_longer_contexts_score_in_domain_text_better(model4, model16):
-    # Every order up to W contributes (Kneser-Ney over all contexts): on text seen in training, W = 16
-    # must not be worse than W = 4, and a held-out text stays close.
+    # Every order up to W contributes (Kneser-Ney over all contexts): where long contexts were seen
+    # (training text) W = 16 scores better than W = 4, and on held-out text of the same author, where
+    # few are, it is no worse (measured on this sample: 0.02 % either way, with and without the cache).
     seen = TRAIN_TEXT.read_text()[:20000]
     assert model16.perplexity(seen)["perplexity"] < model4.perplexity(seen)["perplexity"]
-    held_out = TEST_TEXT.read_text()[:20000]
-    ratio = (
-        model16.perplexity(held_out)["perplexity_excluding_oov"]
-        / model4.perplexity(held_out)["perplexity_excluding_oov"]
-    )
-    assert ratio < 1.01
+    held_out = TEST_TEXT.read_text()
+    for cache in (True, False):
+        ratio = (
+            model16.perplexity(held_out, cache=cache)["perplexity_excluding_oov"]
+            / model4.perplexity(held_out, cache=cache)["perplexity_excluding_oov"]
+        )
+        assert ratio < 1.001, cache
 
 
 def test_w16_distribution_sums_to_one_after_training_prefixes(model16):
