@@ -286,6 +286,16 @@ class CoreModel:
         entropy. ``query`` gives the classifier (algorithm, k, vote, decay); its ``top_k`` is not used: the
         sampling decides how many classes each step keeps (1 when greedy, ``sampling.top_k`` when
         sampling)."""
+    def scoring_generation(
+        self,
+        prompt: npt.NDArray[np.uint32],
+        max_new_tokens: int,
+        sampling: Sampling,
+        seed: int | None = None,
+        cache_weights: Sequence[float] | None = None,
+    ) -> Generation:
+        """A generation of up to ``max_new_tokens`` after ``prompt`` (all its ids) from the scoring
+        distribution, with the document cache weighted by ``cache_weights`` when given."""
     def classify_file(
         self, path: str | PathLike[str], output: str | PathLike[str] | None, distribution: bool, query: Query
     ) -> dict[str, float | int | bool]:

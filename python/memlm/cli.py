@@ -22,6 +22,7 @@ from memlm.checks import context_width, not_an_input, output_file, shown_path
 from memlm.corpus import STDIN, iter_documents, source_name
 from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
+from memlm.model import SCORING
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
 
@@ -307,10 +308,16 @@ def generate(
     seed: Annotated[int | None, _int_option(help="Random seed, for repeatable sampling.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop at this string (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
-    algorithm: AlgorithmOption = "igtree",
+    algorithm: Annotated[
+        str,
+        typer.Option(help=f"Classifier ({_either(memlm.ALGORITHMS)}) or {SCORING} (the scoring distribution)."),
+    ] = "igtree",
     k: KOption = 1,
     vote: VoteOption = "majority",
     decay: DecayOption = 1.0,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help=f"With {SCORING}: the document cache over the text so far.")
+    ] = False,
 ) -> None:
     """Generate text after a prompt (greedy unless --do-sample)."""
     with _clean_errors():
@@ -334,6 +341,7 @@ def generate(
             k=k,
             vote=vote,
             decay=decay,
+            cache=cache,
         )
         if stream:
             sys.stdout.write(prompt)

@@ -24,6 +24,10 @@ from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, Text
 from memlm.scoring import TokenScores, perplexities
 from memlm.tokenization import TokenizerSpec
 
+#: The ``algorithm`` of :meth:`Model.generate` that draws from the scoring distribution (Kneser-Ney, with
+#: the document cache) instead of a classifier's answers.
+SCORING = "kneser-ney"
+
 #: Queries kept per model, one for each combination of predict's arguments seen (they are cheap, but
 #: making one per call would cost as much as the lookup).
 _QUERY_CACHE = 64
@@ -500,17 +504,20 @@ class Model:
         k: int = 1,
         vote: str = "majority",
         decay: float = 1.0,
+        cache: bool = False,
     ) -> Iterator[str]:
         """Generates text after ``prompt``, yielding it piece by piece as tokens come.
 
         Greedy unless ``do_sample``, then sampled with Hugging Face's ``temperature``, ``top_k`` (0: all
         classes) and ``top_p``, from a generator seeded with ``seed`` (repeatable) or, when None, from the
         system. The text ends before the first ``stop`` string. ``algorithm``, ``k``, ``vote``, ``decay`` as
-        in :meth:`predict`. Every argument is checked when this is called, before the first piece.
+        in :meth:`predict`, or ``algorithm="kneser-ney"``: each token from the scoring distribution
+        (:meth:`probabilities`; greedy takes its most probable token), with ``cache`` the document cache
+        over the prompt and the text generated so far interpolated as in :meth:`score` (off by default:
+        docs/scoring.md says why). Every argument is checked when this is called, before the first piece.
         """
-        return self._generate(
-            prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote, decay, True
-        )
+        arguments = (prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote)
+        return self._generate(*arguments, decay, cache, True)
 
     def generate(
         self,
@@ -526,10 +533,11 @@ class Model:
         k: int = 1,
         vote: str = "majority",
         decay: float = 1.0,
+        cache: bool = False,
     ) -> str:
         """The text generated after ``prompt`` (greedy unless ``do_sample=True``); see :meth:`stream`."""
         arguments = (prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote)
-        return "".join(self._generate(*arguments, decay, False))
+        return "".join(self._generate(*arguments, decay, cache, False))
 
     def _generate(
         self,
@@ -545,16 +553,25 @@ class Model:
         k: int,
         vote: str,
         decay: float,
+        cache: bool,
         streaming: bool,
     ) -> Iterator[str]:
         max_new_tokens = checks.unsigned_64(max_new_tokens, "max_new_tokens")
         seed = None if seed is None else checks.unsigned_64(seed, "seed")
         sampling = checks.sampling(do_sample, temperature, top_k, top_p)
+        cache = checks.flag(cache, "cache")
+        scoring = algorithm == SCORING
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
-        query = self._query(top_k if sampling.do_sample else 1, algorithm, k, vote, decay)
+        # (k, vote and decay are checked whatever the algorithm: a value that does not apply must be valid.)
+        query = self._query(top_k if sampling.do_sample else 1, "igtree" if scoring else algorithm, k, vote, decay)
         stops = stop_list(stop)
         prompt_ids = self.encode(checks.text(prompt, "the prompt"))
-        generation = self._core.generation(prompt_ids, max_new_tokens, query, sampling, seed)
+        if scoring:
+            weights = self._core.cache_weights if cache else None
+            ids = np.array(prompt_ids, dtype=np.uint32)
+            generation = self._core.scoring_generation(ids, max_new_tokens, sampling, seed, weights)
+        else:
+            generation = self._core.generation(prompt_ids, max_new_tokens, query, sampling, seed)
         decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
         chunks = STREAM_CHUNKS if streaming else GENERATE_CHUNKS
         return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)

@@ -118,15 +118,25 @@ impl CacheView {
     /// The target's probability: `base` (the model's) interpolated with the cache by `weights`.
     #[inline]
     pub fn mix(&self, base: f64, weights: &CacheWeights) -> f64 {
-        let mut kept = 1.0;
-        let mut p = 0.0;
-        for ((&seen, &share), &weight) in self.seen.iter().zip(&self.share).zip(weights) {
-            if seen {
-                kept -= weight;
-                p += weight * share;
-            }
-        }
-        kept * base + p
+        self.kept(weights) * base + self.cached(weights)
+    }
+
+    /// The model's share of the mixture, `1 - Σ_k λ_k e_k`: the same for every target after one
+    /// context.
+    #[inline]
+    pub fn kept(&self, weights: &CacheWeights) -> f64 {
+        let seen = self.seen.iter().zip(weights).filter(|(&seen, _)| seen);
+        1.0 - seen.map(|(_, &weight)| weight).sum::<f64>()
+    }
+
+    /// The cache's part of the mixture, `Σ_k λ_k e_k c_k(h, w) / c_k(h)`.
+    #[inline]
+    pub fn cached(&self, weights: &CacheWeights) -> f64 {
+        let parts = self.seen.iter().zip(&self.share).zip(weights);
+        parts
+            .filter(|((&seen, _), _)| seen)
+            .map(|((_, &share), &weight)| weight * share)
+            .sum()
     }
 }
 
@@ -147,6 +157,32 @@ impl DocumentCache {
             previous: vec![0; n_ids],
             ..Default::default()
         }
+    }
+
+    /// What the document so far says about `target` after the contexts of `keys`, without counting it.
+    pub fn peek(&self, keys: &Keys, target: u32) -> CacheView {
+        let mut view = CacheView::default();
+        for k in 0..keys.orders {
+            let total = match k {
+                0 => Some(self.tokens),
+                1 => self.previous.get(keys.nearest as usize).copied(),
+                _ => None,
+            }
+            .unwrap_or_else(|| self.contexts.get(&keys.keys[k]).copied().unwrap_or(0));
+            let count = match k {
+                0 => self.unigram.get(target as usize).copied(),
+                _ => None,
+            }
+            .unwrap_or_else(|| {
+                let key = pair(keys.keys[k], target);
+                self.pairs.get(&key).copied().unwrap_or(0)
+            });
+            if total > 0 {
+                view.seen[k] = true;
+                view.share[k] = count as f64 / total as f64;
+            }
+        }
+        view
     }
 
     /// What the document so far says about `target` after the contexts of `keys`; then counts it.

@@ -15,6 +15,7 @@
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
+use crate::cache::{CacheWeights, DocumentCache, Keys};
 use crate::error::{count, positive_finite, python_float, Error, Result};
 use crate::model::Model;
 use crate::query::{Answer, Query};
@@ -177,13 +178,126 @@ pub struct Generation {
     /// The ids so far, prompt and generated (the last W of them count).
     ids: Vec<u32>,
     remaining: usize,
-    query: Query,
+    source: Source,
     sampling: Sampling,
     rng: Xoshiro256PlusPlus,
     /// Buffers reused by every step.
     answer: Answer,
     weights: Vec<f64>,
     order: Vec<usize>,
+}
+
+/// Where a generation's candidates come from.
+enum Source {
+    /// A classifier's answers (TiMBL's algorithms), by the query.
+    Classifier(Query),
+    /// The scoring distribution ([`crate::kneser_ney`]), with the document cache when it has one.
+    Scoring(Box<Scoring>),
+}
+
+/// What generation from the scoring distribution keeps between steps.
+struct Scoring {
+    /// The model's ids by their probability after the empty context ([`crate::kneser_ney`]).
+    root_order: Vec<u32>,
+    /// Scratch space of the most probable id's search.
+    seen: Vec<bool>,
+    /// The document cache over the prompt and the tokens generated, and its weights.
+    cache: Option<(DocumentCache, CacheWeights)>,
+    /// Whether each id occurred in the document so far, and those that did (each once): the only
+    /// ids the cache raises.
+    in_document: Vec<bool>,
+    document: Vec<u32>,
+}
+
+impl Scoring {
+    /// Starts over `prompt` (all of it counted by the cache, as a document scored from its start).
+    fn new(model: &Model, prompt: &[u32], cache: Option<CacheWeights>) -> Result<Scoring> {
+        let n_ids = model.params().n_symbols as usize;
+        let mut scoring = Scoring {
+            root_order: model.kneser_ney()?.root_order(),
+            seen: Vec::new(),
+            cache: cache.map(|weights| (DocumentCache::new(n_ids, prompt.len()), weights)),
+            in_document: vec![false; n_ids],
+            document: Vec::new(),
+        };
+        for i in 0..prompt.len() {
+            scoring.count(model, &model.context(&prompt[..i]), prompt[i]);
+        }
+        Ok(scoring)
+    }
+
+    /// The candidates after `context` into `answer`: the most probable first, `keep` of them (0:
+    /// all with a positive probability).
+    fn answer_into(
+        &mut self,
+        model: &Model,
+        context: &[u32],
+        keep: usize,
+        answer: &mut Answer,
+    ) -> Result<()> {
+        let kn = model.kneser_ney()?;
+        let corrupt = |c| model.corrupt(c);
+        let path = kn.descend(context).map_err(corrupt)?;
+        answer.classes.clear();
+        answer.votes.clear();
+        let Some((cache, weights)) = &self.cache else {
+            if keep == 1 {
+                let best = kn.most_probable(&path, &self.root_order, &mut self.seen);
+                answer.classes.push(best.map_err(corrupt)?);
+                answer.votes.push(1.0);
+                return Ok(());
+            }
+            best_first(&kn.probabilities(&path).map_err(corrupt)?, keep, answer);
+            return Ok(());
+        };
+        let mut p = kn.probabilities(&path).map_err(corrupt)?;
+        let keys = Keys::of(context, model.params().pad);
+        // Whether each context occurred does not depend on the target.
+        let kept = cache.peek(&keys, model.params().pad).kept(weights);
+        p.iter_mut().for_each(|x| *x *= kept);
+        for &id in &self.document {
+            if let Some(x) = p.get_mut(id as usize) {
+                *x += cache.peek(&keys, id).cached(weights);
+            }
+        }
+        best_first(&p, keep, answer);
+        Ok(())
+    }
+
+    /// Counts `id` after `context` in the document cache.
+    fn count(&mut self, model: &Model, context: &[u32], id: u32) {
+        if let Some((cache, _)) = &mut self.cache {
+            cache.observe(&Keys::of(context, model.params().pad), id);
+            if let Some(seen) = self.in_document.get_mut(id as usize) {
+                if !*seen {
+                    *seen = true;
+                    self.document.push(id);
+                }
+            }
+        }
+    }
+}
+
+/// The ids of positive `probabilities`, the most probable first (ties: the lower id), `keep` of
+/// them (0: all), with their probabilities as votes, into `answer`.
+fn best_first(probabilities: &[f64], keep: usize, answer: &mut Answer) {
+    let mut ids: Vec<u32> = (0..probabilities.len() as u32)
+        .filter(|&id| probabilities[id as usize] > 0.0)
+        .collect();
+    let order = |a: &u32, b: &u32| {
+        let (pa, pb) = (probabilities[*a as usize], probabilities[*b as usize]);
+        pb.total_cmp(&pa).then(a.cmp(b))
+    };
+    if keep > 0 && keep < ids.len() {
+        ids.select_nth_unstable_by(keep - 1, order);
+        ids.truncate(keep);
+    }
+    ids.sort_unstable_by(order);
+    answer.votes.clear();
+    answer
+        .votes
+        .extend(ids.iter().map(|&id| probabilities[id as usize]));
+    answer.classes = ids;
 }
 
 impl Generation {
@@ -202,20 +316,60 @@ impl Generation {
         model.check_ids(prompt)?;
         let query = query.with_top_k(sampling.answer_top_k());
         model.check_algorithm(query.algorithm())?;
+        let source = Source::Classifier(query);
+        Ok(Generation::start(
+            prompt,
+            max_new_tokens,
+            source,
+            sampling,
+            seed,
+        ))
+    }
+
+    /// Starts generating from the scoring distribution (Kneser-Ney; an error for a model without
+    /// it), with the document cache weighted by `cache` when given (the whole `prompt` counted
+    /// first); otherwise as [`Generation::new`]: greedy takes the most probable id, sampling draws
+    /// among the `top_k` most probable by their probabilities as votes.
+    pub fn from_scoring(
+        model: &Model,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        sampling: Sampling,
+        seed: Option<u64>,
+        cache: Option<CacheWeights>,
+    ) -> Result<Generation> {
+        model.check_ids(prompt)?;
+        let source = Source::Scoring(Box::new(Scoring::new(model, prompt, cache)?));
+        Ok(Generation::start(
+            prompt,
+            max_new_tokens,
+            source,
+            sampling,
+            seed,
+        ))
+    }
+
+    fn start(
+        prompt: &[u32],
+        max_new_tokens: usize,
+        source: Source,
+        sampling: Sampling,
+        seed: Option<u64>,
+    ) -> Generation {
         let rng = match seed {
             Some(seed) => Xoshiro256PlusPlus::seed_from_u64(seed),
             None => rand::make_rng(),
         };
-        Ok(Generation {
+        Generation {
             ids: prompt.to_vec(),
             remaining: max_new_tokens,
-            query,
+            source,
             sampling,
             rng,
             answer: Answer::default(),
             weights: Vec::new(),
             order: Vec::new(),
-        })
+        }
     }
 
     /// How many tokens are still to come.
@@ -230,7 +384,13 @@ impl Generation {
             return Ok(None);
         }
         let context = model.context(&self.ids);
-        model.answer_into(&context, &self.query, &mut self.answer)?;
+        match &mut self.source {
+            Source::Classifier(query) => model.answer_into(&context, query, &mut self.answer)?,
+            Source::Scoring(scoring) => {
+                let keep = self.sampling.answer_top_k();
+                scoring.answer_into(model, &context, keep, &mut self.answer)?
+            }
+        }
         if self.answer.classes.is_empty() {
             return Err(Error::InvalidInput(
                 "the model answered with no class".into(),
@@ -244,6 +404,9 @@ impl Generation {
             0
         };
         let id = self.answer.classes[pick];
+        if let Source::Scoring(scoring) = &mut self.source {
+            scoring.count(model, &context, id);
+        }
         if self.ids.len() >= KEEP_IDS {
             let width = context.len();
             self.ids.drain(..self.ids.len() - width);
@@ -288,6 +451,19 @@ mod tests {
     }
 
     const VOTES: [f64; 4] = [4.0, 2.0, 1.0, 1.0];
+
+    #[test]
+    fn candidates_of_a_distribution_come_most_probable_first() {
+        let p = [0.1, 0.0, 0.3, 0.1, 0.5];
+        let mut answer = Answer::default();
+        best_first(&p, 0, &mut answer);
+        assert_eq!(answer.classes, vec![4, 2, 0, 3]); // ties: the lower id; no zero probability
+        assert_eq!(answer.votes, vec![0.5, 0.3, 0.1, 0.1]);
+        best_first(&p, 3, &mut answer);
+        assert_eq!(answer.classes, vec![4, 2, 0]);
+        best_first(&p, 1, &mut answer);
+        assert_eq!((answer.classes, answer.votes), (vec![4], vec![0.5]));
+    }
 
     #[test]
     fn greedy_puts_everything_on_the_winner() {

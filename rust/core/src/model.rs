@@ -404,6 +404,17 @@ impl Model {
             .collect())
     }
 
+    /// The Kneser-Ney statistics (their checksums verified), or an error for a model without them.
+    pub(crate) fn kneser_ney(&self) -> Result<KneserNeyView<'_>> {
+        self.file.checked_kneser_ney()?.ok_or_else(|| {
+            Error::InvalidInput(
+                "this model has no Kneser-Ney statistics (it was trained from an instance file): \
+                 use a classifier (igtree, tribl2, ib1)"
+                    .into(),
+            )
+        })
+    }
+
     /// The document cache's weights fitted at training time (None: the model has none).
     pub fn cache_weights(&self) -> Option<CacheWeights> {
         self.file.cache_weights()

@@ -400,6 +400,37 @@ impl CoreModel {
         })
     }
 
+    /// A generation of up to `max_new_tokens` after `prompt` (all its ids, uint32) from the scoring
+    /// distribution, with the document cache weighted by `cache_weights` when given.
+    #[pyo3(signature = (prompt, max_new_tokens, sampling, seed=None, cache_weights=None))]
+    fn scoring_generation(
+        slf: &Bound<'_, Self>,
+        prompt: PyReadonlyArray1<'_, u32>,
+        max_new_tokens: usize,
+        sampling: &Sampling,
+        seed: Option<u64>,
+        cache_weights: Option<[f64; 4]>,
+    ) -> PyResult<Generation> {
+        let model = &slf.get().inner;
+        let prompt = prompt.as_slice()?;
+        let state = slf.py().detach(|| {
+            guard(|| {
+                memlm_core::Generation::from_scoring(
+                    model,
+                    prompt,
+                    max_new_tokens,
+                    sampling.inner,
+                    seed,
+                    cache_weights,
+                )
+            })
+        })?;
+        Ok(Generation {
+            model: slf.clone().unbind(),
+            state,
+        })
+    }
+
     /// Classifies a TiMBL column file; writes TiMBL's `-o` layout to `output` (stdout when None;
     /// a Ctrl-C before the file is committed abandons it and raises KeyboardInterrupt).
     #[pyo3(signature = (path, output, distribution, query))]
