@@ -1,15 +1,24 @@
-"""Tokenisation with Hugging Face ``tokenizers``: the tokenizer's identity, and batch encoding of blocks."""
+"""Tokenisation with Hugging Face ``tokenizers``: the tokenizer's identity, and batch encoding of blocks.
+
+A byte-level BPE tokenizer exactly like GPT-2's is encoded with ``tiktoken`` instead, about 4 times faster
+single-threaded, with the same ids: see :class:`FastPath` for when, and why the ids are the same."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
+import json
+import os
+import re
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, pre_tokenizers
 
 from memlm import checks
 from memlm.errors import MemlmError, ModelFormatError
@@ -55,6 +64,227 @@ def _cut(text: str, low: int, high: int) -> int:
     return high
 
 
+#: GPT-2's pre-tokenizer regex (the ByteLevel pre-tokenizer's, ``use_regex``), as tiktoken spells it.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+#: Characters a spec tokenises with ``tokenizers`` before it builds its fast path (which takes 0.2-0.3 s, once
+#: per process and tokenizer JSON): about what ``tokenizers`` encodes in that time, so that a short text
+#: does not pay for it and a long one hardly notices.
+FAST_PATH_AFTER_CHARS = 1 << 19
+#: Characters of a batch at least for the fast path to encode it in several threads.
+PARALLEL_CHARS = 1 << 16
+#: Merge results joined by spaces per text when they are checked to encode as themselves.
+_CHECK_WORDS = 4096
+
+_TOP_KEYS = frozenset(
+    ["version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor"]
+    + ["decoder", "model"]
+)
+_BYTE_LEVEL_KEYS = frozenset(["type", "add_prefix_space", "trim_offsets", "use_regex"])
+_BPE_KEYS = frozenset(
+    ["type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", "byte_fallback"]
+    + ["ignore_merges", "vocab", "merges"]
+)
+
+
+def byte_alphabet() -> list[str]:
+    """The character that stands for each byte in the vocab and merges of a byte-level BPE (GPT-2's
+    table): a byte that is a printable Latin-1 character other than space and soft hyphen stands for
+    itself, the other 68 bytes for U+0100, U+0101, ... in byte order."""
+    alphabet = []
+    spare = 0x100
+    for byte in range(256):
+        if 0x21 <= byte <= 0x7E or 0xA1 <= byte <= 0xAC or byte >= 0xAE:
+            alphabet.append(chr(byte))
+        else:
+            alphabet.append(chr(spare))
+            spare += 1
+    return alphabet
+
+
+def _latin1_table() -> dict[int, int]:
+    """A ``str.translate`` table from each character of the byte alphabet to the Latin-1 character of its
+    byte; the Latin-1 characters outside the alphabet become U+FFFF, so that encoding the result as Latin-1
+    fails on them as on every other character outside the alphabet."""
+    table = dict.fromkeys(range(256), 0xFFFF)
+    table.update({ord(char): byte for byte, char in enumerate(byte_alphabet())})
+    return table
+
+
+_LATIN1 = _latin1_table()
+
+
+def encode_threads() -> int:
+    """Threads for encoding a batch, as ``tokenizers`` decides for its own: one when TOKENIZERS_PARALLELISM
+    says no, else RAYON_NUM_THREADS when it is a positive number, else the CPUs this process may run on."""
+    if os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() in ("", "off", "false", "f", "no", "n", "0"):
+        return 1
+    threads = os.environ.get("RAYON_NUM_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class FastPath:
+    """``tiktoken`` in the place of a byte-level BPE tokenizer exactly like GPT-2's, with the same ids.
+
+    Why the ids are the same. Both cut a text into pieces with GPT-2's regex (the two regex engines class
+    every code point alike: tests/test_fast_tokenization.py) and encode each piece on its own, starting
+    from its bytes and merging one adjacent pair at a time, the leftmost of equals: ``tokenizers`` the pair
+    that comes first in the merges list, ``tiktoken`` the pair whose bytes together have the lowest rank,
+    ranks being the 256 bytes, then merge i's result at 256 + i (and it takes a piece that is a token
+    whole). With distinct merge results, the two rank a pair alike unless its tokens x, y are not a merge
+    while x + y is the result t of one: tiktoken may merge such a pair, tokenizers never does. Say the two
+    first part ways on a piece with such x, y side by side. Every merge so far inside x + y was the lowest
+    pair of the piece, so of x + y alone: ``tokenizers`` given t alone makes the same merges, reaches
+    x, y and stops there (the one merge that makes t is not x, y). So if ``tokenizers`` encodes each merge
+    result as that one token, which :meth:`build` checks for all of them, the two never part ways.
+
+    Which texts it takes: a str of valid Unicode (tiktoken would replace a lone surrogate where
+    ``tokenizers`` raises, and the caller says what is wrong) holding none of the added tokens (such as
+    ``<|endoftext|>``), which ``tokenizers`` splits out first and tiktoken's ``encode_ordinary`` does not."""
+
+    def __init__(self, encoding, ids: np.ndarray | None, added: list[str]):
+        self.encoding = encoding
+        #: The tokenizer's id of each tiktoken rank; None when they are the same.
+        self.ids = ids
+        self.added = tuple(added)
+        self._added = re.compile("|".join(map(re.escape, added))) if len(added) > 4 else None
+
+    @classmethod
+    def build(cls, json_text: str, tokenizer: Tokenizer, dtype: type) -> FastPath | None:
+        """The fast path of a tokenizer, given its JSON, its parsed self and its id dtype; None unless it
+        is a byte-level BPE exactly like GPT-2's (no normalizer, dropout, subword prefix or suffix, byte
+        fallback, truncation or padding; a ByteLevel pre-tokenizer with GPT-2's regex and no prefix space;
+        no post-processor other than a ByteLevel one, which only moves offsets; every byte a token, distinct
+        merge results in the vocab, each of which it encodes as itself, ids that fit ``dtype``), or
+        tiktoken is not installed."""
+        try:
+            data = json.loads(json_text)
+        except ValueError:
+            return None
+        if not (isinstance(data, dict) and data.keys() <= _TOP_KEYS):
+            return None
+        if any(data.get(key) is not None for key in ("truncation", "padding", "normalizer")):
+            return None
+        pre, post, model = data.get("pre_tokenizer") or {}, data.get("post_processor"), data.get("model")
+        if not (_byte_level(pre) and pre.get("add_prefix_space") is False and pre.get("use_regex", True) is True):
+            return None
+        if not (post is None or _byte_level(post)):
+            return None
+        if not (isinstance(model, dict) and model.keys() <= _BPE_KEYS and model.get("type") == "BPE"):
+            return None
+        if model.get("dropout") is not None or model.get("byte_fallback", False) is not False:
+            return None
+        if model.get("ignore_merges", False) is not False:
+            return None
+        if any(model.get(key) not in (None, "") for key in ("continuing_subword_prefix", "end_of_word_suffix")):
+            return None
+        added = data.get("added_tokens") or []
+        if not isinstance(added, list) or not all(isinstance(t, dict) for t in added):
+            return None
+        contents = [t.get("content") for t in added]
+        if not all(isinstance(content, str) for content in contents):
+            return None
+        vocab, merges = model.get("vocab"), model.get("merges")
+        if not (isinstance(vocab, dict) and isinstance(merges, list)):
+            return None
+        built = _ranks(vocab, merges)
+        if built is None:
+            return None
+        ranks, ids, results = built
+        if ids.max(initial=0) > np.iinfo(dtype).max:
+            return None
+        if not _encode_as_themselves(tokenizer, results, ids[256:].tolist()):
+            return None
+        try:
+            import tiktoken
+        except ImportError:
+            return None
+        encoding = tiktoken.Encoding("memlm-gpt2-like", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+        same = np.array_equal(ids, np.arange(ids.size))
+        return cls(encoding, None if same else ids.astype(dtype), contents)
+
+    def takes(self, text) -> bool:
+        """Whether ``text`` is a str of valid Unicode without any added token, so that this gives its ids."""
+        if not isinstance(text, str):
+            return False
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate
+                return False
+        if self._added is not None:
+            return self._added.search(text) is None
+        return all(token not in text for token in self.added)
+
+    def encode(self, text: str) -> list[int]:
+        """The tokenizer's ids of a text this :meth:`takes`."""
+        ranks = self.encoding.encode_ordinary(text)
+        return ranks if self.ids is None else self.ids[ranks].tolist()
+
+    def encode_ranks(self, texts: list[str]) -> list[list[int]]:
+        """tiktoken's ranks of texts this :meth:`takes`, in :func:`encode_threads` threads (each encodes
+        contiguous texts of about equal length in all) when they are long enough to be worth it."""
+        encode = self.encoding.encode_ordinary
+        threads = encode_threads()
+        ends = list(itertools.accumulate(map(len, texts)))
+        if threads == 1 or len(texts) < 2 or not ends or ends[-1] < PARALLEL_CHARS:
+            return [encode(text) for text in texts]
+        parts = min(len(texts), 4 * threads)  # several per thread, so that one slow part waits less
+        cuts = [0] + [bisect.bisect_left(ends, ends[-1] * k // parts) + 1 for k in range(1, parts)] + [len(texts)]
+        cuts = sorted(set(cuts))
+        with ThreadPoolExecutor(threads) as pool:  # tiktoken lets go of the GIL while it encodes
+            encoded = pool.map(lambda a, b: [encode(text) for text in texts[a:b]], cuts, cuts[1:])
+            return list(itertools.chain.from_iterable(encoded))
+
+
+def _byte_level(component) -> bool:
+    """Whether a pre-tokenizer or post-processor of the JSON is a ByteLevel one with no fields but its own."""
+    return isinstance(component, dict) and component.keys() <= _BYTE_LEVEL_KEYS and component.get("type") == "ByteLevel"
+
+
+def _ranks(vocab: dict, merges: list) -> tuple[dict[bytes, int], np.ndarray, list[str]] | None:
+    """tiktoken's ranks (the 256 bytes, then merge i's result at 256 + i), the vocab's id of each rank and
+    the merge results (as vocab strings); None unless every byte is in the vocab and the merge results are
+    distinct, in the vocab, and of the byte alphabet. (A merge with an empty side passes here: the results
+    are then checked to encode as themselves, which no result of such a merge does.)"""
+    try:
+        results = [first + second for first, second in (m.split(" ") if isinstance(m, str) else m for m in merges)]
+    except (TypeError, ValueError):  # not a pair
+        return None
+    if not all(type(result) is str for result in results):
+        return None
+    try:  # one character of the byte alphabet per byte
+        joined = "".join(results).translate(_LATIN1).encode("latin-1")
+    except UnicodeEncodeError:  # a character outside the byte alphabet
+        return None
+    ends = itertools.accumulate(map(len, results), initial=0)
+    ranks = {bytes([byte]): byte for byte in range(256)}
+    ranks.update((joined[start:end], rank) for rank, (start, end) in enumerate(itertools.pairwise(ends), 256))
+    if len(ranks) != 256 + len(results):  # two merges with the same result
+        return None
+    try:
+        ids = np.array([vocab.get(token) for token in byte_alphabet() + results], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):  # a token not in the vocab (None)
+        return None
+    return (ranks, ids, results) if ids.min(initial=0) >= 0 else None
+
+
+def _encode_as_themselves(tokenizer: Tokenizer, results: list[str], ids: list[int]) -> bool:
+    """Whether the BPE model alone encodes each merge result as the one token with its id in ``ids``
+    (results joined by spaces, split there: no character of the byte alphabet is white space)."""
+    bare = Tokenizer(tokenizer.model)
+    bare.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    texts = [" ".join(results[at : at + _CHECK_WORDS]) for at in range(0, len(results), _CHECK_WORDS)]
+    encoded = bare.encode_batch(texts, add_special_tokens=False)
+    return list(itertools.chain.from_iterable(e.ids for e in encoded)) == ids
+
+
+#: Fast paths built in this process, by tokenizer JSON (None: that tokenizer has none).
+_FAST_PATHS: dict[str, FastPath | None] = {}
+_UNKNOWN = object()
+
+
 @dataclass
 class TokenizerSpec:
     """A tokenizer with the exact JSON it was read from, which identifies it (by SHA-256)."""
@@ -62,6 +292,8 @@ class TokenizerSpec:
     json: str
     name: str
     _tokenizer: Tokenizer | None = field(default=None, repr=False)
+    _fast: object = field(default=_UNKNOWN, repr=False, compare=False)  # FastPath, None (none), _UNKNOWN
+    _slow_chars: int = field(default=0, repr=False, compare=False)  # tokenised by tokenizers before _fast
 
     @classmethod
     def from_file(cls, path: str | Path | None = None) -> TokenizerSpec:
@@ -116,9 +348,37 @@ class TokenizerSpec:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
+    @property
+    def fast_path(self) -> FastPath | None:
+        """This tokenizer's tiktoken fast path, built on first use (once per process and tokenizer JSON);
+        None when it has none. See :class:`FastPath`."""
+        fast = self._fast
+        if fast is _UNKNOWN:
+            fast = _FAST_PATHS.get(self.json, _UNKNOWN)
+            if fast is _UNKNOWN:
+                fast = FastPath.build(self.json, self.tokenizer, self.id_dtype)
+                if len(_FAST_PATHS) >= 8:
+                    _FAST_PATHS.clear()
+                _FAST_PATHS[self.json] = fast
+            self._fast = fast
+        return fast  # type: ignore[return-value]
+
+    def _fast_path_for(self, chars: int) -> FastPath | None:
+        """The fast path to encode ``chars`` more characters with: None (tokenizers) until it is built, or
+        this spec has tokenised ``FAST_PATH_AFTER_CHARS`` characters counting these."""
+        if self._fast is _UNKNOWN and self.json not in _FAST_PATHS:
+            self._slow_chars += chars
+            if self._slow_chars < FAST_PATH_AFTER_CHARS:
+                return None
+        return self.fast_path
+
     def encode(self, text: str) -> list[int]:
         """The ids of ``text`` (tokenised in pieces when longer than ``LONG_BLOCK_CHARS``); a
         :class:`MemlmError` unless it is a str of valid Unicode."""
+        if isinstance(text, str) and len(text) <= LONG_BLOCK_CHARS:
+            fast = self._fast_path_for(len(text))
+            if fast is not None and fast.takes(text):
+                return fast.encode(text)
         try:
             if len(text) <= LONG_BLOCK_CHARS:
                 return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -149,24 +409,16 @@ class TokenizerSpec:
 
         def flush(fraction: float) -> None:
             nonlocal buffer, used, block
-            try:
-                encodings = self.tokenizer.encode_batch(batch, add_special_tokens=False)
-            except TypeError:  # what the tokenizers library raises for anything but a str of valid Unicode
-                for text in batch:
-                    checks.text(text, "a block of the text")  # says what is wrong with the first bad one
-                raise
-            for enc, starts_block in zip(encodings, starts, strict=True):
+            ids, counts = self._encode_batch(batch)
+            if used + ids.size > buffer.size:
+                buffer = np.resize(buffer, max(2 * buffer.size, used + ids.size))
+            buffer[used : used + ids.size] = ids
+            used += ids.size
+            for count, starts_block in zip(counts, starts, strict=True):
                 if starts_block and block:
                     lengths.append(block)
                     block = 0
-                ids = enc.ids
-                if not ids:
-                    continue
-                if used + len(ids) > buffer.size:
-                    buffer = np.resize(buffer, max(2 * buffer.size, used + len(ids)))
-                buffer[used : used + len(ids)] = ids
-                used += len(ids)
-                block += len(ids)
+                block += count
             batch.clear()
             starts.clear()
             if progress is not None:
@@ -185,6 +437,39 @@ class TokenizerSpec:
         if block:
             lengths.append(block)
         return buffer[:used].copy(), np.asarray(lengths, dtype=np.uint64)
+
+    def _encode_batch(self, texts: list) -> tuple[np.ndarray, list[int]]:
+        """The ids of ``texts`` concatenated (narrowest dtype), and how many each has: with the fast path
+        those it takes, with tokenizers the others (a :class:`MemlmError` for the first that is not a str
+        of valid Unicode)."""
+        fast = self._fast_path_for(sum(map(len, texts)))
+        takes = [fast is not None and fast.takes(text) for text in texts]
+        slow = iter(self._encode_slow([text for text, took in zip(texts, takes, strict=True) if not took]))
+        quick = [text for text, took in zip(texts, takes, strict=True) if took]
+        ranks = iter(fast.encode_ranks(quick) if fast is not None and quick else [])
+        encoded = [next(ranks) if took else next(slow) for took in takes]
+        counts = [len(ids) for ids in encoded]
+        ids: np.ndarray = np.fromiter(itertools.chain.from_iterable(encoded), dtype=self.id_dtype, count=sum(counts))
+        if fast is not None and quick and fast.ids is not None:  # ranks to ids
+            if len(quick) == len(texts):
+                ids = fast.ids[ids]
+            else:
+                of_ranks = np.repeat(np.array(takes), counts)
+                ids[of_ranks] = fast.ids[ids[of_ranks]]
+        return ids, counts
+
+    def _encode_slow(self, texts: list) -> list[list[int]]:
+        """The ids of each text with tokenizers (in parallel); a :class:`MemlmError` for the first that is
+        not a str of valid Unicode."""
+        if not texts:
+            return []
+        try:
+            encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        except TypeError:  # what the tokenizers library raises for anything but a str of valid Unicode
+            for text in texts:
+                checks.text(text, "a block of the text")  # says what is wrong with the first bad one
+            raise
+        return [enc.ids for enc in encodings]
 
     def encode_blocks(self, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Encodes blocks in parallel: (all token ids concatenated as uint32, block lengths as uint64)."""
