@@ -12,8 +12,10 @@ build without that phase is the IGTree build as before, so their ratio is the co
 cache; one process, one run); scoring
 speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
 Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate):
-`Model.score_windows` on ready windows without and with the cache, and `Model.perplexity(text)` from
-the raw text (tokenising and the cache included). Nothing is fitted on Persuasion. Writes
+`Model.score_windows` on ready windows without and with the cache, and `Model.perplexity(text)` and
+`Model.score(text)` from the raw text (tokenising included; with the cache, the default, and without), in
+the steady state (the tokenizer's fast path built: two passes first). Top-1 accuracy of IGTree and of the
+scoring distribution's most probable token. Nothing is fitted on Persuasion. Writes
 bench/out/kneser_ney.json and .md.
 """
 
@@ -47,13 +49,17 @@ tokens, lengths = first_tokens(None, [TEST_FILE])
 contexts, targets = model.windows(tokens=tokens, block_lengths=lengths)
 text = "\\n\\n".join(text_blocks(TEST_FILE))
 model.score_windows(contexts[:1000], targets[:1000])  # the first score verifies the checksums
+# Steady state: the tokenizer's fast path is built once per process after 512k characters (two passes).
+model.perplexity(text), model.perplexity(text)
 def timed(f):
     wall, cpu = time.perf_counter(), time.process_time()
     f()
     return time.perf_counter() - wall, time.process_time() - cpu
 runs = {"score_windows": lambda: model.score_windows(contexts, targets, cache=False),
         "score_windows_cache": lambda: model.score_windows(contexts, targets, cache=True),
-        "perplexity_text": lambda: model.perplexity(text)}
+        "perplexity_text": lambda: model.perplexity(text),
+        "score_text": lambda: model.score(text),
+        "score_text_no_cache": lambda: model.score(text, cache=False)}
 times = {name: [timed(f) for _ in range(int(sys.argv[2]))] for name, f in runs.items()}
 n = int(targets.size)
 out = {"tokens": n}
@@ -101,6 +107,8 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict | None, out: Path
     kn_seconds = sum(s for p, s in phases.items() if "Kneser-Ney" in p)
     contexts, targets = model.windows(tokens=test[0], block_lengths=test[1])
     log10, _, oov = model.score_windows(contexts, targets, cache=False)
+    igtree_top1 = model.predict_batch(contexts)[0][:, 0]
+    scoring_top1 = model.most_probable(contexts)
     cached, _, _ = model.score_windows(contexts, targets, cache=True)
     if kenlm is not None and not np.array_equal(oov, kenlm["oov"]):
         raise SystemExit("memlm's OOV tokens are not KenLM's")
@@ -121,6 +129,8 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict | None, out: Path
         "perplexity_seen_cache": float(10 ** -cached[~oov].mean()),
         "perplexity_all_cache": float(10 ** -cached.mean()),
         "seen_tokens": int((~oov).sum()),
+        "igtree_accuracy": float((igtree_top1 == targets).mean()),
+        "scoring_accuracy": float((scoring_top1 == targets).mean()),
         "file_bytes": path.stat().st_size,
         "kneser_ney_bytes": info["size_breakdown"]["kneser-ney"],
         "train_tokens": int(tokens.size),
@@ -141,8 +151,9 @@ def markdown(rows: list[dict], kenlm: dict) -> str:
         "",
         "| W | ppl seen | / KenLM | ppl all | with cache: ppl seen | / without | ppl all | file MB | / KenLM trie "
         "| KN MB | KN B/token | train s | KN phase s | train / without KN "
-        "| score_windows tok/s (1 thread): wall / CPU | with cache: wall / CPU | perplexity(text) tok/s: wall / CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| score_windows tok/s (1 thread): wall / CPU | with cache: wall / CPU | perplexity(text) tok/s: wall / CPU "
+        "| Model.score(text) tok/s: wall / CPU | without cache: wall / CPU | top-1: IGTree / scoring argmax |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -156,7 +167,11 @@ def markdown(rows: list[dict], kenlm: dict) -> str:
             f"| {r['score_windows_tokens_per_s'] / 1e6:.2f} M / {r['score_windows_tokens_per_cpu_s'] / 1e6:.2f} M "
             f"| {r['score_windows_cache_tokens_per_s'] / 1e6:.2f} M "
             f"/ {r['score_windows_cache_tokens_per_cpu_s'] / 1e6:.2f} M "
-            f"| {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M / {r['perplexity_text_tokens_per_cpu_s'] / 1e6:.2f} M |"
+            f"| {r['perplexity_text_tokens_per_s'] / 1e6:.2f} M / {r['perplexity_text_tokens_per_cpu_s'] / 1e6:.2f} M "
+            f"| {r['score_text_tokens_per_s'] / 1e6:.2f} M / {r['score_text_tokens_per_cpu_s'] / 1e6:.2f} M "
+            f"| {r['score_text_no_cache_tokens_per_s'] / 1e6:.2f} M "
+            f"/ {r['score_text_no_cache_tokens_per_cpu_s'] / 1e6:.2f} M "
+            f"| {r['igtree_accuracy']:.4f} / {r['scoring_accuracy']:.4f} |"
         )
     by_width = {r["width"]: r for r in rows}
     if 4 in by_width and 16 in by_width:
