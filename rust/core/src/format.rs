@@ -500,32 +500,87 @@ pub struct SectionData<'a> {
 /// Serialises sections into one image of a `kind` of file (8-byte aligned in memory, so it can be
 /// viewed in place).
 pub fn encode(kind: Kind, sections: &[SectionData]) -> AlignedBytes {
-    let table_end = HEADER + TABLE_ENTRY * sections.len();
-    let mut offset = table_end + CHECKSUM;
-    let mut placed = Vec::with_capacity(sections.len());
-    let mut total = offset;
+    let layout: Vec<(Section, usize)> = sections
+        .iter()
+        .map(|s| (s.section, s.bytes.len()))
+        .collect();
+    let mut writer = ImageWriter::new(kind, &layout);
     for s in sections {
-        offset = align8(total);
-        placed.push(offset);
-        total = offset + s.bytes.len();
+        writer.put(s.bytes);
     }
-    let mut out = AlignedBytes::zeroed(total);
-    let buf = out.as_mut_slice();
-    buf[..8].copy_from_slice(kind.magic());
-    buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    buf[12..16].copy_from_slice(&(sections.len() as u32).to_le_bytes());
-    for (k, (s, &at)) in sections.iter().zip(&placed).enumerate() {
-        let e = HEADER + k * TABLE_ENTRY;
-        buf[e..e + 4].copy_from_slice(&(s.section as u32).to_le_bytes());
-        buf[e + 4..e + 8].copy_from_slice(&(s.section.element_size() as u32).to_le_bytes());
-        buf[e + 8..e + 16].copy_from_slice(&(at as u64).to_le_bytes());
-        buf[e + 16..e + 24].copy_from_slice(&(s.bytes.len() as u64).to_le_bytes());
-        buf[e + 24..e + 32].copy_from_slice(&checksum(s.bytes).to_le_bytes());
-        buf[at..at + s.bytes.len()].copy_from_slice(s.bytes);
+    writer.finish()
+}
+
+/// An image of a `kind` of file written section by section: the layout (each section's id and
+/// length, in file order) is fixed when it is made, and [`ImageWriter::put`] copies the next
+/// section in, so that a caller may free a section's source as soon as it is in (the image's
+/// pages are only touched as they are written).
+pub struct ImageWriter {
+    out: AlignedBytes,
+    /// Each section's offset and length, in file order.
+    placed: Vec<(usize, usize)>,
+    /// How many sections are in.
+    done: usize,
+}
+
+impl ImageWriter {
+    /// An image laid out for `layout`, its header and table written (checksums but the sections').
+    pub fn new(kind: Kind, layout: &[(Section, usize)]) -> ImageWriter {
+        let table_end = HEADER + TABLE_ENTRY * layout.len();
+        let mut placed = Vec::with_capacity(layout.len());
+        let mut total = table_end + CHECKSUM;
+        for &(_, len) in layout {
+            let at = align8(total);
+            placed.push((at, len));
+            total = at + len;
+        }
+        let mut out = AlignedBytes::zeroed(total);
+        let buf = out.as_mut_slice();
+        buf[..8].copy_from_slice(kind.magic());
+        buf[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[12..16].copy_from_slice(&(layout.len() as u32).to_le_bytes());
+        for (k, (&(section, len), &(at, _))) in layout.iter().zip(&placed).enumerate() {
+            let e = HEADER + k * TABLE_ENTRY;
+            buf[e..e + 4].copy_from_slice(&(section as u32).to_le_bytes());
+            buf[e + 4..e + 8].copy_from_slice(&(section.element_size() as u32).to_le_bytes());
+            buf[e + 8..e + 16].copy_from_slice(&(at as u64).to_le_bytes());
+            buf[e + 16..e + 24].copy_from_slice(&(len as u64).to_le_bytes());
+        }
+        ImageWriter {
+            out,
+            placed,
+            done: 0,
+        }
     }
-    let sum = checksum(&buf[..table_end]);
-    buf[table_end..table_end + CHECKSUM].copy_from_slice(&sum.to_le_bytes());
-    out
+
+    /// Copies in the next section of the layout, whose length `bytes` must have.
+    pub fn put(&mut self, bytes: &[u8]) {
+        let (at, len) = self.placed[self.done];
+        assert_eq!(
+            bytes.len(),
+            len,
+            "a section's length differs from its layout's"
+        );
+        let buf = self.out.as_mut_slice();
+        let e = HEADER + self.done * TABLE_ENTRY;
+        buf[e + 24..e + 32].copy_from_slice(&checksum(bytes).to_le_bytes());
+        buf[at..at + len].copy_from_slice(bytes);
+        self.done += 1;
+    }
+
+    /// The image, once every section is in, with the table's checksum.
+    pub fn finish(mut self) -> AlignedBytes {
+        assert_eq!(
+            self.done,
+            self.placed.len(),
+            "a section of the layout is missing"
+        );
+        let table_end = HEADER + TABLE_ENTRY * self.placed.len();
+        let buf = self.out.as_mut_slice();
+        let sum = checksum(&buf[..table_end]);
+        buf[table_end..table_end + CHECKSUM].copy_from_slice(&sum.to_le_bytes());
+        self.out
+    }
 }
 
 /// Byte ranges and checksums of every section of a checked model image, indexed by section id.

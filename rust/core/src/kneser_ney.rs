@@ -356,7 +356,7 @@ impl KneserNey {
                     false => u32::MAX,
                 };
             }
-            targets.par_sort_unstable_by_key(|t| (t.node, t.token, t.next));
+            sort_within_nodes(&mut targets, |t| (t.token as u64) << 32 | t.next as u64);
             let grams = n_grams(&mut targets, |t| extendable(t, level));
             let mut n = [0u64; 4];
             for g in &grams {
@@ -459,6 +459,8 @@ impl KneserNey {
                 break;
             }
         }
+        // The targets' buffer (20 bytes per training token) is freed before the nodes are assembled.
+        drop(targets);
         // Orders past the last stored context: their discounts come from singletons alone.
         while kn.constants.len() < 3 * (width + 1) {
             let level = kn.constants.len() / 3;
@@ -489,7 +491,6 @@ impl KneserNey {
                 ]
             })
             .collect();
-        drop(targets);
         kn.text = text;
         kn.shrink();
         Ok(kn)
@@ -520,6 +521,19 @@ fn n_grams(targets: &mut [Target], extendable: impl Fn(&Target) -> bool) -> Vec<
     grams
 }
 
+/// Sorts `targets`, which are in node order, by `key` within each node's run (the runs in parallel;
+/// one run, as at level 0, sorted in parallel). Node order is kept: [`extend`] numbers the new
+/// nodes in the order of their targets.
+fn sort_within_nodes<K: Ord + Send>(targets: &mut [Target], key: impl Fn(&Target) -> K + Sync) {
+    debug_assert!(targets.windows(2).all(|w| w[0].node <= w[1].node));
+    match targets {
+        [first, .., last] if first.node == last.node => targets.par_sort_unstable_by_key(key),
+        _ => targets
+            .par_chunk_by_mut(|a, b| a.node == b.node)
+            .for_each(|run| run.sort_unstable_by_key(&key)),
+    }
+}
+
 /// Extends the targets' contexts (all of which can grow) by one token: groups them by (node, next
 /// token) and calls `place(run, label)` for each group in that order; a group it keeps (returns
 /// true) becomes the next node, numbered from `first_new`; the others' targets are dropped.
@@ -533,7 +547,8 @@ fn extend(
     for t in targets.iter_mut() {
         t.next = text.get(t.pos as usize - level - 1);
     }
-    targets.par_sort_unstable_by_key(|t| (t.node, t.next, t.pos));
+    // The order inside a (node, next token) group does not matter: its targets share their n-grams.
+    sort_within_nodes(targets, |t| t.next);
     let mut kept = 0;
     let mut next_id = first_new;
     let mut i = 0;

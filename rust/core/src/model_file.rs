@@ -32,7 +32,7 @@ use crate::cache::CacheWeights;
 use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
-    self, AlignedBytes, Check, Image, Kind, Section, SectionData, SectionTable, TrieSections,
+    self, AlignedBytes, Check, Image, ImageWriter, Kind, Section, SectionTable, TrieSections,
     KN_BULK, SIZE_GROUPS, TAIL_OFFSETS,
 };
 use crate::ids::{IdVec, Ids};
@@ -108,7 +108,8 @@ pub(crate) struct Contents<'a> {
     pub igtree: &'a EncodedTrie,
     pub instance_base: Option<&'a InstanceBase>,
     pub tokens: Option<(&'a IdVec, &'a [u64])>,
-    pub kneser_ney: Option<&'a KneserNey>,
+    /// Owned: written last, each array freed once it is in the image.
+    pub kneser_ney: Option<KneserNey>,
     pub vocabulary: &'a Vocabulary,
     pub tokenizer: &'a [u8],
     pub metadata: &'a str,
@@ -251,9 +252,6 @@ impl ModelFile {
         if let Some((tokens, block_lengths)) = contents.tokens {
             data.extend(token_sections(tokens, block_lengths));
         }
-        if let Some(kn) = contents.kneser_ney {
-            data.extend(kneser_ney_sections(kn));
-        }
         data.extend([
             (
                 Section::SymbolOffsets,
@@ -263,11 +261,20 @@ impl ModelFile {
             (Section::Tokenizer, contents.tokenizer),
             (Section::Metadata, contents.metadata.as_bytes()),
         ]);
-        let sections: Vec<SectionData> = data
-            .iter()
-            .map(|&(section, bytes)| SectionData { section, bytes })
-            .collect();
-        let image = format::encode(Kind::Model, &sections);
+        let mut kneser_ney = contents.kneser_ney;
+        let mut layout: Vec<(Section, usize)> = data.iter().map(|&(s, b)| (s, b.len())).collect();
+        if let Some(kn) = &mut kneser_ney {
+            kneser_ney_sections(kn, false, &mut |s, b| layout.push((s, b.len())));
+        }
+        let mut writer = ImageWriter::new(Kind::Model, &layout);
+        for &(_, bytes) in &data {
+            writer.put(bytes);
+        }
+        // The statistics last, each array freed once it is in: they are never held twice.
+        if let Some(kn) = &mut kneser_ney {
+            kneser_ney_sections(kn, true, &mut |_, b| writer.put(b));
+        }
+        let image = writer.finish();
         let file = ModelFile::open(
             Image::Owned(image),
             Check::Header,
@@ -837,37 +844,61 @@ fn offset_sections(o: &PackedOffsets, sections: [Section; 3]) -> [(Section, &[u8
     ]
 }
 
-/// The sections of the Kneser-Ney statistics.
-fn kneser_ney_sections(kn: &KneserNey) -> Vec<(Section, &[u8])> {
-    fn ids(v: &IdVec, s16: Section, s32: Section) -> (Section, &[u8]) {
+/// The sections of the Kneser-Ney statistics, in file order, each handed to `put`; with `free`, each
+/// array is freed once handed over (the statistics are then spent).
+fn kneser_ney_sections(kn: &mut KneserNey, free: bool, put: &mut dyn FnMut(Section, &[u8])) {
+    fn ids(
+        v: &mut IdVec,
+        s16: Section,
+        s32: Section,
+        free: bool,
+        put: &mut dyn FnMut(Section, &[u8]),
+    ) {
         match v {
-            IdVec::U16(v) => (s16, bytemuck::cast_slice(&v[..])),
-            IdVec::U32(v) => (s32, bytemuck::cast_slice(&v[..])),
+            IdVec::U16(v) => put(s16, bytemuck::cast_slice(&v[..])),
+            IdVec::U32(v) => put(s32, bytemuck::cast_slice(&v[..])),
+        }
+        if free {
+            *v = IdVec::U16(Vec::new());
         }
     }
-    let mut sections = vec![
-        (Section::KnParams, bytemuck::cast_slice(&kn.params)),
-        (Section::KnConstants, bytemuck::cast_slice(&kn.constants)),
-        (Section::KnRoot, bytemuck::cast_slice(&kn.root)),
-        (Section::KnRootNext, bytemuck::cast_slice(&kn.root_next)),
-        ids(&kn.labels, Section::KnLabels16, Section::KnLabels32),
-        (Section::KnNodes, bytemuck::cast_slice(&kn.nodes)),
-        ids(
-            &kn.entry_tokens,
-            Section::KnEntryTokens16,
-            Section::KnEntryTokens32,
-        ),
-        (Section::KnEntryProbs, bytemuck::cast_slice(&kn.entry_probs)),
-        ids(
-            &kn.leaf_labels,
-            Section::KnLeafLabels16,
-            Section::KnLeafLabels32,
-        ),
-        (Section::KnLeaves, bytemuck::cast_slice(&kn.leaves)),
-        ids(&kn.text, Section::KnText16, Section::KnText32),
-    ];
-    if let Some(weights) = &kn.cache {
-        sections.push((Section::KnCache, bytemuck::cast_slice(weights)));
+    fn array<T: bytemuck::Pod>(
+        v: &mut Vec<T>,
+        s: Section,
+        free: bool,
+        put: &mut dyn FnMut(Section, &[u8]),
+    ) {
+        put(s, bytemuck::cast_slice(&v[..]));
+        if free {
+            *v = Vec::new();
+        }
     }
-    sections
+    put(Section::KnParams, bytemuck::cast_slice(&kn.params));
+    array(&mut kn.constants, Section::KnConstants, free, put);
+    array(&mut kn.root, Section::KnRoot, free, put);
+    array(&mut kn.root_next, Section::KnRootNext, free, put);
+    ids(
+        &mut kn.labels,
+        Section::KnLabels16,
+        Section::KnLabels32,
+        free,
+        put,
+    );
+    array(&mut kn.nodes, Section::KnNodes, free, put);
+    let tokens = (Section::KnEntryTokens16, Section::KnEntryTokens32);
+    ids(&mut kn.entry_tokens, tokens.0, tokens.1, free, put);
+    array(&mut kn.entry_probs, Section::KnEntryProbs, free, put);
+    let labels = (Section::KnLeafLabels16, Section::KnLeafLabels32);
+    ids(&mut kn.leaf_labels, labels.0, labels.1, free, put);
+    array(&mut kn.leaves, Section::KnLeaves, free, put);
+    ids(
+        &mut kn.text,
+        Section::KnText16,
+        Section::KnText32,
+        free,
+        put,
+    );
+    if let Some(weights) = &kn.cache {
+        put(Section::KnCache, bytemuck::cast_slice(weights));
+    }
 }

@@ -36,8 +36,10 @@ pub struct TrainSpec<'a> {
     /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
     /// can add text to it later (None: not stored).
     pub keep_tokens: Option<(&'a IdVec, &'a [u64])>,
-    /// The Kneser-Ney scoring statistics (token models; None: the model scores with Witten-Bell).
-    pub kneser_ney: Option<&'a KneserNey>,
+    /// The token blocks (ids below the padding id, and block lengths) to compute the Kneser-Ney
+    /// scoring statistics from, once the tries are built and the instances dropped, so that the
+    /// two never hold memory at once (token models; None: the model scores with Witten-Bell).
+    pub kneser_ney: Option<(Ids<'a>, &'a [u64])>,
 }
 
 impl Model {
@@ -69,6 +71,16 @@ impl Model {
         };
         let n_instances = instances.len() as u64;
         drop(instances);
+        let kneser_ney = match spec.kneser_ney {
+            Some((tokens, block_lengths)) => Some(kneser_ney_of(
+                tokens,
+                block_lengths,
+                width,
+                spec.vocabulary.pad(),
+                spec.build.progress,
+            )?),
+            None => None,
+        };
         let params = Params {
             width,
             n_symbols: n_symbols as u32,
@@ -85,7 +97,7 @@ impl Model {
             igtree: &igtree,
             instance_base: base.as_ref(),
             tokens: spec.keep_tokens,
-            kneser_ney: spec.kneser_ney,
+            kneser_ney,
             vocabulary: &spec.vocabulary,
             tokenizer: spec.tokenizer,
             metadata: spec.metadata,
@@ -199,9 +211,10 @@ pub fn train_tokens(
     if partition_memory == Some(0) {
         check_partition_memory(0)?;
     }
-    let kept = options.keep_tokens.then(|| tokens.clone());
+    // A copy of the token ids for the Kneser-Ney statistics, computed after the tries (and stored
+    // when the model keeps its tokens): 2 or 4 bytes per token.
+    let copy = tokens.clone();
     let windows = TokenWindows::new(tokens, block_lengths, options.width, vocab_size)?;
-    let kneser_ney = kneser_ney_of(&windows, block_lengths, progress)?;
     let spec = TrainSpec {
         vocabulary: Vocabulary::TokenIds { size: vocab_size },
         weighting: options.weighting,
@@ -213,40 +226,31 @@ pub fn train_tokens(
             temp_dir: options.temp_dir.as_deref(),
             progress,
         },
-        keep_tokens: kept.as_ref().map(|ids| (ids, block_lengths)),
-        kneser_ney: kneser_ney.as_ref(),
+        keep_tokens: options.keep_tokens.then_some((&copy, block_lengths)),
+        kneser_ney: Some((copy.view(), block_lengths)),
     };
     Model::train(windows, spec)
 }
 
-/// The Kneser-Ney statistics of the windows' token blocks (None when the corpus is empty: training
-/// refuses it).
+/// The Kneser-Ney statistics of the token blocks at `width`, with the document cache's weights.
 fn kneser_ney_of(
-    windows: &TokenWindows,
+    tokens: Ids,
     block_lengths: &[u64],
+    width: usize,
+    pad: u32,
     progress: Option<Progress>,
-) -> Result<Option<KneserNey>> {
-    if windows.is_empty() {
-        return Ok(None);
-    }
-    let width = windows.width();
+) -> Result<KneserNey> {
     let mut ticker = Ticker::start(
         progress,
         "computing Kneser-Ney statistics",
         width as u64 + 1,
     )?;
-    let pad = windows.pad();
-    let mut kn = KneserNey::build(
-        windows.tokens(),
-        block_lengths,
-        width,
-        pad + 1,
-        pad,
-        |level| ticker.set(level as u64 + 1),
-    )?;
-    kn.cache = fit_cache(windows.tokens(), block_lengths, width, pad)?;
+    let mut kn = KneserNey::build(tokens, block_lengths, width, pad + 1, pad, |level| {
+        ticker.set(level as u64 + 1)
+    })?;
+    kn.cache = fit_cache(tokens, block_lengths, width, pad)?;
     ticker.finish()?;
-    Ok(Some(kn))
+    Ok(kn)
 }
 
 /// The held-out share of the training text the document cache's weights are fitted on (its last

@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use memlm_core::columns::classify_file;
 use memlm_core::format::testing::{forge_checksums, section_ranges};
 use memlm_core::format::{Check, Section};
-use memlm_core::kneser_ney::KneserNey;
 use memlm_core::{
     Error, Generation, IdVec, Ids, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
     Weighting, UNKNOWN,
@@ -83,15 +82,6 @@ fn fixture(which: usize) -> &'static Fixture {
         let vocab_size = spread + 1;
         let kept = IdVec::U32(ids.clone());
         let windows = TokenWindows::new(kept.clone(), &lengths, width, vocab_size).unwrap();
-        let kn = KneserNey::build(
-            Ids::U32(&ids),
-            &lengths,
-            width,
-            vocab_size + 1,
-            vocab_size,
-            |_| Ok(()),
-        )
-        .unwrap();
         let model = Model::train(
             windows,
             TrainSpec {
@@ -102,7 +92,7 @@ fn fixture(which: usize) -> &'static Fixture {
                 instance_base: true,
                 build: Default::default(),
                 keep_tokens: Some((&kept, &lengths)),
-                kneser_ney: Some(&kn),
+                kneser_ney: Some((Ids::U32(&ids), &lengths)),
             },
         )
         .unwrap();
