@@ -1,7 +1,9 @@
 """The scoring distribution (true probabilities), per-token scores, perplexity and the evaluation protocol."""
 
+import copy
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -55,6 +57,7 @@ def test_token_scores_are_a_sequence_over_arrays(model4):
     with pytest.raises(IndexError):
         scores[len(items)]
     assert scores.perplexities() == {k: v for k, v in model4.perplexity(text).items() if k != "tokens"}
+    assert pickle.loads(pickle.dumps(scores)) == scores == copy.deepcopy(scores)
 
 
 def test_training_text_is_far_less_perplexing_than_held_out_text(model4):

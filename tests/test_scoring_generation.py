@@ -34,9 +34,10 @@ def test_sampling_is_repeatable_and_follows_top_k(model4):
     first = model4.generate("Anne", **kwargs)
     assert first == model4.generate("Anne", **kwargs) and first != model4.generate("Anne", **{**kwargs, "seed": 12})
     assert model4.generate("Anne", **{**kwargs, "cache": True}) == model4.generate("Anne", **{**kwargs, "cache": True})
-    # top_k=1 is greedy.
+    # Sampling over every token at a temperature near 0 takes the most probable one each step, as greedy
+    # decoding does (greedy finds it without computing every probability: another path).
     greedy = model4.generate("Anne", max_new_tokens=10, algorithm="kneser-ney")
-    assert model4.generate("Anne", **{**kwargs, "max_new_tokens": 10, "top_k": 1}) == greedy
+    assert model4.generate("Anne", **{**kwargs, "max_new_tokens": 10, "top_k": 0, "temperature": 1e-9}) == greedy
 
 
 def test_bad_arguments_and_models_without_statistics(model4, tmp_path):
@@ -46,6 +47,8 @@ def test_bad_arguments_and_models_without_statistics(model4, tmp_path):
         model4.generate("Anne", algorithm="kneser-ney", k=0)
     with pytest.raises(memlm.MemlmError):
         model4.generate("Anne", algorithm="kneser-knee")
+    with pytest.raises(memlm.MemlmError, match="cache applies to algorithm='kneser-ney' only"):
+        model4.generate("Anne", cache=True)
     path = tmp_path / "i.txt"
     path.write_text("a b c\nb c a\nc a b\n")
     instance_model = memlm.train_instances(path)
@@ -53,8 +56,12 @@ def test_bad_arguments_and_models_without_statistics(model4, tmp_path):
         instance_model.generate("a b", algorithm="kneser-ney")
 
 
-def test_generate_command(model4_path):
+def test_generate_command(model4, model4_path):
     out = run_cli("generate", model4_path, "It was", "--algorithm", "kneser-ney", "--max-new-tokens", 8).stdout
-    assert out.startswith("It was") and len(out) > len("It was")
-    cached = run_cli("generate", model4_path, "It was", "--algorithm", "kneser-ney", "--cache", "--max-new-tokens", 8)
-    assert cached.stdout.startswith("It was")
+    assert out == "It was" + model4.generate("It was", max_new_tokens=8, algorithm="kneser-ney") + "\n"
+    prompt = " Zorblax quintessa morvane plethik." * 2 + " Zorblax"
+    arguments = ("generate", model4_path, prompt, "--algorithm", "kneser-ney", "--max-new-tokens", 4)
+    assert run_cli(*arguments, "--cache").stdout.startswith(prompt + " quintessa")
+    assert not run_cli(*arguments).stdout.startswith(prompt + " quintessa")
+    refused = run_cli("generate", model4_path, "It was", "--cache", check=False)
+    assert refused.returncode == 1 and "cache applies" in refused.stderr

@@ -22,6 +22,7 @@ from memlm.errors import (  # noqa: E402
 )
 from memlm.instances import write_instances  # noqa: E402
 from memlm.model import Model, Prediction  # noqa: E402
+from memlm.scoring import TokenScore, TokenScores  # noqa: E402
 from memlm.shards import make_shard, merge, merge_shards  # noqa: E402
 from memlm.tokenization import TokenizerSpec  # noqa: E402
 from memlm.training import load, tokenize, train, train_instances, train_token_ids  # noqa: E402
@@ -37,6 +38,8 @@ __all__ = [
     "Model",
     "ModelFormatError",
     "Prediction",
+    "TokenScore",
+    "TokenScores",
     "TokenizerMismatchError",
     "TokenizerSpec",
     "__version__",

@@ -267,7 +267,7 @@ class CoreModel:
         self, contexts: npt.NDArray[np.uint32], targets: npt.NDArray[np.uint32], weights: Sequence[float]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.bool_]]:
         """``score_batch`` for the windows of one document, in order, with the document cache weighted by
-        ``weights`` (4: context lengths 0 to 3; one thread)."""
+        ``weights`` (4: context lengths 0 to 3; the model's probabilities on all cores, the cache on one)."""
 
     @property
     def cache_weights(self) -> tuple[float, float, float, float] | None:

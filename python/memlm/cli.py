@@ -22,7 +22,7 @@ from memlm.checks import context_width, not_an_input, output_file, shown_path
 from memlm.corpus import STDIN, iter_documents, source_name
 from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
-from memlm.model import SCORING
+from memlm.model import KNESER_NEY
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
 
@@ -310,13 +310,13 @@ def generate(
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
     algorithm: Annotated[
         str,
-        typer.Option(help=f"Classifier ({_either(memlm.ALGORITHMS)}) or {SCORING} (the scoring distribution)."),
+        typer.Option(help=f"Classifier ({_either(memlm.ALGORITHMS)}) or {KNESER_NEY} (the scoring distribution)."),
     ] = "igtree",
     k: KOption = 1,
     vote: VoteOption = "majority",
     decay: DecayOption = 1.0,
     cache: Annotated[
-        bool, typer.Option("--cache/--no-cache", help=f"With {SCORING}: the document cache over the text so far.")
+        bool, typer.Option("--cache/--no-cache", help=f"With {KNESER_NEY}: the document cache over the text so far.")
     ] = False,
 ) -> None:
     """Generate text after a prompt (greedy unless --do-sample)."""
@@ -486,7 +486,7 @@ def evaluate(
             ("tokens", f"{result['tokens']:,}"),
             ("accuracy", f"{result['accuracy']:.4f}"),
             ("top-5 accuracy", f"{result['top5_accuracy']:.4f}"),
-            ("scoring distribution's top-1 accuracy", _or_none(result["scoring_accuracy"], "{:.4f}")),
+            ("top-1 accuracy of the scoring distribution (no cache)", _or_none(result["scoring_accuracy"], "{:.4f}")),
             ("perplexity", f"{result['perplexity']:.2f}"),
             ("perplexity excluding OOVs", f"{result['perplexity_excluding_oov']:.2f} ({result['oov']} OOV)"),
             ("tokens per second", f"{result['tokens_per_second']:,.0f}"),

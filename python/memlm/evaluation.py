@@ -57,8 +57,11 @@ def evaluate(
     else:
         log10, _, oov = model.score_windows(contexts, targets, cache=False)
     scoring_seconds = time.perf_counter() - start
-    most_probable = model.most_probable(contexts)
+    most_probable = model.most_probable(contexts)  # None for models without Kneser-Ney statistics
     n = int(targets.size)
+    scoring_accuracy = None
+    if most_probable is not None:
+        scoring_accuracy = float((most_probable == targets).mean()) if n else 0.0
     return {
         "algorithm": algorithm,
         **({"k": knn.get("k", 1), "vote": knn.get("vote", "majority")} if algorithm != "igtree" else {}),
@@ -67,8 +70,7 @@ def evaluate(
         "correct": int((classes[:, 0] == targets).sum()),
         "accuracy": float((classes[:, 0] == targets).mean()) if n else 0.0,
         "top5_accuracy": float((classes == targets[:, None]).any(axis=1).mean()) if n else 0.0,
-        # The scoring distribution's own top-1 (None without Kneser-Ney statistics).
-        "scoring_accuracy": None if most_probable is None else float((most_probable == targets).mean()) if n else 0.0,
+        "scoring_accuracy": scoring_accuracy,
         **perplexities(log10, oov),
         "seconds": seconds,
         "tokens_per_second": n / seconds if seconds > 0 else math.inf,

@@ -26,7 +26,7 @@ from memlm.tokenization import TokenizerSpec
 
 #: The ``algorithm`` of :meth:`Model.generate` that draws from the scoring distribution (Kneser-Ney, with
 #: the document cache) instead of a classifier's answers.
-SCORING = "kneser-ney"
+KNESER_NEY = "kneser-ney"
 
 #: Queries kept per model, one for each combination of predict's arguments seen (they are cheap, but
 #: making one per call would cost as much as the lookup).
@@ -452,7 +452,7 @@ class Model:
         (n, W) under the scoring distribution; a target is OOV when it never was one in training. With
         ``cache`` (and a model whose training fitted the document cache, :attr:`cache_weights`), the
         windows are one document in order, and each token is also scored by the tokens before it
-        (docs/scoring.md), on one thread; without, on all cores."""
+        (docs/scoring.md): the model's probabilities on all cores, the cache then on one."""
         contexts, targets = self._ids(contexts, "contexts", 2), self._ids(targets, "targets", 1)
         weights = self._core.cache_weights if checks.flag(cache, "cache") else None
         if weights is None:
@@ -479,6 +479,8 @@ class Model:
             token_string = self.token_string
             return TokenScores(targets, log10, depth, oov, lambda i: token_string(int(targets[i])))
         symbols = " ".join(blocks).split()
+        if len(symbols) != targets.size:
+            raise MemlmError(f"internal error: {len(symbols)} symbols but {targets.size} scores")
         return TokenScores(targets, log10, depth, oov, symbols.__getitem__)
 
     def perplexity(self, text: str, cache: bool = True) -> dict:
@@ -560,7 +562,11 @@ class Model:
         seed = None if seed is None else checks.unsigned_64(seed, "seed")
         sampling = checks.sampling(do_sample, temperature, top_k, top_p)
         cache = checks.flag(cache, "cache")
-        scoring = algorithm == SCORING
+        scoring = algorithm == KNESER_NEY
+        if cache and not scoring:
+            raise MemlmError(f"cache applies to algorithm={KNESER_NEY!r} only (a classifier has no document cache)")
+        if cache and self._core.cache_weights is None:
+            raise MemlmError("this model has no document cache (trained from an instance file or too little text)")
         # Greedy decoding needs the winner only; sampling the classes it samples among (all for top_k=0).
         # (k, vote and decay are checked whatever the algorithm: a value that does not apply must be valid.)
         query = self._query(top_k if sampling.do_sample else 1, "igtree" if scoring else algorithm, k, vote, decay)

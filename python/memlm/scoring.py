@@ -85,9 +85,14 @@ class TokenScores(Sequence[TokenScore]):
         return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or len(other) != len(self):
-            return False
-        return all(a == b for a, b in zip(self, other, strict=True))
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __reduce__(self):
+        # Pickled with the token texts made (the function that makes them may be a closure).
+        texts = [self._token_text(i) for i in range(len(self))]
+        return (TokenScores, (self.ids, self.log10_probs, self.context_lengths, self.oov, texts.__getitem__))
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable, as a list
 

@@ -1,5 +1,6 @@
-//! The document cache (adaptive memory): while a document is scored, the text scored so far is
-//! counted in a small overlay, and its relative frequencies are interpolated with the model.
+//! The document cache (adaptive memory): while a document is scored (or generated,
+//! [`crate::generation`]), the text so far is counted in a small overlay, and its relative
+//! frequencies are interpolated with the model.
 //!
 //! Rules:
 //! - The overlay counts, for context lengths k = 0..[`CACHE_ORDERS`] - 1, how often each context
@@ -43,7 +44,8 @@ impl Hasher for Prehashed {
 
 type Counts = HashMap<u64, u32, BuildHasherDefault<Prehashed>>;
 
-/// Keys reserved up front per hash table at most (16 MiB each).
+/// Keys reserved up front per hash table at most (about 34 MiB each: 17 bytes a bucket, 8 buckets
+/// for 7 keys, rounded up to a power of two).
 const RESERVED_KEYS_MAX: usize = 1 << 20;
 
 /// splitmix64's finaliser.
@@ -115,6 +117,16 @@ pub struct CacheView {
 }
 
 impl CacheView {
+    /// Records what the context of length `k` says: seen when its `total` is positive, the target's
+    /// share `count / total`.
+    #[inline]
+    fn set(&mut self, k: usize, total: u32, count: u32) {
+        if total > 0 {
+            self.seen[k] = true;
+            self.share[k] = count as f64 / total as f64;
+        }
+    }
+
     /// The target's probability: `base` (the model's) interpolated with the cache by `weights`.
     #[inline]
     pub fn mix(&self, base: f64, weights: &CacheWeights) -> f64 {
@@ -140,47 +152,87 @@ impl CacheView {
     }
 }
 
+/// Where one count of the overlay is kept.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// The document's length (the context of length 0).
+    Tokens,
+    /// Dense counts by id: how often each token occurred, and how often each preceded one.
+    Unigram(u32),
+    Previous(u32),
+    /// Hashed counts of a context, and of a (context, token) pair.
+    Context(u64),
+    Pair(u64),
+}
+
 impl DocumentCache {
     /// An overlay for a document of about `tokens` tokens over `n_ids` ids. The hash tables are
-    /// sized for the document up front (a token adds at most two contexts and two pairs), up to
-    /// [`RESERVED_KEYS_MAX`] keys each, so that they rarely rehash; never for the vocabulary (mostly
+    /// sized for the document up front (a token adds at most two contexts and three pairs), up to
+    /// 2^20 keys each, so that they rarely rehash; never for the vocabulary (mostly
     /// empty, they would crowd the model out of the processor's caches).
     pub fn new(n_ids: usize, tokens: usize) -> DocumentCache {
-        let keys = tokens
-            .saturating_mul(CACHE_ORDERS - 2)
-            .min(RESERVED_KEYS_MAX);
-        let table = || Counts::with_capacity_and_hasher(keys, Default::default());
+        let table = |per_token: usize| {
+            let keys = tokens.saturating_mul(per_token).min(RESERVED_KEYS_MAX);
+            Counts::with_capacity_and_hasher(keys, Default::default())
+        };
         DocumentCache {
-            contexts: table(),
-            pairs: table(),
+            contexts: table(CACHE_ORDERS - 2),
+            pairs: table(CACHE_ORDERS - 1),
             unigram: vec![0; n_ids],
             previous: vec![0; n_ids],
             ..Default::default()
         }
     }
 
+    /// Where the count of the context of length `k` of `keys` is kept, and that of `target` after
+    /// it (the dense arrays for the two shortest contexts, as far as they reach).
+    #[inline]
+    fn slots(&self, keys: &Keys, k: usize, target: u32) -> (Slot, Slot) {
+        let dense = |ids: &Vec<u32>, id: u32| (id as usize) < ids.len();
+        let total = match k {
+            0 => Slot::Tokens,
+            1 if dense(&self.previous, keys.nearest) => Slot::Previous(keys.nearest),
+            _ => Slot::Context(keys.keys[k]),
+        };
+        let count = match k {
+            0 if dense(&self.unigram, target) => Slot::Unigram(target),
+            _ => Slot::Pair(pair(keys.keys[k], target)),
+        };
+        (total, count)
+    }
+
+    /// A count (0 when never counted).
+    #[inline]
+    fn get(&self, slot: Slot) -> u32 {
+        match slot {
+            Slot::Tokens => self.tokens,
+            Slot::Unigram(id) => self.unigram[id as usize],
+            Slot::Previous(id) => self.previous[id as usize],
+            Slot::Context(key) => self.contexts.get(&key).copied().unwrap_or(0),
+            Slot::Pair(key) => self.pairs.get(&key).copied().unwrap_or(0),
+        }
+    }
+
+    /// A count before adding one to it.
+    #[inline]
+    fn increment(&mut self, slot: Slot) -> u32 {
+        let count = match slot {
+            Slot::Tokens => &mut self.tokens,
+            Slot::Unigram(id) => &mut self.unigram[id as usize],
+            Slot::Previous(id) => &mut self.previous[id as usize],
+            Slot::Context(key) => self.contexts.entry(key).or_insert(0),
+            Slot::Pair(key) => self.pairs.entry(key).or_insert(0),
+        };
+        *count += 1;
+        *count - 1
+    }
+
     /// What the document so far says about `target` after the contexts of `keys`, without counting it.
     pub fn peek(&self, keys: &Keys, target: u32) -> CacheView {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
-            let total = match k {
-                0 => Some(self.tokens),
-                1 => self.previous.get(keys.nearest as usize).copied(),
-                _ => None,
-            }
-            .unwrap_or_else(|| self.contexts.get(&keys.keys[k]).copied().unwrap_or(0));
-            let count = match k {
-                0 => self.unigram.get(target as usize).copied(),
-                _ => None,
-            }
-            .unwrap_or_else(|| {
-                let key = pair(keys.keys[k], target);
-                self.pairs.get(&key).copied().unwrap_or(0)
-            });
-            if total > 0 {
-                view.seen[k] = true;
-                view.share[k] = count as f64 / total as f64;
-            }
+            let (total, count) = self.slots(keys, k, target);
+            view.set(k, self.get(total), self.get(count));
         }
         view
     }
@@ -190,25 +242,22 @@ impl DocumentCache {
     pub fn observe(&mut self, keys: &Keys, target: u32) -> CacheView {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
-            let total = match k {
-                0 => Some(&mut self.tokens),
-                1 => self.previous.get_mut(keys.nearest as usize),
-                _ => None,
-            }
-            .unwrap_or_else(|| self.contexts.entry(keys.keys[k]).or_insert(0));
-            let count = match k {
-                0 => self.unigram.get_mut(target as usize),
-                _ => None,
-            }
-            .unwrap_or_else(|| self.pairs.entry(pair(keys.keys[k], target)).or_insert(0));
-            if *total > 0 {
-                view.seen[k] = true;
-                view.share[k] = *count as f64 / *total as f64;
-            }
-            *total += 1;
-            *count += 1;
+            let (total, count) = self.slots(keys, k, target);
+            let (total, count) = (self.increment(total), self.increment(count));
+            view.set(k, total, count);
         }
         view
+    }
+
+    /// The model's share of the mixture after the contexts of `keys` ([`CacheView::kept`]), which
+    /// does not depend on the target.
+    pub fn kept(&self, keys: &Keys, weights: &CacheWeights) -> f64 {
+        let mut view = CacheView::default();
+        for k in 0..keys.orders {
+            let (total, _) = self.slots(keys, k, 0);
+            view.set(k, self.get(total), 0);
+        }
+        view.kept(weights)
     }
 }
 
@@ -320,5 +369,11 @@ mod tests {
             .map(|w| cache.clone().observe(&keys, w).mix(1.0 / 9.0, &weights))
             .sum();
         assert!((sum - 1.0).abs() < 1e-12, "{sum}");
+        // Peeking says what observing would, counts nothing, and its model share is `kept`'s.
+        for w in 0..9 {
+            let (peeked, observed) = (cache.peek(&keys, w), cache.clone().observe(&keys, w));
+            assert_eq!((peeked.seen, peeked.share), (observed.seen, observed.share));
+            assert_eq!(peeked.kept(&weights), cache.kept(&keys, &weights));
+        }
     }
 }

@@ -11,6 +11,14 @@
 //! `top_p` (at least one class), renormalised; one class is drawn by its pick weight.
 //! The random numbers come from xoshiro256++ seeded with the generation's seed, so a seed gives the
 //! same text on every machine and every run.
+//!
+//! From the scoring distribution ([`Generation::from_scoring`]) each step's candidates are the ids
+//! by their probability after the context ([`crate::kneser_ney`]), the most probable first (ties:
+//! the lower id), their probabilities as the votes; greedy takes the first (found without computing
+//! every probability when there is no cache). With the document cache ([`crate::cache`]) the
+//! probabilities are the cache's mixture: the whole prompt is counted first (its blocks' rules as
+//! in scoring: a context starts at the prompt's start), then each token generated; only ids the
+//! document holds get a cache share.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
@@ -175,7 +183,8 @@ const KEEP_IDS: usize = 4096;
 
 /// A generation in progress.
 pub struct Generation {
-    /// The ids so far, prompt and generated (the last W of them count).
+    /// The ids so far, prompt and generated (the last W of them make the context; the document
+    /// cache has counted them all).
     ids: Vec<u32>,
     remaining: usize,
     source: Source,
@@ -192,15 +201,15 @@ enum Source {
     /// A classifier's answers (TiMBL's algorithms), by the query.
     Classifier(Query),
     /// The scoring distribution ([`crate::kneser_ney`]), with the document cache when it has one.
-    Scoring(Box<Scoring>),
+    KneserNey(Box<KneserNeyState>),
 }
 
 /// What generation from the scoring distribution keeps between steps.
-struct Scoring {
+struct KneserNeyState {
     /// The model's ids by their probability after the empty context ([`crate::kneser_ney`]).
     root_order: Vec<u32>,
     /// Scratch space of the most probable id's search.
-    seen: Vec<bool>,
+    scratch: Vec<bool>,
     /// The document cache over the prompt and the tokens generated, and its weights.
     cache: Option<(DocumentCache, CacheWeights)>,
     /// Whether each id occurred in the document so far, and those that did (each once): the only
@@ -209,21 +218,33 @@ struct Scoring {
     document: Vec<u32>,
 }
 
-impl Scoring {
-    /// Starts over `prompt` (all of it counted by the cache, as a document scored from its start).
-    fn new(model: &Model, prompt: &[u32], cache: Option<CacheWeights>) -> Result<Scoring> {
+impl KneserNeyState {
+    /// Starts over `prompt` (with a cache, all of it counted first, as a document scored from its
+    /// start; the weights must be the cache's: finite, at least 0, summing to at most 1).
+    fn new(model: &Model, prompt: &[u32], cache: Option<CacheWeights>) -> Result<KneserNeyState> {
         let n_ids = model.params().n_symbols as usize;
-        let mut scoring = Scoring {
+        if let Some(weights) = &cache {
+            let valid = weights.iter().all(|w| w.is_finite() && *w >= 0.0);
+            if !valid || weights.iter().sum::<f64>() > 1.0 {
+                return Err(Error::InvalidInput(format!(
+                    "the document cache's weights must be finite, at least 0 and sum to at most 1, got {weights:?}"
+                )));
+            }
+        }
+        let mut state = KneserNeyState {
             root_order: model.kneser_ney()?.root_order(),
-            seen: Vec::new(),
+            scratch: Vec::new(),
             cache: cache.map(|weights| (DocumentCache::new(n_ids, prompt.len()), weights)),
-            in_document: vec![false; n_ids],
+            in_document: Vec::new(),
             document: Vec::new(),
         };
-        for i in 0..prompt.len() {
-            scoring.count(model, &model.context(&prompt[..i]), prompt[i]);
+        if state.cache.is_some() {
+            state.in_document = vec![false; n_ids];
+            for i in 0..prompt.len() {
+                state.count(model, &model.context(&prompt[..i]), prompt[i]);
+            }
         }
-        Ok(scoring)
+        Ok(state)
     }
 
     /// The candidates after `context` into `answer`: the most probable first, `keep` of them (0:
@@ -242,7 +263,7 @@ impl Scoring {
         answer.votes.clear();
         let Some((cache, weights)) = &self.cache else {
             if keep == 1 {
-                let best = kn.most_probable(&path, &self.root_order, &mut self.seen);
+                let best = kn.most_probable(&path, &self.root_order, &mut self.scratch);
                 answer.classes.push(best.map_err(corrupt)?);
                 answer.votes.push(1.0);
                 return Ok(());
@@ -252,8 +273,7 @@ impl Scoring {
         };
         let mut p = kn.probabilities(&path).map_err(corrupt)?;
         let keys = Keys::of(context, model.params().pad);
-        // Whether each context occurred does not depend on the target.
-        let kept = cache.peek(&keys, model.params().pad).kept(weights);
+        let kept = cache.kept(&keys, weights);
         p.iter_mut().for_each(|x| *x *= kept);
         for &id in &self.document {
             if let Some(x) = p.get_mut(id as usize) {
@@ -339,7 +359,7 @@ impl Generation {
         cache: Option<CacheWeights>,
     ) -> Result<Generation> {
         model.check_ids(prompt)?;
-        let source = Source::Scoring(Box::new(Scoring::new(model, prompt, cache)?));
+        let source = Source::KneserNey(Box::new(KneserNeyState::new(model, prompt, cache)?));
         Ok(Generation::start(
             prompt,
             max_new_tokens,
@@ -386,9 +406,9 @@ impl Generation {
         let context = model.context(&self.ids);
         match &mut self.source {
             Source::Classifier(query) => model.answer_into(&context, query, &mut self.answer)?,
-            Source::Scoring(scoring) => {
+            Source::KneserNey(state) => {
                 let keep = self.sampling.answer_top_k();
-                scoring.answer_into(model, &context, keep, &mut self.answer)?
+                state.answer_into(model, &context, keep, &mut self.answer)?
             }
         }
         if self.answer.classes.is_empty() {
@@ -404,8 +424,8 @@ impl Generation {
             0
         };
         let id = self.answer.classes[pick];
-        if let Source::Scoring(scoring) = &mut self.source {
-            scoring.count(model, &context, id);
+        if let Source::KneserNey(state) = &mut self.source {
+            state.count(model, &context, id);
         }
         if self.ids.len() >= KEEP_IDS {
             let width = context.len();
@@ -451,6 +471,52 @@ mod tests {
     }
 
     const VOTES: [f64; 4] = [4.0, 2.0, 1.0, 1.0];
+
+    #[test]
+    fn the_cache_mixture_of_generation_is_that_of_scoring() {
+        // Each step's candidate probabilities, with the text so far counted, are what scoring the
+        // same text as one document gives its tokens.
+        let model = crate::training::test_model(3, false);
+        let weights = [0.05, 0.1, 0.05, 0.05];
+        let text: Vec<u32> = [5u32, 9, 2, 17, 4, 4, 11, 23, 8, 1, 6, 13].repeat(2);
+        let (contexts, targets) = model.windows(&text, &[text.len() as u64]).unwrap();
+        let scored = model.score_document(&contexts, &targets, &weights).unwrap();
+        let mut state = KneserNeyState::new(&model, &[], Some(weights)).unwrap();
+        let mut answer = Answer::default();
+        for (i, &token) in text.iter().enumerate() {
+            let context = model.context(&text[..i]);
+            state.answer_into(&model, &context, 0, &mut answer).unwrap();
+            let at = answer.classes.iter().position(|&c| c == token).unwrap();
+            let expected = 10f64.powf(scored.log10[i]);
+            assert!(
+                (answer.votes[at] / expected - 1.0).abs() < 1e-9,
+                "token {i}"
+            );
+            let sum: f64 = answer.votes.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-6, "step {i} sums to {sum}");
+            state.count(&model, &context, token);
+        }
+        // A prompt is counted as the same document: starting after half the text gives the same
+        // candidates as counting that half step by step.
+        let mut prompted = KneserNeyState::new(&model, &text[..12], Some(weights)).unwrap();
+        let mut other = Answer::default();
+        prompted
+            .answer_into(&model, &model.context(&text[..12]), 0, &mut other)
+            .unwrap();
+        let mut stepped = KneserNeyState::new(&model, &[], Some(weights)).unwrap();
+        for i in 0..12 {
+            stepped.count(&model, &model.context(&text[..i]), text[i]);
+        }
+        stepped
+            .answer_into(&model, &model.context(&text[..12]), 0, &mut answer)
+            .unwrap();
+        assert_eq!(
+            (other.classes, other.votes),
+            (answer.classes.clone(), answer.votes.clone())
+        );
+        assert!(KneserNeyState::new(&model, &[], Some([0.5, 0.5, 0.5, 0.0])).is_err());
+        assert!(KneserNeyState::new(&model, &[], Some([f64::NAN, 0.0, 0.0, 0.0])).is_err());
+    }
 
     #[test]
     fn candidates_of_a_distribution_come_most_probable_first() {

@@ -42,6 +42,14 @@
 //! Scoring a target is one descent from the empty context along the query's context (children, then
 //! leaves, then along the training text) and one walk back up: the deepest stored context holding the
 //! target gives `p`, times the `γ` of every deeper context, then the leaf's closed form per order.
+//! Batches descend and walk in groups of up to [`DESCENT_GROUP`] windows in lockstep (one level of
+//! each, then the next: `descend_group`, `probability_group`), which gives the same bits as one
+//! window at a time and lets the processor overlap the groups' memory reads.
+//!
+//! The most probable token after a context (`most_probable`) is found without computing every
+//! probability: walking up from the deepest stored context, the best of its entries not met
+//! deeper, times the back-off weight so far; then the first token of the empty context's order
+//! (`root_order`) not met; past a leaf, every probability is scaled alike but the leaf token's.
 //!
 //! Every read of the stored arrays is bounds-checked ([`Corrupt`]): a damaged or forged file gives an
 //! error, never a panic or an endless loop (a descent takes at most W steps). The model file verifies
@@ -110,7 +118,8 @@ pub fn dequantise(q: u16) -> f64 {
 #[inline]
 fn code_order(q: u16) -> u32 {
     if q & COMPLEMENT != 0 {
-        q as u32
+        // The complement code 0 stands for 1/2, as the plain code 0 does.
+        q as u32 - 1
     } else {
         (COMPLEMENT - 1 - q) as u32
     }
@@ -608,8 +617,9 @@ pub struct KnPath {
     leaf: Option<KnLeaf>,
 }
 
-/// Windows per [`KneserNeyView::descend_group`] at most.
+/// Windows per [`KneserNeyView::descend_group`] at most (a group's state is one bit each of a u64).
 pub const DESCENT_GROUP: usize = 64;
+const _: () = assert!(DESCENT_GROUP <= 64);
 
 /// What a descent step finds: a stored context, a leaf (its index), or nothing.
 enum Next {
@@ -802,17 +812,18 @@ impl KneserNeyView<'_> {
         Ok(path)
     }
 
-    /// [`KneserNeyView::descend`] of every window of `contexts` (W ids each, at most
+    /// [`KneserNeyView::descend`] of every window of `contexts` (W ids each, one per path, at most
     /// [`DESCENT_GROUP`] windows) into `paths`, in lockstep: one level of every descent, then the
     /// next, so that the processor overlaps their memory reads (one descent alone waits on one read
-    /// after another).
+    /// after another). Panics on a group too large or lengths that disagree.
     pub fn descend_group(
         &self,
         contexts: &[u32],
         width: usize,
         paths: &mut [KnPath],
     ) -> std::result::Result<(), Corrupt> {
-        debug_assert!(paths.len() <= DESCENT_GROUP && DESCENT_GROUP <= 64);
+        assert!(paths.len() <= DESCENT_GROUP && contexts.len() == paths.len() * width);
+        paths.fill(KnPath::EMPTY);
         // Bit i: whether descent i goes on.
         let mut live = u64::MAX.checked_shr(64 - paths.len() as u32).unwrap_or(0);
         for level in 0..width {
@@ -910,14 +921,16 @@ impl KneserNeyView<'_> {
 
     /// [`KneserNeyView::probability`] of each target after its path (at most [`DESCENT_GROUP`]),
     /// into `out`, in lockstep: one stored context of every walk back up, then the next, so that
-    /// the processor overlaps their memory reads.
+    /// the processor overlaps their memory reads. Panics on a group too large or lengths that
+    /// disagree.
     pub fn probability_group(
         &self,
         paths: &[KnPath],
         targets: &[u32],
         out: &mut [f64],
     ) -> std::result::Result<(), Corrupt> {
-        debug_assert!(paths.len() <= DESCENT_GROUP && DESCENT_GROUP <= 64);
+        let n = paths.len();
+        assert!(n <= DESCENT_GROUP && targets.len() == n && out.len() == n);
         // Per walk: the back-off weight so far; `out` holds the probability once found (bit set).
         let mut backoff = [1.0f64; DESCENT_GROUP];
         let mut found = 0u64;
@@ -1341,24 +1354,25 @@ mod tests {
                 deepest as usize >= width.min(6),
                 "W={width}: deepest {deepest}"
             );
-            // Descents and walks in lockstep give exactly what they give one at a time.
+            // Grouping changes nothing: descents and walks in lockstep (groups of 1, 57 and 64, the
+            // largest) give the same paths and the same bits as one at a time.
             let targets: Vec<u32> = (0..windows.len())
                 .map(|_| rand(v as usize + 3) as u32)
                 .collect();
-            for (windows, targets) in windows
-                .chunks(DESCENT_GROUP - 7)
-                .zip(targets.chunks(DESCENT_GROUP - 7))
-            {
-                let mut paths = vec![KnPath::EMPTY; windows.len()];
-                view.descend_group(&windows.concat(), width, &mut paths)
-                    .unwrap();
-                let mut p = vec![0.0; windows.len()];
-                view.probability_group(&paths, targets, &mut p).unwrap();
-                for ((ctx, &w), (path, &p)) in windows.iter().zip(targets).zip(paths.iter().zip(&p))
-                {
-                    let alone = view.descend(ctx).unwrap();
-                    assert_eq!(path.depth(), alone.depth());
-                    assert_eq!(p.to_bits(), view.probability(&alone, w).unwrap().to_bits());
+            for size in [1, 57, DESCENT_GROUP] {
+                for (windows, targets) in windows.chunks(size).zip(targets.chunks(size)) {
+                    let mut paths = vec![KnPath::EMPTY; windows.len()];
+                    view.descend_group(&windows.concat(), width, &mut paths)
+                        .unwrap();
+                    let mut p = vec![0.0; windows.len()];
+                    view.probability_group(&paths, targets, &mut p).unwrap();
+                    for ((ctx, &w), (path, &p)) in
+                        windows.iter().zip(targets).zip(paths.iter().zip(&p))
+                    {
+                        let alone = view.descend(ctx).unwrap();
+                        assert_eq!(path.depth(), alone.depth());
+                        assert_eq!(p.to_bits(), view.probability(&alone, w).unwrap().to_bits());
+                    }
                 }
             }
             eprintln!("W={width}: deepest context {deepest}, largest relative error {worst:.2e}");

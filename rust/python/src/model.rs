@@ -321,7 +321,7 @@ impl CoreModel {
     }
 
     /// `score_batch` for the windows of one document, in order, with the document cache weighted by
-    /// `weights` (one thread).
+    /// `weights` (the model's probabilities on all cores, the cache on one).
     fn score_document<'py>(
         &self,
         py: Python<'py>,
