@@ -206,15 +206,14 @@ def _build(
     return model
 
 
-#: What a build needs besides the partitions, per token and besides the ids: block offsets, the
-#: feature-weight buffer or the finished model (not at once), measured at W = 16 on GPT-2 text; and the
-#: Kneser-Ney statistics, kept to the end and copied into the model's image with the trie (stored in 22
-#: bytes per token at W = 16 on 1.79M GPT-2 tokens; with the image, `memlm train --memory` peaked at
-#: 265 MiB there after the trie, which 60 covers: tests/test_memory_budget.py).
-FIXED_BYTES_PER_TOKEN = 16 + 60
-#: The Kneser-Ney statistics are computed in one piece before the trie (not in partitions): their phase
-#: adds 52 bytes per token at W = 16 (40 at W = 4; 1.79M GPT-2 tokens) to what the process holds after
-#: tokenising; `memlm train --memory` peaked at 254 MiB there, which this covers.
+#: What the trie build needs besides the partitions, per token and besides the ids and their copy (kept
+#: for the Kneser-Ney statistics): block offsets, the feature-weight buffer or the finished trie (not at
+#: once), measured at W = 16 on GPT-2 text.
+FIXED_BYTES_PER_TOKEN = 16
+#: The Kneser-Ney statistics are computed in one piece after the trie (not in partitions), and written
+#: into the model's image array by array (each freed once in): that phase peaks 64 bytes per token above
+#: what the process holds after tokenising at W = 16 (1.79M GPT-2 tokens: 242 MiB, the trie and the image
+#: included), which this covers: the floor of any budget (tests/test_memory_budget.py).
 KNESER_NEY_BYTES_PER_TOKEN = 72
 #: The interpreter, numpy, the tokenizer and its batch buffers, counted against every budget.
 BASELINE_BYTES = 128 << 20
@@ -225,7 +224,7 @@ MIN_PARTITION_BYTES = 8 << 20
 def partition_memory(memory: int, n_tokens: int, id_bytes: int) -> int:
     """The working memory left for each partition of the trie build out of a whole-build budget of
     ``memory`` bytes."""
-    fixed = BASELINE_BYTES + n_tokens * (2 * id_bytes + FIXED_BYTES_PER_TOKEN)
+    fixed = BASELINE_BYTES + n_tokens * (3 * id_bytes + FIXED_BYTES_PER_TOKEN)
     kneser_ney = BASELINE_BYTES + n_tokens * (2 * id_bytes + KNESER_NEY_BYTES_PER_TOKEN)
     if memory - fixed < MIN_PARTITION_BYTES or memory < kneser_ney:
         need = math.ceil(max(fixed + MIN_PARTITION_BYTES, kneser_ney) / 2**20)
