@@ -1,10 +1,14 @@
 """The tiktoken fast path of TokenizerSpec gives exactly the ids of the tokenizers library, takes only
 tokenizers exactly like GPT-2's, and leaves the rest (and every error) to tokenizers."""
 
+import copy
 import gzip
 import json
+import pickle
 import random
 import re
+import threading
+import unicodedata
 
 import numpy as np
 import pytest
@@ -353,13 +357,135 @@ def test_fast_path_is_built_once_text_is_long_enough():
     # the same tokenizer, another JSON: not built in this process yet
     spec = TokenizerSpec(json=json.dumps(gpt2_data(), indent=1), name="copy.json")
     assert spec.encode("short text") == hf_ids(spec, "short text")
-    assert spec.json not in tokenization._FAST_PATHS  # a short text does not pay for building it
+    assert spec.sha256 not in tokenization._FAST_PATHS  # a short text does not pay for building it
     text = "word " * (FAST_PATH_AFTER_CHARS // 5 + 1)
     assert spec.encode_blocks([text])[0].tolist() == reference(spec, [text])[0].tolist()
-    assert tokenization._FAST_PATHS[spec.json] is spec.fast_path is not None
+    assert tokenization._FAST_PATHS[spec.sha256] is spec.fast_path is not None
     again = TokenizerSpec(json=spec.json, name="again.json")
     assert again.encode("short text") == hf_ids(spec, "short text")
     assert again._fast is spec.fast_path  # built once
+
+
+def long_text() -> str:
+    """More than FAST_PATH_AFTER_CHARS characters, the sample corpus and the nasty strings (no added token)."""
+    text = TRAIN_TEXT.read_text(encoding="utf-8") + " ".join(t for t in NASTY if "<|endoftext|>" not in t)
+    assert len(text) > FAST_PATH_AFTER_CHARS
+    return text
+
+
+def test_pickled_and_copied_before_and_after_the_fast_path(gpt2):
+    text = long_text()
+    fresh = TokenizerSpec(json=json.dumps(gpt2_data(), indent=2), name="fresh.json")  # not built yet
+    assert fresh.sha256 not in tokenization._FAST_PATHS
+    expected = reference(fresh, [text])[0].tolist()
+    pickled, deep = pickle.loads(pickle.dumps(fresh)), copy.deepcopy(fresh)
+    assert not fresh._fast_resolved and fresh.sha256 not in tokenization._FAST_PATHS
+    assert pickled.encode("short text, it's") == hf_ids(fresh, "short text, it's")
+    assert pickled.encode(text) == expected
+    assert pickled._fast_resolved and pickled.fast_path is not None  # built by the copy, for the process:
+    assert fresh.fast_path is pickled.fast_path and fresh._fast_resolved  # found by the original
+    copies = [deep, pickle.loads(pickle.dumps(fresh)), copy.deepcopy(fresh), copy.copy(fresh)]
+    old = TokenizerSpec.__new__(TokenizerSpec)  # as pickled by the memlm before: its own sentinel as _fast
+    old.__setstate__({"json": fresh.json, "name": fresh.name, "_tokenizer": None, "_fast": object(), "_slow_chars": 9})
+    for spec in [*copies, old]:
+        assert spec == TokenizerSpec(json=fresh.json, name="fresh.json", _tokenizer=spec._tokenizer)
+        assert spec._fast is None and not spec._fast_resolved and spec._slow_chars == 0  # none of it copied
+        assert spec.encode("short text, it's") == hf_ids(fresh, "short text, it's")
+        assert spec.encode(text) == expected
+        assert spec.fast_path is fresh.fast_path  # the process's, found again
+    for spec in (gpt2, fresh):  # the fast path (tiktoken's ranks) is not pickled
+        assert not {"_fast", "_fast_resolved", "_slow_chars", "_digest"} & spec.__getstate__().keys()
+
+
+def test_fast_path_is_built_once_by_many_threads(monkeypatch):
+    spec = TokenizerSpec(json=json.dumps(gpt2_data(), indent=3), name="threads.json")
+    builds = []
+    build = tokenization.FastPath.build
+
+    def counted(*args):
+        builds.append(threading.get_ident())
+        return build(*args)
+
+    monkeypatch.setattr(tokenization.FastPath, "build", counted)
+    specs = [spec] * 2 + [TokenizerSpec(json=spec.json, name=f"{i}.json") for i in range(2)]
+    barrier = threading.Barrier(len(specs))
+    got = [None] * len(specs)
+
+    def run(i):
+        barrier.wait()
+        got[i] = specs[i].fast_path
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(specs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and got[0] is not None and all(fast is got[0] for fast in got)
+
+
+def test_characters_are_counted_by_many_threads(monkeypatch):
+    monkeypatch.setattr(tokenization, "FAST_PATH_AFTER_CHARS", 1 << 40)  # never built here
+    spec = TokenizerSpec(json=json.dumps(gpt2_data(), indent=4), name="count.json")
+    threads = [threading.Thread(target=lambda: [spec._fast_path_for(3) for _ in range(20_000)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert spec._slow_chars == 4 * 20_000 * 3 and not spec._fast_resolved
+
+
+def test_one_thread_pool_per_process(gpt2, monkeypatch):
+    blocks = split_blocks(TRAIN_TEXT.read_text(encoding="utf-8"))
+    monkeypatch.setenv("RAYON_NUM_THREADS", "2")
+    gpt2.encode_blocks(blocks)
+    pool = tokenization._POOL
+    assert pool is not None and pool[0] == 2
+    gpt2.encode_blocks(blocks)
+    assert tokenization._POOL is pool  # the same pool, not one per batch
+    monkeypatch.setenv("RAYON_NUM_THREADS", "3")
+    gpt2.encode_blocks(blocks)
+    assert tokenization._POOL[0] == 3
+
+
+# --- the probe -----------------------------------------------------------------------------------------
+
+
+def test_probe_covers_the_unicode_classes():
+    categories = {unicodedata.category(char) for char in tokenization.PROBE}
+    assert categories >= {"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Me", "Nd", "Nl", "No", "Zs", "Zl", "Zp"}
+    assert categories >= {"Cc", "Cf", "Co", "Cn", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "So"}
+    assert 300 <= len(tokenization.PROBE) <= 1000 and "<|endoftext|>" not in tokenization.PROBE
+    for contraction in ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'D"):
+        assert contraction in tokenization.PROBE
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        (r"\p{N}", r"\p{Nd}"),  # a table without ½ or Ⅻ
+        (r"\p{L}", r"[\p{L}--\p{Greek}]"),  # without Greek letters
+        (r"\p{L}", r"[\p{L}--\x{1E290}]"),  # an older one: without Unicode 14's Toto
+        (r"\p{L}", r"[\p{L}\x{1E6C0}]"),  # a newer one: with a letter Unicode 16 has not
+        (r"\s", r"[\s--\x{1680}]"),  # without the Ogham space
+        (r"\s", r"[\s\x{180E}]"),  # from before Unicode 6.3: with the Mongolian vowel separator
+    ],
+    ids=["numbers", "greek", "unicode14", "unicode17", "ogham", "mongolian"],
+)
+def test_probe_refuses_a_regex_engine_that_classes_otherwise(gpt2, monkeypatch, old, new):
+    """tiktoken with a regex engine whose Unicode tables differ (the regex changed to the same effect)
+    cuts the probe into other pieces: no fast path, with a warning."""
+    monkeypatch.setattr(tokenization, "GPT2_PATTERN", tokenization.GPT2_PATTERN.replace(old, new))
+    assert new in tokenization.GPT2_PATTERN
+    with pytest.warns(RuntimeWarning, match="tokenise a probe text differently"):
+        assert tokenization.FastPath.build(gpt2.json, gpt2.tokenizer, np.uint16) is None
+
+
+def test_probe_ids_agree_between_added_tokens(gpt2):
+    fast = gpt2.fast_path  # built with GPT-2's regex
+    assert tokenization._same_pieces(gpt2.tokenizer, tokenization.PROBE)
+    assert fast.agrees(gpt2.tokenizer, tokenization.PROBE)
+    assert fast.agrees(gpt2.tokenizer, "a <|endoftext|>b" + tokenization.PROBE + "<|endoftext|>")
+    assert fast.encode("a <|endoftext|>") != hf_ids(gpt2, "a <|endoftext|>")  # why it is cut there
 
 
 # --- errors ------------------------------------------------------------------------------------------

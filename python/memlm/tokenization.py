@@ -11,6 +11,8 @@ import itertools
 import json
 import os
 import re
+import threading
+import warnings
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +76,40 @@ FAST_PATH_AFTER_CHARS = 1 << 19
 PARALLEL_CHARS = 1 << 16
 #: Merge results joined by spaces per text when they are checked to encode as themselves.
 _CHECK_WORDS = 4096
+#: What :data:`PROBE` holds, each between "x" and ".": letters of many scripts (some added in Unicode 14 to 16,
+#: where the tables of two versions most likely differ, and two code points that Unicode 16 leaves unassigned),
+#: combining marks, digits and other numbers of several scripts, emoji.
+_PROBE_WORDS = (
+    *("Ærøskøbing", "naïve", "façade", "Straße", "Łódź", "İstanbul", "ǅemal", "ǈ", "ŉ", "ﬁne", "ＦＵＬＬ", "ʰʲ"),
+    *("ˈstress", "ꟀꟁꟋ", "Ελληνικά", "ἀρχῇ", "Кириллица", "ёж", "Հայերեն", "ქართული", "עִבְרִית", "العَرَبِيَّة", "ࡰ"),
+    *("फ़ि", "हिन्दी", "বাংলা", "தமிழ்", "ภาษาไทย", "አማርኛ", "ᏣᎳᎩ", "한국어", "ひらがな・カタカナー", "漢字〆々", "𠀀𰀀𱍐𮯰"),
+    *("ᠮᠣᠩᠭᠣᠯ", "བོད་", "ខ្មែរ", "မြန်မာ", "සිංහල", "𝔘𝔫𝔦", "𐍈"),
+    *("\U0001e290\U00011f04\U0001e030", "\U00010d4a\U000105c0\U0001e5d0", "\U00010940\U0001e6c0"),
+    *("e\u0301", "a\u0308\u0331", "\u0301", "Z\u0351\u0300\u036b", "1\u20dd", "k\u0489"),
+    *("0123", "3.14", "٠١٢٣", "۴۵۶", "०१२३", "๓๔", "０１２", "1½", "mc²", "²³", "Ⅻ", "ⅷ", "①②", "𝟘𝟙", "፩፪"),
+    *("\U00010d40\U0001e5f1\U00016d70", "😀😃", "👍🏽", "👨\u200d👩\u200d👧", "🇳🇱🇬🇧", "❤\ufe0f"),
+    *("🏳\ufe0f\u200d🌈", "#\ufe0f\u20e3"),
+)
+#: The white space and invisible characters :data:`PROBE` holds, each between "x" and ".".
+_PROBE_SPACES = (
+    "\u00a0\u2002\u2003\u2009\u200a\u202f\u205f\u3000\u1680\u0085\u2028\u2029\u180e"
+    "\u200b\u200c\u200d\ufeff\u00ad\u200e\ue000\U000f0000\x00\x1b\x7f\x9f"
+)
+#: A text that a fast path must cut into the pieces ``tokenizers``' pre-tokenizer does, and encode as
+#: ``tokenizers`` does, when it is built, or it is not used. The ids are the same only while tiktoken's regex
+#: engine and ``tokenizers``' class every code point alike as a letter, number, space or other
+#: (tests/test_fast_tokenization.py checks that for the versions installed when it runs); this catches a
+#: version of either whose Unicode tables differ on a character it holds: each sample lies between a letter
+#: and punctuation, so that each class gives other pieces. Besides: GPT-2's contractions, runs of white space,
+#: punctuation. Not random: the same text always. About 700 characters: checking it adds about 3 ms to
+#: building the fast path (which takes about 0.25 s).
+PROBE = (
+    "It's what we'll do, they've said; we're sure you'd agree, I'm told. DON'T, IT'S, THEY'RE, we'D 'tis ’s ''s\n"
+    + "".join(f" x{word}." for word in _PROBE_WORDS)
+    + "".join(f"x{space}." for space in _PROBE_SPACES)
+    + "\n   spaces \t\ttabs\r\n\n  \n\x0b\x0c end  \n"
+    + "¡¿Qué? «quote» „Zitat“ — … · ※ 、。「引用」 ¶§©™€£¥$%&*@#~^`|\\/<>[]{}()=+-_;:!?. "
+)
 
 _TOP_KEYS = frozenset(
     ["version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor"]
@@ -113,6 +149,39 @@ def _latin1_table() -> dict[int, int]:
 _LATIN1 = _latin1_table()
 
 
+#: The thread pool that fast paths encode batches in: (threads, pool), made on first use and again when
+#: :func:`encode_threads` changes (the pool it replaces ends its threads once no batch uses it).
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+#: Held while the pool is looked up or made; held while a fast path is built (so that one is built once per
+#: process and tokenizer, while other threads wait for it); held while a spec counts the characters it has
+#: tokenised before its fast path (so that no count is lost).
+_POOL_LOCK = threading.Lock()
+_BUILD_LOCK = threading.Lock()
+_COUNT_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: new locks (another thread may have held one) and no
+    pool (its threads are gone)."""
+    global _POOL, _POOL_LOCK, _BUILD_LOCK, _COUNT_LOCK
+    _POOL, _POOL_LOCK, _BUILD_LOCK, _COUNT_LOCK = None, threading.Lock(), threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _encode_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` threads for encoding batches."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != threads:
+            # the pool replaced is not shut down: a batch may still be using it; unreferenced, its idle
+            # threads end by themselves
+            _POOL = (threads, ThreadPoolExecutor(threads, thread_name_prefix="memlm-encode"))
+        return _POOL[1]
+
+
 def encode_threads() -> int:
     """Threads for encoding a batch, as ``tokenizers`` decides for its own: one when TOKENIZERS_PARALLELISM
     says no, else RAYON_NUM_THREADS when it is a positive number, else the CPUs this process may run on."""
@@ -137,7 +206,9 @@ class FastPath:
     first part ways on a piece with such x, y side by side. Every merge so far inside x + y was the lowest
     pair of the piece, so of x + y alone: ``tokenizers`` given t alone makes the same merges, reaches
     x, y and stops there (the one merge that makes t is not x, y). So if ``tokenizers`` encodes each merge
-    result as that one token, which :meth:`build` checks for all of them, the two never part ways.
+    result as that one token, which :meth:`build` checks for all of them, the two never part ways. The
+    regex engines' Unicode tables come with their versions: :meth:`build` also checks that the two encode
+    :data:`PROBE` alike.
 
     Which texts it takes: a str of valid Unicode (tiktoken would replace a lone surrogate where
     ``tokenizers`` raises, and the caller says what is wrong) holding none of the added tokens (such as
@@ -157,7 +228,8 @@ class FastPath:
         fallback, truncation or padding; a ByteLevel pre-tokenizer with GPT-2's regex and no prefix space;
         no post-processor other than a ByteLevel one, which only moves offsets; every byte a token, distinct
         merge results in the vocab, each of which it encodes as itself, ids that fit ``dtype``), or
-        tiktoken is not installed."""
+        tiktoken is not installed, or (with a RuntimeWarning) tiktoken and ``tokenizers`` encode
+        :data:`PROBE` differently."""
         try:
             data = json.loads(json_text)
         except ValueError:
@@ -202,7 +274,25 @@ class FastPath:
             return None
         encoding = tiktoken.Encoding("memlm-gpt2-like", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
         same = np.array_equal(ids, np.arange(ids.size))
-        return cls(encoding, None if same else ids.astype(dtype), contents)
+        fast = cls(encoding, None if same else ids.astype(dtype), contents)
+        if not (_same_pieces(tokenizer, PROBE) and fast.agrees(tokenizer, PROBE)):
+            versions = f"tiktoken {getattr(tiktoken, '__version__', '?')} and tokenizers {_tokenizers_version()}"
+            warnings.warn(
+                f"{versions} tokenise a probe text differently (their regex engines class some character "
+                "otherwise): memlm tokenises with tokenizers alone (the same ids, more slowly)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        return fast
+
+    def agrees(self, tokenizer: Tokenizer, text: str) -> bool:
+        """Whether this gives ``tokenizer``'s ids for each part of ``text`` between added tokens."""
+        added = sorted(filter(None, self.added), key=len, reverse=True)
+        parts = re.split("|".join(map(re.escape, added)), text) if added else [text]
+        parts = [part for part in parts if part]
+        expected = tokenizer.encode_batch(parts, add_special_tokens=False)
+        return all(self.encode(part) == e.ids for part, e in zip(parts, expected, strict=True))
 
     def takes(self, text) -> bool:
         """Whether ``text`` is a str of valid Unicode without any added token, so that this gives its ids."""
@@ -233,9 +323,32 @@ class FastPath:
         parts = min(len(texts), 4 * threads)  # several per thread, so that one slow part waits less
         cuts = [0] + [bisect.bisect_left(ends, ends[-1] * k // parts) + 1 for k in range(1, parts)] + [len(texts)]
         cuts = sorted(set(cuts))
-        with ThreadPoolExecutor(threads) as pool:  # tiktoken lets go of the GIL while it encodes
-            encoded = pool.map(lambda a, b: [encode(text) for text in texts[a:b]], cuts, cuts[1:])
-            return list(itertools.chain.from_iterable(encoded))
+        pool = _encode_pool(threads)  # tiktoken lets go of the GIL while it encodes
+        encoded = pool.map(lambda a, b: [encode(text) for text in texts[a:b]], cuts, cuts[1:])
+        return list(itertools.chain.from_iterable(encoded))
+
+
+def _tokenizers_version() -> str:
+    import tokenizers
+
+    return getattr(tokenizers, "__version__", "?")
+
+
+def _same_pieces(tokenizer: Tokenizer, text: str) -> bool:
+    """Whether tiktoken's regex engine cuts ``text`` (without added tokens) into the pieces that the
+    pre-tokenizer of ``tokenizer`` (a ByteLevel one) cuts it into. Checked with pieces, not with the
+    tokenizer's ids: a piece cut otherwise seldom gives other ids, as few merges join what the two may cut
+    apart. Here tiktoken's tokens are the 256 bytes and those pieces: it encodes a piece it cuts that is one
+    of them as that one token, and any other piece as tokens that merging bytes reaches, which are bytes,
+    pieces of two bytes, and longer pieces only where a piece holds a shorter one that leads to it."""
+    import tiktoken
+
+    pieces = [piece.translate(_LATIN1).encode("latin-1") for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(text)]
+    ranks = {bytes([byte]): byte for byte in range(256)}
+    for piece in pieces:
+        ranks.setdefault(piece, len(ranks))
+    encoding = tiktoken.Encoding("memlm-probe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    return encoding.decode_tokens_bytes(encoding.encode_ordinary(text)) == pieces
 
 
 def _byte_level(component) -> bool:
@@ -280,9 +393,8 @@ def _encode_as_themselves(tokenizer: Tokenizer, results: list[str], ids: list[in
     return list(itertools.chain.from_iterable(e.ids for e in encoded)) == ids
 
 
-#: Fast paths built in this process, by tokenizer JSON (None: that tokenizer has none).
+#: Fast paths built in this process, by the SHA-256 of the tokenizer JSON (None: that tokenizer has none).
 _FAST_PATHS: dict[str, FastPath | None] = {}
-_UNKNOWN = object()
 
 
 @dataclass
@@ -292,8 +404,25 @@ class TokenizerSpec:
     json: str
     name: str
     _tokenizer: Tokenizer | None = field(default=None, repr=False)
-    _fast: object = field(default=_UNKNOWN, repr=False, compare=False)  # FastPath, None (none), _UNKNOWN
-    _slow_chars: int = field(default=0, repr=False, compare=False)  # tokenised by tokenizers before _fast
+    # What the process knows of this JSON, none of it pickled or copied (see __getstate__): its fast path
+    # (None: it has none) once _fast_resolved; characters tokenised with tokenizers before it is; the JSON
+    # and its SHA-256 (the key of _FAST_PATHS) once computed.
+    _fast: FastPath | None = field(default=None, init=False, repr=False, compare=False)
+    _fast_resolved: bool = field(default=False, init=False, repr=False, compare=False)
+    _slow_chars: int = field(default=0, init=False, repr=False, compare=False)
+    _digest: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        """The fields, but what the process knows of the JSON: a copy (pickled or not) finds its fast path
+        again, or builds it, as a new spec does."""
+        state = self.__dict__.copy()
+        for name in ("_fast", "_fast_resolved", "_slow_chars", "_digest"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)  # a spec pickled by an earlier memlm has its _fast and _slow_chars: reset
+        self._fast, self._fast_resolved, self._slow_chars, self._digest = None, False, 0, None
 
     @classmethod
     def from_file(cls, path: str | Path | None = None) -> TokenizerSpec:
@@ -337,6 +466,15 @@ class TokenizerSpec:
     def sha256(self) -> str:
         return hashlib.sha256(self.json.encode("utf-8")).hexdigest()
 
+    def _key(self) -> str:
+        """The key of this JSON in _FAST_PATHS: its SHA-256, computed once (again if ``json`` is replaced)."""
+        digest = self._digest
+        if digest is None or digest[0] is not self.json:
+            json_text = self.json  # a lone surrogate does not make this fail (parsing the JSON does)
+            digest = (json_text, hashlib.sha256(json_text.encode("utf-8", "surrogatepass")).hexdigest())
+            self._digest = digest
+        return digest[1]
+
     @property
     def tokenizer(self) -> Tokenizer:
         """The parsed tokenizer (parsed on first use)."""
@@ -350,25 +488,30 @@ class TokenizerSpec:
 
     @property
     def fast_path(self) -> FastPath | None:
-        """This tokenizer's tiktoken fast path, built on first use (once per process and tokenizer JSON);
-        None when it has none. See :class:`FastPath`."""
-        fast = self._fast
-        if fast is _UNKNOWN:
-            fast = _FAST_PATHS.get(self.json, _UNKNOWN)
-            if fast is _UNKNOWN:
-                fast = FastPath.build(self.json, self.tokenizer, self.id_dtype)
-                if len(_FAST_PATHS) >= 8:
-                    _FAST_PATHS.clear()
-                _FAST_PATHS[self.json] = fast
-            self._fast = fast
-        return fast  # type: ignore[return-value]
+        """This tokenizer's tiktoken fast path, built on first use (once per process and tokenizer JSON:
+        a thread that wants it while another builds it waits); None when it has none. See :class:`FastPath`."""
+        if not self._fast_resolved:
+            key = self._key()
+            with _BUILD_LOCK:
+                if key in _FAST_PATHS:
+                    fast = _FAST_PATHS[key]
+                else:
+                    fast = FastPath.build(self.json, self.tokenizer, self.id_dtype)
+                    if len(_FAST_PATHS) >= 8:
+                        _FAST_PATHS.clear()
+                    _FAST_PATHS[key] = fast
+                self._fast = fast
+                self._fast_resolved = True
+        return self._fast
 
     def _fast_path_for(self, chars: int) -> FastPath | None:
         """The fast path to encode ``chars`` more characters with: None (tokenizers) until it is built, or
         this spec has tokenised ``FAST_PATH_AFTER_CHARS`` characters counting these."""
-        if self._fast is _UNKNOWN and self.json not in _FAST_PATHS:
-            self._slow_chars += chars
-            if self._slow_chars < FAST_PATH_AFTER_CHARS:
+        if not self._fast_resolved and self._key() not in _FAST_PATHS:
+            with _COUNT_LOCK:
+                self._slow_chars += chars
+                slow_chars = self._slow_chars
+            if slow_chars < FAST_PATH_AFTER_CHARS:
                 return None
         return self.fast_path
 
