@@ -54,8 +54,17 @@ def test_token_scores_are_a_sequence_over_arrays(model4):
     assert scores[-1] == items[-1] and scores[2] == items[2]
     assert list(scores[2:5]) == items[2:5] and list(scores[::-2]) == items[::-2]
     assert scores == items and scores != items[:-1] and scores != 3
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="out of range"):
         scores[len(items)]
+    # Slices of slices keep the text of each token (no chain of calls: a thousand deep is fine).
+    rest = scores
+    for _ in range(len(items) - 1):
+        rest = rest[1:]
+    assert list(rest) == items[-1:]
+    many = model4.score("Anne " * 1500)
+    for _ in range(1200):
+        many = many[1:]
+    assert many[0].token == " Anne" and pickle.loads(pickle.dumps(many[:3])) == many[:3]
     assert scores.perplexities() == {k: v for k, v in model4.perplexity(text).items() if k != "tokens"}
     assert pickle.loads(pickle.dumps(scores)) == scores == copy.deepcopy(scores)
 
@@ -96,7 +105,8 @@ def test_instance_models_have_no_scoring_argmax(tmp_path):
     path = tmp_path / "i.txt"
     path.write_text("a b c\nb c a\nc a b\n")
     model = memlm.train_instances(path)
-    assert model.most_probable(np.zeros((2, 2), dtype=np.uint32)) is None
+    with pytest.raises(memlm.MemlmError, match="no Kneser-Ney statistics"):
+        model.most_probable(np.zeros((2, 2), dtype=np.uint32))
 
 
 def test_evaluate_matches_instance_by_instance_classification(model4, tmp_path):

@@ -45,7 +45,7 @@ def test_bad_arguments_and_models_without_statistics(model4, tmp_path):
         model4.generate("Anne", algorithm="kneser-ney", cache="yes")
     with pytest.raises(memlm.MemlmError, match="k must"):
         model4.generate("Anne", algorithm="kneser-ney", k=0)
-    with pytest.raises(memlm.MemlmError):
+    with pytest.raises(memlm.MemlmError, match="'kneser-ney'"):
         model4.generate("Anne", algorithm="kneser-knee")
     with pytest.raises(memlm.MemlmError, match="cache applies to algorithm='kneser-ney' only"):
         model4.generate("Anne", cache=True)

@@ -57,11 +57,10 @@ def evaluate(
     else:
         log10, _, oov = model.score_windows(contexts, targets, cache=False)
     scoring_seconds = time.perf_counter() - start
-    most_probable = model.most_probable(contexts)  # None for models without Kneser-Ney statistics
     n = int(targets.size)
-    scoring_accuracy = None
-    if most_probable is not None:
-        scoring_accuracy = float((most_probable == targets).mean()) if n else 0.0
+    scoring_accuracy = None  # models without Kneser-Ney statistics have no scoring argmax
+    if model.info()["scoring"] == "kneser_ney":
+        scoring_accuracy = float((model.most_probable(contexts) == targets).mean()) if n else 0.0
     return {
         "algorithm": algorithm,
         **({"k": knn.get("k", 1), "vote": knn.get("vote", "majority")} if algorithm != "igtree" else {}),

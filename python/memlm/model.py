@@ -439,11 +439,15 @@ class Model:
         model's alone: the document cache of :meth:`score` needs a whole document, not a context."""
         return self._core.probabilities(self._tail(text_or_ids))
 
-    def most_probable(self, contexts: np.ndarray) -> np.ndarray | None:
+    def most_probable(self, contexts: np.ndarray) -> np.ndarray:
         """The id the scoring distribution (:meth:`probabilities`, without the document cache) rates most
         probable after each context (n, W) (ties: the lower id), found without computing every
-        probability; None for a model trained from an instance file (Witten-Bell scoring)."""
-        return self._core.most_probable_batch(self._ids(contexts, "contexts", 2))
+        probability. A model trained from an instance file (Witten-Bell scoring) has none: a
+        :class:`MemlmError` (``info()["scoring"]`` says which a model has)."""
+        best = self._core.most_probable_batch(self._ids(contexts, "contexts", 2))
+        if best is None:
+            raise MemlmError("this model has no Kneser-Ney statistics (it was trained from an instance file)")
+        return best
 
     def score_windows(
         self, contexts: np.ndarray, targets: np.ndarray, cache: bool = True
@@ -563,6 +567,9 @@ class Model:
         sampling = checks.sampling(do_sample, temperature, top_k, top_p)
         cache = checks.flag(cache, "cache")
         scoring = algorithm == KNESER_NEY
+        if isinstance(algorithm, str) and not scoring and algorithm not in _core.ALGORITHMS:
+            names = ", ".join(repr(a) for a in (*_core.ALGORITHMS, KNESER_NEY))
+            raise MemlmError(f"unknown algorithm {algorithm!r}: use one of {names}")
         if cache and not scoring:
             raise MemlmError(f"cache applies to algorithm={KNESER_NEY!r} only (a classifier has no document cache)")
         if cache and self._core.cache_weights is None:

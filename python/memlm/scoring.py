@@ -35,7 +35,8 @@ class TokenScore:
 class TokenScores(Sequence[TokenScore]):
     """The scores of a text's tokens: a sequence of :class:`TokenScore` made on access, over arrays that
     hold them all (``ids``, ``log10_probs``, ``context_lengths``, ``oov``), so that scoring a long text
-    builds no Python object per token."""
+    builds no Python object per token. It indexes, slices, iterates, compares and pickles like a list of
+    them; ``list(scores)`` makes that list (for ``+``, ``append``, ``sort``)."""
 
     def __init__(
         self,
@@ -44,6 +45,7 @@ class TokenScores(Sequence[TokenScore]):
         context_lengths: np.ndarray,
         oov: np.ndarray,
         token_text: Callable[[int], str],
+        positions: range | None = None,
     ) -> None:
         #: Token ids, in text order (:data:`memlm._core.UNKNOWN` for a symbol an instance model never saw).
         self.ids = ids
@@ -53,7 +55,9 @@ class TokenScores(Sequence[TokenScore]):
         self.context_lengths = context_lengths
         #: Whether each token never occurred as a target in training.
         self.oov = oov
-        self._token_text = token_text  # the text of the i-th token
+        self._token_text = token_text  # the text of the token at a position of the scored text
+        #: Where each token stands in the scored text (a slice keeps the positions of its tokens).
+        self._positions = range(ids.size) if positions is None else positions
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -64,17 +68,20 @@ class TokenScores(Sequence[TokenScore]):
     def __getitem__(self, index: slice) -> TokenScores: ...
     def __getitem__(self, index: int | slice) -> TokenScore | TokenScores:
         if isinstance(index, slice):
-            offset = range(len(self))[index]
             return TokenScores(
                 self.ids[index],
                 self.log10_probs[index],
                 self.context_lengths[index],
                 self.oov[index],
-                lambda i: self._token_text(offset[i]),
+                self._token_text,
+                self._positions[index],
             )
-        i = range(len(self))[index]  # an IndexError out of range, negative indices from the end
+        try:
+            i = range(len(self))[index]  # negative indices from the end
+        except IndexError:
+            raise IndexError(f"token index {index} out of range for {len(self)} tokens") from None
         return TokenScore(
-            self._token_text(i),
+            self._token_text(self._positions[i]),
             int(self.ids[i]),
             float(self.log10_probs[i]),
             int(self.context_lengths[i]),
@@ -91,7 +98,7 @@ class TokenScores(Sequence[TokenScore]):
 
     def __reduce__(self):
         # Pickled with the token texts made (the function that makes them may be a closure).
-        texts = [self._token_text(i) for i in range(len(self))]
+        texts = [self._token_text(p) for p in self._positions]
         return (TokenScores, (self.ids, self.log10_probs, self.context_lengths, self.oov, texts.__getitem__))
 
     __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable, as a list

@@ -206,8 +206,6 @@ enum Source {
 
 /// What generation from the scoring distribution keeps between steps.
 struct KneserNeyState {
-    /// The model's ids by their probability after the empty context ([`crate::kneser_ney`]).
-    root_order: Vec<u32>,
     /// Scratch space of the most probable id's search.
     scratch: Vec<bool>,
     /// The document cache over the prompt and the tokens generated, and its weights.
@@ -231,8 +229,8 @@ impl KneserNeyState {
                 )));
             }
         }
+        model.kneser_ney()?; // an error for a model without the statistics
         let mut state = KneserNeyState {
-            root_order: model.kneser_ney()?.root_order(),
             scratch: Vec::new(),
             cache: cache.map(|weights| (DocumentCache::new(n_ids, prompt.len()), weights)),
             in_document: Vec::new(),
@@ -248,12 +246,13 @@ impl KneserNeyState {
     }
 
     /// The candidates after `context` into `answer`: the most probable first, `keep` of them (0:
-    /// all with a positive probability).
+    /// all with a positive probability, in id order unless `ordered`).
     fn answer_into(
         &mut self,
         model: &Model,
         context: &[u32],
         keep: usize,
+        ordered: bool,
         answer: &mut Answer,
     ) -> Result<()> {
         let kn = model.kneser_ney()?;
@@ -263,12 +262,17 @@ impl KneserNeyState {
         answer.votes.clear();
         let Some((cache, weights)) = &self.cache else {
             if keep == 1 {
-                let best = kn.most_probable(&path, &self.root_order, &mut self.scratch);
+                let best = kn.most_probable(&path, model.root_order(&kn), &mut self.scratch);
                 answer.classes.push(best.map_err(corrupt)?);
                 answer.votes.push(1.0);
                 return Ok(());
             }
-            best_first(&kn.probabilities(&path).map_err(corrupt)?, keep, answer);
+            best_first(
+                &kn.probabilities(&path).map_err(corrupt)?,
+                keep,
+                ordered,
+                answer,
+            );
             return Ok(());
         };
         let mut p = kn.probabilities(&path).map_err(corrupt)?;
@@ -280,7 +284,7 @@ impl KneserNeyState {
                 *x += cache.peek(&keys, id).cached(weights);
             }
         }
-        best_first(&p, keep, answer);
+        best_first(&p, keep, ordered, answer);
         Ok(())
     }
 
@@ -299,8 +303,9 @@ impl KneserNeyState {
 }
 
 /// The ids of positive `probabilities`, the most probable first (ties: the lower id), `keep` of
-/// them (0: all), with their probabilities as votes, into `answer`.
-fn best_first(probabilities: &[f64], keep: usize, answer: &mut Answer) {
+/// them (0: all, in id order unless `ordered`: sorting them all costs more than the step), with
+/// their probabilities as votes, into `answer`.
+fn best_first(probabilities: &[f64], keep: usize, ordered: bool, answer: &mut Answer) {
     let mut ids: Vec<u32> = (0..probabilities.len() as u32)
         .filter(|&id| probabilities[id as usize] > 0.0)
         .collect();
@@ -312,7 +317,9 @@ fn best_first(probabilities: &[f64], keep: usize, answer: &mut Answer) {
         ids.select_nth_unstable_by(keep - 1, order);
         ids.truncate(keep);
     }
-    ids.sort_unstable_by(order);
+    if keep > 0 || ordered {
+        ids.sort_unstable_by(order);
+    }
     answer.votes.clear();
     answer
         .votes
@@ -408,7 +415,9 @@ impl Generation {
             Source::Classifier(query) => model.answer_into(&context, query, &mut self.answer)?,
             Source::KneserNey(state) => {
                 let keep = self.sampling.answer_top_k();
-                state.answer_into(model, &context, keep, &mut self.answer)?
+                // Sampling among all ids by their probabilities needs no order; top_p does.
+                let ordered = self.sampling.top_p() < 1.0;
+                state.answer_into(model, &context, keep, ordered, &mut self.answer)?
             }
         }
         if self.answer.classes.is_empty() {
@@ -485,7 +494,9 @@ mod tests {
         let mut answer = Answer::default();
         for (i, &token) in text.iter().enumerate() {
             let context = model.context(&text[..i]);
-            state.answer_into(&model, &context, 0, &mut answer).unwrap();
+            state
+                .answer_into(&model, &context, 0, true, &mut answer)
+                .unwrap();
             let at = answer.classes.iter().position(|&c| c == token).unwrap();
             let expected = 10f64.powf(scored.log10[i]);
             assert!(
@@ -501,14 +512,14 @@ mod tests {
         let mut prompted = KneserNeyState::new(&model, &text[..12], Some(weights)).unwrap();
         let mut other = Answer::default();
         prompted
-            .answer_into(&model, &model.context(&text[..12]), 0, &mut other)
+            .answer_into(&model, &model.context(&text[..12]), 0, true, &mut other)
             .unwrap();
         let mut stepped = KneserNeyState::new(&model, &[], Some(weights)).unwrap();
         for i in 0..12 {
             stepped.count(&model, &model.context(&text[..i]), text[i]);
         }
         stepped
-            .answer_into(&model, &model.context(&text[..12]), 0, &mut answer)
+            .answer_into(&model, &model.context(&text[..12]), 0, true, &mut answer)
             .unwrap();
         assert_eq!(
             (other.classes, other.votes),
@@ -522,12 +533,14 @@ mod tests {
     fn candidates_of_a_distribution_come_most_probable_first() {
         let p = [0.1, 0.0, 0.3, 0.1, 0.5];
         let mut answer = Answer::default();
-        best_first(&p, 0, &mut answer);
+        best_first(&p, 0, true, &mut answer);
         assert_eq!(answer.classes, vec![4, 2, 0, 3]); // ties: the lower id; no zero probability
         assert_eq!(answer.votes, vec![0.5, 0.3, 0.1, 0.1]);
-        best_first(&p, 3, &mut answer);
+        best_first(&p, 0, false, &mut answer);
+        assert_eq!(answer.classes, vec![0, 2, 3, 4]); // unordered: by id
+        best_first(&p, 3, false, &mut answer);
         assert_eq!(answer.classes, vec![4, 2, 0]);
-        best_first(&p, 1, &mut answer);
+        best_first(&p, 1, true, &mut answer);
         assert_eq!((answer.classes, answer.votes), (vec![4], vec![0.5]));
     }
 

@@ -7,6 +7,7 @@
 //! classifiers' answers are in [`crate::query`], training in [`crate::training`].
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -41,6 +42,9 @@ pub struct Model {
     unmatched_weight: Vec<f64>,
     /// Number of classes: symbols that were a target in training (no answer has more).
     class_count: usize,
+    /// The Kneser-Ney statistics' ids by probability after the empty context, sorted once, at the
+    /// first query that needs them ([`KneserNeyView::root_order`]).
+    root_order: OnceLock<Vec<u32>>,
 }
 
 impl Model {
@@ -59,6 +63,7 @@ impl Model {
             ordered_weights,
             unmatched_weight,
             class_count,
+            root_order: OnceLock::new(),
         }
     }
 
@@ -404,6 +409,11 @@ impl Model {
             .collect())
     }
 
+    /// [`KneserNeyView::root_order`] of the model's statistics `kn`, sorted once.
+    pub(crate) fn root_order(&self, kn: &KneserNeyView) -> &[u32] {
+        self.root_order.get_or_init(|| kn.root_order())
+    }
+
     /// The Kneser-Ney statistics (their checksums verified), or an error for a model without them.
     pub(crate) fn kneser_ney(&self) -> Result<KneserNeyView<'_>> {
         self.file.checked_kneser_ney()?.ok_or_else(|| {
@@ -427,12 +437,12 @@ impl Model {
         let Some(kn) = self.file.checked_kneser_ney()? else {
             return Ok(None);
         };
-        let order = kn.root_order();
+        let order = self.root_order(&kn);
         contexts
             .par_chunks(self.width())
             .with_min_len(64)
             .map_init(Vec::new, |seen, c| {
-                kn.most_probable(&kn.descend(c)?, &order, seen)
+                kn.most_probable(&kn.descend(c)?, order, seen)
             })
             .collect::<std::result::Result<Vec<u32>, Corrupt>>()
             .map(Some)
