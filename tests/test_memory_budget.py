@@ -9,10 +9,10 @@ from conftest import ROOT
 
 SHARED = ROOT.parent / "shared" / "data"
 CORPUS = [SHARED / "austen_train.txt.gz", SHARED / "kjv.txt.gz"]
-#: Just above the floor of the budget's rules (memlm.training: 258 MiB here, for the Kneser-Ney
+#: Just above the floor of the budget's rules (memlm.training: 304 MiB here, for the Kneser-Ney
 #: statistics, computed in one piece after the trie, the trie and the model's image included); the trie
 #: is built in partitions of what the budget leaves it.
-BUDGET = 282 << 20
+BUDGET = 306 << 20
 
 # Runs `memlm train` in a child and prints the child's peak RSS in KiB (ru_maxrss of the children
 # of this fresh wrapper: only that one child).
@@ -40,7 +40,7 @@ def test_small_budget_finishes_under_it_with_the_same_model(tmp_path):
     code, peak, log = peak_train(*CORPUS, "--width", 16, "-o", budget_out, "--memory", BUDGET, "--temp-dir", tmp_path)
     assert code == 0, log
     # The bounded build stays under the budget. (Since the Kneser-Ney statistics, issue 13, the whole
-    # build's peak is their phase's, 242-253 MiB here measured, which is not partitioned: a budget binds
+    # build's peak is their phase's, 265-289 MiB here measured, which is not partitioned: a budget binds
     # the trie build only, and cannot go below that phase's floor, which the budget's rules refuse.)
     assert peak < BUDGET, f"peak {peak / 2**20:.0f} MiB over the {BUDGET / 2**20:.0f} MiB budget"
     free, bounded = memlm.load(free_out, verify=True), memlm.load(budget_out, verify=True)
