@@ -32,23 +32,25 @@ TEST_FILE = "austen_persuasion_test.txt.gz"
 
 @dataclass
 class Run:
-    """One finished command: wall seconds, peak resident memory, its output."""
+    """One finished command: wall seconds, peak resident memory, its output, CPU seconds (user + system)."""
 
     seconds: float
     peak_rss_bytes: int
     returncode: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
 
 
-def timed(cmd: list, cwd: Path | None = None) -> Run:
-    """Runs `cmd` under GNU time (`/usr/bin/time -v`) and returns wall time and peak RSS."""
+def timed(cmd: list, cwd: Path | None = None, env: dict | None = None) -> Run:
+    """Runs `cmd` under GNU time (`/usr/bin/time -v`) and returns wall time, peak RSS and CPU time."""
     gnu_time = shutil.which("time", path="/usr/bin") or sys.exit("GNU time is missing: apt-get install time")
     start = time.perf_counter()
-    proc = subprocess.run([gnu_time, "-v", *map(str, cmd)], capture_output=True, text=True, cwd=cwd)
+    proc = subprocess.run([gnu_time, "-v", *map(str, cmd)], capture_output=True, text=True, cwd=cwd, env=env)
     seconds = time.perf_counter() - start
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return Run(seconds, int(peak.group(1)) * 1024 if peak else 0, proc.returncode, proc.stdout, proc.stderr)
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return Run(seconds, int(peak.group(1)) * 1024 if peak else 0, proc.returncode, proc.stdout, proc.stderr, cpu)
 
 
 def memlm_cmd(*args) -> list:
