@@ -6,8 +6,8 @@ against an older commit's build (before Kneser-Ney and the document cache), in o
 Both sides train on the same first N tokens of bench.scale's training text (its token files, made once),
 with the same call as bench.scale's build child (`memlm.train_token_ids`, IGTree), each in a fresh process
 under GNU time; old and new alternate, `--repeats` times, and the medians are compared. The old side is
-built once from `git archive` in its own virtual environment (bench.generation). Writes
-bench/out/build_cost.json and .md.
+built once from `git archive` in its own virtual environment (bench.generation); `--old-commit none`
+measures the current build alone. Writes bench/out/build_cost.json and .md.
 """
 
 from __future__ import annotations
@@ -41,31 +41,35 @@ def build(python: Path | str, files: tuple[Path, Path], n: int, width: int, mode
 
 
 def markdown(report: dict) -> str:
-    old, new, ratio = report["old"], report["new"], report["ratio"]
+    old = report.get("old_commit")
     lines = [
         f"# Build cost of the scoring statistics: {report['tokens']:,} tokens, W={report['width']}",
         "",
-        f"Old: {report['old_commit'][:12]} (IGTree only); new: {report['new_build']['commit']}. "
+        f"Old: {old[:12] if old else 'none'} (IGTree only); new: {report['new_build']['commit']}. "
         f"Medians of {report['repeats']} alternating builds; load average before: {report['load_average']:.2f}.",
         "",
         "| | wall s | CPU s | peak RSS MiB | model MB |",
         "|---|---|---|---|---|",
     ]
-    for name, side in (("old", old), ("new", new)):
+    for name in ("old", "new"):
+        if name in report:
+            side = report[name]
+            lines.append(
+                f"| {name} | {side['wall_s']:.2f} | {side['cpu_s']:.2f} | {side['peak_rss_bytes'] / 2**20:.0f} "
+                f"| {side['bytes'] / 1e6:.1f} |"
+            )
+    if "ratio" in report:
+        ratio = report["ratio"]
         lines.append(
-            f"| {name} | {side['wall_s']:.2f} | {side['cpu_s']:.2f} | {side['peak_rss_bytes'] / 2**20:.0f} "
-            f"| {side['bytes'] / 1e6:.1f} |"
+            f"| new / old | {ratio['wall_s']:.2f} | {ratio['cpu_s']:.2f} | {ratio['peak_rss_bytes']:.2f} "
+            f"| {ratio['bytes']:.2f} |"
         )
-    lines.append(
-        f"| new / old | {ratio['wall_s']:.2f} | {ratio['cpu_s']:.2f} | {ratio['peak_rss_bytes']:.2f} "
-        f"| {ratio['bytes']:.2f} |"
-    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old-commit", default=OLD_COMMIT, help="the build to compare with")
+    parser.add_argument("--old-commit", default=OLD_COMMIT, help="the build to compare with ('none': new alone)")
     parser.add_argument("--tokens", type=int, default=10_000_000, help="training tokens")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="builds per side (alternating)")
@@ -76,11 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
     tokens_file, lengths_file, n = corpus_tokens(args.tokens, args.big_corpus, work)
-    sha, old_python = install_old(args.old_commit, args.cache)
+    pythons: dict[str, Path | str] = {}
+    sha = None
+    if args.old_commit.lower() != "none":
+        sha, pythons["old"] = install_old(args.old_commit, args.cache)
+    pythons["new"] = sys.executable
     load = os.getloadavg()[0]
-    runs: dict[str, list[dict]] = {"old": [], "new": []}
+    runs: dict[str, list[dict]] = {side: [] for side in pythons}
     for _ in range(args.repeats):
-        for side, python in (("old", old_python), ("new", sys.executable)):
+        for side, python in pythons.items():
             runs[side].append(build(python, (tokens_file, lengths_file), n, args.width, work / f"build_{side}.memlm"))
             print(side, runs[side][-1], flush=True)
     sides = {side: {k: median([r[k] for r in rs]) for k in rs[0]} for side, rs in runs.items()}
@@ -92,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         "new_build": current_build(),
         "load_average": load,
         **sides,
-        "ratio": {k: sides["new"][k] / sides["old"][k] for k in sides["new"]},
         "runs": runs,
     }
+    if "old" in sides:
+        report["ratio"] = {k: sides["new"][k] / sides["old"][k] for k in sides["new"]}
     (args.out / "build_cost.json").write_text(json.dumps(report, indent=2))
     (args.out / "build_cost.md").write_text(markdown(report))
     print(markdown(report))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import corruption, generation, kneser_ney, latency_energy, scale, scaling, vs_timbl
+from bench import build_cost, corruption, generation, kneser_ney, latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -82,6 +82,15 @@ def test_generation_smoke(tmp_path):
     assert report["prompts"] == 6 and "old" not in report and len(report["new"]["runs"]) == 2
     assert all(report["new"]["median"][key] > 0 for key in generation.MEASURES)
     assert "generate greedy" in (tmp_path / "generation.md").read_text()
+
+
+def test_build_cost_smoke(tmp_path):
+    # The new side only: installing the old commit beside it takes minutes.
+    build_cost.main(["--old-commit", "none", "--tokens", "20000", "--repeats", "1", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "build_cost.json").read_text())
+    assert report["tokens"] == 20000 and "old" not in report and "ratio" not in report
+    assert report["new"]["wall_s"] > 0 and report["new"]["peak_rss_bytes"] > 0 and report["new"]["bytes"] > 0
+    assert "| new |" in (tmp_path / "build_cost.md").read_text()
 
 
 def test_corruption_smoke(tmp_path):
