@@ -344,13 +344,7 @@ impl Generation {
         let query = query.with_top_k(sampling.answer_top_k());
         model.check_algorithm(query.algorithm())?;
         let source = Source::Classifier(query);
-        Ok(Generation::start(
-            prompt,
-            max_new_tokens,
-            source,
-            sampling,
-            seed,
-        ))
+        Ok(Self::start(prompt, max_new_tokens, source, sampling, seed))
     }
 
     /// Starts generating from the scoring distribution (Kneser-Ney; an error for a model without
@@ -367,13 +361,7 @@ impl Generation {
     ) -> Result<Generation> {
         model.check_ids(prompt)?;
         let source = Source::KneserNey(Box::new(KneserNeyState::new(model, prompt, cache)?));
-        Ok(Generation::start(
-            prompt,
-            max_new_tokens,
-            source,
-            sampling,
-            seed,
-        ))
+        Ok(Self::start(prompt, max_new_tokens, source, sampling, seed))
     }
 
     fn start(
