@@ -62,7 +62,7 @@ def test_bad_numbers_are_one_line_errors(model4_path, tmp_path):
     with pytest.raises(memlm.MemlmError, match=re.escape(memlm.checks.memory_error("-5").args[0])):
         memlm.train(TRAIN_TEXT, memory=-5)
     proc = run_cli("train", TRAIN_TEXT, "--memory", "1k", "-o", out, check=False)
-    assert "0 MiB" not in _one_line_error(proc, "1,024 bytes is too small", "give at least")
+    assert " 0 MiB" not in _one_line_error(proc, "1,024 bytes is too small", "give at least")
     assert not out.exists()
 
 
