@@ -25,6 +25,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cache::{CacheWeights, DocumentCache, Keys};
 use crate::error::{count, positive_finite, python_float, Error, Result};
+use crate::kneser_ney::EntryOrder;
 use crate::model::Model;
 use crate::query::{Answer, Query};
 
@@ -206,8 +207,8 @@ enum Source {
 
 /// What generation from the scoring distribution keeps between steps.
 struct KneserNeyState {
-    /// Scratch space of the most probable id's search.
-    scratch: Vec<bool>,
+    /// The large contexts' entries in probability order, for the most probable id's search.
+    entry_order: EntryOrder,
     /// The document cache over the prompt and the tokens generated, and its weights.
     cache: Option<(DocumentCache, CacheWeights)>,
     /// Whether each id occurred in the document so far, and those that did (each once): the only
@@ -231,7 +232,7 @@ impl KneserNeyState {
         }
         model.kneser_ney()?; // an error for a model without the statistics
         let mut state = KneserNeyState {
-            scratch: Vec::new(),
+            entry_order: EntryOrder::default(),
             cache: cache.map(|weights| (DocumentCache::new(n_ids, prompt.len()), weights)),
             in_document: Vec::new(),
             document: Vec::new(),
@@ -262,7 +263,7 @@ impl KneserNeyState {
         answer.votes.clear();
         let Some((cache, weights)) = &self.cache else {
             if keep == 1 {
-                let best = kn.most_probable(&path, model.root_order(&kn), &mut self.scratch);
+                let best = kn.most_probable(&path, model.root_order(&kn), &mut self.entry_order);
                 answer.classes.push(best.map_err(corrupt)?);
                 answer.votes.push(1.0);
                 return Ok(());

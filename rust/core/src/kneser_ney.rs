@@ -617,6 +617,65 @@ pub struct KnPath {
     leaf: Option<KnLeaf>,
 }
 
+/// A stored context's entries in probability order (the most probable first; ties: the lower
+/// token), as [`KneserNeyView::most_probable`] reads them: sorted once for contexts of more than
+/// `small` entries (64 by default) and kept, so that a context every query passes, such as a
+/// frequent token's, is sorted once per batch or generation; sorted on the spot for the others.
+pub struct EntryOrder {
+    sorted: std::collections::HashMap<u32, Vec<(u32, u16)>>,
+    scratch: Vec<(u32, u16)>,
+    small: usize,
+}
+
+impl Default for EntryOrder {
+    fn default() -> EntryOrder {
+        EntryOrder::keeping_above(64)
+    }
+}
+
+impl EntryOrder {
+    /// An empty order that keeps the contexts of more than `small` entries.
+    pub fn keeping_above(small: usize) -> EntryOrder {
+        EntryOrder {
+            sorted: Default::default(),
+            scratch: Vec::new(),
+            small,
+        }
+    }
+
+    /// The entries (token, code) of `node`, whose entry range is `range`, most probable first.
+    fn ordered(
+        &mut self,
+        kn: &KneserNeyView,
+        node: u32,
+        range: std::ops::Range<usize>,
+    ) -> std::result::Result<impl Iterator<Item = (u32, u16)> + '_, Corrupt> {
+        let read = |out: &mut Vec<(u32, u16)>| -> std::result::Result<(), Corrupt> {
+            let codes = kn.entry_probs.get(range.clone()).ok_or(BAD_RANGE)?;
+            out.clear();
+            for (i, &q) in range.clone().zip(codes) {
+                out.push((kn.entry_tokens.try_get(i).ok_or(BAD_RANGE)?, q));
+            }
+            out.sort_by(|a, b| code_order(b.1).cmp(&code_order(a.1)).then(a.0.cmp(&b.0)));
+            Ok(())
+        };
+        let list = if range.len() <= self.small {
+            read(&mut self.scratch)?;
+            &self.scratch
+        } else {
+            match self.sorted.entry(node) {
+                std::collections::hash_map::Entry::Occupied(e) => &*e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let mut list = Vec::new();
+                    read(&mut list)?;
+                    &*e.insert(list)
+                }
+            }
+        };
+        Ok(list.iter().copied())
+    }
+}
+
 /// Windows per [`KneserNeyView::descend_group`] at most (a group's state is one bit each of a u64).
 pub const DESCENT_GROUP: usize = 64;
 const _: () = assert!(DESCENT_GROUP <= 64);
@@ -993,39 +1052,44 @@ impl KneserNeyView<'_> {
 
     /// The most probable id after the context of `path` (ties: the lower id), as
     /// [`KneserNeyView::probabilities`] would give it, without computing them all: from the
-    /// deepest stored context up, the best entry not yet seen deeper (times the back-off weight so
-    /// far), then the first of `root_order` (from [`KneserNeyView::root_order`]) not seen; past a
-    /// leaf every probability is scaled alike but its token's. `seen` is scratch space (all false
-    /// before and after, one per id).
+    /// deepest stored context up, its most probable entry whose token no deeper context holds (that
+    /// probability times the back-off weight so far), then the first of `root_order` (from
+    /// [`KneserNeyView::root_order`]) that no context of the path holds; past a leaf every
+    /// probability is scaled alike but its token's. `memo` keeps the entries of large contexts in
+    /// probability order between calls (for one model).
     pub fn most_probable(
         &self,
         path: &KnPath,
         root_order: &[u32],
-        seen: &mut Vec<bool>,
+        memo: &mut EntryOrder,
     ) -> std::result::Result<u32, Corrupt> {
-        seen.resize(self.root.len().max(seen.len()), false);
-        let mut backoff = 1.0f64;
-        let mut best: Option<(f64, u32)> = None;
+        let nodes = &path.nodes[1..path.len];
+        let entries = |node: u32| -> std::result::Result<std::ops::Range<usize>, Corrupt> {
+            let (here, next) = self.node(node)?;
+            Ok(here[2] as usize..next[2] as usize)
+        };
+        // Whether a context of `nodes` holds `token` among its entries.
+        let held = |nodes: &[u32], token: u32| -> std::result::Result<bool, Corrupt> {
+            for &node in nodes {
+                if self.entry_tokens.find(entries(node)?, token).is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
         let better = |p: f64, id: u32, best: Option<(f64, u32)>| {
             best.is_none_or(|(bp, bid)| p > bp || (p == bp && id < bid))
         };
-        let mut marked = Vec::new();
-        for &node in path.nodes[1..path.len].iter().rev() {
-            let (here, next) = self.node(node)?;
-            let entries = here[2] as usize..next[2] as usize;
-            let codes = self.entry_probs.get(entries.clone()).ok_or(BAD_RANGE)?;
-            // The best code of the node among ids not seen deeper (codes are compared by the
-            // probability they stand for), then the node's ids marked seen.
+        let mut backoff = 1.0f64;
+        let mut best: Option<(f64, u32)> = None;
+        for (j, &node) in nodes.iter().enumerate().rev() {
+            let range = entries(node)?;
+            let deeper = &nodes[j + 1..];
             let mut node_best: Option<(u32, u16)> = None;
-            for (i, &q) in entries.clone().zip(codes) {
-                let id = self.entry_tokens.try_get(i).ok_or(BAD_RANGE)?;
-                let flag = seen.get_mut(id as usize).ok_or(BAD_RANGE)?;
-                if !*flag {
-                    if node_best.is_none_or(|(_, bq)| code_order(q) > code_order(bq)) {
-                        node_best = Some((id, q));
-                    }
-                    *flag = true;
-                    marked.push(id);
+            for (token, code) in memo.ordered(self, node, range)? {
+                if !held(deeper, token)? {
+                    node_best = Some((token, code));
+                    break;
                 }
             }
             if let Some((id, q)) = node_best {
@@ -1034,16 +1098,16 @@ impl KneserNeyView<'_> {
                     best = Some((p, id));
                 }
             }
-            backoff *= f32::from_bits(here[3]) as f64;
+            backoff *= f32::from_bits(self.node(node)?.0[3]) as f64;
         }
-        if let Some(&id) = root_order.iter().find(|&&id| !seen[id as usize]) {
-            let p = self.root_probability(id) * backoff;
-            if better(p, id, best) {
-                best = Some((p, id));
+        for &id in root_order {
+            if !held(nodes, id)? {
+                let p = self.root_probability(id) * backoff;
+                if better(p, id, best) {
+                    best = Some((p, id));
+                }
+                break;
             }
-        }
-        for id in marked {
-            seen[id as usize] = false;
         }
         let (p, id) = best.ok_or(BAD_RANGE)?;
         match path.leaf {
@@ -1314,7 +1378,8 @@ mod tests {
             };
             let (mut deepest, mut worst) = (0, 0.0f64);
             let mut windows = Vec::new();
-            let (root_order, mut seen) = (view.root_order(), Vec::new());
+            let (root_order, mut memo) = (view.root_order(), EntryOrder::default());
+            let mut kept = EntryOrder::keeping_above(0);
             for trial in 0..120 {
                 // Training windows (deep contexts, leaves), then random ones.
                 let ctx: Vec<u32> = if trial < 80 {
@@ -1333,10 +1398,12 @@ mod tests {
                 assert!((sum - 1.0).abs() < 1e-6, "W={width}: sums to {sum}");
                 assert_eq!(p[pad as usize], 0.0);
                 // The most probable id found without computing them all.
-                let best = view.most_probable(&path, &root_order, &mut seen).unwrap();
+                let best = view.most_probable(&path, &root_order, &mut memo).unwrap();
                 let max = p.iter().cloned().fold(0.0, f64::max);
                 assert!(p[best as usize] >= max * (1.0 - 1e-12), "W={width} {ctx:?}");
-                assert!(seen.iter().all(|&s| !s));
+                // Every context's order kept and reused: the same answer.
+                let again = view.most_probable(&path, &root_order, &mut kept).unwrap();
+                assert_eq!(again, best);
                 let near = nearest_first(&ctx, pad);
                 for w in 0..v {
                     let expected = reference.p(&near, w);

@@ -15,7 +15,7 @@ use crate::cache::{CacheWeights, DocumentCache, Keys};
 use crate::error::{Error, Result};
 use crate::format::Check;
 use crate::instances::{Context, MAX_WIDTH};
-use crate::kneser_ney::{KnPath, KneserNeyView, DESCENT_GROUP};
+use crate::kneser_ney::{EntryOrder, KnPath, KneserNeyView, DESCENT_GROUP};
 use crate::knn::InstanceBaseView;
 use crate::model_file::{ModelFile, Params};
 use crate::scoring::{Score, Scores};
@@ -30,6 +30,9 @@ pub struct Match {
     /// How many features (in weight order) were matched on the way to it.
     pub depth: u32,
 }
+
+/// Windows per part of [`Model::most_probable_batch`] (a thread's unit of work).
+const MOST_PROBABLE_PART: usize = 4096;
 
 /// A trained memory-based language model, ready for queries.
 pub struct Model {
@@ -437,16 +440,19 @@ impl Model {
         let Some(kn) = self.file.checked_kneser_ney()? else {
             return Ok(None);
         };
-        let order = self.root_order(&kn);
-        contexts
-            .par_chunks(self.width())
-            .with_min_len(64)
-            .map_init(Vec::new, |seen, c| {
-                kn.most_probable(&kn.descend(c)?, order, seen)
+        let (order, w) = (self.root_order(&kn), self.width());
+        // Parts of many windows, each with its own order of the large contexts' entries.
+        let parts: std::result::Result<Vec<Vec<u32>>, Corrupt> = contexts
+            .par_chunks(w * MOST_PROBABLE_PART)
+            .map(|part| {
+                let mut memo = EntryOrder::default();
+                part.chunks_exact(w)
+                    .map(|c| kn.most_probable(&kn.descend(c)?, order, &mut memo))
+                    .collect()
             })
-            .collect::<std::result::Result<Vec<u32>, Corrupt>>()
-            .map(Some)
-            .map_err(|c| self.corrupt(c))
+            .collect();
+        let parts = parts.map_err(|c| self.corrupt(c))?;
+        Ok(Some(parts.concat()))
     }
 
     /// The scoring distribution after `context`: a probability per symbol id, summing to 1.
