@@ -19,17 +19,17 @@ import sys
 from pathlib import Path
 
 from bench.common import median, timed
-from bench.generation import _without_pythonpath, current_build, install_old
+from bench.generation import REPO, _without_pythonpath, current_build, install_old
 from bench.scale import _TRAIN, BIG_CORPUS, corpus_tokens
 
 #: The last commit before the Kneser-Ney statistics: the IGTree build as it was.
 OLD_COMMIT = "881ca4f"
 
 
-def build(python: Path | str, files: tuple[Path, Path], n: int, width: int, model: Path) -> dict:
-    """One build in a fresh process: wall and CPU seconds (GNU time), peak RSS and the model's size."""
-    env = _without_pythonpath() if python != sys.executable else None
-    run = timed([python, "-c", _TRAIN, *files, n, model, width, "igtree"], cwd=Path.cwd(), env=env)
+def build(python: Path | str, env: dict | None, files: tuple[Path, Path], n: int, width: int, model: Path) -> dict:
+    """One build in a fresh process (`env`: its environment, None for this one's): wall and CPU seconds
+    (GNU time), peak RSS and the model's size. It runs in the repository, where `bench` imports."""
+    run = timed([python, "-c", _TRAIN, *files, n, model, width, "igtree"], cwd=REPO, env=env)
     if run.returncode != 0:
         raise SystemExit(f"the build with {python} failed:\n{run.stderr[-3000:]}")
     return {
@@ -80,16 +80,22 @@ def main(argv: list[str] | None = None) -> None:
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
     tokens_file, lengths_file, n = corpus_tokens(args.tokens, args.big_corpus, work)
-    pythons: dict[str, Path | str] = {}
+    # Each side's Python and environment: the old one without PYTHONPATH, so that it cannot import
+    # the working tree.
+    sides_to_run: dict[str, tuple[Path | str, dict | None]] = {}
     sha = None
     if args.old_commit.lower() != "none":
-        sha, pythons["old"] = install_old(args.old_commit, args.cache)
-    pythons["new"] = sys.executable
+        sha, old_python = install_old(args.old_commit, args.cache)
+        sides_to_run["old"] = (old_python, _without_pythonpath())
+    sides_to_run["new"] = (sys.executable, None)
     load = os.getloadavg()[0]
-    runs: dict[str, list[dict]] = {side: [] for side in pythons}
-    for _ in range(args.repeats):
-        for side, python in pythons.items():
-            runs[side].append(build(python, (tokens_file, lengths_file), n, args.width, work / f"build_{side}.memlm"))
+    runs: dict[str, list[dict]] = {side: [] for side in sides_to_run}
+    for repeat in range(args.repeats):
+        # Alternating which side goes first.
+        for side in list(sides_to_run)[:: 1 if repeat % 2 == 0 else -1]:
+            python, env = sides_to_run[side]
+            model = work / f"build_{side}.memlm"
+            runs[side].append(build(python, env, (tokens_file, lengths_file), n, args.width, model))
             print(side, runs[side][-1], flush=True)
     sides = {side: {k: median([r[k] for r in rs]) for k in rs[0]} for side, rs in runs.items()}
     report = {

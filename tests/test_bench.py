@@ -89,7 +89,8 @@ def test_build_cost_smoke(tmp_path):
     build_cost.main(["--old-commit", "none", "--tokens", "20000", "--repeats", "1", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "build_cost.json").read_text())
     assert report["tokens"] == 20000 and "old" not in report and "ratio" not in report
-    assert report["new"]["wall_s"] > 0 and report["new"]["peak_rss_bytes"] > 0 and report["new"]["bytes"] > 0
+    new = report["new"]
+    assert new["wall_s"] > 0 and new["cpu_s"] > 0 and new["peak_rss_bytes"] > 0 and new["bytes"] > 0
     assert "| new |" in (tmp_path / "build_cost.md").read_text()
 
 

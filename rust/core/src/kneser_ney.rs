@@ -620,11 +620,14 @@ pub struct KnPath {
 /// A stored context's entries in probability order (the most probable first; ties: the lower
 /// token), as [`KneserNeyView::most_probable`] reads them: sorted once for contexts of more than
 /// `small` entries (64 by default) and kept, so that a context every query passes, such as a
-/// frequent token's, is sorted once per batch or generation; sorted on the spot for the others.
+/// frequent token's, is sorted once per batch part or generation; sorted on the spot for the
+/// others. What is kept belongs to one model's statistics: used with others, it starts over.
 pub struct EntryOrder {
     sorted: std::collections::HashMap<u32, Vec<(u32, u16)>>,
     scratch: Vec<(u32, u16)>,
     small: usize,
+    /// The statistics the kept orders come from (where their entries lie, and how many).
+    owner: (usize, usize),
 }
 
 impl Default for EntryOrder {
@@ -640,6 +643,7 @@ impl EntryOrder {
             sorted: Default::default(),
             scratch: Vec::new(),
             small,
+            owner: (0, 0),
         }
     }
 
@@ -650,11 +654,21 @@ impl EntryOrder {
         node: u32,
         range: std::ops::Range<usize>,
     ) -> std::result::Result<impl Iterator<Item = (u32, u16)> + '_, Corrupt> {
+        let owner = (kn.entry_probs.as_ptr() as usize, kn.entry_probs.len());
+        if owner != self.owner {
+            self.sorted.clear();
+            self.owner = owner;
+        }
         let read = |out: &mut Vec<(u32, u16)>| -> std::result::Result<(), Corrupt> {
             let codes = kn.entry_probs.get(range.clone()).ok_or(BAD_RANGE)?;
             out.clear();
             for (i, &q) in range.clone().zip(codes) {
-                out.push((kn.entry_tokens.try_get(i).ok_or(BAD_RANGE)?, q));
+                let token = kn.entry_tokens.try_get(i).ok_or(BAD_RANGE)?;
+                // A token no model's distribution holds (padding, beyond the ids): a damaged file.
+                if token == kn.pad || token as usize >= kn.root.len() {
+                    return Err(BAD_RANGE);
+                }
+                out.push((token, q));
             }
             out.sort_by(|a, b| code_order(b.1).cmp(&code_order(a.1)).then(a.0.cmp(&b.0)));
             Ok(())

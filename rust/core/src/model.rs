@@ -31,8 +31,9 @@ pub struct Match {
     pub depth: u32,
 }
 
-/// Windows per part of [`Model::most_probable_batch`] (a thread's unit of work).
-const MOST_PROBABLE_PART: usize = 4096;
+/// Windows per part of [`Model::most_probable_batch`] (a thread's unit of work, with its own order
+/// of the large contexts' entries) at most and at least.
+const MOST_PROBABLE_PART: (usize, usize) = (4096, 64);
 
 /// A trained memory-based language model, ready for queries.
 pub struct Model {
@@ -441,9 +442,14 @@ impl Model {
             return Ok(None);
         };
         let (order, w) = (self.root_order(&kn), self.width());
-        // Parts of many windows, each with its own order of the large contexts' entries.
+        // Four parts per thread at least, each with its own order of the large contexts' entries.
+        let (most, least) = MOST_PROBABLE_PART;
+        let rows = contexts.len() / w;
+        let part = rows
+            .div_ceil(4 * rayon::current_num_threads())
+            .clamp(least, most);
         let parts: std::result::Result<Vec<Vec<u32>>, Corrupt> = contexts
-            .par_chunks(w * MOST_PROBABLE_PART)
+            .par_chunks(w * part)
             .map(|part| {
                 let mut memo = EntryOrder::default();
                 part.chunks_exact(w)
