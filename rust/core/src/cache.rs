@@ -106,6 +106,15 @@ pub struct DocumentCache {
     tokens: u32,
     unigram: Vec<u32>,
     previous: Vec<u32>,
+    /// The ids the document holds (each once, as far as the dense counts reach): the only ones the
+    /// cache raises.
+    ids: Vec<u32>,
+}
+
+/// Whether `weights` can interpolate the cache with a distribution: each finite and at least 0,
+/// summing to at most 1.
+pub fn valid_weights(weights: &CacheWeights) -> bool {
+    weights.iter().all(|w| w.is_finite() && *w >= 0.0) && weights.iter().sum::<f64>() <= 1.0
 }
 
 /// What the cache says about one target: per context length, whether the context occurred and the
@@ -227,14 +236,46 @@ impl DocumentCache {
         *count - 1
     }
 
-    /// What the document so far says about `target` after the contexts of `keys`, without counting it.
-    pub fn peek(&self, keys: &Keys, target: u32) -> CacheView {
+    /// How often each context of `keys` occurred (shortest first; 0: never).
+    fn totals(&self, keys: &Keys) -> [u32; CACHE_ORDERS] {
+        let mut totals = [0; CACHE_ORDERS];
+        for (k, total) in totals.iter_mut().enumerate().take(keys.orders) {
+            *total = self.get(self.slots(keys, k, 0).0);
+        }
+        totals
+    }
+
+    /// What the document says about `target` after the contexts of `keys`, whose `totals` are known.
+    fn view(&self, keys: &Keys, totals: &[u32; CACHE_ORDERS], target: u32) -> CacheView {
         let mut view = CacheView::default();
-        for k in 0..keys.orders {
-            let (total, count) = self.slots(keys, k, target);
-            view.set(k, self.get(total), self.get(count));
+        for (k, &total) in totals.iter().enumerate().take(keys.orders) {
+            view.set(k, total, self.get(self.slots(keys, k, target).1));
         }
         view
+    }
+
+    /// What the document so far says about `target` after the contexts of `keys`, without counting it.
+    #[cfg(test)]
+    fn peek(&self, keys: &Keys, target: u32) -> CacheView {
+        self.view(keys, &self.totals(keys), target)
+    }
+
+    /// The mixture after the contexts of `keys`, in place of `p`, the model's probabilities (one
+    /// per id): every id's scaled by the model's share, the cache's part added for the ids the
+    /// document holds. The contexts' totals are read once.
+    pub fn mix_into(&self, keys: &Keys, weights: &CacheWeights, p: &mut [f64]) {
+        let totals = self.totals(keys);
+        let mut seen = CacheView::default();
+        for (k, &total) in totals.iter().enumerate() {
+            seen.set(k, total, 0);
+        }
+        let kept = seen.kept(weights);
+        p.iter_mut().for_each(|x| *x *= kept);
+        for &id in &self.ids {
+            if let Some(x) = p.get_mut(id as usize) {
+                *x += self.view(keys, &totals, id).cached(weights);
+            }
+        }
     }
 
     /// What the document so far says about `target` after the contexts of `keys`; then counts it.
@@ -243,21 +284,14 @@ impl DocumentCache {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
             let (total, count) = self.slots(keys, k, target);
+            let first = matches!(count, Slot::Unigram(_));
             let (total, count) = (self.increment(total), self.increment(count));
+            if first && count == 0 {
+                self.ids.push(target);
+            }
             view.set(k, total, count);
         }
         view
-    }
-
-    /// The model's share of the mixture after the contexts of `keys` ([`CacheView::kept`]), which
-    /// does not depend on the target.
-    pub fn kept(&self, keys: &Keys, weights: &CacheWeights) -> f64 {
-        let mut view = CacheView::default();
-        for k in 0..keys.orders {
-            let (total, _) = self.slots(keys, k, 0);
-            view.set(k, self.get(total), 0);
-        }
-        view.kept(weights)
     }
 }
 
@@ -369,11 +403,13 @@ mod tests {
             .map(|w| cache.clone().observe(&keys, w).mix(1.0 / 9.0, &weights))
             .sum();
         assert!((sum - 1.0).abs() < 1e-12, "{sum}");
-        // Peeking says what observing would, counts nothing, and its model share is `kept`'s.
+        // Peeking says what observing would, and the whole mixture is each id's.
+        let mut mixed = vec![1.0 / 9.0; 9];
+        cache.mix_into(&keys, &weights, &mut mixed);
         for w in 0..9 {
             let (peeked, observed) = (cache.peek(&keys, w), cache.clone().observe(&keys, w));
             assert_eq!((peeked.seen, peeked.share), (observed.seen, observed.share));
-            assert_eq!(peeked.kept(&weights), cache.kept(&keys, &weights));
+            assert!((mixed[w as usize] - peeked.mix(1.0 / 9.0, &weights)).abs() < 1e-15);
         }
     }
 }

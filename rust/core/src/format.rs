@@ -201,10 +201,13 @@ pub enum Section {
     KnText32 = 60,
 }
 
-/// The sections of the Kneser-Ney statistics whose checksums are verified at first use.
-pub const KN_BULK: [Section; 13] = {
+/// The sections of the Kneser-Ney statistics (their checksums are verified at first use but the small
+/// ones', [`Section::is_bulk`]).
+pub const KN_SECTIONS: [Section; 16] = {
     use Section::*;
     [
+        KnParams,
+        KnConstants,
         KnRoot,
         KnRootNext,
         KnLabels16,
@@ -218,6 +221,7 @@ pub const KN_BULK: [Section; 13] = {
         KnLeaves,
         KnText16,
         KnText32,
+        KnCache,
     ]
 };
 
@@ -386,27 +390,7 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
                 TailValues32,
             ],
         ),
-        (
-            "kneser-ney",
-            &[
-                KnParams,
-                KnConstants,
-                KnRoot,
-                KnRootNext,
-                KnLabels16,
-                KnLabels32,
-                KnEntryTokens16,
-                KnEntryTokens32,
-                KnEntryProbs,
-                KnNodes,
-                KnLeafLabels16,
-                KnLeafLabels32,
-                KnLeaves,
-                KnText16,
-                KnText32,
-                KnCache,
-            ],
-        ),
+        ("kneser-ney", &KN_SECTIONS),
     ]
 };
 

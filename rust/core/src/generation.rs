@@ -23,7 +23,7 @@
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
-use crate::cache::{CacheWeights, DocumentCache, Keys};
+use crate::cache::{valid_weights, CacheWeights, DocumentCache, Keys};
 use crate::error::{count, positive_finite, python_float, Error, Result};
 use crate::kneser_ney::EntryOrder;
 use crate::model::Model;
@@ -211,10 +211,6 @@ struct KneserNeyState {
     entry_order: EntryOrder,
     /// The document cache over the prompt and the tokens generated, and its weights.
     cache: Option<(DocumentCache, CacheWeights)>,
-    /// Whether each id occurred in the document so far, and those that did (each once): the only
-    /// ids the cache raises.
-    in_document: Vec<bool>,
-    document: Vec<u32>,
 }
 
 impl KneserNeyState {
@@ -222,23 +218,17 @@ impl KneserNeyState {
     /// start; the weights must be the cache's: finite, at least 0, summing to at most 1).
     fn new(model: &Model, prompt: &[u32], cache: Option<CacheWeights>) -> Result<KneserNeyState> {
         let n_ids = model.params().n_symbols as usize;
-        if let Some(weights) = &cache {
-            let valid = weights.iter().all(|w| w.is_finite() && *w >= 0.0);
-            if !valid || weights.iter().sum::<f64>() > 1.0 {
-                return Err(Error::InvalidInput(format!(
-                    "the document cache's weights must be finite, at least 0 and sum to at most 1, got {weights:?}"
-                )));
-            }
+        if let Some(weights) = cache.as_ref().filter(|w| !valid_weights(w)) {
+            return Err(Error::InvalidInput(format!(
+                "the document cache's weights must be finite, at least 0 and sum to at most 1, got {weights:?}"
+            )));
         }
         model.kneser_ney()?; // an error for a model without the statistics
         let mut state = KneserNeyState {
             entry_order: EntryOrder::default(),
             cache: cache.map(|weights| (DocumentCache::new(n_ids, prompt.len()), weights)),
-            in_document: Vec::new(),
-            document: Vec::new(),
         };
         if state.cache.is_some() {
-            state.in_document = vec![false; n_ids];
             for i in 0..prompt.len() {
                 state.count(model, &model.context(&prompt[..i]), prompt[i]);
             }
@@ -261,29 +251,15 @@ impl KneserNeyState {
         let path = kn.descend(context).map_err(corrupt)?;
         answer.classes.clear();
         answer.votes.clear();
-        let Some((cache, weights)) = &self.cache else {
-            if keep == 1 {
-                let best = kn.most_probable(&path, model.root_order(&kn), &mut self.entry_order);
-                answer.classes.push(best.map_err(corrupt)?);
-                answer.votes.push(1.0);
-                return Ok(());
-            }
-            best_first(
-                &kn.probabilities(&path).map_err(corrupt)?,
-                keep,
-                ordered,
-                answer,
-            );
+        if keep == 1 && self.cache.is_none() {
+            let best = kn.most_probable(&path, model.root_order(&kn), &mut self.entry_order);
+            answer.classes.push(best.map_err(corrupt)?);
+            answer.votes.push(1.0);
             return Ok(());
-        };
+        }
         let mut p = kn.probabilities(&path).map_err(corrupt)?;
-        let keys = Keys::of(context, model.params().pad);
-        let kept = cache.kept(&keys, weights);
-        p.iter_mut().for_each(|x| *x *= kept);
-        for &id in &self.document {
-            if let Some(x) = p.get_mut(id as usize) {
-                *x += cache.peek(&keys, id).cached(weights);
-            }
+        if let Some((cache, weights)) = &self.cache {
+            cache.mix_into(&Keys::of(context, model.params().pad), weights, &mut p);
         }
         best_first(&p, keep, ordered, answer);
         Ok(())
@@ -293,12 +269,6 @@ impl KneserNeyState {
     fn count(&mut self, model: &Model, context: &[u32], id: u32) {
         if let Some((cache, _)) = &mut self.cache {
             cache.observe(&Keys::of(context, model.params().pad), id);
-            if let Some(seen) = self.in_document.get_mut(id as usize) {
-                if !*seen {
-                    *seen = true;
-                    self.document.push(id);
-                }
-            }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! ([`TokenWindows`]), evaluation ([`windows`]) and queries share that rule ([`back`]).
 
 use crate::error::{Error, Result};
-use crate::ids::{IdVec, Ids};
+use crate::ids::IdVec;
 
 /// Largest supported context width.
 pub const MAX_WIDTH: usize = 64;
@@ -160,11 +160,6 @@ impl TokenWindows {
     /// The padding symbol.
     pub fn pad(&self) -> u32 {
         self.pad
-    }
-
-    /// The token ids, all blocks concatenated.
-    pub fn tokens(&self) -> Ids<'_> {
-        self.tokens.view()
     }
 }
 

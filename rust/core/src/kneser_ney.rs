@@ -296,16 +296,16 @@ struct Gram {
 
 impl KneserNey {
     /// Computes the statistics of the token blocks `tokens` (split by `block_lengths`, every id below
-    /// `pad`, the padding id) at width `width`, over `n_symbols` ids. `step(level)` is called after
+    /// `pad`, the padding id and the last of the model's ids) at width `width`. `step(level)` is called after
     /// each of the W + 1 levels, and may stop the computation with its error.
     pub fn build(
         tokens: Ids,
         block_lengths: &[u64],
         width: usize,
-        n_symbols: u32,
         pad: u32,
         mut step: impl FnMut(usize) -> Result<()>,
     ) -> Result<KneserNey> {
+        let n_symbols = pad + 1;
         let blocks = block_lengths.iter().filter(|&&l| l > 0).count();
         if tokens.len() + blocks >= u32::MAX as usize {
             return Err(Error::InvalidInput(
@@ -440,7 +440,7 @@ impl KneserNey {
                 let first_node = (gammas.len() - level_nodes) as u32;
                 let first_new = gammas.len() as u32;
                 targets.retain(|t| extendable(t, level));
-                extend(&mut targets, tv, level, first_new, |run, label| {
+                extend(&mut targets, first_new, |run, label| {
                     let slot = (run[0].node - first_node) as usize;
                     if let [t] = run {
                         leaves[slot] += 1;
@@ -548,15 +548,10 @@ fn sort_within_nodes<K: Ord + Send>(targets: &mut [Target], key: impl Fn(&Target
 /// true) becomes the next node, numbered from `first_new`; the others' targets are dropped.
 fn extend(
     targets: &mut Vec<Target>,
-    text: Ids,
-    level: usize,
     first_new: u32,
     mut place: impl FnMut(&[Target], u32) -> bool,
 ) {
-    for t in targets.iter_mut() {
-        t.next = text.get(t.pos as usize - level - 1);
-    }
-    // The order inside a (node, next token) group does not matter: its targets share their n-grams.
+    // Each target's `next` is its context's next token already (set for the level's n-grams). The order inside a (node, next token) group does not matter: its targets share their n-grams.
     sort_within_nodes(targets, |t| t.next);
     let mut kept = 0;
     let mut next_id = first_new;
@@ -1264,24 +1259,9 @@ mod tests {
                             n[a as usize - 1] += 1;
                         }
                     }
-                    if n.contains(&0) {
-                        return [0.5, 1.0, 1.5];
-                    }
-                    let [n1, n2, n3, n4] = n.map(|x| x as f64);
-                    let y = n1 / (n1 + 2.0 * n2);
-                    let d = [
-                        1.0 - 2.0 * y * n2 / n1,
-                        2.0 - 3.0 * y * n3 / n2,
-                        3.0 - 4.0 * y * n4 / n3,
-                    ];
-                    match d
-                        .iter()
-                        .enumerate()
-                        .all(|(i, &x)| x > 0.0 && x < i as f64 + 1.0)
-                    {
-                        true => d,
-                        false => [0.5, 1.0, 1.5],
-                    }
+                    // The counts of counts are the reference's; the formula is checked by
+                    // `discounts_follow_chen_and_goodman`.
+                    super::discounts(n)
                 })
                 .collect();
             let seen = grams[0].len() as f64;
@@ -1375,8 +1355,7 @@ mod tests {
         let pad = v;
         let (tokens, blocks) = corpus(3000, 30, 11);
         for width in [2usize, 4, 16] {
-            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, v + 1, pad, |_| Ok(()))
-                .unwrap();
+            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, pad, |_| Ok(())).unwrap();
             let view = kn.view(pad);
             view.validate(width, v + 1).unwrap();
             let reference = Reference::new(&tokens, &blocks, width, pad);
@@ -1460,6 +1439,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn discounts_follow_chen_and_goodman() {
+        // n = 10, 4, 2, 1: Y = 10 / 18, D1 = 1 - 2Y 4/10, D2 = 2 - 3Y 2/4, D3+ = 3 - 4Y 1/2.
+        let d = discounts([10, 4, 2, 1]);
+        let expected = [5.0 / 9.0, 2.0 - 5.0 / 6.0, 3.0 - 10.0 / 9.0];
+        for (got, want) in d.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{d:?}");
+        }
+        // A zero count of counts, or a discount outside (0, i): KenLM's fallback.
+        assert_eq!(discounts([10, 0, 2, 1]), FALLBACK_DISCOUNTS);
+        assert_eq!(discounts([1, 1, 100, 1]), FALLBACK_DISCOUNTS); // D2 = -98
+    }
+
     /// A context seen thousands of times with one continuation keeps its textbook back-off mass:
     /// its one entry is stored through its complement (review 13, must-fix 1: a plain log code
     /// stored p no closer than 6e-4 to 1, which made γ about 40 times too large here).
@@ -1475,8 +1467,7 @@ mod tests {
         }
         let blocks = vec![90u64; tokens.len() / 90];
         for width in [1usize, 2, 4] {
-            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, v + 1, pad, |_| Ok(()))
-                .unwrap();
+            let kn = KneserNey::build(Ids::U32(&tokens), &blocks, width, pad, |_| Ok(())).unwrap();
             let view = kn.view(pad);
             view.validate(width, v + 1).unwrap();
             let reference = Reference::new(&tokens, &blocks, width, pad);
@@ -1512,7 +1503,7 @@ mod tests {
     #[test]
     fn damaged_statistics_are_refused_by_validation_and_never_panic_a_query() {
         let (tokens, blocks) = corpus(800, 12, 3);
-        let good = KneserNey::build(Ids::U32(&tokens), &blocks, 4, 13, 12, |_| Ok(())).unwrap();
+        let good = KneserNey::build(Ids::U32(&tokens), &blocks, 4, 12, |_| Ok(())).unwrap();
         good.view(12).validate(4, 13).unwrap();
         type Damage = fn(&mut KneserNey);
         let damages: [(&str, Damage); 10] = [

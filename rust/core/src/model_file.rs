@@ -33,7 +33,7 @@ use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
     self, AlignedBytes, Check, Image, ImageWriter, Kind, Section, SectionTable, TrieSections,
-    KN_BULK, SIZE_GROUPS, TAIL_OFFSETS,
+    KN_SECTIONS, SIZE_GROUPS, TAIL_OFFSETS,
 };
 use crate::ids::{IdVec, Ids};
 use crate::instances::check_width;
@@ -161,7 +161,7 @@ impl Part {
             Part::TrainingTokens => {
                 vec![Section::Tokens16, Section::Tokens32, Section::BlockLengths]
             }
-            Part::KneserNey => KN_BULK.to_vec(),
+            Part::KneserNey => KN_SECTIONS.into_iter().filter(|s| s.is_bulk()).collect(),
         }
     }
 }
@@ -728,9 +728,7 @@ fn cache_weights(
     }
     let w: &[f64] = array(bytes, sections, Section::KnCache)?;
     match <CacheWeights>::try_from(w) {
-        Ok(w) if w.iter().all(|x| x.is_finite() && *x >= 0.0) && w.iter().sum::<f64>() <= 1.0 => {
-            Ok(Some(w))
-        }
+        Ok(w) if crate::cache::valid_weights(&w) => Ok(Some(w)),
         _ => Err("the document cache's weights are invalid".into()),
     }
 }

@@ -245,7 +245,7 @@ fn kneser_ney_of(
         "computing Kneser-Ney statistics",
         width as u64 + 1,
     )?;
-    let mut kn = KneserNey::build(tokens, block_lengths, width, pad + 1, pad, |level| {
+    let mut kn = KneserNey::build(tokens, block_lengths, width, pad, |level| {
         ticker.set(level as u64 + 1)
     })?;
     kn.cache = fit_cache(tokens, block_lengths, width, pad)?;
@@ -295,7 +295,6 @@ fn fit_cache(
         Ids::U32(&slice(split - used..split)),
         &block_lengths[first..held_blocks],
         fit_width,
-        pad + 1,
         pad,
         |_| Ok(()),
     )?;
