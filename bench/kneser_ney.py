@@ -34,6 +34,7 @@ import numpy as np
 
 import memlm
 from bench.common import SHARED_DATA, TEST_FILE, first_tokens, text_blocks
+from memlm.scoring import perplexity_of
 
 TRAIN = ("austen_train.txt.gz", "kjv.txt.gz")
 KENLM_TSV = SHARED_DATA / "kenlm" / "persuasion_o5.tsv.gz"
@@ -79,8 +80,8 @@ def kenlm_reference(test_tokens: np.ndarray) -> dict:
     seen = rows[:, 1] == 0
     return {
         "oov": rows[:, 1].astype(bool),
-        "perplexity_seen": float(10 ** -rows[seen, 2].mean()),
-        "perplexity_all": float(10 ** -rows[:, 2].mean()),
+        "perplexity_seen": perplexity_of(rows[seen, 2]),
+        "perplexity_all": perplexity_of(rows[:, 2]),
         "seen_tokens": int(seen.sum()),
     }
 
@@ -123,11 +124,11 @@ def measure(width: int, train: tuple, test: tuple, kenlm: dict | None, out: Path
     return {
         "width": width,
         "load_average": os.getloadavg()[0],
-        "perplexity_seen": float(10 ** -log10[~oov].mean()),
-        "perplexity_all": float(10 ** -log10.mean()),
+        "perplexity_seen": perplexity_of(log10[~oov]),
+        "perplexity_all": perplexity_of(log10),
         "cache_weights": model.cache_weights,
-        "perplexity_seen_cache": float(10 ** -cached[~oov].mean()),
-        "perplexity_all_cache": float(10 ** -cached.mean()),
+        "perplexity_seen_cache": perplexity_of(cached[~oov]),
+        "perplexity_all_cache": perplexity_of(cached),
         "seen_tokens": int((~oov).sum()),
         "igtree_accuracy": float((igtree_top1 == targets).mean()),
         "scoring_accuracy": float((scoring_top1 == targets).mean()),

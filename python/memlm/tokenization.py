@@ -15,15 +15,18 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer, pre_tokenizers
 
 from memlm import checks
 from memlm.errors import MemlmError, ModelFormatError
+
+if TYPE_CHECKING:  # imported where the pool is made: only large fast-path batches need it
+    from concurrent.futures import ThreadPoolExecutor
 
 #: The GPT-2 byte-level BPE tokenizer shipped with memlm (the default).
 DEFAULT_TOKENIZER = Path(__file__).parent / "data" / "gpt2-tokenizer.json"
@@ -173,6 +176,8 @@ if hasattr(os, "register_at_fork"):
 
 def _encode_pool(threads: int) -> ThreadPoolExecutor:
     """The process's pool of ``threads`` threads for encoding batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != threads:
@@ -410,7 +415,8 @@ class TokenizerSpec:
     _fast: FastPath | None = field(default=None, init=False, repr=False, compare=False)
     _fast_resolved: bool = field(default=False, init=False, repr=False, compare=False)
     _slow_chars: int = field(default=0, init=False, repr=False, compare=False)
-    _digest: tuple[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+    #: (the JSON, its SHA-256, whether it is valid UTF-8: no lone surrogate).
+    _digest: tuple[str, str, bool] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         """The fields, but what the process knows of the JSON: a copy (pickled or not) finds its fast path
@@ -464,16 +470,28 @@ class TokenizerSpec:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.json.encode("utf-8")).hexdigest()
+        """The SHA-256 of the JSON's UTF-8, which identifies the tokenizer (computed once)."""
+        _, digest, valid = self._digested()
+        if not valid:
+            self.json.encode("utf-8")  # the UnicodeEncodeError of a lone surrogate, as ever
+        return digest
 
     def _key(self) -> str:
-        """The key of this JSON in _FAST_PATHS: its SHA-256, computed once (again if ``json`` is replaced)."""
+        """The key of this JSON in _FAST_PATHS: its SHA-256 (a lone surrogate does not make this fail:
+        parsing the JSON does)."""
+        return self._digested()[1]
+
+    def _digested(self) -> tuple[str, str, bool]:
+        """:attr:`_digest`, computed once (again if ``json`` is replaced)."""
         digest = self._digest
         if digest is None or digest[0] is not self.json:
-            json_text = self.json  # a lone surrogate does not make this fail (parsing the JSON does)
-            digest = (json_text, hashlib.sha256(json_text.encode("utf-8", "surrogatepass")).hexdigest())
-            self._digest = digest
-        return digest[1]
+            json_text = self.json
+            try:
+                data, valid = json_text.encode("utf-8"), True
+            except UnicodeEncodeError:
+                data, valid = json_text.encode("utf-8", "surrogatepass"), False
+            digest = self._digest = (json_text, hashlib.sha256(data).hexdigest(), valid)
+        return digest
 
     @property
     def tokenizer(self) -> Tokenizer:

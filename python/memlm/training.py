@@ -152,13 +152,13 @@ def train_token_ids(
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
-    ``memory``: a budget in bytes for the whole process. The interpreter and tokenizer (128 MiB), the token
-    ids (held by numpy and by the core) and ~76 bytes per token for the feature weights, the finished
-    model and the Kneser-Ney statistics are set aside first (the statistics are computed in one piece
-    before the trie, ~72 bytes per token at their peak, which the budget must also hold); the trie is
-    then built in partitions (subtrees) that fit the rest, each spilled to ``temp_dir`` and assembled at
-    the end. A budget too small for the fixed part is an error
-    that names the minimum. ``output``: also save the model there.
+    ``memory``: a budget in bytes for the whole process. The interpreter and tokenizer (160 MiB), the token
+    ids (held by numpy and by the core, and a copy for the Kneser-Ney statistics) and ~16 bytes per token
+    for the feature weights and the finished trie are set aside first; the trie is then built in
+    partitions (subtrees) that fit the rest, each spilled to ``temp_dir`` and assembled at the end. The
+    Kneser-Ney statistics are computed after the trie, in one piece (~80 bytes per token at their peak,
+    the trie and the model's image included), which the budget must also hold. A budget too small for
+    either is an error that names the minimum. ``output``: also save the model there.
     """
     if not isinstance(tokenizer, TokenizerSpec):
         kind = type(tokenizer).__name__
