@@ -106,9 +106,6 @@ pub struct DocumentCache {
     tokens: u32,
     unigram: Vec<u32>,
     previous: Vec<u32>,
-    /// The ids the document holds (each once, as far as the dense counts reach): the only ones the
-    /// cache raises.
-    ids: Vec<u32>,
 }
 
 /// Whether `weights` can interpolate the cache with a distribution: each finite and at least 0,
@@ -262,7 +259,7 @@ impl DocumentCache {
 
     /// The mixture after the contexts of `keys`, in place of `p`, the model's probabilities (one
     /// per id): every id's scaled by the model's share, the cache's part added for the ids the
-    /// document holds. The contexts' totals are read once.
+    /// document holds (as far as the dense counts reach). The contexts' totals are read once.
     pub fn mix_into(&self, keys: &Keys, weights: &CacheWeights, p: &mut [f64]) {
         let totals = self.totals(keys);
         let mut seen = CacheView::default();
@@ -271,10 +268,9 @@ impl DocumentCache {
         }
         let kept = seen.kept(weights);
         p.iter_mut().for_each(|x| *x *= kept);
-        for &id in &self.ids {
-            if let Some(x) = p.get_mut(id as usize) {
-                *x += self.view(keys, &totals, id).cached(weights);
-            }
+        let held = self.unigram.iter().zip(p.iter_mut()).enumerate();
+        for (id, (_, x)) in held.filter(|(_, (&count, _))| count > 0) {
+            *x += self.view(keys, &totals, id as u32).cached(weights);
         }
     }
 
@@ -284,11 +280,7 @@ impl DocumentCache {
         let mut view = CacheView::default();
         for k in 0..keys.orders {
             let (total, count) = self.slots(keys, k, target);
-            let first = matches!(count, Slot::Unigram(_));
             let (total, count) = (self.increment(total), self.increment(count));
-            if first && count == 0 {
-                self.ids.push(target);
-            }
             view.set(k, total, count);
         }
         view

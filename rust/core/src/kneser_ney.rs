@@ -891,7 +891,11 @@ impl KneserNeyView<'_> {
         paths: &mut [KnPath],
     ) -> std::result::Result<(), Corrupt> {
         assert!(paths.len() <= DESCENT_GROUP && contexts.len() == paths.len() * width);
-        paths.fill(KnPath::EMPTY);
+        // Back to the empty context (the nodes past `len` are never read: no need to clear them).
+        for path in paths.iter_mut() {
+            path.len = 1;
+            path.leaf = None;
+        }
         // Bit i: whether descent i goes on.
         let mut live = u64::MAX.checked_shr(64 - paths.len() as u32).unwrap_or(0);
         for level in 0..width {
