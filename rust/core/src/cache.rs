@@ -15,8 +15,7 @@
 //! Contexts and pairs are counted under 64-bit hashes of their tokens (a collision, about one in 2^64
 //! per pair of keys, would merge two counts).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::hashed_counts::HashedCounts;
 
 /// Context lengths the cache counts: 0 (the document's unigram) to 3.
 pub const CACHE_ORDERS: usize = 4;
@@ -24,28 +23,11 @@ pub const CACHE_ORDERS: usize = 4;
 /// The interpolation weights of the cache per context length.
 pub type CacheWeights = [f64; CACHE_ORDERS];
 
-/// Keys that are hashes already: used as they are.
-#[derive(Default)]
-struct Prehashed(u64);
+/// How many tokens ahead [`DocumentCache::observe_all`] fetches the counts a token will read: enough
+/// to cover a memory read's latency with the work of the tokens in between.
+const PREFETCH_AHEAD: usize = 8;
 
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = mix(self.0 ^ b as u64);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type Counts = HashMap<u64, u32, BuildHasherDefault<Prehashed>>;
-
-/// Keys reserved up front per hash table at most (about 34 MiB each: 17 bytes a bucket, 8 buckets
-/// for 7 keys, rounded up to a power of two).
+/// Keys reserved up front per hash table at most (32 MiB each: 16 bytes a slot, two slots a key).
 const RESERVED_KEYS_MAX: usize = 1 << 20;
 
 /// splitmix64's finaliser.
@@ -101,8 +83,8 @@ fn pair(context: u64, token: u32) -> u64 {
 #[derive(Default)]
 #[cfg_attr(test, derive(Clone))]
 pub struct DocumentCache {
-    contexts: Counts,
-    pairs: Counts,
+    contexts: HashedCounts,
+    pairs: HashedCounts,
     tokens: u32,
     unigram: Vec<u32>,
     previous: Vec<u32>,
@@ -179,7 +161,7 @@ impl DocumentCache {
     pub fn new(n_ids: usize, tokens: usize) -> DocumentCache {
         let table = |per_token: usize| {
             let keys = tokens.saturating_mul(per_token).min(RESERVED_KEYS_MAX);
-            Counts::with_capacity_and_hasher(keys, Default::default())
+            HashedCounts::with_capacity(keys)
         };
         DocumentCache {
             contexts: table(CACHE_ORDERS - 2),
@@ -214,8 +196,8 @@ impl DocumentCache {
             Slot::Tokens => self.tokens,
             Slot::Unigram(id) => self.unigram[id as usize],
             Slot::Previous(id) => self.previous[id as usize],
-            Slot::Context(key) => self.contexts.get(&key).copied().unwrap_or(0),
-            Slot::Pair(key) => self.pairs.get(&key).copied().unwrap_or(0),
+            Slot::Context(key) => self.contexts.get(key),
+            Slot::Pair(key) => self.pairs.get(key),
         }
     }
 
@@ -226,11 +208,28 @@ impl DocumentCache {
             Slot::Tokens => &mut self.tokens,
             Slot::Unigram(id) => &mut self.unigram[id as usize],
             Slot::Previous(id) => &mut self.previous[id as usize],
-            Slot::Context(key) => self.contexts.entry(key).or_insert(0),
-            Slot::Pair(key) => self.pairs.entry(key).or_insert(0),
+            Slot::Context(key) => return self.contexts.increment(key),
+            Slot::Pair(key) => return self.pairs.increment(key),
         };
-        *count += 1;
-        *count - 1
+        let before = *count;
+        *count = before.saturating_add(1);
+        before
+    }
+
+    /// Asks the processor to fetch the hashed counts that [`DocumentCache::observe`] of `keys` and
+    /// `target` will read (a hint for a token some way ahead: no effect on the counts).
+    #[inline]
+    pub fn prefetch(&self, keys: &Keys, target: u32) {
+        for k in 0..keys.orders {
+            let (total, count) = self.slots(keys, k, target);
+            for slot in [total, count] {
+                match slot {
+                    Slot::Context(key) => self.contexts.prefetch(key),
+                    Slot::Pair(key) => self.pairs.prefetch(key),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// How often each context of `keys` occurred (shortest first; 0: never).
@@ -272,6 +271,26 @@ impl DocumentCache {
         for (id, (_, x)) in held.filter(|(_, (&count, _))| count > 0) {
             *x += self.view(keys, &totals, id as u32).cached(weights);
         }
+    }
+
+    /// [`DocumentCache::observe`] of each window of `contexts` (`width` ids each, farthest first)
+    /// and its target in turn, the document's next tokens; the counts of the token
+    /// [`PREFETCH_AHEAD`] tokens on are fetched while those of one are read.
+    pub fn observe_all<'a>(
+        &'a mut self,
+        contexts: &'a [u32],
+        width: usize,
+        targets: &'a [u32],
+        pad: u32,
+    ) -> impl Iterator<Item = CacheView> + 'a {
+        let windows = move || contexts.chunks_exact(width.max(1)).zip(targets);
+        let mut ahead = windows().skip(PREFETCH_AHEAD);
+        windows().map(move |(context, &target)| {
+            if let Some((context, &target)) = ahead.next() {
+                self.prefetch(&Keys::of(context, pad), target);
+            }
+            self.observe(&Keys::of(context, pad), target)
+        })
     }
 
     /// What the document so far says about `target` after the contexts of `keys`; then counts it.

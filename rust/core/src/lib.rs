@@ -30,6 +30,7 @@ pub mod distribution;
 pub mod error;
 pub mod format;
 pub mod generation;
+pub mod hashed_counts;
 pub mod ids;
 pub mod instances;
 pub mod kneser_ney;

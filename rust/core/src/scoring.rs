@@ -39,7 +39,13 @@ pub struct Scores {
 
 impl FromIterator<Score> for Scores {
     fn from_iter<I: IntoIterator<Item = Score>>(scores: I) -> Scores {
-        let mut all = Scores::default();
+        let scores = scores.into_iter();
+        let n = scores.size_hint().0;
+        let mut all = Scores {
+            log10: Vec::with_capacity(n),
+            depths: Vec::with_capacity(n),
+            oov: Vec::with_capacity(n),
+        };
         for score in scores {
             all.log10.push(score.log10);
             all.depths.push(score.depth);

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress, Ticker};
-use crate::cache::{fit_weights, CacheWeights, DocumentCache, Keys, CACHE_ORDERS};
+use crate::cache::{fit_weights, CacheWeights, DocumentCache, CACHE_ORDERS};
 use crate::classes::ClassStats;
 use crate::columns;
 use crate::error::{Error, Result};
@@ -309,7 +309,7 @@ fn fit_cache(
         pad,
     )?;
     let mut cache = DocumentCache::new(pad as usize + 1, targets.len());
-    let (mut base, mut views) = (Vec::with_capacity(held), Vec::with_capacity(held));
+    let mut base = Vec::with_capacity(held);
     let internal =
         |c: crate::trie::Corrupt| Error::InvalidInput(format!("internal error: {}", c.0));
     for (context, &target) in contexts.chunks_exact(cache_width).zip(&targets) {
@@ -317,8 +317,10 @@ fn fit_cache(
             .descend(&context[cache_width - fit_width..])
             .map_err(internal)?;
         base.push(view.probability(&path, target).map_err(internal)?);
-        views.push(cache.observe(&Keys::of(context, pad), target));
     }
+    let views: Vec<_> = cache
+        .observe_all(&contexts, cache_width, &targets, pad)
+        .collect();
     Ok(Some(fit_weights(&base, &views)))
 }
 
