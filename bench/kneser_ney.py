@@ -11,7 +11,8 @@ trie (40.9 MB); training time with the share of the Kneser-Ney phase, the cache'
 build without that phase is the IGTree build as before, so their ratio is the cost of Kneser-Ney and the
 cache; one process, one run); scoring
 speed single-threaded (a child process with RAYON_NUM_THREADS=1, median of `--repeats` passes over
-Persuasion; wall time, and CPU time, which a machine shared with other work does not inflate):
+Persuasion, every run timed once per pass in turn; wall time, and CPU time, which a machine shared with
+other work does not inflate):
 `Model.score_windows` on ready windows without and with the cache, and `Model.perplexity(text)` and
 `Model.score(text)` from the raw text (tokenising included; with the cache, the default, and without), in
 the steady state (the tokenizer's fast path built: two passes first). Top-1 accuracy of IGTree and of the
@@ -61,7 +62,11 @@ runs = {"score_windows": lambda: model.score_windows(contexts, targets, cache=Fa
         "perplexity_text": lambda: model.perplexity(text),
         "score_text": lambda: model.score(text),
         "score_text_no_cache": lambda: model.score(text, cache=False)}
-times = {name: [timed(f) for _ in range(int(sys.argv[2]))] for name, f in runs.items()}
+# Round-robin (each pass times every run once), so that a slow spell of a shared machine slows them alike.
+times = {name: [] for name in runs}
+for _ in range(int(sys.argv[2])):
+    for name, f in runs.items():
+        times[name].append(timed(f))
 n = int(targets.size)
 out = {"tokens": n}
 for name, t in times.items():
