@@ -3,6 +3,7 @@ instance files, text blocks) and timed runs with peak memory."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -128,22 +129,37 @@ def text_blocks(path: str | Path) -> list[str]:
     return list(read_blocks([data_path(path)]))
 
 
-def instance_files(workdir: Path, width: int, train_tokens: int, test_instances: int) -> tuple[Path, Path]:
-    """TiMBL column files of the reference split used for the TiMBL comparisons: train = the first
-    `train_tokens` tokens of the training text (austen + kjv + docs), test = the first `test_instances`
-    tokens of Persuasion (one instance per token, its W previous tokens of the same block as context)."""
-    train, test = workdir / f"train_w{width}_{train_tokens}.txt", workdir / f"test_w{width}_{test_instances}.txt"
+def instance_files(
+    workdir: Path,
+    width: int,
+    train_tokens: int,
+    test_instances: int,
+    train: Sequence[str | Path] = TRAIN_FILES,
+    test: str | Path = TEST_FILE,
+) -> tuple[Path, Path]:
+    """TiMBL column files for the TiMBL comparisons: train = the first `train_tokens` tokens of `train`
+    (by default the training text: austen + kjv + docs), test = the first `test_instances` tokens of the
+    text `test` (by default Persuasion; one instance per token, its W previous tokens of the same block as
+    context). Kept in `workdir` under names that say which texts they come from."""
+
+    def named(sources: Sequence[str | Path]) -> str:
+        text = "+".join(str(data_path(s).resolve()) for s in sources)
+        stem = "+".join(Path(str(s)).name.split(".")[0] for s in sources)[:60]
+        return f"{stem}.{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+    train_file = workdir / f"train_w{width}_{train_tokens}_{named(train)}.txt"
+    test_file = workdir / f"test_w{width}_{test_instances}_{named([test])}.txt"
     vocab_size = memlm.TokenizerSpec.from_file().vocab_size
-    for path, n, sources in ((train, train_tokens, TRAIN_FILES), (test, test_instances, [TEST_FILE])):
+    for path, n, sources in ((train_file, train_tokens, list(train)), (test_file, test_instances, [test])):
         if path.exists():
             continue
         tokens, lengths = first_tokens(n, sources)
         if tokens.size < n:
-            print(f"note: the text holds only {tokens.size:,} tokens, not {n:,}", file=sys.stderr)
+            print(f"note: {'+'.join(map(str, sources))} holds only {tokens.size:,} tokens, not {n:,}", file=sys.stderr)
         partial = path.with_suffix(".partial")
         memlm.write_instances(tokens, lengths, partial, width, vocab_size)
         partial.replace(path)
-    return train, test
+    return train_file, test_file
 
 
 def seconds_taken(log: str) -> float:

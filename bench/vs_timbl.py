@@ -1,10 +1,13 @@
 """memlm against TiMBL itself, on identical instances, in one run: IGTree (`-a1`), TRIBL2 (`-a4`), IB1 (`-a0`).
 
     python -m bench.vs_timbl --train-tokens 1000000 --width 4 --algorithm igtree --algorithm tribl2 --algorithm ib1
+    python -m bench.vs_timbl --train austen_train.txt.gz --train kjv.txt.gz --test docs_rst.txt.gz --algorithm tribl2
 
 Per width and algorithm: training wall time and peak RSS (GNU time), model size, per-instance
 classification time over the same test file (TiMBL's `Seconds taken`; memlm's batch classification on
-all cores, as `memlm classify` reports it), accuracy, and the share of identical top-1 answers. Each
+all cores, as `memlm classify` reports it, its first query's set-up included), accuracy, and the share of
+identical top-1 answers. `--train` and `--test` take any texts (names without a folder from the shared
+data; the defaults: the training text and Persuasion). Each
 figure is the median of `--repeats` runs; ratios are memlm / TiMBL from the same run. IB1 is tested on
 the first `--ib1-instances` instances only (TiMBL needs ~0.1 s each at 1M tokens). Writes
 bench/out/vs_timbl.json and .md.
@@ -19,7 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.common import first_lines, instance_files, median, memlm_cmd, seconds_taken, timed
+from bench.common import TEST_FILE, TRAIN_FILES, first_lines, instance_files, median, memlm_cmd, seconds_taken, timed
 
 TIMBL_FLAGS = {"igtree": "-a1", "tribl2": "-a4", "ib1": "-a0"}
 
@@ -78,14 +81,18 @@ def measure_memlm(algorithm: str, train: Path, test: Path, work: Path, repeats: 
     }
 
 
-def compare(width: int, algorithm: str, args: argparse.Namespace, work: Path) -> dict:
-    train, test = instance_files(work, width, args.train_tokens, args.test_instances)
+def compare(
+    width: int, algorithm: str, args: argparse.Namespace, work: Path, sources=TRAIN_FILES, test_text=TEST_FILE
+) -> dict:
+    """One width and algorithm, trained on the texts `sources` and tested on the text `test_text`."""
+    train, test = instance_files(work, width, args.train_tokens, args.test_instances, sources, test_text)
     if algorithm == "ib1":
         cut = work / f"{test.stem}_first{args.ib1_instances}.txt"
         first_lines(test, cut, args.ib1_instances)
         test = cut
     truth = [line.split()[-1] for line in test.open()]
     row = {"width": width, "algorithm": algorithm, "k": args.k, "test_instances": len(truth)}
+    row["train"], row["test"] = [str(s) for s in sources], str(test_text)
     row["train_tokens"] = sum(1 for _ in train.open())
     predictions = {}
     for name, measure in (("timbl", measure_timbl), ("memlm", measure_memlm)):
@@ -128,6 +135,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", action="append", help="training text (repeatable; default: the training text)")
+    parser.add_argument("--test", default=TEST_FILE, help="test text (default: Persuasion)")
     parser.add_argument("--train-tokens", type=int, default=1_000_000)
     parser.add_argument("--test-instances", type=int, default=10_000)
     parser.add_argument("--ib1-instances", type=int, default=1_000)
@@ -140,7 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    rows = [compare(w, a, args, work) for w in args.width or [4] for a in args.algorithm or ["igtree"]]
+    sources = args.train or TRAIN_FILES
+    rows = [
+        compare(w, a, args, work, sources, args.test) for w in args.width or [4] for a in args.algorithm or ["igtree"]
+    ]
     report = {"machine": platform.platform(), "processor": platform.processor(), "repeats": args.repeats, "rows": rows}
     (args.out / "vs_timbl.json").write_text(json.dumps(report, indent=2))
     (args.out / "vs_timbl.md").write_text(markdown(rows))

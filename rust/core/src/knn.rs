@@ -1,7 +1,14 @@
 //! k-nearest-neighbour classification over the instance base: IB1 (weighted overlap over all
 //! instances) and TRIBL2 (trie descent, then IB1 below the last matched node), as in TiMBL `-a0` and
-//! `-a4`, made fast by branch and bound: features are visited in weight order, the matching arc first,
-//! and a branch is cut as soon as its partial distance exceeds the current k-th nearest distance.
+//! `-a4`. Two exact searches give the same neighbours:
+//! - over posting lists ([`crate::postings`]), when the model has them: the lists of the query's
+//!   values are read shortest first, each instance's distance computed when it is first met, until
+//!   the weights of the lists read exceed the (k + 1)-th nearest distance found, so that an instance
+//!   in none of them is farther than every neighbour (a query for which that never happens, as one
+//!   whose values are nearly all unseen, goes to the trie walk);
+//! - branch and bound over the trie: features are visited in weight order, the matching arc first,
+//!   and a branch is cut as soon as its partial distance exceeds the current (k + 1)-th nearest
+//!   distance.
 //!
 //! The rules, TiMBL's: the distance of two instances is the summed weight of the features where they
 //! differ (weighted overlap); `k` counts nearest *distances*, and every instance at one of them votes
@@ -11,11 +18,17 @@
 
 use crate::error::{positive_finite, Error};
 use crate::ids::Ids;
+use crate::instances::MAX_WIDTH;
 use crate::offsets::OffsetsView;
+use crate::postings::Postings;
 use crate::trie::{Corrupt, TrieView, ROOT};
 
 const BAD_TAIL: Corrupt = Corrupt("a tail of the instance base lies outside the tails");
 const TOO_DEEP: Corrupt = Corrupt("the instance base is deeper than the model's width");
+const BAD_SPAN: Corrupt = Corrupt("a node of the instance base has no posting span");
+
+/// How far a sum of weights in one order may lie from the same sum in another.
+const SUM_ROUNDING: f64 = 1e-12;
 
 /// Distances closer than this are the same distance (sums of the same weights in another order).
 const SAME_DISTANCE: f64 = 1e-9;
@@ -224,6 +237,8 @@ pub struct Search<'q, 'a> {
     query: &'q [u32],
     /// Feature weights in weight order.
     weights: &'q [f64],
+    /// The instance base's posting lists, when the search may use them.
+    postings: Option<&'q Postings>,
 }
 
 impl<'q, 'a> Search<'q, 'a> {
@@ -233,7 +248,14 @@ impl<'q, 'a> Search<'q, 'a> {
             base,
             query,
             weights,
+            postings: None,
         }
+    }
+
+    /// The same query, searched over `postings` (built from the same instance base) where they
+    /// answer it.
+    pub fn with_postings(self, postings: Option<&'q Postings>) -> Self {
+        Search { postings, ..self }
     }
 
     /// IB1: the k nearest distances over all instances.
@@ -289,7 +311,14 @@ impl<'q, 'a> Search<'q, 'a> {
         let k = options.k.max(1);
         // One distance more than asked, for TiMBL's tie rule (retry with k + 1).
         let mut nearest = Nearest::new(k.saturating_add(1));
-        self.visit(node, depth, 0.0, &mut nearest);
+        let listed = match self.postings {
+            Some(postings) => self.search_postings(postings, node, depth, &mut nearest)?,
+            None => false,
+        };
+        if !listed {
+            nearest = Nearest::new(k.saturating_add(1));
+            self.visit(node, depth, 0.0, &mut nearest);
+        }
         if let Some(c) = nearest.broken {
             return Err(c);
         }
@@ -309,6 +338,57 @@ impl<'q, 'a> Search<'q, 'a> {
             distance: groups.first().map_or(0.0, |g| g.0),
             depth: depth as u32,
         })
+    }
+
+    /// The nearest distances below `node` (at depth `from`) from the posting lists, as the module
+    /// doc says; false when instances in none of the lists could still be among them (`nearest`
+    /// is then incomplete, for the trie walk to start over).
+    fn search_postings(
+        &self,
+        postings: &Postings,
+        node: u32,
+        from: usize,
+        nearest: &mut Nearest,
+    ) -> Result<bool, Corrupt> {
+        let span = postings.span(node).ok_or(BAD_SPAN)?;
+        let width = self.query.len();
+        if width > MAX_WIDTH || self.weights.len() != width || from > width {
+            return Err(TOO_DEEP);
+        }
+        let mut lists: [(&[u32], usize); MAX_WIDTH] = [(&[], 0); MAX_WIDTH];
+        for (slot, f) in lists.iter_mut().zip(from..width) {
+            *slot = (postings.list(f, self.query[f], &span), f);
+        }
+        let lists = &mut lists[..width - from];
+        lists.sort_unstable_by_key(|(list, _)| list.len());
+        // The features whose lists were read, and their summed weight: the least distance of an
+        // instance in none of them.
+        let mut read = [0usize; MAX_WIDTH];
+        let mut read_weight = 0.0;
+        for (n_read, &(list, feature)) in lists.iter().enumerate() {
+            if read_weight > nearest.bound() + SUM_ROUNDING {
+                return Ok(true);
+            }
+            for &instance in list {
+                let values = postings.values(instance);
+                // Met already in a list read before.
+                if read[..n_read].iter().any(|&f| values[f] == self.query[f]) {
+                    continue;
+                }
+                // Mismatches summed in weight order, as the trie walk sums them.
+                let mut d = 0.0;
+                let features = values[from..].iter().zip(&self.query[from..]);
+                for ((v, q), w) in features.zip(&self.weights[from..]) {
+                    if v != q {
+                        d += w;
+                    }
+                }
+                nearest.add(d, postings.leaf(instance));
+            }
+            read[n_read] = feature;
+            read_weight += self.weights[feature];
+        }
+        Ok(read_weight > nearest.bound() + SUM_ROUNDING)
     }
 
     fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
@@ -409,7 +489,10 @@ fn tally(
     let mut votes: Vec<(u32, f64)> = Vec::new();
     for (distance, nodes) in groups {
         let w = vote.weight(*distance);
-        for &n in nodes {
+        // In node order, whichever search found them, so that the sums are the same.
+        let mut nodes = nodes.clone();
+        nodes.sort_unstable();
+        for n in nodes {
             let mut entries = trie.entries(n)?;
             while let Some((c, count)) = entries.try_next()? {
                 votes.push((c, count as f64 * w));
@@ -613,5 +696,69 @@ mod tests {
         for ((_, steep), (_, count)) in n.votes.iter().zip(&majority.votes) {
             assert_eq!(*steep, count * f64::EPSILON);
         }
+    }
+
+    #[test]
+    fn the_posting_lists_find_the_neighbours_the_trie_walk_finds() {
+        // Random instances over few values (many ties, duplicates, single-instance tails), weights
+        // with equal pairs; queries with values never stored.
+        const WIDTH: usize = 5;
+        let weights = [3.0, 2.0, 2.0, 1.0, 0.5];
+        let mut state = 11u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % n) as u32
+        };
+        let mut flat = Vec::new();
+        for _ in 0..400 {
+            flat.extend((0..WIDTH).map(|_| next(4).min(next(5))));
+            flat.push(10 + next(4));
+        }
+        let table = InstanceTable::new(flat, WIDTH).unwrap();
+        let stats = ClassStats::new(&table, 15);
+        let order: Vec<usize> = (0..WIDTH).collect();
+        let base = build_instance_base(&table, &order, &stats, BuildOptions::default()).unwrap();
+        let view = InstanceBaseView {
+            trie: base.trie.view(),
+            tail_offsets: base.tail_offsets.view(),
+            tail_values: base.tail_values.view(),
+        };
+        let postings = Postings::build(&view, WIDTH, 15).expect("postings of a sound base");
+        let votes = [
+            Vote::Majority,
+            Vote::InverseDistance,
+            Vote::ExponentialDecay { alpha: 0.7 },
+        ];
+        // How often the lists answered alone, and how often the walk took over.
+        let mut answered = [0usize; 2];
+        for _ in 0..300 {
+            let query: Vec<u32> = (0..WIDTH).map(|_| next(6)).collect();
+            let walk = Search::new(&view, &query, &weights);
+            let listed = Search::new(&view, &query, &weights).with_postings(Some(&postings));
+            let mut nearest = Nearest::new(2);
+            let alone = listed
+                .search_postings(&postings, ROOT, 0, &mut nearest)
+                .unwrap();
+            answered[alone as usize] += 1;
+            for k in 1..=4 {
+                for vote in votes {
+                    let options = KnnOptions { k, vote };
+                    let rank = &stats.rank;
+                    assert_eq!(
+                        listed.ib1(options, rank),
+                        walk.ib1(options, rank),
+                        "{query:?} {k}"
+                    );
+                    assert_eq!(
+                        listed.tribl2(options, rank),
+                        walk.tribl2(options, rank),
+                        "{query:?}"
+                    );
+                }
+            }
+        }
+        assert!(answered[0] > 0 && answered[1] > 100, "{answered:?}");
     }
 }

@@ -38,6 +38,7 @@ pub mod knn;
 pub mod model;
 pub mod model_file;
 pub mod offsets;
+pub mod postings;
 pub mod query;
 pub mod scoring;
 pub mod shard;

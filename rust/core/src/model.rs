@@ -18,6 +18,7 @@ use crate::instances::{Context, MAX_WIDTH};
 use crate::kneser_ney::{EntryOrder, KnPath, KneserNeyView, DESCENT_GROUP};
 use crate::knn::InstanceBaseView;
 use crate::model_file::{ModelFile, Params};
+use crate::postings::Postings;
 use crate::scoring::{Score, Scores};
 use crate::trie::{Corrupt, TrieView, ROOT};
 use crate::vocabulary::{Symbols, UNKNOWN};
@@ -54,6 +55,9 @@ pub struct Model {
     /// The Kneser-Ney statistics' ids by probability after the empty context, sorted once, at the
     /// first query that needs them ([`KneserNeyView::root_order`]).
     root_order: OnceLock<Vec<u32>>,
+    /// The instance base's posting lists (None: the model has none, or they do not describe its
+    /// trie), built at the first k-NN query.
+    postings: OnceLock<Option<Postings>>,
 }
 
 impl Model {
@@ -73,6 +77,7 @@ impl Model {
             unmatched_weight,
             class_count,
             root_order: OnceLock::new(),
+            postings: OnceLock::new(),
         }
     }
 
@@ -463,6 +468,14 @@ impl Model {
         self.root_order.get_or_init(|| kn.root_order())
     }
 
+    /// The posting lists of the instance base `base` (this model's, verified), built at the first
+    /// call.
+    pub(crate) fn postings(&self, base: &InstanceBaseView) -> Option<&Postings> {
+        self.postings
+            .get_or_init(|| Postings::build(base, self.width(), self.params().n_symbols))
+            .as_ref()
+    }
+
     /// The Kneser-Ney statistics (their checksums verified), or an error for a model without them.
     pub(crate) fn kneser_ney(&self) -> Result<KneserNeyView<'_>> {
         self.file.checked_kneser_ney()?.ok_or_else(|| {
@@ -613,8 +626,13 @@ mod tests {
         let (contexts, targets) = model.windows(&text, &[text.len() as u64]).unwrap();
         assert!(targets.len() > super::SORTED_PART);
         let batch = model.score_batch(&contexts, &targets).unwrap();
-        for i in (0..targets.len()).step_by(997).chain([super::SORTED_PART, targets.len() - 1]) {
-            let alone = model.score(&contexts[4 * i..4 * i + 4], targets[i]).unwrap();
+        for i in (0..targets.len())
+            .step_by(997)
+            .chain([super::SORTED_PART, targets.len() - 1])
+        {
+            let alone = model
+                .score(&contexts[4 * i..4 * i + 4], targets[i])
+                .unwrap();
             assert_eq!(
                 (batch.log10[i], batch.depths[i], batch.oov[i]),
                 (alone.log10, alone.depth, alone.oov),

@@ -399,7 +399,8 @@ impl Model {
             *slot = context[f];
         }
         let ordered = &ordered[..context.len()];
-        let search = Search::new(base, ordered, self.ordered_weights());
+        let search =
+            Search::new(base, ordered, self.ordered_weights()).with_postings(self.postings(base));
         let found = match query.algorithm {
             Algorithm::Ib1 => search.ib1(query.knn, self.file().class_rank()),
             _ => search.tribl2(query.knn, self.file().class_rank()),
