@@ -27,8 +27,11 @@ const BAD_TAIL: Corrupt = Corrupt("a tail of the instance base lies outside the 
 const TOO_DEEP: Corrupt = Corrupt("the instance base is deeper than the model's width");
 const BAD_SPAN: Corrupt = Corrupt("a node of the instance base has no posting span");
 
-/// How far a sum of weights in one order may lie from the same sum in another.
-const SUM_ROUNDING: f64 = 1e-12;
+/// How far a sum of `n` weights totalling `sum` in one order may lie from the same sum in another
+/// (each addition rounds by at most one part in 2^53 of the sum so far).
+fn sum_rounding(n: usize, sum: f64) -> f64 {
+    2.0 * n as f64 * f64::EPSILON * (1.0 + sum)
+}
 
 /// Distances closer than this are the same distance (sums of the same weights in another order).
 const SAME_DISTANCE: f64 = 1e-9;
@@ -211,7 +214,14 @@ impl Nearest {
             .groups
             .partition_point(|g| g.0 < distance - SAME_DISTANCE);
         match self.groups.get_mut(at) {
-            Some(g) if (g.0 - distance).abs() <= SAME_DISTANCE => g.1.push(node),
+            // A group's distance is its least member's, whichever search met them first.
+            Some(g) if (g.0 - distance).abs() <= SAME_DISTANCE => {
+                g.0 = g.0.min(distance);
+                g.1.push(node);
+                if at + 1 == self.keep {
+                    self.bound = self.groups[at].0 + SAME_DISTANCE;
+                }
+            }
             _ => {
                 self.groups.insert(at, (distance, vec![node]));
                 self.groups.truncate(self.keep);
@@ -322,6 +332,11 @@ impl<'q, 'a> Search<'q, 'a> {
         if let Some(c) = nearest.broken {
             return Err(c);
         }
+        // Each group's nodes in node order, whichever search met them, so that the votes' sums are
+        // the same.
+        for (_, nodes) in nearest.groups.iter_mut() {
+            nodes.sort_unstable();
+        }
         let groups = &nearest.groups;
         let votes_k = tally(
             &self.base.trie,
@@ -355,6 +370,9 @@ impl<'q, 'a> Search<'q, 'a> {
         if width > MAX_WIDTH || self.weights.len() != width || from > width {
             return Err(TOO_DEEP);
         }
+        if postings.width() != width {
+            return Ok(false);
+        }
         let mut lists: [(&[u32], usize); MAX_WIDTH] = [(&[], 0); MAX_WIDTH];
         for (slot, f) in lists.iter_mut().zip(from..width) {
             *slot = (postings.list(f, self.query[f], &span), f);
@@ -366,7 +384,7 @@ impl<'q, 'a> Search<'q, 'a> {
         let mut read = [0usize; MAX_WIDTH];
         let mut read_weight = 0.0;
         for (n_read, &(list, feature)) in lists.iter().enumerate() {
-            if read_weight > nearest.bound() + SUM_ROUNDING {
+            if read_weight > nearest.bound() + sum_rounding(width, read_weight) {
                 return Ok(true);
             }
             for &instance in list {
@@ -388,9 +406,11 @@ impl<'q, 'a> Search<'q, 'a> {
             read[n_read] = feature;
             read_weight += self.weights[feature];
         }
-        Ok(read_weight > nearest.bound() + SUM_ROUNDING)
+        Ok(read_weight > nearest.bound() + sum_rounding(width, read_weight))
     }
 
+    /// The trie walk below `node`; its distances sum the mismatches in weight order, as
+    /// [`Search::search_postings`] must too (so that both give the same distances, bit for bit).
     fn visit(&self, node: u32, depth: usize, distance: f64, nearest: &mut Nearest) {
         let children = match self.base.trie.children(node) {
             Ok(children) => children,
@@ -489,10 +509,7 @@ fn tally(
     let mut votes: Vec<(u32, f64)> = Vec::new();
     for (distance, nodes) in groups {
         let w = vote.weight(*distance);
-        // In node order, whichever search found them, so that the sums are the same.
-        let mut nodes = nodes.clone();
-        nodes.sort_unstable();
-        for n in nodes {
+        for &n in nodes {
             let mut entries = trie.entries(n)?;
             while let Some((c, count)) = entries.try_next()? {
                 votes.push((c, count as f64 * w));
@@ -703,7 +720,8 @@ mod tests {
         // Random instances over few values (many ties, duplicates, single-instance tails), weights
         // with equal pairs; queries with values never stored.
         const WIDTH: usize = 5;
-        let weights = [3.0, 2.0, 2.0, 1.0, 0.5];
+        // Weights whose sums round differently in different orders (0.1 + 0.2 != 0.3).
+        let weights = [0.3, 0.2, 0.2, 0.1, 0.1];
         let mut state = 11u64;
         let mut next = |n: u64| {
             state = state
@@ -731,7 +749,7 @@ mod tests {
             Vote::InverseDistance,
             Vote::ExponentialDecay { alpha: 0.7 },
         ];
-        // How often the lists answered alone, and how often the walk took over.
+        // How often the walk took over ([0]), and how often the lists answered alone ([1]).
         let mut answered = [0usize; 2];
         for _ in 0..300 {
             let query: Vec<u32> = (0..WIDTH).map(|_| next(6)).collect();

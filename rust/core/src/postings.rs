@@ -9,9 +9,15 @@
 //!   then its tail).
 //! - For each feature (in weight order) and value, the posting list holds the instances with that
 //!   value there, ascending; a span's part of a list is found by binary search.
-//! - Built from a verified instance base when a k-NN query first needs it, never stored in the file.
-//!   A trie this does not describe (a leaf whose path and tail do not add up to W values, more than
-//!   2^32 - 1 instances) has no postings: the search then walks the trie alone.
+//! - Built from the instance base (its checksums verified, its structure not: a forged file may
+//!   hold anything) when a k-NN query first needs it, never stored in the file. A trie this does not
+//!   describe (a node reached twice, a leaf whose path and tail do not add up to W values, a value
+//!   outside the symbols, more than 2^32 - 1 instances) has no postings: the search then walks the
+//!   trie alone, which reports the damage it meets.
+//! - Memory: 8W + 4 bytes per instance (its values, its place in W lists, its leaf), 8 per trie node
+//!   (spans) and 4W(V + 1) for the lists' starts (V symbols): about 130 bytes per instance at W = 16.
+
+use rayon::prelude::*;
 
 use crate::knn::InstanceBaseView;
 use crate::trie::ROOT;
@@ -32,6 +38,67 @@ pub struct Postings {
     n_symbols: usize,
 }
 
+/// What the depth-first walk over the instance base finds.
+struct Walk {
+    /// Per instance, its values in weight order.
+    values: Vec<u32>,
+    /// Per instance, its leaf.
+    leaves: Vec<u32>,
+    /// Per node, its span: the leaves' set, the inner nodes' left empty.
+    spans: Vec<[u32; 2]>,
+}
+
+impl Walk {
+    /// The walk over `base`, whose nodes' children are `children`, depth-first, children in label
+    /// order; None for a trie the module doc's rules exclude.
+    fn of(base: &InstanceBaseView, children: &[[u32; 2]], width: usize) -> Option<Walk> {
+        let nodes = children.len();
+        let tails: Vec<std::ops::Range<u64>> =
+            base.tail_offsets.ranges_from(0).take(nodes).collect();
+        // Leaves: the nodes without children (so many instances, in a sound trie).
+        let leaves = children.iter().filter(|[first, end]| first >= end).count();
+        let mut walk = Walk {
+            values: Vec::with_capacity(leaves * width),
+            leaves: Vec::with_capacity(leaves),
+            spans: vec![[0u32; 2]; nodes],
+        };
+        let mut path = vec![0u32; width];
+        // A node met twice: a damaged trie (children shared), whose walk could grow without end.
+        let mut met = vec![false; nodes];
+        let mut stack = vec![(ROOT, 0usize)];
+        while let Some((node, depth)) = stack.pop() {
+            let met = met.get_mut(node as usize)?;
+            if depth > width || std::mem::replace(met, true) {
+                return None;
+            }
+            if depth > 0 {
+                path[depth - 1] = base.trie.labels.try_get(node as usize)?;
+            }
+            let [first, end] = children[node as usize];
+            if first < end {
+                stack.extend((first..end).rev().map(|c| (c, depth + 1)));
+                continue;
+            }
+            let tail = tails.get(node as usize)?;
+            if tail.start > tail.end
+                || tail.end > base.tail_values.len() as u64
+                || depth + (tail.end - tail.start) as usize != width
+            {
+                return None;
+            }
+            let instance = u32::try_from(walk.leaves.len())
+                .ok()
+                .filter(|&i| i < u32::MAX)?;
+            walk.values.extend_from_slice(&path[..depth]);
+            let tail = tail.clone().map(|t| base.tail_values.get(t as usize));
+            walk.values.extend(tail);
+            walk.leaves.push(node);
+            walk.spans[node as usize] = [instance, instance + 1];
+        }
+        Some(walk)
+    }
+}
+
 impl Postings {
     /// The postings of `base` (width `width`, values below `n_symbols`), or None for a trie they do
     /// not describe.
@@ -39,72 +106,64 @@ impl Postings {
         let trie = &base.trie;
         let nodes = trie.node_count();
         let n_symbols = n_symbols as usize;
-        let mut values = Vec::new();
-        let mut leaves = Vec::new();
-        let mut spans = vec![[0u32; 2]; nodes];
-        let mut path = vec![0u32; width];
-        // Depth-first, children in label order: a stack of (node, depth).
-        let mut stack = vec![(ROOT, 0usize)];
-        while let Some((node, depth)) = stack.pop() {
-            if depth > width {
-                return None;
+        // Every node's children, decoded in one pass (a lookup per node would decode each anew).
+        let ranges = trie.children.ranges_from(0).take(nodes).enumerate();
+        let children: Vec<[u32; 2]> = ranges
+            .map(|(node, stored)| {
+                let ids = trie.child_ids(node as u32, stored).ok()?;
+                Some([u32::try_from(ids.start).ok()?, u32::try_from(ids.end).ok()?])
+            })
+            .collect::<Option<_>>()?;
+        let Walk {
+            values,
+            leaves,
+            mut spans,
+        } = Walk::of(base, &children, width)?;
+        let instances = leaves.len();
+        // The values again, feature by feature (the lists are sorted one feature at a time).
+        let mut columns = vec![0u32; values.len()];
+        for (instance, row) in values.chunks_exact(width.max(1)).enumerate() {
+            for (feature, &v) in row.iter().enumerate() {
+                columns[feature * instances + instance] = v;
             }
-            if depth > 0 {
-                path[depth - 1] = trie.labels.try_get(node as usize)?;
-            }
-            let children = trie.children(node).ok()?;
-            if !children.is_empty() {
-                stack.extend(children.rev().map(|c| (c as u32, depth + 1)));
-                continue;
-            }
-            let tail = base.tail_offsets.range(node as usize);
-            if depth + (tail.end - tail.start) as usize != width
-                || tail.end > base.tail_values.len() as u64
-            {
-                return None;
-            }
-            let instance = u32::try_from(leaves.len()).ok().filter(|&i| i < u32::MAX)?;
-            values.extend_from_slice(&path[..depth]);
-            values.extend((tail.start..tail.end).map(|t| base.tail_values.get(t as usize)));
-            leaves.push(node);
-            spans[node as usize] = [instance, instance + 1];
         }
         if values.iter().any(|&v| v as usize >= n_symbols) {
             return None;
         }
         // Inner nodes' spans from their children's (children come after their parent).
         for node in (0..nodes).rev() {
-            let children = trie.children(node as u32).ok()?;
-            if let (Some(first), Some(last)) = (children.clone().next(), children.last()) {
-                spans[node] = [spans[first][0], spans[last][1]];
+            let [first, end] = children[node];
+            if first < end {
+                spans[node] = [spans[first as usize][0], spans[end as usize - 1][1]];
             }
         }
-        let instances = leaves.len();
-        // Counting sort per feature: list starts, then the instances in ascending order.
+        u32::try_from(width * instances).ok()?;
+        // Per feature (in parallel), a counting sort: the lists' starts, then the instances in order.
         let mut starts = vec![0u32; width * (n_symbols + 1)];
-        for row in values.chunks_exact(width.max(1)) {
-            for (feature, &v) in row.iter().enumerate() {
-                starts[feature * (n_symbols + 1) + v as usize + 1] += 1;
-            }
-        }
-        for feature in 0..width {
-            let base = (feature * instances) as u64;
-            let counts = &mut starts[feature * (n_symbols + 1)..(feature + 1) * (n_symbols + 1)];
-            let mut at = u32::try_from(base).ok()?;
-            for count in counts.iter_mut() {
-                at = at.checked_add(*count)?;
-                *count = at;
-            }
-        }
-        let mut next = starts.clone();
         let mut lists = vec![0u32; width * instances];
-        for (instance, row) in values.chunks_exact(width.max(1)).enumerate() {
-            for (feature, &v) in row.iter().enumerate() {
-                let slot = &mut next[feature * (n_symbols + 1) + v as usize];
-                lists[*slot as usize] = instance as u32;
-                *slot += 1;
-            }
-        }
+        let per_feature = starts
+            .par_chunks_mut(n_symbols + 1)
+            .zip(lists.par_chunks_mut(instances.max(1)))
+            .zip(columns.par_chunks(instances.max(1)));
+        per_feature
+            .enumerate()
+            .for_each(|(feature, ((starts, list), column))| {
+                let column = || column.iter();
+                for &v in column() {
+                    starts[v as usize + 1] += 1;
+                }
+                let mut at = (feature * instances) as u32;
+                for start in starts.iter_mut() {
+                    at += *start;
+                    *start = at;
+                }
+                let mut next: Vec<u32> = starts[..n_symbols].to_vec();
+                let first = (feature * instances) as u32;
+                for (instance, &v) in column().enumerate() {
+                    list[(next[v as usize] - first) as usize] = instance as u32;
+                    next[v as usize] += 1;
+                }
+            });
         Some(Postings {
             width,
             values,
@@ -148,10 +207,9 @@ impl Postings {
         self.leaves[instance as usize]
     }
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        4 * (self.values.len() + self.leaves.len() + self.starts.len() + self.lists.len())
-            + 8 * self.spans.len()
+    /// The width of the instances (values per instance).
+    pub fn width(&self) -> usize {
+        self.width
     }
 }
 
