@@ -274,8 +274,8 @@ impl DocumentCache {
     }
 
     /// [`DocumentCache::observe`] of each window of `contexts` (`width` ids each, farthest first)
-    /// and its target in turn, the document's next tokens; the counts of the token
-    /// [`PREFETCH_AHEAD`] tokens on are fetched while those of one are read.
+    /// and its target in turn, the document's next tokens; the counts of the token eight tokens
+    /// on are fetched while those of one are read.
     pub fn observe_all<'a>(
         &'a mut self,
         contexts: &'a [u32],
