@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import build_cost, corruption, generation, kneser_ney, latency_energy, scale, scaling, vs_timbl
+from bench import build_cost, corruption, generation, kneser_ney, knn_latency, latency_energy, scale, scaling, vs_timbl
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -40,6 +40,15 @@ def test_vs_timbl_smoke(tmp_path):
     rows = json.loads((tmp_path / "vs_timbl.json").read_text())["rows"]
     assert [r["algorithm"] for r in rows] == ["igtree", "tribl2", "ib1"]
     assert all(r["top1_agreement"] >= 0.99 for r in rows)
+
+
+def test_knn_latency_smoke(tmp_path):
+    args = ["--train-tokens", "20000", "--width", "4", "--contexts", "50", "--repeats", "1", "--out", str(tmp_path)]
+    knn_latency.main([*args, "--algorithm", "tribl2", "--algorithm", "ib1", "--test-tokens", "3000"])
+    report = json.loads((tmp_path / "knn_latency.json").read_text())
+    row = report["rows"][0]
+    assert (row["width"], row["contexts"]) == (4, 50)
+    assert all(0 < row[a]["p50_us"] <= row[a]["p95_us"] <= row[a]["p99_us"] for a in ("tribl2", "ib1"))
 
 
 @pytest.mark.skipif(shutil.which("timbl") is None, reason="timbl is not installed")

@@ -27,6 +27,9 @@ const BAD_TAIL: Corrupt = Corrupt("a tail of the instance base lies outside the 
 const TOO_DEEP: Corrupt = Corrupt("the instance base is deeper than the model's width");
 const BAD_SPAN: Corrupt = Corrupt("a node of the instance base has no posting span");
 
+/// Posting lists up to this long are read whole, the longer ones together (WAND).
+const WHOLE_LIST_MAX: usize = 256;
+
 /// How far a sum of `n` weights totalling `sum` in one order may lie from the same sum in another
 /// (each addition rounds by at most one part in 2^53 of the sum so far).
 fn sum_rounding(n: usize, sum: f64) -> f64 {
@@ -379,34 +382,93 @@ impl<'q, 'a> Search<'q, 'a> {
         }
         let lists = &mut lists[..width - from];
         lists.sort_unstable_by_key(|(list, _)| list.len());
-        // The features whose lists were read, and their summed weight: the least distance of an
-        // instance in none of them.
+        // The distance of an instance that matches no feature.
+        let all_weight: f64 = self.weights[from..].iter().sum();
+        // The features whose lists were read whole, and their summed weight: the least distance
+        // of an instance in none of them.
         let mut read = [0usize; MAX_WIDTH];
+        let mut n_read = 0;
         let mut read_weight = 0.0;
-        for (n_read, &(list, feature)) in lists.iter().enumerate() {
+        for &(list, feature) in lists.iter() {
             if read_weight > nearest.bound() + sum_rounding(width, read_weight) {
                 return Ok(true);
             }
+            if list.len() > WHOLE_LIST_MAX {
+                break;
+            }
             for &instance in list {
-                let values = postings.values(instance);
-                // Met already in a list read before.
-                if read[..n_read].iter().any(|&f| values[f] == self.query[f]) {
-                    continue;
-                }
-                // Mismatches summed in weight order, as the trie walk sums them.
-                let mut d = 0.0;
-                let features = values[from..].iter().zip(&self.query[from..]);
-                for ((v, q), w) in features.zip(&self.weights[from..]) {
-                    if v != q {
-                        d += w;
-                    }
-                }
-                nearest.add(d, postings.leaf(instance));
+                self.meet(postings, instance, from, &read[..n_read], nearest);
             }
             read[n_read] = feature;
+            n_read += 1;
             read_weight += self.weights[feature];
         }
-        Ok(read_weight > nearest.bound() + sum_rounding(width, read_weight))
+        // The long lists together, in instance order (WAND: Broder et al. 2003): an instance in
+        // none of the lists read is at distance `all_weight` less the weights of the long lists it
+        // is in, so one whose lists cannot add up to `needed` is skipped unread.
+        let mut cursors: [(&[u32], f64); MAX_WIDTH] = [(&[], 0.0); MAX_WIDTH];
+        let mut n = 0;
+        for &(list, feature) in &lists[n_read..] {
+            cursors[n] = (list, self.weights[feature]);
+            n += 1;
+        }
+        let mut cursors = &mut cursors[..n];
+        loop {
+            cursors.sort_unstable_by_key(|(list, _)| list.first().copied().unwrap_or(u32::MAX));
+            let live = cursors
+                .iter()
+                .take_while(|(list, _)| !list.is_empty())
+                .count();
+            cursors = &mut cursors[..live];
+            let needed = all_weight - nearest.bound() - sum_rounding(width, all_weight);
+            let mut sum = 0.0;
+            let Some(pivot) = cursors.iter().position(|&(_, w)| {
+                sum += w;
+                sum >= needed
+            }) else {
+                break;
+            };
+            let target = cursors[pivot].0[0];
+            if cursors[0].0[0] == target {
+                self.meet(postings, target, from, &read[..n_read], nearest);
+                for (list, _) in cursors.iter_mut() {
+                    if list.first() == Some(&target) {
+                        *list = &list[1..];
+                    }
+                }
+            } else {
+                for (list, _) in cursors[..pivot].iter_mut() {
+                    *list = &list[list.partition_point(|&i| i < target)..];
+                }
+            }
+        }
+        Ok(all_weight > nearest.bound() + sum_rounding(width, all_weight))
+    }
+
+    /// Adds `instance` to `nearest` at its distance from the query (over the features from
+    /// `from`), unless it matches a feature of `read`, whose lists met it before.
+    #[inline]
+    fn meet(
+        &self,
+        postings: &Postings,
+        instance: u32,
+        from: usize,
+        read: &[usize],
+        nearest: &mut Nearest,
+    ) {
+        let values = postings.values(instance);
+        if read.iter().any(|&f| values[f] == self.query[f]) {
+            return;
+        }
+        // Mismatches summed in weight order, as the trie walk sums them.
+        let mut d = 0.0;
+        let features = values[from..].iter().zip(&self.query[from..]);
+        for ((v, q), w) in features.zip(&self.weights[from..]) {
+            if v != q {
+                d += w;
+            }
+        }
+        nearest.add(d, postings.leaf(instance));
     }
 
     /// The trie walk below `node`; its distances sum the mismatches in weight order, as
@@ -730,12 +792,14 @@ mod tests {
             ((state >> 33) % n) as u32
         };
         let mut flat = Vec::new();
-        for _ in 0..400 {
-            flat.extend((0..WIDTH).map(|_| next(4).min(next(5))));
-            flat.push(10 + next(4));
+        // Enough instances for lists longer than WHOLE_LIST_MAX (read together).
+        for _ in 0..3000 {
+            // Value 0 common (long lists), 1..=11 rare.
+            flat.extend((0..WIDTH).map(|_| if next(10) < 7 { 0 } else { 1 + next(11) }));
+            flat.push(20 + next(4));
         }
         let table = InstanceTable::new(flat, WIDTH).unwrap();
-        let stats = ClassStats::new(&table, 15);
+        let stats = ClassStats::new(&table, 24);
         let order: Vec<usize> = (0..WIDTH).collect();
         let base = build_instance_base(&table, &order, &stats, BuildOptions::default()).unwrap();
         let view = InstanceBaseView {
@@ -743,7 +807,7 @@ mod tests {
             tail_offsets: base.tail_offsets.view(),
             tail_values: base.tail_values.view(),
         };
-        let postings = Postings::build(&view, WIDTH, 15).expect("postings of a sound base");
+        let postings = Postings::build(&view, WIDTH, 24).expect("postings of a sound base");
         let votes = [
             Vote::Majority,
             Vote::InverseDistance,
@@ -751,8 +815,16 @@ mod tests {
         ];
         // How often the walk took over ([0]), and how often the lists answered alone ([1]).
         let mut answered = [0usize; 2];
-        for _ in 0..300 {
-            let query: Vec<u32> = (0..WIDTH).map(|_| next(6)).collect();
+        for i in 0..300 {
+            // Common values, rare ones and values never stored (12..=15); now and then only
+            // values never stored (every instance at the same distance: the walk answers).
+            let query: Vec<u32> = (0..WIDTH)
+                .map(|_| match (i % 50, next(2)) {
+                    (0, _) => 13,
+                    (_, 0) => 0,
+                    _ => 1 + next(15),
+                })
+                .collect();
             let walk = Search::new(&view, &query, &weights);
             let listed = Search::new(&view, &query, &weights).with_postings(Some(&postings));
             let mut nearest = Nearest::new(2);

@@ -13,11 +13,12 @@
 //!   hold anything) when a k-NN query first needs it, never stored in the file. A trie this does not
 //!   describe (a node reached twice, a leaf whose path and tail do not add up to W values, a value
 //!   outside the symbols, more than 2^32 - 1 instances) has no postings: the search then walks the
-//!   trie alone, which reports the damage it meets.
+//!   trie alone, which reports the damage it meets. Nor has a base with more than 4 symbols per
+//!   instance beyond the first 2^16 symbols: the lists' starts would outweigh the lists.
+//! - Built on the calling thread, never on the thread pool: a k-NN batch's workers must never wait
+//!   for a build that needs them.
 //! - Memory: 8W + 4 bytes per instance (its values, its place in W lists, its leaf), 8 per trie node
 //!   (spans) and 4W(V + 1) for the lists' starts (V symbols): about 130 bytes per instance at W = 16.
-
-use rayon::prelude::*;
 
 use crate::knn::InstanceBaseView;
 use crate::trie::ROOT;
@@ -120,6 +121,10 @@ impl Postings {
             mut spans,
         } = Walk::of(base, &children, width)?;
         let instances = leaves.len();
+        // The lists' starts would outweigh the lists (a symbol table far larger than the base).
+        if n_symbols > 4 * instances + (1 << 16) {
+            return None;
+        }
         // The values again, feature by feature (the lists are sorted one feature at a time).
         let mut columns = vec![0u32; values.len()];
         for (instance, row) in values.chunks_exact(width.max(1)).enumerate() {
@@ -138,32 +143,30 @@ impl Postings {
             }
         }
         u32::try_from(width * instances).ok()?;
-        // Per feature (in parallel), a counting sort: the lists' starts, then the instances in order.
+        // Per feature, a counting sort: the lists' starts, then the instances in order. On the
+        // calling thread: a query on a worker of the thread pool may be waiting for these lists.
         let mut starts = vec![0u32; width * (n_symbols + 1)];
         let mut lists = vec![0u32; width * instances];
         let per_feature = starts
-            .par_chunks_mut(n_symbols + 1)
-            .zip(lists.par_chunks_mut(instances.max(1)))
-            .zip(columns.par_chunks(instances.max(1)));
-        per_feature
-            .enumerate()
-            .for_each(|(feature, ((starts, list), column))| {
-                let column = || column.iter();
-                for &v in column() {
-                    starts[v as usize + 1] += 1;
-                }
-                let mut at = (feature * instances) as u32;
-                for start in starts.iter_mut() {
-                    at += *start;
-                    *start = at;
-                }
-                let mut next: Vec<u32> = starts[..n_symbols].to_vec();
-                let first = (feature * instances) as u32;
-                for (instance, &v) in column().enumerate() {
-                    list[(next[v as usize] - first) as usize] = instance as u32;
-                    next[v as usize] += 1;
-                }
-            });
+            .chunks_mut(n_symbols + 1)
+            .zip(lists.chunks_mut(instances.max(1)))
+            .zip(columns.chunks(instances.max(1)));
+        for (feature, ((starts, list), column)) in per_feature.enumerate() {
+            for &v in column {
+                starts[v as usize + 1] += 1;
+            }
+            let first = (feature * instances) as u32;
+            let mut at = first;
+            for start in starts.iter_mut() {
+                at += *start;
+                *start = at;
+            }
+            let mut next: Vec<u32> = starts[..n_symbols].to_vec();
+            for (instance, &v) in column.iter().enumerate() {
+                list[(next[v as usize] - first) as usize] = instance as u32;
+                next[v as usize] += 1;
+            }
+        }
         Some(Postings {
             width,
             values,

@@ -18,6 +18,7 @@ use crate::error::{count, Error, Result};
 use crate::instances::MAX_WIDTH;
 use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
 use crate::model::{Match, Model};
+use crate::postings::Postings;
 use crate::trie::Corrupt;
 use crate::trie::TrieView;
 
@@ -189,11 +190,12 @@ struct Summary {
     distance: f64,
 }
 
-/// What a query reads: the IGTree, or the instance base (both verified at first use).
+/// What a query reads: the IGTree, or the instance base (both verified at first use) with its
+/// posting lists where it has them (built before any batch's parallel loop).
 #[derive(Clone, Copy)]
 enum Source<'a> {
     IgTree(TrieView<'a>),
-    Base(InstanceBaseView<'a>),
+    Base(InstanceBaseView<'a>, Option<&'a Postings>),
 }
 
 impl Model {
@@ -271,7 +273,7 @@ impl Model {
                 .map(|context| self.descend(&trie, context))
                 .collect::<std::result::Result<_, Corrupt>>()
                 .map_err(|c| self.corrupt(c))?,
-            Source::Base(_) => Vec::new(),
+            Source::Base(..) => Vec::new(),
         };
         contexts
             .par_chunks(self.width())
@@ -295,7 +297,9 @@ impl Model {
                         Source::IgTree(trie) => {
                             self.igtree_answer(&trie, matches[r], columns, want_totals, emit)
                         }
-                        Source::Base(base) => self.knn_answer(context, query, columns, &base, emit),
+                        Source::Base(base, postings) => {
+                            self.knn_answer(context, query, columns, (&base, postings), emit)
+                        }
                     }?;
                     (*total, *depth, *distance) = (summary.total, summary.depth, summary.distance);
                     Ok(())
@@ -331,7 +335,7 @@ impl Model {
             return Ok(Source::IgTree(self.checked_trie()?));
         }
         match self.file().checked_instance_base()? {
-            Some(base) => Ok(Source::Base(base)),
+            Some(base) => Ok(Source::Base(base, self.postings(&base))),
             None => Err(missing_base(algorithm)),
         }
     }
@@ -356,7 +360,9 @@ impl Model {
             Source::IgTree(trie) => {
                 self.igtree_answer(&trie, self.descend(&trie, context)?, limit, true, emit)
             }
-            Source::Base(base) => self.knn_answer(context, query, limit, &base, emit),
+            Source::Base(base, postings) => {
+                self.knn_answer(context, query, limit, (&base, postings), emit)
+            }
         }?;
         answer.total = summary.total;
         answer.depth = summary.depth;
@@ -391,7 +397,7 @@ impl Model {
         context: &[u32],
         query: &Query,
         limit: usize,
-        base: &InstanceBaseView,
+        (base, postings): (&InstanceBaseView, Option<&Postings>),
         mut emit: impl FnMut(u32, f64),
     ) -> std::result::Result<Summary, Corrupt> {
         let mut ordered = [0u32; MAX_WIDTH];
@@ -399,8 +405,7 @@ impl Model {
             *slot = context[f];
         }
         let ordered = &ordered[..context.len()];
-        let search =
-            Search::new(base, ordered, self.ordered_weights()).with_postings(self.postings(base));
+        let search = Search::new(base, ordered, self.ordered_weights()).with_postings(postings);
         let found = match query.algorithm {
             Algorithm::Ib1 => search.ib1(query.knn, self.file().class_rank()),
             _ => search.tribl2(query.knn, self.file().class_rank()),
