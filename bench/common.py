@@ -162,6 +162,13 @@ def instance_files(
     return train_file, test_file
 
 
+def add_text_options(parser) -> None:
+    """`--train` (repeatable) and `--test`: the texts a benchmark trains and tests on (names without a
+    folder from `SHARED_DATA`; `args.train` None means `TRAIN_FILES`)."""
+    parser.add_argument("--train", action="append", help="training text (repeatable; default: the training text)")
+    parser.add_argument("--test", default=TEST_FILE, help="test text (default: Persuasion)")
+
+
 def seconds_taken(log: str) -> float:
     """TiMBL's (and `memlm classify`'s) `Seconds taken: S (R p/s)` figure."""
     match = re.search(r"Seconds taken: ([0-9.]+)", log)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import memlm
-from bench.common import TEST_FILE, TRAIN_FILES, first_tokens, median
+from bench.common import TRAIN_FILES, add_text_options, first_tokens, median
 
 
 def latency(model: memlm.Model, algorithm: str, contexts: list[list[int]], repeats: int) -> dict:
@@ -76,8 +76,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", action="append", help="training text (repeatable; default: the training text)")
-    parser.add_argument("--test", default=TEST_FILE, help="test text (default: Persuasion)")
+    add_text_options(parser)
     parser.add_argument("--train-tokens", type=int, default=1_000_000)
     parser.add_argument("--test-tokens", type=int, default=200_000, help="the test text's first N tokens")
     parser.add_argument("--width", type=int, action="append", help="repeatable; default 16")

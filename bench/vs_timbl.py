@@ -22,7 +22,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.common import TEST_FILE, TRAIN_FILES, first_lines, instance_files, median, memlm_cmd, seconds_taken, timed
+from bench.common import (
+    TEST_FILE,
+    TRAIN_FILES,
+    add_text_options,
+    first_lines,
+    instance_files,
+    median,
+    memlm_cmd,
+    seconds_taken,
+    timed,
+)
 
 TIMBL_FLAGS = {"igtree": "-a1", "tribl2": "-a4", "ib1": "-a0"}
 
@@ -111,7 +121,10 @@ def compare(
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
+    texts = sorted({(" + ".join(r.get("train", ["?"])), r.get("test", "?")) for r in rows})
+    lines = [f"Train on {train}, test on {test}." for train, test in texts]
+    lines += [
+        "",
         "| W | algorithm | train tokens | test | system | train s | peak RSS MB | model MB | µs/instance | accuracy |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -135,8 +148,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", action="append", help="training text (repeatable; default: the training text)")
-    parser.add_argument("--test", default=TEST_FILE, help="test text (default: Persuasion)")
+    add_text_options(parser)
     parser.add_argument("--train-tokens", type=int, default=1_000_000)
     parser.add_argument("--test-instances", type=int, default=10_000)
     parser.add_argument("--ib1-instances", type=int, default=1_000)
