@@ -39,7 +39,11 @@ impl HashedCounts {
     /// An empty table with room for `keys` keys before it grows.
     pub fn with_capacity(keys: usize) -> HashedCounts {
         // At most 2^40 slots asked for (no caller comes near): the power of two cannot overflow.
-        let slots = keys.min(1 << 39).saturating_mul(2).max(16).next_power_of_two();
+        let slots = keys
+            .min(1 << 39)
+            .saturating_mul(2)
+            .max(16)
+            .next_power_of_two();
         HashedCounts {
             slots: vec![Slot::default(); slots],
             len: 0,

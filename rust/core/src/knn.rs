@@ -3,11 +3,11 @@
 //! `-a4`. Two exact searches give the same neighbours:
 //! - over posting lists ([`crate::postings`]), when the model has them: the lists of the query's
 //!   values are read shortest first, each instance's distance computed when it is first met, until
-//!   the weights of the lists read exceed the (k + 1)-th nearest distance found, so that an instance
+//!   the weights of the lists read exceed the k-th nearest distance found, so that an instance
 //!   in none of them is farther than every neighbour (a query for which that never happens, as one
 //!   whose values are nearly all unseen, goes to the trie walk);
 //! - branch and bound over the trie: features are visited in weight order, the matching arc first,
-//!   and a branch is cut as soon as its partial distance exceeds the current (k + 1)-th nearest
+//!   and a branch is cut as soon as its partial distance exceeds the current k-th nearest
 //!   distance.
 //!
 //! The rules, TiMBL's: the distance of two instances is the summed weight of the features where they
@@ -322,40 +322,50 @@ impl<'q, 'a> Search<'q, 'a> {
         rank: &[u32],
     ) -> Result<Neighbourhood, Corrupt> {
         let k = options.k.max(1);
-        // One distance more than asked, for TiMBL's tie rule (retry with k + 1).
-        let mut nearest = Nearest::new(k.saturating_add(1));
-        let listed = match self.postings {
-            Some(postings) => self.search_postings(postings, node, depth, &mut nearest)?,
-            None => false,
+        let trie = &self.base.trie;
+        let groups = self.nearest_groups(node, depth, k)?;
+        let votes_k = tally(trie, &groups, options.vote)?;
+        // TiMBL's tie rule looks one distance further: searched again, only when the top is tied.
+        let wider = || {
+            tally(
+                trie,
+                &self.nearest_groups(node, depth, k.saturating_add(1))?,
+                options.vote,
+            )
         };
-        if !listed {
-            nearest = Nearest::new(k.saturating_add(1));
-            self.visit(node, depth, 0.0, &mut nearest);
-        }
-        if let Some(c) = nearest.broken {
-            return Err(c);
-        }
-        // Each group's nodes in node order, whichever search met them, so that the votes' sums are
-        // the same.
-        for (_, nodes) in nearest.groups.iter_mut() {
-            nodes.sort_unstable();
-        }
-        let groups = &nearest.groups;
-        let votes_k = tally(
-            &self.base.trie,
-            &groups[..k.min(groups.len())],
-            options.vote,
-        )?;
-        let votes = resolve_ties(
-            votes_k,
-            || tally(&self.base.trie, groups, options.vote),
-            rank,
-        )?;
+        let votes = resolve_ties(votes_k, wider, rank)?;
         Ok(Neighbourhood {
             votes,
             distance: groups.first().map_or(0.0, |g| g.0),
             depth: depth as u32,
         })
+    }
+
+    /// The `keep` nearest distances below `node` (at depth `depth`), each with the nodes of its
+    /// instances in node order (whichever search met them, so that the votes' sums are the same):
+    /// from the posting lists where they settle it, else from the trie walk.
+    fn nearest_groups(
+        &self,
+        node: u32,
+        depth: usize,
+        keep: usize,
+    ) -> Result<Vec<(f64, Vec<u32>)>, Corrupt> {
+        let mut nearest = Nearest::new(keep);
+        let listed = match self.postings {
+            Some(postings) => self.search_postings(postings, node, depth, &mut nearest)?,
+            None => false,
+        };
+        if !listed {
+            nearest = Nearest::new(keep);
+            self.visit(node, depth, 0.0, &mut nearest);
+        }
+        if let Some(c) = nearest.broken {
+            return Err(c);
+        }
+        for (_, nodes) in nearest.groups.iter_mut() {
+            nodes.sort_unstable();
+        }
+        Ok(nearest.groups)
     }
 
     /// The nearest distances below `node` (at depth `from`) from the posting lists, as the module
