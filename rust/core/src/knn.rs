@@ -342,8 +342,8 @@ impl<'q, 'a> Search<'q, 'a> {
     }
 
     /// The `keep` nearest distances below `node` (at depth `depth`), each with the nodes of its
-    /// instances in node order (whichever search met them, so that the votes' sums are the same):
-    /// from the posting lists where they settle it, else from the trie walk.
+    /// instances (leaves, or a node whose instances all lie at that distance): from the posting
+    /// lists where they settle it, else from the trie walk.
     fn nearest_groups(
         &self,
         node: u32,
@@ -361,9 +361,6 @@ impl<'q, 'a> Search<'q, 'a> {
         }
         if let Some(c) = nearest.broken {
             return Err(c);
-        }
-        for (_, nodes) in nearest.groups.iter_mut() {
-            nodes.sort_unstable();
         }
         Ok(nearest.groups)
     }
@@ -392,8 +389,14 @@ impl<'q, 'a> Search<'q, 'a> {
         }
         let lists = &mut lists[..width - from];
         lists.sort_unstable_by_key(|(list, _)| list.len());
-        // The distance of an instance that matches no feature.
-        let all_weight: f64 = self.weights[from..].iter().sum();
+        // The distance of an instance that matches no feature (summed in weight order).
+        let all_weight = self.weights[from..].iter().fold(0.0, |d, w| d + w);
+        if lists.iter().all(|(list, _)| list.is_empty()) {
+            // No instance below `node` matches a feature: all are at one distance, and their votes
+            // are the node's own class distribution.
+            nearest.add(all_weight, node);
+            return Ok(true);
+        }
         // The features whose lists were read whole, and their summed weight: the least distance
         // of an instance in none of them.
         let mut read = [0usize; MAX_WIDTH];
@@ -578,15 +581,20 @@ fn tally(
     groups: &[(f64, Vec<u32>)],
     vote: Vote,
 ) -> Result<Vec<(u32, f64)>, Corrupt> {
+    // Per group, each class's count summed exactly (in integers, so in any order of the nodes),
+    // then weighed once by the group's distance.
     let mut votes: Vec<(u32, f64)> = Vec::new();
+    let mut counts: Vec<(u32, u64)> = Vec::new();
     for (distance, nodes) in groups {
-        let w = vote.weight(*distance);
+        counts.clear();
         for &n in nodes {
             let mut entries = trie.entries(n)?;
             while let Some((c, count)) = entries.try_next()? {
-                votes.push((c, count as f64 * w));
+                counts.push((c, u64::from(count)));
             }
         }
+        let w = vote.weight(*distance);
+        votes.extend(summed(&mut counts).iter().map(|&(c, n)| (c, n as f64 * w)));
     }
     votes.sort_unstable_by_key(|v| v.0);
     votes.dedup_by(|later, kept| {
@@ -598,6 +606,20 @@ fn tally(
         }
     });
     Ok(votes)
+}
+
+/// `counts` sorted by class, each class once with its counts summed (saturating).
+fn summed(counts: &mut Vec<(u32, u64)>) -> &[(u32, u64)] {
+    counts.sort_unstable_by_key(|c| c.0);
+    counts.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 = kept.1.saturating_add(later.1);
+            true
+        } else {
+            false
+        }
+    });
+    counts
 }
 
 /// Orders the votes winner first, as TiMBL decides a tie for the top: retry with one more distance
@@ -826,12 +848,14 @@ mod tests {
         // How often the walk took over ([0]), and how often the lists answered alone ([1]).
         let mut answered = [0usize; 2];
         for i in 0..300 {
-            // Common values, rare ones and values never stored (12..=15); now and then only
-            // values never stored (every instance at the same distance: the walk answers).
+            // Common values, rare ones and values never stored (12..=15); now and then values
+            // never stored but the first (the instances matching nothing are the second nearest:
+            // the walk answers), or only values never stored (one group: the root's votes).
             let query: Vec<u32> = (0..WIDTH)
-                .map(|_| match (i % 50, next(2)) {
-                    (0, _) => 13,
-                    (_, 0) => 0,
+                .map(|f| match (i % 50, f, next(2)) {
+                    (0, 0, _) => 0,
+                    (0 | 25, _, _) => 13,
+                    (_, _, 0) => 0,
                     _ => 1 + next(15),
                 })
                 .collect();
