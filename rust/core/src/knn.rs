@@ -4,8 +4,10 @@
 //! - over posting lists ([`crate::postings`]), when the model has them: the lists of the query's
 //!   values are read shortest first, each instance's distance computed when it is first met, until
 //!   the weights of the lists read exceed the k-th nearest distance found, so that an instance
-//!   in none of them is farther than every neighbour (a query for which that never happens, as one
-//!   whose values are nearly all unseen, goes to the trie walk);
+//!   in none of them is farther than every neighbour; the long lists are read together, skipping
+//!   what cannot come near enough (WAND); a query none of whose values occur answers with the node's
+//!   own distribution (all its instances tie); a query the lists cannot settle (the instances
+//!   matching nothing could still be among the neighbours) goes to the trie walk;
 //! - branch and bound over the trie: features are visited in weight order, the matching arc first,
 //!   and a branch is cut as soon as its partial distance exceeds the current k-th nearest
 //!   distance.
