@@ -3,10 +3,10 @@
     python -m bench.knn_latency --train-tokens 1000000 --width 16 --algorithm tribl2
     python -m bench.knn_latency --train austen_train.txt.gz --train kjv.txt.gz --test docs_rst.txt.gz
 
-Trains a model (`--algorithms igtree,tribl2,ib1`) on the first `--train-tokens` tokens of `--train` (by
-default the training text), samples `--contexts` windows of the first `--test-tokens` tokens of the text
-`--test` (by default Persuasion; seed 0), makes one warm-up call (the model's first k-NN query verifies
-the instance base and builds its posting lists), then times each
+Trains a model with the instance base (algorithms igtree, tribl2, ib1) on the first `--train-tokens`
+tokens of `--train` (by default the training text), samples `--contexts` windows of the first
+`--test-tokens` tokens of the text `--test` (by default Persuasion; seed 0), makes one warm-up call (the
+model's first k-NN query verifies the instance base and builds its posting lists), then times each
 `Model.predict(ids, top_k=1, algorithm=A)` call: p50, p95 and p99 in microseconds, the median of
 `--repeats` passes. Writes bench/out/knn_latency.json and .md.
 """

@@ -283,13 +283,18 @@ impl DocumentCache {
         targets: &'a [u32],
         pad: u32,
     ) -> impl Iterator<Item = CacheView> + 'a {
-        let windows = move || contexts.chunks_exact(width.max(1)).zip(targets);
-        let mut ahead = windows().skip(PREFETCH_AHEAD);
-        windows().map(move |(context, &target)| {
-            if let Some((context, &target)) = ahead.next() {
-                self.prefetch(&Keys::of(context, pad), target);
+        let windows = contexts.chunks_exact(width.max(1)).zip(targets);
+        let mut keyed = windows.map(move |(context, &target)| (Keys::of(context, pad), target));
+        // The keys of the next PREFETCH_AHEAD tokens, each computed once.
+        let mut ahead: std::collections::VecDeque<(Keys, u32)> =
+            keyed.by_ref().take(PREFETCH_AHEAD).collect();
+        std::iter::from_fn(move || {
+            let (keys, target) = ahead.pop_front()?;
+            if let Some((next, next_target)) = keyed.next() {
+                self.prefetch(&next, next_target);
+                ahead.push_back((next, next_target));
             }
-            self.observe(&Keys::of(context, pad), target)
+            Some(self.observe(&keys, target))
         })
     }
 

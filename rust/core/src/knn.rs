@@ -15,7 +15,7 @@
 //! The rules, TiMBL's: the distance of two instances is the summed weight of the features where they
 //! differ (weighted overlap); `k` counts nearest *distances*, and every instance at one of them votes
 //! with its class ([`Vote`] weighs it by its distance); a tie for the top is decided by one more
-//! distance (k + 1) when that has a single winner, else by the global tie-break rank of the classes
+//! distance (k + 1, found by a second search) when that has a single winner, else by the global tie-break rank of the classes
 //! ([`crate::classes`]).
 
 use crate::error::{positive_finite, Error};
@@ -223,17 +223,14 @@ impl Nearest {
             Some(g) if (g.0 - distance).abs() <= SAME_DISTANCE => {
                 g.0 = g.0.min(distance);
                 g.1.push(node);
-                if at + 1 == self.keep {
-                    self.bound = self.groups[at].0 + SAME_DISTANCE;
-                }
             }
             _ => {
                 self.groups.insert(at, (distance, vec![node]));
                 self.groups.truncate(self.keep);
-                if let Some(last) = self.groups.get(self.keep.wrapping_sub(1)) {
-                    self.bound = last.0 + SAME_DISTANCE;
-                }
             }
+        }
+        if let Some(last) = self.groups.get(self.keep.wrapping_sub(1)) {
+            self.bound = last.0 + SAME_DISTANCE;
         }
     }
 

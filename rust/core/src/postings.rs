@@ -125,15 +125,15 @@ impl Postings {
         if n_symbols > 4 * instances + (1 << 16) {
             return None;
         }
+        if values.iter().any(|&v| v as usize >= n_symbols) {
+            return None;
+        }
         // The values again, feature by feature (the lists are sorted one feature at a time).
         let mut columns = vec![0u32; values.len()];
         for (instance, row) in values.chunks_exact(width.max(1)).enumerate() {
             for (feature, &v) in row.iter().enumerate() {
                 columns[feature * instances + instance] = v;
             }
-        }
-        if values.iter().any(|&v| v as usize >= n_symbols) {
-            return None;
         }
         // Inner nodes' spans from their children's (children come after their parent).
         for node in (0..nodes).rev() {
