@@ -280,6 +280,22 @@ def test_random_words(gpt2):
     assert_same_blocks(gpt2, blocks)
 
 
+def test_random_ascii_takes_the_core_encoder(gpt2):
+    """ASCII blocks go to the core's encoder (rust/core/src/ascii_bpe.rs): every ASCII character, with
+    GPT-2's contractions, white space runs and long words weighted up, gives tokenizers' ids."""
+    rng = random.Random(11)
+    common = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'", " ", "  ", "\n", "\r\n", "\t", "\x0b", "\x0c", "e", "7"]
+    rare = [chr(c) for c in range(128)] + ["antidisestablishmentarianism", "=" * 300, " " * 50, "0" * 40]
+    blocks = [
+        "".join(rng.choice(common) if rng.random() < 0.6 else rng.choice(rare) for _ in range(rng.randrange(0, 300)))
+        for _ in range(3000)
+    ]
+    assert all(block.isascii() for block in blocks)
+    assert_same_blocks(gpt2, blocks)
+    for block in blocks[:300]:
+        assert gpt2.fast_path.encode(block) == hf_ids(gpt2, block)
+
+
 def test_every_code_point_is_classed_alike(gpt2):
     """GPT-2's regex cuts text by letters, numbers and white space: tokenizers' (Oniguruma) and tiktoken's
     (fancy-regex) Unicode tables must agree on every character. All of the BMP, every 17th code point
@@ -435,7 +451,8 @@ def test_characters_are_counted_by_many_threads(monkeypatch):
 
 
 def test_one_thread_pool_per_process(gpt2, monkeypatch):
-    blocks = split_blocks(TRAIN_TEXT.read_text(encoding="utf-8"))
+    # not ASCII: tiktoken's pool encodes them (the core's encoder of ASCII text runs on rayon's threads)
+    blocks = [block + " é" for block in split_blocks(TRAIN_TEXT.read_text(encoding="utf-8"))]
     monkeypatch.setenv("RAYON_NUM_THREADS", "2")
     gpt2.encode_blocks(blocks)
     pool = tokenization._POOL
@@ -515,3 +532,20 @@ def test_errors_are_the_same(gpt2, fallback):
         spec.encode_blocks(["fine", b"bytes", LONE])
     with pytest.raises(MemlmError, match=re.escape(f"{bad} 8")):  # in the second piece of a long block
         spec.encode_blocks(["x" * (LONG_BLOCK_CHARS + 5) + " no\udcff"])
+
+
+def test_ascii_probe_refuses_a_core_encoder_that_cuts_otherwise(gpt2, monkeypatch):
+    """The core's ASCII encoder is checked on ASCII_PROBE too: one that classes a vertical tab as a space
+    character no more (simulated by replacing it) leaves no fast path, with a warning."""
+    real = tokenization.AsciiBpe
+
+    class Otherwise:
+        def __init__(self, tokens):
+            self.inner = real(tokens)
+
+        def encode(self, text):
+            return self.inner.encode(text.replace("\x0b", "!"))
+
+    monkeypatch.setattr(tokenization, "AsciiBpe", Otherwise)
+    with pytest.warns(RuntimeWarning, match="ASCII encoder and tokenizers .* tokenise a probe text differently"):
+        assert tokenization.FastPath.build(gpt2.json, gpt2.tokenizer, np.uint16) is None

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 __all__ = [
     "CoreModel",
+    "AsciiBpe",
     "Query",
     "Answer",
     "TrainOptions",
@@ -324,3 +325,14 @@ def file_kind(path: str | PathLike[str]) -> Literal["model", "shard"] | None:
     """The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading only
     its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO with no
     writer included)."""
+
+@final
+class AsciiBpe:
+    """GPT-2's byte-level BPE on ASCII text (``rust/core/src/ascii_bpe.rs``): built from the tokens' bytes in
+    rank order, it gives ranks; text that is not ASCII raises :class:`MemlmError`."""
+
+    def __new__(cls, tokens: Sequence[bytes]) -> AsciiBpe: ...
+    def encode(self, text: str) -> list[int]:
+        """The ranks of one ASCII text."""
+    def encode_texts(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+        """ASCII texts' ranks concatenated and how many each has (the GIL released)."""

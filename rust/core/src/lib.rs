@@ -2,6 +2,7 @@
 //! training context).
 //!
 //! Where things live:
+//! - Tokenising: [`ascii_bpe`] (GPT-2's BPE on ASCII text, the Python side's fast path).
 //! - Instances and windowing: [`instances`] (token blocks as instances, the padding rule, a query's
 //!   [`instances::Context`]) and [`columns`] (TiMBL column files: reading, writing, classifying).
 //! - Symbols: [`vocabulary`] (token ids or a symbol table, the padding and unknown ids).
@@ -21,6 +22,7 @@
 //! the smoothed scoring distribution; a *shard* is a tokenised corpus file; a *partition* is a
 //! subtree range the memory-capped build spills.
 
+pub mod ascii_bpe;
 pub mod atomic;
 pub mod build;
 pub mod cache;

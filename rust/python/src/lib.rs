@@ -2,6 +2,7 @@
 //! slices, names to the core's enums (parsed by the core), the core's errors to exception classes.
 //! Batch and file work run with the GIL released.
 
+mod bpe;
 mod convert;
 mod errors;
 mod generation;
@@ -109,6 +110,7 @@ fn file_kind(py: Python<'_>, path: PathBuf) -> PyResult<Option<&'static str>> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::CoreModel>()?;
+    m.add_class::<bpe::AsciiBpe>()?;
     m.add_class::<options::Query>()?;
     m.add_class::<options::Answer>()?;
     m.add_class::<options::TrainOptions>()?;

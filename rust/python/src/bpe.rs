@@ -1,0 +1,48 @@
+//! The ASCII BPE encoder (memlm-core's `ascii_bpe`) as `memlm._core.AsciiBpe`.
+
+use memlm_core::ascii_bpe;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::errors::to_py;
+
+/// GPT-2's byte-level BPE on ASCII text, from the tokens' bytes in rank order; it gives ranks.
+#[pyclass(frozen, module = "memlm._core")]
+pub struct AsciiBpe {
+    inner: ascii_bpe::AsciiBpe,
+}
+
+#[pymethods]
+impl AsciiBpe {
+    #[new]
+    fn new(tokens: Vec<Bound<'_, PyBytes>>) -> PyResult<Self> {
+        let tokens = tokens.iter().map(|t| t.as_bytes().to_vec()).collect();
+        let inner = ascii_bpe::AsciiBpe::new(tokens).map_err(to_py)?;
+        Ok(AsciiBpe { inner })
+    }
+
+    /// The ranks of one ASCII text.
+    fn encode(&self, text: &str) -> PyResult<Vec<u32>> {
+        let mut ranks = Vec::with_capacity(text.len() / 4);
+        self.inner
+            .encode(text.as_bytes(), &mut ranks)
+            .map_err(to_py)?;
+        Ok(ranks)
+    }
+
+    /// ASCII texts' ranks concatenated (uint32) and how many each has (uint64), the GIL released.
+    #[allow(clippy::type_complexity)]
+    fn encode_texts<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<Bound<'py, PyString>>,
+    ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>)> {
+        let texts: Vec<&str> = texts.iter().map(|t| t.to_str()).collect::<PyResult<_>>()?;
+        let slices: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        let (ranks, counts) = py
+            .detach(|| self.inner.encode_texts(&slices))
+            .map_err(to_py)?;
+        Ok((ranks.into_pyarray(py), counts.into_pyarray(py)))
+    }
+}
