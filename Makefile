@@ -5,13 +5,13 @@ MEMLM := $(PYTHON) -m memlm
 DEMO_MODEL := build/demo.memlm
 PROMPTS := "Emma Woodhouse, handsome, clever, and rich," "Mr. Knightley said" "It was a fine morning, and"
 
-.PHONY: install install-test timbl demo test lint rust-test python-test bench
+.PHONY: install install-test timbl chromium demo test lint rust-test python-test bench
 
 install:
 	$(PIP) --editable .
 
 # mypy: stubtest checks python/memlm/_core.pyi against the built extension (make lint).
-install-test: timbl
+install-test: timbl chromium
 	$(PIP) --editable ".[test]"
 
 # TiMBL is the reference the equivalence tests run against (Debian package `timbl`).
@@ -20,6 +20,14 @@ timbl:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq timbl time >/dev/null; \
 	  else echo "timbl is missing: run 'sudo apt-get install timbl time'" >&2; exit 1; fi; }
+
+# Headless Chromium opens the explanation page in tests/test_explain_page.py (Debian packages `chromium` and
+# `chromium-driver`; Selenium, which drives it, is in the test extra).
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium chromium-driver'" >&2; exit 1; fi; }
 
 demo: install
 	@mkdir -p build

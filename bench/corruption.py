@@ -45,8 +45,8 @@ TEST = ROOT / "data" / "austen_persuasion_sample.txt"
 WIDTHS = (4, 16)
 #: Sections whose checksums are checked when a model is opened (format version 3 ids): parameters,
 #: weights, feature order, class statistics, symbol table, tokenizer, metadata, shard parameters,
-#: Kneser-Ney parameters, discounts and document cache weights.
-SMALL_SECTIONS = {1, 2, 3, 4, 5, 6, 18, 19, 20, 21, 43, 47, 48, 62}
+#: Kneser-Ney parameters, discounts and document cache weights, provenance parameters.
+SMALL_SECTIONS = {1, 2, 3, 4, 5, 6, 18, 19, 20, 21, 43, 47, 48, 62, 63}
 #: The classifiers and their k-NN settings: every algorithm, every vote.
 QUERIES = (
     ("igtree", {}),

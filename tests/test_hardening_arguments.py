@@ -29,7 +29,7 @@ def test_instances_with_a_width_is_refused(tmp_path):
     instances.write_text("a b c\nb c d\n")
     out = tmp_path / "x.memlm"
     proc = run_cli("train", "--instances", instances, "--width", 3, "-o", out, check=False)
-    _one_line_error(proc, "nor --width: the instance file's columns give the width")
+    _one_line_error(proc, "--width or --provenance: the instance file's columns give the width")
     assert not out.exists()
     assert "wrote" in run_cli("train", "--instances", instances, "-o", out).stderr
 

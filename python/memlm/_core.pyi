@@ -26,6 +26,7 @@ __all__ = [
     "Generation",
     "write_instances",
     "write_shard",
+    "write_atomic",
     "read_shard",
     "file_kind",
     "MemlmError",
@@ -177,10 +178,12 @@ class CoreModel:
         options: TrainOptions,
         partition_memory: int | None = None,
         progress: Callable[[str, int, int], None] | None = None,
+        origins: bytes | None = None,
     ) -> CoreModel:
         """``partition_memory``: working memory of each partition of the trie build (spilled to the
         options' ``temp_dir``); None builds in one piece. ``progress(phase, done, total)`` hears how far
-        the build got; an exception it raises (or Ctrl-C) stops the build and is raised again."""
+        the build got; an exception it raises (or Ctrl-C) stops the build and is raised again.
+        ``origins``: the blocks' origins (opaque bytes), to give the model a provenance index."""
     @staticmethod
     def train_instance_file(
         path: str | PathLike[str],
@@ -201,6 +204,22 @@ class CoreModel:
     def save(self, path: str | PathLike[str]) -> None: ...
     def training_tokens(self) -> tuple[_TokenIds, npt.NDArray[np.uint64]] | None:
         """(token ids, block lengths) when the model kept them, else None; ModelFormatError when damaged."""
+    def neighbours(
+        self, prefix: _Prefix, query: Query, most: int
+    ) -> list[tuple[float, list[int], list[tuple[int, int]]]]:
+        """The nearest neighbours behind the k-NN answer of ``query`` after ``prefix``: up to ``most``, nearest
+        first, each (distance, its W values in column order with -1 where it stands for several instances
+        that differ there, its (class, count) pairs)."""
+    @property
+    def has_provenance(self) -> bool: ...
+    def provenance_origins(self) -> bytes | None:
+        """The training blocks' origins (opaque bytes) when the model has a provenance index, else None."""
+    def occurrences(self, token: int, prefix: _Prefix, depth: int, count: int) -> tuple[int, list[int]] | None:
+        """(how many, up to ``count`` of their positions in ``training_text``) of the training tokens ``token``
+        whose context matches the context after ``prefix`` to ``depth`` values in feature order; None without
+        a provenance index."""
+    def training_text(self) -> _TokenIds | None:
+        """The training text the scoring statistics keep (blocks each preceded by the padding id), a copy."""
     @property
     def width(self) -> int: ...
     @property
@@ -315,11 +334,19 @@ def write_shard(
     vocab_size: int,
     tokenizer: bytes,
     metadata: str,
+    origins: bytes | None = None,
 ) -> None:
-    """Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically."""
+    """Writes tokenised text (uint16 or uint32 ids, block lengths, the blocks' origins when given) as a shard
+    file, atomically."""
 
-def read_shard(path: str | PathLike[str]) -> tuple[_TokenIds, npt.NDArray[np.uint64], int, bytes, str]:
-    """Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata)."""
+def read_shard(
+    path: str | PathLike[str],
+) -> tuple[_TokenIds, npt.NDArray[np.uint64], int, bytes, str, bytes | None]:
+    """Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata,
+    the blocks' origins or None)."""
+
+def write_atomic(path: str | PathLike[str], data: bytes) -> None:
+    """Writes bytes to a file atomically (a Ctrl-C during the write abandons it)."""
 
 def file_kind(path: str | PathLike[str]) -> Literal["model", "shard"] | None:
     """The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading only

@@ -94,6 +94,13 @@ def count(value, what: str) -> int:
     return int(value)
 
 
+def amount(value, what: str, largest: int) -> int:
+    """``value`` as an int, once it is a whole number in [0, largest]."""
+    if not whole(value) or not 0 <= value <= largest:
+        raise MemlmError(f"{what} must be a whole number from 0 to {largest:,}, got {shown(value)}")
+    return int(value)
+
+
 def unsigned_64(value, what: str) -> int:
     """``value`` as an int, once it is a whole number in [0, 2**64) (the core's unsigned 64-bit numbers)."""
     if not whole(value) or value not in UNSIGNED_64_BITS:

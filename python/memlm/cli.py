@@ -22,6 +22,7 @@ from memlm.checks import context_width, not_an_input, output_file, shown_path
 from memlm.corpus import STDIN, iter_documents, source_name
 from memlm.errors import InvalidUtf8Error, MemlmError
 from memlm.evaluation import evaluate as run_evaluation
+from memlm.explain_view import NO_PROVENANCE, print_table, write_page
 from memlm.model import KNESER_NEY
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
@@ -167,6 +168,14 @@ TempDirOption = Annotated[
 KeepTokensOption = Annotated[
     bool, typer.Option("--keep-tokens", help="Store the token ids in the model, so `memlm merge` can add to it.")
 ]
+ProvenanceOption = Annotated[
+    bool,
+    typer.Option(
+        "--provenance",
+        help="Store where each training token came from (source, byte offset; ~3 bytes per token), so that "
+        "`memlm explain` cites training passages.",
+    ),
+]
 
 
 def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir: str | None, keep_tokens: bool):
@@ -219,14 +228,15 @@ def train(
     shard: Annotated[
         bool, typer.Option("--shard", help="Only tokenise: write a shard for `memlm merge` instead of a model.")
     ] = False,
+    provenance: ProvenanceOption = False,
 ) -> None:
     """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
         if instances is not None:
-            if corpus or shard or width is not None:
+            if corpus or shard or width is not None or provenance:
                 raise MemlmError(
-                    "give either a corpus or --instances, not both (and no --shard, nor --width: "
-                    "the instance file's columns give the width)"
+                    "give either a corpus or --instances, not both (and no --shard, --width or --provenance: "
+                    "the instance file's columns give the width, and it has no source text to cite)"
                 )
             with BuildProgress(stderr) as progress:
                 model = memlm.train_instances(
@@ -238,7 +248,9 @@ def train(
             raise MemlmError("no corpus given (or use --instances FILE)")
         with BuildProgress(stderr) as progress:
             if shard:
-                fields = memlm.make_shard(corpus, output, tokenizer, text_field, errors, progress=progress)
+                fields = memlm.make_shard(
+                    corpus, output, tokenizer, text_field, errors, progress=progress, provenance=provenance
+                )
                 _wrote_shard(output, fields)
                 return
             options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
@@ -250,6 +262,7 @@ def train(
                 errors=errors,
                 progress=progress,
                 output=output,
+                provenance=provenance,
                 **options,
             )
         _wrote(output, model)
@@ -268,6 +281,14 @@ def merge(
     temp_dir: TempDirOption = None,
     keep_tokens: KeepTokensOption = False,
     shard: Annotated[bool, typer.Option("--shard", help="Write one combined shard instead of a model.")] = False,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance",
+            help="Give the model a provenance index (every input must hold its blocks' origins: shards made "
+            "with --provenance, models trained with --provenance --keep-tokens); a --shard keeps them anyway.",
+        ),
+    ] = False,
 ) -> None:
     """Make one model of shards (or of models that kept their tokens): the model of their text, concatenated."""
     with _clean_errors():
@@ -276,7 +297,7 @@ def merge(
             return
         with BuildProgress(stderr) as progress:
             options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
-            model = memlm.merge(inputs, width=width, progress=progress, output=output, **options)
+            model = memlm.merge(inputs, width=width, progress=progress, output=output, provenance=provenance, **options)
         _wrote(output, model)
 
 
@@ -397,12 +418,63 @@ def info(
             print(f"scoring               Kneser-Ney, {kn:,} bytes ({per:.2f} per training token)")
         else:
             print("scoring               Witten-Bell along the IGTree path (no Kneser-Ney statistics)")
+        provenance = details["size_breakdown"].get("provenance", 0)
+        if provenance:
+            per = provenance / max(details["training_instances"], 1)
+            print(
+                f"provenance            {provenance:,} bytes ({per:.2f} per training token, besides the training "
+                f"text it shares with the Kneser-Ney statistics: {details['id_bytes']} per token)"
+            )
+        else:
+            print("provenance            none (train with --provenance to cite training passages)")
         print(f"tokenizer             {details['tokenizer'] or 'none (symbol table)'}")
         print(f"weighting             {details['weighting']}")
         print(f"algorithms            {', '.join(details['algorithms'])}")
         print("feature order         " + " ".join(f"t-{d}" for d in details["feature_order"]))
         weights = details[details["weighting"]]
         print("weights (t-W .. t-1)  " + " ".join(f"{w:.4f}" for w in weights))
+
+
+@app.command()
+def explain(
+    model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
+    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="Text to explain (- or omitted: stdin).")] = None,
+    generate: Annotated[int, _int_option(help="First generate this many tokens after the text (greedy).")] = 0,
+    algorithm: AlgorithmOption = "igtree",
+    evidence: Annotated[int, _int_option(help="Training passages cited per token (with a provenance index).")] = 3,
+    k: KOption = 1,
+    vote: VoteOption = "majority",
+    decay: DecayOption = 1.0,
+    cache: CacheOption = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per token.")] = False,
+    page: Annotated[
+        str | None, typer.Option("--html", metavar="PAGE", help="Also write a self-contained HTML page there.")
+    ] = None,
+) -> None:
+    """Explain every token of a text: the context matched, the answer and its counts, the token's probability,
+    and training passages where the context was followed by the prediction."""
+    with _clean_errors():
+        if page is not None:
+            page_path = output_file(page)
+            not_an_input(page_path, [model_path])
+        model = memlm.load(model_path)
+        if text is None or text == STDIN:
+            text = _read_stdin()
+        else:
+            _check_argument(text, "TEXT")
+        records = model.explain(
+            text, algorithm=algorithm, evidence=evidence, generate=generate, k=k, vote=vote, decay=decay, cache=cache
+        )
+        if not model.has_provenance:
+            print(f"{shown_path(model_path)}: {NO_PROVENANCE}", file=sys.stderr)
+        if page is not None:
+            write_page(records, page_path, model.token_string, f"memlm explain: {shown_path(model_path)}")
+            print(f"wrote {shown_path(page_path)}: {len(records):,} tokens", file=sys.stderr)
+        if as_json:
+            for record in records:
+                print(json.dumps(record.to_dict(), ensure_ascii=False))
+        elif page is None:
+            print_table(records, Console(), model.token_string)
 
 
 @app.command()

@@ -211,27 +211,38 @@ def _is_blank(line: str) -> bool:
 
 
 def _plain_text_blocks(lines: Iterable[str]) -> Iterator[str]:
-    """The blocks of a text given line by line (each line with or without its line feed): a blank line ends
-    a block; other whitespace (a no-break space, U+2028) is stripped from the lines but ends nothing."""
+    """The blocks of a text given line by line (each line with or without its line feed)."""
+    return (block for block, _ in _located_blocks((line, 0) for line in lines))
+
+
+def _located_blocks(lines: Iterable[tuple[str, int]]) -> Iterator[tuple[str, list[tuple[str, int]]]]:
+    """(block, its lines from its first to its last with text, each with its byte offset) of a text given as
+    (line, byte offset) pairs: a blank line ends a block; other whitespace (a no-break space, U+2028) is
+    stripped from the lines but ends nothing."""
     pending: list[str] = []
-    for line in lines:
+    located: list[tuple[str, int]] = []
+    for line, offset in lines:
         if _is_blank(line):
             if pending:
-                yield " ".join(pending)
-                pending = []
+                yield " ".join(pending), located
+                pending, located = [], []
             continue
         stripped = line.strip()
         if stripped:
             pending.append(stripped)
+            located.append((line, offset))
+        elif pending:
+            located.append((line, offset))
     if pending:
-        yield " ".join(pending)
+        yield " ".join(pending), located
 
 
 def iter_blocks(
-    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
+    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict", origins=None
 ) -> Iterator[tuple[float, str]]:
     """Streams (fraction of the input bytes read, block) for every block of every source, reading plain
-    text (and gzip) line by line so that memory does not grow with the corpus."""
+    text (and gzip) line by line so that memory does not grow with the corpus. ``origins`` (an
+    :class:`memlm.provenance.OriginsRecorder`) hears where each block came from."""
     sources = list(sources)
     if not sources:
         raise CorpusError("no corpus given")
@@ -245,12 +256,17 @@ def iter_blocks(
     done = 0
     for source, size in zip(files, sizes, strict=True):
         if _is_jsonl(source):
-            for _, text in iter_documents([source], text_field=text_field, errors=errors):
-                for block in split_blocks(text):
+            for record, text in iter_documents([source], text_field=text_field, errors=errors):
+                for block, lines in _located_blocks(_lines_of(text)):
+                    if origins is not None:
+                        origins.add_block(record, lines)
                     yield min(done / total, 1.0), block
         else:
+            name = source_name(source)
             with _opened(source) as (stream, counted):
-                for block in _plain_text_blocks(_decoded_lines(stream, source_name(source), errors)):
+                for block, lines in _located_blocks(_decoded_lines(stream, name, errors)):
+                    if origins is not None:
+                        origins.add_block(str(source) if source != STDIN else name, lines)
                     yield min((done + counted.count) / total, 1.0), block
         done += size
 
@@ -262,12 +278,23 @@ def _size(source: str | Path) -> int:
     return status.st_size if stat.S_ISREG(status.st_mode) else 0
 
 
-def _decoded_lines(stream, name: str, errors: str) -> Iterator[str]:
+def _lines_of(text: str) -> Iterator[tuple[str, int]]:
+    """The lines of a text (line feeds kept) with the byte offset where each starts."""
+    offset = 0
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        line += "\n" if number < len(lines) else ""
+        yield line, offset
+        offset += len(line.encode("utf-8"))
+
+
+def _decoded_lines(stream, name: str, errors: str) -> Iterator[tuple[str, int]]:
+    """The lines of a binary stream, decoded, with the byte offset where each starts."""
     offset = 0
     try:
         for raw_line in stream:
             try:
-                yield raw_line.decode("utf-8", errors=errors)
+                yield raw_line.decode("utf-8", errors=errors), offset
             except UnicodeDecodeError as e:
                 raise InvalidUtf8Error(name, offset + e.start, ERRORS_KEYWORD) from None
             offset += len(raw_line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -20,7 +21,9 @@ from memlm.checks import block_lengths as checked_lengths
 from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
+from memlm.explanation import Explanation, Neighbour
 from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, TextDecoder, pieces, stop_list
+from memlm.provenance import Origins
 from memlm.scoring import TokenScores, perplexities
 from memlm.tokenization import TokenizerSpec
 
@@ -70,6 +73,11 @@ class Prediction(NamedTuple):
         return self.shares
 
 
+#: The most passages :meth:`Model.explain` cites per token, and the most tokens it generates first.
+MAX_EVIDENCE = 1_000
+MAX_GENERATED = 100_000
+
+
 class Model:
     """A memory-based language model. Create one with :func:`memlm.train` or :func:`memlm.load`."""
 
@@ -92,6 +100,7 @@ class Model:
         self._n_symbols = core.n_symbols
         self._token_strings: dict[int, str] = {}
         self._queries: dict[tuple, Query] = {}
+        self._citing: tuple[np.ndarray, Origins] | None = None
         if verify:
             self._verify_sections()
 
@@ -193,6 +202,8 @@ class Model:
             "size_breakdown": breakdown,
             # The scoring distribution (docs/scoring.md): Kneser-Ney where the model stores its statistics.
             "scoring": "kneser_ney" if breakdown.get("kneser-ney") else "witten_bell",
+            # Bytes per id of the stored texts (the Kneser-Ney text that the provenance index cites).
+            "id_bytes": 2 if core.n_symbols <= 1 << 16 else 4,
             "weighting": core.weighting,
             "algorithms": list(_core.ALGORITHMS) if core.has_instance_base else ["igtree"],
             "feature_order": [core.width - f for f in core.feature_order],
@@ -493,6 +504,93 @@ class Model:
         contexts, targets = self.windows(split_blocks(checks.text(text)))
         log10, _, oov = self.score_windows(contexts, targets, cache=cache)
         return {"tokens": int(targets.size), **perplexities(log10, oov)}
+
+    # -- explanation ------------------------------------------------------------------------------
+
+    @property
+    def feature_order(self) -> list[int]:
+        """The context positions (columns, 0 the oldest of W) in the order the IGTree matches them."""
+        return list(self._core.feature_order)
+
+    @property
+    def has_provenance(self) -> bool:
+        """Whether the model has a provenance index (``memlm train --provenance``): :meth:`explain` then
+        cites training passages."""
+        return self._core.has_provenance
+
+    def explain(
+        self,
+        text: str,
+        algorithm: str = "igtree",
+        evidence: int = 3,
+        generate: int = 0,
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+        cache: bool = True,
+    ) -> list[Explanation]:
+        """Why each token of ``text``: one :class:`memlm.explanation.Explanation` per token (the matched
+        context, the answer of ``algorithm`` and its counts, the scoring probability of the token with the
+        document ``cache`` or not, and up to ``evidence`` training passages when the model has a provenance
+        index). ``generate``: first append that many greedily generated tokens (with ``algorithm``) and
+        explain them too. ``k``, ``vote``, ``decay`` as in :meth:`predict`."""
+        from memlm.explaining import explain_text
+
+        text = checks.text(text)
+        evidence = checks.amount(evidence, "evidence", MAX_EVIDENCE)
+        generate = checks.amount(generate, "generate", MAX_GENERATED)
+        self.check_query(algorithm, k, vote, decay)
+        if generate:
+            text += self.generate(text, max_new_tokens=generate, algorithm=algorithm, k=k, vote=vote, decay=decay)
+        return explain_text(self, text, algorithm, evidence, k, vote, decay, checks.flag(cache, "cache"))
+
+    def neighbours(
+        self,
+        text_or_ids: str | Sequence[int],
+        algorithm: str = "ib1",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+        most: int = 10,
+    ) -> list[Neighbour]:
+        """The nearest neighbours behind the k-NN answer (``algorithm`` ``tribl2`` or ``ib1``; arguments as
+        in :meth:`predict`) after ``text_or_ids``: up to ``most``, nearest first."""
+        query = self._query(1, algorithm, k, vote, decay)
+        most = checks.amount(most, "most", MAX_EVIDENCE)
+        found = self._core.neighbours(self._tail(text_or_ids), query, most)
+        return [
+            Neighbour(distance, [None if v < 0 else v for v in values], dict(counts))
+            for distance, values, counts in found
+        ]
+
+    def occurrences(self, token: int, context: Sequence[int], depth: int, count: int) -> tuple[int, list[int]]:
+        """(how many, up to ``count`` of their positions in :meth:`training_text`) of the training tokens
+        ``token`` whose context matches ``context`` (W ids) to ``depth`` positions in feature order."""
+        found = self._core.occurrences(token, context, depth, count)
+        if found is None:
+            raise MemlmError("this model has no provenance index: train it with `memlm train --provenance`")
+        return found
+
+    def training_text(self) -> np.ndarray:
+        """The training text the scoring statistics keep: every block's ids, each block preceded by the
+        padding id (read once)."""
+        return self._provenance()[0]
+
+    def origins(self) -> Origins:
+        """Where each training block came from (models with a provenance index; read once)."""
+        return self._provenance()[1]
+
+    def _provenance(self) -> tuple[np.ndarray, Origins]:
+        if self._citing is None:
+            data = self._core.provenance_origins()
+            if data is None:
+                raise MemlmError("this model has no provenance index: train it with `memlm train --provenance`")
+            try:
+                origins = Origins(data, self._where())
+            except (ValueError, KeyError, zlib.error, json.JSONDecodeError) as e:
+                raise ModelFormatError(f"{self._where()}: damaged provenance origins ({e})") from None
+            self._citing = (self._core.training_text(), origins)
+        return self._citing
 
     # -- generation -------------------------------------------------------------------------------
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from memlm._core import file_kind, read_shard, write_shard
-from memlm.checks import callback, memory_budget, not_an_input, output_file, shown_path, train_options
+from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
+from memlm.provenance import Origins, OriginsRecorder, concatenated
 from memlm.tokenization import TokenizerSpec
 from memlm.training import _metadata, load, spec_or_path, tokenize, train_token_ids
 
@@ -30,25 +33,40 @@ def make_shard(
     text_field: str = "text",
     errors: str = "strict",
     progress=None,
+    provenance: bool = False,
 ) -> dict:
     """Tokenises a corpus and writes the ids as a shard file (atomically); returns its metadata. The output
-    path is checked before the corpus is read."""
+    path is checked before the corpus is read. ``provenance``: the shard also holds where each block came
+    from, so that a model merged from it can have a provenance index (see :func:`memlm.train`)."""
     callback(progress)
+    recorder = OriginsRecorder() if flag(provenance, "provenance") else None
     output = output_file(output)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
-    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
-    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)
+    origins = None if recorder is None else recorder.to_bytes()
+    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields), origins)
     return fields
 
 
-def _read_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
-    """(ids, block lengths, tokenizer, metadata) of a shard, or of a model that kept its tokens. The kind
-    is told by the magic number without blocking (a FIFO is refused at once); what is no model is read
-    as a shard, whose errors name it (an empty file, a bad magic number)."""
+class _Part(NamedTuple):
+    """What a merge input holds: ids, block lengths, tokenizer, metadata, and the blocks' origins (None
+    when it has none)."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    spec: TokenizerSpec
+    metadata: dict
+    origins: Origins | None
+
+
+def _read_tokens(path: str | Path) -> _Part:
+    """The tokenised text of a shard, or of a model that kept its tokens. The kind is told by the magic
+    number without blocking (a FIFO is refused at once); what is no model is read as a shard, whose errors
+    name it (an empty file, a bad magic number)."""
     if file_kind(path) != "model":
-        tokens, lengths, _vocab, blob, metadata = read_shard(path)
+        tokens, lengths, _vocab, blob, metadata, origins = read_shard(path)
         try:
             meta = json.loads(metadata)
         except ValueError as e:
@@ -56,7 +74,7 @@ def _read_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpe
         if not isinstance(meta, dict):
             raise ModelFormatError(f"{shown_path(path)}: the metadata section of the shard is not a JSON object")
         spec = TokenizerSpec.from_section(blob, str(meta.get("tokenizer", "?")), f"{shown_path(path)} (a shard)")
-        return tokens, lengths, spec, meta
+        return _Part(tokens, lengths, spec, meta, None if origins is None else _origins(origins, path))
     model = load(path, verify=True)
     kept = model.training_tokens() if model.has_tokenizer else None
     if kept is None:
@@ -64,31 +82,50 @@ def _read_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, TokenizerSpe
             f"{shown_path(path)}: the model holds no training tokens to merge "
             "(train it with --keep-tokens, or merge shards)"
         )
-    return kept[0], kept[1], model.tokenizer, model.metadata
+    origins = model.origins() if model.has_provenance else None
+    return _Part(kept[0], kept[1], model.tokenizer, model.metadata, origins)
 
 
-def _gather(paths: Iterable[str | Path]) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
+def _origins(data: bytes, path: str | Path) -> Origins:
+    try:
+        return Origins(data, shown_path(path))
+    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        raise ModelFormatError(f"{shown_path(path)}: damaged provenance origins ({e})") from None
+
+
+def _gather(
+    paths: Iterable[str | Path], provenance: bool = False
+) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict, bytes | None]:
+    """The inputs' text concatenated: (ids, block lengths, tokenizer, metadata fields, the blocks' origins
+    when every input holds them, else None: an error with ``provenance``)."""
     paths = list(paths)
     if not paths:
         raise MemlmError("nothing to merge")
     parts = [_read_tokens(p) for p in paths]
-    spec = parts[0][2]
+    spec = parts[0].spec
     for path, part in zip(paths, parts, strict=True):
-        if part[2].sha256 != spec.sha256:
+        if part.spec.sha256 != spec.sha256:
             raise TokenizerMismatchError(
-                f"{shown_path(path)} was tokenised with {part[2].name!r}, {shown_path(paths[0])} with {spec.name!r}"
+                f"{shown_path(path)} was tokenised with {part.spec.name!r}, {shown_path(paths[0])} with {spec.name!r}"
             )
-    tokens = np.concatenate([p[0] for p in parts]).astype(spec.id_dtype, copy=False)
-    lengths = np.concatenate([p[1] for p in parts])
+        if provenance and part.origins is None:
+            raise MemlmError(
+                f"{shown_path(path)} holds no provenance origins: make its shard with --provenance "
+                "(or train the model with --provenance --keep-tokens)"
+            )
+    tokens = np.concatenate([p.tokens for p in parts]).astype(spec.id_dtype, copy=False)
+    lengths = np.concatenate([p.lengths for p in parts])
+    with_origins = [p.origins for p in parts if p.origins is not None]
+    origins = concatenated(with_origins) if len(with_origins) == len(parts) else None
     fields = dict(
-        sources=[s for p in parts for s in p[3].get("sources", [])],
+        sources=[s for p in parts for s in p.metadata.get("sources", [])],
         merged_from=[os.fspath(p) for p in paths],
         tokenizer=spec.name,
         tokenizer_sha256=spec.sha256,
         blocks=int(lengths.size),
         tokens=int(tokens.size),
     )
-    return tokens, lengths, spec, fields
+    return tokens, lengths, spec, fields, origins
 
 
 def merge(
@@ -101,17 +138,21 @@ def merge(
     progress=None,
     keep_tokens: bool = False,
     output: str | Path | None = None,
+    provenance: bool = False,
 ) -> Model:
     """The model of the concatenated text of ``paths`` (shards, or models trained with ``keep_tokens``), in
-    that order. The other arguments are those of :func:`memlm.train_token_ids`, checked before any input
-    is read."""
+    that order. ``provenance``: give it a provenance index (every input must hold its blocks' origins:
+    shards made with ``provenance``, models trained with it). The other arguments are those of
+    :func:`memlm.train_token_ids`, checked before any input is read."""
     train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    flag(provenance, "provenance")
     memory_budget(memory)
     callback(progress)
     paths = list(paths)
     if output is not None:
         not_an_input(output_file(output), paths)
-    tokens, lengths, spec, fields = _gather(paths)
+    tokens, lengths, spec, fields, origins = _gather(paths, provenance)
+    origins = origins if provenance else None
     return train_token_ids(
         tokens,
         lengths,
@@ -125,6 +166,7 @@ def merge(
         progress=progress,
         keep_tokens=keep_tokens,
         output=output,
+        origins=origins,
     )
 
 
@@ -134,6 +176,6 @@ def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
     output = output_file(output)
     paths = list(paths)
     not_an_input(output, paths)
-    tokens, lengths, spec, fields = _gather(paths)
-    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields))
+    tokens, lengths, spec, fields, origins = _gather(paths)
+    write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields), origins)
     return fields

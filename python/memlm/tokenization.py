@@ -438,18 +438,21 @@ class TokenizerSpec:
     _slow_chars: int = field(default=0, init=False, repr=False, compare=False)
     #: (the JSON, its SHA-256, whether it is valid UTF-8: no lone surrogate).
     _digest: tuple[str, str, bool] | None = field(default=None, init=False, repr=False, compare=False)
+    #: The bytes each id spells (:meth:`token_bytes`), once made.
+    _token_bytes: list[bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         """The fields, but what the process knows of the JSON: a copy (pickled or not) finds its fast path
         again, or builds it, as a new spec does."""
         state = self.__dict__.copy()
-        for name in ("_fast", "_fast_resolved", "_slow_chars", "_digest"):
+        for name in ("_fast", "_fast_resolved", "_slow_chars", "_digest", "_token_bytes"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)  # a spec pickled by an earlier memlm has its _fast and _slow_chars: reset
         self._fast, self._fast_resolved, self._slow_chars, self._digest = None, False, 0, None
+        self._token_bytes = None
 
     @classmethod
     def from_file(cls, path: str | Path | None = None) -> TokenizerSpec:
@@ -571,6 +574,22 @@ class TokenizerSpec:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def token_bytes(self) -> list[bytes] | None:
+        """The bytes each id spells, for a byte-level BPE tokenizer like GPT-2's (one with a fast path; an
+        added token spells its content); None for other tokenizers. Made once per spec."""
+        if self._token_bytes is None and self.fast_path is not None:
+            table = [b""] * self.vocab_size
+            added = {token.content for token in self.tokenizer.get_added_tokens_decoder().values()}
+            for token, id_ in self.tokenizer.get_vocab(with_added_tokens=True).items():
+                table[id_] = token.encode("utf-8") if token in added else token.translate(_LATIN1).encode("latin-1")
+            self._token_bytes = table
+        return self._token_bytes
+
+    def token_byte_lengths(self) -> np.ndarray | None:
+        """How many bytes each id spells (see :meth:`token_bytes`), as int64; None for other tokenizers."""
+        table = self.token_bytes()
+        return None if table is None else np.fromiter(map(len, table), np.int64, len(table))
 
     @property
     def id_dtype(self) -> type:

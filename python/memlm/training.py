@@ -15,10 +15,11 @@ import numpy as np
 from memlm import __version__
 from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import callback, memory_budget, not_an_input, output_file, token_ids, train_options
+from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, token_ids, train_options
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
+from memlm.provenance import OriginsRecorder
 from memlm.tokenization import TokenizerSpec
 
 __all__ = [
@@ -69,19 +70,23 @@ def tokenize(
     text_field: str = "text",
     errors: str = "strict",
     progress=None,
+    origins: OriginsRecorder | None = None,
 ) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict]:
     """Reads and tokenises a corpus as a stream: (token ids in the narrowest dtype, block lengths, the
-    tokenizer, metadata fields naming the sources). An empty corpus is a :class:`CorpusError`."""
+    tokenizer, metadata fields naming the sources). An empty corpus is a :class:`CorpusError`. ``origins``
+    hears where each block came from (and is checked to match the tokens: :func:`check_spelled`)."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
     spec = spec_or_path(tokenizer)
     report = progress or (lambda *_: None)
     tokens, lengths = spec.encode_stream(
-        iter_blocks(sources, text_field=text_field, errors=errors),
+        iter_blocks(sources, text_field=text_field, errors=errors, origins=origins),
         progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
     )
     if tokens.size == 0:
         raise no_text(sources)
+    if origins is not None:
+        check_spelled(tokens, lengths, spec, origins)
     fields = dict(
         sources=[str(s) for s in sources],
         tokenizer=spec.name,
@@ -105,6 +110,7 @@ def train(
     progress=None,
     keep_tokens: bool = False,
     output: str | Path | None = None,
+    provenance: bool = False,
 ) -> Model:
     """Trains a model on raw text.
 
@@ -115,11 +121,15 @@ def train(
     the file (IGTree is always there). ``memory``: budget in bytes for the whole build (see
     :func:`train_token_ids`). ``progress(phase, done, total)``: called as reading and building advance.
     ``keep_tokens``: store the token ids in the model too (2 bytes per token), so that :func:`memlm.merge`
-    can add text to it later. ``output``: also save the model there.
+    can add text to it later. ``output``: also save the model there. ``provenance``: store a provenance
+    index (where each training token came from: source, byte offset; about 5 bytes per token besides the
+    text the scoring statistics keep), so that :meth:`Model.explain` cites training passages; it needs a
+    byte-level BPE tokenizer (GPT-2's and its like).
 
     Every argument is checked before the corpus is read.
     """
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    recorder = OriginsRecorder() if flag(provenance, "provenance") else None
     memory = memory_budget(memory)
     callback(progress)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -127,8 +137,22 @@ def train(
         output = output_file(output)
         not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
-    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress)
-    return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output)
+    tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)
+    origins = None if recorder is None else recorder.to_bytes()
+    return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output, origins)
+
+
+def check_spelled(tokens: np.ndarray, lengths: np.ndarray, spec: TokenizerSpec, origins: OriginsRecorder) -> None:
+    """Checks that each block's tokens spell its text byte for byte (what a provenance index needs): a
+    :class:`MemlmError` for a tokenizer that is not byte-level BPE, or that drops or changes bytes."""
+    sizes = spec.token_byte_lengths()
+    if sizes is None:
+        raise MemlmError(f"--provenance needs a byte-level BPE tokenizer (like GPT-2's), not {spec.name}")
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    spelled = np.add.reduceat(sizes[tokens].astype(np.int64), starts) if tokens.size else np.zeros(0, np.int64)
+    expected = np.asarray(origins.columns["block_bytes"], np.int64)
+    if spelled.shape != expected.shape or not np.array_equal(spelled, expected):
+        raise MemlmError(f"the tokenizer {spec.name} does not keep every byte of the text: no provenance index")
 
 
 def spec_or_path(tokenizer: str | Path | TokenizerSpec | None) -> TokenizerSpec:
@@ -149,6 +173,7 @@ def train_token_ids(
     progress=None,
     keep_tokens: bool = False,
     output: str | Path | None = None,
+    origins: bytes | None = None,
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
@@ -158,7 +183,9 @@ def train_token_ids(
     partitions (subtrees) that fit the rest, each spilled to ``temp_dir`` and assembled at the end. The
     Kneser-Ney statistics are computed after the trie, in one piece (~80 bytes per token at their peak,
     the trie and the model's image included), which the budget must also hold. A budget too small for
-    either is an error that names the minimum. ``output``: also save the model there.
+    either is an error that names the minimum. ``output``: also save the model there. ``origins``: where
+    each block came from (a serialised :mod:`memlm.provenance` store, as shards made with ``provenance``
+    hold), for a provenance index.
     """
     if not isinstance(tokenizer, TokenizerSpec):
         kind = type(tokenizer).__name__
@@ -177,7 +204,7 @@ def train_token_ids(
         )
     else:
         metadata = _with_tokenizer(metadata, tokenizer)
-    return _build(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output)
+    return _build(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output, origins)
 
 
 def _build(
@@ -189,6 +216,7 @@ def _build(
     memory: int | None,
     progress,
     output: Path | None,
+    origins: bytes | None = None,
 ) -> Model:
     core = CoreModel.train_tokens(
         tokens,
@@ -199,6 +227,7 @@ def _build(
         options,
         partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
         progress=progress,
+        origins=origins,
     )
     model = Model(core, tokenizer)
     if output is not None:

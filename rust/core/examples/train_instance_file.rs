@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         build: Default::default(),
         keep_tokens: None,
         kneser_ney: None,
+        provenance: None,
     };
     let model = Model::train(file.table, spec)?;
     model.file().save(&PathBuf::from(output), None)?;

@@ -199,7 +199,22 @@ pub enum Section {
     /// ... u16 or u32: the training text, each block preceded by the padding id.
     KnText16 = 59,
     KnText32 = 60,
+    /// The provenance index, optional ([`crate::provenance`]; `memlm train --provenance`): u64 x 2,
+    /// bits per position and the count of positions ...
+    ProvParams = 63,
+    /// ... u64 words: the positions in the Kneser-Ney text, bit-packed ...
+    ProvPositions = 64,
+    /// ... opaque bytes: where each block came from (the Python package stores zlib-compressed
+    /// source names, block and line offsets: `memlm/provenance.py`).
+    ProvOrigins = 65,
 }
+
+/// The sections of the provenance index (all or none).
+pub const PROVENANCE_SECTIONS: [Section; 3] = [
+    Section::ProvParams,
+    Section::ProvPositions,
+    Section::ProvOrigins,
+];
 
 /// The sections of the Kneser-Ney statistics (their checksums are verified at first use but the small
 /// ones', [`Section::is_bulk`]).
@@ -285,7 +300,7 @@ pub const TAIL_OFFSETS: [Section; 3] = [
 ];
 
 /// All sections, in file order.
-pub const ALL_SECTIONS: [Section; 57] = [
+pub const ALL_SECTIONS: [Section; 60] = [
     Section::Params,
     Section::InfoGain,
     Section::GainRatio,
@@ -343,11 +358,14 @@ pub const ALL_SECTIONS: [Section; 57] = [
     Section::KnText16,
     Section::KnText32,
     Section::KnCache,
+    Section::ProvParams,
+    Section::ProvPositions,
+    Section::ProvOrigins,
 ];
 
 /// The parts a model's size is reported in (`memlm info`), each with its sections; the header, the
 /// weights, the class statistics and the metadata are the rest ("other").
-pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
+pub const SIZE_GROUPS: [(&str, &[Section]); 10] = {
     use Section::*;
     [
         ("labels", &[Labels16, Labels32]),
@@ -391,6 +409,7 @@ pub const SIZE_GROUPS: [(&str, &[Section]); 9] = {
             ],
         ),
         ("kneser-ney", &KN_SECTIONS),
+        ("provenance", &PROVENANCE_SECTIONS),
     ]
 };
 
@@ -419,6 +438,7 @@ impl Section {
                 | KnParams
                 | KnConstants
                 | KnCache
+                | ProvParams
         )
     }
 
@@ -446,7 +466,9 @@ impl Section {
             | KnParams
             | KnConstants
             | KnCache
-            | KnRoot => 8,
+            | KnRoot
+            | ProvParams
+            | ProvPositions => 8,
             FeatureOrder
             | ClassRank
             | Labels32
@@ -470,7 +492,7 @@ impl Section {
             KnNodes => 16,
             Labels16 | BaseLabels16 | TailValues16 | Tokens16 | KnLabels16 | KnEntryTokens16
             | KnEntryProbs | KnText16 | KnLeafLabels16 => 2,
-            DistBytes | SymbolBytes | Tokenizer | Metadata | BaseDistBytes => 1,
+            DistBytes | SymbolBytes | Tokenizer | Metadata | BaseDistBytes | ProvOrigins => 1,
         }
     }
 }

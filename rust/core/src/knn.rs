@@ -27,6 +27,7 @@ use crate::trie::{Corrupt, TrieView, ROOT};
 
 const BAD_TAIL: Corrupt = Corrupt("a tail of the instance base lies outside the tails");
 const TOO_DEEP: Corrupt = Corrupt("the instance base is deeper than the model's width");
+const BAD_PARENT: Corrupt = Corrupt("a node of the instance base has no parent");
 const BAD_SPAN: Corrupt = Corrupt("a node of the instance base has no posting span");
 
 /// Posting lists up to this long are read whole, the longer ones together (WAND).
@@ -116,6 +117,18 @@ pub struct Neighbourhood {
     pub distance: f64,
     /// Features matched by the trie descent before the search (TRIBL2), or 0 (IB1).
     pub depth: u32,
+    /// The nearest distances (up to k), each with the nodes whose instances lie at it: leaves, or
+    /// nodes standing for all the instances below them.
+    pub nearest: Vec<(f64, Vec<u32>)>,
+}
+
+/// A neighbour as [`InstanceBaseView::neighbour`] shows it: its feature values in weight order (None
+/// past a node that stands for several instances, which differ there) and its class counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Neighbour {
+    pub distance: f64,
+    pub values: Vec<Option<u32>>,
+    pub counts: Vec<(u32, u64)>,
 }
 
 /// The stored instance base: the unpruned trie and the tails of its single-instance nodes.
@@ -132,6 +145,54 @@ impl<'a> InstanceBaseView<'a> {
     #[inline]
     fn tail(&self, n: u32) -> Result<std::ops::Range<usize>, Corrupt> {
         self.tail_ids(self.tail_offsets.range(n as usize))
+    }
+
+    /// Node `n` at `distance` as a neighbour: the labels of the path to it (found by the breadth-first
+    /// numbering: a node's parent is the last node whose children start at or before it), its tail,
+    /// then None up to `width`; its class counts.
+    pub fn neighbour(&self, n: u32, distance: f64, width: usize) -> Result<Neighbour, Corrupt> {
+        let trie = &self.trie;
+        let mut path = Vec::new();
+        let mut node = n;
+        while node != ROOT {
+            if path.len() >= width {
+                return Err(TOO_DEEP);
+            }
+            path.push(trie.labels.try_get(node as usize).ok_or(BAD_PARENT)?);
+            let (mut low, mut high) = (0u32, node);
+            while low < high {
+                let mid = low + (high - low) / 2;
+                if trie.children(mid)?.start <= node as usize {
+                    low = mid + 1;
+                } else {
+                    high = mid;
+                }
+            }
+            let parent = low.checked_sub(1).ok_or(BAD_PARENT)?;
+            if !trie.children(parent)?.contains(&(node as usize)) {
+                return Err(BAD_PARENT);
+            }
+            node = parent;
+        }
+        path.reverse();
+        let mut values: Vec<Option<u32>> = path.into_iter().map(Some).collect();
+        for t in self.tail(n)? {
+            values.push(Some(self.tail_values.try_get(t).ok_or(BAD_TAIL)?));
+        }
+        if values.len() > width {
+            return Err(TOO_DEEP);
+        }
+        values.resize(width, None);
+        let mut counts = Vec::new();
+        let mut entries = trie.entries(n)?;
+        while let Some((class, count)) = entries.try_next()? {
+            counts.push((class, u64::from(count)));
+        }
+        Ok(Neighbour {
+            distance,
+            values,
+            counts,
+        })
     }
 
     /// Positions in `tail_values` of a stored tail range, checked to lie inside them.
@@ -308,6 +369,7 @@ impl<'q, 'a> Search<'q, 'a> {
                 votes: best_first(votes, rank)?,
                 distance: 0.0,
                 depth: depth as u32,
+                nearest: vec![(0.0, vec![node])],
             });
         }
         self.knn_below(node, depth, options, rank)
@@ -337,6 +399,7 @@ impl<'q, 'a> Search<'q, 'a> {
             votes,
             distance: groups.first().map_or(0.0, |g| g.0),
             depth: depth as u32,
+            nearest: groups,
         })
     }
 
@@ -869,14 +932,18 @@ mod tests {
                 for vote in votes {
                     let options = KnnOptions { k, vote };
                     let rank = &stats.rank;
+                    // The same answers; the nodes met may differ (a node for all its leaves).
+                    let answer = |n: Result<Neighbourhood, Corrupt>| {
+                        n.map(|n| (n.votes, n.distance, n.depth))
+                    };
                     assert_eq!(
-                        listed.ib1(options, rank),
-                        walk.ib1(options, rank),
+                        answer(listed.ib1(options, rank)),
+                        answer(walk.ib1(options, rank)),
                         "{query:?} {k}"
                     );
                     assert_eq!(
-                        listed.tribl2(options, rank),
-                        walk.tribl2(options, rank),
+                        answer(listed.tribl2(options, rank)),
+                        answer(walk.tribl2(options, rank)),
                         "{query:?}"
                     );
                 }

@@ -41,6 +41,7 @@ pub mod model;
 pub mod model_file;
 pub mod offsets;
 pub mod postings;
+pub mod provenance;
 pub mod query;
 pub mod scoring;
 pub mod shard;

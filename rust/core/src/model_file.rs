@@ -33,13 +33,14 @@ use crate::classes::ClassStats;
 use crate::error::{Error, Result};
 use crate::format::{
     self, AlignedBytes, Check, Image, ImageWriter, Kind, Section, SectionTable, TrieSections,
-    KN_SECTIONS, SIZE_GROUPS, TAIL_OFFSETS,
+    KN_SECTIONS, PROVENANCE_SECTIONS, SIZE_GROUPS, TAIL_OFFSETS,
 };
 use crate::ids::{IdVec, Ids};
 use crate::instances::check_width;
 use crate::kneser_ney::{KneserNey, KneserNeyView};
 use crate::knn::InstanceBaseView;
 use crate::offsets::{OffsetsView, PackedOffsets};
+use crate::provenance::{PackedPositions, PositionsView, ProvenanceView};
 use crate::shard::{check_tokens, read_tokens, token_sections};
 use crate::trie::{Corrupt, EncodedTrie, TrieView};
 use crate::vocabulary::{Symbols, Vocabulary};
@@ -110,6 +111,8 @@ pub(crate) struct Contents<'a> {
     pub tokens: Option<(&'a IdVec, &'a [u64])>,
     /// Owned: written last, each array freed once it is in the image.
     pub kneser_ney: Option<KneserNey>,
+    /// The provenance index over the Kneser-Ney text, and the opaque origins of its blocks.
+    pub provenance: Option<(&'a PackedPositions, &'a [u8])>,
     pub vocabulary: &'a Vocabulary,
     pub tokenizer: &'a [u8],
     pub metadata: &'a str,
@@ -127,6 +130,7 @@ struct Views<'a> {
     symbols: Symbols<'a>,
     training_tokens: Option<(Ids<'a>, &'a [u64])>,
     kneser_ney: Option<KneserNeyView<'a>>,
+    provenance: Option<ProvenanceView<'a>>,
     cache_weights: Option<CacheWeights>,
     tokenizer: &'a [u8],
     metadata: &'a str,
@@ -139,6 +143,7 @@ enum Part {
     InstanceBase,
     TrainingTokens,
     KneserNey,
+    Provenance,
 }
 
 impl Part {
@@ -162,6 +167,10 @@ impl Part {
                 vec![Section::Tokens16, Section::Tokens32, Section::BlockLengths]
             }
             Part::KneserNey => KN_SECTIONS.into_iter().filter(|s| s.is_bulk()).collect(),
+            Part::Provenance => PROVENANCE_SECTIONS
+                .into_iter()
+                .filter(|s| s.is_bulk())
+                .collect(),
         }
     }
 }
@@ -178,9 +187,9 @@ pub struct ModelFile {
     class_by_rank: Vec<u32>,
     params: Params,
     sections: SectionTable,
-    /// The lazy verification of the IGTree, the instance base, the training tokens and the
-    /// Kneser-Ney statistics.
-    verified: [Verified; 4],
+    /// The lazy verification of the IGTree, the instance base, the training tokens, the
+    /// Kneser-Ney statistics and the provenance index.
+    verified: [Verified; 5],
     image: Image,
     /// Where the image came from, for error messages.
     origin: PathBuf,
@@ -251,6 +260,21 @@ impl ModelFile {
         }
         if let Some((tokens, block_lengths)) = contents.tokens {
             data.extend(token_sections(tokens, block_lengths));
+        }
+        let provenance_params;
+        if let Some((positions, origins)) = contents.provenance {
+            provenance_params = [positions.bits as u64, positions.len as u64];
+            data.extend([
+                (
+                    Section::ProvParams,
+                    bytemuck::cast_slice(&provenance_params),
+                ),
+                (
+                    Section::ProvPositions,
+                    bytemuck::cast_slice(&positions.words),
+                ),
+                (Section::ProvOrigins, origins),
+            ]);
         }
         data.extend([
             (
@@ -410,6 +434,23 @@ impl ModelFile {
         }
     }
 
+    /// Whether the model has a provenance index (not verified: see
+    /// [`ModelFile::checked_provenance`]).
+    pub fn has_provenance(&self) -> bool {
+        self.views.provenance.is_some()
+    }
+
+    /// The provenance index (None unless the model was trained with one) with the Kneser-Ney text
+    /// it indexes, checksums verified at the first call.
+    pub fn checked_provenance(&self) -> Result<Option<(ProvenanceView<'_>, KneserNeyView<'_>)>> {
+        let (Some(provenance), Some(kn)) = (self.views.provenance, self.checked_kneser_ney()?)
+        else {
+            return Ok(None);
+        };
+        self.verify_part(Part::Provenance)?;
+        Ok(Some((provenance, kn)))
+    }
+
     /// The document cache's weights, when the model has them (fitted at training time).
     pub fn cache_weights(&self) -> Option<CacheWeights> {
         self.views.cache_weights
@@ -556,6 +597,7 @@ impl<'a> Views<'a> {
                 .map_err(|_| "the metadata is not UTF-8".to_string())?,
             class_rank: array(bytes, sections, Section::ClassRank)?,
             kneser_ney: kneser_ney(bytes, sections, params)?,
+            provenance: provenance(bytes, sections)?,
             cache_weights: cache_weights(bytes, sections)?,
             tokenizer: section(bytes, sections, Section::Tokenizer)?,
         };
@@ -577,6 +619,12 @@ impl<'a> Views<'a> {
         }
         if let Some(kn) = &self.kneser_ney {
             kn.validate(params.width, params.n_symbols)?;
+        }
+        if let Some(provenance) = &self.provenance {
+            let kn = self
+                .kneser_ney
+                .ok_or("a provenance index without Kneser-Ney statistics")?;
+            provenance.validate(kn.text, kn.pad)?;
         }
         Ok(())
     }
@@ -660,6 +708,28 @@ fn training_tokens<'a>(
         }
         false => Ok(None),
     }
+}
+
+/// The provenance index, when the file stores one (its sections all or none).
+fn provenance<'a>(
+    bytes: &'a [u8],
+    sections: &SectionTable,
+) -> std::result::Result<Option<ProvenanceView<'a>>, String> {
+    let present = PROVENANCE_SECTIONS.map(|s| sections.contains(s));
+    if present == [false; 3] {
+        return Ok(None);
+    }
+    if present != [true; 3] {
+        return Err("the provenance index is incomplete".into());
+    }
+    let [bits, len]: [u64; 2] = array(bytes, sections, Section::ProvParams)?
+        .try_into()
+        .map_err(|_| "the provenance parameters have a wrong length".to_string())?;
+    let words: &[u64] = array(bytes, sections, Section::ProvPositions)?;
+    Ok(Some(ProvenanceView {
+        positions: PositionsView::new(bits, len, words).map_err(corrupt)?,
+        origins: section(bytes, sections, Section::ProvOrigins)?,
+    }))
 }
 
 /// The symbols: token ids, or the file's symbol table.

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::{count, Error, Result};
 use crate::instances::MAX_WIDTH;
-use crate::knn::{InstanceBaseView, KnnOptions, Search, Vote};
+use crate::knn::{InstanceBaseView, KnnOptions, Neighbour, Search, Vote};
 use crate::model::{Match, Model};
 use crate::postings::Postings;
 use crate::trie::Corrupt;
@@ -421,6 +421,56 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The nearest neighbours behind the k-NN answer of `query` (TRIBL2 or IB1) for one context of
+    /// W ids: up to `most`, nearest first, each with its values in column order (None where it stands
+    /// for several instances that differ there). An error for IGTree, which has no neighbours.
+    pub fn neighbours(
+        &self,
+        context: &[u32],
+        query: &Query,
+        most: usize,
+    ) -> Result<Vec<Neighbour>> {
+        self.check_context(context)?;
+        let Source::Base(base, postings) = self.source(query.algorithm)? else {
+            return Err(Error::InvalidInput(
+                "IGTree answers from a trie node: it has no neighbours (use tribl2 or ib1)".into(),
+            ));
+        };
+        let order = self.feature_order();
+        let mut ordered = [0u32; MAX_WIDTH];
+        for (slot, &f) in ordered.iter_mut().zip(order) {
+            *slot = context[f];
+        }
+        let ordered = &ordered[..context.len()];
+        let search = Search::new(&base, ordered, self.ordered_weights()).with_postings(postings);
+        let rank = self.file().class_rank();
+        let found = match query.algorithm {
+            Algorithm::Ib1 => search.ib1(query.knn, rank),
+            _ => search.tribl2(query.knn, rank),
+        }
+        .map_err(|c| self.corrupt(c))?;
+        let nodes = found
+            .nearest
+            .iter()
+            .flat_map(|(distance, nodes)| nodes.iter().map(move |&n| (*distance, n)))
+            .take(most);
+        nodes
+            .map(|(distance, node)| {
+                let mut neighbour = base
+                    .neighbour(node, distance, context.len())
+                    .map_err(|c| self.corrupt(c))?;
+                let mut values = vec![None; context.len()];
+                for (&f, &value) in order.iter().zip(&neighbour.values) {
+                    values[f] = value;
+                }
+                neighbour.values = values;
+                Ok(neighbour)
+            })
+            .collect()
+    }
+}
+
 /// The error for a k-NN algorithm on a model without the instance base.
 fn missing_base(algorithm: Algorithm) -> Error {
     Error::InvalidInput(format!(
@@ -684,5 +734,50 @@ mod tests {
                 .to_string(),
             "k must be at least 1, got 0"
         );
+    }
+}
+
+#[cfg(test)]
+mod neighbour_tests {
+    use super::*;
+    use crate::training::test_model;
+
+    /// Every neighbour IB1 and TRIBL2 show lies at its distance from the query (the weights of the
+    /// positions where they differ, those it leaves unknown at most adding theirs); IB1's nearest
+    /// are at the answer's distance; IGTree has none.
+    #[test]
+    fn neighbours_lie_at_their_distance() {
+        let model = test_model(3, true);
+        let weights = model.file().weights().to_vec();
+        for algorithm in [Algorithm::Ib1, Algorithm::Tribl2] {
+            let query = Query::new(algorithm, 3, Vote::Majority, 5).unwrap();
+            for context in [[0u32, 1, 2], [3, 3, 3], [29, 0, 5], [30, 30, 7]] {
+                let answer = model.answer(&context, &query).unwrap();
+                let found = model.neighbours(&context, &query, 50).unwrap();
+                assert!(!found.is_empty());
+                if algorithm == Algorithm::Ib1 {
+                    assert_eq!(found[0].distance, answer.distance);
+                }
+                for n in &found {
+                    let weight = |f: &usize| weights[*f];
+                    let differ: f64 = (0..3)
+                        .filter(|&f| n.values[f].is_some_and(|v| v != context[f]))
+                        .map(|f| weight(&f))
+                        .sum();
+                    let unknown: f64 = (0..3)
+                        .filter(|&f| n.values[f].is_none())
+                        .map(|f| weight(&f))
+                        .sum();
+                    assert!(differ <= n.distance + 1e-9, "{algorithm} {context:?} {n:?}");
+                    assert!(
+                        n.distance <= differ + unknown + 1e-9,
+                        "{algorithm} {context:?} {n:?}"
+                    );
+                    assert!(!n.counts.is_empty());
+                }
+            }
+        }
+        let igtree = Query::new(Algorithm::IgTree, 1, Vote::Majority, 5).unwrap();
+        assert!(model.neighbours(&[0, 1, 2], &igtree, 5).is_err());
     }
 }

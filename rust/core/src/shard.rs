@@ -65,8 +65,10 @@ pub(crate) fn check_tokens(
     Ok(())
 }
 
-/// Writes tokenised text as a shard file, atomically; `stop` as for
+/// Writes tokenised text as a shard file, atomically, with the blocks' origins when given (opaque
+/// bytes, for a provenance index of the model merged from it); `stop` as for
 /// [`crate::atomic::AtomicFile::commit`].
+#[allow(clippy::too_many_arguments)]
 pub fn write_shard(
     path: &Path,
     tokens: &IdVec,
@@ -74,6 +76,7 @@ pub fn write_shard(
     vocab_size: u32,
     tokenizer: &[u8],
     metadata: &str,
+    origins: Option<&[u8]>,
     stop: Option<Stop<'_>>,
 ) -> Result<()> {
     let params = [vocab_size as u64];
@@ -83,6 +86,9 @@ pub fn write_shard(
         (Section::Tokenizer, tokenizer),
         (Section::Metadata, metadata.as_bytes()),
     ]);
+    if let Some(origins) = origins {
+        data.push((Section::ProvOrigins, origins));
+    }
     let sections: Vec<SectionData> = data
         .iter()
         .map(|&(section, bytes)| SectionData { section, bytes })
@@ -162,6 +168,12 @@ impl Shard {
     pub fn metadata(&self) -> &str {
         std::str::from_utf8(self.section(Section::Metadata)).expect("checked when opened")
     }
+
+    /// The blocks' origins (opaque bytes), when the shard was made with them.
+    pub fn origins(&self) -> Option<&[u8]> {
+        let range = self.sections.get(Section::ProvOrigins).ok()?;
+        Some(&self.image.bytes()[range])
+    }
 }
 
 #[cfg(test)]
@@ -171,7 +183,7 @@ mod tests {
     fn shard(dir: &Path) -> PathBuf {
         let path = dir.join("a.shard");
         let ids = IdVec::U16(vec![1, 2, 3, 4]);
-        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None).unwrap();
+        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None, None).unwrap();
         path
     }
 

@@ -17,6 +17,7 @@ use crate::instances::{check_width, Instances, TokenWindows};
 use crate::kneser_ney::KneserNey;
 use crate::model::Model;
 use crate::model_file::{Contents, ModelFile, Params};
+use crate::provenance;
 use crate::query::Algorithm;
 use crate::vocabulary::Vocabulary;
 use crate::weights::{feature_order, FeatureWeights, Weighting};
@@ -40,6 +41,9 @@ pub struct TrainSpec<'a> {
     /// scoring statistics from, once the tries are built and the instances dropped, so that the
     /// two never hold memory at once (token models; None: the model scores with Witten-Bell).
     pub kneser_ney: Option<(Ids<'a>, &'a [u64])>,
+    /// The origins of the blocks (opaque bytes) when the model is to have a provenance index over
+    /// the Kneser-Ney text (None: no index).
+    pub provenance: Option<&'a [u8]>,
 }
 
 impl Model {
@@ -81,6 +85,21 @@ impl Model {
             )?),
             None => None,
         };
+        let positions = match (spec.provenance, &kneser_ney) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Error::InvalidInput(
+                    "a provenance index needs a model of token ids".into(),
+                ))
+            }
+            (Some(_), Some(kn)) => {
+                let ticker = Ticker::start(spec.build.progress, "indexing provenance", 1)?;
+                let pad = spec.vocabulary.pad();
+                let positions = provenance::build(kn.text.view(), width, &order, pad)?;
+                ticker.finish()?;
+                Some(positions)
+            }
+        };
         let params = Params {
             width,
             n_symbols: n_symbols as u32,
@@ -98,6 +117,7 @@ impl Model {
             instance_base: base.as_ref(),
             tokens: spec.keep_tokens,
             kneser_ney,
+            provenance: positions.as_ref().zip(spec.provenance),
             vocabulary: &spec.vocabulary,
             tokenizer: spec.tokenizer,
             metadata: spec.metadata,
@@ -196,7 +216,8 @@ pub fn check_partition_memory(bytes: i64) -> Result<u64> {
 /// Trains on blocks of token ids (`tokens`, split by `block_lengths`) below `vocab_size`, the padding
 /// id. `partition_memory` caps the trie build's working memory (partitions spilled to the options'
 /// `temp_dir`; None builds in one piece); `progress(phase, done, total)` hears how far it got and
-/// may stop the build (see [`Progress`]).
+/// may stop the build (see [`Progress`]). `origins`: the blocks' origins (opaque bytes), to give the
+/// model a provenance index ([`crate::provenance`]); None for none.
 #[allow(clippy::too_many_arguments)]
 pub fn train_tokens(
     tokens: IdVec,
@@ -207,6 +228,7 @@ pub fn train_tokens(
     options: &TrainOptions,
     partition_memory: Option<u64>,
     progress: Option<Progress>,
+    origins: Option<&[u8]>,
 ) -> Result<Model> {
     if partition_memory == Some(0) {
         check_partition_memory(0)?;
@@ -228,6 +250,7 @@ pub fn train_tokens(
         },
         keep_tokens: options.keep_tokens.then_some((&copy, block_lengths)),
         kneser_ney: Some((copy.view(), block_lengths)),
+        provenance: origins,
     };
     Model::train(windows, spec)
 }
@@ -347,6 +370,7 @@ pub fn train_instance_file(
         },
         keep_tokens: None,
         kneser_ney: None,
+        provenance: None,
     };
     Model::train(file.table, spec)
 }
@@ -374,6 +398,7 @@ pub(crate) fn test_model(width: usize, instance_base: bool) -> Model {
         b"",
         "{}",
         &options,
+        None,
         None,
         None,
     )

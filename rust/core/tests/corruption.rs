@@ -93,6 +93,7 @@ fn fixture(which: usize) -> &'static Fixture {
                 build: Default::default(),
                 keep_tokens: Some((&kept, &lengths)),
                 kneser_ney: Some((Ids::U32(&ids), &lengths)),
+                provenance: None,
             },
         )
         .unwrap();

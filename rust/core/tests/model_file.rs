@@ -18,6 +18,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         build: Default::default(),
         keep_tokens: None,
         kneser_ney: None,
+        provenance: None,
     }
 }
 
@@ -284,7 +285,17 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     let narrow = IdVec::U16(ids.iter().map(|&t| t as u16).collect());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.shard");
-    write_shard(&path, &narrow, &lengths, VOCAB, b"tok", "{\"n\":1}", None).unwrap();
+    write_shard(
+        &path,
+        &narrow,
+        &lengths,
+        VOCAB,
+        b"tok",
+        "{\"n\":1}",
+        None,
+        None,
+    )
+    .unwrap();
     let shard = Shard::open(&path).unwrap();
     let (tokens, blocks) = shard.tokens();
     assert!(matches!(tokens, Ids::U16(t) if t.iter().map(|&x| x as u32).eq(ids.iter().copied())));
@@ -314,7 +325,7 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     let bad_path = dir.path().join("bad.shard");
     let mut short = lengths.clone();
     short[0] += 1;
-    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None).unwrap();
+    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None, None).unwrap();
     let err = Shard::open(&bad_path).err().unwrap().to_string();
     assert!(err.contains("do not add up"), "{err}");
 }

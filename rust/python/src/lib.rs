@@ -44,9 +44,11 @@ fn write_instances(
     })
 }
 
-/// Writes tokenised text (uint16 or uint32 ids, block lengths) as a shard file, atomically (a
-/// Ctrl-C during the write abandons it and raises KeyboardInterrupt).
+/// Writes tokenised text (uint16 or uint32 ids, block lengths, and the blocks' origins when given)
+/// as a shard file, atomically (a Ctrl-C during the write abandons it and raises KeyboardInterrupt).
 #[pyfunction]
+#[pyo3(signature = (path, tokens, block_lengths, vocab_size, tokenizer, metadata, origins=None))]
+#[allow(clippy::too_many_arguments)]
 fn write_shard(
     py: Python<'_>,
     path: PathBuf,
@@ -55,6 +57,7 @@ fn write_shard(
     vocab_size: u32,
     tokenizer: &[u8],
     metadata: &str,
+    origins: Option<&[u8]>,
 ) -> PyResult<()> {
     let ids = token_ids(tokens)?;
     let lengths = block_lengths.as_slice()?;
@@ -66,12 +69,23 @@ fn write_shard(
             vocab_size,
             tokenizer,
             metadata,
+            origins,
             Some(stop),
         )
     })
 }
 
-/// Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata).
+/// Writes bytes to a file atomically (a Ctrl-C during the write abandons it and raises
+/// KeyboardInterrupt).
+#[pyfunction]
+fn write_atomic(py: Python<'_>, path: PathBuf, data: &[u8]) -> PyResult<()> {
+    run_write(py, |stop| {
+        memlm_core::atomic::write_atomic(&path, data, Some(stop))
+    })
+}
+
+/// Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata,
+/// the blocks' origins or None).
 #[pyfunction]
 #[allow(clippy::type_complexity)]
 fn read_shard<'py>(
@@ -83,6 +97,7 @@ fn read_shard<'py>(
     u32,
     Bound<'py, PyBytes>,
     String,
+    Option<Bound<'py, PyBytes>>,
 )> {
     let opened = py.detach(|| Shard::open(&path)).map_err(to_py)?;
     let (tokens, lengths) = token_arrays(py, opened.tokens());
@@ -92,6 +107,7 @@ fn read_shard<'py>(
         opened.vocab_size(),
         PyBytes::new(py, opened.tokenizer_blob()),
         opened.metadata().to_string(),
+        opened.origins().map(|o| PyBytes::new(py, o)),
     ))
 }
 
@@ -118,6 +134,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<generation::Generation>()?;
     m.add_function(wrap_pyfunction!(write_instances, m)?)?;
     m.add_function(wrap_pyfunction!(write_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard, m)?)?;
     m.add_function(wrap_pyfunction!(file_kind, m)?)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use memlm_core::format::Check;
-use memlm_core::{training, Model};
+use memlm_core::ids::Ids;
+use memlm_core::{provenance, training, Model};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -83,7 +84,7 @@ impl CoreModel {
     /// least every 100 ms; an exception it raises (or Ctrl-C, also with progress=None) stops the
     /// build and is raised again.
     #[staticmethod]
-    #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None))]
+    #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None, origins=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_tokens(
         py: Python<'_>,
@@ -95,6 +96,7 @@ impl CoreModel {
         options: &TrainOptions,
         partition_memory: Option<Int>,
         progress: Option<Py<PyAny>>,
+        origins: Option<&[u8]>,
     ) -> PyResult<Self> {
         let partition_memory = partition_memory
             .map(|m| training::check_partition_memory(m.0))
@@ -112,6 +114,7 @@ impl CoreModel {
                 &options.inner,
                 partition_memory,
                 Some(report),
+                origins,
             )
         })?;
         Ok(CoreModel { inner })
@@ -170,6 +173,51 @@ impl CoreModel {
     ) -> PyResult<Option<(Bound<'py, PyAny>, Array1<'py, u64>)>> {
         let tokens = py.detach(|| guard(|| self.inner.file().checked_training_tokens()))?;
         Ok(tokens.map(|t| token_arrays(py, t)))
+    }
+
+    /// Whether the model has a provenance index (`memlm train --provenance`).
+    #[getter]
+    fn has_provenance(&self) -> bool {
+        self.inner.file().has_provenance()
+    }
+
+    /// The origins of the training blocks (opaque bytes, as training stored them) when the model has
+    /// a provenance index, else None (checksums verified at the first call: ModelFormatError).
+    fn provenance_origins<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let index = py.detach(|| guard(|| provenance::Index::of(self.inner.file())))?;
+        Ok(index.map(|index| PyBytes::new(py, index.origins())))
+    }
+
+    /// (how many, up to `count` of their positions in `training_text`) of the training tokens
+    /// `token` whose context matches the context after `prefix` to `depth` values in feature order;
+    /// None without a provenance index.
+    fn occurrences(
+        &self,
+        py: Python<'_>,
+        token: u32,
+        prefix: &Bound<'_, PyAny>,
+        depth: usize,
+        count: usize,
+    ) -> PyResult<Option<(usize, Vec<usize>)>> {
+        let tail = prefix_tail(prefix, self.inner.width(), self.inner.params().n_symbols)?;
+        let context = self.inner.context(tail.as_slice());
+        let found = py.detach(|| {
+            guard(|| match provenance::Index::of(self.inner.file())? {
+                Some(index) => index.occurrences(token, &context, depth, count).map(Some),
+                None => Ok(None),
+            })
+        })?;
+        Ok(found)
+    }
+
+    /// The training text the scoring statistics keep (blocks each preceded by the padding id), a
+    /// copy; None for a model trained from an instance file.
+    fn training_text<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let kn = py.detach(|| guard(|| self.inner.file().checked_kneser_ney()))?;
+        Ok(kn.map(|kn| match kn.text {
+            Ids::U16(v) => v.to_vec().into_pyarray(py).into_any(),
+            Ids::U32(v) => v.to_vec().into_pyarray(py).into_any(),
+        }))
     }
 
     #[getter]
@@ -355,6 +403,29 @@ impl CoreModel {
         let flat = self.contexts(&contexts)?;
         let ids = py.detach(|| guard(|| self.inner.most_probable_batch(flat)))?;
         Ok(ids.map(|ids| ids.into_pyarray(py)))
+    }
+
+    /// The nearest neighbours behind the k-NN answer of `query` after `prefix`: up to `most`, nearest
+    /// first, each (distance, its W values in column order with -1 where it stands for several
+    /// instances that differ there, its (class, count) pairs).
+    #[allow(clippy::type_complexity)]
+    fn neighbours(
+        &self,
+        py: Python<'_>,
+        prefix: &Bound<'_, PyAny>,
+        query: &Query,
+        most: usize,
+    ) -> PyResult<Vec<(f64, Vec<i64>, Vec<(u32, u64)>)>> {
+        let tail = prefix_tail(prefix, self.inner.width(), self.inner.params().n_symbols)?;
+        let context = self.inner.context(tail.as_slice());
+        let found = py.detach(|| guard(|| self.inner.neighbours(&context, &query.inner, most)))?;
+        Ok(found
+            .into_iter()
+            .map(|n| {
+                let values = n.values.iter().map(|v| v.map_or(-1, i64::from)).collect();
+                (n.distance, values, n.counts)
+            })
+            .collect())
     }
 
     /// The scoring distribution after `prefix`: one probability per symbol id, summing to 1.
