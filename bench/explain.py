@@ -26,6 +26,7 @@ from pathlib import Path
 
 import memlm
 from bench.common import SHARED_DATA, TEST_FILE, TRAIN_FILES, text_blocks
+from memlm.explaining import check_passage
 
 #: The Must-hold lines of issue 16.
 MAX_MS_PER_TOKEN = 1.0
@@ -44,28 +45,22 @@ def held_out(tokens: int, model: memlm.Model) -> str:
     return "\n\n".join(taken)
 
 
-def source_bytes(name: str, cache: dict) -> bytes:
-    if name not in cache:
-        data = Path(name).read_bytes()
-        cache[name] = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    return cache[name]
-
-
 def checked(model: memlm.Model, records) -> int:
     """How many passages were cited, each checked to be a training occurrence (else the run stops)."""
-    order, width, cache, count = model.feature_order, model.width, {}, 0
+    cache: dict[str, bytes] = {}
+
+    def source(name: str) -> bytes:
+        if name not in cache:
+            data = Path(name).read_bytes()
+            cache[name] = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        return cache[name]
+
+    count = 0
     for record in records:
         for passage in record.evidence or ():
-            at = [passage.token_index - (width - f) for f in sorted(order[: record.depth])]
-            context = [passage.ids[i] for i in at if i >= passage.context_ids[0]]
-            raw = passage.text.encode("utf-8")
-            source = source_bytes(passage.source, cache)
-            if (
-                passage.ids[passage.token_index] != record.prediction_id
-                or context != record.context
-                or source[passage.offset : passage.offset + len(raw)] != raw
-            ):
-                sys.exit(f"not a training occurrence: {passage}")
+            wrong = check_passage(model, record, passage, source)
+            if wrong:
+                sys.exit(f"token {record.index}: {wrong}")
             count += 1
     return count
 

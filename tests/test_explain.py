@@ -2,15 +2,22 @@
 matched context followed by the predicted token, its text is the named source's bytes at its offset)."""
 
 import gzip
+import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import memlm
-from memlm.errors import MemlmError
+from memlm._core import CoreModel
+from memlm.checks import train_options
+from memlm.errors import MemlmError, ModelFormatError
+from memlm.explaining import check_passage, matched_columns
+from memlm.provenance import concatenated
 
-from conftest import TEST_TEXT, TRAIN_TEXT
+from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
 
 #: Held-out text: the first blocks of the Persuasion sample (the model trains on Emma).
 HELD_OUT = "\n\n".join(TEST_TEXT.read_text(encoding="utf-8").split("\n\n")[:12])
@@ -46,23 +53,23 @@ def source_bytes(name: str) -> bytes:
 
 def check_passages(model, records) -> int:
     """Checks every passage of ``records`` (see the module doc); returns how many there were."""
-    order = model.feature_order
     data: dict[str, bytes] = {}
+
+    def source(name: str) -> bytes:
+        return data.setdefault(name, source_bytes(name))
+
     checked = 0
     for record in records:
         assert record.evidence is not None
-        matched = sorted(order[: record.depth])  # columns, oldest first
+        assert record.evidence_total >= len(record.evidence)
+        matched = matched_columns(model, record.depth)
         for passage in record.evidence:
-            assert passage.ids[passage.token_index] == record.prediction_id
-            context_start, context_end = passage.context_ids
-            assert context_end == passage.token_index
+            assert check_passage(model, record, passage, source) == ""
+            # the query's own matched context is there too (k-NN passages cite a neighbour's)
             at = [passage.token_index - (model.width - f) for f in matched]
-            assert [passage.ids[i] for i in at if i >= context_start] == record.context
-            assert all(i >= 0 for i in at if i >= context_start)
-            raw = passage.text.encode("utf-8")
-            source = data.setdefault(passage.source, source_bytes(passage.source))
-            assert source[passage.offset : passage.offset + len(raw)] == raw, (passage.source, passage.offset)
-            assert passage.context_chars[1] == passage.token_chars[0] <= passage.token_chars[1] <= len(passage.text)
+            assert [passage.ids[i] for i in at if i >= passage.context_ids[0]] == record.context
+            a, b = passage.token_chars
+            assert passage.context_chars[1] == a < b <= len(passage.text)
             checked += 1
     return checked
 
@@ -159,6 +166,7 @@ def test_merged_shards_keep_the_provenance(sources, tmp_path):
     with pytest.raises(MemlmError, match="holds no provenance origins"):
         memlm.merge([plain, shards[1]], width=4, provenance=True)
     assert not memlm.merge([plain, shards[1]], width=4).has_provenance
+    assert memlm.merge(shards, width=4).has_provenance  # kept whenever every input has origins
 
 
 @pytest.mark.parametrize("algorithm", ["tribl2", "ib1"])
@@ -166,16 +174,131 @@ def test_knn_explanations_show_neighbours_and_cite_the_nearest(sources, algorith
     model = memlm.train([str(s) for s in sources], width=4, provenance=True, algorithms="igtree,tribl2,ib1")
     records = model.explain(HELD_OUT[:1500], algorithm=algorithm, k=2, evidence=2)
     assert check_passages(model, records) > 100
-    order = model.feature_order
     for record in records:
         assert record.neighbours and record.algorithm == algorithm
         assert record.neighbours[0].distance == pytest.approx(record.distance)
         witness = next((n for n in record.neighbours if record.prediction_id in n.counts), None)
-        if witness is None or not record.evidence:
-            continue
-        known = [f for f in order if witness.context[f] is not None]
-        for passage in record.evidence:  # the passage holds the neighbour's context (its known, non-padding part)
-            for f in known:
-                at = passage.token_index - (model.width - f)
-                if witness.context[f] != model.pad_id:
-                    assert passage.ids[at] == witness.context[f]
+        if witness is not None and record.evidence:  # passages cited under that neighbour's context
+            known = [f for f in model.feature_columns if witness.context[f] is not None]
+            assert all(record.evidence_context[f] == witness.context[f] for f in known)
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "m.memlm"
+    model.save(path)
+    return path
+
+
+def test_cli_json_has_the_keys_and_info_the_bytes(model_file):
+    proc = run_cli("explain", model_file, "Mr. Knightley said nothing.", "--json", "--evidence", "2")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    keys = {"token", "id", "depth", "context", "algorithm", "prediction", "counts", "probability", "evidence"}
+    assert lines and all(keys <= line.keys() for line in lines)
+    assert all(set(p) >= {"source", "offset", "text", "ids"} for line in lines for p in line["evidence"])
+    piped = run_cli("explain", model_file, "--json", stdin="Mr. Knightley said nothing.")
+    assert [json.loads(line)["id"] for line in piped.stdout.splitlines()] == [line["id"] for line in lines]
+    info = run_cli("info", model_file).stdout
+    assert re.search(r"provenance +[\d,]+ bytes \([\d.]+ per training token", info)
+
+
+def test_cli_table_page_and_no_index(model_file, tmp_path):
+    table = run_cli("explain", model_file, "Mr. Knightley said")
+    assert "Knight" in table.stdout and "training passages" in table.stdout
+    page = tmp_path / "page.html"
+    run_cli("explain", model_file, "Mr. Knightley said", "--html", page)
+    assert "<!doctype html>" in page.read_text(encoding="utf-8")
+    plain = tmp_path / "plain.memlm"
+    memlm.train([str(TRAIN_TEXT)], width=4, output=plain)
+    proc = run_cli("explain", plain, "Mr. Knightley said")
+    assert "memlm train --provenance" in proc.stdout
+    assert json.loads(run_cli("explain", plain, "Mr.", "--json").stdout.splitlines()[0])["evidence"] is None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--evidence", "-1"], "evidence must be a whole number from 0"),
+        (["--generate", "100001"], "generate must be a whole number from 0 to 100,000"),
+        (["--algorithm", "ib1"], "needs the instance base"),
+        (["--html", "{dir}"], "is a folder, not a file to write"),
+        (["--html", "{model}"], ""),
+    ],
+)
+def test_cli_bad_arguments_are_one_line(model_file, tmp_path, args, message):
+    args = [a.format(dir=tmp_path, model=model_file) for a in args]
+    before = model_file.read_bytes()
+    proc = run_cli("explain", model_file, "Mr. Knightley", *args, check=False)
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message.lower() in proc.stderr.lower()
+    assert model_file.read_bytes() == before  # nothing lost
+
+
+# -- hostile input ------------------------------------------------------------------------------------
+
+
+def test_origins_of_other_text_are_refused(sources, tmp_path):
+    """Origins that do not describe the training text: refused when training, and a model file holding such
+    origins (built past that check) fails verify and explain with a clean error."""
+    spec = memlm.TokenizerSpec.from_file()
+    tokens, lengths, _, _ = memlm.tokenize([str(sources[2])])
+    other = memlm.train([str(sources[1])], width=4, provenance=True).origins()
+    wrong = concatenated([other])
+    with pytest.raises(MemlmError, match="provenance origins hold"):
+        memlm.train_token_ids(tokens, lengths, spec, width=4, origins=wrong)
+    options = train_options(4, "gain_ratio", ("igtree",), None, False)
+    metadata = json.dumps({"tokenizer": spec.name, "tokenizer_sha256": spec.sha256})
+    core = CoreModel.train_tokens(
+        tokens.astype(np.uint32), lengths, spec.vocab_size, spec.to_blob(), metadata, options, origins=wrong
+    )
+    forged = memlm.Model(core, spec)
+    with pytest.raises(ModelFormatError, match="damaged provenance origins"):
+        forged.verify()
+    with pytest.raises(ModelFormatError, match="damaged provenance origins"):
+        forged.explain("Mr. Knightley said", evidence=2)
+
+
+def test_replaced_bytes_and_provenance_do_not_mix(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"Emma said \xff\xfe nothing at all.\n")
+    with pytest.raises(MemlmError, match="--errors strict"):
+        memlm.train([str(bad)], width=4, provenance=True, errors="replace")
+    with pytest.raises(MemlmError, match="--errors strict"):
+        memlm.make_shard([str(bad)], tmp_path / "s.shard", provenance=True, errors="replace")
+
+
+def test_a_source_name_that_is_not_utf8_is_shown_escaped(tmp_path):
+    odd = tmp_path / os.fsdecode(b"bad\xffname.txt")
+    odd.write_text(TRAIN_TEXT.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    model = memlm.train([str(odd)], width=4, provenance=True)
+    path = tmp_path / "m.memlm"
+    model.save(path)
+    proc = run_cli("explain", path, "Emma Woodhouse, handsome", "--json")
+    sources = {p["source"] for line in proc.stdout.splitlines() for p in json.loads(line)["evidence"]}
+    assert sources == {str(tmp_path / "bad\\xffname.txt")}
+    run_cli("explain", path, "Emma Woodhouse", "--html", tmp_path / "page.html")
+
+
+def test_generated_tokens_are_explained_as_generated(model):
+    prompt = "Emma "  # ends in a space: the prompt is tokenised as generation reads it
+    records = model.explain(prompt, generate=4, evidence=1)
+    ids = model.encode(prompt)
+    assert [r.id for r in records[: len(ids)]] == ids and len(records) == len(ids) + 4
+    assert all(r.id == r.prediction_id for r in records[len(ids) :])  # greedy: each is the prediction
+    assert model.decode([r.id for r in records]) == prompt + model.generate(prompt, max_new_tokens=4)
+
+
+def test_empty_text_and_shards_without_origins(model_file, tmp_path):
+    proc = run_cli("explain", model_file, "   ", check=False)
+    assert proc.returncode != 0 and "no tokens to explain" in proc.stderr
+    assert memlm.load(model_file).explain("") == []
+    plain = tmp_path / "plain.shard"
+    memlm.make_shard([str(TRAIN_TEXT)], plain)
+    with pytest.raises(MemlmError, match="holds no provenance origins"):
+        memlm.merge_shards([plain], tmp_path / "joined.shard", provenance=True)
+    for bad in (-1, 2**40):
+        with pytest.raises(MemlmError):
+            memlm.load(model_file).occurrences(bad, [0, 0, 0, 0], 1, 1)

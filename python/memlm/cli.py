@@ -293,7 +293,7 @@ def merge(
     """Make one model of shards (or of models that kept their tokens): the model of their text, concatenated."""
     with _clean_errors():
         if shard:
-            _wrote_shard(output, memlm.merge_shards(inputs, output))
+            _wrote_shard(output, memlm.merge_shards(inputs, output, provenance))
             return
         with BuildProgress(stderr) as progress:
             options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
@@ -438,7 +438,7 @@ def info(
 @app.command()
 def explain(
     model_path: Annotated[str, typer.Argument(metavar="MODEL", help="Model file.")],
-    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="Text to explain (- or omitted: stdin).")] = None,
+    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="Text to explain (- or piped in: stdin).")] = None,
     generate: Annotated[int, _int_option(help="First generate this many tokens after the text (greedy).")] = 0,
     algorithm: AlgorithmOption = "igtree",
     evidence: Annotated[int, _int_option(help="Training passages cited per token (with a provenance index).")] = 3,
@@ -448,7 +448,8 @@ def explain(
     cache: CacheOption = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per token.")] = False,
     page: Annotated[
-        str | None, typer.Option("--html", metavar="PAGE", help="Also write a self-contained HTML page there.")
+        str | None,
+        typer.Option("--html", metavar="PAGE", help="Write a self-contained HTML page there (instead of the table)."),
     ] = None,
 ) -> None:
     """Explain every token of a text: the context matched, the answer and its counts, the token's probability,
@@ -458,14 +459,18 @@ def explain(
             page_path = output_file(page)
             not_an_input(page_path, [model_path])
         model = memlm.load(model_path)
-        if text is None or text == STDIN:
+        if text == STDIN or (text is None and not sys.stdin.isatty()):
             text = _read_stdin()
+        elif text is None:
+            raise MemlmError("no TEXT given: give it as an argument, or pipe it in (or give - to type it)")
         else:
             _check_argument(text, "TEXT")
         records = model.explain(
             text, algorithm=algorithm, evidence=evidence, generate=generate, k=k, vote=vote, decay=decay, cache=cache
         )
-        if not model.has_provenance:
+        if not records:
+            raise MemlmError("the text holds no tokens to explain")
+        if not model.has_provenance and as_json:
             print(f"{shown_path(model_path)}: {NO_PROVENANCE}", file=sys.stderr)
         if page is not None:
             write_page(records, page_path, model.token_string, f"memlm explain: {shown_path(model_path)}")

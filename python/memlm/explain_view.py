@@ -22,8 +22,8 @@ from memlm.explanation import Explanation, Passage
 
 TokenString = Callable[[int], str]
 
-#: What to do to see training passages, said when the model has no provenance store.
-NO_PROVENANCE = "no provenance store: train with `memlm train --provenance` to see training passages"
+#: What to do to see training passages, said when the model has no provenance index.
+NO_PROVENANCE = "no provenance index: train with `memlm train --provenance` to see training passages"
 #: Classes of the counts shown: 5 in the terminal's table, 10 on the page.
 TABLE_COUNTS = 5
 PAGE_COUNTS = 10
@@ -61,12 +61,12 @@ def _top_counts(explanation: Explanation, n: int, token_string: TokenString) -> 
 
 def print_table(explanations: Sequence[Explanation], console: Console, token_string: TokenString) -> None:
     """Prints a table of one row per token, then per token its neighbours and training passages with the
-    context and the predicted token marked (or, without a provenance store, how to get passages)."""
+    context and the predicted token marked (or, without a provenance index, how to get passages)."""
     console.print(_table(explanations, token_string))
     for explanation in explanations:
         if explanation.neighbours or explanation.evidence is not None:
             console.print(_details(explanation, token_string))
-    if all(e.evidence is None for e in explanations):
+    if explanations and all(e.evidence is None for e in explanations):
         console.print(Text(NO_PROVENANCE, style="dim"))
 
 
@@ -92,7 +92,7 @@ def _table(explanations: Sequence[Explanation], token_string: TokenString) -> Ta
 
 def _details(e: Explanation, token_string: TokenString) -> Group:
     """A token's heading line, its neighbours and its passages (source:offset beside the marked text)."""
-    passages = "no provenance store" if e.evidence is None else f"training passages: {len(e.evidence)}"
+    passages = "no provenance index" if e.evidence is None else f"training passages: {len(e.evidence)}"
     heading = Text.assemble((f"#{e.index} {e.token!r}", "bold"), f" predicted {e.prediction_token!r}: {passages}")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
@@ -108,9 +108,9 @@ def _details(e: Explanation, token_string: TokenString) -> Group:
     return Group(heading, Padding(grid, (0, 0, 0, 2)))
 
 
-def _joined(ids: Sequence[int], token_string: TokenString) -> str:
-    """The text of ids, token by token."""
-    return "".join(token_string(i) for i in ids)
+def _joined(ids: Sequence[int | None], token_string: TokenString) -> str:
+    """The text of ids, token by token (a neighbour's unknown value as ``·``)."""
+    return "".join("·" if i is None else token_string(i) for i in ids)
 
 
 # -- page -------------------------------------------------------------------------------------------
@@ -130,7 +130,10 @@ def _page(explanations: Sequence[Explanation], token_string: TokenString, title:
         title=html.escape(title),
         depth_styles=_depth_styles(deepest),
         legend=" ".join(f'<span class="d{d}">{d}</span>' for d in range(deepest + 1)),
-        text="".join(_span(i, e) for i, e in enumerate(explanations)),
+        text="".join(
+            ("<br><br>" if i and e.block != explanations[i - 1].block else "") + _span(i, e)
+            for i, e in enumerate(explanations)
+        ),
         data=_script_json(data),
         script=_SCRIPT,
     )
@@ -159,11 +162,10 @@ def _page_token(e: Explanation, token_string: TokenString) -> dict:
         "prediction": {"id": e.prediction_id, "token": e.prediction_token},
         "probability": f"{e.probability:.4g}",
         "counts": _top_counts(e, PAGE_COUNTS, token_string),
-        "totalCount": sum(e.counts.values()),
         "neighbours": [
             {
                 "distance": f"{n.distance:.4g}",
-                "context": [token_string(i) for i in n.context],
+                "context": ["·" if i is None else token_string(i) for i in n.context],
                 "counts": [(token_string(i), i, count) for i, count in n.counts.items()],
             }
             for n in e.neighbours
@@ -284,7 +286,7 @@ function details(t) {
     ["distance", [t.distance]],
   ];
   if (t.switchedAt !== null) rows.push(["switched to k-NN at", [String(t.switchedAt)]]);
-  rows.push([`counts (of ${t.totalCount})`, [counts(t.counts)]]);
+  rows.push([`counts (largest)`, [counts(t.counts)]]);
   return el("dl", {}, ...rows.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, ...value)]));
 }
 

@@ -1,7 +1,7 @@
 """What :meth:`memlm.Model.explain` returns: per token, why the model predicted what it did, with training evidence.
 
 Typed records only (no model access): :class:`Explanation` per token, with its :class:`Neighbour` list (k-NN
-answers) and :class:`Passage` list (training occurrences, from a model trained with a provenance store).
+answers) and :class:`Passage` list (training occurrences, from a model trained with a provenance index).
 ``to_dict`` gives the JSON form that ``memlm explain --json`` prints, one object per token."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ class Passage:
 
     ``source`` is the path as given at training; ``offset`` the byte offset in it (of the decompressed bytes
     for gzip) where ``text`` starts; ``text`` the passage exactly as the source's bytes read it from there;
-    ``ids`` its token ids. ``context_ids`` is the range of ``ids`` that holds the matched context and
-    ``token_id`` the index in ``ids`` of the predicted token; ``context_chars`` and ``token_chars`` are
-    the same spans as character ranges of ``text`` (for marking them)."""
+    ``ids`` its token ids. ``context_ids`` is the range of ``ids`` from the oldest cited context position
+    to the predicted token and ``token_index`` the index in ``ids`` of the predicted token; ``context_chars``
+    and ``token_chars`` are the same spans as character ranges of ``text`` (for marking them; a token that
+    is part of a character marks all of it)."""
 
     source: str
     offset: int
@@ -37,19 +38,23 @@ class Neighbour:
 
     distance: float
     context: list[int | None]
-    counts: dict[int, int]
+    counts: dict[int, int | float]
 
 
 @dataclass(frozen=True)
 class Explanation:
-    """Why one token: the context matched (``depth`` positions, ``context`` their ids oldest first),
-    which classifier answered and how (``how``, in words; ``distance``: IGTree's summed weight of the
-    unmatched positions, or the nearest neighbours' distance; ``switched_at``: the depth where TRIBL2
-    switched to k-NN), the class counts behind the answer (``counts``, {id: count}, largest first), the
-    prediction, the scoring probability of the actual token (``probability``) and the evidence
-    (``evidence``: None without a provenance store, else up to the number asked of passages)."""
+    """Why one token (``index`` in the text, in block ``block``): the context matched (``depth`` positions,
+    ``context`` their ids oldest first), which classifier answered and how (``how``, in words; ``distance``:
+    IGTree's summed weight of the unmatched positions, or the nearest neighbours' distance; ``switched_at``:
+    the depth where TRIBL2 switched to k-NN, when it did), the class counts behind the answer (``counts``,
+    {id: count}, up to 10, largest first; k-NN: weighted votes), the prediction, the scoring probability of
+    the actual token (``probability``) and the evidence (``evidence``: None without a provenance index, else
+    up to the number asked of passages, cited under ``evidence_context``, W ids oldest first, matched to
+    ``evidence_depth`` positions in feature order: the query's context, or for k-NN the nearest neighbour
+    that counts the prediction; ``evidence_total``: how many training occurrences there are in all)."""
 
     index: int
+    block: int
     token: str
     id: int
     depth: int
@@ -59,16 +64,20 @@ class Explanation:
     distance: float
     prediction_id: int
     prediction_token: str
-    counts: dict[int, int]
+    counts: dict[int, int | float]
     probability: float
     switched_at: int | None = None
     neighbours: list[Neighbour] = field(default_factory=list)
     evidence: list[Passage] | None = None
+    evidence_context: list[int] = field(default_factory=list)
+    evidence_depth: int = 0
+    evidence_total: int = 0
 
     def to_dict(self) -> dict:
         """The JSON form: the keys ``memlm explain --json`` prints (``counts`` keyed by id as a string)."""
         return {
             "index": self.index,
+            "block": self.block,
             "token": self.token,
             "id": self.id,
             "depth": self.depth,
@@ -82,4 +91,7 @@ class Explanation:
             "counts": {str(k): v for k, v in self.counts.items()},
             "probability": self.probability,
             "evidence": None if self.evidence is None else [asdict(p) for p in self.evidence],
+            "evidence_context": self.evidence_context,
+            "evidence_depth": self.evidence_depth,
+            "evidence_total": self.evidence_total,
         }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -73,6 +72,8 @@ class Prediction(NamedTuple):
         return self.shares
 
 
+#: What a model without a provenance index says when asked for passages.
+NO_PROVENANCE_INDEX = "this model has no provenance index: train it with `memlm train --provenance`"
 #: The most passages :meth:`Model.explain` cites per token, and the most tokens it generates first.
 MAX_EVIDENCE = 1_000
 MAX_GENERATED = 100_000
@@ -100,7 +101,9 @@ class Model:
         self._n_symbols = core.n_symbols
         self._token_strings: dict[int, str] = {}
         self._queries: dict[tuple, Query] = {}
-        self._citing: tuple[np.ndarray, Origins] | None = None
+        # Read at the first explanation that cites passages.
+        self._training_text: np.ndarray | None = None
+        self._origins: Origins | None = None
         if verify:
             self._verify_sections()
 
@@ -227,6 +230,23 @@ class Model:
         self._metadata = self._parse_metadata(self._core.metadata)
         if self.has_tokenizer:
             self._tokenizer = self._stored_tokenizer()
+        if self.has_provenance:
+            self.origins()  # read and checked against the training text
+
+    def _check_origins(self, origins: Origins) -> None:
+        """Checks provenance origins against the training text: one block each, whose tokens spell as many
+        bytes as the origins say, its line joins inside it (a :class:`ModelFormatError` otherwise)."""
+        text = self.training_text()
+        starts = np.flatnonzero(text == self._pad)
+        lengths = np.diff(np.append(starts, text.size)) - 1
+        tokens = np.delete(text, starts)
+        try:
+            from memlm.training import check_spelled
+
+            check_spelled(tokens, lengths.astype(np.uint64), self.tokenizer, origins.block_bytes)
+            origins.check_joins()
+        except (MemlmError, ValueError) as e:
+            raise ModelFormatError(f"{self._where()}: damaged provenance origins ({e})") from None
 
     def save(self, path: str | Path) -> None:
         """Writes the model file atomically (self-contained: the tokenizer is inside)."""
@@ -508,8 +528,9 @@ class Model:
     # -- explanation ------------------------------------------------------------------------------
 
     @property
-    def feature_order(self) -> list[int]:
-        """The context positions (columns, 0 the oldest of W) in the order the IGTree matches them."""
+    def feature_columns(self) -> list[int]:
+        """The context columns (0 the oldest of W, W - 1 the nearest token) in the order the IGTree matches
+        them (``info()["feature_order"]`` gives the same as distances back: W - column)."""
         return list(self._core.feature_order)
 
     @property
@@ -533,16 +554,25 @@ class Model:
         context, the answer of ``algorithm`` and its counts, the scoring probability of the token with the
         document ``cache`` or not, and up to ``evidence`` training passages when the model has a provenance
         index). ``generate``: first append that many greedily generated tokens (with ``algorithm``) and
-        explain them too. ``k``, ``vote``, ``decay`` as in :meth:`predict`."""
-        from memlm.explaining import explain_text
+        explain them too: the text is then one block, tokenised as generation reads a prompt. ``k``,
+        ``vote``, ``decay`` as in :meth:`predict`."""
+        from memlm.explaining import explain_tokens
 
         text = checks.text(text)
         evidence = checks.amount(evidence, "evidence", MAX_EVIDENCE)
         generate = checks.amount(generate, "generate", MAX_GENERATED)
+        cache = checks.flag(cache, "cache")
         self.check_query(algorithm, k, vote, decay)
         if generate:
-            text += self.generate(text, max_new_tokens=generate, algorithm=algorithm, k=k, vote=vote, decay=decay)
-        return explain_text(self, text, algorithm, evidence, k, vote, decay, checks.flag(cache, "cache"))
+            ids = self.encode(text)
+            query = self._query(1, algorithm, k, vote, decay)
+            generation = self._core.generation(ids, generate, query, checks.sampling(False, 1.0, 50, 1.0), None)
+            while generation.remaining and (more := generation.next_ids(generation.remaining)):
+                ids.extend(more)
+            tokens, lengths = np.asarray(ids, np.uint32), np.array([len(ids)] if ids else [], np.uint64)
+        else:
+            tokens, lengths = self._encode_blocks(split_blocks(text))
+        return explain_tokens(self, tokens, lengths, algorithm, evidence, k, vote, decay, cache)
 
     def neighbours(
         self,
@@ -566,31 +596,35 @@ class Model:
     def occurrences(self, token: int, context: Sequence[int], depth: int, count: int) -> tuple[int, list[int]]:
         """(how many, up to ``count`` of their positions in :meth:`training_text`) of the training tokens
         ``token`` whose context matches ``context`` (W ids) to ``depth`` positions in feature order."""
+        token = checks.amount(token, "token", self._n_symbols - 1)
+        depth = checks.amount(depth, "depth", self._width)
+        count = checks.amount(count, "count", MAX_EVIDENCE)
         found = self._core.occurrences(token, context, depth, count)
         if found is None:
-            raise MemlmError("this model has no provenance index: train it with `memlm train --provenance`")
+            raise MemlmError(NO_PROVENANCE_INDEX)
         return found
 
     def training_text(self) -> np.ndarray:
-        """The training text the scoring statistics keep: every block's ids, each block preceded by the
-        padding id (read once)."""
-        return self._provenance()[0]
+        """The training text the Kneser-Ney statistics keep (a copy, read once): every block's ids, each block
+        preceded by the padding id; what the provenance index's positions point into."""
+        if self._training_text is None:
+            text = self._core.training_text()
+            if text is None:
+                raise MemlmError("this model keeps no training text (it was trained from an instance file)")
+            self._training_text = text
+        return self._training_text
 
     def origins(self) -> Origins:
-        """Where each training block came from (models with a provenance index; read once)."""
-        return self._provenance()[1]
-
-    def _provenance(self) -> tuple[np.ndarray, Origins]:
-        if self._citing is None:
+        """Where each training block came from (models with a provenance index; read and checked against
+        the training text once)."""
+        if self._origins is None:
             data = self._core.provenance_origins()
             if data is None:
-                raise MemlmError("this model has no provenance index: train it with `memlm train --provenance`")
-            try:
-                origins = Origins(data, self._where())
-            except (ValueError, KeyError, zlib.error, json.JSONDecodeError) as e:
-                raise ModelFormatError(f"{self._where()}: damaged provenance origins ({e})") from None
-            self._citing = (self._core.training_text(), origins)
-        return self._citing
+                raise MemlmError(NO_PROVENANCE_INDEX)
+            origins = Origins.from_bytes(data, self._where())
+            self._check_origins(origins)
+            self._origins = origins
+        return self._origins
 
     # -- generation -------------------------------------------------------------------------------
 

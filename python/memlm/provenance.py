@@ -21,13 +21,13 @@ Rules:
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import json
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from memlm.errors import ModelFormatError
 
 #: The first bytes of a serialised store: its own format version, so that a change is refused, not misread.
 MAGIC = b"MEMLMPROV1\n"
@@ -52,8 +52,10 @@ class OriginsRecorder:
         self.gaps = bytearray()
 
     def add_block(self, source: str, lines: list[tuple[str, int]]) -> None:
-        """Records a block: its source (the path as given) and its lines as read (line break included, the
-        byte offset where each starts), from its first to its last line with text."""
+        """Records a block: its source (the path as given; bytes that are not UTF-8 in it shown as ``\\xff``)
+        and its lines as read (line break included, the byte offset where each starts), from its first to its
+        last line with text."""
+        source = source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         columns = self.columns
         index = self._source_index.setdefault(source, len(self.sources))
         if index == len(self.sources):
@@ -125,7 +127,24 @@ class SourceSpan:
 
 
 class Origins:
-    """A read store (see the module doc): which source, at which offset, each span of each block comes from."""
+    """A read store (see the module doc): which source, at which offset, each span of each block comes from.
+    Arrays: per block ``block_source``, ``block_offset``, ``block_bytes``, ``block_first_join``; per join
+    ``join_position``, ``gap_start``; ``gaps`` the joins' bytes."""
+
+    block_source: np.ndarray
+    block_offset: np.ndarray
+    block_bytes: np.ndarray
+    block_first_join: np.ndarray
+    join_position: np.ndarray
+    gap_start: np.ndarray
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Origins:
+        """The store serialised in ``data``; a :class:`ModelFormatError` naming ``where`` when it is damaged."""
+        try:
+            return cls(data, where)
+        except (ValueError, KeyError, TypeError, IndexError, zlib.error) as e:
+            raise ModelFormatError(f"{where}: damaged provenance origins ({e})") from None
 
     def __init__(self, data: bytes, where: str = "the model") -> None:
         if not data.startswith(MAGIC):
@@ -156,33 +175,53 @@ class Origins:
             and (blocks == 0 or int(self.block_first_join[-1]) <= joins)
             and bool(np.all(np.diff(self.gap_start.astype(np.int64)) >= 0))
             and (joins == 0 or int(self.gap_start[-1]) <= len(self.gaps))
+            and all(isinstance(source, str) for source in self.sources)
         )
+
+    def check_joins(self) -> None:
+        """Checks that each block's joins lie inside its text, in order (a pass over all joins: what
+        ``Model.verify`` adds); a ValueError otherwise."""
+        ends = np.append(self.block_first_join[1:], self.join_position.size).astype(np.int64)
+        counts = ends - self.block_first_join.astype(np.int64)
+        block_of_join = np.repeat(np.arange(self.n_blocks), counts)
+        positions = self.join_position.astype(np.int64)
+        inside = positions < self.block_bytes.astype(np.int64)[block_of_join]
+        ascending = np.diff(positions) > 0
+        ascending |= np.diff(block_of_join) != 0  # a new block starts over
+        if not (inside.all() and ascending.all()):
+            raise ValueError("the provenance origins' line joins do not fit their blocks")
 
     @property
     def n_blocks(self) -> int:
         return int(self.block_source.size)
 
-    def span(self, block: int, text: bytes, start: int, end: int, marks: tuple[int, ...] = ()) -> SourceSpan:
-        """The source span of bytes ``start:end`` of block ``block``, whose text (UTF-8) is ``text``; each
-        of ``marks`` (block-text byte positions in start..end) mapped to a position in the span's bytes."""
+    def span(
+        self, block: int, window: bytes, window_start: int, start: int, end: int, marks: tuple[int, ...] = ()
+    ) -> SourceSpan:
+        """The source span of bytes ``start:end`` of block ``block``'s text, given the ``window`` of that text
+        that starts at its byte ``window_start`` and holds them; each of ``marks`` (block-text byte
+        positions in start..end) mapped to a position in the span's bytes."""
         first_join = int(self.block_first_join[block])
         last_join = int(self.block_first_join[block + 1]) if block + 1 < self.n_blocks else self.join_position.size
-        positions = self.join_position[first_join:last_join].tolist()
-        gap_bounds = self.gap_start[first_join:last_join].tolist() + [self._next_gap(last_join)]
-        gaps = list(itertools.pairwise(gap_bounds))
+        positions = self.join_position[first_join:last_join]
+        gap_starts = self.gap_start[first_join:last_join].astype(np.int64)
+        gap_ends = np.append(gap_starts[1:], self._next_gap(last_join))
+        # Bytes each join adds to the source beyond its space, summed over the joins before each join.
+        added = np.concatenate(([0], np.cumsum(gap_ends - gap_starts - 1)))
 
         def source_position(byte: int) -> int:
             """Where block-text byte ``byte`` falls in the block's source bytes (from its first line)."""
-            before = bisect.bisect_left(positions, byte)  # joins strictly before it
-            return byte + sum(end - start - 1 for start, end in gaps[:before])
+            return byte + int(added[np.searchsorted(positions, byte, side="left")])
 
         data = bytearray()
         cursor = start
-        for position, (gap_start, gap_end) in zip(positions, gaps, strict=True):
-            if start <= position < end:
-                data += text[cursor:position] + self.gaps[gap_start:gap_end]
-                cursor = position + 1
-        data += text[cursor:end]
+        inside = slice(np.searchsorted(positions, start, side="left"), np.searchsorted(positions, end, side="left"))
+        for position, gap_start, gap_end in zip(
+            positions[inside].tolist(), gap_starts[inside].tolist(), gap_ends[inside].tolist(), strict=True
+        ):
+            data += window[cursor - window_start : position - window_start] + self.gaps[gap_start:gap_end]
+            cursor = position + 1
+        data += window[cursor - window_start : end - window_start]
         first = source_position(start)
         return SourceSpan(
             source=self.sources[int(self.block_source[block])],

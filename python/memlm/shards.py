@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -21,9 +20,9 @@ from memlm._core import file_kind, read_shard, write_shard
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
-from memlm.provenance import Origins, OriginsRecorder, concatenated
+from memlm.provenance import Origins, concatenated
 from memlm.tokenization import TokenizerSpec
-from memlm.training import _metadata, load, spec_or_path, tokenize, train_token_ids
+from memlm.training import _metadata, load, provenance_recorder, spec_or_path, tokenize, train_token_ids
 
 
 def make_shard(
@@ -39,7 +38,7 @@ def make_shard(
     path is checked before the corpus is read. ``provenance``: the shard also holds where each block came
     from, so that a model merged from it can have a provenance index (see :func:`memlm.train`)."""
     callback(progress)
-    recorder = OriginsRecorder() if flag(provenance, "provenance") else None
+    recorder = provenance_recorder(provenance, errors)
     output = output_file(output)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
@@ -74,7 +73,8 @@ def _read_tokens(path: str | Path) -> _Part:
         if not isinstance(meta, dict):
             raise ModelFormatError(f"{shown_path(path)}: the metadata section of the shard is not a JSON object")
         spec = TokenizerSpec.from_section(blob, str(meta.get("tokenizer", "?")), f"{shown_path(path)} (a shard)")
-        return _Part(tokens, lengths, spec, meta, None if origins is None else _origins(origins, path))
+        where = f"{shown_path(path)} (a shard)"
+        return _Part(tokens, lengths, spec, meta, None if origins is None else Origins.from_bytes(origins, where))
     model = load(path, verify=True)
     kept = model.training_tokens() if model.has_tokenizer else None
     if kept is None:
@@ -84,13 +84,6 @@ def _read_tokens(path: str | Path) -> _Part:
         )
     origins = model.origins() if model.has_provenance else None
     return _Part(kept[0], kept[1], model.tokenizer, model.metadata, origins)
-
-
-def _origins(data: bytes, path: str | Path) -> Origins:
-    try:
-        return Origins(data, shown_path(path))
-    except (ValueError, KeyError, TypeError, zlib.error) as e:
-        raise ModelFormatError(f"{shown_path(path)}: damaged provenance origins ({e})") from None
 
 
 def _gather(
@@ -141,8 +134,9 @@ def merge(
     provenance: bool = False,
 ) -> Model:
     """The model of the concatenated text of ``paths`` (shards, or models trained with ``keep_tokens``), in
-    that order. ``provenance``: give it a provenance index (every input must hold its blocks' origins:
-    shards made with ``provenance``, models trained with it). The other arguments are those of
+    that order. It has a provenance index when every input holds its blocks' origins (shards made with
+    ``provenance``, models trained with it and ``keep_tokens``); ``provenance=True`` makes that an error
+    otherwise. The other arguments are those of
     :func:`memlm.train_token_ids`, checked before any input is read."""
     train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     flag(provenance, "provenance")
@@ -152,7 +146,6 @@ def merge(
     if output is not None:
         not_an_input(output_file(output), paths)
     tokens, lengths, spec, fields, origins = _gather(paths, provenance)
-    origins = origins if provenance else None
     return train_token_ids(
         tokens,
         lengths,
@@ -170,12 +163,14 @@ def merge(
     )
 
 
-def merge_shards(paths: Iterable[str | Path], output: str | Path) -> dict:
-    """Concatenates shards (or models' kept tokens) into one shard file; returns its metadata. The output
-    path is checked before any input is read."""
+def merge_shards(paths: Iterable[str | Path], output: str | Path, provenance: bool = False) -> dict:
+    """Concatenates shards (or models' kept tokens) into one shard file, with their blocks' origins when every
+    input has them (``provenance=True``: an error otherwise); returns its metadata. The output path is
+    checked before any input is read."""
+    flag(provenance, "provenance")
     output = output_file(output)
     paths = list(paths)
     not_an_input(output, paths)
-    tokens, lengths, spec, fields, origins = _gather(paths)
+    tokens, lengths, spec, fields, origins = _gather(paths, provenance)
     write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields), origins)
     return fields

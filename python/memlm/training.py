@@ -19,7 +19,7 @@ from memlm.checks import callback, flag, memory_budget, not_an_input, output_fil
 from memlm.corpus import iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
-from memlm.provenance import OriginsRecorder
+from memlm.provenance import Origins, OriginsRecorder
 from memlm.tokenization import TokenizerSpec
 
 __all__ = [
@@ -86,7 +86,7 @@ def tokenize(
     if tokens.size == 0:
         raise no_text(sources)
     if origins is not None:
-        check_spelled(tokens, lengths, spec, origins)
+        check_spelled(tokens, lengths, spec, np.asarray(origins.columns["block_bytes"], np.int64))
     fields = dict(
         sources=[str(s) for s in sources],
         tokenizer=spec.name,
@@ -129,7 +129,7 @@ def train(
     Every argument is checked before the corpus is read.
     """
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
-    recorder = OriginsRecorder() if flag(provenance, "provenance") else None
+    recorder = provenance_recorder(provenance, errors)
     memory = memory_budget(memory)
     callback(progress)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -142,17 +142,32 @@ def train(
     return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output, origins)
 
 
-def check_spelled(tokens: np.ndarray, lengths: np.ndarray, spec: TokenizerSpec, origins: OriginsRecorder) -> None:
-    """Checks that each block's tokens spell its text byte for byte (what a provenance index needs): a
-    :class:`MemlmError` for a tokenizer that is not byte-level BPE, or that drops or changes bytes."""
+def provenance_recorder(provenance: bool, errors: str) -> OriginsRecorder | None:
+    """The recorder of the blocks' origins when ``provenance`` asks for them (None otherwise); an error with
+    ``errors="replace"``, whose replaced bytes would shift the offsets cited after them."""
+    if not flag(provenance, "provenance"):
+        return None
+    if errors == "replace":
+        raise MemlmError(
+            "--provenance needs the text read as it is (--errors strict): a replaced byte would shift the "
+            "source offsets of the passages after it"
+        )
+    return OriginsRecorder()
+
+
+def check_spelled(tokens: np.ndarray, lengths: np.ndarray, spec: TokenizerSpec, block_bytes: np.ndarray) -> None:
+    """Checks that each block's tokens spell its text (``block_bytes`` long in UTF-8) byte for byte, what a
+    provenance index needs: a :class:`MemlmError` for a tokenizer that is not byte-level BPE, or that drops
+    or changes bytes, or origins of other blocks."""
     sizes = spec.token_byte_lengths()
     if sizes is None:
         raise MemlmError(f"--provenance needs a byte-level BPE tokenizer (like GPT-2's), not {spec.name}")
+    if block_bytes.size != lengths.size:
+        raise MemlmError(f"the provenance origins hold {block_bytes.size:,} blocks, the text {lengths.size:,}")
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     spelled = np.add.reduceat(sizes[tokens].astype(np.int64), starts) if tokens.size else np.zeros(0, np.int64)
-    expected = np.asarray(origins.columns["block_bytes"], np.int64)
-    if spelled.shape != expected.shape or not np.array_equal(spelled, expected):
-        raise MemlmError(f"the tokenizer {spec.name} does not keep every byte of the text: no provenance index")
+    if not np.array_equal(spelled, block_bytes.astype(np.int64)):
+        raise MemlmError(f"the tokens do not spell the text their provenance origins describe ({spec.name})")
 
 
 def spec_or_path(tokenizer: str | Path | TokenizerSpec | None) -> TokenizerSpec:
@@ -218,6 +233,8 @@ def _build(
     output: Path | None,
     origins: bytes | None = None,
 ) -> Model:
+    if origins is not None:
+        check_spelled(tokens, block_lengths, tokenizer, Origins.from_bytes(origins, "the origins given").block_bytes)
     core = CoreModel.train_tokens(
         tokens,
         block_lengths,

@@ -624,7 +624,8 @@ impl<'a> Views<'a> {
             let kn = self
                 .kneser_ney
                 .ok_or("a provenance index without Kneser-Ney statistics")?;
-            provenance.validate(kn.text, kn.pad)?;
+            let order: Vec<usize> = self.feature_order.iter().map(|&f| f as usize).collect();
+            provenance.validate(kn.text, kn.pad, params.width, &order)?;
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use crate::model_file::ModelFile;
 /// The provenance index as built or stored: bit-packed positions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedPositions {
-    /// Bits per position (1..=64).
+    /// Bits per position (1..=32).
     pub bits: u32,
     /// How many positions.
     pub len: usize,
@@ -116,8 +116,15 @@ pub struct ProvenanceView<'a> {
 
 impl ProvenanceView<'_> {
     /// Checks that the positions are the tokens of `text` (blocks each preceded by `pad`), each
-    /// once (a [`crate::format::Check::Full`] check: a pass over the index and the text).
-    pub fn validate(&self, text: Ids, pad: u32) -> std::result::Result<(), String> {
+    /// once, in the order of their keys at `width` in feature `order` (a
+    /// [`crate::format::Check::Full`] check: a pass over the index and the text).
+    pub fn validate(
+        &self,
+        text: Ids,
+        pad: u32,
+        width: usize,
+        order: &[usize],
+    ) -> std::result::Result<(), String> {
         let mut seen = vec![false; text.len()];
         for i in 0..self.positions.len {
             let p = self.positions.get(i);
@@ -128,6 +135,13 @@ impl ProvenanceView<'_> {
         let tokens = (0..text.len()).filter(|&p| text.get(p) != pad).count();
         if tokens != self.positions.len {
             return Err("the provenance index misses training tokens".into());
+        }
+        let in_order = (1..self.positions.len).into_par_iter().all(|i| {
+            let (a, b) = (self.positions.get(i - 1), self.positions.get(i));
+            (key(text, a, width, order, pad), a) < (key(text, b, width, order, pad), b)
+        });
+        if !in_order {
+            return Err("the provenance index is out of order".into());
         }
         Ok(())
     }
@@ -190,10 +204,16 @@ impl<'a> Index<'a> {
                     .get(range.start + i * total / count.min(total))
             })
             .collect();
-        if picked
-            .iter()
-            .any(|&p| self.text.try_get(p).is_none_or(|id| id == self.pad))
-        {
+        // A damaged index (positions out of order, or not the tokens) must not cite wrong passages.
+        let mut query = Vec::with_capacity(depth + 1);
+        query.push(token);
+        query.extend_from_slice(&values);
+        let wrong = |&p: &usize| {
+            self.text.try_get(p).is_none_or(|id| id == self.pad)
+                || compare_prefix(self.text, p, self.width, &self.order, self.pad, &query)
+                    != Ordering::Equal
+        };
+        if picked.iter().any(wrong) {
             return Err(Error::InvalidInput(
                 "the provenance index does not match the training text (a damaged model file)"
                     .into(),
@@ -352,6 +372,32 @@ mod tests {
             assert!((0..200).all(|i| view.get(i) == positions[i] as usize));
         }
         assert!(PositionsView::new(8, 3, &[0]).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_positions_out_of_order_or_missing() {
+        let text = text(4);
+        let ids = Ids::U32(&text);
+        let order = [2, 1, 0];
+        let packed = build(ids, 3, &order, 9).unwrap();
+        let check = |packed: &PackedPositions| {
+            let positions =
+                PositionsView::new(packed.bits as u64, packed.len as u64, &packed.words);
+            let view = ProvenanceView {
+                positions: positions.unwrap(),
+                origins: &[],
+            };
+            view.validate(ids, 9, 3, &order)
+        };
+        assert_eq!(check(&packed), Ok(()));
+        let mut positions: Vec<u32> = (0..packed.len)
+            .map(|i| packed.view().get(i) as u32)
+            .collect();
+        positions.reverse();
+        assert!(check(&PackedPositions::pack(&positions)).is_err());
+        positions.reverse();
+        positions[1] = positions[0];
+        assert!(check(&PackedPositions::pack(&positions)).is_err());
     }
 
     #[test]
