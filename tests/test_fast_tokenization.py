@@ -4,6 +4,8 @@ tokenizers exactly like GPT-2's, and leaves the rest (and every error) to tokeni
 import copy
 import gzip
 import json
+import multiprocessing
+import os
 import pickle
 import random
 import re
@@ -549,3 +551,24 @@ def test_ascii_probe_refuses_a_core_encoder_that_cuts_otherwise(gpt2, monkeypatc
     monkeypatch.setattr(tokenization, "AsciiBpe", Otherwise)
     with pytest.warns(RuntimeWarning, match="ASCII encoder and tokenizers .* tokenise a probe text differently"):
         assert tokenization.FastPath.build(gpt2.json, gpt2.tokenizer, np.uint16) is None
+
+
+def _encode_in_child(spec: TokenizerSpec, blocks: list[str], expected: list[int]) -> None:
+    tokens, _ = spec.encode_blocks(blocks)
+    os._exit(0 if tokens.tolist() == expected else 3)
+
+
+def test_a_forked_child_encodes_after_the_parent_used_the_core_threads(gpt2, monkeypatch):
+    """rayon's threads do not come with a fork: a child forked after the parent encoded a batch on them
+    encodes on its own thread (before, it waited forever)."""
+    monkeypatch.setenv("RAYON_NUM_THREADS", "2")
+    blocks = split_blocks(TRAIN_TEXT.read_text(encoding="utf-8"))[:300]
+    assert all(block.isascii() for block in blocks)
+    expected = gpt2.encode_blocks(blocks)[0].tolist()  # the parent's rayon pool now has its threads
+    child = multiprocessing.get_context("fork").Process(target=_encode_in_child, args=(gpt2, blocks, expected))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung encoding a batch")
+    assert child.exitcode == 0

@@ -361,5 +361,8 @@ class AsciiBpe:
     def __new__(cls, tokens: Sequence[bytes]) -> AsciiBpe: ...
     def encode(self, text: str) -> list[int]:
         """The ranks of one ASCII text."""
-    def encode_texts(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
-        """ASCII texts' ranks concatenated and how many each has (the GIL released)."""
+    def encode_texts(
+        self, texts: Sequence[str], parallel: bool = True
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
+        """ASCII texts' ranks concatenated and how many each has (the GIL released; on rayon's threads when
+        ``parallel``)."""

@@ -1,7 +1,9 @@
 """Tokenisation with Hugging Face ``tokenizers``: the tokenizer's identity, and batch encoding of blocks.
 
-A byte-level BPE tokenizer exactly like GPT-2's is encoded with ``tiktoken`` instead, about 4 times faster
-single-threaded, with the same ids: see :class:`FastPath` for when, and why the ids are the same."""
+A byte-level BPE tokenizer exactly like GPT-2's is encoded by its fast path instead, with the same ids: ASCII
+text by the core's encoder (``rust/core/src/ascii_bpe.rs``, about 20 times faster than ``tokenizers``
+single-threaded), other text by ``tiktoken`` (about 5 times faster): see :class:`FastPath` for when, and why
+the ids are the same."""
 
 from __future__ import annotations
 
@@ -169,11 +171,17 @@ _BUILD_LOCK = threading.Lock()
 _COUNT_LOCK = threading.Lock()
 
 
+#: Whether this process is a forked child: rayon's pool (the core's threads) did not come with it, and a
+#: batch handed to it would wait for them forever, so the core's ASCII encoder runs on the calling thread.
+_FORKED = False
+
+
 def _after_fork_in_child() -> None:
-    """A forked child has only the thread that forked: new locks (another thread may have held one) and no
-    pool (its threads are gone)."""
-    global _POOL, _POOL_LOCK, _BUILD_LOCK, _COUNT_LOCK
+    """A forked child has only the thread that forked: new locks (another thread may have held one), no
+    pool (its threads are gone), and no use of rayon's."""
+    global _POOL, _POOL_LOCK, _BUILD_LOCK, _COUNT_LOCK, _FORKED
     _POOL, _POOL_LOCK, _BUILD_LOCK, _COUNT_LOCK = None, threading.Lock(), threading.Lock(), threading.Lock()
+    _FORKED = True
 
 
 if hasattr(os, "register_at_fork"):
@@ -205,7 +213,8 @@ def encode_threads() -> int:
 
 
 class FastPath:
-    """``tiktoken`` in the place of a byte-level BPE tokenizer exactly like GPT-2's, with the same ids.
+    """The core's ASCII encoder and ``tiktoken`` in the place of a byte-level BPE tokenizer exactly like
+    GPT-2's, with the same ids.
 
     Why the ids are the same. Both cut a text into pieces with GPT-2's regex (the two regex engines class
     every code point alike: tests/test_fast_tokenization.py) and encode each piece on its own, starting
@@ -243,7 +252,7 @@ class FastPath:
         no post-processor other than a ByteLevel one, which only moves offsets; every byte a token, distinct
         merge results in the vocab, each of which it encodes as itself, ids that fit ``dtype``), or
         tiktoken is not installed, or (with a RuntimeWarning) tiktoken and ``tokenizers`` encode
-        :data:`PROBE` differently."""
+        :data:`PROBE` differently, or the core's ASCII encoder and ``tokenizers`` :data:`ASCII_PROBE`."""
         try:
             data = json.loads(json_text)
         except ValueError:
@@ -328,15 +337,15 @@ class FastPath:
 
     def encode_ranks(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """The ranks of texts this :meth:`takes`, concatenated (uint32), and how many each has: the ASCII
-        ones with :attr:`ascii_bpe` (on rayon's threads), the others with tiktoken."""
-        ascii_texts = [text for text in texts if text.isascii()]
-        ranks, counts = self.ascii_bpe.encode_texts(ascii_texts)
-        if len(ascii_texts) == len(texts):
+        ones with :attr:`ascii_bpe` (on rayon's threads when :func:`encode_threads` allows more than one,
+        but in a forked child), the others with tiktoken."""
+        is_ascii = [text.isascii() for text in texts]
+        parallel = encode_threads() > 1 and not _FORKED
+        ranks, counts = self.ascii_bpe.encode_texts([t for t, a in zip(texts, is_ascii, strict=True) if a], parallel)
+        if all(is_ascii):
             return ranks, counts.tolist()
-        ascii_ranks = iter(np.split(ranks, np.cumsum(counts)[:-1]) if ascii_texts else [])
-        others = iter(self._tiktoken_ranks([text for text in texts if not text.isascii()]))
-        encoded = [next(ascii_ranks) if text.isascii() else np.asarray(next(others), np.uint32) for text in texts]
-        return np.concatenate(encoded), [part.size for part in encoded]
+        others = self._tiktoken_ranks([t for t, a in zip(texts, is_ascii, strict=True) if not a])
+        return interleaved(is_ascii, ranks, counts.tolist(), others, np.uint32)
 
     def _tiktoken_ranks(self, texts: list[str]) -> list[list[int]]:
         """tiktoken's ranks of texts this :meth:`takes`, in :func:`encode_threads` threads (each encodes
@@ -352,6 +361,17 @@ class FastPath:
         pool = _encode_pool(threads)  # tiktoken lets go of the GIL while it encodes
         encoded = pool.map(lambda a, b: [encode(text) for text in texts[a:b]], cuts, cuts[1:])
         return list(itertools.chain.from_iterable(encoded))
+
+
+def interleaved(
+    firsts: list[bool], first: np.ndarray, first_counts: list[int], others: list[list[int]], dtype
+) -> tuple[np.ndarray, list[int]]:
+    """Two encodings of one batch put back in its order: where ``firsts`` is true the next of ``first``
+    (concatenated, ``first_counts`` long each), else the next of ``others``; (all concatenated, counts)."""
+    firsts_split = iter(np.split(first, np.cumsum(first_counts)[:-1]) if first_counts else [])
+    others_left = iter(others)
+    parts = [next(firsts_split) if is_first else np.asarray(next(others_left), dtype) for is_first in firsts]
+    return (np.concatenate(parts) if parts else np.empty(0, dtype)), [part.size for part in parts]
 
 
 def _tokenizers_version() -> str:
@@ -646,16 +666,14 @@ class TokenizerSpec:
         fast = self._fast_path_for(sum(map(len, texts)))
         takes = [fast is not None and fast.takes(text) for text in texts]
         quick = [text for text, took in zip(texts, takes, strict=True) if took]
+        quick_ids, quick_counts = np.empty(0, self.id_dtype), []
         if fast is not None and quick:
             ranks, quick_counts = fast.encode_ranks(quick)
             quick_ids = (ranks if fast.ids is None else fast.ids[ranks]).astype(self.id_dtype, copy=False)
             if len(quick) == len(texts):
                 return quick_ids, quick_counts
-            split = iter(np.split(quick_ids, np.cumsum(quick_counts)[:-1]))
-        slow = iter(self._encode_slow([text for text, took in zip(texts, takes, strict=True) if not took]))
-        encoded = [next(split) if took else np.asarray(next(slow), self.id_dtype) for took in takes]
-        counts = [part.size for part in encoded]
-        return (np.concatenate(encoded) if encoded else np.empty(0, self.id_dtype)), counts
+        slow = self._encode_slow([text for text, took in zip(texts, takes, strict=True) if not took])
+        return interleaved(takes, quick_ids, quick_counts, slow, self.id_dtype)
 
     def _encode_slow(self, texts: list) -> list[list[int]]:
         """The ids of each text with tokenizers (in parallel); a :class:`MemlmError` for the first that is

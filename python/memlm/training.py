@@ -262,8 +262,8 @@ FIXED_BYTES_PER_TOKEN = 16
 #: 265-289 MiB there, the trie and the image included), which this covers: the floor of any budget
 #: (tests/test_memory_budget.py).
 KNESER_NEY_BYTES_PER_TOKEN = 80
-#: The interpreter, numpy, the tokenizer with its fast path (tiktoken's tables) and its batch buffers,
-#: counted against every budget.
+#: The interpreter, numpy, the tokenizer with its fast path (tiktoken's and the ASCII encoder's tables) and its
+#: batch buffers, counted against every budget.
 BASELINE_BYTES = 160 << 20
 #: The smallest share of the budget a partition of the trie build may have.
 MIN_PARTITION_BYTES = 8 << 20

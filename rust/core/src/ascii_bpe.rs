@@ -5,8 +5,10 @@
 //!   `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`, read on ASCII text
 //!   where `\p{L}` is `A-Z a-z`, `\p{N}` is `0-9` and `\s` is Unicode's White_Space (TAB, LF, VT, FF,
 //!   CR, space). `piece_end` takes the alternatives in order, leftmost first, as a backtracking regex
-//!   engine does: a space joins the run of one class that follows it, and a run of white space
-//!   followed by something else leaves its last character to the next piece (when it has more than one).
+//!   engine does: the contractions (lower case only) are pieces only where a piece starts (`?'s` is
+//!   `?'` then `s`); a space joins the run of one class that follows it; a run of white space followed
+//!   by something else leaves its last character to a piece of its own, or to what follows when that
+//!   character is a space (`a \tb` is `a`, ` `, `\t`, `b`; `a  b` is `a`, ` `, ` b`).
 //! - Tokens of a piece: tiktoken's rule on ranks (a token's rank is its index in the table given to
 //!   [`AsciiBpe::new`]): the piece's rank when the piece is a token whole; else, from its bytes, merge
 //!   the adjacent pair whose concatenation has the lowest rank (the leftmost of equals) until no
@@ -14,6 +16,8 @@
 //!   at n log n.
 //! - Text that is not ASCII is refused: its classes need Unicode's tables, so callers tokenise it
 //!   otherwise (memlm's Python side uses tiktoken, whose ids these equal on ASCII).
+//! - [`AsciiBpe::encode_texts`] gives each text's ranks in input order; pieces merged once are
+//!   remembered within one task's texts only (nothing is kept between calls).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -86,28 +90,29 @@ impl AsciiBpe {
         Ok(())
     }
 
-    /// Every text's ranks concatenated, and how many each has (texts spread over rayon's threads);
-    /// an error unless every text is ASCII.
-    pub fn encode_texts(&self, texts: &[&[u8]]) -> Result<(Vec<u32>, Vec<u64>)> {
+    /// Every text's ranks concatenated, and how many each has (texts spread over rayon's threads when
+    /// `parallel`, else all on the calling thread); an error unless every text is ASCII.
+    pub fn encode_texts(&self, texts: &[&[u8]], parallel: bool) -> Result<(Vec<u32>, Vec<u64>)> {
         if let Some(index) = texts.iter().position(|text| !text.is_ascii()) {
             return Err(Error::InvalidInput(format!(
                 "ASCII BPE was given text {index}, which is not ASCII"
             )));
         }
-        let parts: Vec<(Vec<u32>, Vec<u64>)> = texts
-            .par_chunks(TEXTS_PER_TASK)
-            .map(|chunk| {
-                let mut encoder = Encoder::new(self);
-                let mut ranks = Vec::with_capacity(chunk.iter().map(|t| t.len() / 4).sum());
-                let mut counts = Vec::with_capacity(chunk.len());
-                for text in chunk {
-                    let before = ranks.len();
-                    encoder.encode(text, &mut ranks);
-                    counts.push((ranks.len() - before) as u64);
-                }
-                (ranks, counts)
-            })
-            .collect();
+        let task = |chunk: &[&[u8]]| {
+            let mut encoder = Encoder::new(self);
+            let mut ranks = Vec::with_capacity(chunk.iter().map(|t| t.len() / 4).sum());
+            let mut counts = Vec::with_capacity(chunk.len());
+            for text in chunk {
+                let before = ranks.len();
+                encoder.encode(text, &mut ranks);
+                counts.push((ranks.len() - before) as u64);
+            }
+            (ranks, counts)
+        };
+        let parts: Vec<(Vec<u32>, Vec<u64>)> = match parallel {
+            true => texts.par_chunks(TEXTS_PER_TASK).map(task).collect(),
+            false => texts.chunks(TEXTS_PER_TASK).map(task).collect(),
+        };
         let mut ranks = Vec::with_capacity(parts.iter().map(|(r, _)| r.len()).sum());
         let mut counts = Vec::with_capacity(texts.len());
         for (part_ranks, part_counts) in parts {
@@ -143,6 +148,7 @@ fn short_key(bytes: &[u8]) -> u64 {
 struct FoldedMultiply(u64);
 
 impl Hasher for FoldedMultiply {
+    /// Only for the trait: the table hashes `u64` keys, through [`Hasher::write_u64`].
     fn write(&mut self, bytes: &[u8]) {
         for &byte in bytes {
             self.write_u64(self.0 ^ u64::from(byte));
@@ -170,8 +176,9 @@ struct Encoder<'a, 'b> {
     heap: BinaryHeap<Reverse<(u32, usize)>>,
 }
 
-/// A token of a piece being merged: its bytes start at `start`; `next` is the following part's
-/// index (`usize::MAX` for none), `alive` false once merged into the part before it.
+/// A token of a piece being merged: its bytes are `start..end` of the piece; `prev` and `next` are
+/// the parts before and after it ([`NO_PART`] for none), `alive` false once merged into the part
+/// before it.
 #[derive(Clone, Copy)]
 struct Part {
     start: usize,
@@ -181,7 +188,8 @@ struct Part {
     alive: bool,
 }
 
-const NONE: usize = usize::MAX;
+/// No part (before the first, after the last).
+const NO_PART: usize = usize::MAX;
 
 impl<'a, 'b> Encoder<'a, 'b> {
     fn new(bpe: &'a AsciiBpe) -> Self {
@@ -225,8 +233,8 @@ impl<'a, 'b> Encoder<'a, 'b> {
         self.parts.extend((0..n).map(|i| Part {
             start: i,
             end: i + 1,
-            prev: if i == 0 { NONE } else { i - 1 },
-            next: if i + 1 == n { NONE } else { i + 1 },
+            prev: if i == 0 { NO_PART } else { i - 1 },
+            next: if i + 1 == n { NO_PART } else { i + 1 },
             alive: true,
         }));
         self.heap.clear();
@@ -239,7 +247,7 @@ impl<'a, 'b> Encoder<'a, 'b> {
         // next part has that rank: stale entries are skipped as they come up.
         while let Some(Reverse((rank, i))) = self.heap.pop() {
             let left = self.parts[i];
-            if !left.alive || left.next == NONE {
+            if !left.alive || left.next == NO_PART {
                 continue;
             }
             let right = self.parts[left.next];
@@ -249,7 +257,7 @@ impl<'a, 'b> Encoder<'a, 'b> {
             self.parts[left.next].alive = false;
             self.parts[i].end = right.end;
             self.parts[i].next = right.next;
-            if right.next != NONE {
+            if right.next != NO_PART {
                 self.parts[right.next].prev = i;
                 if let Some(r) = self
                     .bpe
@@ -258,7 +266,7 @@ impl<'a, 'b> Encoder<'a, 'b> {
                     self.heap.push(Reverse((r, i)));
                 }
             }
-            if left.prev != NONE {
+            if left.prev != NO_PART {
                 let before = self.parts[left.prev];
                 if let Some(r) = self.bpe.rank(&piece[before.start..right.end]) {
                     self.heap.push(Reverse((r, left.prev)));
@@ -266,7 +274,7 @@ impl<'a, 'b> Encoder<'a, 'b> {
             }
         }
         let mut i = 0;
-        while i != NONE {
+        while i != NO_PART {
             let part = self.parts[i];
             let rank = self.bpe.rank(&piece[part.start..part.end]);
             self.merged
@@ -384,7 +392,9 @@ mod tests {
         assert_eq!(out.len(), 50_001);
         assert!(bpe.encode("é".as_bytes(), &mut out).is_err());
         assert!(AsciiBpe::new(vec![vec![0]]).is_err());
-        let (ranks, counts) = bpe.encode_texts(&[b"ab", b"", b"x y"]).unwrap();
+        let (ranks, counts) = bpe.encode_texts(&[b"ab", b"", b"x y"], true).unwrap();
+        let sequential = bpe.encode_texts(&[b"ab", b"", b"x y"], false).unwrap();
+        assert_eq!(sequential, (ranks.clone(), counts.clone()));
         assert_eq!(counts, [1, 0, 3]); // " y" is no token: two bytes
         assert_eq!(ranks, [128, b'x' as u32, b' ' as u32, b'y' as u32]);
     }

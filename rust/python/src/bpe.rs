@@ -24,24 +24,27 @@ impl AsciiBpe {
 
     /// The ranks of one ASCII text.
     fn encode(&self, text: &str) -> PyResult<Vec<u32>> {
-        let mut ranks = Vec::with_capacity(text.len() / 4);
+        let mut ranks = Vec::new();
         self.inner
             .encode(text.as_bytes(), &mut ranks)
             .map_err(to_py)?;
         Ok(ranks)
     }
 
-    /// ASCII texts' ranks concatenated (uint32) and how many each has (uint64), the GIL released.
+    /// ASCII texts' ranks concatenated (uint32) and how many each has (uint64), the GIL released; on
+    /// rayon's threads when `parallel` (never in a forked child: rayon's pool did not come with it).
     #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (texts, parallel=true))]
     fn encode_texts<'py>(
         &self,
         py: Python<'py>,
         texts: Vec<Bound<'py, PyString>>,
+        parallel: bool,
     ) -> PyResult<(Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<u64>>)> {
         let texts: Vec<&str> = texts.iter().map(|t| t.to_str()).collect::<PyResult<_>>()?;
         let slices: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
         let (ranks, counts) = py
-            .detach(|| self.inner.encode_texts(&slices))
+            .detach(|| self.inner.encode_texts(&slices, parallel))
             .map_err(to_py)?;
         Ok((ranks.into_pyarray(py), counts.into_pyarray(py)))
     }
