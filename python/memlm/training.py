@@ -122,8 +122,8 @@ def train(
     :func:`train_token_ids`). ``progress(phase, done, total)``: called as reading and building advance.
     ``keep_tokens``: store the token ids in the model too (2 bytes per token), so that :func:`memlm.merge`
     can add text to it later. ``output``: also save the model there. ``provenance``: store a provenance
-    index (where each training token came from: source, byte offset; about 5 bytes per token besides the
-    text the scoring statistics keep), so that :meth:`Model.explain` cites training passages; it needs a
+    index (where each training token came from: source, byte offset; about 3 bytes per token besides the
+    text the scoring statistics keep anyway), so that :meth:`Model.explain` cites training passages; it needs a
     byte-level BPE tokenizer (GPT-2's and its like).
 
     Every argument is checked before the corpus is read.

@@ -150,6 +150,7 @@ impl ProvenanceView<'_> {
 /// A model's provenance index with what a look-up needs: the text it indexes, the width, the
 /// feature order and the padding id.
 pub struct Index<'a> {
+    file: &'a ModelFile,
     view: ProvenanceView<'a>,
     text: Ids<'a>,
     width: usize,
@@ -161,6 +162,7 @@ impl<'a> Index<'a> {
     /// The index of a model file (None when it has none), checksums verified at the first call.
     pub fn of(file: &'a ModelFile) -> Result<Option<Index<'a>>> {
         Ok(file.checked_provenance()?.map(|(view, kn)| Index {
+            file,
             view,
             text: kn.text,
             width: file.params().width,
@@ -214,10 +216,8 @@ impl<'a> Index<'a> {
                     != Ordering::Equal
         };
         if picked.iter().any(wrong) {
-            return Err(Error::InvalidInput(
-                "the provenance index does not match the training text (a damaged model file)"
-                    .into(),
-            ));
+            let reason = "the provenance index does not match the training text";
+            return Err(self.file.bad(reason.into()));
         }
         Ok((total, picked))
     }

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use memlm_core::columns::classify_file;
 use memlm_core::format::testing::{forge_checksums, section_ranges};
 use memlm_core::format::{Check, Section};
+use memlm_core::provenance;
 use memlm_core::{
     Error, Generation, IdVec, Ids, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
     Weighting, UNKNOWN,
@@ -93,7 +94,7 @@ fn fixture(which: usize) -> &'static Fixture {
                 build: Default::default(),
                 keep_tokens: Some((&kept, &lengths)),
                 kneser_ney: Some((Ids::U32(&ids), &lengths)),
-                provenance: None,
+                provenance: Some(b"origins"),
             },
         )
         .unwrap();
@@ -224,6 +225,19 @@ fn exercise(model: &Model, f: &Fixture, scratch: &Path) -> Vec<Outcome> {
     out.push(outcome(model.file().checked_training_tokens().map(|t| {
         t.map(|(ids, lengths)| (ids.len(), ids.max(), lengths.to_vec()))
     })));
+    // The provenance index: the occurrences of each target after its context, at every depth.
+    for (context, &target) in f.contexts.chunks(w).zip(&f.targets).take(4) {
+        for depth in [0, 1, w] {
+            let found = provenance::Index::of(model.file()).and_then(|index| {
+                let index = index.expect("the fixture has a provenance index");
+                Ok((
+                    index.origins().to_vec(),
+                    index.occurrences(target, context, depth, 5)?,
+                ))
+            });
+            out.push(outcome(found));
+        }
+    }
     out
 }
 
