@@ -21,8 +21,9 @@ timbl:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq timbl time >/dev/null; \
 	  else echo "timbl is missing: run 'sudo apt-get install timbl time'" >&2; exit 1; fi; }
 
-# Headless Chromium opens the explanation page in tests/test_explain_page.py (Debian packages `chromium` and
-# `chromium-driver`; Selenium, which drives it, is in the test extra).
+# Headless Chromium opens the explanation page in tests/test_explain_page.py and the playground of `memlm serve`
+# in tests/test_serve.py (Debian packages `chromium` and `chromium-driver`; Selenium, which drives it, is in the
+# test extra, with FastAPI, uvicorn and the clients of the serve tests).
 chromium:
 	@{ command -v chromium && command -v chromedriver; } >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from bench import build_cost, corruption, generation, kneser_ney, knn_latency, latency_energy, scale, scaling, vs_timbl
+from bench import (
+    build_cost,
+    corruption,
+    explain,
+    generation,
+    kneser_ney,
+    knn_latency,
+    latency_energy,
+    scale,
+    scaling,
+    serve_load,
+    vs_timbl,
+)
 from bench.common import SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
@@ -110,3 +122,24 @@ def test_corruption_smoke(tmp_path):
     counts = report["counts"]
     assert sum(counts.values()) == 10 and counts["wrong"] == counts["crash"] == 0 and report["ok"]
     assert "clean errors" in (tmp_path / "corruption.md").read_text()
+
+
+def test_explain_smoke(tmp_path):
+    sample = str(Path(__file__).resolve().parent.parent / "data" / "austen_emma_sample.txt")
+    explain.main(["--train", sample, "--width", "4", "--test-tokens", "150", "--repeats", "1", "--out", str(tmp_path)])
+    row = json.loads((tmp_path / "explain.json").read_text())
+    assert (
+        row["passages_checked"] > 100 and 0 < row["provenance_bytes_per_token"] < row["with_cited_text_bytes_per_token"]
+    )
+    assert row["ms_per_token"] > 0
+
+
+def test_serve_load_smoke(tmp_path):
+    sample = str(Path(__file__).resolve().parent.parent / "data" / "austen_emma_sample.txt")
+    serve_load.main(
+        ["--train-file", sample, "--width", "4", "--clients", "4", "--completions", "40", "--max-tokens", "8"]
+        + ["--out", str(tmp_path)]
+    )
+    report = json.loads((tmp_path / "serve_load.json").read_text())
+    assert report["load"]["error_count"] == 0 and report["errors_met"]
+    assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"] and report["ratio"] > 0

@@ -1,4 +1,4 @@
-"""The ``memlm`` command line: train, merge, generate, info, verify, score, eval, instances, classify. Every
+"""The ``memlm`` command line: train, merge, generate, info, verify, score, eval, instances, classify, serve. Every
 command turns memlm's errors and file errors into one line on stderr (see :func:`_clean_errors`)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from memlm.explain_view import NO_PROVENANCE, print_table, write_page
 from memlm.model import KNESER_NEY
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
+from memlm.serving import MAX_TOKENS_CAP
 
 app = typer.Typer(
     help="memlm: a memory-based language model (IGTree over all training contexts), CPU only.",
@@ -624,3 +625,41 @@ def classify(
                 f"overall accuracy:        {totals['correct'] / n:.6f}  ({totals['correct']}/{n})",
                 file=sys.stderr,
             )
+
+
+#: The ports a server can listen on (0: one the system picks).
+PORTS = range(0, 1 << 16)
+
+
+@app.command()
+def serve(
+    model_paths: Annotated[
+        list[str], typer.Argument(metavar="MODEL", help="Model files, each served under its file's stem.")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, _int_option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer KEY' on every route but / and /health.")
+    ] = None,
+    max_tokens_cap: Annotated[
+        int, _int_option(help="The most tokens one completion or explanation may generate.")
+    ] = MAX_TOKENS_CAP,
+) -> None:
+    """Serve models over an OpenAI-compatible HTTP API (/v1/completions, ...), with a playground page at /
+    (needs FastAPI and uvicorn: the package's serve extra)."""
+    with _clean_errors():
+        try:
+            import uvicorn
+
+            from memlm.serving.app import create_app
+            from memlm.serving.registry import load_models
+        except ImportError as e:
+            raise MemlmError(f'memlm serve needs {e.name or e}: pip install "memlm[serve]"') from None
+        if port not in PORTS:
+            raise MemlmError(f"--port must be from 0 to {PORTS[-1]}, got {port}")
+        models = load_models(model_paths)
+        server = create_app(models, api_key=api_key, max_tokens_cap=max_tokens_cap)
+        print(f"memlm: serving {', '.join(models)} on http://{host}:{port}/", file=sys.stderr)
+        # uvicorn.Server, not uvicorn.run (which swallows it): Ctrl-C or SIGTERM, raised again once the requests
+        # in flight are answered, ends memlm as it ends every command (130, 143).
+        uvicorn.Server(uvicorn.Config(server, host=host, port=port, log_level="info")).run()

@@ -173,21 +173,28 @@ class StopCutter:
         return 0
 
 
-def pieces(
-    next_ids: Callable[[int], list[int]], total: int, decoder, stops: list[str], chunks: tuple[int, int]
-) -> Iterator[str]:
-    """The text of a generation of ``total`` tokens, piece by piece: ``next_ids(n)`` gives up to n more
-    ids (none at the end), asked for in chunks: (first, largest) size, see :func:`next_chunk`."""
-    cutter = StopCutter(stops)
+def id_chunks(next_ids: Callable[[int], list[int]], total: int, chunks: tuple[int, int]) -> Iterator[list[int]]:
+    """The ids of a generation of ``total`` tokens, chunk by chunk: ``next_ids(n)`` gives up to n more (none
+    at the end), asked for in chunks: (first, largest) size, see :func:`next_chunk`."""
     remaining = total
     size, largest = chunks
     while remaining > 0:
         started = time.perf_counter()
         ids = next_ids(min(size, remaining))
         if not ids:
-            break
+            return
         size = next_chunk(size, time.perf_counter() - started, largest)
         remaining -= len(ids)
+        yield ids
+
+
+def pieces(
+    next_ids: Callable[[int], list[int]], total: int, decoder, stops: list[str], chunks: tuple[int, int]
+) -> Iterator[str]:
+    """The text of a generation of ``total`` tokens, piece by piece (ids asked for as :func:`id_chunks`
+    asks), cut before the first of ``stops``."""
+    cutter = StopCutter(stops)
+    for ids in id_chunks(next_ids, total, chunks):
         piece = cutter.feed(decoder.push(ids))
         if piece:
             yield piece

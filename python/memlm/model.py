@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +21,15 @@ from memlm.checks import not_an_input, output_file, token_ids
 from memlm.corpus import split_blocks
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.explanation import Explanation, Neighbour
-from memlm.generation import GENERATE_CHUNKS, STREAM_CHUNKS, SymbolDecoder, TextDecoder, pieces, stop_list
+from memlm.generation import (
+    GENERATE_CHUNKS,
+    STREAM_CHUNKS,
+    SymbolDecoder,
+    TextDecoder,
+    id_chunks,
+    pieces,
+    stop_list,
+)
 from memlm.provenance import Origins
 from memlm.scoring import TokenScores, perplexities
 from memlm.tokenization import TokenizerSpec
@@ -565,10 +573,7 @@ class Model:
         self.check_query(algorithm, k, vote, decay)
         if generate:
             ids = self.encode(text)
-            query = self._query(1, algorithm, k, vote, decay)
-            generation = self._core.generation(ids, generate, query, checks.sampling(False, 1.0, 50, 1.0), None)
-            while generation.remaining and (more := generation.next_ids(generation.remaining)):
-                ids.extend(more)
+            ids += self.generate_ids(ids, generate, algorithm=algorithm, k=k, vote=vote, decay=decay)
             tokens, lengths = np.asarray(ids, np.uint32), np.array([len(ids)] if ids else [], np.uint64)
         else:
             tokens, lengths = self._encode_blocks(split_blocks(text))
@@ -677,6 +682,61 @@ class Model:
         arguments = (prompt, max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote)
         return "".join(self._generate(*arguments, decay, cache, False))
 
+    def stream_ids(
+        self,
+        prompt: str | Sequence[int] = "",
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+        cache: bool = False,
+    ) -> Iterator[list[int]]:
+        """The ids :meth:`stream` generates after ``prompt`` (text, or its token ids: a list, tuple or 1-D
+        array, read as one block; the ids that count are checked as :meth:`predict` checks them), in chunks
+        as they come: not decoded (:meth:`decode` gives their text) and not cut at stop strings. Arguments
+        as in :meth:`stream`, checked when this is called."""
+        arguments = (max_new_tokens, do_sample, temperature, top_k, top_p, seed, None, algorithm, k, vote, decay)
+        generation, total, _ = self._generation(lambda: self._prompt_ids(prompt), *arguments, cache)
+        return id_chunks(generation.next_ids, total, STREAM_CHUNKS)
+
+    def generate_ids(
+        self,
+        prompt: str | Sequence[int] = "",
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        algorithm: str = "igtree",
+        k: int = 1,
+        vote: str = "majority",
+        decay: float = 1.0,
+        cache: bool = False,
+    ) -> list[int]:
+        """All the ids :meth:`stream_ids` gives, at once (asked of the core in larger chunks, as
+        :meth:`generate` asks)."""
+        arguments = (max_new_tokens, do_sample, temperature, top_k, top_p, seed, None, algorithm, k, vote, decay)
+        generation, total, _ = self._generation(lambda: self._prompt_ids(prompt), *arguments, cache)
+        return [i for chunk in id_chunks(generation.next_ids, total, GENERATE_CHUNKS) for i in chunk]
+
+    def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        """The ids of a prompt given as text (encoded) or as ids (a list of them, checked by the core as it
+        reads the ones that count, as :meth:`_tail`'s)."""
+        if isinstance(prompt, str):
+            return self.encode(checks.text(prompt, "the prompt"))
+        if isinstance(prompt, np.ndarray) and prompt.ndim == 1:
+            return prompt.tolist()
+        if isinstance(prompt, (bytes, bytearray, memoryview)) or not isinstance(prompt, Sequence):
+            raise MemlmError(f"give the prompt as str or as token ids (a list or array), got {type(prompt).__name__}")
+        return list(prompt)
+
     def _generate(
         self,
         prompt: str,
@@ -694,6 +754,31 @@ class Model:
         cache: bool,
         streaming: bool,
     ) -> Iterator[str]:
+        arguments = (max_new_tokens, do_sample, temperature, top_k, top_p, seed, stop, algorithm, k, vote, decay)
+        encoded = lambda: self.encode(checks.text(prompt, "the prompt"))  # noqa: E731 (made after the checks)
+        generation, max_new_tokens, stops = self._generation(encoded, *arguments, cache)
+        decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
+        chunks = STREAM_CHUNKS if streaming else GENERATE_CHUNKS
+        return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
+
+    def _generation(
+        self,
+        prompt_ids: Callable[[], list[int]],
+        max_new_tokens: int,
+        do_sample: bool,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        seed: int | None,
+        stop: Sequence[str] | str | None,
+        algorithm: str,
+        k: int,
+        vote: str,
+        decay: float,
+        cache: bool,
+    ):
+        """(the core's generation, the checked ``max_new_tokens``, the stop strings), every argument checked
+        first, then the prompt's ids made (``prompt_ids()``)."""
         max_new_tokens = checks.unsigned_64(max_new_tokens, "max_new_tokens")
         seed = None if seed is None else checks.unsigned_64(seed, "seed")
         sampling = checks.sampling(do_sample, temperature, top_k, top_p)
@@ -710,16 +795,14 @@ class Model:
         # (k, vote and decay are checked whatever the algorithm: a value that does not apply must be valid.)
         query = self._query(top_k if sampling.do_sample else 1, "igtree" if scoring else algorithm, k, vote, decay)
         stops = stop_list(stop)
-        prompt_ids = self.encode(checks.text(prompt, "the prompt"))
-        if scoring:
+        ids = prompt_ids()
+        if scoring:  # every id counts here
             weights = self._core.cache_weights if cache else None
-            ids = np.array(prompt_ids, dtype=np.uint32)
-            generation = self._core.scoring_generation(ids, max_new_tokens, sampling, seed, weights)
+            array = self._ids(ids, "the prompt", 1)
+            generation = self._core.scoring_generation(array, max_new_tokens, sampling, seed, weights)
         else:
-            generation = self._core.generation(prompt_ids, max_new_tokens, query, sampling, seed)
-        decoder = TextDecoder(self.tokenizer.decode) if self.has_tokenizer else SymbolDecoder(self.token_string)
-        chunks = STREAM_CHUNKS if streaming else GENERATE_CHUNKS
-        return pieces(generation.next_ids, max_new_tokens, decoder, stops, chunks)
+            generation = self._core.generation(ids, max_new_tokens, query, sampling, seed)
+        return generation, max_new_tokens, stops
 
 
 def _shares(votes: list[float], total: float) -> list[float]:

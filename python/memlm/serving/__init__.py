@@ -1,0 +1,14 @@
+"""``memlm serve``: an OpenAI-compatible HTTP API over loaded models, and a playground page.
+
+:func:`memlm.serving.app.create_app` makes the FastAPI application (``pip install "memlm[serve]"``); the
+command line runs it with uvicorn. One job per module: :mod:`.registry` (model names), :mod:`.schemas`
+(request bodies), :mod:`.errors` (OpenAI-style error bodies), :mod:`.guards` (body size limit, API key, token
+cap), :mod:`.completions` (``/v1/completions``), :mod:`.inspection` (score, tokenize, detokenize, explain),
+:mod:`.app` (the routes) and ``playground.html`` (the page at ``/``). This module imports nothing, so that
+the command line can name its defaults without the serve extra installed.
+"""
+
+#: The default most tokens one completion (or explanation) may generate: ``--max-tokens-cap``.
+MAX_TOKENS_CAP = 4096
+#: The default body limit: 1 MiB, plenty for prompts (a lm-evaluation-harness batch of token ids is far less).
+MAX_BODY_BYTES = 1 << 20

@@ -1,0 +1,555 @@
+"""`memlm serve` for real: a server started as `python -m memlm serve` on 127.0.0.1 (a free port), asked with the
+`openai` Python client and with plain HTTP (httpx), its answers checked against the same model loaded here;
+the playground page driven in headless Chromium (Debian's `chromium` and `chromium-driver`, with Selenium)."""
+
+import json
+import math
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+import memlm
+from bench.common import SHARED_DATA
+
+from conftest import ROOT, TRAIN_TEXT
+
+KEY = "test-key"
+#: The server's cap: large, so that one request can run long (the non-blocking test).
+CAP = 3_000_000
+PROMPT = "Emma Woodhouse, handsome, clever, and rich,"
+ARTIFACTS = ROOT / "build" / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """Two models: `emma` (W=4, with a provenance index: explanations cite passages) and `tiny` (W=2)."""
+    folder = tmp_path_factory.mktemp("served")
+    memlm.train(TRAIN_TEXT, width=4, provenance=True, output=folder / "emma.memlm")
+    memlm.train(TRAIN_TEXT, width=2, output=folder / "tiny.memlm")
+    return folder / "emma.memlm", folder / "tiny.memlm"
+
+
+@pytest.fixture(scope="module")
+def model(model_files) -> memlm.Model:
+    """The served `emma`, loaded here: what the server's answers must equal."""
+    return memlm.load(model_files[0])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_files, tmp_path_factory):
+    """`memlm serve` in a subprocess; its URL once /health answers 200."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("log") / "serve.log"
+    command = [sys.executable, "-m", "memlm", "serve", *map(str, model_files), "--port", str(port)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--api-key", KEY, "--max-tokens-cap", str(CAP)], stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    else:
+        pytest.fail(f"the server did not answer:\n{log.read_text()}")
+    yield url, process, log
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def url(server) -> str:
+    return server[0]
+
+
+@pytest.fixture(scope="module")
+def client(url) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def http(url):
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as http:
+        yield http
+
+
+# -- the model's side -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"do_sample": True, "top_k": 0, "seed": 3}, {"algorithm": "kneser-ney"}])
+def test_generated_ids_are_what_generate_decodes(model, options):
+    """Model.generate_ids and Model.stream_ids (what the server generates with): the ids whose text
+    Model.generate gives, for a prompt as text or as its ids."""
+    ids = model.generate_ids(PROMPT, max_new_tokens=40, **options)
+    assert len(ids) == 40 and model.decode(ids) == model.generate(PROMPT, max_new_tokens=40, **options)
+    assert model.generate_ids(model.encode(PROMPT), max_new_tokens=40, **options) == ids
+    chunks = list(model.stream_ids(np.array(model.encode(PROMPT)), max_new_tokens=40, **options))
+    assert len(chunks) > 1 and [i for chunk in chunks for i in chunk] == ids
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [
+        (b"It was", "give the prompt as str or as token ids"),
+        (5, "give the prompt as str or as token ids"),
+        ([1.5], "ids must be ints"),
+        ([-1], "negative"),
+        ([2**40], "outside the model's vocabulary"),
+        ("\ud800", "lone surrogate"),
+    ],
+)
+def test_generated_ids_need_a_prompt(model, prompt, message):
+    for method in (model.generate_ids, model.stream_ids):
+        with pytest.raises(memlm.MemlmError, match=message):
+            method(prompt)
+
+
+# -- completions ------------------------------------------------------------------------------------
+
+
+def test_completion_is_what_generate_gives(client, model):
+    answer = client.completions.create(model="emma", prompt=PROMPT, max_tokens=20, temperature=0)
+    assert answer.object == "text_completion" and answer.id.startswith("cmpl-") and answer.model == "emma"
+    (choice,) = answer.choices
+    assert choice.text == model.generate(PROMPT, max_new_tokens=20)
+    assert (choice.index, choice.finish_reason, choice.logprobs) == (0, "length", None)
+    prompt_tokens = len(model.encode(PROMPT))
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, 20)
+    assert answer.usage.total_tokens == prompt_tokens + 20
+
+
+def test_sampled_choices_follow_the_seed(client, model):
+    """n choices, choice j sampled with seed + j: repeatable, and what Model.generate samples."""
+    ask = {"model": "emma", "prompt": PROMPT, "max_tokens": 12, "temperature": 0.8, "top_p": 0.9, "seed": 5, "n": 3}
+    texts = [c.text for c in client.completions.create(**ask).choices]
+    assert texts == [c.text for c in client.completions.create(**ask).choices]
+    sampling = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "top_k": 0}
+    assert texts == [model.generate(PROMPT, max_new_tokens=12, seed=5 + j, **sampling) for j in range(3)]
+    assert len(set(texts)) > 1
+
+
+def test_streamed_completion(client, model):
+    chunks = list(
+        client.completions.create(
+            model="emma",
+            prompt=PROMPT,
+            max_tokens=30,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    *pieces, usage = chunks
+    assert len(pieces) > 2  # the text came in pieces
+    assert "".join(c.choices[0].text for c in pieces) == model.generate(PROMPT, max_new_tokens=30)
+    assert [c.choices[0].finish_reason for c in pieces] == [None] * (len(pieces) - 1) + ["length"]
+    assert usage.choices == [] and usage.usage.completion_tokens == 30
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_streaming_is_plain_server_sent_events(http):
+    body = {"model": "emma", "prompt": PROMPT, "max_tokens": 5, "temperature": 0, "stream": True}
+    with http.stream("POST", "/v1/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = response.read().decode().split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    assert all(e.startswith("data: {") for e in events[:-2])
+
+
+def test_logprobs_with_echo_as_lm_evaluation_harness_asks(client, model):
+    """{prompt: ids, max_tokens: 1, logprobs: 1, echo: true, temperature: 0}: the prompt's tokens with their
+    log probabilities under the scoring distribution (the first null), then the one generated token."""
+    context, continuation = model.encode("Mr. Knightley"), model.encode(" said, with a smile")
+    ids = context + continuation
+    answer = client.completions.create(model="emma", prompt=[ids], max_tokens=1, logprobs=1, echo=True, temperature=0)
+    (choice,) = answer.choices
+    logprobs = choice.logprobs
+    generated = model.generate_ids(ids, max_new_tokens=1)
+    assert logprobs.tokens == [model.token_string(i) for i in ids + generated]
+    assert choice.text == model.decode(ids + generated)
+    assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
+    for j in range(1, len(ids) + 1):
+        p = model.probabilities((ids + generated)[:j])
+        token = (ids + generated)[j]
+        assert logprobs.token_logprobs[j] == pytest.approx(math.log(p[token]), rel=1e-12)
+        (best,) = logprobs.top_logprobs[j].items()
+        assert best == (model.token_string(int(np.argmax(p))), pytest.approx(math.log(p.max()), rel=1e-12))
+        # lm-evaluation-harness's greedy test: the token's log probability is the top one exactly.
+        assert (logprobs.token_logprobs[j] == best[1]) == (token == int(np.argmax(p)))
+    assert logprobs.text_offset == [sum(len(t) for t in logprobs.tokens[:j]) for j in range(len(logprobs.tokens))]
+    assert answer.usage.prompt_tokens == len(ids) and answer.usage.completion_tokens == 1
+
+
+def test_echoed_logprobs_are_the_scores(client, model):
+    """The prompt's log probabilities are memlm's scores of it (without the document cache), in natural logs."""
+    text = "It was a fine morning, and Emma walked to Hartfield."
+    answer = client.completions.create(model="emma", prompt=text, max_tokens=0, logprobs=3, echo=True)
+    logprobs = answer.choices[0].logprobs
+    scores = model.score(text, cache=False)
+    assert answer.choices[0].text == text and logprobs.tokens == [s.token for s in scores]
+    assert logprobs.token_logprobs[1:] == pytest.approx([s.log10_prob * math.log(10) for s in scores][1:])
+    assert all(
+        len(top) == 3 and list(top.values()) == sorted(top.values(), reverse=True) for top in logprobs.top_logprobs[1:]
+    )
+
+
+def test_prompt_forms_and_choice_order(client, model):
+    """A list of prompts with n = 2: prompt p's choice j has index p * n + j; ids prompts as their text."""
+    prompts = ["It was a fine", "Mr. Knightley"]
+    answer = client.completions.create(model="emma", prompt=prompts, n=2, max_tokens=6, temperature=0)
+    assert [c.index for c in answer.choices] == [0, 1, 2, 3]
+    expected = [model.generate(p, max_new_tokens=6) for p in prompts]
+    assert [c.text for c in answer.choices] == [expected[0], expected[0], expected[1], expected[1]]
+    ids = [model.encode(p) for p in prompts]
+    by_ids = client.completions.create(model="emma", prompt=ids, max_tokens=6, temperature=0)
+    assert [c.text for c in by_ids.choices] == expected
+    one = client.completions.create(model="emma", prompt=ids[0], max_tokens=6, temperature=0)
+    assert one.choices[0].text == expected[0]
+
+
+def test_stop_strings_end_the_text(client, model):
+    full = model.generate(PROMPT, max_new_tokens=40)
+    stop = full.split()[4]  # a word some way in
+    answer = client.completions.create(
+        model="emma", prompt=PROMPT, max_tokens=40, temperature=0, stop=[stop, "never there"], logprobs=0
+    )
+    (choice,) = answer.choices
+    assert choice.text == full[: full.index(stop)] and choice.finish_reason == "stop"
+    tokens = choice.logprobs.tokens
+    assert answer.usage.completion_tokens == len(tokens) < 40
+    # The tokens run to the one that completed the stop string, no further.
+    assert "".join(tokens).startswith(choice.text + stop[:1]) and stop in "".join(tokens)
+    assert stop not in "".join(tokens[:-1])
+    assert all(top == {} for top in choice.logprobs.top_logprobs)
+
+
+# -- the other endpoints ----------------------------------------------------------------------------
+
+
+def test_models_are_listed(client):
+    assert sorted(m.id for m in client.models.list()) == ["emma", "tiny"]
+
+
+def test_score(http, model):
+    text = "It was a fine morning.\n\nEmma smiled."
+    answer = http.post("/v1/score", json={"model": "emma", "text": text}).json()
+    scores = model.score(text)
+    assert [t["token"] for t in answer["tokens"]] == [s.token for s in scores]
+    assert [t["log10_prob"] for t in answer["tokens"]] == [s.log10_prob for s in scores]
+    assert [t["context_length"] for t in answer["tokens"]] == [s.context_length for s in scores]
+    assert answer["perplexity"] == pytest.approx(model.perplexity(text)["perplexity"])
+    no_cache = http.post("/v1/score", json={"model": "emma", "text": text, "cache": False}).json()
+    assert no_cache["perplexity"] == pytest.approx(model.perplexity(text, cache=False)["perplexity"])
+
+
+def test_tokenize_and_detokenize(http, model):
+    tokens = http.post("/tokenize", json={"model": "emma", "prompt": PROMPT}).json()
+    assert tokens == {"model": "emma", "tokens": model.encode(PROMPT), "count": len(model.encode(PROMPT))}
+    text = http.post("/detokenize", json={"model": "emma", "tokens": tokens["tokens"]}).json()
+    assert text == {"model": "emma", "prompt": PROMPT}
+
+
+def test_explain(http, model):
+    text = "Emma Woodhouse, handsome, clever"
+    answer = http.post("/v1/explain", json={"model": "emma", "text": text, "evidence": 2}).json()
+    expected = [json.loads(json.dumps(e.to_dict())) for e in model.explain(text, evidence=2)]
+    assert answer["explanations"] == expected and answer["provenance"] is True
+    assert any(e["evidence"] for e in expected)
+    named = {i for e in expected for i in (*e["context"], *map(int, e["counts"]))}
+    assert {int(i): s for i, s in answer["strings"].items() if int(i) in named} == {
+        i: model.token_string(i) for i in named
+    }
+    tiny = http.post("/v1/explain", json={"model": "tiny", "text": text}).json()
+    assert tiny["provenance"] is False and all(e["evidence"] is None for e in tiny["explanations"])
+    generated = http.post("/v1/explain", json={"model": "emma", "text": text, "generate": 3}).json()
+    assert len(generated["explanations"]) == len(expected) + 3
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+COMPLETION = {"model": "emma", "prompt": PROMPT}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({**COMPLETION, "max_tokens": "5"}, 400, "max_tokens"),
+        ({**COMPLETION, "max_tokens": 5.0}, 400, "max_tokens"),
+        ({**COMPLETION, "max_tokens": True}, 400, "max_tokens"),
+        ({**COMPLETION, "max_tokens": -1}, 400, "max_tokens"),
+        ({**COMPLETION, "max_tokens": CAP + 1}, 400, "max_tokens"),
+        ({**COMPLETION, "temperature": -0.5}, 400, "temperature"),
+        ({**COMPLETION, "temperature": "hot"}, 400, "temperature"),
+        ({**COMPLETION, "top_p": 0}, 400, "top_p"),
+        ({**COMPLETION, "n": 0}, 400, "n"),
+        ({**COMPLETION, "logprobs": 21}, 400, "logprobs"),
+        ({**COMPLETION, "stop": 7}, 400, "stop"),
+        ({**COMPLETION, "stream": "yes"}, 400, "stream"),
+        ({**COMPLETION, "colour": "blue"}, 400, "colour"),
+        ({**COMPLETION, "best_of": 3}, 400, None),
+        ({"model": "emma", "prompt": ["It was"] * 20, "n": 100}, 400, None),
+        ({"model": "emma", "prompt": {"text": "x"}}, 400, "prompt"),
+        ({"model": "emma", "prompt": []}, 400, "prompt"),
+        ({"model": "emma", "prompt": [1.5, 2]}, 400, "prompt"),
+        ({"model": "emma", "prompt": ["a", 1]}, 400, "prompt"),
+        ({"model": "emma", "prompt": [[1, "a"]]}, 400, "prompt"),
+        ({"model": "emma", "prompt": [-1]}, 400, "prompt"),
+        ({"model": "emma", "prompt": [50257]}, 400, "prompt"),
+        ({"model": "emma", "prompt": "\ud800"}, 400, "prompt"),
+        ({"model": "emma"}, 400, "prompt"),
+        ({"prompt": PROMPT}, 400, "model"),
+        ({**COMPLETION, "model": "nobody"}, 404, "model"),
+        ({**COMPLETION, "model": "../emma"}, 404, "model"),
+        ({**COMPLETION, "model": "emma.memlm"}, 404, "model"),
+    ],
+)
+def test_bad_completion_requests(http, body, status, param):
+    response = http.post("/v1/completions", content=json.dumps(body), headers={"Content-Type": "application/json"})
+    _check_error(response, status)
+    assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/completions", b'{"model": "emma", "prompt": "x",', 400),
+        ("/v1/completions", b"not json", 400),
+        ("/v1/completions", b"[1, 2]", 400),
+        ("/v1/completions", b"", 400),
+        ("/v1/score", b'{"model": "emma", "text": ""}', 400),
+        ("/v1/score", b'{"model": "emma", "text": 5}', 400),
+        ("/v1/explain", b'{"model": "emma", "text": "x", "generate": 3000001}', 400),
+        ("/v1/explain", b'{"model": "emma", "text": "x", "algorithm": "tribl2"}', 400),
+        ("/v1/explain", b'{"model": "emma", "text": "x", "evidence": 21}', 400),
+        ("/v1/explain", json.dumps({"model": "emma", "text": "x" * 20_001}).encode(), 400),
+        ("/detokenize", b'{"model": "emma", "tokens": [99999999]}', 400),
+        ("/tokenize", b'{"model": "nobody", "prompt": "x"}', 404),
+        ("/v1/nothing", b"{}", 404),
+    ],
+)
+def test_bad_requests(http, path, body, status):
+    _check_error(http.post(path, content=body, headers={"Content-Type": "application/json"}), status)
+
+
+def test_invalid_json_is_said_so(http):
+    response = http.post("/v1/completions", content=b'{"model": ', headers={"Content-Type": "application/json"})
+    _check_error(response, 400)
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_the_openai_client_sees_its_own_errors(url, client):
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.completions.create(model="emma", prompt=PROMPT, max_tokens=-1)
+    with pytest.raises(openai.NotFoundError, match="nobody"):
+        client.completions.create(model="nobody", prompt=PROMPT)
+    wrong = openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.completions.create(model="emma", prompt=PROMPT)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}])
+def test_the_api_needs_the_key(url, headers):
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/tokenize")]:
+        response = httpx.request(method, f"{url}{path}", json=COMPLETION, headers=headers)
+        _check_error(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{url}/health").status_code == 200  # the health check and the page need none
+    assert httpx.get(f"{url}/").status_code == 200
+
+
+def test_oversized_bodies_are_refused(http):
+    prompt = "x" * (1 << 20)
+    _check_error(http.post("/v1/completions", json={"model": "emma", "prompt": prompt}), 413)
+
+    def chunks():  # no Content-Length: the limit is counted as the body comes
+        for _ in range(20):
+            yield b"x" * (1 << 16)
+
+    _check_error(http.post("/v1/completions", content=chunks(), headers={"Content-Type": "application/json"}), 413)
+
+
+def _check_error(response: httpx.Response, status: int) -> None:
+    """The status, and OpenAI's error body: a one-line message, a type, a param and a code."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"] and "\n" not in error["message"] and "Traceback" not in error["message"]
+    assert error["type"] == ("authentication_error" if status == 401 else "invalid_request_error")
+
+
+def test_the_server_survived_every_error(url, server):
+    assert server[1].poll() is None
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    assert "Traceback" not in server[2].read_text()
+
+
+# -- concurrency ------------------------------------------------------------------------------------
+
+
+def test_a_long_generation_blocks_nothing(url, client, model):
+    """While one request generates for seconds (in the core, in a worker thread), /health and a short
+    completion answer at once."""
+    long = {"model": "tiny", "prompt": "It was", "max_tokens": 1_000_000, "temperature": 1.0, "seed": 1}
+    finished = threading.Event()
+    result = {}
+
+    def generate():
+        result["answer"] = httpx.post(
+            f"{url}/v1/completions", json=long, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+        )
+        finished.set()
+
+    worker = threading.Thread(target=generate)
+    started = time.perf_counter()
+    worker.start()
+    time.sleep(0.5)  # the generation is under way
+    health_seconds = []
+    for _ in range(5):
+        asked = time.perf_counter()
+        assert httpx.get(f"{url}/health").status_code == 200
+        health_seconds.append(time.perf_counter() - asked)
+    asked = time.perf_counter()
+    short = client.completions.create(model="emma", prompt=PROMPT, max_tokens=10, temperature=0)
+    short_seconds = time.perf_counter() - asked
+    assert not finished.is_set(), "the long generation ended too soon to show anything"
+    worker.join(120)
+    total = time.perf_counter() - started
+    assert result["answer"].status_code == 200
+    assert result["answer"].json()["usage"]["completion_tokens"] == 1_000_000
+    assert short.choices[0].text == model.generate(PROMPT, max_new_tokens=10)
+    assert max(health_seconds) < 0.25, (health_seconds, total)
+    assert short_seconds < 0.5, (short_seconds, total)
+
+
+# -- the playground ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium; missing, the test fails (`make install-test` installs it as root)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("the playground test needs Debian's chromium and chromium-driver: run `make install-test`")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with webdriver.Chrome(options=options, service=Service(driver)) as browser:
+        yield browser
+
+
+def test_playground_streams_and_explains(url, http, model, browser):
+    prompt = "Emma Woodhouse, handsome,"
+    browser.get(f"{url}/")
+    browser.find_element(By.ID, "key").send_keys(KEY)
+    box = browser.find_element(By.ID, "prompt")
+    box.clear()
+    box.send_keys(prompt)
+    tokens = browser.find_element(By.ID, "max-tokens")
+    tokens.clear()
+    tokens.send_keys("16")
+    browser.find_element(By.ID, "go").click()
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 30).until(lambda _: "click one" in status.text or "error" in status.get_attribute("class"))
+    assert "click one" in status.text, status.text
+
+    text = browser.find_element(By.ID, "text")
+    completion = model.generate(prompt, max_new_tokens=16)
+    assert text.get_property("textContent") == prompt + completion
+    assert int(text.get_attribute("data-events")) > 2  # it came in pieces
+    explained = http.post("/v1/explain", json={"model": "emma", "text": prompt + completion, "evidence": 3}).json()
+    spans = browser.find_elements(By.CSS_SELECTOR, "#text .t")
+    assert [s.get_property("textContent") for s in spans] == [e["token"] for e in explained["explanations"]]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#text .t.gen")) > 0
+
+    position = next(
+        i for i, e in enumerate(explained["explanations"]) if e["evidence"] and i >= len(model.encode(prompt))
+    )
+    spans[position].click()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "playground.png"))
+    record = explained["explanations"][position]
+    panel = browser.find_element(By.ID, "explanation")
+    assert json.dumps(record["token"]) in panel.find_element(By.TAG_NAME, "h2").text
+    passages = panel.find_elements(By.CSS_SELECTOR, "#evidence .passage")
+    assert [p.find_element(By.TAG_NAME, "pre").get_property("textContent") for p in passages] == [
+        e["text"] for e in record["evidence"]
+    ]
+    origin = urlsplit(url).netloc
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map((r) => r.name)")
+    assert resources and all(urlsplit(r).netloc == origin for r in resources), resources
+    # The one failure: the models asked for when the page opened, before the key was typed in.
+    severe = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert len(severe) == 1 and "/v1/models" in severe[0] and "401" in severe[0], severe
+
+
+# -- the command line and the benchmark -------------------------------------------------------------
+
+
+def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
+    """Checked before the server listens: one line, exit status 1."""
+    other = tmp_path / "emma.memlm"
+    shutil.copy(model_files[1], other)
+    instances = tmp_path / "columns.txt"
+    instances.write_text("a b c\nb c d\n")
+    memlm.train_instances(instances, output=tmp_path / "columns.memlm")
+    columns = "columns: trained from an instance file (symbols, no tokenizer): it cannot be served"
+    for arguments, message in [
+        ((model_files[0], other), f"two models would be named 'emma': {model_files[0]} and {other} (rename one)"),
+        ((tmp_path / "columns.memlm",), columns),
+        ((model_files[0], "--api-key", ""), "the API key is empty"),
+        ((tmp_path / "missing.memlm",), f"{tmp_path / 'missing.memlm'}: No such file or directory"),
+        ((model_files[0], "--port", "65536"), "--port must be from 0 to 65535, got 65536"),
+    ]:
+        # Port 0 (any free one) where the port is not what is wrong, and a timeout: a server that starts by
+        # mistake fails the test rather than holding it up.
+        port = () if "--port" in arguments else ("--port", "0")
+        command = [sys.executable, "-m", "memlm", "serve", *map(str, arguments), *port]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stderr.strip()) == (1, f"memlm: error: {message}")
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
+def test_load_benchmark_smoke(tmp_path):
+    from bench import serve_load
+
+    args = ["--train-file", str(TRAIN_TEXT), "--width", "4", "--clients", "4", "--completions", "40"]
+    serve_load.main([*args, "--max-tokens", "8", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "serve_load.json").read_text())
+    assert report["load"]["error_count"] == 0 and report["load"]["tokens_per_s"] > 0
+    assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"]
+
+
+def test_sigterm_stops_the_server(server):
+    """Last: the server stops on SIGTERM as every memlm command does (128 + 15)."""
+    process = server[1]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert "memlm: interrupted by SIGTERM" in server[2].read_text()
