@@ -92,6 +92,7 @@ def start(model: memlm.Model, request: CompletionRequest, max_tokens_cap: int) -
     except MemlmError as e:
         raise APIError(400, str(e), "stop", "invalid_value") from None
     prompts = [_prompt(model, p) for p in request.prompts()]
+    _within_budget(request, prompts)
     sampled = request.temperature > 0
     choices = []
     for prompt in prompts:
@@ -115,6 +116,28 @@ def start(model: memlm.Model, request: CompletionRequest, max_tokens_cap: int) -
     prompt_tokens = sum(len(p.ids) for p in prompts)
     asked = request.logprobs is not None
     return Completion(f"cmpl-{uuid.uuid4().hex}", int(time.time()), request.model, prompt_tokens, asked, choices)
+
+
+#: Tokens one request may generate in all (choices x max_tokens), and score with ``logprobs`` in all (choices x
+#: (max_tokens + the prompt's tokens when echoed)): what a 2-core machine does in seconds (generating costs ~2
+#: µs per token, a token's logprobs ~0.4 ms), so that no request holds the server for long.
+MAX_GENERATED_TOKENS = 1 << 20
+MAX_SCORED_TOKENS = 1 << 14
+
+
+def _within_budget(request: CompletionRequest, prompts: list[Prompt]) -> None:
+    """A 400 for a request whose choices would generate or score more tokens than one request may."""
+    generated = len(prompts) * request.n * request.max_tokens
+    if generated > MAX_GENERATED_TOKENS:
+        message = f"{generated:,} tokens (prompts x n x max_tokens): at most {MAX_GENERATED_TOKENS:,} per request"
+        raise APIError(400, message, "max_tokens", "invalid_value")
+    if request.logprobs is None:
+        return
+    echoed = sum(len(p.ids) for p in prompts) if request.echo else 0
+    scored = request.n * (len(prompts) * request.max_tokens + echoed)
+    if scored > MAX_SCORED_TOKENS:
+        message = f"logprobs for {scored:,} tokens: at most {MAX_SCORED_TOKENS:,} per request (fewer n, max_tokens)"
+        raise APIError(400, message, "logprobs", "invalid_value")
 
 
 def _prompt(model: memlm.Model, prompt: str | list[int]) -> Prompt:

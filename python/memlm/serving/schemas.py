@@ -21,6 +21,9 @@ MAX_CHOICES = 1024
 MAX_LOGPROBS = 20
 MAX_EXPLAIN_CHARACTERS = 20_000
 MAX_EVIDENCE = 20
+#: Stop strings per request and characters per stop string at most (OpenAI takes up to 4).
+MAX_STOPS = 4
+MAX_STOP_CHARACTERS = 256
 #: What ``prompt`` may be.
 PROMPT_SHAPE = "give a string, a list of strings, a list of token ids or a list of lists of token ids"
 
@@ -91,11 +94,14 @@ class CompletionRequest(Body):
     @field_validator("stop")
     @classmethod
     def _stop(cls, value: object) -> object:
-        if value is None or isinstance(value, str):
+        stops = [value] if isinstance(value, str) else value
+        if value is None:
             return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return value
-        raise ValueError("give a string or a list of strings")
+        if not (isinstance(stops, list) and all(isinstance(v, str) for v in stops)):
+            raise ValueError("give a string or a list of strings")
+        if len(stops) > MAX_STOPS or any(len(v) > MAX_STOP_CHARACTERS for v in stops):
+            raise ValueError(f"at most {MAX_STOPS} stop strings of at most {MAX_STOP_CHARACTERS} characters each")
+        return value
 
     @model_validator(mode="after")
     def _unsupported(self) -> CompletionRequest:
