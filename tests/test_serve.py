@@ -386,6 +386,9 @@ def test_the_api_needs_the_key(url, headers):
         assert response.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{url}/health").status_code == 200  # the health check and the page need none
     assert httpx.get(f"{url}/").status_code == 200
+    # the key is checked before the body is read: not JSON, or over the limit, without the key is 401
+    for body in (b"{not json", b"x" * (2 << 20)):
+        _check_error(httpx.post(f"{url}/v1/completions", content=body, headers=headers), 401)
 
 
 def test_oversized_bodies_are_refused(http):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.resources import files
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +24,7 @@ from memlm import checks
 from memlm.errors import MemlmError
 from memlm.serving import MAX_BODY_BYTES, MAX_TOKENS_CAP, completions, inspection
 from memlm.serving.errors import JSONBody, install_handlers
-from memlm.serving.guards import BodyLimit, key_check
+from memlm.serving.guards import Gate
 from memlm.serving.registry import model_named
 from memlm.serving.schemas import CompletionRequest, DetokenizeRequest, ExplainRequest, ScoreRequest, TokenizeRequest
 
@@ -53,9 +53,8 @@ def create_app(
     playground = files("memlm.serving").joinpath("playground.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="memlm", version=memlm.__version__, docs_url=None, redoc_url=None)
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(Gate, limit=max_body_bytes, key=api_key)
     install_handlers(app)
-    guarded = [Depends(key_check(api_key))]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -65,7 +64,7 @@ def create_app(
     async def health() -> JSONBody:
         return JSONBody({"status": "ok"})
 
-    @app.get("/v1/models", dependencies=guarded)
+    @app.get("/v1/models")
     async def list_models() -> JSONBody:
         listed = [
             {"id": name, "object": "model", "created": _created(model), "owned_by": "memlm", "width": model.width}
@@ -73,7 +72,7 @@ def create_app(
         ]
         return JSONBody({"object": "list", "data": listed})
 
-    @app.post("/v1/completions", dependencies=guarded)
+    @app.post("/v1/completions")
     async def complete(request: CompletionRequest):
         model = model_named(models, request.model)
         if not request.stream:
@@ -82,19 +81,19 @@ def create_app(
         include_usage = request.stream_options is not None and request.stream_options.include_usage
         return StreamingResponse(completions.events(completion, include_usage), media_type="text/event-stream")
 
-    @app.post("/v1/score", dependencies=guarded)
+    @app.post("/v1/score")
     async def score(request: ScoreRequest) -> JSONBody:
         return await _answer(inspection.score, model_named(models, request.model), request)
 
-    @app.post("/tokenize", dependencies=guarded)
+    @app.post("/tokenize")
     async def tokenize(request: TokenizeRequest) -> JSONBody:
         return await _answer(inspection.tokenize, model_named(models, request.model), request)
 
-    @app.post("/detokenize", dependencies=guarded)
+    @app.post("/detokenize")
     async def detokenize(request: DetokenizeRequest) -> JSONBody:
         return await _answer(inspection.detokenize, model_named(models, request.model), request)
 
-    @app.post("/v1/explain", dependencies=guarded)
+    @app.post("/v1/explain")
     async def explain(request: ExplainRequest) -> JSONBody:
         return await _answer(inspection.explain, model_named(models, request.model), request, max_tokens_cap)
 

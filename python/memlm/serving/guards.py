@@ -1,34 +1,46 @@
-"""What a request must pass: the body size limit and, when the server has one, the API key, before any route
+"""What a request must pass: when the server has one, the API key, then the body size limit, before any route
 reads it; the server's token cap, before any generation.
 
-:class:`BodyLimit` reads the whole body before the application sees it (so no parser ever sees more than the
-limit) and answers 413 to a body over ``limit`` bytes, whether its ``Content-Length`` says so or its chunks
-add up to more. :func:`key_check` makes a FastAPI dependency answering 401 unless the request carries
-``Authorization: Bearer KEY``; the key is compared in constant time. :func:`within_cap` answers 400 to a
-request for more tokens than ``--max-tokens-cap``.
+:class:`Gate` answers 401 to a request for any path but the open ones (``/``, ``/health``) that does not carry
+``Authorization: Bearer KEY`` (compared in constant time), before reading its body; then it reads the whole
+body before the application sees it (so no parser ever sees more than the limit) and answers 413 to a body
+over ``limit`` bytes, whether its ``Content-Length`` says so or its chunks add up to more. :func:`within_cap`
+answers 400 to a request for more tokens than ``--max-tokens-cap``.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memlm.serving.errors import APIError, error_response
 
+#: The paths that need no API key: the playground page and the health check.
+OPEN_PATHS = frozenset(["/", "/health"])
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the application runs."""
 
-    def __init__(self, app: ASGIApp, limit: int):
+class Gate:
+    """ASGI middleware: without the API key (``key``, None for none) a request for a path not in
+    :data:`OPEN_PATHS` is answered 401, and a request body over ``limit`` bytes 413, before the application
+    runs (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, limit: int, key: str | None):
         self.app, self.limit = app, limit
+        self.expected = None if key is None else f"Bearer {key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"")
+        if self._locked(scope["path"]) and not hmac.compare_digest(given, self.expected or b""):
+            message = "a valid API key is needed: send the header 'Authorization: Bearer KEY'"
+            error = APIError(401, message, None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+            await error_response(error)(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(scope, receive, send)
             return
@@ -45,6 +57,10 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    def _locked(self, path: str) -> bool:
+        """Whether ``path`` needs the API key."""
+        return self.expected is not None and path not in OPEN_PATHS
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"the request body is larger than {self.limit:,} bytes"
@@ -64,22 +80,6 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
-
-
-def key_check(key: str | None):
-    """A FastAPI dependency: nothing when ``key`` is None, else a 401 :class:`APIError` unless the request's
-    ``Authorization`` header is ``Bearer KEY``."""
-    expected = None if key is None else f"Bearer {key}".encode()
-
-    async def check(request: Request) -> None:
-        if expected is None:
-            return
-        given = dict(request.scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, expected):
-            message = "a valid API key is needed: send the header 'Authorization: Bearer KEY'"
-            raise APIError(401, message, None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
-
-    return check
 
 
 def within_cap(value: int, cap: int, param: str) -> int:
