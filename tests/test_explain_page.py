@@ -4,12 +4,9 @@ and its evidence panel is checked. The page and a screenshot are kept in build/t
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 import memlm
@@ -43,24 +40,6 @@ def page(model, explanations) -> Path:
     write_page(explanations, path, model.token_string, "memlm explain: <Emma> & co")
     print(f"explanation page and screenshot in {ARTIFACTS}")
     return path
-
-
-@pytest.fixture
-def browser():
-    """Headless Chromium; missing, the test fails (`make install-test` installs it as root)."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail(
-            "the page test needs Debian's chromium and chromium-driver: run `make install-test` as root "
-            "or `sudo apt-get install chromium chromium-driver`"
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with webdriver.Chrome(options=options, service=Service(driver)) as browser:
-        yield browser
 
 
 def text_of(element) -> str:

@@ -17,8 +17,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -456,21 +454,6 @@ def test_a_long_generation_blocks_nothing(url, client, model):
 
 
 # -- the playground ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def browser():
-    """Headless Chromium; missing, the test fails (`make install-test` installs it as root)."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("the playground test needs Debian's chromium and chromium-driver: run `make install-test`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with webdriver.Chrome(options=options, service=Service(driver)) as browser:
-        yield browser
 
 
 def test_playground_streams_and_explains(url, http, model, browser):
