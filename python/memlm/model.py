@@ -107,6 +107,7 @@ class Model:
         # Read once: each is a call into the core, and `predict` needs them on every call.
         self._width, self._pad, self._token_ids = core.width, core.pad, core.token_ids
         self._n_symbols = core.n_symbols
+        self._feature_columns = tuple(core.feature_order)
         self._token_strings: dict[int, str] = {}
         self._queries: dict[tuple, Query] = {}
         # Read at the first explanation that cites passages.
@@ -539,7 +540,7 @@ class Model:
     def feature_columns(self) -> list[int]:
         """The context columns (0 the oldest of W, W - 1 the nearest token) in the order the IGTree matches
         them (``info()["feature_order"]`` gives the same as distances back: W - column)."""
-        return list(self._core.feature_order)
+        return list(self._feature_columns)
 
     @property
     def has_provenance(self) -> bool:
