@@ -144,12 +144,12 @@ def check(status: int, body: bytes, expected: str | None, max_tokens: int, load:
     return None
 
 
-def start_server(model_path: Path, port: int, log: Path) -> subprocess.Popen:
-    """`memlm serve MODEL` on 127.0.0.1:port, once its /health answers (its log in ``log``)."""
+def start_server(model_path: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
+    """`memlm serve MODEL --workers N --no-access-log` on 127.0.0.1:port, once its /health answers (its log in
+    ``log``)."""
+    command = memlm_cmd("serve", model_path, "--port", port, "--workers", workers, "--no-access-log")
     with log.open("w") as out:
-        server = subprocess.Popen(
-            memlm_cmd("serve", model_path, "--port", port), stdout=out, stderr=subprocess.STDOUT, text=True
-        )
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -180,7 +180,8 @@ def markdown(report: dict) -> str:
     load, baseline = report["load"], report["generate"]
     lines = [
         f"`memlm serve` on 127.0.0.1: W={report['width']}, trained on {report['train_file']} "
-        f"({report['train_tokens']:,} tokens); {report['clients']} clients, {report['completions']:,} completions "
+        f"({report['train_tokens']:,} tokens), {report['workers']} server processes without access log; "
+        f"{report['clients']} clients, {report['completions']:,} completions "
         f"of {report['max_tokens']} tokens (greedy); {report['machine']}; load average before the run "
         f"{report['load_average']}",
         "",
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--completions", type=int, default=2000, help="completion requests in all")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per completion")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="server processes (memlm serve --workers)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the load may take in all")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds one request may take")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Model.generate: {baseline['tokens_per_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
 
     port = free_port()
-    server = start_server(model_path, port, work / "serve_load.log")
+    server = start_server(model_path, port, args.workers, work / "serve_load.log")
     try:
         health = asyncio.run(run_load(port, [request_bytes("GET", "/health")] * args.completions, None, args))
         bodies = [
@@ -260,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_file": train_file.name,
         "train_tokens": model.info()["training_instances"],
         "clients": args.clients,
+        "workers": args.workers,
         "completions": args.completions,
         "max_tokens": args.max_tokens,
         "generate": baseline,

@@ -4,6 +4,7 @@ the playground page driven in headless Chromium (Debian's `chromium` and `chromi
 
 import json
 import math
+import os
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,12 +55,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(model_files, tmp_path_factory):
-    """`memlm serve` in a subprocess; its URL once /health answers 200."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["1 process", "2 workers"])
+def server(model_files, tmp_path_factory, request):
+    """`memlm serve` in a subprocess, in one process and with two worker processes (every test that asks a
+    server runs with both): (URL, process, log, workers) once /health answers 200."""
     port = _free_port()
     log = tmp_path_factory.mktemp("log") / "serve.log"
     command = [sys.executable, "-m", "memlm", "serve", *map(str, model_files), "--port", str(port)]
+    command += ["--workers", str(request.param)]
     with log.open("w") as out:
         process = subprocess.Popen(
             [*command, "--api-key", KEY, "--max-tokens-cap", str(CAP)], stdout=out, stderr=subprocess.STDOUT
@@ -74,7 +78,7 @@ def server(model_files, tmp_path_factory):
             time.sleep(0.1)
     else:
         pytest.fail(f"the server did not answer:\n{log.read_text()}")
-    yield url, process, log
+    yield url, process, log, request.param
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -324,7 +328,7 @@ COMPLETION = {"model": "emma", "prompt": PROMPT}
         ({"model": "emma", "prompt": [[1, "a"]]}, 400, "prompt"),
         ({"model": "emma", "prompt": [-1]}, 400, "prompt"),
         ({"model": "emma", "prompt": [50257]}, 400, "prompt"),
-        ({"model": "emma", "prompt": "\ud800"}, 400, "prompt"),
+        ({"model": "emma", "prompt": "\ud800"}, 400, None),  # a lone surrogate: not valid JSON text
         ({"model": "emma"}, 400, "prompt"),
         ({"prompt": PROMPT}, 400, "model"),
         ({**COMPLETION, "model": "nobody"}, 404, "model"),
@@ -518,6 +522,9 @@ def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
         ((model_files[0], "--api-key", ""), "the API key is empty"),
         ((tmp_path / "missing.memlm",), f"{tmp_path / 'missing.memlm'}: No such file or directory"),
         ((model_files[0], "--port", "65536"), "--port must be from 0 to 65535, got 65536"),
+        ((model_files[0], "--workers", "0"), "--workers must be from 1 to 256, got 0"),
+        ((model_files[0], "--workers", "257"), "--workers must be from 1 to 256, got 257"),
+        ((model_files[0], "--workers", "-3"), "--workers must be from 1 to 256, got -3"),
     ]:
         # Port 0 (any free one) where the port is not what is wrong, and a timeout: a server that starts by
         # mistake fails the test rather than holding it up.
@@ -538,9 +545,36 @@ def test_load_benchmark_smoke(tmp_path):
     assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"]
 
 
+def _workers(server_pid: int) -> set[int]:
+    """The worker processes of a server (uvicorn's supervisor spawns them)."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    return {int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def test_a_worker_that_dies_is_replaced(server, client):
+    """With workers: one killed is replaced by a new one, and the server answers all along."""
+    _url, process, _log, workers = server
+    if workers == 1:
+        pytest.skip("a server of one process")
+    before = _workers(process.pid)
+    assert len(before) == workers
+    os.kill(min(before), signal.SIGKILL)
+    deadline, after = time.monotonic() + 30, before
+    while (len(after) < workers or min(before) in after) and time.monotonic() < deadline:
+        assert client.completions.create(model="emma", prompt=PROMPT, max_tokens=4).usage.completion_tokens == 4
+        time.sleep(0.1)
+        after = _workers(process.pid)
+    assert len(after) == workers and min(before) not in after
+    body = {"model": "emma", "prompt": PROMPT, "max_tokens": 2}
+    for _ in range(8):  # each new connection goes to either worker
+        with httpx.Client(base_url=_url, headers={"Authorization": f"Bearer {KEY}"}) as fresh:
+            assert fresh.post("/v1/completions", json=body).status_code == 200
+
+
 def test_sigterm_stops_the_server(server):
-    """Last: the server stops on SIGTERM as every memlm command does (128 + 15)."""
-    process = server[1]
+    """Last: the server stops on SIGTERM as every memlm command does (128 + 15), its workers with it."""
+    process, workers = server[1], _workers(server[1].pid)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 128 + signal.SIGTERM
     assert "memlm: interrupted by SIGTERM" in server[2].read_text()
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]

@@ -629,6 +629,8 @@ def classify(
 
 #: The ports a server can listen on (0: one the system picks).
 PORTS = range(0, 1 << 16)
+#: The most server processes `memlm serve --workers` starts.
+MAX_WORKERS = 256
 
 
 @app.command()
@@ -644,22 +646,20 @@ def serve(
     max_tokens_cap: Annotated[
         int, _int_option(help="The most tokens one completion or explanation may generate.")
     ] = MAX_TOKENS_CAP,
+    workers: Annotated[
+        int, _int_option(help=f"Server processes (1..{MAX_WORKERS}), each loading the models (memory-mapped: shared).")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/completions, ...), with a playground page at /
     (needs FastAPI and uvicorn: the package's serve extra)."""
     with _clean_errors():
         try:
-            import uvicorn
-
-            from memlm.serving.app import create_app
-            from memlm.serving.registry import load_models
+            from memlm.serving import server
         except ImportError as e:
             raise MemlmError(f'memlm serve needs {e.name or e}: pip install "memlm[serve]"') from None
         if port not in PORTS:
             raise MemlmError(f"--port must be from 0 to {PORTS[-1]}, got {port}")
-        models = load_models(model_paths)
-        server = create_app(models, api_key=api_key, max_tokens_cap=max_tokens_cap)
-        print(f"memlm: serving {', '.join(models)} on http://{host}:{port}/", file=sys.stderr)
-        # uvicorn.Server, not uvicorn.run (which swallows it): Ctrl-C or SIGTERM, raised again once the requests
-        # in flight are answered, ends memlm as it ends every command (130, 143).
-        uvicorn.Server(uvicorn.Config(server, host=host, port=port, log_level="info")).run()
+        if not 1 <= workers <= MAX_WORKERS:
+            raise MemlmError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
+        server.run(server.Served.load(model_paths, api_key, max_tokens_cap), host, port, workers, access_log)

@@ -16,15 +16,17 @@ from collections.abc import Callable
 from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 import memlm
 from memlm import checks
 from memlm.errors import MemlmError
 from memlm.serving import MAX_BODY_BYTES, MAX_TOKENS_CAP, completions, inspection
-from memlm.serving.errors import JSONBody, install_handlers
+from memlm.serving.errors import JSONBody, install_handlers, parsed
 from memlm.serving.guards import Gate
+from memlm.serving.lane import Lane
 from memlm.serving.registry import model_named
 from memlm.serving.schemas import CompletionRequest, DetokenizeRequest, ExplainRequest, ScoreRequest, TokenizeRequest
 
@@ -37,7 +39,7 @@ def create_app(
     api_key: str | None = None,
     max_tokens_cap: int = MAX_TOKENS_CAP,
     max_body_bytes: int = MAX_BODY_BYTES,
-) -> FastAPI:
+) -> ASGIApp:
     """The application serving ``models`` (by name, :func:`memlm.serving.registry.load_models`): requests need
     ``Authorization: Bearer API_KEY`` when ``api_key`` is given; a completion generates at most
     ``max_tokens_cap`` tokens; a body over ``max_body_bytes`` is refused (413)."""
@@ -53,7 +55,6 @@ def create_app(
     playground = files("memlm.serving").joinpath("playground.html").read_text(encoding="utf-8")
 
     app = FastAPI(title="memlm", version=memlm.__version__, docs_url=None, redoc_url=None)
-    app.add_middleware(Gate, limit=max_body_bytes, key=api_key)
     install_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -72,10 +73,12 @@ def create_app(
         ]
         return JSONBody({"object": "list", "data": listed})
 
-    @app.post("/v1/completions")
-    async def complete(request: CompletionRequest):
+    async def complete(body: bytes) -> Response:
+        request = parsed(CompletionRequest, body)
         model = model_named(models, request.model)
         if not request.stream:
+            if completions.quick(request, len(body)):
+                return JSONBody(completions.complete(model, request, max_tokens_cap))
             return await _answer(completions.complete, model, request, max_tokens_cap)
         completion = await run_in_threadpool(completions.start, model, request, max_tokens_cap)
         include_usage = request.stream_options is not None and request.stream_options.include_usage
@@ -97,7 +100,7 @@ def create_app(
     async def explain(request: ExplainRequest) -> JSONBody:
         return await _answer(inspection.explain, model_named(models, request.model), request, max_tokens_cap)
 
-    return app
+    return Gate(Lane(app, {"/v1/completions": complete}), limit=max_body_bytes, key=api_key)
 
 
 async def _answer(work: Callable[..., dict], *arguments: object) -> JSONBody:

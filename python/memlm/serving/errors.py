@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from memlm.errors import MemlmError
 
 log = logging.getLogger("memlm.serve")
+
+Body = TypeVar("Body", bound=BaseModel)
 
 #: What a request whose body is missing or not a JSON object is told.
 NOT_AN_OBJECT = "the request body must be a JSON object, sent with 'Content-Type: application/json'"
@@ -78,9 +82,8 @@ def validation_error(errors: list[dict]) -> APIError:
     kind = first.get("type")
     if kind == "json_invalid":
         reason, where = first.get("ctx", {}).get("error", "invalid"), " ".join(location)
-        return APIError(
-            400, f"the request body is not valid JSON: {reason} (at character {where})", None, "invalid_json"
-        )
+        at = f" (at character {where})" if where else ""  # pydantic's own parser names the line and column
+        return APIError(400, f"the request body is not valid JSON: {reason}{at}", None, "invalid_json")
     # A check of ours (a ValueError in a validator) in its own words, without pydantic's "Value error, ".
     ours = kind == "value_error"
     reason = str(first["ctx"]["error"]) if ours else str(first["msg"])
@@ -92,20 +95,37 @@ def validation_error(errors: list[dict]) -> APIError:
     return APIError(400, message, location[0], "invalid_value")
 
 
+def error_for(error: Exception, method: str, path: str) -> JSONBody:
+    """The response to ``error``, raised while answering ``method path``: an :class:`APIError`'s own, 400 for a
+    :class:`memlm.MemlmError` (a bad value the model refused), else 500 (the traceback logged)."""
+    if isinstance(error, APIError):
+        return error_response(error)
+    if isinstance(error, MemlmError):
+        return error_response(APIError(400, str(error), None, "invalid_value"))
+    log.error("%s %s failed", method, path, exc_info=error)
+    return error_response(APIError(500, f"internal error: {type(error).__name__}: {error}"))
+
+
+def parsed(schema: type[Body], body: bytes) -> Body:
+    """``body`` parsed as JSON and checked against ``schema`` (a 400 :class:`APIError` as :func:`validation_error`
+    says otherwise)."""
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as e:
+        raise validation_error(e.errors(include_url=False)) from None
+
+
 def install_handlers(app: FastAPI) -> None:
     """Answers every failure of a request with OpenAI's error body (see the module's docstring)."""
 
     @app.exception_handler(APIError)
-    async def _api_error(_request: Request, error: APIError) -> Response:
-        return error_response(error)
+    @app.exception_handler(MemlmError)
+    async def _refused(request: Request, error: Exception) -> Response:
+        return error_for(error, request.method, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, error: RequestValidationError) -> Response:
         return error_response(validation_error(list(error.errors())))
-
-    @app.exception_handler(MemlmError)
-    async def _refused(_request: Request, error: MemlmError) -> Response:
-        return error_response(APIError(400, str(error), None, "invalid_value"))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> Response:
@@ -114,5 +134,4 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> Response:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
-        return error_response(APIError(500, f"internal error: {type(error).__name__}: {error}"))
+        return error_for(error, request.method, request.url.path)

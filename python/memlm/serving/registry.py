@@ -24,7 +24,11 @@ def load_models(paths: Sequence[str | Path]) -> dict[str, memlm.Model]:
         if path.stem in stems:
             raise MemlmError(f"two models would be named {path.stem!r}: {stems[path.stem]} and {path} (rename one)")
         stems[path.stem] = path
-    return {name: memlm.load(path) for name, path in stems.items()}
+    models = {name: memlm.load(path) for name, path in stems.items()}
+    for model in models.values():
+        if model.has_tokenizer:
+            _ = model.tokenizer.fast_path  # built now, not after the first half million characters of requests
+    return models
 
 
 def model_named(models: Mapping[str, memlm.Model], name: str) -> memlm.Model:
