@@ -3,7 +3,9 @@
 Work on a model (encoding, generation, scoring, explaining) and the rendering of its answer run in
 Starlette's thread pool, and a streamed completion pulls each piece there too: the event loop only parses,
 routes and sends, so a long generation never holds up ``/health`` or any other request (the core generates
-with the GIL released).
+with the GIL released). The one exception is a short completion (:func:`.completions.quick`: well under a
+millisecond of work), answered on the event loop, where the hop to the pool would cost more than the work.
+``POST /v1/completions`` is answered by :class:`.lane.Lane` before FastAPI; the other routes are FastAPI's.
 
 Routes: ``GET /`` (the playground page), ``GET /health`` (200: the models are loaded before the server
 listens), and, behind the API key when the server has one, ``GET /v1/models``, ``POST /v1/completions``,
