@@ -127,10 +127,11 @@ async def run_load(port: int, requests: list[bytes], expected: list[str] | None,
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time (user + system) process ``pid`` and its descendants alive now have taken (Linux's /proc)."""
-    task = Path(f"/proc/{pid}/task/{pid}")
-    seconds = sum(map(int, (task / "stat").read_text().rsplit(")", 1)[1].split()[11:13])) / os.sysconf("SC_CLK_TCK")
-    return seconds + sum(cpu_seconds(int(child)) for child in (task / "children").read_text().split())
+    """The CPU time (user + system, all threads) process ``pid`` and its descendants alive now have taken (Linux's
+    /proc)."""
+    ticks = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(child)) for child in children)
 
 
 def run_clients(load: Coroutine[None, None, Load]) -> Load:

@@ -55,10 +55,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1 process", "2 workers"])
+@pytest.fixture(scope="module", params=[1, 2], ids=["1 worker", "2 workers"])
 def server(model_files, tmp_path_factory, request):
-    """`memlm serve` in a subprocess, in one process and with two worker processes (every test that asks a
-    server runs with both): (URL, process, log, workers) once /health answers 200."""
+    """`memlm serve` in a subprocess, with one worker process and with two (every test that asks a server runs
+    with both): (URL, process, log, workers) once /health answers 200."""
     port = _free_port()
     log = tmp_path_factory.mktemp("log") / "serve.log"
     command = [sys.executable, "-m", "memlm", "serve", *map(str, model_files), "--port", str(port)]
@@ -328,7 +328,7 @@ COMPLETION = {"model": "emma", "prompt": PROMPT}
         ({"model": "emma", "prompt": [[1, "a"]]}, 400, "prompt"),
         ({"model": "emma", "prompt": [-1]}, 400, "prompt"),
         ({"model": "emma", "prompt": [50257]}, 400, "prompt"),
-        ({"model": "emma", "prompt": "\ud800"}, 400, None),  # a lone surrogate: not valid JSON text
+        ({"model": "emma", "prompt": "\ud800"}, 400, "prompt"),
         ({"model": "emma"}, 400, "prompt"),
         ({"prompt": PROMPT}, 400, "model"),
         ({**COMPLETION, "model": "nobody"}, 404, "model"),
@@ -552,10 +552,8 @@ def _workers(server_pid: int) -> set[int]:
 
 
 def test_a_worker_that_dies_is_replaced(server, client):
-    """With workers: one killed is replaced by a new one, and the server answers all along."""
+    """A worker killed is replaced by a new one (on its socket), and the server answers all along."""
     _url, process, _log, workers = server
-    if workers == 1:
-        pytest.skip("a server of one process")
     before = _workers(process.pid)
     assert len(before) == workers
     os.kill(min(before), signal.SIGKILL)
@@ -569,6 +567,77 @@ def test_a_worker_that_dies_is_replaced(server, client):
     for _ in range(8):  # each new connection goes to either worker
         with httpx.Client(base_url=_url, headers={"Authorization": f"Bearer {KEY}"}) as fresh:
             assert fresh.post("/v1/completions", json=body).status_code == 200
+
+
+def test_the_fast_lane_refuses_as_fastapi_does(http):
+    """/v1/completions is answered before FastAPI: other methods, bodies that are not JSON and a trailing slash
+    are answered as on FastAPI's routes."""
+    body = json.dumps({"model": "emma", "prompt": PROMPT, "max_tokens": 2})
+    for path in ("/v1/completions", "/v1/score"):
+        response = http.get(path)
+        _check_error(response, 405)
+        assert response.json()["error"]["message"] == f"Method Not Allowed: GET {path}"
+        for content, headers in [(body, {"Content-Type": "text/plain"}), (b"", {}), (b"\xff{", {})]:
+            _check_error(http.post(path, content=content, headers=headers), 400)
+        response = http.post(path, content=b'{"model": ', headers={"Content-Type": "application/json"})
+        assert "not valid JSON" in response.json()["error"]["message"] and "at character 10" in response.text
+    assert http.head("/v1/completions").status_code == 405
+    answer = http.post("/v1/completions/", content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
+def test_a_port_in_use_is_one_line(model_files):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for workers in ("1", "2"):
+            command = [sys.executable, "-m", "memlm", "serve", str(model_files[1]), "--port", str(port)]
+            proc = subprocess.run([*command, "--workers", workers], capture_output=True, text=True, timeout=60)
+            message = f"memlm: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+            assert (proc.returncode, proc.stderr.strip().splitlines()[-1]) == (1, message)
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
+    """A worker that cannot load the models (a file gone since the parent checked it) is an error, not a loop of
+    restarts."""
+    from memlm.serving import server
+
+    sockets = server._listening_sockets("127.0.0.1", 0, 1)
+    try:
+        with pytest.raises(memlm.MemlmError, match="a worker could not start"):
+            server._supervise(server.Settings.of([tmp_path / "gone.memlm"], None, 16), sockets, {"log_level": "info"})
+    finally:
+        sockets[0].close()
+
+
+def test_sighup_stops_a_server_of_workers(model_files, tmp_path):
+    """SIGHUP stops the server as it stops every memlm command (128 + 1), its workers with it."""
+    port = _free_port()
+    command = [sys.executable, "-m", "memlm", "serve", str(model_files[1]), "--port", str(port), "--workers", "2"]
+    with (tmp_path / "log").open("w") as log:
+        process = subprocess.Popen([*command, "--no-access-log"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_workers(process.pid)) < 2 or not _healthy(f"http://127.0.0.1:{port}"):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+        workers = _workers(process.pid)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=60) == 128 + signal.SIGHUP
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+        log = (tmp_path / "log").read_text()
+        assert "memlm: interrupted by SIGHUP" in log and "GET /health" not in log  # --no-access-log
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_sigterm_stops_the_server(server):

@@ -662,4 +662,4 @@ def serve(
             raise MemlmError(f"--port must be from 0 to {PORTS[-1]}, got {port}")
         if not 1 <= workers <= MAX_WORKERS:
             raise MemlmError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
-        server.run(server.Served.load(model_paths, api_key, max_tokens_cap), host, port, workers, access_log)
+        server.run(server.Settings.of(model_paths, api_key, max_tokens_cap), host, port, workers, access_log)

@@ -1,12 +1,13 @@
 """``memlm serve``: an OpenAI-compatible HTTP API over loaded models, and a playground page.
 
-:func:`memlm.serving.app.create_app` makes the FastAPI application (``pip install "memlm[serve]"``); the
-command line runs it with uvicorn. One job per module: :mod:`.registry` (model names), :mod:`.schemas`
-(request bodies), :mod:`.errors` (OpenAI-style error bodies), :mod:`.guards` (body size limit, API key, token
-cap), :mod:`.completions` (``/v1/completions``), :mod:`.inspection` (score, tokenize, detokenize, explain),
-:mod:`.app` (the routes) and ``playground.html`` (the page at ``/``). This module imports nothing, so that
-the command line can name its defaults without the serve extra installed.
-"""
+:func:`memlm.serving.app.create_app` makes the ASGI application (``pip install "memlm[serve]"``);
+:func:`memlm.serving.server.run` serves it with uvicorn, in one or more worker processes. One job per module:
+:mod:`.registry` (model names), :mod:`.schemas` (request bodies, and how they are parsed), :mod:`.errors`
+(OpenAI-style error bodies), :mod:`.guards` (API key, body size limit, token cap), :mod:`.lane` (the route answered
+before FastAPI), :mod:`.completions` (``/v1/completions``), :mod:`.inspection` (score, tokenize, detokenize,
+explain), :mod:`.app` (the routes), :mod:`.server` (sockets and worker processes) and ``playground.html`` (the
+page at ``/``). This module imports nothing, so that the command line can name its defaults without the serve
+extra installed."""
 
 #: The default most tokens one completion (or explanation) may generate: ``--max-tokens-cap``.
 MAX_TOKENS_CAP = 4096

@@ -1,9 +1,10 @@
-"""The FastAPI application: its routes, each a thin shell around :mod:`.completions` or :mod:`.inspection`.
+"""The application: FastAPI's routes, each a thin shell around :mod:`.completions` or :mod:`.inspection`, behind
+the :class:`.guards.Gate` (API key, body limit) and the :class:`.lane.Lane` (``/v1/completions``).
 
 Work on a model (encoding, generation, scoring, explaining) and the rendering of its answer run in
 Starlette's thread pool, and a streamed completion pulls each piece there too: the event loop only parses,
 routes and sends, so a long generation never holds up ``/health`` or any other request (the core generates
-with the GIL released). The one exception is a short completion (:func:`.completions.quick`: well under a
+with the GIL released). The one exception is a short completion (:func:`.completions.on_event_loop`: well under a
 millisecond of work), answered on the event loop, where the hop to the pool would cost more than the work.
 ``POST /v1/completions`` is answered by :class:`.lane.Lane` before FastAPI; the other routes are FastAPI's.
 
@@ -26,11 +27,18 @@ import memlm
 from memlm import checks
 from memlm.errors import MemlmError
 from memlm.serving import MAX_BODY_BYTES, MAX_TOKENS_CAP, completions, inspection
-from memlm.serving.errors import JSONBody, install_handlers, parsed
+from memlm.serving.errors import JSONBody, install_handlers
 from memlm.serving.guards import Gate
 from memlm.serving.lane import Lane
 from memlm.serving.registry import model_named
-from memlm.serving.schemas import CompletionRequest, DetokenizeRequest, ExplainRequest, ScoreRequest, TokenizeRequest
+from memlm.serving.schemas import (
+    CompletionRequest,
+    DetokenizeRequest,
+    ExplainRequest,
+    ScoreRequest,
+    TokenizeRequest,
+    parsed,
+)
 
 #: The largest cap: what the core can count.
 _LARGEST_CAP = 2**63 - 1
@@ -75,11 +83,11 @@ def create_app(
         ]
         return JSONBody({"object": "list", "data": listed})
 
-    async def complete(body: bytes) -> Response:
-        request = parsed(CompletionRequest, body)
+    async def complete(body: bytes, content_type: str | None) -> Response:
+        request = parsed(CompletionRequest, body, content_type)
         model = model_named(models, request.model)
         if not request.stream:
-            if completions.quick(request, len(body)):
+            if completions.on_event_loop(request, len(body)):
                 return JSONBody(completions.complete(model, request, max_tokens_cap))
             return await _answer(completions.complete, model, request, max_tokens_cap)
         completion = await run_in_threadpool(completions.start, model, request, max_tokens_cap)

@@ -16,8 +16,8 @@ text, and with ``logprobs`` the prompt's tokens before the generated ones, the f
 probability being null (as OpenAI's). ``text_offset`` counts characters of the tokens' strings from the
 start of the choice's text. This is what lm-evaluation-harness's ``local-completions`` reads.
 
-Everything here runs in a worker thread (the routes hand it over); generation itself runs in the core with
-the GIL released.
+This runs in the thread pool (the routes hand it over), but for a short completion (:func:`on_event_loop`),
+answered on the event loop; generation itself runs in the core with the GIL released.
 """
 
 from __future__ import annotations
@@ -126,22 +126,24 @@ MAX_SCORED_TOKENS = 1 << 14
 
 
 #: A completion answered on the event loop's thread, without the hop to the thread pool (which costs about as
-#: much as generating 32 tokens): one of at most this many tokens in all, from a body of at most QUICK_BODY_BYTES
-#: (which bounds the prompts' encoding), without logprobs. It holds the loop for well under a millisecond.
-QUICK_TOKENS = 256
-QUICK_BODY_BYTES = 16 << 10
+#: much as generating 32 tokens): one of at most this many tokens in all, from a body of at most
+#: ON_LOOP_BODY_BYTES (which bounds the prompts' encoding; the server builds the tokenizer's fast path at load for
+#: this), without logprobs. It holds the loop for well under a millisecond.
+ON_LOOP_TOKENS = 256
+ON_LOOP_BODY_BYTES = 16 << 10
 
 
-def quick(request: CompletionRequest, body_bytes: int) -> bool:
-    """Whether ``request`` (a body of ``body_bytes``) is quick enough to be answered on the event loop (see
-    :data:`QUICK_TOKENS`)."""
-    tokens = len(request.prompts()) * request.n * request.max_tokens
-    return tokens <= QUICK_TOKENS and body_bytes <= QUICK_BODY_BYTES and request.logprobs is None
+def on_event_loop(request: CompletionRequest, body_bytes: int) -> bool:
+    """Whether ``request`` (a body of ``body_bytes``) is short enough to be answered on the event loop (see
+    :data:`ON_LOOP_TOKENS`)."""
+    return (
+        request.generated_tokens() <= ON_LOOP_TOKENS and body_bytes <= ON_LOOP_BODY_BYTES and request.logprobs is None
+    )
 
 
 def _within_budget(request: CompletionRequest, prompts: list[Prompt]) -> None:
     """A 400 for a request whose choices would generate or score more tokens than one request may."""
-    generated = len(prompts) * request.n * request.max_tokens
+    generated = request.generated_tokens()
     if generated > MAX_GENERATED_TOKENS:
         message = f"{generated:,} tokens (prompts x n x max_tokens): at most {MAX_GENERATED_TOKENS:,} per request"
         raise APIError(400, message, "max_tokens", "invalid_value")

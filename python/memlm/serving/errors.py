@@ -1,28 +1,24 @@
 """Errors as OpenAI's API sends them: a status and ``{"error": {"message", "type", "param", "code"}}``.
 
-:func:`install_handlers` makes every failure of a request answer in that shape: an :class:`APIError` raised
-by the server's own checks, a request body that is not valid JSON or not of the schema (400, the message
-naming the field), a :class:`memlm.MemlmError` raised by the model on a bad value (400), an unknown route or
-method (404, 405), and anything unexpected (500, its traceback logged). A request never stops the server.
-"""
+:func:`error_for` is the response to any error a request raised; :func:`install_handlers` makes every failure of
+a FastAPI route answer in that shape: an :class:`APIError` raised by the server's own checks, a request body that
+is not valid JSON or not of the schema (400, the message naming the field), a :class:`memlm.MemlmError` raised by
+the model on a bad value (400), an unknown route or method (404, 405), and anything unexpected (500, its traceback
+logged). A request never stops the server."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from memlm.errors import MemlmError
 
 log = logging.getLogger("memlm.serve")
-
-Body = TypeVar("Body", bound=BaseModel)
 
 #: What a request whose body is missing or not a JSON object is told.
 NOT_AN_OBJECT = "the request body must be a JSON object, sent with 'Content-Type: application/json'"
@@ -106,21 +102,14 @@ def error_for(error: Exception, method: str, path: str) -> JSONBody:
     return error_response(APIError(500, f"internal error: {type(error).__name__}: {error}"))
 
 
-def parsed(schema: type[Body], body: bytes) -> Body:
-    """``body`` parsed as JSON and checked against ``schema`` (a 400 :class:`APIError` as :func:`validation_error`
-    says otherwise)."""
-    try:
-        return schema.model_validate_json(body)
-    except ValidationError as e:
-        raise validation_error(e.errors(include_url=False)) from None
-
-
 def install_handlers(app: FastAPI) -> None:
     """Answers every failure of a request with OpenAI's error body (see the module's docstring)."""
 
+    # APIError and MemlmError need handlers of their own although Exception's does the same: Starlette gives
+    # Exception's to its ServerErrorMiddleware, which raises the error again once answered (a traceback in the log).
     @app.exception_handler(APIError)
     @app.exception_handler(MemlmError)
-    async def _refused(request: Request, error: Exception) -> Response:
+    async def _known(request: Request, error: Exception) -> Response:
         return error_for(error, request.method, request.url.path)
 
     @app.exception_handler(RequestValidationError)

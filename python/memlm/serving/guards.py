@@ -44,19 +44,13 @@ class Gate:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(scope, receive, send)
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        try:
+            body = await read_body(receive, self.limit)
+        except TooLarge:
+            await self._refuse(scope, receive, send)
+            return
+        if body is not None:
+            await self.app(scope, _replay(body, receive), send)
 
     def _locked(self, path: str) -> bool:
         """Whether ``path`` needs the API key."""
@@ -66,6 +60,25 @@ class Gate:
         message = f"the request body is larger than {self.limit:,} bytes"
         error = APIError(413, message, None, "request_too_large", {"Connection": "close"})
         await error_response(error)(scope, receive, send)
+
+
+class TooLarge(Exception):
+    """A request body over the limit."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The request's whole body; None when the client left first; :class:`TooLarge` past ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if limit is not None and size > limit:
+            raise TooLarge
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -27,7 +27,9 @@ def load_models(paths: Sequence[str | Path]) -> dict[str, memlm.Model]:
     models = {name: memlm.load(path) for name, path in stems.items()}
     for model in models.values():
         if model.has_tokenizer:
-            _ = model.tokenizer.fast_path  # built now, not after the first half million characters of requests
+            # Built now, not after the first half million characters of requests: short completions are answered
+            # on the event loop (completions.on_event_loop), whose prompts must encode fast from the first.
+            _ = model.tokenizer.fast_path
     return models
 
 

@@ -9,9 +9,12 @@ OpenAI's options that memlm does not implement (``suffix``, ``best_of``, ``logit
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from memlm.serving.errors import APIError, validation_error
 
 #: The most choices per prompt (``n``), choices in all (prompts x ``n``) and top log probabilities per token
 #: (``logprobs``) a completion request may ask; the longest text and the most passages per token an
@@ -120,6 +123,10 @@ class CompletionRequest(Body):
             raise ValueError(f"{choices:,} choices (prompts x n): at most {MAX_CHOICES:,} per request")
         return self
 
+    def generated_tokens(self) -> int:
+        """The tokens the request may generate in all: prompts x ``n`` x ``max_tokens``."""
+        return len(self.prompts()) * self.n * self.max_tokens
+
     def prompts(self) -> list[str] | list[list[int]]:
         """The prompts, each a string or a list of ids."""
         if isinstance(self.prompt, str) or (self.prompt and _is_id(self.prompt[0])):
@@ -155,3 +162,35 @@ class ExplainRequest(Body):
     evidence: Annotated[int, Field(ge=0, le=MAX_EVIDENCE)] = 3
     generate: Count = 0
     cache: bool = True
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def parsed(schema: type[Schema], body: bytes, content_type: str | None) -> Schema:
+    """A request's body checked against ``schema``, read as FastAPI reads its routes' bodies (so that every route
+    refuses a bad one alike): JSON when there is no content type or a JSON one, else the bytes themselves (which no
+    schema takes); no body is no object. A 400 :class:`APIError` (:func:`validation_error`) otherwise."""
+    value: object = None
+    if body and (content_type is None or _is_json(content_type)):
+        try:
+            value = json.loads(body)
+        except json.JSONDecodeError as e:
+            raise validation_error(
+                [{"type": "json_invalid", "loc": ("body", e.pos), "ctx": {"error": e.msg}}]
+            ) from None
+        except (ValueError, RecursionError) as e:  # not UTF-8, or nested too deep for the parser
+            message = f"the request body is not valid JSON: {type(e).__name__}"
+            raise APIError(400, message, None, "invalid_json") from None
+    elif body:
+        value = body
+    try:
+        return schema.model_validate(value)
+    except ValidationError as e:
+        raise validation_error(e.errors(include_url=False)) from None
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether a Content-Type is JSON's: application/json or application/*+json (parameters aside)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))

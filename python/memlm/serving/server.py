@@ -1,118 +1,169 @@
-"""Running the application with uvicorn: in this process, or in ``workers`` processes.
+"""Running ``memlm serve``: the listening sockets, and the worker processes that serve on them with uvicorn.
 
 One process answers as fast as one core runs its Python (the HTTP stack and a request's Python work cost more
-than generating a short completion); ``workers`` processes answer up to that many times as many. Each worker
-listens on a socket of its own, bound to the same port with SO_REUSEPORT (the kernel spreads the connections over
-them), loads the models itself (memory-mapped, so their pages are shared) and builds its application from the
-settings the parent puts in the environment variable :data:`SETTINGS` (uvicorn starts a worker by importing its
-application's factory, :func:`from_environment`). Uvicorn's supervisor starts the workers, starts a new one for a
-worker that dies, and stops them all on SIGINT or SIGTERM, which the parent then raises again, so that
-``memlm serve`` ends as a stopped command ends, whether it has workers or not (SIGHUP replaces the workers
-one by one, as uvicorn's supervisor does, where it stops a server of one process).
+than generating a short completion); ``workers`` processes answer up to that many times as many. The rules:
 
-The models are loaded (and checked) and the port bound in the parent before anything listens: a bad model file or
-a port in use is an error at once."""
+- The parent loads (and checks) the models and binds every socket before any worker starts, so that a bad model
+  file or a port in use is an error at once; it then lets the models go and only supervises.
+- Each worker listens on a socket of its own, all bound to the one port with SO_REUSEPORT: the kernel spreads new
+  connections evenly over them (workers sharing one socket take them as each happens to wake: 29 of 32
+  connections in one of two workers, seen here). A plain bind first checks that the port is free (so that a
+  second server does not join the first one's group), and the sockets listen at once (connections wait there
+  for the workers).
+- A worker is a spawned process (the parent has threads, so it is not forked) in a process group of its own (a
+  Ctrl-C at the terminal reaches the parent alone), dies with the parent (Linux's parent-death signal), loads
+  the models itself (memory-mapped: their pages are shared) and runs uvicorn on its socket.
+- A worker that cannot load the models (a file gone or damaged since the parent checked it) stops the server with
+  an error; one that dies later is replaced, on the same socket.
+- SIGINT, SIGTERM and SIGHUP stop the server: each worker gets SIGTERM and answers the requests in flight
+  (uvicorn's graceful shutdown; killed after :data:`STOP_SECONDS` or at a second signal), then the parent raises
+  the first signal again, so that ``memlm serve`` ends as every memlm command ends (130, 143, 129).
+"""
 
 from __future__ import annotations
 
-import json
+import ctypes
+import multiprocessing
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess, Process
 
 from memlm.errors import MemlmError
 from memlm.serving.app import create_app
 from memlm.serving.registry import load_models
 
-#: The environment variable through which a worker process gets its settings (JSON: model paths, API key, caps).
-SETTINGS = "MEMLM_SERVE_SETTINGS"
+#: The signals that stop a server.
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: Seconds a worker has to answer its requests in flight once told to stop, before it is killed.
+STOP_SECONDS = 30
+#: Seconds between two looks at the workers.
+POLL_SECONDS = 0.2
+#: The exit status of a worker that could not load the models.
+CANNOT_START = 3
+#: Linux's prctl option that sends a process a signal when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
-class Served:
-    """What a server serves: its settings (model paths, API key, token cap; JSON-able, for the workers) and the
-    application built from them in this process (its models loaded and checked)."""
+class Settings:
+    """What a server serves: the model files (named by their stems), the API key, the token cap."""
 
-    settings: dict
-    app: ASGIApp
+    paths: tuple[str, ...]
+    api_key: str | None
+    max_tokens_cap: int
 
     @classmethod
-    def load(cls, paths: Sequence[str | Path], api_key: str | None, max_tokens_cap: int) -> Served:
-        settings = {"paths": [os.fspath(p) for p in paths], "api_key": api_key, "max_tokens_cap": max_tokens_cap}
-        return cls(settings, _application(settings))
+    def of(cls, paths: Sequence[str | Path], api_key: str | None, max_tokens_cap: int) -> Settings:
+        return cls(tuple(os.fspath(p) for p in paths), api_key, max_tokens_cap)
+
+    def application(self) -> ASGIApp:
+        """The application, its models loaded and checked (a :class:`MemlmError` or OSError otherwise)."""
+        return create_app(load_models(self.paths), api_key=self.api_key, max_tokens_cap=self.max_tokens_cap)
 
 
-def run(served: Served, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
-    """Serves ``served`` on ``host:port`` with ``workers`` processes until SIGINT or SIGTERM, raised again once the
-    requests in flight are answered; ``access_log``: one log line per request."""
-    options = dict(host=host, port=port, log_level="info", access_log=access_log)
+def run(settings: Settings, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
+    """Serves ``settings`` on ``host:port`` with ``workers`` processes until SIGINT, SIGTERM or SIGHUP, raised
+    again once the requests in flight are answered; ``access_log``: one log line per request."""
+    settings.application()  # every model loaded and checked before anything listens, then let go
     sockets = _listening_sockets(host, port, workers)
-    names = ", ".join(Path(p).stem for p in served.settings["paths"])
-    print(f"memlm: serving {names} on http://{host}:{sockets[0].getsockname()[1]}/", file=sys.stderr, flush=True)
-    if workers == 1:
-        # uvicorn.Server, not uvicorn.run (which swallows it): the signal is raised again once the server stops.
-        uvicorn.Server(uvicorn.Config(served.app, **options)).run(sockets)
-        return
-    os.environ[SETTINGS] = json.dumps(served.settings)
-    config = uvicorn.Config(f"{__name__}:from_environment", factory=True, workers=workers, **options)
-    handlers = {signum: signal.getsignal(signum) for signum in SIGNALS}  # the supervisor takes them over
-    supervisor = _Supervisor(config, sockets=sockets)
     try:
-        supervisor.run()
+        names = ", ".join(Path(p).stem for p in settings.paths)
+        print(f"memlm: serving {names} on http://{host}:{sockets[0].getsockname()[1]}/", file=sys.stderr, flush=True)
+        options = dict(host=host, log_level="info", access_log=access_log)
+        stopped_by = _supervise(settings, sockets, options)
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
         for sock in sockets:
             sock.close()
-    if supervisor.stopped_by is not None:
-        signal.raise_signal(supervisor.stopped_by)
+    signal.raise_signal(stopped_by)
 
 
-def from_environment() -> ASGIApp:
-    """A worker's application, from the settings its parent left in :data:`SETTINGS`."""
-    return _application(json.loads(os.environ[SETTINGS]))
+def _supervise(settings: Settings, sockets: list[socket.socket], options: dict) -> int:
+    """Runs a worker on each socket, replacing any that dies, until a :data:`STOPPING` signal, which it returns
+    once the workers have stopped; a worker that cannot start is a :class:`MemlmError`."""
+    spawn = multiprocessing.get_context("spawn")
+    stopped_by: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: stopped_by.append(signum)) for signum in STOPPING}
+    workers: list[multiprocessing.process.BaseProcess | None] = [None] * len(sockets)
+    try:
+        while not stopped_by:
+            for index, sock in enumerate(sockets):
+                worker = workers[index]
+                if worker is not None and worker.is_alive():
+                    continue
+                if worker is not None:
+                    if worker.exitcode == CANNOT_START:
+                        raise MemlmError("a worker could not start (its error is above): the server stopped")
+                    print(f"memlm: worker {worker.pid} ended ({worker.exitcode}): starting another", file=sys.stderr)
+                workers[index] = spawn.Process(target=_work, args=(settings, sock, options, os.getpid()))
+                workers[index].start()
+            time.sleep(POLL_SECONDS)
+    finally:
+        _stop([w for w in workers if w is not None], stopped_by)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return stopped_by[0]
 
 
-def _application(settings: dict) -> ASGIApp:
-    models = load_models(settings["paths"])
-    return create_app(models, api_key=settings["api_key"], max_tokens_cap=settings["max_tokens_cap"])
+def _stop(workers: list[multiprocessing.process.BaseProcess], stopped_by: list[int]) -> None:
+    """Tells each worker to stop (SIGTERM: uvicorn answers the requests in flight first), and kills those still
+    there after :data:`STOP_SECONDS` or a second stopping signal (a second Ctrl-C)."""
+    signals = len(stopped_by)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(w.is_alive() for w in workers) and time.monotonic() < deadline and len(stopped_by) <= max(signals, 1):
+        time.sleep(POLL_SECONDS)
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+        worker.join()
+
+
+def _work(settings: Settings, sock: socket.socket, options: dict, parent: int) -> None:
+    """A worker: serves ``settings`` on ``sock`` until SIGTERM (or its parent's death)."""
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the line above
+        return
+    try:
+        app = settings.application()
+    except (MemlmError, OSError) as e:
+        print(f"memlm: error: worker {os.getpid()}: {e}", file=sys.stderr, flush=True)
+        sys.exit(CANNOT_START)
+    uvicorn.Server(uvicorn.Config(app, **options)).run([sock])
 
 
 def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` sockets bound to ``host:port`` (port 0: one the system picks); a port that something else listens
-    on is a :class:`MemlmError`. Several are bound with SO_REUSEPORT, and the kernel spreads new connections evenly
-    over them, where workers sharing one socket take them as each happens to wake (seen here: 29 of 32 connections
-    in one of two workers). A first plain bind checks that the port is free, so that a second server is never let
-    into the group of a first one."""
+    """``count`` sockets listening on ``host:port`` (port 0: one the system picks) with SO_REUSEPORT; a port that
+    something else listens on is a :class:`MemlmError`. A first plain bind checks that the port is free, and each
+    socket listens at once, so that no second server joins the group (and connections wait for the workers)."""
+    sockets: list[socket.socket] = []
     try:
-        first = _bound(host, port, reuse_port=False)
-        if count == 1:
-            return [first]
-        port = first.getsockname()[1]
-        first.close()
-        sockets: list[socket.socket] = []
-        try:
-            for _ in range(count):
-                sockets.append(_bound(host, port, reuse_port=True))
-        except OSError:
-            for sock in sockets:
-                sock.close()
-            raise
-        return sockets
+        probe = _bound(host, port, reuse_port=False)
+        port = probe.getsockname()[1]
+        probe.close()
+        for _ in range(count):
+            sockets.append(_bound(host, port, reuse_port=True))
+            sockets[-1].listen(2048)
     except OSError as e:
+        for sock in sockets:
+            sock.close()
         raise MemlmError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sockets
 
 
 def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A TCP socket bound to ``host:port`` that child processes inherit."""
+    """A TCP socket bound to ``host:port``."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,27 +173,4 @@ def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
-
-
-class _Supervisor(Multiprocess):
-    """Uvicorn's supervisor of worker processes: each worker first listens on a socket of its own (one of
-    :func:`_listening_sockets`); a worker started later, in place of one that died, on all of them. It remembers
-    the signal that stopped it (``stopped_by``)."""
-
-    stopped_by: int | None = None
-
-    def init_processes(self) -> None:
-        for sock in self.sockets:
-            process = Process(self.config, [sock])
-            process.start()
-            self.processes.append(process)
-
-    def handle_int(self) -> None:
-        self.stopped_by = signal.SIGINT
-        super().handle_int()
-
-    def handle_term(self) -> None:
-        self.stopped_by = signal.SIGTERM
-        super().handle_term()
