@@ -29,11 +29,19 @@ __all__ = [
     "write_atomic",
     "read_shard",
     "file_kind",
+    "class_counts",
+    "value_ranges",
+    "gain_terms",
+    "spill_partition",
+    "ShardText",
+    "Reduction",
+    "KneserNeyStatistics",
     "MemlmError",
     "ModelFormatError",
     "InstanceFileError",
     "FORMAT_VERSION",
     "MAX_WIDTH",
+    "BUILD_BYTES_PER_INSTANCE",
     "UNKNOWN",
     "ALGORITHMS",
     "WEIGHTINGS",
@@ -51,6 +59,8 @@ _Prefix: TypeAlias = Iterable[int] | npt.NDArray[np.integer[Any]]
 FORMAT_VERSION: int
 #: Largest context width W.
 MAX_WIDTH: int
+#: Working memory per instance of a partition of the trie build (what a memory budget is divided by).
+BUILD_BYTES_PER_INSTANCE: int
 #: The id that matches nothing: what an unknown symbol of an instance-file model maps to.
 UNKNOWN: int
 #: Names the core parses and prints (one place for each list).
@@ -179,11 +189,17 @@ class CoreModel:
         partition_memory: int | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         origins: bytes | None = None,
+        reduced: Reduction | None = None,
+        spilled: tuple[Sequence[str | PathLike[str]], Sequence[str | PathLike[str]]] | None = None,
+        kneser_ney: KneserNeyStatistics | None = None,
     ) -> CoreModel:
         """``partition_memory``: working memory of each partition of the trie build (spilled to the
         options' ``temp_dir``); None builds in one piece. ``progress(phase, done, total)`` hears how far
         the build got; an exception it raises (or Ctrl-C) stops the build and is raised again.
-        ``origins``: the blocks' origins (opaque bytes), to give the model a provenance index."""
+        ``origins``: the blocks' origins (opaque bytes), to give the model a provenance index. A cluster
+        build passes its ``reduced`` statistics and the partition files its workers ``spilled`` (the
+        IGTree's, the instance base's, in order), which are assembled instead of built, and the
+        ``kneser_ney`` statistics it computed meanwhile (checked to be these tokens')."""
     @staticmethod
     def train_instance_file(
         path: str | PathLike[str],
@@ -335,9 +351,10 @@ def write_shard(
     tokenizer: bytes,
     metadata: str,
     origins: bytes | None = None,
+    scratch: bool = False,
 ) -> None:
     """Writes tokenised text (uint16 or uint32 ids, block lengths, the blocks' origins when given) as a shard
-    file, atomically."""
+    file, atomically; ``scratch``: a build's intermediate file, not synced to disk."""
 
 def read_shard(
     path: str | PathLike[str],
@@ -366,3 +383,81 @@ class AsciiBpe:
     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint64]]:
         """ASCII texts' ranks concatenated and how many each has (the GIL released; on rayon's threads when
         ``parallel``)."""
+
+# A cluster build's steps (memlm.cluster): what its workers compute, and what the client reduces.
+
+#: Class counts: instances per symbol, and the index of each symbol's first instance (2**64 - 1: none).
+_ClassCounts: TypeAlias = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
+#: One feature's weight terms over a range of values: the values that occur, their instances,
+#: P(v) H(C|v) and P(v) log2 P(v).
+_ValueTerms: TypeAlias = tuple[
+    npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]
+
+def class_counts(tokens: _TokenIds, n_symbols: int) -> _ClassCounts:
+    """The class counts of token ids (every token a target) over ``n_symbols`` ids."""
+
+def value_ranges(histogram: npt.NDArray[np.uint64], capacity: int) -> list[tuple[int, int]]:
+    """Ranges ``(start, end)`` of values, ascending, covering every value of ``histogram`` (a count per
+    value), each holding at most ``capacity`` counts (a value with more is a range of its own)."""
+
+@final
+class ShardText:
+    """The windows of shards' text at a width (their padding id the shards' vocabulary size), read once and
+    kept by a worker for its tasks; an error for shards of other tokenizers."""
+
+    def __new__(cls, shards: Sequence[str | PathLike[str]], width: int) -> ShardText: ...
+    def __len__(self) -> int: ...
+
+def gain_terms(text: ShardText, features: tuple[int, int], values: tuple[int, int]) -> list[_ValueTerms]:
+    """Per feature, its weight terms over the values ``[start, end)`` for the features ``[first, end)``
+    (empty arrays for the others)."""
+
+def spill_partition(
+    text: ShardText,
+    order: Sequence[int],
+    class_counts: _ClassCounts,
+    trie: Literal["igtree", "instance_base"],
+    values: tuple[int, int],
+    path: str | PathLike[str],
+) -> None:
+    """Builds the partition of ``trie`` whose first values (in feature ``order``) lie in ``[start, end)``,
+    with the whole corpus's ``class_counts``, and writes it to ``path`` atomically."""
+
+@final
+class Reduction:
+    """A cluster build's statistics, reduced: the class counts of its shards (in corpus order) and the
+    feature weights' terms of its tasks (per feature, in value order); the same numbers, bit for bit, as
+    one process computes."""
+
+    def __new__(
+        cls, class_counts: Sequence[_ClassCounts], gain_terms: Sequence[Sequence[_ValueTerms]]
+    ) -> Reduction: ...
+    @property
+    def class_counts(self) -> _ClassCounts:
+        """The whole corpus's class counts."""
+    @property
+    def info_gain(self) -> list[float]: ...
+    @property
+    def gain_ratio(self) -> list[float]: ...
+    def order(self, weighting: str) -> list[int]:
+        """The features in the order the IGTree tests them under ``weighting``."""
+    def partitions(
+        self, trie: Literal["igtree", "instance_base"], weighting: str, capacity: int
+    ) -> list[tuple[int, int]]:
+        """The partitions ``(start, end)`` of ``trie``, each of at most ``capacity`` instances (none when
+        its root is a leaf)."""
+
+@final
+class KneserNeyStatistics:
+    """The Kneser-Ney statistics of token blocks, computed on their own, for one build to take."""
+
+    @staticmethod
+    def compute(
+        tokens: _TokenIds,
+        block_lengths: npt.NDArray[np.uint64],
+        width: int,
+        vocab_size: int,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> KneserNeyStatistics:
+        """The statistics at ``width``; ``progress`` as for :meth:`CoreModel.train_tokens`."""

@@ -164,7 +164,18 @@ MemoryOption = Annotated[
 ]
 TempDirOption = Annotated[
     str | None,
-    typer.Option(help="Folder for the partitions spilled under --memory (default: the system's temporary folder)."),
+    typer.Option(
+        help="Folder for the partitions spilled under --memory (default: the system's temporary folder); with "
+        "--cluster, where the build's shards and partitions go (a folder every worker sees)."
+    ),
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Build on a Dask cluster: tcp://HOST:PORT (a running scheduler) or local:N (N worker processes "
+        "here); needs memlm\\[dask]. The same model file. Shards and partitions pass through --temp-dir, which "
+        "the client and every worker must see at the same path (shared storage), as they must the corpus.",
+    ),
 ]
 KeepTokensOption = Annotated[
     bool, typer.Option("--keep-tokens", help="Store the token ids in the model, so `memlm merge` can add to it.")
@@ -179,7 +190,9 @@ ProvenanceOption = Annotated[
 ]
 
 
-def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir: str | None, keep_tokens: bool):
+def _build_options(
+    weighting: str, algorithms: str, memory: str | None, temp_dir: str | None, keep_tokens: bool, cluster: str | None
+):
     """The keyword arguments that `memlm.train` and `memlm.merge` share."""
     return dict(
         weighting=weighting,
@@ -187,6 +200,7 @@ def _build_options(weighting: str, algorithms: str, memory: str | None, temp_dir
         memory=None if memory is None else parse_size(memory),
         temp_dir=temp_dir,
         keep_tokens=keep_tokens,
+        cluster=cluster,
     )
 
 
@@ -230,9 +244,12 @@ def train(
         bool, typer.Option("--shard", help="Only tokenise: write a shard for `memlm merge` instead of a model.")
     ] = False,
     provenance: ProvenanceOption = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Train a model and write it to one self-contained file (IGTree; with tribl2/ib1 also the instance base)."""
     with _clean_errors():
+        if cluster is not None and (instances is not None or shard):
+            raise MemlmError("--cluster builds a model from a corpus: not with --instances or --shard")
         if instances is not None:
             if corpus or shard or width is not None or provenance:
                 raise MemlmError(
@@ -254,7 +271,7 @@ def train(
                 )
                 _wrote_shard(output, fields)
                 return
-            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
+            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens, cluster)
             model = memlm.train(
                 corpus,
                 width=DEFAULT_WIDTH if width is None else width,
@@ -290,14 +307,17 @@ def merge(
             "with --provenance, models trained with --provenance --keep-tokens); a --shard keeps them anyway.",
         ),
     ] = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Make one model of shards (or of models that kept their tokens): the model of their text, concatenated."""
     with _clean_errors():
         if shard:
+            if cluster is not None:
+                raise MemlmError("--cluster builds a model: not with --shard")
             _wrote_shard(output, memlm.merge_shards(inputs, output, provenance))
             return
         with BuildProgress(stderr) as progress:
-            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens)
+            options = _build_options(weighting, algorithms, memory, temp_dir, keep_tokens, cluster)
             model = memlm.merge(inputs, width=width, progress=progress, output=output, provenance=provenance, **options)
         _wrote(output, model)
 

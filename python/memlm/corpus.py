@@ -1,7 +1,9 @@
 """Corpus ingestion: files, directories, gzip, JSONL and stdin, split into blocks at blank lines.
 
 A block is the unit of training and evaluation: its line breaks become spaces, it is tokenised on its own,
-and the context of its first tokens is padded rather than taken from the block before."""
+and the context of its first tokens is padded rather than taken from the block before. A blank line ends
+a block, so a file cut at the start of a blank line gives, piece by piece, the blocks it gives whole: the
+:class:`Piece` a cluster build's task reads (:func:`pieces`)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,15 @@ import gzip
 import io
 import json
 import os
+import re
 import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from memlm import checks
 from memlm.errors import CorpusError, InvalidUtf8Error, MemlmError
@@ -54,10 +58,32 @@ def _check_errors(errors: str) -> None:
         raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
 
 
-def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
+class Piece(NamedTuple):
+    """A part of the corpus read on its own: a whole source (a file, or stdin), or a byte range of a plain-text
+    file that starts at the beginning of a blank line, so that its blocks are those the whole file has there
+    (see :func:`pieces`). ``path`` is where it is opened; ``label`` names it in messages and provenance (the
+    source as given, or as found in a folder), which a task on another machine keeps while it opens ``path``;
+    ``start`` and ``end`` are byte offsets (``end`` None: to the end)."""
+
+    path: str
+    label: str
+    start: int = 0
+    end: int | None = None
+
+    @classmethod
+    def whole(cls, source: str | Path) -> Piece:
+        return cls(os.fspath(source), os.fspath(source))
+
+
+def _expand(sources: Iterable[str | Path | Piece]) -> Iterator[Piece]:
+    """The pieces of the sources: folders by their files (recursively, sorted), files and stdin whole, pieces
+    as they are."""
     for source in sources:
+        if isinstance(source, Piece):
+            yield source
+            continue
         if str(source) == STDIN:
-            yield STDIN
+            yield Piece.whole(STDIN)
             continue
         if str(source) == "":  # no file (Path("") would be the current folder)
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
@@ -66,11 +92,60 @@ def _expand(sources: Iterable[str | Path]) -> Iterator[str | Path]:
             files = sorted(p for p in path.rglob("*") if p.is_file())
             if not files:
                 raise CorpusError(f"{checks.shown_path(path)}: the directory holds no files")
-            yield from files
+            yield from map(Piece.whole, files)
         elif path.exists():
-            yield path
+            yield Piece.whole(path)
         else:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+
+
+#: A blank line after a line break, the line break of its end included: where a file may be cut into pieces.
+_BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*\n")
+#: How much of a file is searched at a time for a blank line to cut it at.
+_SEARCH_BYTES = 1 << 16
+
+
+def pieces(sources: Iterable[str | Path], piece_bytes: int) -> list[Piece]:
+    """The sources as pieces that tasks can read on their own, in the order training reads them (a cluster
+    build tokenises each in a task): folders by their files, each piece's ``path`` absolute and its ``label``
+    the source as training names it. A plain-text file (not gzip, not JSONL) of more than ``piece_bytes``
+    bytes is cut at the starts of blank lines into pieces of at least that size (one piece when it has no
+    blank line there). A missing file raises :class:`FileNotFoundError`; stdin is refused (a task elsewhere
+    cannot read it)."""
+    result = []
+    for piece in _expand(sources):
+        if piece.path == STDIN:
+            raise CorpusError("standard input (-) cannot be read by a cluster's workers: give files")
+        path = os.path.abspath(piece.path)
+        cuts = [] if _is_jsonl(piece.label) or piece.label.endswith(".gz") else _cuts(path, piece_bytes)
+        bounds = [0, *cuts, None]
+        result.extend(Piece(path, piece.label, start, end) for start, end in pairwise(bounds))
+    return result
+
+
+def _cuts(path: str, piece_bytes: int) -> list[int]:
+    """Offsets of a plain-text file at which pieces of at least ``piece_bytes`` bytes can start: each the start
+    of a blank line (none for gzip content, or a file no larger than one piece)."""
+    size = _size(Piece.whole(path))
+    cuts: list[int] = []
+    if size <= piece_bytes:  # a FIFO too (size 0), which is not opened
+        return cuts
+    with open(path, "rb") as file:
+        if file.read(len(GZIP_MAGIC)) == GZIP_MAGIC:
+            return cuts
+        target = piece_bytes
+        while target < size:
+            file.seek(target - 1)  # from the line break before the target, should a blank line start there
+            window = b""
+            while (found := _BLANK_LINE.search(window)) is None:
+                chunk = file.read(_SEARCH_BYTES)
+                if not chunk:
+                    return cuts
+                window = window[-_SEARCH_BYTES:] + chunk
+            cut = file.tell() - len(window) + found.start() + 1
+            cuts.append(cut)
+            target = cut + piece_bytes
+    return cuts
 
 
 class _Input(io.RawIOBase):
@@ -107,12 +182,43 @@ def _read_head(raw, n: int) -> bytes:
     return head
 
 
+class _ByteRange(io.RawIOBase):
+    """Bytes ``start`` to ``end`` of a file (``end`` None: to its end), read without seeking back."""
+
+    def __init__(self, raw, start: int, end: int | None):
+        self._raw = raw
+        if start:
+            raw.seek(start)
+        self._left = None if end is None else end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)
+        if self._left is not None:
+            view = view[: self._left]
+        n = self._raw.readinto(view) or 0
+        if self._left is not None:
+            self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 @contextmanager
-def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
-    """(the decompressed bytes, the raw input) of a file, FIFO or stdin: gzip is recognised by its first
-    bytes (a ``.gz`` name whose content is not gzip is an error), read without seeking."""
-    name = source_name(source)
-    raw = sys.stdin.buffer if source == STDIN else open(source, "rb", buffering=0)  # noqa: SIM115
+def _opened(piece: Piece) -> Iterator[tuple[BinaryIO, _Input]]:
+    """(the decompressed bytes, the raw input) of a piece of a file, FIFO or stdin: gzip is recognised by its
+    first bytes (a ``.gz`` name whose content is not gzip is an error), read without seeking back."""
+    name = source_name(piece.label)
+    if piece.path == STDIN:
+        raw = sys.stdin.buffer
+    else:
+        raw = open(piece.path, "rb", buffering=0)  # noqa: SIM115
+        if piece.start or piece.end is not None:
+            raw = _ByteRange(raw, piece.start, piece.end)
     try:
         head = _read_head(raw, len(GZIP_MAGIC))
         counted = _Input(raw, head)
@@ -123,17 +229,17 @@ def _opened(source: str | Path) -> Iterator[tuple[BinaryIO, _Input]]:
             raise _not_gzip(name, "it does not start with the gzip magic bytes")
         yield stream, counted
     finally:
-        if source != STDIN:
+        if piece.path != STDIN:
             raw.close()
 
 
-def _read_bytes(source: str | Path) -> bytes:
-    """The whole (decompressed) content of a source."""
-    with _opened(source) as (stream, _):
+def _read_bytes(piece: Piece) -> bytes:
+    """The whole (decompressed) content of a piece."""
+    with _opened(piece) as (stream, _):
         try:
             return stream.read()
         except _GZIP_ERRORS as e:
-            raise _not_gzip(source_name(source), str(e)) from None
+            raise _not_gzip(source_name(piece.label), str(e)) from None
 
 
 def no_text(sources: Iterable[str | Path]) -> CorpusError:
@@ -154,15 +260,15 @@ def _is_jsonl(source: str | Path) -> bool:
 
 
 def iter_documents(
-    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict"
+    sources: Iterable[str | Path | Piece], text_field: str = "text", errors: str = "strict"
 ) -> Iterator[tuple[str, str]]:
     """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
     _check_errors(errors)
     checks.name(text_field, "text_field")
-    for source in _expand(sources):
-        name = source_name(source)
-        text = _decode(_read_bytes(source), name, errors)
-        if not _is_jsonl(source):
+    for piece in _expand(sources):
+        name = source_name(piece.label)
+        text = _decode(_read_bytes(piece), name, errors)
+        if not _is_jsonl(piece.label):
             yield name, text
             continue
         for number, line in enumerate(text.split("\n"), start=1):
@@ -238,10 +344,10 @@ def _located_blocks(lines: Iterable[tuple[str, int]]) -> Iterator[tuple[str, lis
 
 
 def iter_blocks(
-    sources: Iterable[str | Path], text_field: str = "text", errors: str = "strict", origins=None
+    sources: Iterable[str | Path | Piece], text_field: str = "text", errors: str = "strict", origins=None
 ) -> Iterator[tuple[float, str]]:
-    """Streams (fraction of the input bytes read, block) for every block of every source, reading plain
-    text (and gzip) line by line so that memory does not grow with the corpus. ``origins`` (an
+    """Streams (fraction of the input bytes read, block) for every block of every source (or :class:`Piece`),
+    reading plain text (and gzip) line by line so that memory does not grow with the corpus. ``origins`` (an
     :class:`memlm.provenance.OriginsRecorder`) hears where each block came from."""
     sources = list(sources)
     if not sources:
@@ -254,28 +360,29 @@ def iter_blocks(
     sizes = [_size(f) for f in files]
     total = sum(sizes) or 1
     done = 0
-    for source, size in zip(files, sizes, strict=True):
-        if _is_jsonl(source):
-            for record, text in iter_documents([source], text_field=text_field, errors=errors):
+    for piece, size in zip(files, sizes, strict=True):
+        if _is_jsonl(piece.label):
+            for record, text in iter_documents([piece], text_field=text_field, errors=errors):
                 for block, lines in _located_blocks(_lines_of(text)):
                     if origins is not None:
                         origins.add_block(record, lines)
                     yield min(done / total, 1.0), block
         else:
-            name = source_name(source)
-            with _opened(source) as (stream, counted):
-                for block, lines in _located_blocks(_decoded_lines(stream, name, errors)):
+            name = source_name(piece.label)
+            with _opened(piece) as (stream, counted):
+                for block, lines in _located_blocks(_decoded_lines(stream, name, errors, piece.start)):
                     if origins is not None:
-                        origins.add_block(str(source) if source != STDIN else name, lines)
+                        origins.add_block(name if piece.label == STDIN else piece.label, lines)
                     yield min((done + counted.count) / total, 1.0), block
         done += size
 
 
-def _size(source: str | Path) -> int:
-    if source == STDIN:
+def _size(piece: Piece) -> int:
+    if piece.path == STDIN:
         return 0
-    status = Path(source).stat()
-    return status.st_size if stat.S_ISREG(status.st_mode) else 0
+    status = Path(piece.path).stat()
+    whole = status.st_size if stat.S_ISREG(status.st_mode) else 0
+    return (whole if piece.end is None else piece.end) - piece.start
 
 
 def _lines_of(text: str) -> Iterator[tuple[str, int]]:
@@ -288,9 +395,9 @@ def _lines_of(text: str) -> Iterator[tuple[str, int]]:
         offset += len(line.encode("utf-8"))
 
 
-def _decoded_lines(stream, name: str, errors: str) -> Iterator[tuple[str, int]]:
-    """The lines of a binary stream, decoded, with the byte offset where each starts."""
-    offset = 0
+def _decoded_lines(stream, name: str, errors: str, offset: int = 0) -> Iterator[tuple[str, int]]:
+    """The lines of a binary stream, decoded, with the byte offset where each starts (the stream starting at
+    ``offset`` of its source)."""
     try:
         for raw_line in stream:
             try:

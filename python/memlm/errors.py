@@ -19,6 +19,10 @@ class InvalidUtf8Error(CorpusError):
         hint = f" (use {option} to substitute)" if option else ""
         super().__init__(f"{source}: invalid UTF-8 at byte offset {offset}{hint}")
 
+    def __reduce__(self):
+        """Pickled by its fields (a cluster build's task raises it on a worker, the client raises it again)."""
+        return (InvalidUtf8Error, (self.source, self.offset, self.option))
+
     def for_option(self, option: str) -> InvalidUtf8Error:
         """The same error, its message naming ``option`` (``--errors replace``)."""
         return InvalidUtf8Error(self.source, self.offset, option)

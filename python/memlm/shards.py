@@ -18,11 +18,12 @@ import numpy as np
 
 from memlm._core import file_kind, read_shard, write_shard
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
+from memlm.cluster import parse_cluster
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.provenance import Origins, concatenated
 from memlm.tokenization import TokenizerSpec
-from memlm.training import _metadata, load, provenance_recorder, spec_or_path, tokenize, train_token_ids
+from memlm.training import _metadata, created_stamp, load, provenance_recorder, spec_or_path, tokenize, train_token_ids
 
 
 def make_shard(
@@ -132,20 +133,30 @@ def merge(
     keep_tokens: bool = False,
     output: str | Path | None = None,
     provenance: bool = False,
+    cluster: str | None = None,
 ) -> Model:
     """The model of the concatenated text of ``paths`` (shards, or models trained with ``keep_tokens``), in
     that order. It has a provenance index when every input holds its blocks' origins (shards made with
     ``provenance``, models trained with it and ``keep_tokens``); ``provenance=True`` makes that an error
-    otherwise. The other arguments are those of
+    otherwise. ``cluster``: build on a Dask cluster, as :func:`memlm.train` does (the inputs are read here,
+    and need not be on the workers' storage). The other arguments are those of
     :func:`memlm.train_token_ids`, checked before any input is read."""
-    train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     flag(provenance, "provenance")
-    memory_budget(memory)
+    memory = memory_budget(memory)
     callback(progress)
+    created_stamp()  # SOURCE_DATE_EPOCH, checked now
+    place = None if cluster is None else parse_cluster(cluster)
     paths = list(paths)
     if output is not None:
-        not_an_input(output_file(output), paths)
+        output = output_file(output)
+        not_an_input(output, paths)
     tokens, lengths, spec, fields, origins = _gather(paths, provenance)
+    if place is not None:
+        from memlm import cluster as on_cluster
+
+        metadata = _metadata(**fields)
+        return on_cluster.merge(place, tokens, lengths, spec, options, memory, progress, output, metadata, origins)
     return train_token_ids(
         tokens,
         lengths,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterable
@@ -13,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from memlm import __version__
-from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, TrainOptions
+from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, KneserNeyStatistics, Reduction, TrainOptions
 from memlm.checks import block_lengths as checked_lengths
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, token_ids, train_options
-from memlm.corpus import iter_blocks, no_text
+from memlm.cluster import parse_cluster
+from memlm.corpus import Piece, iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
 from memlm.provenance import Origins, OriginsRecorder
@@ -46,7 +48,23 @@ def needs_instance_base(algorithms) -> bool:
 
 
 def _metadata(**fields) -> str:
-    return json.dumps({"memlm_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+    return json.dumps({"memlm_version": __version__, "created": created_stamp(), **fields})
+
+
+def created_stamp() -> str:
+    """When a model or shard is made, as its metadata's ``created`` says: now, in local time; or, under the
+    reproducible-builds convention, the time the environment variable SOURCE_DATE_EPOCH gives (seconds since
+    1970, in UTC), so that the same build makes the same file byte for byte. A :class:`MemlmError` when that
+    variable is set but not a whole number of seconds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is None:
+        return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if not epoch.isdigit():
+        raise MemlmError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {epoch!r}")
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(int(epoch)))
+    except (OverflowError, OSError, ValueError):
+        raise MemlmError(f"SOURCE_DATE_EPOCH is beyond the dates this system can show: {epoch}") from None
 
 
 def _with_tokenizer(metadata: str, tokenizer: TokenizerSpec) -> str:
@@ -78,23 +96,41 @@ def tokenize(
     if isinstance(sources, (str, Path)):
         sources = [sources]
     spec = spec_or_path(tokenizer)
+    tokens, lengths = encoded(sources, spec, text_field, errors, progress, origins)
+    if tokens.size == 0:
+        raise no_text(sources)
+    return tokens, lengths, spec, corpus_fields(sources, spec, tokens, lengths)
+
+
+def encoded(
+    sources: Iterable[str | Path | Piece],
+    spec: TokenizerSpec,
+    text_field: str = "text",
+    errors: str = "strict",
+    progress=None,
+    origins: OriginsRecorder | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids and block lengths of the sources (or :class:`memlm.corpus.Piece` objects), as
+    :func:`tokenize` reads them; none for a corpus without text."""
     report = progress or (lambda *_: None)
     tokens, lengths = spec.encode_stream(
         iter_blocks(sources, text_field=text_field, errors=errors, origins=origins),
         progress=lambda fraction, _tokens: report("reading and tokenising", int(fraction * 1000), 1000),
     )
-    if tokens.size == 0:
-        raise no_text(sources)
     if origins is not None:
         check_spelled(tokens, lengths, spec, np.asarray(origins.columns["block_bytes"], np.int64))
-    fields = dict(
+    return tokens, lengths
+
+
+def corpus_fields(sources: Iterable[str | Path], spec: TokenizerSpec, tokens: np.ndarray, lengths: np.ndarray) -> dict:
+    """The metadata fields of a model trained on ``sources`` (as given): the sources, the tokenizer, counts."""
+    return dict(
         sources=[str(s) for s in sources],
         tokenizer=spec.name,
         tokenizer_sha256=spec.sha256,
         blocks=len(lengths),
         tokens=int(tokens.size),
     )
-    return tokens, lengths, spec, fields
 
 
 def train(
@@ -111,6 +147,7 @@ def train(
     keep_tokens: bool = False,
     output: str | Path | None = None,
     provenance: bool = False,
+    cluster: str | None = None,
 ) -> Model:
     """Trains a model on raw text.
 
@@ -124,7 +161,9 @@ def train(
     can add text to it later. ``output``: also save the model there. ``provenance``: store a provenance
     index (where each training token came from: source, byte offset; about 3 bytes per token besides the
     text the scoring statistics keep anyway), so that :meth:`Model.explain` cites training passages; it needs a
-    byte-level BPE tokenizer (GPT-2's and its like).
+    byte-level BPE tokenizer (GPT-2's and its like). ``cluster``: build on a Dask cluster, ``"tcp://HOST:PORT"``
+    (a running scheduler) or ``"local:N"`` (N worker processes here), with ``temp_dir`` a folder the client and
+    every worker see (:mod:`memlm.cluster`; needs ``memlm[dask]``): the same model file.
 
     Every argument is checked before the corpus is read.
     """
@@ -132,11 +171,22 @@ def train(
     recorder = provenance_recorder(provenance, errors)
     memory = memory_budget(memory)
     callback(progress)
+    created_stamp()  # SOURCE_DATE_EPOCH, checked now
+    place = None if cluster is None else parse_cluster(cluster)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if output is not None:
         output = output_file(output)
         not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
+    if place is not None:
+        from memlm import cluster as on_cluster
+
+        def metadata_of(tokens: np.ndarray, lengths: np.ndarray) -> str:
+            return _metadata(**corpus_fields(sources, spec, tokens, lengths))
+
+        return on_cluster.train(
+            place, sources, spec, text_field, errors, options, memory, progress, output, provenance, metadata_of
+        )
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)
     origins = None if recorder is None else recorder.to_bytes()
     return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output, origins)
@@ -232,7 +282,13 @@ def _build(
     progress,
     output: Path | None,
     origins: bytes | None = None,
+    reduced: Reduction | None = None,
+    spilled: tuple[list[str], list[str]] | None = None,
+    kneser_ney: KneserNeyStatistics | None = None,
 ) -> Model:
+    """The model of the token blocks (and the save to ``output``); a cluster build passes its ``reduced``
+    statistics and the partitions its workers ``spilled`` (IGTree's, instance base's), assembled here, and the
+    ``kneser_ney`` statistics it computed meanwhile."""
     if origins is not None:
         check_spelled(tokens, block_lengths, tokenizer, Origins.from_bytes(origins, "the origins given").block_bytes)
     core = CoreModel.train_tokens(
@@ -245,6 +301,9 @@ def _build(
         partition_memory=None if memory is None else partition_memory(memory, tokens.size, tokens.itemsize),
         progress=progress,
         origins=origins,
+        reduced=reduced,
+        spilled=spilled,
+        kneser_ney=kneser_ney,
     )
     model = Model(core, tokenizer)
     if output is not None:

@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keep_tokens: None,
         kneser_ney: None,
         provenance: None,
+        reduced: None,
     };
     let model = Model::train(file.table, spec)?;
     model.file().save(&PathBuf::from(output), None)?;

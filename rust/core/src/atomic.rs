@@ -18,6 +18,10 @@
 //!   link or file, is never opened: another random part is drawn) and the permissions a new file
 //!   gets (0666 less the umask), and locked (`flock`, exclusive) for as long as it is written. Every write has its own, so concurrent writes to one path are each
 //!   atomic: the last rename wins, and the file is always one whole write.
+//! - **Scratch files.** [`AtomicFile::scratch`] (and [`write_scratch`]) skip the syncs, of the file
+//!   and of its folder after the rename: for a build's intermediate files (a cluster build's shards
+//!   and spilled partitions), which nothing needs after a crash. The rename is as atomic: another
+//!   process sees the whole file or none.
 //! - **Cleaning up.** The temporary file is removed on every error and when the write is
 //!   abandoned (dropped before [`AtomicFile::commit`]). A writer that is killed (SIGKILL, power
 //!   loss) leaves it behind; the next write to the same destination sweeps such leftovers: a
@@ -69,12 +73,24 @@ pub struct AtomicFile {
     tmp: Option<TempPath>,
     /// ... and its writer, which holds the file's lock.
     writer: Option<BufWriter<File>>,
+    /// Whether the file and its folder are synced when committed (not for scratch files).
+    synced: bool,
 }
 
 impl AtomicFile {
     /// Starts writing `path` (see the module's documentation for what is refused, and the sweep of
     /// leftovers).
     pub fn create(path: &Path) -> Result<Self> {
+        Self::start(path, true)
+    }
+
+    /// Starts writing a scratch file at `path`: as [`AtomicFile::create`], but not synced (see the
+    /// module's documentation).
+    pub fn scratch(path: &Path) -> Result<Self> {
+        Self::start(path, false)
+    }
+
+    fn start(path: &Path, synced: bool) -> Result<Self> {
         let target = destination(path)?;
         let name = target
             .file_name()
@@ -110,6 +126,7 @@ impl AtomicFile {
             target,
             tmp: Some(tmp),
             writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            synced,
         })
     }
 
@@ -126,7 +143,9 @@ impl AtomicFile {
         let file = writer
             .into_inner()
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        if self.synced {
+            file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        }
         match std::fs::symlink_metadata(&self.target) {
             Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
                 return Err(Error::not_a_regular_file(&self.path, m.file_type()));
@@ -142,7 +161,9 @@ impl AtomicFile {
             .map_err(|e| Error::io(&self.path, e.error))?;
         // The lock is released after the rename: the temporary name was locked as long as it existed.
         drop(file);
-        sync_folder(&self.target);
+        if self.synced {
+            sync_folder(&self.target);
+        }
         Ok(())
     }
 }
@@ -159,11 +180,24 @@ impl Drop for AtomicFile {
 
 /// Writes `bytes` to `path` atomically; `stop` as for [`AtomicFile::commit`].
 pub fn write_atomic(path: &Path, bytes: &[u8], stop: Option<Stop<'_>>) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    f.writer()
+    write_bytes(AtomicFile::create(path)?, path, bytes, stop)
+}
+
+/// Writes `bytes` to a scratch file at `path` atomically (see [`AtomicFile::scratch`]).
+pub fn write_scratch(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_bytes(AtomicFile::scratch(path)?, path, bytes, None)
+}
+
+fn write_bytes(
+    mut file: AtomicFile,
+    path: &Path,
+    bytes: &[u8],
+    stop: Option<Stop<'_>>,
+) -> Result<()> {
+    file.writer()
         .write_all(bytes)
         .map_err(|e| Error::io(path, e))?;
-    f.commit(stop)
+    file.commit(stop)
 }
 
 /// Makes the temporary file `name`: only if no file or link of that name exists (O_EXCL; on

@@ -11,9 +11,8 @@
 //! assembles the levels breadth-first at the end: the result is the same trie, byte for byte,
 //! whatever the budget. (Not to be confused with shards, [`crate::shard`]: tokenised corpora.)
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::classes::ClassStats;
@@ -22,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::ids::IdVec;
 use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
+use crate::spill::{LevelOut, Partition, PartitionOf};
 use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 
 /// Working memory per instance of a partition while its levels are built: the id (4 bytes), its sort
@@ -165,6 +165,9 @@ pub struct BuildOptions<'a> {
     pub temp_dir: Option<&'a std::path::Path>,
     /// Told how far the build got; it may stop the build.
     pub progress: Option<Progress<'a>>,
+    /// Partitions other processes built and spilled ([`spill_partition`], a cluster build), in the
+    /// order of their value ranges: assembled instead of built (None: built here).
+    pub spilled: Option<&'a [PathBuf]>,
 }
 
 /// One level of the unpruned trie under construction.
@@ -270,7 +273,7 @@ pub fn build_igtree<I: Instances + ?Sized>(
     stats: &ClassStats,
     options: BuildOptions,
 ) -> Result<EncodedTrie> {
-    Ok(build(instances, order, stats, Expand::Impure, options)?.0)
+    Ok(build(instances, order, stats, TrieKind::IgTree, options)?.0)
 }
 
 /// The unpruned instance base of TRIBL2 and IB1, with the tails of its single-instance leaves.
@@ -291,7 +294,7 @@ pub fn build_instance_base<I: Instances + ?Sized>(
     stats: &ClassStats,
     options: BuildOptions,
 ) -> Result<InstanceBase> {
-    let (trie, tails) = build(instances, order, stats, Expand::Shared, options)?;
+    let (trie, tails) = build(instances, order, stats, TrieKind::InstanceBase, options)?;
     let (tail_offsets, tail_values) = tails.expect("the instance base has tails");
     Ok(InstanceBase {
         trie,
@@ -300,193 +303,298 @@ pub fn build_instance_base<I: Instances + ?Sized>(
     })
 }
 
-/// Which nodes the builder expands.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Expand {
-    /// IGTree: nodes whose instances have more than one class.
-    Impure,
-    /// Instance base: nodes holding more than one instance.
-    Shared,
+/// Which trie a build makes, and so which nodes it expands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrieKind {
+    /// The IGTree: nodes whose instances have more than one class are expanded.
+    IgTree,
+    /// The instance base: nodes holding more than one instance are expanded.
+    InstanceBase,
 }
 
-/// The kept nodes of one level (of one partition), in breadth-first order.
-#[derive(Default)]
-struct LevelOut {
-    labels: Vec<u32>,
-    children: Vec<u32>,
-    dist_lens: Vec<u32>,
-    dist_bytes: Vec<u8>,
-    /// Instance base only: tail length per node, and the tails.
-    tail_lens: Vec<u32>,
-    tail_values: Vec<u32>,
-}
+impl TrieKind {
+    /// The names [`TrieKind::name`] gives and `parse` reads.
+    pub const NAMES: [&'static str; 2] = ["igtree", "instance_base"];
 
-impl LevelOut {
-    fn write_to(&self, file: &mut File) -> std::io::Result<()> {
-        let arrays: [&[u8]; 6] = [
-            bytemuck::cast_slice(&self.labels),
-            bytemuck::cast_slice(&self.children),
-            bytemuck::cast_slice(&self.dist_lens),
-            &self.dist_bytes,
-            bytemuck::cast_slice(&self.tail_lens),
-            bytemuck::cast_slice(&self.tail_values),
-        ];
-        for a in arrays {
-            file.write_all(&(a.len() as u64).to_le_bytes())?;
-            file.write_all(a)?;
-        }
-        Ok(())
-    }
-
-    fn read_from(file: &mut File) -> std::io::Result<LevelOut> {
-        fn bytes(file: &mut File) -> std::io::Result<Vec<u8>> {
-            let mut len = [0u8; 8];
-            file.read_exact(&mut len)?;
-            let mut v = vec![0u8; u64::from_le_bytes(len) as usize];
-            file.read_exact(&mut v)?;
-            Ok(v)
-        }
-        fn words(file: &mut File) -> std::io::Result<Vec<u32>> {
-            Ok(bytes(file)?
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect())
-        }
-        Ok(LevelOut {
-            labels: words(file)?,
-            children: words(file)?,
-            dist_lens: words(file)?,
-            dist_bytes: bytes(file)?,
-            tail_lens: words(file)?,
-            tail_values: words(file)?,
-        })
-    }
-}
-
-/// A built partition: its levels below the root, in memory or spilled to a temporary file.
-enum Partition {
-    InMemory(Vec<LevelOut>),
-    Spilled {
-        file: File,
-        /// Where each level starts in the file.
-        starts: Vec<u64>,
-    },
-}
-
-impl Partition {
-    fn spill(levels: Vec<LevelOut>, dir: Option<&std::path::Path>) -> Result<Partition> {
-        let dir: PathBuf = dir.map_or_else(std::env::temp_dir, |d| d.to_path_buf());
-        let io = |e| Error::io(&dir, e);
-        let mut file = tempfile::tempfile_in(&dir).map_err(io)?;
-        let mut starts = Vec::with_capacity(levels.len());
-        for level in &levels {
-            starts.push(file.stream_position().map_err(io)?);
-            level.write_to(&mut file).map_err(io)?;
-        }
-        Ok(Partition::Spilled { file, starts })
-    }
-
-    fn depth(&self) -> usize {
+    /// The trie's name (`igtree`, `instance_base`).
+    pub fn name(self) -> &'static str {
         match self {
-            Partition::InMemory(levels) => levels.len(),
-            Partition::Spilled { starts, .. } => starts.len(),
+            TrieKind::IgTree => "igtree",
+            TrieKind::InstanceBase => "instance_base",
         }
     }
 
-    /// Level `d` (1-based depth below the root), taken out of the partition.
-    fn take_level(&mut self, d: usize) -> Result<LevelOut> {
+    /// Its code in spilled partitions.
+    pub(crate) fn code(self) -> u32 {
         match self {
-            Partition::InMemory(levels) => Ok(std::mem::take(&mut levels[d - 1])),
-            Partition::Spilled { file, starts } => {
-                let io = |e| Error::io("<spilled partition>", e);
-                file.seek(SeekFrom::Start(starts[d - 1])).map_err(io)?;
-                LevelOut::read_from(file).map_err(io)
-            }
+            TrieKind::IgTree => 1,
+            TrieKind::InstanceBase => 2,
+        }
+    }
+
+    /// The inverse of [`TrieKind::code`].
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(TrieKind::IgTree),
+            2 => Some(TrieKind::InstanceBase),
+            _ => None,
+        }
+    }
+
+    fn phase(self) -> &'static str {
+        match self {
+            TrieKind::IgTree => "building the IGTree (partitions)",
+            TrieKind::InstanceBase => "building the instance base (partitions)",
         }
     }
 }
 
-/// Ranges of the first feature's values, each holding at most `capacity` instances (a single value
-/// with more instances is a partition of its own).
-fn partition_ranges<I: Instances + ?Sized>(
-    instances: &I,
-    feature: usize,
-    n_symbols: usize,
+impl std::str::FromStr for TrieKind {
+    type Err = Error;
+
+    /// A name of [`TrieKind::NAMES`].
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "igtree" => Ok(TrieKind::IgTree),
+            "instance_base" => Ok(TrieKind::InstanceBase),
+            other => Err(Error::unknown_name("trie", other, &Self::NAMES)),
+        }
+    }
+}
+
+/// Whether a build of `kind` expands the root, and so has partitions: there are features, and the
+/// root's instances have more than one class (IGTree) or are more than one (instance base).
+fn expands_root(kind: TrieKind, order: &[usize], stats: &ClassStats) -> bool {
+    !order.is_empty()
+        && match kind {
+            TrieKind::IgTree => stats.counts.iter().filter(|&&c| c > 0).nth(1).is_some(),
+            TrieKind::InstanceBase => stats.counts.iter().sum::<u64>() > 1,
+        }
+}
+
+/// The partitions of a build of `kind`: ranges of the first feature's values (in feature `order`),
+/// ascending, each holding at most `capacity` instances (a single value with more is a partition
+/// of its own), together covering every symbol; none when the root is not expanded.
+/// `histogram(feature)` gives how many instances hold each value of a feature (one count per
+/// symbol), asked only when there are partitions.
+pub fn plan_partitions(
+    kind: TrieKind,
+    order: &[usize],
+    stats: &ClassStats,
     capacity: u64,
-) -> Vec<(u32, u32)> {
-    let mut histogram = vec![0u64; n_symbols];
-    for i in 0..instances.len() {
-        histogram[instances.feature(i, feature) as usize] += 1;
+    histogram: impl FnOnce(usize) -> Vec<u64>,
+) -> Vec<Range<u32>> {
+    if !expands_root(kind, order, stats) {
+        return Vec::new();
     }
+    value_ranges(&histogram(order[0]), capacity)
+}
+
+/// Ranges of values, ascending, covering every value of `histogram` (a count per value), each
+/// holding at most `capacity` counts (a single value with more is a range of its own).
+pub fn value_ranges(histogram: &[u64], capacity: u64) -> Vec<Range<u32>> {
     let mut ranges = Vec::new();
     let (mut start, mut held) = (0u32, 0u64);
     for (value, &count) in histogram.iter().enumerate() {
-        if held > 0 && held + count > capacity {
-            ranges.push((start, value as u32));
+        if held > 0 && held.saturating_add(count) > capacity {
+            ranges.push(start..value as u32);
             (start, held) = (value as u32, 0);
         }
-        held += count;
+        held = held.saturating_add(count);
     }
-    ranges.push((start, n_symbols as u32));
+    ranges.push(start..histogram.len() as u32);
     ranges
 }
 
-/// Builds a trie (and, for the instance base, its tails) in partitions that fit
-/// `options.partition_memory`.
-fn build<I: Instances + ?Sized>(
-    instances: &I,
-    order: &[usize],
-    stats: &ClassStats,
-    expand: Expand,
-    options: BuildOptions,
-) -> Result<(EncodedTrie, Option<Tails>)> {
-    let n = instances.len();
-    let n_symbols = stats.counts.len();
-    let mut counter = DistributionCounter::new(stats);
+/// How many instances hold each value of feature `f` (one count per symbol).
+fn histogram<I: Instances + ?Sized>(instances: &I, f: usize, n_symbols: usize) -> Vec<u64> {
+    let mut histogram = vec![0u64; n_symbols];
+    for i in 0..instances.len() {
+        histogram[instances.feature(i, f) as usize] += 1;
+    }
+    histogram
+}
+
+/// The root of a build: every instance's class in one distribution.
+fn root_level<I: Instances + ?Sized>(instances: &I, stats: &ClassStats) -> Level {
     let mut root = Level {
         dist_start: vec![0],
         ..Level::default()
     };
-    counter.push((0..n).map(|i| instances.class(i)), &mut root);
-    let root_default = root.default[0];
-    let expand_root = !order.is_empty()
-        && match expand {
-            Expand::Impure => !root.pure[0],
-            Expand::Shared => n > 1,
-        };
-    let ranges = if expand_root {
-        let capacity = options
-            .partition_memory
-            .map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1));
-        partition_ranges(instances, order[0], n_symbols, capacity)
-    } else {
-        Vec::new()
+    DistributionCounter::new(stats)
+        .push((0..instances.len()).map(|i| instances.class(i)), &mut root);
+    root
+}
+
+/// The kept levels of one partition: the subtrees of the root's children whose value (of the
+/// first feature in `order`) lies in `values`, pruned against `root_default` (IGTree).
+fn partition_levels<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+    kind: TrieKind,
+    values: &Range<u32>,
+    root_default: u32,
+    ticker: &mut Ticker,
+) -> Result<Vec<LevelOut>> {
+    let n = instances.len() as u32;
+    let ids: Vec<u32> = match values.start == 0 && values.end as usize >= stats.counts.len() {
+        true => (0..n).collect(),
+        false => (0..n)
+            .filter(|&i| values.contains(&instances.feature(i as usize, order[0])))
+            .collect(),
     };
-    let phase = match expand {
-        Expand::Impure => "building the IGTree (partitions)",
-        Expand::Shared => "building the instance base (partitions)",
-    };
-    // One step per partition, and a last one: assembling the levels.
-    let mut ticker = Ticker::start(options.progress, phase, ranges.len() as u64 + 1)?;
-    let mut partitions = Vec::with_capacity(ranges.len());
-    for (s, &(lo, hi)) in ranges.iter().enumerate() {
-        ticker.set(s as u64)?;
-        let ids: Vec<u32> = if ranges.len() == 1 {
-            (0..n as u32).collect()
-        } else {
-            (0..n as u32)
-                .filter(|&i| (lo..hi).contains(&instances.feature(i as usize, order[0])))
-                .collect()
-        };
-        let levels = build_levels(instances, order, stats, expand, ids, &mut ticker)?;
-        let outs = level_outs(instances, order, levels, expand, root_default, &mut ticker)?;
-        partitions.push(if ranges.len() == 1 {
-            Partition::InMemory(outs)
-        } else {
-            Partition::spill(outs, options.temp_dir)?
-        });
+    let levels = build_levels(instances, order, stats, kind, ids, ticker)?;
+    level_outs(instances, order, levels, kind, root_default, ticker)
+}
+
+/// Builds one partition of a trie of `kind` (the subtrees whose first value in feature `order`
+/// lies in `values`, one of [`plan_partitions`]' ranges) and writes it to `path`, atomically: a
+/// cluster build's task, whose files [`BuildOptions::spilled`] then assembles. Running it twice
+/// writes the same file. `progress` as for [`build_igtree`].
+pub fn spill_partition<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+    kind: TrieKind,
+    values: Range<u32>,
+    path: &Path,
+    progress: Option<Progress>,
+) -> Result<()> {
+    let mut features = order.to_vec();
+    features.sort_unstable();
+    if !features.into_iter().eq(0..instances.width()) {
+        return Err(Error::InvalidInput(format!(
+            "the feature order {order:?} is not an order of the {} features",
+            instances.width()
+        )));
     }
-    ticker.set(ranges.len() as u64)?;
+    let root_default = root_level(instances, stats).default[0];
+    let mut ticker = Ticker::start(progress, kind.phase(), 1)?;
+    let levels = partition_levels(
+        instances,
+        order,
+        stats,
+        kind,
+        &values,
+        root_default,
+        &mut ticker,
+    )?;
+    let of = partition_of(instances, order, kind, values);
+    Partition::write_file(&levels, &of, path)?;
+    ticker.finish()
+}
+
+fn partition_of<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    kind: TrieKind,
+    values: Range<u32>,
+) -> PartitionOf {
+    PartitionOf {
+        kind,
+        width: order.len() as u32,
+        values,
+        instances: instances.len() as u64,
+    }
+}
+
+/// Opens the partitions other processes spilled for this build, checking that they are of this
+/// trie and these instances and that their value ranges follow each other from the first symbol
+/// to the last (or that there are none, when the root is not expanded).
+fn open_spilled<I: Instances + ?Sized>(
+    paths: &[PathBuf],
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+    kind: TrieKind,
+) -> Result<Vec<Partition>> {
+    let partitions = paths
+        .iter()
+        .map(|p| Partition::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut next = 0;
+    for (partition, path) in partitions.iter().zip(paths) {
+        let of = partition.of().expect("opened from a file");
+        let expected = partition_of(instances, order, kind, next..of.values.end);
+        if *of != expected || of.values.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "{}: a spilled partition of another build, or out of order: {of:?} where {expected:?} was due",
+                crate::error::shown(path)
+            )));
+        }
+        next = of.values.end;
+    }
+    let complete = match expands_root(kind, order, stats) {
+        true => next as usize == stats.counts.len(),
+        false => partitions.is_empty(),
+    };
+    if !complete {
+        return Err(Error::InvalidInput(format!(
+            "the {} partitions given do not cover the {} trie's {} symbols",
+            partitions.len(),
+            kind.name(),
+            stats.counts.len()
+        )));
+    }
+    Ok(partitions)
+}
+
+/// Builds a trie (and, for the instance base, its tails) in partitions that fit
+/// `options.partition_memory`, or assembles it from `options.spilled`.
+fn build<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+    kind: TrieKind,
+    options: BuildOptions,
+) -> Result<(EncodedTrie, Option<Tails>)> {
+    let n = instances.len();
+    let n_symbols = stats.counts.len();
+    let root = root_level(instances, stats);
+    let root_default = root.default[0];
+    let (mut partitions, mut ticker) = match options.spilled {
+        Some(paths) => {
+            let partitions = open_spilled(paths, instances, order, stats, kind)?;
+            // One step: assembling the levels.
+            (
+                partitions,
+                Ticker::start(options.progress, kind.phase(), 1)?,
+            )
+        }
+        None => {
+            let capacity = options
+                .partition_memory
+                .map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1));
+            let ranges = plan_partitions(kind, order, stats, capacity, |f| {
+                histogram(instances, f, n_symbols)
+            });
+            // One step per partition, and a last one: assembling the levels.
+            let mut ticker =
+                Ticker::start(options.progress, kind.phase(), ranges.len() as u64 + 1)?;
+            let mut partitions = Vec::with_capacity(ranges.len());
+            for (s, values) in ranges.iter().enumerate() {
+                ticker.set(s as u64)?;
+                let levels = partition_levels(
+                    instances,
+                    order,
+                    stats,
+                    kind,
+                    values,
+                    root_default,
+                    &mut ticker,
+                )?;
+                partitions.push(if ranges.len() == 1 {
+                    Partition::InMemory(levels)
+                } else {
+                    let of = partition_of(instances, order, kind, values.clone());
+                    Partition::spill(levels, of, options.temp_dir)?
+                });
+            }
+            ticker.set(ranges.len() as u64)?;
+            (partitions, ticker)
+        }
+    };
     // The root: its distribution, its kept children, its tail when it holds a single instance.
     let mut root_out = LevelOut {
         labels: vec![0],
@@ -494,7 +602,7 @@ fn build<I: Instances + ?Sized>(
         dist_bytes: root.dist_bytes,
         ..LevelOut::default()
     };
-    let single_root = expand == Expand::Shared && n == 1;
+    let single_root = kind == TrieKind::InstanceBase && n == 1;
     root_out
         .tail_lens
         .push(if single_root { order.len() as u32 } else { 0 });
@@ -504,30 +612,34 @@ fn build<I: Instances + ?Sized>(
             .extend(order.iter().map(|&f| instances.feature(0, f)));
     }
     let depth = partitions.iter().map(Partition::depth).max().unwrap_or(0);
-    let mut trie = TrieWriter::new(n_symbols as u32, stats, expand == Expand::Shared);
-    let mut first = Vec::with_capacity(partitions.len());
+    let mut trie = TrieWriter::new(n_symbols as u32, stats, kind == TrieKind::InstanceBase);
+    let mut level: Vec<LevelOut> = Vec::with_capacity(partitions.len());
     for partition in &mut partitions {
-        first.push(if partition.depth() >= 1 {
-            partition.take_level(1)?
-        } else {
-            LevelOut::default()
+        level.push(match partition.depth() >= 1 {
+            true => partition.take_level(1)?,
+            false => LevelOut::default(),
         });
     }
     root_out
         .children
-        .push(first.iter().map(|l| l.labels.len() as u32).sum());
+        .push(level.iter().map(|l| l.labels.len() as u32).sum());
     trie.append(&root_out, &mut ticker)?;
-    for level in &first {
-        trie.append(level, &mut ticker)?;
-    }
-    drop(first);
-    for d in 2..=depth {
-        for partition in &mut partitions {
-            if partition.depth() >= d {
-                trie.append(&partition.take_level(d)?, &mut ticker)?;
-            }
+    trie.check_level(1)?;
+    for d in 1..=depth {
+        // The nodes of level d, as many as the children the level above counted.
+        let mut nodes = 0u64;
+        for (s, partition) in partitions.iter_mut().enumerate() {
+            let out = match d {
+                1 => std::mem::take(&mut level[s]),
+                _ if partition.depth() >= d => partition.take_level(d)?,
+                _ => continue,
+            };
+            nodes += out.labels.len() as u64;
+            trie.append(&out, &mut ticker)?;
         }
+        trie.check_level(nodes)?;
     }
+    trie.check_level(0)?;
     let built = trie.finish();
     ticker.finish()?;
     Ok(built)
@@ -547,6 +659,9 @@ struct TrieWriter {
     classes: Vec<u32>,
     total_nodes: Vec<u32>,
     total_counts: Vec<u64>,
+    /// The nodes due in the level being appended, and the children of those appended so far.
+    due: u64,
+    children_counted: u64,
 }
 
 impl TrieWriter {
@@ -560,7 +675,21 @@ impl TrieWriter {
             classes: stats.by_rank.clone(),
             total_nodes: Vec::new(),
             total_counts: Vec::new(),
+            due: 1,
+            children_counted: 0,
         }
+    }
+
+    /// Ends a level of `nodes` nodes: an error unless the level above counted as many children.
+    fn check_level(&mut self, nodes: u64) -> Result<()> {
+        if nodes != self.due {
+            return Err(Error::InvalidInput(format!(
+                "the partitions' levels do not fit together: a level of {nodes} nodes where {} were due",
+                self.due
+            )));
+        }
+        self.due = std::mem::take(&mut self.children_counted);
+        Ok(())
     }
 
     fn append(&mut self, level: &LevelOut, ticker: &mut Ticker) -> Result<()> {
@@ -580,6 +709,7 @@ impl TrieWriter {
             dist_at += len;
             self.labels.push(level.labels[j]);
             self.children.push(level.children[j] as u64);
+            self.children_counted += level.children[j] as u64;
             self.dist_offsets.push(len as u64);
         }
         self.dist_bytes.extend_from_slice(&level.dist_bytes);
@@ -614,7 +744,7 @@ fn build_levels<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     stats: &ClassStats,
-    expand: Expand,
+    kind: TrieKind,
     mut ids: Vec<u32>,
     ticker: &mut Ticker,
 ) -> Result<Vec<Level>> {
@@ -637,7 +767,7 @@ fn build_levels<I: Instances + ?Sized>(
             dist_start: vec![0],
             ..Level::default()
         };
-        if expand == Expand::Shared {
+        if kind == TrieKind::InstanceBase {
             parent_level.single = ranges
                 .iter()
                 .map(|&(start, end)| {
@@ -652,9 +782,9 @@ fn build_levels<I: Instances + ?Sized>(
         for (j, &(start, end)) in ranges.iter().enumerate() {
             ticker.tick()?;
             let leaf = depth > 0
-                && match expand {
-                    Expand::Impure => parent_level.pure[j],
-                    Expand::Shared => end - start == 1,
+                && match kind {
+                    TrieKind::IgTree => parent_level.pure[j],
+                    TrieKind::InstanceBase => end - start == 1,
                 };
             if leaf {
                 continue;
@@ -723,12 +853,12 @@ fn level_outs<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
     mut levels: Vec<Level>,
-    expand: Expand,
+    kind: TrieKind,
     root_default: u32,
     ticker: &mut Ticker,
 ) -> Result<Vec<LevelOut>> {
     levels[0].default[0] = root_default;
-    let keep = (expand == Expand::Impure).then(|| prune(&levels));
+    let keep = (kind == TrieKind::IgTree).then(|| prune(&levels));
     let kept = |d: usize, j: usize| keep.as_ref().is_none_or(|k| k[d][j]);
     let mut outs = Vec::with_capacity(levels.len() - 1);
     for d in 1..levels.len() {
@@ -752,7 +882,7 @@ fn level_outs<I: Instances + ?Sized>(
             let dist = level.dist_start[j] as usize..level.dist_start[j + 1] as usize;
             out.dist_lens.push(dist.len() as u32);
             out.dist_bytes.extend_from_slice(&level.dist_bytes[dist]);
-            if expand == Expand::Shared {
+            if kind == TrieKind::InstanceBase {
                 let single = level.single[j];
                 if single == u32::MAX {
                     out.tail_lens.push(0);

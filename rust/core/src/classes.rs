@@ -1,6 +1,111 @@
 //! Global class statistics and the tie-breaking order between classes.
+//!
+//! [`ClassCounts`] are the raw material: how often each class occurs in a run of instances and
+//! where it first occurs. The counts of consecutive runs (the shards of a cluster build, in corpus
+//! order) reduce to those of the whole run ([`ClassCounts::concatenated`]: counts add, a first
+//! occurrence is the earliest one, shifted by the instances before its run), so the statistics made
+//! from them are the whole corpus's, exactly. [`ClassStats`] adds the tie-break ranks.
 
+use crate::error::{Error, Result};
+use crate::ids::Ids;
 use crate::instances::Instances;
+
+/// How often each class occurs in a run of instances, and where it first occurs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassCounts {
+    /// Instances per symbol id.
+    pub counts: Vec<u64>,
+    /// Per symbol id: the index of its first instance in the run, or [`ClassCounts::UNSEEN`].
+    pub first_seen: Vec<u64>,
+}
+
+impl ClassCounts {
+    /// The first occurrence of a class that does not occur.
+    pub const UNSEEN: u64 = u64::MAX;
+
+    /// The counts of `classes` (in instance order) over a symbol space of `n_symbols` ids, each
+    /// class below it.
+    fn of_classes(classes: impl Iterator<Item = u32>, n_symbols: usize) -> Self {
+        let mut counts = vec![0u64; n_symbols];
+        let mut first_seen = vec![Self::UNSEEN; n_symbols];
+        for (i, c) in classes.enumerate() {
+            let c = c as usize;
+            counts[c] += 1;
+            if first_seen[c] == Self::UNSEEN {
+                first_seen[c] = i as u64;
+            }
+        }
+        ClassCounts { counts, first_seen }
+    }
+
+    /// The counts of the classes of `instances`, whose symbols lie below `n_symbols`.
+    pub fn of_instances<I: Instances + ?Sized>(instances: &I, n_symbols: usize) -> Self {
+        Self::of_classes((0..instances.len()).map(|i| instances.class(i)), n_symbols)
+    }
+
+    /// The counts of token ids as classes (every token of a text is a target): an error for an id
+    /// not below `n_symbols`.
+    pub fn of_tokens(tokens: Ids, n_symbols: usize) -> Result<Self> {
+        if let Some(t) = tokens.max().filter(|&t| t as usize >= n_symbols) {
+            return Err(Error::InvalidInput(format!(
+                "token id {t} lies outside a symbol space of {n_symbols} ids"
+            )));
+        }
+        Ok(Self::of_classes(
+            (0..tokens.len()).map(|i| tokens.get(i)),
+            n_symbols,
+        ))
+    }
+
+    /// The counts of runs of instances one after the other, in that order: an error for runs over
+    /// different symbol spaces (or none), or for a first occurrence at or beyond its run's count.
+    pub fn concatenated(parts: impl IntoIterator<Item = ClassCounts>) -> Result<Self> {
+        let mut parts = parts.into_iter();
+        let mismatch = |what: &str| Error::InvalidInput(format!("class counts to reduce: {what}"));
+        let mut whole = parts.next().ok_or_else(|| mismatch("none given"))?;
+        whole.check()?;
+        let mut before = whole.total();
+        for part in parts {
+            if part.counts.len() != whole.counts.len() {
+                return Err(mismatch("over different symbol spaces"));
+            }
+            part.check()?;
+            for (c, (&count, &first)) in part.counts.iter().zip(&part.first_seen).enumerate() {
+                whole.counts[c] += count;
+                if whole.first_seen[c] == Self::UNSEEN && first != Self::UNSEEN {
+                    whole.first_seen[c] = before + first;
+                }
+            }
+            before += part.total();
+        }
+        Ok(whole)
+    }
+
+    /// Checks that the arrays have one entry per symbol and that a class is first seen, inside
+    /// its run, exactly when it is counted.
+    pub fn check(&self) -> Result<()> {
+        let total = self.total();
+        let consistent = self.counts.len() == self.first_seen.len()
+            && self
+                .counts
+                .iter()
+                .zip(&self.first_seen)
+                .all(|(&count, &first)| {
+                    (count == 0) == (first == Self::UNSEEN) && (count == 0 || first < total)
+                });
+        match consistent {
+            true => Ok(()),
+            false => Err(Error::InvalidInput(
+                "class counts: the counts and first occurrences disagree".into(),
+            )),
+        }
+    }
+
+    /// The number of instances counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
 
 /// How often each class occurs in the training instances, and the order used to break ties between
 /// classes with equal votes: higher global frequency first, then earlier first occurrence.
@@ -16,15 +121,12 @@ pub struct ClassStats {
 impl ClassStats {
     /// Counts the classes of `instances` over a symbol space of `n_symbols` ids.
     pub fn new<I: Instances + ?Sized>(instances: &I, n_symbols: usize) -> Self {
-        let mut counts = vec![0u64; n_symbols];
-        let mut first_seen = vec![usize::MAX; n_symbols];
-        for i in 0..instances.len() {
-            let c = instances.class(i) as usize;
-            counts[c] += 1;
-            if first_seen[c] == usize::MAX {
-                first_seen[c] = i;
-            }
-        }
+        Self::from_counts(ClassCounts::of_instances(instances, n_symbols))
+    }
+
+    /// The statistics of classes counted (here, or in parts and reduced).
+    pub fn from_counts(ClassCounts { counts, first_seen }: ClassCounts) -> Self {
+        let n_symbols = counts.len();
         let mut by_preference: Vec<u32> = (0..n_symbols as u32).collect();
         by_preference.sort_by_key(|&c| {
             (

@@ -295,6 +295,31 @@ struct Gram {
 }
 
 impl KneserNey {
+    /// Whether these are the statistics of the token blocks (`tokens` split by `block_lengths`) at
+    /// `width` with padding id `pad`: the width, the symbol count and the training text agree.
+    pub fn is_of(&self, tokens: Ids, block_lengths: &[u64], width: usize, pad: u32) -> bool {
+        if self.params[0] != width as u64 || self.root.len() != pad as usize + 1 {
+            return false;
+        }
+        let text = self.text.view();
+        let (mut at, mut next) = (0usize, 0usize);
+        for &len in block_lengths.iter().filter(|&&l| l > 0) {
+            if text.try_get(at) != Some(pad) {
+                return false;
+            }
+            at += 1;
+            for _ in 0..len {
+                match tokens.try_get(next) {
+                    Some(token) if text.try_get(at) == Some(token) => {
+                        (at, next) = (at + 1, next + 1)
+                    }
+                    _ => return false,
+                }
+            }
+        }
+        at == text.len() && next == tokens.len()
+    }
+
     /// Computes the statistics of the token blocks `tokens` (split by `block_lengths`, every id below
     /// `pad`, the padding id and the last of the model's ids) at width `width`. `step(level)` is called after
     /// each of the W + 1 levels, and may stop the computation with its error.

@@ -45,6 +45,7 @@ pub mod provenance;
 pub mod query;
 pub mod scoring;
 pub mod shard;
+pub mod spill;
 pub mod training;
 pub mod trie;
 pub mod vocabulary;

@@ -67,7 +67,8 @@ pub(crate) fn check_tokens(
 
 /// Writes tokenised text as a shard file, atomically, with the blocks' origins when given (opaque
 /// bytes, for a provenance index of the model merged from it); `stop` as for
-/// [`crate::atomic::AtomicFile::commit`].
+/// [`crate::atomic::AtomicFile::commit`]. `scratch`: a build's intermediate file, not synced
+/// ([`crate::atomic::AtomicFile::scratch`]; `stop` is then not asked).
 #[allow(clippy::too_many_arguments)]
 pub fn write_shard(
     path: &Path,
@@ -78,6 +79,7 @@ pub fn write_shard(
     metadata: &str,
     origins: Option<&[u8]>,
     stop: Option<Stop<'_>>,
+    scratch: bool,
 ) -> Result<()> {
     let params = [vocab_size as u64];
     let mut data = vec![(Section::ShardParams, bytemuck::cast_slice(&params[..]))];
@@ -93,11 +95,11 @@ pub fn write_shard(
         .iter()
         .map(|&(section, bytes)| SectionData { section, bytes })
         .collect();
-    crate::atomic::write_atomic(
-        path,
-        format::encode(Kind::Shard, &sections).as_slice(),
-        stop,
-    )
+    let bytes = format::encode(Kind::Shard, &sections);
+    match scratch {
+        true => crate::atomic::write_scratch(path, bytes.as_slice()),
+        false => crate::atomic::write_atomic(path, bytes.as_slice(), stop),
+    }
 }
 
 /// An opened shard file, memory-mapped and verified in full.
@@ -176,6 +178,37 @@ impl Shard {
     }
 }
 
+/// The text of shards one after the other (a cluster build's corpus): the ids, the block lengths and
+/// the vocabulary size; an error for none, or for shards of different tokenizers.
+pub fn concatenated(paths: &[PathBuf]) -> Result<(IdVec, Vec<u64>, u32)> {
+    let shards = paths
+        .iter()
+        .map(|p| Shard::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let first = shards
+        .first()
+        .ok_or_else(|| Error::InvalidInput("no shards given".into()))?;
+    let mut tokens = IdVec::for_symbols(first.vocab_size());
+    let mut lengths = Vec::new();
+    for (shard, path) in shards.iter().zip(paths) {
+        if shard.tokenizer_blob() != first.tokenizer_blob()
+            || shard.vocab_size() != first.vocab_size()
+        {
+            return Err(Error::InvalidInput(format!(
+                "{} was tokenised with another tokenizer than {}",
+                crate::error::shown(path),
+                crate::error::shown(&paths[0])
+            )));
+        }
+        let (ids, block_lengths) = shard.tokens();
+        for i in 0..ids.len() {
+            tokens.push(ids.get(i));
+        }
+        lengths.extend_from_slice(block_lengths);
+    }
+    Ok((tokens, lengths, first.vocab_size()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +216,7 @@ mod tests {
     fn shard(dir: &Path) -> PathBuf {
         let path = dir.join("a.shard");
         let ids = IdVec::U16(vec![1, 2, 3, 4]);
-        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None, None).unwrap();
+        write_shard(&path, &ids, &[4], 10, b"tok", "{}", None, None, false).unwrap();
         path
     }
 

@@ -3,12 +3,21 @@
 //! weights and order ([`crate::weights`]) → the IGTree and, when asked, the instance base
 //! ([`crate::build`]) → the model file ([`crate::model_file`]). Instances come from token blocks
 //! ([`train_tokens`]) or a TiMBL column file ([`train_instance_file`]).
+//!
+//! A cluster build splits the pipeline: workers count the classes of their shards and compute the
+//! feature weights' terms over ranges of values ([`crate::classes::ClassCounts`],
+//! [`crate::weights::GainTerms`]), which [`Reduced`] adds up in corpus and value order (the
+//! statistics one process computes, bit for bit), then build and spill the tries' partitions
+//! ([`crate::build::spill_partition`]); the process that assembles the model passes both to
+//! [`train_tokens`], which then builds no statistics and no partition itself.
 
 use std::path::{Path, PathBuf};
 
-use crate::build::{build_igtree, build_instance_base, BuildOptions, Progress, Ticker};
+use crate::build::{
+    build_igtree, build_instance_base, plan_partitions, BuildOptions, Progress, Ticker, TrieKind,
+};
 use crate::cache::{fit_weights, CacheWeights, DocumentCache, CACHE_ORDERS};
-use crate::classes::ClassStats;
+use crate::classes::{ClassCounts, ClassStats};
 use crate::columns;
 use crate::error::{Error, Result};
 use crate::ids::IdVec;
@@ -20,7 +29,7 @@ use crate::model_file::{Contents, ModelFile, Params};
 use crate::provenance;
 use crate::query::Algorithm;
 use crate::vocabulary::Vocabulary;
-use crate::weights::{feature_order, FeatureWeights, Weighting};
+use crate::weights::{feature_order, FeatureWeights, GainTerms, Weighting};
 
 /// Everything a build takes besides the instances.
 pub struct TrainSpec<'a> {
@@ -37,20 +46,110 @@ pub struct TrainSpec<'a> {
     /// The training text's token ids and block lengths, to store in the model so that `memlm merge`
     /// can add text to it later (None: not stored).
     pub keep_tokens: Option<(&'a IdVec, &'a [u64])>,
-    /// The token blocks (ids below the padding id, and block lengths) to compute the Kneser-Ney
-    /// scoring statistics from, once the tries are built and the instances dropped, so that the
-    /// two never hold memory at once (token models; None: the model scores with Witten-Bell).
-    pub kneser_ney: Option<(Ids<'a>, &'a [u64])>,
+    /// The Kneser-Ney scoring statistics of a token model (None: the model scores with
+    /// Witten-Bell).
+    pub kneser_ney: Option<KneserNeyFrom<'a>>,
     /// The origins of the blocks (opaque bytes) when the model is to have a provenance index over
     /// the Kneser-Ney text (None: no index).
     pub provenance: Option<&'a [u8]>,
+    /// What a cluster build's workers computed: the statistics, reduced, and the spilled
+    /// partitions of each trie, assembled here (None: everything is computed here).
+    pub reduced: Option<(&'a Reduced, Spilled<'a>)>,
+}
+
+/// Where a token model's Kneser-Ney statistics come from.
+pub enum KneserNeyFrom<'a> {
+    /// The token blocks (ids below the padding id, and block lengths), computed from once the tries
+    /// are built and the instances dropped, so that the two never hold memory at once.
+    Text(Ids<'a>, &'a [u64]),
+    /// Computed already ([`kneser_ney_statistics`]: a cluster build computes them while its workers
+    /// build the tries), checked to be those of these token blocks.
+    Computed(Box<KneserNey>, Ids<'a>, &'a [u64]),
+}
+
+/// The statistics of a cluster build, reduced from what its workers computed: class counts per
+/// shard (in corpus order) and feature-weight terms per range of values (in value order).
+#[derive(Clone, Debug)]
+pub struct Reduced {
+    /// The classes of the whole corpus.
+    pub class_counts: ClassCounts,
+    /// Both weights of every feature.
+    pub weights: FeatureWeights,
+    /// Per feature, the values that occur and how many instances hold each (ascending).
+    histograms: Vec<(Vec<u32>, Vec<u64>)>,
+}
+
+impl Reduced {
+    /// Reduces the class counts of consecutive shards and the weights' terms of consecutive value
+    /// ranges (see [`ClassCounts::concatenated`], [`FeatureWeights::from_terms`]).
+    pub fn new(shards: Vec<ClassCounts>, ranges: &[GainTerms]) -> Result<Reduced> {
+        let class_counts = ClassCounts::concatenated(shards)?;
+        let weights =
+            FeatureWeights::from_terms(ranges, &ClassStats::from_counts(class_counts.clone()))?;
+        let histograms = (0..weights.info_gain.len())
+            .map(|f| {
+                let terms = ranges.iter().map(|r| &r.features[f]);
+                let values = terms
+                    .clone()
+                    .flat_map(|t| t.values.iter().copied())
+                    .collect();
+                (
+                    values,
+                    terms.flat_map(|t| t.counts.iter().copied()).collect(),
+                )
+            })
+            .collect();
+        Ok(Reduced {
+            class_counts,
+            weights,
+            histograms,
+        })
+    }
+
+    /// The class statistics.
+    pub fn stats(&self) -> ClassStats {
+        ClassStats::from_counts(self.class_counts.clone())
+    }
+
+    /// The feature order under `weighting`.
+    pub fn order(&self, weighting: Weighting) -> Vec<usize> {
+        feature_order(self.weights.get(weighting))
+    }
+
+    /// The partitions of the trie of `kind` under `weighting`, each holding at most `capacity`
+    /// instances (see [`plan_partitions`]).
+    pub fn partitions(
+        &self,
+        kind: TrieKind,
+        weighting: Weighting,
+        capacity: u64,
+    ) -> Vec<std::ops::Range<u32>> {
+        let order = self.order(weighting);
+        plan_partitions(kind, &order, &self.stats(), capacity, |f| {
+            let mut histogram = vec![0u64; self.class_counts.counts.len()];
+            let (values, counts) = &self.histograms[f];
+            for (&v, &c) in values.iter().zip(counts) {
+                histogram[v as usize] = c;
+            }
+            histogram
+        })
+    }
+}
+
+/// The files a cluster build's workers spilled the partitions of each trie to, in the order of
+/// their value ranges.
+#[derive(Clone, Copy, Default)]
+pub struct Spilled<'a> {
+    pub igtree: &'a [PathBuf],
+    /// Empty when the model has no instance base.
+    pub instance_base: &'a [PathBuf],
 }
 
 impl Model {
     /// Trains a model on `instances`, which are dropped as soon as the tries are built. The
     /// progress callback of `spec.build` hears every phase (feature weights, the IGTree, the
     /// instance base) and may stop the build: its error is returned, and nothing is kept.
-    pub fn train<I: Instances>(instances: I, spec: TrainSpec) -> Result<Model> {
+    pub fn train<'a, I: Instances>(instances: I, spec: TrainSpec<'a>) -> Result<Model> {
         if instances.is_empty() {
             return Err(Error::InvalidInput(
                 "no training instances: the corpus is empty".into(),
@@ -59,30 +158,77 @@ impl Model {
         let width = instances.width();
         check_width(width)?;
         let n_symbols = spec.vocabulary.symbol_count();
-        let mut ticker = Ticker::start(
-            spec.build.progress,
-            "computing feature weights",
-            width as u64,
-        )?;
-        let stats = ClassStats::new(&instances, n_symbols);
-        let weights = FeatureWeights::compute(&instances, &stats, |done| ticker.set(done as u64))?;
-        ticker.finish()?;
+        let (stats, weights, spilled) = match spec.reduced {
+            None => {
+                let mut ticker = Ticker::start(
+                    spec.build.progress,
+                    "computing feature weights",
+                    width as u64,
+                )?;
+                let stats = ClassStats::new(&instances, n_symbols);
+                let weights =
+                    FeatureWeights::compute(&instances, &stats, |done| ticker.set(done as u64))?;
+                ticker.finish()?;
+                (stats, weights, None)
+            }
+            Some((reduced, spilled)) => {
+                let counts = &reduced.class_counts;
+                if counts.counts.len() != n_symbols
+                    || counts.total() != instances.len() as u64
+                    || reduced.weights.info_gain.len() != width
+                {
+                    return Err(Error::InvalidInput(format!(
+                        "the reduced statistics are of {} instances over {} symbols at width {}, \
+                         not of these {} instances over {n_symbols} symbols at width {width}",
+                        counts.total(),
+                        counts.counts.len(),
+                        reduced.weights.info_gain.len(),
+                        instances.len()
+                    )));
+                }
+                (reduced.stats(), reduced.weights.clone(), Some(spilled))
+            }
+        };
         let order = feature_order(weights.get(spec.weighting));
-        let igtree = build_igtree(&instances, &order, &stats, spec.build)?;
+        let options = |spilled: Option<&'a [PathBuf]>| BuildOptions {
+            spilled,
+            ..spec.build
+        };
+        let igtree = build_igtree(
+            &instances,
+            &order,
+            &stats,
+            options(spilled.map(|s| s.igtree)),
+        )?;
         let base = match spec.instance_base {
-            true => Some(build_instance_base(&instances, &order, &stats, spec.build)?),
+            true => Some(build_instance_base(
+                &instances,
+                &order,
+                &stats,
+                options(spilled.map(|s| s.instance_base)),
+            )?),
             false => None,
         };
         let n_instances = instances.len() as u64;
         drop(instances);
+        let pad = spec.vocabulary.pad();
         let kneser_ney = match spec.kneser_ney {
-            Some((tokens, block_lengths)) => Some(kneser_ney_of(
+            Some(KneserNeyFrom::Text(tokens, block_lengths)) => Some(kneser_ney_statistics(
                 tokens,
                 block_lengths,
                 width,
-                spec.vocabulary.pad(),
+                pad,
                 spec.build.progress,
             )?),
+            Some(KneserNeyFrom::Computed(kn, tokens, block_lengths)) => {
+                if !kn.is_of(tokens, block_lengths, width, pad) {
+                    return Err(Error::InvalidInput(
+                        "the Kneser-Ney statistics given are not those of this text at this width"
+                            .into(),
+                    ));
+                }
+                Some(*kn)
+            }
             None => None,
         };
         let positions = match (spec.provenance, &kneser_ney) {
@@ -217,7 +363,10 @@ pub fn check_partition_memory(bytes: i64) -> Result<u64> {
 /// id. `partition_memory` caps the trie build's working memory (partitions spilled to the options'
 /// `temp_dir`; None builds in one piece); `progress(phase, done, total)` hears how far it got and
 /// may stop the build (see [`Progress`]). `origins`: the blocks' origins (opaque bytes), to give the
-/// model a provenance index ([`crate::provenance`]); None for none.
+/// model a provenance index ([`crate::provenance`]); None for none. `reduced`: a cluster build's
+/// statistics and spilled partitions, assembled instead of built (see [`TrainSpec::reduced`]).
+/// `kneser_ney`: the text's Kneser-Ney statistics when computed already (checked to be this
+/// text's; None: computed here, after the tries).
 #[allow(clippy::too_many_arguments)]
 pub fn train_tokens(
     tokens: IdVec,
@@ -229,12 +378,14 @@ pub fn train_tokens(
     partition_memory: Option<u64>,
     progress: Option<Progress>,
     origins: Option<&[u8]>,
+    reduced: Option<(&Reduced, Spilled)>,
+    kneser_ney: Option<KneserNey>,
 ) -> Result<Model> {
     if partition_memory == Some(0) {
         check_partition_memory(0)?;
     }
-    // A copy of the token ids for the Kneser-Ney statistics, computed after the tries (and stored
-    // when the model keeps its tokens): 2 or 4 bytes per token.
+    // A copy of the token ids for the Kneser-Ney statistics, computed after the tries or checked
+    // against them (and stored when the model keeps its tokens): 2 or 4 bytes per token.
     let copy = tokens.clone();
     let windows = TokenWindows::new(tokens, block_lengths, options.width, vocab_size)?;
     let spec = TrainSpec {
@@ -247,22 +398,30 @@ pub fn train_tokens(
             partition_memory,
             temp_dir: options.temp_dir.as_deref(),
             progress,
+            spilled: None,
         },
         keep_tokens: options.keep_tokens.then_some((&copy, block_lengths)),
-        kneser_ney: Some((copy.view(), block_lengths)),
+        kneser_ney: Some(match kneser_ney {
+            None => KneserNeyFrom::Text(copy.view(), block_lengths),
+            Some(kn) => KneserNeyFrom::Computed(Box::new(kn), copy.view(), block_lengths),
+        }),
         provenance: origins,
+        reduced,
     };
     Model::train(windows, spec)
 }
 
-/// The Kneser-Ney statistics of the token blocks at `width`, with the document cache's weights.
-fn kneser_ney_of(
+/// The Kneser-Ney statistics of the token blocks at `width` (an error unless the ids lie below the
+/// padding id `pad` and the block lengths add up to them), with the document cache's weights;
+/// `progress` as for [`train_tokens`].
+pub fn kneser_ney_statistics(
     tokens: Ids,
     block_lengths: &[u64],
     width: usize,
     pad: u32,
     progress: Option<Progress>,
 ) -> Result<KneserNey> {
+    crate::shard::check_tokens((tokens, block_lengths), pad).map_err(Error::InvalidInput)?;
     let mut ticker = Ticker::start(
         progress,
         "computing Kneser-Ney statistics",
@@ -367,10 +526,12 @@ pub fn train_instance_file(
             partition_memory: None,
             temp_dir: options.temp_dir.as_deref(),
             progress,
+            spilled: None,
         },
         keep_tokens: None,
         kneser_ney: None,
         provenance: None,
+        reduced: None,
     };
     Model::train(file.table, spec)
 }
@@ -398,6 +559,8 @@ pub(crate) fn test_model(width: usize, instance_base: bool) -> Model {
         b"",
         "{}",
         &options,
+        None,
+        None,
         None,
         None,
         None,
@@ -478,6 +641,37 @@ mod tests {
                 assert_eq!(kind_of(&closed), std::io::ErrorKind::PermissionDenied);
             }
         }
+    }
+
+    #[test]
+    fn kneser_ney_statistics_computed_apart_make_the_same_model_and_must_be_the_texts() {
+        let tokens: Vec<u32> = (0..3000u32).map(|i| (i * 7 + i / 13) % 29).collect();
+        let lengths = [1000, 0, 1500, 500];
+        let train = |kneser_ney| {
+            let options = TrainOptions {
+                width: 3,
+                ..TrainOptions::default()
+            };
+            let ids = IdVec::U32(tokens.clone());
+            train_tokens(
+                ids, &lengths, 30, b"", "{}", &options, None, None, None, None, kneser_ney,
+            )
+        };
+        let apart = |width, lengths: &[u64]| {
+            kneser_ney_statistics(Ids::U32(&tokens), lengths, width, 30, None).unwrap()
+        };
+        let whole = train(None).unwrap();
+        let assembled = train(Some(apart(3, &lengths))).unwrap();
+        assert_eq!(assembled.file().as_bytes(), whole.file().as_bytes());
+        for other in [apart(2, &lengths), apart(3, &[1000, 2000])] {
+            let err = train(Some(other)).err().unwrap().to_string();
+            assert!(err.contains("not those of this text"), "{err}");
+        }
+        let err = kneser_ney_statistics(Ids::U32(&tokens), &[5], 3, 30, None).unwrap_err();
+        assert!(
+            err.to_string().contains("block lengths do not add up"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Feature weights (information gain and gain ratio, as in the TiMBL manual) and the feature order:
 //! features by descending weight of the model's [`Weighting`], a tie going to the feature nearer the
 //! target. The IGTree tests features in that order and the k-NN distance weighs mismatches by them.
+//!
+//! The weights are sums over feature values (of P(v) H(C|v) and P(v) log2 P(v)), taken in ascending
+//! value order. [`GainTerms`] holds those terms for one range of values, so that a cluster build
+//! can compute them in ranges on several machines and [`FeatureWeights::from_terms`] add them up in
+//! the same order: the weights a single process computes, bit for bit.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -81,19 +88,61 @@ impl FeatureWeights {
     pub fn compute<I: Instances + ?Sized>(
         instances: &I,
         classes: &ClassStats,
-        mut after: impl FnMut(usize) -> Result<()>,
+        after: impl FnMut(usize) -> Result<()>,
     ) -> Result<Self> {
+        let all = GainTerms::compute(instances, 0..instances.width(), 0..u32::MAX, after)?;
+        Self::from_terms(&[all], classes)
+    }
+
+    /// The weights from the terms of value ranges: per feature, the ranges it has terms for (the
+    /// others' terms are empty) must be in ascending order and together cover every value that
+    /// occurs. The same numbers, bit for bit, as one pass over all values, since each sum adds the
+    /// same terms in the same order. An error when the ranges are out of order, of different
+    /// widths, or do not add up to the instances `classes` counts.
+    pub fn from_terms(ranges: &[GainTerms], classes: &ClassStats) -> Result<Self> {
         let class_entropy = classes.entropy();
-        // One buffer for all features, sorted on all cores: peak memory 8 bytes per instance.
-        let mut pairs: Vec<u64> = Vec::with_capacity(instances.len());
-        let mut per_feature: Vec<(f64, f64)> = Vec::with_capacity(instances.width());
-        for f in 0..instances.width() {
-            per_feature.push(feature_gain(instances, f, class_entropy, &mut pairs));
-            after(f + 1)?;
+        let instances: u64 = classes.counts.iter().sum();
+        let width = ranges.first().map_or(0, |r| r.features.len());
+        let mismatch =
+            |what: &str| Error::InvalidInput(format!("feature weight terms to reduce: {what}"));
+        if ranges.iter().any(|r| r.features.len() != width) {
+            return Err(mismatch("ranges of different widths"));
+        }
+        let mut info_gain = Vec::with_capacity(width);
+        let mut gain_ratio = Vec::with_capacity(width);
+        for f in 0..width {
+            let (mut conditional, mut split_info) = (0.0, 0.0);
+            let (mut counted, mut last) = (0u64, None);
+            for terms in ranges.iter().map(|r| &r.features[f]) {
+                if !terms.is_consistent() || terms.values.first().is_some_and(|&v| Some(v) <= last)
+                {
+                    return Err(mismatch(
+                        "values out of order, or arrays of different lengths",
+                    ));
+                }
+                last = terms.values.last().copied().or(last);
+                counted += terms.counts.iter().sum::<u64>();
+                for (c, s) in terms.conditional.iter().zip(&terms.split) {
+                    conditional += c;
+                    split_info -= s;
+                }
+            }
+            if counted != instances {
+                return Err(mismatch(&format!(
+                    "feature {f} counts {counted} instances, the classes {instances}"
+                )));
+            }
+            let info = (class_entropy - conditional).max(0.0);
+            info_gain.push(info);
+            gain_ratio.push(if split_info > 0.0 {
+                info / split_info
+            } else {
+                0.0
+            });
         }
         Ok(FeatureWeights {
-            info_gain: per_feature.iter().map(|p| p.0).collect(),
-            gain_ratio: per_feature.iter().map(|p| p.1).collect(),
+            info_gain,
+            gain_ratio,
         })
     }
 
@@ -106,51 +155,109 @@ impl FeatureWeights {
     }
 }
 
-/// (information gain, gain ratio) of feature `f`, from the sorted (value, class) pairs.
-fn feature_gain<I: Instances + ?Sized>(
+/// The share of one range of feature values in the weights of some features: what a cluster
+/// build's tasks compute, each for its features over its range, for [`FeatureWeights::from_terms`]
+/// to add up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GainTerms {
+    /// One per feature, in column order (empty for the features not computed).
+    pub features: Vec<ValueTerms>,
+}
+
+/// One feature's terms over a range of its values: one entry per value of the range that occurs,
+/// in ascending value order (all four arrays equally long).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValueTerms {
+    /// The values.
+    pub values: Vec<u32>,
+    /// The instances holding each value (the feature's histogram over the range).
+    pub counts: Vec<u64>,
+    /// P(v) H(C|v): the value's share of the conditional class entropy.
+    pub conditional: Vec<f64>,
+    /// P(v) log2 P(v): the value's share of the split info (negated).
+    pub split: Vec<f64>,
+}
+
+impl ValueTerms {
+    fn is_consistent(&self) -> bool {
+        let n = self.values.len();
+        self.counts.len() == n
+            && self.conditional.len() == n
+            && self.split.len() == n
+            && self.values.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
+impl GainTerms {
+    /// The terms of the `features` of `instances` over the values in `values`, P(v) counting over
+    /// all the instances; `after(features done)` is called after every feature (one sort of the
+    /// instances holding a value of the range each), and its error stops the computation.
+    pub fn compute<I: Instances + ?Sized>(
+        instances: &I,
+        features: Range<usize>,
+        values: Range<u32>,
+        mut after: impl FnMut(usize) -> Result<()>,
+    ) -> Result<Self> {
+        // One buffer for all features, sorted on all cores: peak memory 8 bytes per instance.
+        let mut pairs: Vec<u64> = Vec::new();
+        let mut terms = vec![ValueTerms::default(); instances.width()];
+        for (done, f) in features.filter(|&f| f < instances.width()).enumerate() {
+            terms[f] = value_terms(instances, f, &values, &mut pairs);
+            after(done + 1)?;
+        }
+        Ok(GainTerms { features: terms })
+    }
+}
+
+/// The terms of feature `f` over `values`, from its sorted (value, class) pairs.
+fn value_terms<I: Instances + ?Sized>(
     instances: &I,
     f: usize,
-    class_entropy: f64,
+    values: &Range<u32>,
     pairs: &mut Vec<u64>,
-) -> (f64, f64) {
+) -> ValueTerms {
     let n = instances.len();
-    if n == 0 {
-        return (0.0, 0.0);
-    }
+    let wanted = match values.start == 0 && values.end == u32::MAX {
+        true => n,
+        false => (0..n)
+            .filter(|&i| values.contains(&instances.feature(i, f)))
+            .count(),
+    };
     pairs.clear();
-    pairs.extend(
-        (0..n).map(|i| ((instances.feature(i, f) as u64) << 32) | instances.class(i) as u64),
-    );
+    pairs.reserve_exact(wanted); // no more room than the pairs take
+    pairs.extend((0..n).filter_map(|i| {
+        let value = instances.feature(i, f);
+        values
+            .contains(&value)
+            .then(|| ((value as u64) << 32) | instances.class(i) as u64)
+    }));
     pairs.par_sort_unstable();
     let total = n as f64;
-    let mut conditional = 0.0;
-    let mut split_info = 0.0;
+    let mut terms = ValueTerms::default();
     let mut class_counts: Vec<u64> = Vec::new();
     let mut start = 0;
-    while start < n {
+    while start < pairs.len() {
         let value = pairs[start] >> 32;
         let mut end = start;
         class_counts.clear();
-        while end < n && pairs[end] >> 32 == value {
+        while end < pairs.len() && pairs[end] >> 32 == value {
             let run_start = end;
-            while end < n && pairs[end] == pairs[run_start] {
+            while end < pairs.len() && pairs[end] == pairs[run_start] {
                 end += 1;
             }
             class_counts.push((end - run_start) as u64);
         }
         let n_value = (end - start) as u64;
         let p_value = n_value as f64 / total;
-        conditional += p_value * entropy_of_counts(class_counts.iter().copied(), n_value);
-        split_info -= p_value * p_value.log2();
+        terms.values.push(value as u32);
+        terms.counts.push(n_value);
+        terms
+            .conditional
+            .push(p_value * entropy_of_counts(class_counts.iter().copied(), n_value));
+        terms.split.push(p_value * p_value.log2());
         start = end;
     }
-    let info_gain = (class_entropy - conditional).max(0.0);
-    let gain_ratio = if split_info > 0.0 {
-        info_gain / split_info
-    } else {
-        0.0
-    };
-    (info_gain, gain_ratio)
+    terms
 }
 
 /// Features by descending weight; ties go to the feature nearer the target (the higher index).

@@ -15,6 +15,7 @@ use memlm_core::columns::classify_file;
 use memlm_core::format::testing::{forge_checksums, section_ranges};
 use memlm_core::format::{Check, Section};
 use memlm_core::provenance;
+use memlm_core::training::KneserNeyFrom;
 use memlm_core::{
     Error, Generation, IdVec, Ids, Model, Query, Sampling, TokenWindows, TrainSpec, Vocabulary,
     Weighting, UNKNOWN,
@@ -93,8 +94,9 @@ fn fixture(which: usize) -> &'static Fixture {
                 instance_base: true,
                 build: Default::default(),
                 keep_tokens: Some((&kept, &lengths)),
-                kneser_ney: Some((Ids::U32(&ids), &lengths)),
+                kneser_ney: Some(KneserNeyFrom::Text(Ids::U32(&ids), &lengths)),
                 provenance: Some(b"origins"),
+                reduced: None,
             },
         )
         .unwrap();

@@ -19,6 +19,7 @@ fn spec(vocabulary: Vocabulary) -> TrainSpec<'static> {
         keep_tokens: None,
         kneser_ney: None,
         provenance: None,
+        reduced: None,
     }
 }
 
@@ -257,6 +258,7 @@ fn partitioned_build_equals_single_build_byte_for_byte() {
             partition_memory: Some(400 * BUILD_BYTES_PER_INSTANCE),
             temp_dir: Some(dir.path()),
             progress: Some(&progress),
+            spilled: None,
         };
         let partitioned = Model::train(
             TokenWindows::new(IdVec::U32(ids.clone()), &lengths, width, VOCAB).unwrap(),
@@ -294,6 +296,7 @@ fn shards_round_trip_and_models_keep_their_tokens() {
         "{\"n\":1}",
         None,
         None,
+        false,
     )
     .unwrap();
     let shard = Shard::open(&path).unwrap();
@@ -325,7 +328,10 @@ fn shards_round_trip_and_models_keep_their_tokens() {
     let bad_path = dir.path().join("bad.shard");
     let mut short = lengths.clone();
     short[0] += 1;
-    write_shard(&bad_path, &narrow, &short, VOCAB, b"tok", "{}", None, None).unwrap();
+    write_shard(
+        &bad_path, &narrow, &short, VOCAB, b"tok", "{}", None, None, false,
+    )
+    .unwrap();
     let err = Shard::open(&bad_path).err().unwrap().to_string();
     assert!(err.contains("do not add up"), "{err}");
 }
@@ -352,4 +358,116 @@ fn a_version_2_model_is_read_and_scores_with_witten_bell() {
         scores.log10,
         model.score_batch(&contexts, &targets).unwrap().log10
     );
+}
+
+#[test]
+fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_byte_for_byte() {
+    use memlm_core::build::{spill_partition, value_ranges, TrieKind};
+    use memlm_core::classes::ClassCounts;
+    use memlm_core::training::{Reduced, Spilled};
+    use memlm_core::weights::{FeatureWeights, GainTerms};
+    use memlm_core::Ids;
+    let (ids, lengths) = corpus(13, 6000);
+    let n_symbols = VOCAB as usize + 1;
+    let windows =
+        |width| TokenWindows::new(IdVec::U32(ids.clone()), &lengths, width, VOCAB).unwrap();
+    // Three shards of whole blocks, in corpus order.
+    let cuts = [0, lengths.len() / 3, lengths.len() / 2, lengths.len()];
+    let shard_counts = || {
+        let mut start = 0usize;
+        cuts.windows(2)
+            .map(|w| {
+                let len: u64 = lengths[w[0]..w[1]].iter().sum();
+                let shard = &ids[start..start + len as usize];
+                start += len as usize;
+                ClassCounts::of_tokens(Ids::U32(shard), n_symbols).unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    for width in [1, 4] {
+        let single =
+            Model::train(windows(width), spec(Vocabulary::TokenIds { size: VOCAB })).unwrap();
+        let instances = windows(width);
+        // Per value range, its features in two groups (one empty at width 1).
+        let terms: Vec<GainTerms> = [0..9, 9..10, 10..30, 30..n_symbols as u32]
+            .into_iter()
+            .flat_map(|values| [0..width / 2, width / 2..width].map(|f| (f, values.clone())))
+            .map(|(features, values)| {
+                GainTerms::compute(&instances, features, values, |_| Ok(())).unwrap()
+            })
+            .collect();
+        let reduced = Reduced::new(shard_counts(), &terms).unwrap();
+        let stats = reduced.stats();
+        let whole = FeatureWeights::compute(&instances, &stats, |_| Ok(())).unwrap();
+        assert_eq!(reduced.weights, whole, "bit for bit");
+        let order = reduced.order(Weighting::GainRatio);
+        let dir = tempfile::tempdir().unwrap();
+        let spill = |kind: TrieKind| -> Vec<std::path::PathBuf> {
+            let ranges = reduced.partitions(kind, Weighting::GainRatio, 700);
+            assert!(ranges.len() > 4, "{} partitions", ranges.len());
+            ranges
+                .into_iter()
+                .enumerate()
+                .map(|(i, values)| {
+                    let path = dir.path().join(format!("{}-{i}", kind.name()));
+                    // A task run twice leaves the same file.
+                    for _ in 0..2 {
+                        spill_partition(
+                            &instances,
+                            &order,
+                            &stats,
+                            kind,
+                            values.clone(),
+                            &path,
+                            None,
+                        )
+                        .unwrap();
+                    }
+                    path
+                })
+                .collect()
+        };
+        let (igtree, base) = (spill(TrieKind::IgTree), spill(TrieKind::InstanceBase));
+        let assemble = |igtree: &[std::path::PathBuf]| {
+            let mut spec = spec(Vocabulary::TokenIds { size: VOCAB });
+            spec.reduced = Some((
+                &reduced,
+                Spilled {
+                    igtree,
+                    instance_base: &base,
+                },
+            ));
+            Model::train(windows(width), spec)
+        };
+        let assembled = assemble(&igtree).unwrap();
+        assert_eq!(
+            assembled.file().as_bytes(),
+            single.file().as_bytes(),
+            "width {width}"
+        );
+        // Partitions out of order, missing, or of the other trie are refused; so is a damaged one.
+        let mut swapped = igtree.clone();
+        swapped.swap(0, 1);
+        for wrong in [
+            &swapped[..],
+            &igtree[1..],
+            &igtree[..igtree.len() - 1],
+            &base,
+        ] {
+            let err = assemble(wrong).err().expect("refused").to_string();
+            assert!(err.contains("partition"), "{err}");
+        }
+        let mut bytes = std::fs::read(&igtree[2]).unwrap();
+        bytes[3] ^= 0x40;
+        std::fs::write(&igtree[2], &bytes).unwrap();
+        let err = assemble(&igtree).err().expect("refused").to_string();
+        assert!(err.contains("checksum does not match"), "{err}");
+        std::fs::write(&igtree[2], &bytes[..bytes.len() - 30]).unwrap();
+        let err = assemble(&igtree).err().expect("refused").to_string();
+        assert!(err.contains("not a whole spilled partition"), "{err}");
+        // Statistics of other instances are refused.
+        let other = Reduced::new(shard_counts()[1..].to_vec(), &terms);
+        assert!(other.is_err());
+        assert!(value_ranges(&[5, 0, 9, 1], 6) == vec![0..2, 2..3, 3..4]);
+    }
 }

@@ -3,6 +3,7 @@
 //! Batch and file work run with the GIL released.
 
 mod bpe;
+mod cluster;
 mod convert;
 mod errors;
 mod generation;
@@ -45,9 +46,10 @@ fn write_instances(
 }
 
 /// Writes tokenised text (uint16 or uint32 ids, block lengths, and the blocks' origins when given)
-/// as a shard file, atomically (a Ctrl-C during the write abandons it and raises KeyboardInterrupt).
+/// as a shard file, atomically (a Ctrl-C during the write abandons it and raises KeyboardInterrupt);
+/// `scratch`: a build's intermediate file, not synced.
 #[pyfunction]
-#[pyo3(signature = (path, tokens, block_lengths, vocab_size, tokenizer, metadata, origins=None))]
+#[pyo3(signature = (path, tokens, block_lengths, vocab_size, tokenizer, metadata, origins=None, scratch=false))]
 #[allow(clippy::too_many_arguments)]
 fn write_shard(
     py: Python<'_>,
@@ -58,6 +60,7 @@ fn write_shard(
     tokenizer: &[u8],
     metadata: &str,
     origins: Option<&[u8]>,
+    scratch: bool,
 ) -> PyResult<()> {
     let ids = token_ids(tokens)?;
     let lengths = block_lengths.as_slice()?;
@@ -71,6 +74,7 @@ fn write_shard(
             metadata,
             origins,
             Some(stop),
+            scratch,
         )
     })
 }
@@ -137,11 +141,16 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard, m)?)?;
     m.add_function(wrap_pyfunction!(file_kind, m)?)?;
+    cluster::register(m)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;
     m.add("ModelFormatError", m.py().get_type::<ModelFormatError>())?;
     m.add("InstanceFileError", m.py().get_type::<InstanceFileError>())?;
     m.add("FORMAT_VERSION", memlm_core::format::FORMAT_VERSION)?;
     m.add("MAX_WIDTH", memlm_core::instances::MAX_WIDTH)?;
+    m.add(
+        "BUILD_BYTES_PER_INSTANCE",
+        memlm_core::build::BUILD_BYTES_PER_INSTANCE,
+    )?;
     m.add("UNKNOWN", memlm_core::UNKNOWN)?;
     m.add("ALGORITHMS", PyTuple::new(m.py(), Algorithm::NAMES)?)?;
     m.add("WEIGHTINGS", PyTuple::new(m.py(), Weighting::NAMES)?)?;

@@ -1,0 +1,468 @@
+"""Building on a Dask cluster (``memlm train --cluster``, ``memlm merge --cluster``, ``cluster=`` in Python): the
+model file a build in one process writes, byte for byte, its work spread over the workers of a Dask cluster.
+Needs the optional extra ``memlm[dask]`` (Dask's ``distributed``) on the client and on every worker.
+
+A cluster is given as ``tcp://HOST:PORT``, the address of a running Dask scheduler (``dask scheduler``, or one
+that ``dask-jobqueue``, ``dask-kubernetes`` or an SSH cluster started), or as ``local:N``: a ``LocalCluster`` of
+N worker processes on this machine, started for the build and stopped after it (each worker's core threads
+set to the CPUs divided by N).
+
+The steps, each a set of Dask tasks that the client waits for before it submits the next:
+
+1. Tokenise: one task per piece of the corpus (a file, or a part of a large plain-text file cut at the start
+   of a blank line, so that its blocks are the file's: :func:`memlm.corpus.pieces`; about four pieces per
+   worker) writes the piece's token ids as a shard into the work folder and returns its class counts.
+2. Weigh: the class counts of the shards, reduced in corpus order, are the corpus's (counts add, first
+   occurrences shift by the tokens before their shard: the tie-break ranks follow); one task per range of
+   values (balanced by those counts) computes every feature's weight terms over its range from all shards.
+3. Partition: the terms, added up in value order, are the feature weights, bit for bit those of one process
+   (:class:`memlm._core.Reduction`); the tries' partitions are planned from the exact histogram of the first
+   feature in weight order (the nearest token, on text), as the ``memory`` build plans them; one task per
+   partition builds it from all shards and spills it to the work folder (written atomically: a task run
+   twice leaves one whole file).
+4. Assemble, on the client: it reads the shards (the whole text, 2 bytes per token, as the build in one
+   process holds it), puts the spilled partitions together level by level, computes the Kneser-Ney
+   statistics and the provenance index, and writes the model: its memory is the single build's without the
+   trie's working memory (its peak is the Kneser-Ney phase: ~80 bytes per token, :mod:`memlm.training`).
+
+Files pass through a work folder, a new folder inside ``temp_dir`` that the client and every worker see at
+the same path: shared storage (NFS, Lustre, a cluster's scratch) for workers on other machines; for
+``local:N`` any local folder (the system's temporary folder by default). Shards and spilled partitions go
+there; only small results (class counts, weight terms) pass through Dask. The corpus must be readable by the
+workers at the same absolute paths. The folder is removed at the end, whatever happens. Checked before any
+task is sent: the arguments, every input file (missing: :class:`FileNotFoundError`), the scheduler (one
+:class:`MemlmError` line when it cannot be reached or has no workers), and that every worker has this memlm
+and sees the work folder.
+
+A worker that dies mid-build (killed, out of memory, its machine gone) is Dask's to handle: the scheduler
+runs its tasks again on the others (tasks are deterministic and write atomically, so the model is the
+same); a task whose workers died three times (Dask's ``allowed-failures``) is an error. A task's own error (a
+file a worker cannot read, invalid UTF-8) is raised on the client as it was raised there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from memlm import __version__
+from memlm._core import (
+    BUILD_BYTES_PER_INSTANCE,
+    FORMAT_VERSION,
+    KneserNeyStatistics,
+    Reduction,
+    ShardText,
+    TrainOptions,
+    read_shard,
+    value_ranges,
+    write_shard,
+)
+from memlm._core import class_counts as _class_counts
+from memlm._core import gain_terms as _gain_terms
+from memlm._core import spill_partition as _spill_partition
+from memlm.corpus import Piece, no_text, pieces
+from memlm.errors import MemlmError
+from memlm.model import Model
+from memlm.provenance import Origins, OriginsRecorder, concatenated
+from memlm.tokenization import TokenizerSpec
+
+#: The most workers ``local:N`` starts (each a process).
+MAX_LOCAL_WORKERS = 1024
+#: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
+CONNECT_SECONDS = 10
+#: Tasks per worker for tokenising, weighing and each trie's partitions: enough to even out their sizes.
+TASKS_PER_WORKER = 4
+#: The phase in which the client waits for its Kneser-Ney statistics.
+KNESER_NEY = "computing Kneser-Ney statistics (beside the cluster)"
+#: The tokenizer section of the shards in the work folder: none (the client has the tokenizer; compressing it
+#: for every shard would cost a task a fifth of a second).
+SCRATCH_TOKENIZER = b""
+#: The smallest piece of a plain-text file that a task tokenises.
+MIN_PIECE_BYTES = 1 << 16
+
+_ADDRESS = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):(?P<port>[0-9]{1,5})")
+_LOCAL = re.compile(r"local:(?P<workers>[+-]?[0-9]+)")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a build runs: a running scheduler at ``address`` (``tcp://HOST:PORT``), or ``local_workers``
+    worker processes started on this machine (``local:N``)."""
+
+    address: str | None = None
+    local_workers: int | None = None
+
+    def __str__(self) -> str:
+        return self.address or f"local:{self.local_workers}"
+
+
+def parse_cluster(value) -> Cluster:
+    """A cluster as the ``cluster`` argument or ``--cluster`` gives it: ``tcp://HOST:PORT`` (HOST a name, an
+    IPv4 address or a bracketed IPv6 one, PORT 1..65535) or ``local:N`` (N workers, 1..:data:`MAX_LOCAL_WORKERS`);
+    anything else is a :class:`MemlmError` that shows it."""
+    forms = "give tcp://HOST:PORT (a running Dask scheduler) or local:N (N worker processes on this machine)"
+    if not isinstance(value, str):
+        raise MemlmError(f"cluster must be a str ({forms}), got {value!r}")
+    if local := _LOCAL.fullmatch(value):
+        workers = int(local["workers"])
+        if not 1 <= workers <= MAX_LOCAL_WORKERS:
+            raise MemlmError(f"local:N needs from 1 to {MAX_LOCAL_WORKERS} workers, got {value!r}")
+        return Cluster(local_workers=workers)
+    address = _ADDRESS.fullmatch(value)
+    if address is None:
+        raise MemlmError(f"not a cluster address: {value!r}: {forms}")
+    if not 1 <= int(address["port"]) <= 65535:
+        raise MemlmError(f"{value!r}: a port is a number from 1 to 65535")
+    return Cluster(address=value)
+
+
+class Shard(NamedTuple):
+    """A shard a task wrote: its path in the work folder, and the class counts of its tokens (instances per
+    symbol, index of each symbol's first instance)."""
+
+    path: str
+    tokens: int
+    class_counts: tuple[np.ndarray, np.ndarray]
+
+
+def train(
+    cluster: Cluster,
+    sources: list,
+    spec: TokenizerSpec,
+    text_field: str,
+    errors: str,
+    options: TrainOptions,
+    memory: int | None,
+    progress,
+    output: Path | None,
+    provenance: bool,
+    metadata_of,
+) -> Model:
+    """:func:`memlm.train` on ``cluster``, its arguments checked (``metadata_of(tokens, lengths)``: the model's
+    metadata)."""
+    whole = pieces(sources, piece_bytes=math.inf)  # every input exists (and none is stdin) before connecting
+    total_bytes = sum(os.path.getsize(piece.path) for piece in whole)
+    with _session(cluster, options.temp_dir, progress) as session:
+        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_WORKER * session.workers)))
+        shards = session.tokenise(pieces(sources, piece_bytes), spec, text_field, errors, provenance)
+        if not shards:
+            raise no_text(sources)
+        tokens, lengths, origins = _read_text([s.path for s in shards], provenance)
+        metadata = metadata_of(tokens, lengths)
+        return session.build(shards, spec, options, memory, tokens, lengths, metadata, origins, output)
+
+
+def merge(
+    cluster: Cluster,
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    spec: TokenizerSpec,
+    options: TrainOptions,
+    memory: int | None,
+    progress,
+    output: Path | None,
+    metadata: str,
+    origins: bytes | None,
+) -> Model:
+    """:func:`memlm.merge` on ``cluster``, its inputs read on the client (they need not be on shared storage):
+    their text goes to the workers as one shard."""
+    with _session(cluster, options.temp_dir, progress) as session:
+        path = session.path("merged.shard")
+        write_shard(path, tokens, lengths, spec.vocab_size, SCRATCH_TOKENIZER, "{}", None, scratch=True)
+        shard = Shard(path, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
+        return session.build([shard], spec, options, memory, tokens, lengths, metadata, origins, output)
+
+
+def _read_text(paths: list[str], provenance: bool) -> tuple[np.ndarray, np.ndarray, bytes | None]:
+    """The shards' text one after the other: ids, block lengths, and the blocks' origins (with provenance)."""
+    parts = [read_shard(path) for path in paths]
+    tokens = np.concatenate([part[0] for part in parts])
+    lengths = np.concatenate([part[1] for part in parts])
+    if not provenance:
+        return tokens, lengths, None
+    where = [f"{path} (a shard)" for path in paths]
+    return tokens, lengths, concatenated([Origins.from_bytes(part[5], w) for part, w in zip(parts, where, strict=True)])
+
+
+@contextlib.contextmanager
+def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Session]:
+    """A client of the cluster (a local one started for the build) and a work folder every worker sees; both
+    gone afterwards."""
+    try:
+        import distributed
+    except ImportError:
+        raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"') from None
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(_client(distributed, cluster))
+        work = Path(tempfile.mkdtemp(prefix="memlm-cluster-", dir=temp_dir))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        session = _Session(client, work, progress)
+        session.check_workers(cluster)
+        yield session
+
+
+@contextlib.contextmanager
+def _client(distributed, cluster: Cluster):
+    """A connected ``distributed.Client``."""
+    if cluster.local_workers is not None:
+        threads = max(1, (os.cpu_count() or 1) // cluster.local_workers)
+        with (
+            distributed.LocalCluster(
+                n_workers=cluster.local_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,  # a task's error is raised here, not logged there
+                env={"RAYON_NUM_THREADS": str(threads)},
+            ) as local,
+            distributed.Client(local, set_as_default=False) as client,
+        ):
+            yield client
+        return
+    address = _ADDRESS.fullmatch(cluster.address or "")
+    assert address is not None, "parsed by parse_cluster"
+    unreachable = f"cannot reach the Dask scheduler at {cluster}"
+    try:
+        # A plain connection first: a refused or unresolvable address fails at once (Dask would retry it
+        # until its timeout).
+        socket.create_connection((address["host"].strip("[]"), int(address["port"])), CONNECT_SECONDS).close()
+        client = distributed.Client(cluster.address, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+        except (TimeoutError, OSError):
+            raise MemlmError(f"the Dask scheduler at {cluster} has no workers") from None
+        yield client
+
+
+def _worker_state(work: str) -> tuple[str, int, bool]:
+    """What a worker has: its memlm's version and model format, and whether it sees the work folder."""
+    return __version__, FORMAT_VERSION, os.path.isdir(work)
+
+
+def _value(value):
+    """A task that returns its argument (see :meth:`_Session._shared`)."""
+    return value
+
+
+def _tokenise(piece: Piece, shard: str, spec: TokenizerSpec, text_field: str, errors: str, provenance: bool):
+    """A task: tokenises a piece of the corpus and writes it as a shard (None for a piece without text)."""
+    from memlm.training import encoded
+
+    recorder = OriginsRecorder() if provenance else None
+    tokens, lengths = encoded([piece], spec, text_field, errors, origins=recorder)
+    if tokens.size == 0:
+        return None
+    origins = None if recorder is None else recorder.to_bytes()
+    write_shard(shard, tokens, lengths, spec.vocab_size, SCRATCH_TOKENIZER, "{}", origins, scratch=True)
+    return Shard(shard, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
+
+
+#: The text of the shards the worker's last task read: (paths, width, text), kept for its next tasks.
+_TEXT: list = []
+
+
+def _shard_text(shards: list[str], width: int) -> ShardText:
+    """The windows of the shards' text at ``width``, read once per worker (the last shards read are kept)."""
+    key = (tuple(shards), width)
+    if not _TEXT or _TEXT[0] != key:
+        _TEXT[:] = [key, ShardText(shards, width)]
+    return _TEXT[1]
+
+
+def _weigh(shards: list[str], width: int, features: tuple[int, int], values: tuple[int, int]):
+    """A task: the weight terms of some features over a range of values (:func:`memlm._core.gain_terms`)."""
+    return _gain_terms(_shard_text(shards, width), features, values)
+
+
+def _spill(shards: list[str], width: int, order: list[int], counts, trie: str, values: tuple[int, int], path: str):
+    """A task: builds a partition of a trie and spills it to ``path`` (:func:`memlm._core.spill_partition`)."""
+    _spill_partition(_shard_text(shards, width), order, _owned(counts), trie, values, path)
+    return path
+
+
+def _owned(arrays):
+    """Arrays that came through Dask (possibly read-only views of a message, not aligned), as aligned copies
+    the core can read."""
+    return tuple(np.array(a) for a in arrays)
+
+
+class _Session:
+    """A build's client, work folder and progress, and its steps as Dask tasks."""
+
+    def __init__(self, client, work: Path, progress):
+        self.client = client
+        self.work = work
+        self.progress = progress or (lambda *_: None)
+        #: The build's part of its tasks' keys, and the steps submitted so far (each has its own keys).
+        self.run = uuid.uuid4().hex[:12]
+        self.steps = 0
+        #: Threads the workers run tasks on, all told.
+        self.workers = sum(client.nthreads().values()) or 1
+
+    def path(self, name: str) -> str:
+        return str(self.work / name)
+
+    def check_workers(self, cluster: Cluster) -> None:
+        """Every worker runs this memlm and sees the work folder."""
+        try:
+            states = self.client.run(_worker_state, str(self.work))
+        except ImportError as e:
+            raise MemlmError(f'a worker of {cluster} cannot import memlm ({e}): install "memlm[dask]" there') from None
+        for worker, (version, model_format, sees) in states.items():
+            if (version, model_format) != (__version__, FORMAT_VERSION):
+                raise MemlmError(
+                    f"worker {worker} runs memlm {version} (model format {model_format}), this client "
+                    f"memlm {__version__} (model format {FORMAT_VERSION}): install the same on every worker"
+                )
+            if not sees:
+                raise MemlmError(
+                    f"worker {worker} does not see the work folder {self.work}: give --temp-dir (temp_dir) a folder "
+                    "on storage that the client and every worker share, at the same path"
+                )
+
+    def _shared(self, value):
+        """A future of ``value`` for many tasks, sent to the scheduler once: a task that returns it, which the
+        scheduler runs again should every worker holding it die (data scattered to workers would be lost)."""
+        self.steps += 1
+        return self.client.submit(_value, value, key=f"memlm-{self.steps}-value-{self.run}")
+
+    def _tasks(self, phase: str, function, calls: Sequence[tuple]) -> list:
+        """Runs ``function(*call)`` for every call as Dask tasks and returns their results in order, reporting
+        progress as they finish; the first task's error is raised (the rest cancelled)."""
+        import distributed
+
+        self.steps += 1
+        futures = [
+            self.client.submit(function, *call, key=f"memlm-{self.steps}-{function.__name__[1:]}-{i}-{self.run}")
+            for i, call in enumerate(calls)
+        ]
+        try:
+            self.progress(phase, 0, len(futures))
+            for done, future in enumerate(distributed.as_completed(futures, loop=self.client.loop), start=1):
+                if future.status == "error":
+                    future.result()  # raises the task's error
+                self.progress(phase, done, len(futures))
+            return self.client.gather(futures)
+        except distributed.KilledWorker as e:
+            raise MemlmError(
+                f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
+            ) from None
+        finally:
+            self.client.cancel(futures)
+
+    def tokenise(self, parts: list[Piece], spec, text_field: str, errors: str, provenance: bool) -> list[Shard]:
+        """Step 1: the shards of the pieces that hold text, in corpus order."""
+        spec_future = self._shared(spec)
+        calls = [
+            (piece, self.path(f"piece-{i}.shard"), spec_future, text_field, errors, provenance)
+            for i, piece in enumerate(parts)
+        ]
+        return [s for s in self._tasks("tokenising on the cluster", _tokenise, calls) if s is not None]
+
+    def build(
+        self,
+        shards: list[Shard],
+        spec: TokenizerSpec,
+        options: TrainOptions,
+        memory: int | None,
+        tokens: np.ndarray,
+        lengths: np.ndarray,
+        metadata: str,
+        origins: bytes | None,
+        output: Path | None,
+    ) -> Model:
+        """Steps 2-4: the model of the shards' text; the client computes the Kneser-Ney statistics meanwhile."""
+        from memlm.training import _build, partition_memory
+
+        paths = [s.path for s in shards]
+        n = sum(s.tokens for s in shards)
+        # Instances a task may take: what the memory budget leaves a partition, as in one process.
+        fits = (
+            None if memory is None else max(1, partition_memory(memory, n, tokens.itemsize) // BUILD_BYTES_PER_INSTANCE)
+        )
+        abandoned = threading.Event()
+
+        def go_on(*_) -> None:
+            if abandoned.is_set():
+                raise MemlmError("abandoned")
+
+        with ThreadPoolExecutor(1, thread_name_prefix="memlm-kneser-ney") as pool:
+            statistics = pool.submit(
+                KneserNeyStatistics.compute, tokens, lengths, options.width, spec.vocab_size, go_on
+            )
+            try:
+                reduction = self._weigh(shards, options, fits)
+                spilled = self._partitions(paths, options, reduction, fits)
+                self.progress(KNESER_NEY, 0, 1)
+                kneser_ney = statistics.result()
+                self.progress(KNESER_NEY, 1, 1)
+            finally:
+                abandoned.set()
+        return _build(
+            tokens,
+            lengths,
+            spec,
+            options,
+            metadata,
+            None,
+            self.progress,
+            output,
+            origins,
+            reduced=reduction,
+            spilled=spilled,
+            kneser_ney=kneser_ney,
+        )
+
+    def _weigh(self, shards: list[Shard], options: TrainOptions, fits: int | None) -> Reduction:
+        """Step 2: the statistics, reduced; one task per feature, and per range of values when a feature's
+        instances are more than a task ``fits`` (None: any number) or the features fewer than the tasks
+        wanted."""
+        paths = [s.path for s in shards]
+        n = sum(s.tokens for s in shards)
+        width = options.width
+        ranges = max(1 if fits is None else math.ceil(n / fits), math.ceil(self.workers / width))
+        histogram = np.sum([s.class_counts[0] for s in shards], axis=0)
+        calls = [
+            (paths, width, (f, f + 1), values)
+            for values in value_ranges(histogram, math.ceil(n / ranges))
+            for f in range(width)
+        ]
+        terms = self._tasks("weighing the features on the cluster", _weigh, calls)
+        return Reduction([_owned(s.class_counts) for s in shards], [[_owned(f) for f in t] for t in terms])
+
+    def _partitions(
+        self, paths: list[str], options: TrainOptions, reduction: Reduction, fits: int | None
+    ) -> tuple[list[str], list[str]]:
+        """Step 3: the tries' partitions, spilled: (the IGTree's files, the instance base's), in order; about
+        :data:`TASKS_PER_WORKER` per worker, each of at most the instances a task ``fits``."""
+        n = int(reduction.class_counts[0].sum())
+        capacity = math.ceil(n / (TASKS_PER_WORKER * self.workers))
+        capacity = capacity if fits is None else min(capacity, fits)
+        order = reduction.order(options.weighting)
+        counts = self._shared(reduction.class_counts)
+        spilled: dict[str, list[str]] = {"igtree": [], "instance_base": []}
+        for trie, name in [("igtree", "IGTree"), ("instance_base", "instance base")][: 1 + options.instance_base]:
+            calls = [
+                (paths, options.width, order, counts, trie, values, self.path(f"{trie}-{i}.partition"))
+                for i, values in enumerate(reduction.partitions(trie, options.weighting, capacity))
+            ]
+            spilled[trie] = self._tasks(f"building the {name} on the cluster", _spill, calls)
+        return spilled["igtree"], spilled["instance_base"]

@@ -1,0 +1,279 @@
+"""Building on a Dask cluster (memlm.cluster): a real scheduler and two worker processes on 127.0.0.1 build the
+model file of the single-process build, byte for byte (SOURCE_DATE_EPOCH fixes the metadata's date), also when
+a worker is killed mid-build; bad addresses, missing inputs and an unreachable scheduler are one-line errors
+before any task is sent."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import memlm
+from memlm.cluster import parse_cluster
+from memlm.corpus import iter_blocks, pieces
+from memlm.errors import CorpusError, InvalidUtf8Error, MemlmError
+from memlm.provenance import OriginsRecorder, concatenated
+
+from conftest import TEST_TEXT, TRAIN_TEXT, run_cli
+
+distributed = pytest.importorskip("distributed", reason="the test extra installs Dask (memlm[dask])")
+
+#: The date every model of these tests says it was made (the reproducible-builds convention).
+EPOCH = "1700000000"
+#: An address where nothing listens: connecting is refused at once.
+NOBODY = "tcp://127.0.0.1:1"
+
+
+class DaskCluster:
+    """A `dask scheduler` and `dask worker` processes on 127.0.0.1 (no nanny: a killed worker stays dead)."""
+
+    def __init__(self, folder: Path, workers: int):
+        scheduler_file = folder / "scheduler.json"
+        # One core thread each: two workers on a two-core machine.
+        environment = {**os.environ, "RAYON_NUM_THREADS": "1"}
+        self.scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
+            + ["--no-dashboard", "--scheduler-file", str(scheduler_file)],
+            stderr=subprocess.DEVNULL,
+            env=environment,
+        )
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() or not scheduler_file.read_text().strip():
+            assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
+            time.sleep(0.05)
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1"]
+                + ["--no-nanny", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"],
+                stderr=subprocess.DEVNULL,
+                env=environment,
+            )
+            for _ in range(workers)
+        ]
+        with self.client() as client:
+            client.wait_for_workers(workers, timeout=60)
+
+    def client(self):
+        return distributed.Client(self.address, timeout=30, set_as_default=False)
+
+    def stop(self) -> None:
+        """Ends the processes (killed: nothing of theirs is kept, and a worker's graceful close takes seconds)."""
+        for process in [*self.workers, self.scheduler]:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    started = DaskCluster(tmp_path_factory.mktemp("dask"), workers=2)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(autouse=True)
+def epoch(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+
+
+def test_a_scheduler_and_two_workers_build_the_single_process_model_byte_for_byte(cluster, tmp_path):
+    options = dict(width=4, algorithms="igtree,tribl2", keep_tokens=True, provenance=True)
+    single, shared = tmp_path / "single.memlm", tmp_path / "shared"
+    shared.mkdir()
+    memlm.train([TRAIN_TEXT, TEST_TEXT], output=single, **options)
+    phases = []
+    built = memlm.train(
+        [TRAIN_TEXT, TEST_TEXT],
+        output=tmp_path / "cluster.memlm",
+        cluster=cluster.address,
+        temp_dir=shared,
+        progress=lambda phase, done, total: phases.append(phase),
+        **options,
+    )
+    assert (tmp_path / "cluster.memlm").read_bytes() == single.read_bytes()
+    assert built.predict("It was", top_k=3) == memlm.load(single).predict("It was", top_k=3)
+    assert "tokenising on the cluster" in phases and "building the instance base on the cluster" in phases
+    assert list(shared.iterdir()) == [], "the work folder is removed"
+    with cluster.client() as client:
+        # Both workers took part: each kept the shards' text of its last task.
+        assert all(client.run(lambda: bool(memlm.cluster._TEXT)).values())
+    # The command line, at width 16 (IGTree only): the same file as `memlm train` writes.
+    run_cli("train", TRAIN_TEXT, TEST_TEXT, "-o", tmp_path / "single16.memlm")
+    proc = run_cli("train", TRAIN_TEXT, TEST_TEXT, "-o", tmp_path / "cluster16.memlm", "--cluster", cluster.address)
+    assert "wrote" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "cluster16.memlm").read_bytes() == (tmp_path / "single16.memlm").read_bytes()
+
+
+def test_merge_on_the_cluster_is_the_single_merge(cluster, tmp_path):
+    parts = [tmp_path / "emma.shard", tmp_path / "persuasion.shard"]
+    for text, part in zip([TRAIN_TEXT, TEST_TEXT], parts, strict=True):
+        memlm.make_shard(text, part, provenance=True)
+    memlm.merge(parts, width=6, provenance=True, output=tmp_path / "single.memlm")
+    memlm.merge(parts, width=6, provenance=True, output=tmp_path / "cluster.memlm", cluster=cluster.address)
+    assert (tmp_path / "cluster.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+    proc = run_cli("merge", *parts, "--width", 6, "-o", tmp_path / "cli.memlm", "--cluster", cluster.address)
+    assert proc.returncode == 0 and memlm.load(tmp_path / "cli.memlm").width == 6
+
+
+def test_a_workers_error_is_raised_on_the_client_as_it_was_raised(cluster, tmp_path):
+    # Invalid UTF-8 deep in a file that the cluster cuts into pieces: the offset is the file's, as one process
+    # reports it, whichever piece held it.
+    text = TRAIN_TEXT.read_bytes()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(text + b"\n\nsome \xff byte\n")
+    with pytest.raises(InvalidUtf8Error) as single:
+        memlm.train(bad, width=2)
+    with pytest.raises(InvalidUtf8Error) as remote:
+        memlm.train(bad, width=2, cluster=cluster.address)
+    assert str(remote.value) == str(single.value) and remote.value.offset == len(text) + 7
+    proc = run_cli("train", bad, "-o", tmp_path / "m.memlm", "--cluster", cluster.address, check=False)
+    assert proc.returncode == 1 and proc.stderr == f"memlm: error: {bad}: invalid UTF-8 at byte offset " + (
+        f"{len(text) + 7} (use --errors replace to substitute)\n"
+    )
+
+
+def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)  # ~700,000 tokens: tasks of a tenth of a second and more
+    single = memlm.train(corpus, width=8)
+    own = DaskCluster(tmp_path, workers=2)
+    try:
+        outcome: dict = {}
+
+        def build() -> None:
+            try:
+                outcome["model"] = memlm.train(corpus, width=8, cluster=own.address, output=tmp_path / "m.memlm")
+            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+                outcome["error"] = e
+
+        builder = threading.Thread(target=build)
+        with own.client() as client:
+            pids = client.run(os.getpid)
+            builder.start()
+            deadline = time.monotonic() + 60
+            while True:
+                busy = {w: keys for w, keys in client.processing().items() if any("memlm-" in k for k in keys)}
+                if busy:
+                    break
+                assert time.monotonic() < deadline and builder.is_alive(), "no task of the build was seen running"
+                time.sleep(0.005)
+            victim, keys = next(iter(busy.items()))
+            os.kill(pids[victim], signal.SIGKILL)
+            builder.join(timeout=120)
+            assert builder.is_alive() is False and "error" not in outcome, outcome.get("error")
+            assert len(client.nthreads()) == 1, "the killed worker is gone"
+    finally:
+        own.stop()
+    single.save(tmp_path / "single.memlm")
+    assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes(), keys
+
+
+def test_local_workers_build_the_same_model(tmp_path):
+    run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "single.memlm")
+    proc = run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "local.memlm", "--cluster", "local:2")
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "local.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["", "tcp://", "tcp://host", "tcp://host:", "tcp://:8786", "tcp://host:0", "tcp://host:70000", "tcp://a b:1"]
+    + ["http://host:8786", "host:8786", "local:", "local:0", "local:-2", "local:2.5", "local:99999999999999999999"]
+    + [" local:2", "local:2 ", "LOCAL:2", "local:1025"],
+)
+def test_a_malformed_cluster_is_one_line_before_any_work(tmp_path, address):
+    with pytest.raises(MemlmError, match="cluster|local:N|port") as e:
+        memlm.train(tmp_path / "missing.txt", cluster=address)
+    assert "\n" not in str(e.value)
+    proc = run_cli("train", TRAIN_TEXT, "-o", tmp_path / "m.memlm", "--cluster", address, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("memlm: error: ") and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "m.memlm").exists()
+
+
+def test_cluster_addresses_that_parse():
+    assert parse_cluster("tcp://127.0.0.1:8786").address == "tcp://127.0.0.1:8786"
+    assert parse_cluster("tcp://[::1]:8786").address == "tcp://[::1]:8786"
+    assert parse_cluster("tcp://scheduler.example.org:1").address == "tcp://scheduler.example.org:1"
+    assert parse_cluster("local:3").local_workers == 3
+    for value in [None, 2, b"local:2", ["local:2"]]:
+        with pytest.raises(MemlmError, match="must be a str"):
+            parse_cluster(value)
+
+
+def test_a_missing_input_is_an_error_before_the_scheduler_is_asked(tmp_path):
+    # The scheduler cannot be reached either: the missing file is what is reported.
+    with pytest.raises(FileNotFoundError) as e:
+        memlm.train([TRAIN_TEXT, tmp_path / "missing.txt"], cluster=NOBODY)
+    missing = tmp_path / "missing.txt"
+    assert e.value.filename == str(missing)
+    proc = run_cli("train", TRAIN_TEXT, missing, "-o", tmp_path / "m.memlm", "--cluster", NOBODY, check=False)
+    assert proc.returncode == 1 and proc.stderr == f"memlm: error: {missing}: No such file or directory\n"
+    with pytest.raises(CorpusError, match="standard input"):
+        memlm.train("-", cluster=NOBODY)
+    with pytest.raises(FileNotFoundError):
+        memlm.merge([tmp_path / "missing.shard"], cluster=NOBODY)
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    with pytest.raises(MemlmError, match=f"cannot reach the Dask scheduler at {NOBODY}"):
+        memlm.train(TRAIN_TEXT, cluster=NOBODY)
+    for command in [("train", TRAIN_TEXT), ("train", TEST_TEXT, "--provenance")]:
+        proc = run_cli(*command, "-o", tmp_path / "m.memlm", "--cluster", NOBODY, check=False)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"memlm: error: cannot reach the Dask scheduler at {NOBODY} (")
+    # A name that does not resolve, too.
+    proc = run_cli(
+        "train", TEST_TEXT, "-o", tmp_path / "m.memlm", "--cluster", "tcp://no-such-host.invalid:8786", check=False
+    )
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr
+
+
+def test_what_a_cluster_build_refuses(tmp_path, monkeypatch):
+    shard = tmp_path / "a.shard"
+    memlm.make_shard(TEST_TEXT, shard)
+    for command in [
+        ("train", TEST_TEXT, "--shard", "-o", tmp_path / "b.shard", "--cluster", "local:1"),
+        ("train", "--instances", shard, "-o", tmp_path / "m.memlm", "--cluster", "local:1"),
+        ("merge", shard, "--shard", "-o", tmp_path / "b.shard", "--cluster", "local:1"),
+    ]:
+        proc = run_cli(*command, check=False)
+        assert proc.returncode == 1 and "--cluster" in proc.stderr and proc.stderr.count("\n") == 1
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(MemlmError, match="SOURCE_DATE_EPOCH must be a whole number"):
+        memlm.train(TEST_TEXT, cluster="local:1")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_pieces_of_a_file_give_its_blocks_and_origins(tmp_path, newline):
+    # Blank lines of white space, blocks of several lines, a long run without blank lines.
+    paragraphs = [f"line {i} of{newline} paragraph {i}" for i in range(400)]
+    text = "".join(p + newline + (" \t" if i % 3 else "") + newline for i, p in enumerate(paragraphs))
+    text += "x " * 5000 + newline
+    path = tmp_path / "text.txt"
+    path.write_text(text, newline="")
+    cut = pieces([path], 1000)
+    assert len(cut) > 10 and cut[0].start == 0 and cut[-1].end is None
+    assert all(a.end == b.start for a, b in zip(cut, cut[1:]))  # noqa: B905 - consecutive pieces
+    assert all(p.path == str(path.resolve()) and p.label == str(path) for p in cut)
+    data = path.read_bytes()
+    for piece in cut[1:]:
+        assert data[piece.start - 1 : piece.start] == b"\n" and data[piece.start :].split(b"\n")[0].strip() == b""
+    whole, parts = OriginsRecorder(), []
+    expected = [block for _, block in iter_blocks([path], origins=whole)]
+    got = []
+    for piece in cut:
+        recorder = OriginsRecorder()
+        got += [block for _, block in iter_blocks([piece], origins=recorder)]
+        parts.append(memlm.provenance.Origins.from_bytes(recorder.to_bytes(), "piece"))
+    assert got == expected
+    assert concatenated(parts) == whole.to_bytes()
+    # Gzip and JSONL files, and files no larger than a piece, are one piece.
+    for name, content in [("a.jsonl", b'{"text": "x"}\n' * 500), ("b.txt", b"short\n\nfile\n")]:
+        (tmp_path / name).write_bytes(content)
+        assert len(pieces([tmp_path / name], 1000)) == 1
