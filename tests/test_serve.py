@@ -586,6 +586,22 @@ def test_the_fast_lane_refuses_as_fastapi_does(http):
     assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
 
 
+def test_only_short_completions_are_answered_on_the_event_loop():
+    """What runs on the event loop is bounded in tokens, choices, body bytes, and has no logprobs."""
+    from memlm.serving.completions import on_event_loop
+    from memlm.serving.schemas import CompletionRequest
+
+    def request(**fields) -> CompletionRequest:
+        return CompletionRequest.model_validate({"model": "emma", "prompt": PROMPT, **fields})
+
+    assert on_event_loop(request(max_tokens=256), 2048)
+    assert not on_event_loop(request(max_tokens=257), 100)
+    assert not on_event_loop(request(max_tokens=16), 2049)
+    assert not on_event_loop(request(max_tokens=0, n=128, prompt=["a"] * 8), 100)  # 1,024 choices of nothing
+    assert not on_event_loop(request(max_tokens=1, n=5), 100)
+    assert not on_event_loop(request(max_tokens=1, logprobs=0), 100)
+
+
 def test_a_port_in_use_is_one_line(model_files):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -126,18 +126,22 @@ MAX_SCORED_TOKENS = 1 << 14
 
 
 #: A completion answered on the event loop's thread, without the hop to the thread pool (which costs about as
-#: much as generating 32 tokens): one of at most this many tokens in all, from a body of at most
-#: ON_LOOP_BODY_BYTES (which bounds the prompts' encoding; the server builds the tokenizer's fast path at load for
-#: this), without logprobs. It holds the loop for well under a millisecond.
+#: much as generating 32 tokens): one of at most ON_LOOP_CHOICES choices and ON_LOOP_TOKENS tokens in all, from a
+#: body of at most ON_LOOP_BODY_BYTES (which bounds the prompts' encoding; the server builds the tokenizer's fast
+#: path at load for this), without logprobs. It holds the loop for well under a millisecond.
 ON_LOOP_TOKENS = 256
-ON_LOOP_BODY_BYTES = 16 << 10
+ON_LOOP_CHOICES = 4
+ON_LOOP_BODY_BYTES = 2 << 10
 
 
 def on_event_loop(request: CompletionRequest, body_bytes: int) -> bool:
     """Whether ``request`` (a body of ``body_bytes``) is short enough to be answered on the event loop (see
     :data:`ON_LOOP_TOKENS`)."""
     return (
-        request.generated_tokens() <= ON_LOOP_TOKENS and body_bytes <= ON_LOOP_BODY_BYTES and request.logprobs is None
+        request.generated_tokens() <= ON_LOOP_TOKENS
+        and len(request.prompts()) * request.n <= ON_LOOP_CHOICES
+        and body_bytes <= ON_LOOP_BODY_BYTES
+        and request.logprobs is None
     )
 
 
