@@ -8,6 +8,7 @@ import pytest
 
 from bench import (
     build_cost,
+    cluster_build,
     corruption,
     explain,
     generation,
@@ -143,3 +144,18 @@ def test_serve_load_smoke(tmp_path):
     report = json.loads((tmp_path / "serve_load.json").read_text())
     assert report["load"]["error_count"] == 0 and report["errors_met"]
     assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"] and report["ratio"] > 0
+
+
+def test_cluster_build_smoke(tmp_path):
+    cluster_build.main(
+        ["--tokens", "20000", "--width", "4", "--workers", "2", "--repeats", "1", "--partitions", "2"]
+        + ["--test-tokens", "2000", "--out", str(tmp_path)]
+    )
+    report = json.loads((tmp_path / "cluster_build.json").read_text())
+    assert report["identical"] and set(report["builds"]) == {"single process", "local:2"}
+    roles = [p["role"] for p in report["builds"]["local:2"]["processes"]]
+    assert roles.count("client") == 1 and roles.count("worker") == 2, roles
+    served, row = report["serving"], report["serving"]["partitioned"][0]
+    assert row["identical"] and sum(s["test_contexts"] for s in row["servers"]) == served["contexts"] == 2000
+    held = row["shared_bytes"] + sum(s["igtree_bytes"] + s["kneser_ney_bytes"] for s in row["servers"])
+    assert all(s["igtree_bytes"] > 0 for s in row["servers"]) and held <= served["model_bytes"]

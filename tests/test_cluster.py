@@ -57,8 +57,9 @@ class DaskCluster:
             )
             for _ in range(workers)
         ]
-        with self.client() as client:
-            client.wait_for_workers(workers, timeout=60)
+        if workers:
+            with self.client() as client:
+                client.wait_for_workers(workers, timeout=60)
 
     def client(self):
         return distributed.Client(self.address, timeout=30, set_as_default=False)
@@ -174,6 +175,28 @@ def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path):
     assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes(), keys
 
 
+def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):
+    corpus, shared, model = tmp_path / "corpus.txt", tmp_path / "shared", tmp_path / "m.memlm"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
+    shared.mkdir()
+    model.write_bytes(b"old")
+    command = [sys.executable, "-m", "memlm", "train", corpus, "-o", model, "--cluster", "local:2"]
+    proc = subprocess.Popen(
+        [*command, "--temp-dir", shared],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # whatever this test's runner ignores
+    )
+    deadline = time.monotonic() + 60
+    while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130 and stderr.strip().splitlines()[-1] == "memlm: interrupted", stderr
+    assert model.read_bytes() == b"old" and list(shared.iterdir()) == []
+
+
 def test_local_workers_build_the_same_model(tmp_path):
     run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "single.memlm")
     proc = run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "local.memlm", "--cluster", "local:2")
@@ -234,6 +257,16 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr
 
 
+def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
+    lonely = DaskCluster(tmp_path, workers=0)
+    try:
+        monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 1)
+        with pytest.raises(MemlmError, match=f"the Dask scheduler at {lonely.address} has no workers"):
+            memlm.train(TEST_TEXT, cluster=lonely.address)
+    finally:
+        lonely.stop()
+
+
 def test_what_a_cluster_build_refuses(tmp_path, monkeypatch):
     shard = tmp_path / "a.shard"
     memlm.make_shard(TEST_TEXT, shard)
@@ -277,3 +310,15 @@ def test_pieces_of_a_file_give_its_blocks_and_origins(tmp_path, newline):
     for name, content in [("a.jsonl", b'{"text": "x"}\n' * 500), ("b.txt", b"short\n\nfile\n")]:
         (tmp_path / name).write_bytes(content)
         assert len(pieces([tmp_path / name], 1000)) == 1
+
+
+def test_partition_sizes_divide_the_model_by_nearest_token(model4):
+    n = model4.n_ids
+    whole = model4.partition_sizes([n])
+    assert whole["igtree_bytes"][0] + whole["kneser_ney_bytes"][0] + whole["shared_bytes"] == model4.info()["bytes"]
+    parts = model4.partition_sizes([300, 1000, n])
+    assert sum(parts["kneser_ney_bytes"]) == whole["kneser_ney_bytes"][0]
+    assert all(b > 0 for b in parts["igtree_bytes"] + parts["kneser_ney_bytes"])
+    for bad in ([], [n - 1], [0, n], [5, 5, n], [n + 1], [-1, n], [2**70, n], [True, n], [2.5, n]):
+        with pytest.raises(MemlmError, match="ranges' ends"):
+            model4.partition_sizes(bad)

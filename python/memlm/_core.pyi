@@ -217,6 +217,9 @@ class CoreModel:
         checks everything now. A path that is not a regular file raises OSError (IsADirectoryError for a
         folder, errno EINVAL "not a regular file (a FIFO)" and the like otherwise), without blocking."""
     def verify(self) -> None: ...
+    def partition_sizes(self, ends: Sequence[int]) -> tuple[list[int], list[int], int]:
+        """The bytes under each range of nearest-token ids ``[0, ends[0])``, ``[ends[0], ends[1])``, ...
+        (the IGTree's, the Kneser-Ney statistics'), and the rest of the file."""
     def save(self, path: str | PathLike[str]) -> None: ...
     def training_tokens(self) -> tuple[_TokenIds, npt.NDArray[np.uint64]] | None:
         """(token ids, block lengths) when the model kept them, else None; ModelFormatError when damaged."""

@@ -226,7 +226,7 @@ def _client(distributed, cluster: Cluster):
                 n_workers=cluster.local_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # its HTTP server (there even without a dashboard) on a free port
                 silence_logs=logging.CRITICAL,  # a task's error is raised here, not logged there
                 env={"RAYON_NUM_THREADS": str(threads)},
             ) as local,

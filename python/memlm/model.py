@@ -226,6 +226,20 @@ class Model:
             "metadata": self._metadata,
         }
 
+    def partition_sizes(self, ends: list[int]) -> dict:
+        """What the model holds under each range of nearest-token ids ``[0, ends[0])``, ``[ends[0], ends[1])``,
+        ... (the last end :attr:`n_ids`): the bytes of the IGTree's and of the Kneser-Ney statistics' subtrees
+        under it, and the bytes every range needs (``shared``: the roots, the training-text copy, tokenizer,
+        ...). An IGTree answer and a scoring probability read only the shared parts and the subtree of the
+        context's nearest token: what one machine would hold when a model too large for one is served in
+        partitions by nearest token, a router in front (docs/cluster.md)."""
+        ends = list(ends)
+        if not all(checks.whole(end) and 0 < end <= self.n_ids for end in ends):
+            shown = ", ".join(checks.shown(end) for end in ends)
+            raise MemlmError(f"the ranges' ends must be whole numbers from 1 to {self.n_ids}, got [{shown}]")
+        igtree, kneser_ney, shared = self._core.partition_sizes([int(end) for end in ends])
+        return {"igtree_bytes": igtree, "kneser_ney_bytes": kneser_ney, "shared_bytes": shared}
+
     def verify(self) -> None:
         """Checks every checksum and structural invariant, that the metadata is JSON and that the tokenizer
         section decompresses and parses as the tokenizer its metadata names; raises

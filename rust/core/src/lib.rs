@@ -40,6 +40,7 @@ pub mod knn;
 pub mod model;
 pub mod model_file;
 pub mod offsets;
+pub mod partition_sizes;
 pub mod postings;
 pub mod provenance;
 pub mod query;

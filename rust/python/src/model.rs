@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use memlm_core::format::Check;
 use memlm_core::ids::Ids;
+use memlm_core::partition_sizes::partition_sizes;
 use memlm_core::{provenance, training, Model};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -174,6 +175,17 @@ impl CoreModel {
     /// Verifies every checksum and structural invariant of the model (ModelFormatError if broken).
     fn verify(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| guard(|| self.inner.verify()))
+    }
+
+    /// The bytes under each range of nearest-token ids `[0, ends[0])`, `[ends[0], ends[1])`, ...:
+    /// (the IGTree's per range, the Kneser-Ney statistics' per range, the rest of the file).
+    fn partition_sizes(
+        &self,
+        py: Python<'_>,
+        ends: Vec<u32>,
+    ) -> PyResult<(Vec<u64>, Vec<u64>, u64)> {
+        let sizes = py.detach(|| guard(|| partition_sizes(&self.inner, &ends)))?;
+        Ok((sizes.igtree, sizes.kneser_ney, sizes.shared))
     }
 
     /// Writes the model file atomically; a Ctrl-C during the write abandons it (the file at
