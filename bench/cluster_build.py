@@ -90,15 +90,15 @@ def _peak_rss(pid: int) -> int | None:
 
 
 def _role(pid: int, root: int) -> str:
+    """What a process of a build is: the client (the `memlm` command), a Dask worker, or a helper (the
+    resource tracker, a short-lived command some library ran), which the report leaves out."""
     if pid == root:
         return "client"
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
-        return "?"
-    if "resource_tracker" in command:
-        return "resource tracker"
-    return "worker" if "spawn_main" in command else command[:40]
+        return "helper"
+    return "worker" if "spawn_main" in command and "resource_tracker" not in command else "helper"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -141,7 +141,7 @@ def build(corpus: Path, model: Path, width: int, cluster: str | None, work: Path
     if process.returncode != 0:
         raise SystemExit(f"memlm train {'--cluster ' + cluster if cluster else ''} failed:\n{log.read_text()[-3000:]}")
     processes = sorted(
-        ({"role": role, "peak_rss_bytes": peak} for role, peak in peaks.values() if role != "resource tracker"),
+        ({"role": role, "peak_rss_bytes": peak} for role, peak in peaks.values() if role != "helper"),
         key=lambda p: (p["role"] != "client", -p["peak_rss_bytes"]),
     )
     return {"wall_s": seconds, "processes": processes, "bytes": model.stat().st_size}
@@ -339,10 +339,15 @@ def main(argv: list[str] | None = None) -> None:
     builds = {
         name: {
             "wall_s": median([r["wall_s"] for r in rs]),
+            # The client, then the workers by their peak (the i-th of each run: medians over the runs).
             "processes": [
-                {"role": p["role"], "peak_rss_bytes": median([r["processes"][i]["peak_rss_bytes"] for r in rs])}
-                for i, p in enumerate(rs[0]["processes"])
-                if all(len(r["processes"]) == len(rs[0]["processes"]) for r in rs)
+                {
+                    "role": p["role"],
+                    "peak_rss_bytes": median(
+                        [r["processes"][i]["peak_rss_bytes"] for r in rs if i < len(r["processes"])]
+                    ),
+                }
+                for i, p in enumerate(max((r["processes"] for r in rs), key=len))
             ],
         }
         for name, rs in runs.items()

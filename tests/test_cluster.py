@@ -3,6 +3,7 @@ model file of the single-process build, byte for byte (SOURCE_DATE_EPOCH fixes t
 a worker is killed mid-build; bad addresses, missing inputs and an unreachable scheduler are one-line errors
 before any task is sent."""
 
+import gzip
 import json
 import os
 import signal
@@ -34,6 +35,14 @@ class DaskCluster:
     """A `dask scheduler` and `dask worker` processes on 127.0.0.1 (no nanny: a killed worker stays dead)."""
 
     def __init__(self, folder: Path, workers: int):
+        self.workers: list[subprocess.Popen] = []
+        try:
+            self._start(folder, workers)
+        except BaseException:
+            self.stop()  # nothing left running when the start fails
+            raise
+
+    def _start(self, folder: Path, workers: int) -> None:
         scheduler_file = folder / "scheduler.json"
         # One core thread each: two workers on a two-core machine.
         environment = {**os.environ, "RAYON_NUM_THREADS": "1"}
@@ -48,7 +57,7 @@ class DaskCluster:
             assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
             time.sleep(0.05)
         self.address = json.loads(scheduler_file.read_text())["address"]
-        self.workers = [
+        self.workers += [
             subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1"]
                 + ["--no-nanny", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"],
@@ -66,7 +75,7 @@ class DaskCluster:
 
     def stop(self) -> None:
         """Ends the processes (killed: nothing of theirs is kept, and a worker's graceful close takes seconds)."""
-        for process in [*self.workers, self.scheduler]:
+        for process in [*self.workers, *([self.scheduler] if hasattr(self, "scheduler") else [])]:
             process.kill()
             process.wait()
 
@@ -89,21 +98,25 @@ def test_a_scheduler_and_two_workers_build_the_single_process_model_byte_for_byt
     shared.mkdir()
     memlm.train([TRAIN_TEXT, TEST_TEXT], output=single, **options)
     phases = []
-    built = memlm.train(
-        [TRAIN_TEXT, TEST_TEXT],
-        output=tmp_path / "cluster.memlm",
-        cluster=cluster.address,
-        temp_dir=shared,
-        progress=lambda phase, done, total: phases.append(phase),
-        **options,
-    )
+    with cluster.client() as client, distributed.get_task_stream(client) as tasks:
+        built = memlm.train(
+            [TRAIN_TEXT, TEST_TEXT],
+            output=tmp_path / "cluster.memlm",
+            cluster=cluster.address,
+            temp_dir=shared,
+            progress=lambda phase, done, total: phases.append(phase),
+            **options,
+        )
     assert (tmp_path / "cluster.memlm").read_bytes() == single.read_bytes()
     assert built.predict("It was", top_k=3) == memlm.load(single).predict("It was", top_k=3)
     assert "tokenising on the cluster" in phases and "building the instance base on the cluster" in phases
     assert list(shared.iterdir()) == [], "the work folder is removed"
+    # Both workers took part in every step (the scheduler's record of the build's tasks), and kept nothing.
+    for step in ["tokenise", "weigh", "spill"]:
+        workers = {task["worker"] for task in tasks.data if f"-{step}-" in task["key"]}
+        assert len(workers) == 2, (step, workers)
     with cluster.client() as client:
-        # Both workers took part: each kept the shards' text of its last task.
-        assert all(client.run(lambda: bool(memlm.cluster._TEXT)).values())
+        assert not any(client.run(lambda: bool(memlm.cluster._TEXT)).values())
     # The command line, at width 16 (IGTree only): the same file as `memlm train` writes.
     run_cli("train", TRAIN_TEXT, TEST_TEXT, "-o", tmp_path / "single16.memlm")
     proc = run_cli("train", TRAIN_TEXT, TEST_TEXT, "-o", tmp_path / "cluster16.memlm", "--cluster", cluster.address)
@@ -239,6 +252,10 @@ def test_a_missing_input_is_an_error_before_the_scheduler_is_asked(tmp_path):
     assert proc.returncode == 1 and proc.stderr == f"memlm: error: {missing}: No such file or directory\n"
     with pytest.raises(CorpusError, match="standard input"):
         memlm.train("-", cluster=NOBODY)
+    with pytest.raises(CorpusError, match="errors must be"):
+        memlm.train(TRAIN_TEXT, errors="ignore", cluster=NOBODY)
+    with pytest.raises(MemlmError, match="text_field must be a name"):
+        memlm.train(TRAIN_TEXT, text_field=3, cluster=NOBODY)
     with pytest.raises(FileNotFoundError):
         memlm.merge([tmp_path / "missing.shard"], cluster=NOBODY)
 
@@ -306,8 +323,10 @@ def test_pieces_of_a_file_give_its_blocks_and_origins(tmp_path, newline):
         parts.append(memlm.provenance.Origins.from_bytes(recorder.to_bytes(), "piece"))
     assert got == expected
     assert concatenated(parts) == whole.to_bytes()
-    # Gzip and JSONL files, and files no larger than a piece, are one piece.
-    for name, content in [("a.jsonl", b'{"text": "x"}\n' * 500), ("b.txt", b"short\n\nfile\n")]:
+    # Gzip (whatever its name) and JSONL files, and files no larger than a piece, are one piece.
+    gzipped = gzip.compress(data, mtime=0)
+    assert len(gzipped) > 1000
+    for name, content in [("a.jsonl", b'{"text": "x"}\n\n' * 500), ("b.txt", b"short\n\nfile\n"), ("c.txt", gzipped)]:
         (tmp_path / name).write_bytes(content)
         assert len(pieces([tmp_path / name], 1000)) == 1
 

@@ -75,7 +75,7 @@ from memlm._core import (
 from memlm._core import class_counts as _class_counts
 from memlm._core import gain_terms as _gain_terms
 from memlm._core import spill_partition as _spill_partition
-from memlm.corpus import Piece, no_text, pieces
+from memlm.corpus import Piece, check_reading, no_text, pieces
 from memlm.errors import MemlmError
 from memlm.model import Model
 from memlm.provenance import Origins, OriginsRecorder, concatenated
@@ -85,7 +85,7 @@ from memlm.tokenization import TokenizerSpec
 MAX_LOCAL_WORKERS = 1024
 #: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
 CONNECT_SECONDS = 10
-#: Tasks per worker for tokenising, weighing and each trie's partitions: enough to even out their sizes.
+#: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_WORKER = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
 KNESER_NEY = "computing Kneser-Ney statistics (beside the cluster)"
@@ -101,10 +101,12 @@ _LOCAL = re.compile(r"local:(?P<workers>[+-]?[0-9]+)")
 
 @dataclass(frozen=True)
 class Cluster:
-    """Where a build runs: a running scheduler at ``address`` (``tcp://HOST:PORT``), or ``local_workers``
-    worker processes started on this machine (``local:N``)."""
+    """Where a build runs: a running scheduler at ``address`` (``tcp://HOST:PORT``, its ``host`` and ``port``),
+    or ``local_workers`` worker processes started on this machine (``local:N``)."""
 
     address: str | None = None
+    host: str = ""
+    port: int = 0
     local_workers: int | None = None
 
     def __str__(self) -> str:
@@ -128,12 +130,12 @@ def parse_cluster(value) -> Cluster:
         raise MemlmError(f"not a cluster address: {value!r}: {forms}")
     if not 1 <= int(address["port"]) <= 65535:
         raise MemlmError(f"{value!r}: a port is a number from 1 to 65535")
-    return Cluster(address=value)
+    return Cluster(address=value, host=address["host"].strip("[]"), port=int(address["port"]))
 
 
 class Shard(NamedTuple):
-    """A shard a task wrote: its path in the work folder, and the class counts of its tokens (instances per
-    symbol, index of each symbol's first instance)."""
+    """A shard a task wrote: its path in the work folder, its token count, and the class counts of its tokens
+    (instances per symbol, index of each symbol's first instance)."""
 
     path: str
     tokens: int
@@ -155,10 +157,11 @@ def train(
 ) -> Model:
     """:func:`memlm.train` on ``cluster``, its arguments checked (``metadata_of(tokens, lengths)``: the model's
     metadata)."""
+    check_reading(text_field, errors)
     whole = pieces(sources, piece_bytes=math.inf)  # every input exists (and none is stdin) before connecting
     total_bytes = sum(os.path.getsize(piece.path) for piece in whole)
     with _session(cluster, options.temp_dir, progress) as session:
-        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_WORKER * session.workers)))
+        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_WORKER * session.threads)))
         shards = session.tokenise(pieces(sources, piece_bytes), spec, text_field, errors, provenance)
         if not shards:
             raise no_text(sources)
@@ -213,6 +216,7 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         session = _Session(client, work, progress)
         session.check_workers(cluster)
+        stack.callback(session.forget)
         yield session
 
 
@@ -234,13 +238,11 @@ def _client(distributed, cluster: Cluster):
         ):
             yield client
         return
-    address = _ADDRESS.fullmatch(cluster.address or "")
-    assert address is not None, "parsed by parse_cluster"
     unreachable = f"cannot reach the Dask scheduler at {cluster}"
     try:
         # A plain connection first: a refused or unresolvable address fails at once (Dask would retry it
         # until its timeout).
-        socket.create_connection((address["host"].strip("[]"), int(address["port"])), CONNECT_SECONDS).close()
+        socket.create_connection((cluster.host, cluster.port), CONNECT_SECONDS).close()
         client = distributed.Client(cluster.address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
@@ -275,16 +277,22 @@ def _tokenise(piece: Piece, shard: str, spec: TokenizerSpec, text_field: str, er
     return Shard(shard, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
 
 
-#: The text of the shards the worker's last task read: (paths, width, text), kept for its next tasks.
-_TEXT: list = []
+#: The text of the shards the worker's last task read, by (paths, width): kept for its next tasks of the build.
+_TEXT: dict[tuple[tuple[str, ...], int], ShardText] = {}
 
 
 def _shard_text(shards: list[str], width: int) -> ShardText:
     """The windows of the shards' text at ``width``, read once per worker (the last shards read are kept)."""
     key = (tuple(shards), width)
-    if not _TEXT or _TEXT[0] != key:
-        _TEXT[:] = [key, ShardText(shards, width)]
-    return _TEXT[1]
+    if key not in _TEXT:
+        _TEXT.clear()
+        _TEXT[key] = ShardText(shards, width)
+    return _TEXT[key]
+
+
+def _forget_text() -> None:
+    """Run on every worker when a build ends: the text it kept goes."""
+    _TEXT.clear()
 
 
 def _weigh(shards: list[str], width: int, features: tuple[int, int], values: tuple[int, int]):
@@ -315,10 +323,15 @@ class _Session:
         self.run = uuid.uuid4().hex[:12]
         self.steps = 0
         #: Threads the workers run tasks on, all told.
-        self.workers = sum(client.nthreads().values()) or 1
+        self.threads = sum(client.nthreads().values()) or 1
 
     def path(self, name: str) -> str:
         return str(self.work / name)
+
+    def forget(self) -> None:
+        """The workers drop the text they kept (best effort: a worker gone has nothing to drop)."""
+        with contextlib.suppress(Exception):
+            self.client.run(_forget_text)
 
     def check_workers(self, cluster: Cluster) -> None:
         """Every worker runs this memlm and sees the work folder."""
@@ -340,9 +353,12 @@ class _Session:
 
     def _shared(self, value):
         """A future of ``value`` for many tasks, sent to the scheduler once: a task that returns it, which the
-        scheduler runs again should every worker holding it die (data scattered to workers would be lost)."""
+        scheduler runs again should every worker holding it die (data scattered to workers would be lost),
+        copied to every worker (else the scheduler keeps the tasks that need it where it is)."""
         self.steps += 1
-        return self.client.submit(_value, value, key=f"memlm-{self.steps}-value-{self.run}")
+        future = self.client.submit(_value, value, key=f"memlm-{self.steps}-value-{self.run}")
+        self.client.replicate([future])
+        return future
 
     def _tasks(self, phase: str, function, calls: Sequence[tuple]) -> list:
         """Runs ``function(*call)`` for every call as Dask tasks and returns their results in order, reporting
@@ -438,7 +454,7 @@ class _Session:
         paths = [s.path for s in shards]
         n = sum(s.tokens for s in shards)
         width = options.width
-        ranges = max(1 if fits is None else math.ceil(n / fits), math.ceil(self.workers / width))
+        ranges = max(1 if fits is None else math.ceil(n / fits), math.ceil(self.threads / width))
         histogram = np.sum([s.class_counts[0] for s in shards], axis=0)
         calls = [
             (paths, width, (f, f + 1), values)
@@ -454,7 +470,7 @@ class _Session:
         """Step 3: the tries' partitions, spilled: (the IGTree's files, the instance base's), in order; about
         :data:`TASKS_PER_WORKER` per worker, each of at most the instances a task ``fits``."""
         n = int(reduction.class_counts[0].sum())
-        capacity = math.ceil(n / (TASKS_PER_WORKER * self.workers))
+        capacity = math.ceil(n / (TASKS_PER_WORKER * self.threads))
         capacity = capacity if fits is None else min(capacity, fits)
         order = reduction.order(options.weighting)
         counts = self._shared(reduction.class_counts)

@@ -52,10 +52,12 @@ def _not_gzip(name: str, reason: str) -> CorpusError:
     return CorpusError(f"{name}: not a valid gzip file ({reason})")
 
 
-def _check_errors(errors: str) -> None:
-    """What to do with bad UTF-8: ``strict`` (an error) or ``replace`` (by U+FFFD)."""
+def check_reading(text_field: str, errors: str) -> None:
+    """How a corpus is read: ``errors``, what to do with bad UTF-8 (``strict``: an error, ``replace``: by
+    U+FFFD), and ``text_field``, the field of JSONL records that holds the text (a str)."""
     if errors not in ("strict", "replace"):
         raise CorpusError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    checks.name(text_field, "text_field")
 
 
 class Piece(NamedTuple):
@@ -263,8 +265,7 @@ def iter_documents(
     sources: Iterable[str | Path | Piece], text_field: str = "text", errors: str = "strict"
 ) -> Iterator[tuple[str, str]]:
     """Yields (source name, text) for every document: a whole text file, or one JSONL record."""
-    _check_errors(errors)
-    checks.name(text_field, "text_field")
+    check_reading(text_field, errors)
     for piece in _expand(sources):
         name = source_name(piece.label)
         text = _decode(_read_bytes(piece), name, errors)
@@ -352,8 +353,7 @@ def iter_blocks(
     sources = list(sources)
     if not sources:
         raise CorpusError("no corpus given")
-    _check_errors(errors)
-    checks.name(text_field, "text_field")
+    check_reading(text_field, errors)
     files = list(_expand(sources))
     # Sizes of the regular files; the input of a pipe or FIFO has none until it is read (progress then
     # counts it as nothing and stops at 100%).

@@ -10,6 +10,13 @@
 //! levels on its own, spills them to a temporary file when there is more than one partition, and
 //! assembles the levels breadth-first at the end: the result is the same trie, byte for byte,
 //! whatever the budget. (Not to be confused with shards, [`crate::shard`]: tokenised corpora.)
+//!
+//! A cluster build divides the same work between processes: the partitions are planned from the
+//! first feature's histogram ([`plan_partitions`]), each is built by a worker and spilled to a named
+//! file ([`spill_partition`]; the file format is [`crate::spill`]'s), and the process that writes
+//! the model assembles them ([`BuildOptions::spilled`]), checking that they are this trie's, of these
+//! instances, in order and complete, and that each level has as many nodes as the level above has
+//! children.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
