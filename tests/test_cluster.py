@@ -135,6 +135,17 @@ def test_merge_on_the_cluster_is_the_single_merge(cluster, tmp_path):
     assert proc.returncode == 0 and memlm.load(tmp_path / "cli.memlm").width == 6
 
 
+def test_a_relative_temp_dir_is_the_clients(cluster, tmp_path, monkeypatch):
+    """A relative --temp-dir is taken in the client's current folder, not in each worker's."""
+    shard = tmp_path / "emma.shard"
+    memlm.make_shard(TEST_TEXT, shard)
+    (tmp_path / "relative").mkdir()
+    monkeypatch.chdir(tmp_path)
+    memlm.merge([shard], width=3, output=tmp_path / "single.memlm")
+    memlm.merge([shard], width=3, output=tmp_path / "cluster.memlm", cluster=cluster.address, temp_dir="relative")
+    assert (tmp_path / "cluster.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+
+
 def test_a_workers_error_is_raised_on_the_client_as_it_was_raised(cluster, tmp_path):
     # Invalid UTF-8 deep in a file that the cluster cuts into pieces: the offset is the file's, as one process
     # reports it, whichever piece held it.
@@ -294,9 +305,10 @@ def test_what_a_cluster_build_refuses(tmp_path, monkeypatch):
     ]:
         proc = run_cli(*command, check=False)
         assert proc.returncode == 1 and "--cluster" in proc.stderr and proc.stderr.count("\n") == 1
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
-    with pytest.raises(MemlmError, match="SOURCE_DATE_EPOCH must be a whole number"):
-        memlm.train(TEST_TEXT, cluster="local:1")
+    for epoch in ("yesterday", "\u00b2"):  # "²" is a digit to str.isdigit, not to int()
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+        with pytest.raises(MemlmError, match="SOURCE_DATE_EPOCH must be a whole number"):
+            memlm.train(TEST_TEXT, cluster="local:1")
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])

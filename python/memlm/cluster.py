@@ -42,6 +42,7 @@ file a worker cannot read, invalid UTF-8) is raised on the client as it was rais
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -212,7 +213,10 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
         raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"') from None
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(_client(distributed, cluster))
-        work = Path(tempfile.mkdtemp(prefix="memlm-cluster-", dir=temp_dir))
+        # Absolute: a relative folder would be taken in each worker's own current folder.
+        work = Path(
+            tempfile.mkdtemp(prefix="memlm-cluster-", dir=None if temp_dir is None else Path(temp_dir).absolute())
+        )
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         session = _Session(client, work, progress)
         session.check_workers(cluster)
@@ -230,7 +234,8 @@ def _client(distributed, cluster: Cluster):
                 n_workers=cluster.local_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0",  # its HTTP server (there even without a dashboard) on a free port
+                # Its HTTP server (there even without a dashboard) on a free port of the loopback interface only.
+                dashboard_address="127.0.0.1:0",
                 silence_logs=logging.CRITICAL,  # a task's error is raised here, not logged there
                 env={"RAYON_NUM_THREADS": str(threads)},
             ) as local,
@@ -381,6 +386,8 @@ class _Session:
             raise MemlmError(
                 f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
             ) from None
+        except concurrent.futures.CancelledError as e:  # what the client raises when it loses the scheduler
+            raise MemlmError(f"{phase}: the build's tasks were cancelled (lost the Dask scheduler?): {e}") from None
         finally:
             self.client.cancel(futures)
 

@@ -59,7 +59,7 @@ def created_stamp() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch is None:
         return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if not epoch.isdigit():
+    if not (epoch.isascii() and epoch.isdigit()):  # "²" is a digit to str.isdigit, not to int()
         raise MemlmError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {epoch!r}")
     try:
         return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(int(epoch)))
