@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -283,6 +284,36 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
         "train", TEST_TEXT, "-o", tmp_path / "m.memlm", "--cluster", "tcp://no-such-host.invalid:8786", check=False
     )
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr
+
+
+@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", None])
+def test_a_port_that_is_no_scheduler_is_one_line(monkeypatch, answer):
+    """Something that accepts connections but is no Dask scheduler (an HTTP server; a silent one): one error
+    within the connection deadline, not a hang or Dask's traceback."""
+    monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 1)
+    monkeypatch.setattr(memlm.cluster, "HANDSHAKE_SECONDS", 3)
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        held = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = stranger.accept()
+                except OSError:
+                    return
+                held.append(connection)
+                if answer is not None:
+                    connection.sendall(answer)
+                    connection.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        started = time.monotonic()
+        address = f"tcp://127.0.0.1:{stranger.getsockname()[1]}"
+        with pytest.raises(MemlmError, match=f"cannot reach the Dask scheduler at {address}: is it a Dask scheduler"):
+            memlm.train(TEST_TEXT, cluster=address)
+        assert time.monotonic() - started < 10
 
 
 def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):

@@ -86,6 +86,8 @@ from memlm.tokenization import TokenizerSpec
 MAX_LOCAL_WORKERS = 1024
 #: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
 CONNECT_SECONDS = 10
+#: Seconds Dask's handshake with the scheduler may take in all (it can hang against something that is no scheduler).
+HANDSHAKE_SECONDS = 30
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_WORKER = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
@@ -243,20 +245,41 @@ def _client(distributed, cluster: Cluster):
         ):
             yield client
         return
-    unreachable = f"cannot reach the Dask scheduler at {cluster}"
-    try:
-        # A plain connection first: a refused or unresolvable address fails at once (Dask would retry it
-        # until its timeout).
-        socket.create_connection((cluster.host, cluster.port), CONNECT_SECONDS).close()
-        client = distributed.Client(cluster.address, timeout=CONNECT_SECONDS, set_as_default=False)
-    except (OSError, TimeoutError) as e:
-        raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
-    with client:
+    with _connected(distributed, cluster) as client:
         try:
             client.wait_for_workers(1, timeout=CONNECT_SECONDS)
         except (TimeoutError, OSError):
             raise MemlmError(f"the Dask scheduler at {cluster} has no workers") from None
         yield client
+
+
+def _connected(distributed, cluster: Cluster):
+    """A client of the scheduler at ``cluster``, or a :class:`MemlmError` within :data:`HANDSHAKE_SECONDS`. A plain
+    connection first: a refused or unresolvable address fails at once (Dask would retry it until its timeout).
+    Then Dask's handshake, in a thread of its own: against something that answers but is no Dask scheduler (a
+    scheduler's HTTP port, a proxy) it can hang past its own timeout, or fail on the stranger's bytes with any
+    error at all (seen: numpy's "Unable to allocate 3.07 EiB")."""
+    unreachable = f"cannot reach the Dask scheduler at {cluster}"
+    try:
+        socket.create_connection((cluster.host, cluster.port), CONNECT_SECONDS).close()
+    except OSError as e:
+        raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
+    outcome: dict = {}
+
+    def connect() -> None:
+        try:
+            outcome["client"] = distributed.Client(cluster.address, timeout=CONNECT_SECONDS, set_as_default=False)
+        except Exception as e:  # whatever a stranger's answer makes Dask raise
+            outcome["error"] = e
+
+    thread = threading.Thread(target=connect, name="memlm-dask-connect", daemon=True)
+    thread.start()
+    thread.join(HANDSHAKE_SECONDS)
+    if "client" in outcome:
+        return outcome["client"]
+    error = outcome.get("error")
+    reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if error is None else f"{type(error).__name__}: {error}"
+    raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason:.200})")
 
 
 def _worker_state(work: str) -> tuple[str, int, bool]:
