@@ -45,31 +45,33 @@ class DaskCluster:
 
     def _start(self, folder: Path, workers: int) -> None:
         scheduler_file = folder / "scheduler.json"
-        # One core thread each: two workers on a two-core machine.
-        environment = {**os.environ, "RAYON_NUM_THREADS": "1"}
         self.scheduler = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
             + ["--no-dashboard", "--scheduler-file", str(scheduler_file)],
             stderr=subprocess.DEVNULL,
-            env=environment,
         )
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() or not scheduler_file.read_text().strip():
             assert time.monotonic() < deadline and self.scheduler.poll() is None, "the scheduler did not start"
             time.sleep(0.05)
         self.address = json.loads(scheduler_file.read_text())["address"]
+        self.add_workers(workers)
+
+    def add_workers(self, workers: int, *options: str) -> None:
+        """Starts workers (with more ``options`` of `dask worker`) and waits until they have joined."""
+        before = len(self.workers)
         self.workers += [
             subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1"]
-                + ["--no-nanny", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0"],
+                + ["--no-nanny", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0", *options],
                 stderr=subprocess.DEVNULL,
-                env=environment,
+                env={**os.environ, "RAYON_NUM_THREADS": "1"},  # one core thread each: two on a two-core machine
             )
             for _ in range(workers)
         ]
         if workers:
             with self.client() as client:
-                client.wait_for_workers(workers, timeout=60)
+                client.wait_for_workers(workers + sum(w.poll() is None for w in self.workers[:before]), timeout=60)
 
     def client(self):
         return distributed.Client(self.address, timeout=30, set_as_default=False)
@@ -182,22 +184,64 @@ def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path):
         with own.client() as client:
             pids = client.run(os.getpid)
             builder.start()
-            deadline = time.monotonic() + 60
-            while True:
-                busy = {w: keys for w, keys in client.processing().items() if any("memlm-" in k for k in keys)}
-                if busy:
-                    break
-                assert time.monotonic() < deadline and builder.is_alive(), "no task of the build was seen running"
-                time.sleep(0.005)
-            victim, keys = next(iter(busy.items()))
-            os.kill(pids[victim], signal.SIGKILL)
+            os.kill(pids[_when_a_task_runs(client, builder)], signal.SIGKILL)
             builder.join(timeout=120)
             assert builder.is_alive() is False and "error" not in outcome, outcome.get("error")
             assert len(client.nthreads()) == 1, "the killed worker is gone"
     finally:
         own.stop()
     single.save(tmp_path / "single.memlm")
-    assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes(), keys
+    assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+
+
+def _when_a_task_runs(client, builder: threading.Thread) -> str:
+    """The worker that runs one of the build's tasks, as soon as one does."""
+    deadline = time.monotonic() + 60
+    while True:
+        busy = [w for w, keys in client.processing().items() if any("memlm-" in k for k in keys)]
+        if busy:
+            return busy[0]
+        assert time.monotonic() < deadline and builder.is_alive(), "no task of the build was seen running"
+        time.sleep(0.005)
+
+
+def test_workers_that_all_die_end_the_build_with_one_line(tmp_path, monkeypatch):
+    """Dask waits forever for a worker to come back: the build does not, and says why. A worker that dies in the
+    start-up check (here: its memlm made to exit there, by a preload module) is one line too."""
+    monkeypatch.setattr(memlm.cluster, "NO_WORKERS_SECONDS", 2)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes() * 3)
+    dies = tmp_path / "dies_at_check.py"
+    dies.write_text("import os\nimport memlm.cluster\nmemlm.cluster._worker_state = lambda work: os._exit(1)\n")
+    own = DaskCluster(tmp_path, workers=0)
+    try:
+        own.add_workers(1, "--preload", str(dies))
+        with pytest.raises(MemlmError, match="every Dask worker of .* left the cluster during the start-up check") as e:
+            memlm.train(corpus, width=4, cluster=own.address)
+        assert "\n" not in str(e.value)
+        own.add_workers(1)
+        outcome: dict = {}
+
+        def build() -> None:
+            try:
+                memlm.train(corpus, width=4, cluster=own.address, temp_dir=tmp_path)
+            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+                outcome["error"] = e
+
+        builder = threading.Thread(target=build)
+        with own.client() as client:
+            pids = client.run(os.getpid)
+            builder.start()
+            os.kill(pids[_when_a_task_runs(client, builder)], signal.SIGKILL)
+            killed = time.monotonic()
+            builder.join(timeout=60)
+        assert not builder.is_alive() and time.monotonic() - killed < 30
+    finally:
+        own.stop()
+    error = outcome.get("error")
+    assert isinstance(error, MemlmError) and "\n" not in str(error), error
+    assert "every Dask worker left the cluster" in str(error) and "none came back within 2 s" in str(error)
+    assert not list(tmp_path.glob("memlm-cluster-*")), "the work folder is removed"
 
 
 def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):

@@ -36,7 +36,10 @@ and sees the work folder.
 
 A worker that dies mid-build (killed, out of memory, its machine gone) is Dask's to handle: the scheduler
 runs its tasks again on the others (tasks are deterministic and write atomically, so the model is the
-same); a task whose workers died three times (Dask's ``allowed-failures``) is an error. A task's own error (a
+same); a task whose workers died three times (Dask's ``allowed-failures``) is an error. When every worker has
+left, the client waits :data:`NO_WORKERS_SECONDS` for one to come (a ``LocalCluster`` restarts its killed
+workers) and then fails with one line; a worker that dies during the start-up check is left out of it (the
+build fails when none is left). A task's own error (a
 file a worker cannot read, invalid UTF-8) is raised on the client as it was raised there.
 """
 
@@ -52,6 +55,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +92,11 @@ MAX_LOCAL_WORKERS = 1024
 CONNECT_SECONDS = 10
 #: Seconds Dask's handshake with the scheduler may take in all (it can hang against something that is no scheduler).
 HANDSHAKE_SECONDS = 30
+#: How long a build waits for a worker when every worker has left the cluster (killed, their machines gone) before
+#: it fails: a cluster that restarts its workers (a ``LocalCluster``'s nannies, a job queue) has them back sooner.
+NO_WORKERS_SECONDS = 60
+#: How often the client, while it waits for tasks, asks the scheduler how many workers it has when none finished.
+POLL_SECONDS = 1
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_WORKER = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
@@ -220,8 +229,8 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
             tempfile.mkdtemp(prefix="memlm-cluster-", dir=None if temp_dir is None else Path(temp_dir).absolute())
         )
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        session = _Session(client, work, progress)
-        session.check_workers(cluster)
+        session = _Session(client, cluster, work, progress)
+        session.check_workers()
         stack.callback(session.forget)
         yield session
 
@@ -287,6 +296,11 @@ def _worker_state(work: str) -> tuple[str, int, bool]:
     return __version__, FORMAT_VERSION, os.path.isdir(work)
 
 
+def _reason(error: BaseException) -> str:
+    """An error on one line of at most 200 characters."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:200]
+
+
 def _value(value):
     """A task that returns its argument (see :meth:`_Session._shared`)."""
     return value
@@ -343,8 +357,9 @@ def _owned(arrays):
 class _Session:
     """A build's client, work folder and progress, and its steps as Dask tasks."""
 
-    def __init__(self, client, work: Path, progress):
+    def __init__(self, client, cluster: Cluster, work: Path, progress):
         self.client = client
+        self.cluster = cluster
         self.work = work
         self.progress = progress or (lambda *_: None)
         #: The build's part of its tasks' keys, and the steps submitted so far (each has its own keys).
@@ -361,13 +376,21 @@ class _Session:
         with contextlib.suppress(Exception):
             self.client.run(_forget_text)
 
-    def check_workers(self, cluster: Cluster) -> None:
-        """Every worker runs this memlm and sees the work folder."""
-        try:
-            states = self.client.run(_worker_state, str(self.work))
-        except ImportError as e:
-            raise MemlmError(f'a worker of {cluster} cannot import memlm ({e}): install "memlm[dask]" there') from None
-        for worker, (version, model_format, sees) in states.items():
+    def check_workers(self) -> None:
+        """Every worker runs this memlm and sees the work folder (one that dies meanwhile is left out; none left:
+        an error)."""
+        cluster = self.cluster
+        states = self.client.run(_worker_state, str(self.work), on_error="return")
+        left = []
+        for worker, state in states.items():
+            if isinstance(state, ImportError):
+                raise MemlmError(f'a worker of {cluster} cannot import memlm ({state}): install "memlm[dask]" there')
+            if isinstance(state, OSError):  # the connection to it closed: it left the cluster
+                left.append(f"{worker}: {_reason(state)}")
+                continue
+            if isinstance(state, BaseException):
+                raise MemlmError(f"worker {worker} of {cluster} failed the start-up check: {_reason(state)}")
+            version, model_format, sees = state
             if (version, model_format) != (__version__, FORMAT_VERSION):
                 raise MemlmError(
                     f"worker {worker} runs memlm {version} (model format {model_format}), this client "
@@ -378,6 +401,11 @@ class _Session:
                     f"worker {worker} does not see the work folder {self.work}: give --temp-dir (temp_dir) a folder "
                     "on storage that the client and every worker share, at the same path"
                 )
+        if len(left) == len(states):
+            raise MemlmError(
+                f"every Dask worker of {cluster} left the cluster during the start-up check"
+                + "".join(f" ({reason})" for reason in left[:1])
+            )
 
     def _shared(self, value):
         """A future of ``value`` for many tasks, sent to the scheduler once: a task that returns it, which the
@@ -385,32 +413,82 @@ class _Session:
         copied to every worker (else the scheduler keeps the tasks that need it where it is)."""
         self.steps += 1
         future = self.client.submit(_value, value, key=f"memlm-{self.steps}-value-{self.run}")
+        phase = "sending the build's options to the cluster"
+        with self._failures(phase):
+            for _ in self._finished(phase, [future]):
+                pass
         self.client.replicate([future])
         return future
 
-    def _tasks(self, phase: str, function, calls: Sequence[tuple]) -> list:
-        """Runs ``function(*call)`` for every call as Dask tasks and returns their results in order, reporting
-        progress as they finish; the first task's error is raised (the rest cancelled)."""
+    @contextlib.contextmanager
+    def _failures(self, phase: str) -> Iterator[None]:
+        """Dask's errors for a build's tasks as one line each."""
         import distributed
 
-        self.steps += 1
-        futures = [
-            self.client.submit(function, *call, key=f"memlm-{self.steps}-{function.__name__[1:]}-{i}-{self.run}")
-            for i, call in enumerate(calls)
-        ]
         try:
-            self.progress(phase, 0, len(futures))
-            for done, future in enumerate(distributed.as_completed(futures, loop=self.client.loop), start=1):
-                if future.status == "error":
-                    future.result()  # raises the task's error
-                self.progress(phase, done, len(futures))
-            return self.client.gather(futures)
+            yield
         except distributed.KilledWorker as e:
             raise MemlmError(
                 f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
             ) from None
         except concurrent.futures.CancelledError as e:  # what the client raises when it loses the scheduler
             raise MemlmError(f"{phase}: the build's tasks were cancelled (lost the Dask scheduler?): {e}") from None
+
+    def _finished(self, phase: str, futures: list) -> Iterator[list]:
+        """The futures in batches as they finish (a task's error raised); fails when the cluster has had no
+        worker for :data:`NO_WORKERS_SECONDS` (Dask itself would wait for one forever)."""
+        import distributed
+
+        pending = set(futures)
+        alone_since: float | None = None
+        while pending:
+            try:
+                with self.client.as_current():
+                    done, pending = distributed.wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                alone_since = self._alone(phase, alone_since)
+                continue
+            alone_since = None
+            for future in done:
+                if future.status == "error":
+                    future.result()  # raises the task's error
+            yield list(done)
+
+    def _alone(self, phase: str, since: float | None) -> float | None:
+        """Since when the cluster has had no worker (None: it has some, or the scheduler does not answer now, which
+        the cancelled futures of a lost scheduler tell); fails after :data:`NO_WORKERS_SECONDS` of it."""
+        try:
+            workers = len(self.client.nthreads(callback_timeout=CONNECT_SECONDS))
+        except (OSError, TimeoutError):
+            return since
+        if workers:
+            return None
+        now = time.monotonic()
+        if since is None:
+            return now
+        if now - since >= NO_WORKERS_SECONDS:
+            raise MemlmError(
+                f"{phase}: every Dask worker left the cluster {self.cluster} and none came back within "
+                f"{NO_WORKERS_SECONDS} s: the build stopped"
+            )
+        return since
+
+    def _tasks(self, phase: str, function, calls: Sequence[tuple]) -> list:
+        """Runs ``function(*call)`` for every call as Dask tasks and returns their results in order, reporting
+        progress as they finish; the first task's error is raised (the rest cancelled)."""
+        self.steps += 1
+        futures = [
+            self.client.submit(function, *call, key=f"memlm-{self.steps}-{function.__name__[1:]}-{i}-{self.run}")
+            for i, call in enumerate(calls)
+        ]
+        try:
+            with self._failures(phase):
+                self.progress(phase, 0, len(futures))
+                results = {}
+                for batch in self._finished(phase, futures):
+                    results.update(zip([f.key for f in batch], self.client.gather(batch), strict=True))
+                    self.progress(phase, len(results), len(futures))
+                return [results[f.key] for f in futures]
         finally:
             self.client.cancel(futures)
 
