@@ -2,12 +2,14 @@
 `openai` Python client and with plain HTTP (httpx), its answers checked against the same model loaded here;
 the playground page driven in headless Chromium (Debian's `chromium` and `chromium-driver`, with Selenium)."""
 
+import asyncio
 import json
 import math
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -455,6 +457,90 @@ def test_a_long_generation_blocks_nothing(url, client, model):
     assert short.choices[0].text == model.generate(PROMPT, max_new_tokens=10)
     assert max(health_seconds) < 0.25, (health_seconds, total)
     assert short_seconds < 0.5, (short_seconds, total)
+
+
+# -- the transport ----------------------------------------------------------------------------------
+
+#: Where Linux's struct tcp_info keeps tcpi_data_segs_in (segments received that carried data; Linux 4.6+).
+_DATA_SEGS_IN = 152
+
+
+def _data_segments_in(sock: socket.socket) -> int:
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), _DATA_SEGS_IN)[0]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="TCP_INFO's data segment count is Linux's")
+def test_a_short_response_is_one_tcp_segment(url):
+    """Head and body of a short response reach the client in one TCP segment (coalescing.CoalescingTransport:
+    uvicorn alone sends two), on a keep-alive connection, for a completion and for a FastAPI route."""
+    completion = json.dumps({"model": "emma", "prompt": PROMPT, "max_tokens": 8, "temperature": 0}).encode()
+    requests = [
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + KEY.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(completion)).encode()
+        + b"\r\n\r\n"
+        + completion,
+    ]
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        for request in requests * 3:
+            before = _data_segments_in(sock)
+            sock.sendall(request)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += reader.readline()
+            fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+            length = int(fields[b"content-length"])
+            body = reader.read(length)
+            assert head.startswith(b"HTTP/1.1 200") and len(body) == length, head
+            assert _data_segments_in(sock) - before == 1, (request[:40], head)
+
+
+def test_coalescing_transport_keeps_order_and_loses_nothing():
+    """CoalescingTransport on a real socket: writes of one event-loop iteration reach the transport as one, in
+    order; writes of later iterations as later writes; close sends what is kept first; abort drops it."""
+    from memlm.serving.coalescing import CoalescingTransport
+
+    async def scenario() -> tuple[list[bytes], bytes, list[bytes]]:
+        loop = asyncio.get_running_loop()
+        near, far = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, near)
+        written: list[bytes] = []
+        real_write = transport.write
+        transport.write = lambda data: (written.append(bytes(data)), real_write(data))[1]
+        coalescing = CoalescingTransport(transport, loop)
+        coalescing.write(b"head ")
+        coalescing.write(bytearray(b"body"))
+        coalescing.write(b"")
+        await asyncio.sleep(0)
+        coalescing.writelines([b" and", b" more"])
+        await asyncio.sleep(0)
+        coalescing.write(b" last")
+        coalescing.close()  # before the next iteration: sent first
+        far.setblocking(False)
+        received = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(far, 1024), 10):
+            received += chunk
+        far.close()
+        aborted_writes: list[bytes] = []
+        near, far = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, near)
+        real_abort_write = transport.write
+        transport.write = lambda data: (aborted_writes.append(bytes(data)), real_abort_write(data))[1]
+        coalescing = CoalescingTransport(transport, loop)
+        coalescing.write(b"never sent")
+        coalescing.abort()
+        await asyncio.sleep(0)
+        far.close()
+        return written, received, aborted_writes
+
+    written, received, aborted_writes = asyncio.run(scenario())
+    assert written == [b"head body", b" and more", b" last"]
+    assert received == b"head body and more last"
+    assert aborted_writes == []
 
 
 # -- the playground ---------------------------------------------------------------------------------

@@ -5,9 +5,9 @@
 :mod:`.registry` (model names), :mod:`.schemas` (request bodies, and how they are parsed), :mod:`.errors`
 (OpenAI-style error bodies), :mod:`.guards` (API key, body size limit, token cap), :mod:`.lane` (the route answered
 before FastAPI), :mod:`.completions` (``/v1/completions``), :mod:`.inspection` (score, tokenize, detokenize,
-explain), :mod:`.app` (the routes), :mod:`.server` (sockets and worker processes) and ``playground.html`` (the
-page at ``/``). This module imports nothing, so that the command line can name its defaults without the serve
-extra installed."""
+explain), :mod:`.app` (the routes), :mod:`.coalescing` (one write per response), :mod:`.server` (sockets and
+worker processes) and ``playground.html`` (the page at ``/``). This module imports nothing, so that the command
+line can name its defaults without the serve extra installed."""
 
 #: The default most tokens one completion (or explanation) may generate: ``--max-tokens-cap``.
 MAX_TOKENS_CAP = 4096

@@ -12,7 +12,8 @@ than generating a short completion); ``workers`` processes answer up to that man
   for the workers).
 - A worker is a spawned process (the parent has threads, so it is not forked) in a process group of its own (a
   Ctrl-C at the terminal reaches the parent alone), dies with the parent (Linux's parent-death signal), loads
-  the models itself (memory-mapped: their pages are shared) and runs uvicorn on its socket.
+  the models itself (memory-mapped: their pages are shared) and runs uvicorn on its socket, with
+  :class:`memlm.serving.coalescing.HttpProtocol` (a short response in one write).
 - A worker that cannot load the models (a file gone or damaged since the parent checked it) stops the server with
   an error; one that dies later is replaced, on the same socket.
 - SIGINT, SIGTERM and SIGHUP stop the server: each worker gets SIGTERM and answers the requests in flight
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp
 
 from memlm.errors import MemlmError
 from memlm.serving.app import create_app
+from memlm.serving.coalescing import HttpProtocol
 from memlm.serving.registry import load_models
 
 #: The signals that stop a server.
@@ -140,7 +142,7 @@ def _work(settings: Settings, sock: socket.socket, options: dict, parent: int) -
     except (MemlmError, OSError) as e:
         print(f"memlm: error: worker {os.getpid()}: {e}", file=sys.stderr, flush=True)
         sys.exit(CANNOT_START)
-    uvicorn.Server(uvicorn.Config(app, **options)).run([sock])
+    uvicorn.Server(uvicorn.Config(app, http=HttpProtocol, **options)).run([sock])
 
 
 def _listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
