@@ -138,6 +138,31 @@ def test_merge_on_the_cluster_is_the_single_merge(cluster, tmp_path):
     assert proc.returncode == 0 and memlm.load(tmp_path / "cli.memlm").width == 6
 
 
+def test_a_file_changed_after_planning_is_refused(cluster, tmp_path):
+    """The pieces of a file are planned from its size; a file that changes before (or while) its pieces are
+    tokenised would give a model of two texts: the build stops with one line instead."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes())
+
+    def change(phase, done, total) -> None:
+        if phase == "tokenising on the cluster" and done == 0:  # planned, its tasks sent
+            with corpus.open("ab") as file:
+                file.write(b"\n\nOne more paragraph.\n")
+
+    with pytest.raises(CorpusError) as e:
+        memlm.train(corpus, width=3, cluster=cluster.address, progress=change)
+    assert str(e.value).startswith(f"{corpus}: the file changed during the cluster build (its size, modification")
+    # The same size, another modification time: changed too.
+    memlm.train(corpus, width=3, cluster=cluster.address)  # as it is now, it builds
+
+    def touch(phase, done, total) -> None:
+        if phase == "tokenising on the cluster" and done == 0:
+            os.utime(corpus, ns=(0, corpus.stat().st_mtime_ns + 1))
+
+    with pytest.raises(CorpusError, match="the file changed during the cluster build"):
+        memlm.train(corpus, width=3, cluster=cluster.address, progress=touch)
+
+
 def test_a_relative_temp_dir_is_the_clients(cluster, tmp_path, monkeypatch):
     """A relative --temp-dir is taken in the client's current folder, not in each worker's."""
     shard = tmp_path / "emma.shard"
@@ -308,6 +333,21 @@ def test_a_missing_input_is_an_error_before_the_scheduler_is_asked(tmp_path):
     assert proc.returncode == 1 and proc.stderr == f"memlm: error: {missing}: No such file or directory\n"
     with pytest.raises(CorpusError, match="standard input"):
         memlm.train("-", cluster=NOBODY)
+    # Nor another name of it, nor a FIFO (in a folder's files too, the FIFO given itself).
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    read_end, write_end = os.pipe()
+    try:
+        for source in ["/dev/stdin", fifo, f"/dev/fd/{read_end}"]:
+            with pytest.raises(CorpusError, match="a pipe or a device, not a regular file: a cluster's workers") as e:
+                memlm.train([TRAIN_TEXT, source], cluster=NOBODY)
+            assert str(e.value).startswith(f"{source}: standard input, ")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    proc = run_cli("train", TRAIN_TEXT, fifo, "-o", tmp_path / "m.memlm", "--cluster", NOBODY, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"memlm: error: {fifo}: standard input, a pipe")
+    assert proc.stderr.count("\n") == 1
     with pytest.raises(CorpusError, match="errors must be"):
         memlm.train(TRAIN_TEXT, errors="ignore", cluster=NOBODY)
     with pytest.raises(MemlmError, match="text_field must be a name"):

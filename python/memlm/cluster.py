@@ -47,12 +47,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import math
 import os
 import re
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -80,8 +82,8 @@ from memlm._core import (
 from memlm._core import class_counts as _class_counts
 from memlm._core import gain_terms as _gain_terms
 from memlm._core import spill_partition as _spill_partition
-from memlm.corpus import Piece, check_reading, no_text, pieces
-from memlm.errors import MemlmError
+from memlm.corpus import Piece, check_reading, no_text, pieces, source_name
+from memlm.errors import CorpusError, MemlmError
 from memlm.model import Model
 from memlm.provenance import Origins, OriginsRecorder, concatenated
 from memlm.tokenization import TokenizerSpec
@@ -145,6 +147,50 @@ def parse_cluster(value) -> Cluster:
     return Cluster(address=value, host=address["host"].strip("[]"), port=int(address["port"]))
 
 
+class Identity(NamedTuple):
+    """What tells a file from the same file changed: its size, modification time (ns) and inode number. Taken
+    when its pieces are planned and checked by each task that reads one, before and after, and by the client
+    after the tokenising, so that a file changed meanwhile is an error, not a model of two texts."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+#: Where the files are each process's own.
+_SPECIAL_FOLDERS = ("/dev/", "/proc/")
+
+
+def _identity(piece: Piece) -> Identity:
+    """The identity of a piece's file; only a regular file (whole or gzip) can be read by a cluster's workers,
+    a pipe, FIFO, terminal or device cannot, nor a file under /dev or /proc (``/dev/stdin``, ``/dev/fd/N``,
+    whatever they are), as standard input (-) cannot."""
+    try:
+        status = os.stat(piece.path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), piece.label) from None
+    # /dev/stdin or /dev/fd/N that is a regular file is still the client's own (a worker would open its own).
+    if not stat.S_ISREG(status.st_mode) or piece.path.startswith(_SPECIAL_FOLDERS):
+        raise CorpusError(
+            f"{source_name(piece.label)}: standard input, a pipe or a device, not a regular file: a cluster's "
+            "workers cannot read it: give files"
+        )
+    return Identity(status.st_size, status.st_mtime_ns, status.st_ino)
+
+
+def _check_unchanged(piece: Piece, identity: Identity) -> None:
+    """A :class:`CorpusError` when the piece's file is no longer the one planned."""
+    try:
+        now: Identity | None = _identity(piece)
+    except CorpusError:  # no longer a regular file (gone: FileNotFoundError, as opening it would raise)
+        now = None
+    if now != identity:
+        raise CorpusError(
+            f"{source_name(piece.label)}: the file changed during the cluster build (its size, modification time "
+            "or inode is not what it was when the build planned its pieces): build again once it stays the same"
+        )
+
+
 class Shard(NamedTuple):
     """A shard a task wrote: its path in the work folder, its token count, and the class counts of its tokens
     (instances per symbol, index of each symbol's first instance)."""
@@ -171,10 +217,15 @@ def train(
     metadata)."""
     check_reading(text_field, errors)
     whole = pieces(sources, piece_bytes=math.inf)  # every input exists (and none is stdin) before connecting
-    total_bytes = sum(os.path.getsize(piece.path) for piece in whole)
+    identities = {piece.path: _identity(piece) for piece in whole}  # each a regular file
+    total_bytes = sum(identity.size for identity in identities.values())
     with _session(cluster, options.temp_dir, progress) as session:
         piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_WORKER * session.threads)))
-        shards = session.tokenise(pieces(sources, piece_bytes), spec, text_field, errors, provenance)
+        # Cut from the files found above (a folder's files are not looked for again).
+        parts = [(piece, identities[piece.path]) for piece in pieces(whole, piece_bytes)]
+        shards = session.tokenise(parts, spec, text_field, errors, provenance)
+        for piece in whole:  # a file changed after its tasks ran would make the model another file's
+            _check_unchanged(piece, identities[piece.path])
         if not shards:
             raise no_text(sources)
         tokens, lengths, origins = _read_text([s.path for s in shards], provenance)
@@ -306,12 +357,17 @@ def _value(value):
     return value
 
 
-def _tokenise(piece: Piece, shard: str, spec: TokenizerSpec, text_field: str, errors: str, provenance: bool):
-    """A task: tokenises a piece of the corpus and writes it as a shard (None for a piece without text)."""
+def _tokenise(
+    piece: Piece, identity: Identity, shard: str, spec: TokenizerSpec, text_field: str, errors: str, provenance: bool
+):
+    """A task: tokenises a piece of the corpus, whose file must be as it was planned (its ``identity``), and
+    writes it as a shard (None for a piece without text)."""
     from memlm.training import encoded
 
+    _check_unchanged(piece, identity)
     recorder = OriginsRecorder() if provenance else None
     tokens, lengths = encoded([piece], spec, text_field, errors, origins=recorder)
+    _check_unchanged(piece, identity)
     if tokens.size == 0:
         return None
     origins = None if recorder is None else recorder.to_bytes()
@@ -492,12 +548,14 @@ class _Session:
         finally:
             self.client.cancel(futures)
 
-    def tokenise(self, parts: list[Piece], spec, text_field: str, errors: str, provenance: bool) -> list[Shard]:
-        """Step 1: the shards of the pieces that hold text, in corpus order."""
+    def tokenise(
+        self, parts: list[tuple[Piece, Identity]], spec, text_field: str, errors: str, provenance: bool
+    ) -> list[Shard]:
+        """Step 1: the shards of the pieces (each with its file's identity) that hold text, in corpus order."""
         spec_future = self._shared(spec)
         calls = [
-            (piece, self.path(f"piece-{i}.shard"), spec_future, text_field, errors, provenance)
-            for i, piece in enumerate(parts)
+            (piece, identity, self.path(f"piece-{i}.shard"), spec_future, text_field, errors, provenance)
+            for i, (piece, identity) in enumerate(parts)
         ]
         return [s for s in self._tasks("tokenising on the cluster", _tokenise, calls) if s is not None]
 
