@@ -279,15 +279,17 @@ def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):
         [*command, "--temp-dir", shared],
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's command is
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # whatever this test's runner ignores
     )
     deadline = time.monotonic() + 60
     while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to the build's process and its workers
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 130 and stderr.strip().splitlines()[-1] == "memlm: interrupted", stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr  # the workers' were 66 lines
     assert model.read_bytes() == b"old" and list(shared.iterdir()) == []
 
 
@@ -318,6 +320,11 @@ def test_cluster_addresses_that_parse():
     assert parse_cluster("tcp://[::1]:8786").address == "tcp://[::1]:8786"
     assert parse_cluster("tcp://scheduler.example.org:1").address == "tcp://scheduler.example.org:1"
     assert parse_cluster("local:3").local_workers == 3
+    # local:N: at most four worker processes per CPU.
+    most = 4 * (os.cpu_count() or 1)
+    assert parse_cluster(f"local:{most}").local_workers == most
+    with pytest.raises(MemlmError, match=f"local:N needs from 1 to {most} workers \\(4 per CPU of this machine\\)"):
+        parse_cluster(f"local:{most + 1}")
     for value in [None, 2, b"local:2", ["local:2"]]:
         with pytest.raises(MemlmError, match="must be a str"):
             parse_cluster(value)

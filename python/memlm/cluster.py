@@ -53,6 +53,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -88,8 +89,16 @@ from memlm.model import Model
 from memlm.provenance import Origins, OriginsRecorder, concatenated
 from memlm.tokenization import TokenizerSpec
 
-#: The most workers ``local:N`` starts (each a process).
-MAX_LOCAL_WORKERS = 1024
+#: The most worker processes ``local:N`` starts per CPU of this machine (:func:`max_local_workers`): more would
+#: only share the CPUs, each holding the text.
+LOCAL_WORKERS_PER_CPU = 4
+
+
+def max_local_workers() -> int:
+    """The most workers ``local:N`` starts (each a process): :data:`LOCAL_WORKERS_PER_CPU` per CPU."""
+    return LOCAL_WORKERS_PER_CPU * (os.cpu_count() or 1)
+
+
 #: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
 CONNECT_SECONDS = 10
 #: Seconds Dask's handshake with the scheduler may take in all (it can hang against something that is no scheduler).
@@ -129,15 +138,18 @@ class Cluster:
 
 def parse_cluster(value) -> Cluster:
     """A cluster as the ``cluster`` argument or ``--cluster`` gives it: ``tcp://HOST:PORT`` (HOST a name, an
-    IPv4 address or a bracketed IPv6 one, PORT 1..65535) or ``local:N`` (N workers, 1..:data:`MAX_LOCAL_WORKERS`);
+    IPv4 address or a bracketed IPv6 one, PORT 1..65535) or ``local:N`` (N workers, 1..:func:`max_local_workers`);
     anything else is a :class:`MemlmError` that shows it."""
     forms = "give tcp://HOST:PORT (a running Dask scheduler) or local:N (N worker processes on this machine)"
     if not isinstance(value, str):
         raise MemlmError(f"cluster must be a str ({forms}), got {value!r}")
     if local := _LOCAL.fullmatch(value):
         workers = int(local["workers"])
-        if not 1 <= workers <= MAX_LOCAL_WORKERS:
-            raise MemlmError(f"local:N needs from 1 to {MAX_LOCAL_WORKERS} workers, got {value!r}")
+        if not 1 <= workers <= max_local_workers():
+            raise MemlmError(
+                f"local:N needs from 1 to {max_local_workers()} workers ({LOCAL_WORKERS_PER_CPU} per CPU of this "
+                f"machine), got {value!r}"
+            )
         return Cluster(local_workers=workers)
     address = _ADDRESS.fullmatch(value)
     if address is None:
@@ -299,6 +311,7 @@ def _client(distributed, cluster: Cluster):
                 # Its HTTP server (there even without a dashboard) on a free port of the loopback interface only.
                 dashboard_address="127.0.0.1:0",
                 silence_logs=logging.CRITICAL,  # a task's error is raised here, not logged there
+                preload=[__name__],  # dask_setup: the workers leave Ctrl-C to this process
                 env={"RAYON_NUM_THREADS": str(threads)},
             ) as local,
             distributed.Client(local, set_as_default=False) as client,
@@ -311,6 +324,14 @@ def _client(distributed, cluster: Cluster):
         except (TimeoutError, OSError):
             raise MemlmError(f"the Dask scheduler at {cluster} has no workers") from None
         yield client
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run in each worker process of a ``local:N`` cluster as it starts (restarted ones
+    too): the process ignores SIGINT. Ctrl-C in a terminal goes to every process of its group, and a worker's
+    KeyboardInterrupt was a page of tracebacks under the build's one line; the build's process stops them."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _connected(distributed, cluster: Cluster):
