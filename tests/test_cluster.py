@@ -6,6 +6,7 @@ before any task is sent."""
 import gzip
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,12 +58,13 @@ class DaskCluster:
         self.address = json.loads(scheduler_file.read_text())["address"]
         self.add_workers(workers)
 
-    def add_workers(self, workers: int, *options: str) -> None:
-        """Starts workers (with more ``options`` of `dask worker`) and waits until they have joined."""
+    def add_workers(self, workers: int, *options: str, prefix: tuple[str, ...] = ()) -> None:
+        """Starts workers (with more ``options`` of `dask worker`, its command after a ``prefix``) and waits until
+        they have joined."""
         before = len(self.workers)
         self.workers += [
             subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1"]
+                [*prefix, sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1"]
                 + ["--no-nanny", "--nthreads", "1", "--no-dashboard", "--memory-limit", "0", *options],
                 stderr=subprocess.DEVNULL,
                 env={**os.environ, "RAYON_NUM_THREADS": "1"},  # one core thread each: two on a two-core machine
@@ -72,6 +74,17 @@ class DaskCluster:
         if workers:
             with self.client() as client:
                 client.wait_for_workers(workers + sum(w.poll() is None for w in self.workers[:before]), timeout=60)
+
+    def drop_worker(self) -> None:
+        """Kills the last worker started and waits until the scheduler has let it go."""
+        worker = self.workers.pop()
+        worker.kill()
+        worker.wait()
+        with self.client() as client:
+            deadline = time.monotonic() + 30
+            while len(client.nthreads()) > sum(w.poll() is None for w in self.workers):
+                assert time.monotonic() < deadline, "the scheduler kept a killed worker"
+                time.sleep(0.05)
 
     def client(self):
         return distributed.Client(self.address, timeout=30, set_as_default=False)
@@ -230,16 +243,27 @@ def _when_a_task_runs(client, builder: threading.Thread) -> str:
         time.sleep(0.005)
 
 
-def test_workers_that_all_die_end_the_build_with_one_line(tmp_path, monkeypatch):
-    """Dask waits forever for a worker to come back: the build does not, and says why. A worker that dies in the
-    start-up check (here: its memlm made to exit there, by a preload module) is one line too."""
+def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch):
+    """Dask waits forever for a worker to come back: the build does not, and says why. A worker that cannot
+    write to the work folder (here: mounted read-only for it), or that dies in the start-up check (its memlm
+    made to exit there, by a preload module), is one line before any task too."""
     monkeypatch.setattr(memlm.cluster, "NO_WORKERS_SECONDS", 2)
-    corpus = tmp_path / "corpus.txt"
+    corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 3)
+    shared.mkdir()
     dies = tmp_path / "dies_at_check.py"
-    dies.write_text("import os\nimport memlm.cluster\nmemlm.cluster._worker_state = lambda work: os._exit(1)\n")
+    dies.write_text("import os\nimport memlm.cluster\nmemlm.cluster._worker_state = lambda *_: os._exit(1)\n")
     own = DaskCluster(tmp_path, workers=0)
     try:
+        # A mount namespace of its own, where the shared folder is read-only (needs root, or user namespaces).
+        mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
+        read_only = ("unshare", "-m", "sh", "-c", mount)
+        if shutil.which("unshare") and subprocess.run([*read_only[:2], "true"], check=False).returncode == 0:
+            own.add_workers(1, prefix=(*read_only, str(shared)))
+            with pytest.raises(MemlmError, match="cannot read and write the work folder .*Read-only file system") as e:
+                memlm.train(corpus, width=4, cluster=own.address, temp_dir=shared)
+            assert "\n" not in str(e.value) and list(shared.iterdir()) == []
+            own.drop_worker()
         own.add_workers(1, "--preload", str(dies))
         with pytest.raises(MemlmError, match="every Dask worker of .* left the cluster during the start-up check") as e:
             memlm.train(corpus, width=4, cluster=own.address)

@@ -29,10 +29,11 @@ Files pass through a work folder, a new folder inside ``temp_dir`` that the clie
 the same path: shared storage (NFS, Lustre, a cluster's scratch) for workers on other machines; for
 ``local:N`` any local folder (the system's temporary folder by default). Shards and spilled partitions go
 there; only small results (class counts, weight terms) pass through Dask. The corpus must be readable by the
-workers at the same absolute paths. The folder is removed at the end, whatever happens. Checked before any
-task is sent: the arguments, every input file (missing: :class:`FileNotFoundError`), the scheduler (one
-:class:`MemlmError` line when it cannot be reached or has no workers), and that every worker has this memlm
-and sees the work folder.
+workers at the same absolute paths. The folder is removed at the end, whatever happens, after the client is
+closed (a client killed outright leaves it behind). Checked before any task is sent: the arguments, every
+input file (missing: :class:`FileNotFoundError`; not a regular file: :class:`CorpusError`), the scheduler
+(one :class:`MemlmError` line when it cannot be reached or has no workers), and that every worker has this
+memlm and can read and write the work folder.
 
 A worker that dies mid-build (killed, out of memory, its machine gone) is Dask's to handle: the scheduler
 runs its tasks again on the others (tasks are deterministic and write atomically, so the model is the
@@ -286,16 +287,28 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
     except ImportError:
         raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"') from None
     with contextlib.ExitStack() as stack:
-        client = stack.enter_context(_client(distributed, cluster))
-        # Absolute: a relative folder would be taken in each worker's own current folder.
+        # Absolute: a relative folder would be taken in each worker's own current folder. Made before the client,
+        # so removed after it is closed (a local cluster's workers stopped, a remote scheduler told to forget the
+        # build's tasks), not while tasks still write into it.
         work = Path(
             tempfile.mkdtemp(prefix="memlm-cluster-", dir=None if temp_dir is None else Path(temp_dir).absolute())
         )
-        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        stack.callback(_remove, work)
+        client = stack.enter_context(_client(distributed, cluster))
         session = _Session(client, cluster, work, progress)
         session.check_workers()
         stack.callback(session.forget)
         yield session
+
+
+def _remove(work: Path) -> None:
+    """Removes the work folder (again, a moment later, should a remote worker's task that was still running have
+    written into it meanwhile)."""
+    for attempt in range(3):
+        shutil.rmtree(work, ignore_errors=True)
+        if not work.exists():
+            return
+        time.sleep(0.5 * (attempt + 1))
 
 
 @contextlib.contextmanager
@@ -363,9 +376,21 @@ def _connected(distributed, cluster: Cluster):
     raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason:.200})")
 
 
-def _worker_state(work: str) -> tuple[str, int, bool]:
-    """What a worker has: its memlm's version and model format, and whether it sees the work folder."""
-    return __version__, FORMAT_VERSION, os.path.isdir(work)
+def _worker_state(work: str, probe: str, content: bytes) -> tuple[str, int, str | None]:
+    """What a worker has: its memlm's version and model format, and what keeps it from using the work folder
+    (None: it reads there the ``probe`` file the client wrote, with its ``content``, and writes a file of its
+    own)."""
+    try:
+        with open(os.path.join(work, probe), "rb") as file:
+            if file.read() != content:
+                return __version__, FORMAT_VERSION, "another folder is at that path there: it is not shared"
+        own = os.path.join(work, f"probe-{uuid.uuid4().hex}")
+        with open(own, "wb") as file:
+            file.write(content)
+        os.remove(own)
+    except OSError as e:
+        return __version__, FORMAT_VERSION, _reason(e)
+    return __version__, FORMAT_VERSION, None
 
 
 def _reason(error: BaseException) -> str:
@@ -398,20 +423,24 @@ def _tokenise(
 
 #: The text of the shards the worker's last task read, by (paths, width): kept for its next tasks of the build.
 _TEXT: dict[tuple[tuple[str, ...], int], ShardText] = {}
+#: Held while :data:`_TEXT` is looked at or changed: a worker may run several tasks at once, in threads.
+_TEXT_LOCK = threading.Lock()
 
 
 def _shard_text(shards: list[str], width: int) -> ShardText:
     """The windows of the shards' text at ``width``, read once per worker (the last shards read are kept)."""
     key = (tuple(shards), width)
-    if key not in _TEXT:
-        _TEXT.clear()
-        _TEXT[key] = ShardText(shards, width)
-    return _TEXT[key]
+    with _TEXT_LOCK:  # another thread that needs the same text waits for this one to read it
+        if key not in _TEXT:
+            _TEXT.clear()
+            _TEXT[key] = ShardText(shards, width)
+        return _TEXT[key]
 
 
 def _forget_text() -> None:
     """Run on every worker when a build ends: the text it kept goes."""
-    _TEXT.clear()
+    with _TEXT_LOCK:
+        _TEXT.clear()
 
 
 def _weigh(shards: list[str], width: int, features: tuple[int, int], values: tuple[int, int]):
@@ -454,10 +483,13 @@ class _Session:
             self.client.run(_forget_text)
 
     def check_workers(self) -> None:
-        """Every worker runs this memlm and sees the work folder (one that dies meanwhile is left out; none left:
+        """Every worker runs this memlm and can read and write the work folder (one that dies meanwhile is left out; none left:
         an error)."""
         cluster = self.cluster
-        states = self.client.run(_worker_state, str(self.work), on_error="return")
+        probe, content = "probe", uuid.uuid4().bytes
+        (self.work / probe).write_bytes(content)
+        states = self.client.run(_worker_state, str(self.work), probe, content, on_error="return")
+        (self.work / probe).unlink()
         left = []
         for worker, state in states.items():
             if isinstance(state, ImportError):
@@ -467,16 +499,16 @@ class _Session:
                 continue
             if isinstance(state, BaseException):
                 raise MemlmError(f"worker {worker} of {cluster} failed the start-up check: {_reason(state)}")
-            version, model_format, sees = state
+            version, model_format, problem = state
             if (version, model_format) != (__version__, FORMAT_VERSION):
                 raise MemlmError(
                     f"worker {worker} runs memlm {version} (model format {model_format}), this client "
                     f"memlm {__version__} (model format {FORMAT_VERSION}): install the same on every worker"
                 )
-            if not sees:
+            if problem is not None:
                 raise MemlmError(
-                    f"worker {worker} does not see the work folder {self.work}: give --temp-dir (temp_dir) a folder "
-                    "on storage that the client and every worker share, at the same path"
+                    f"worker {worker} cannot read and write the work folder {self.work} ({problem}): give --temp-dir "
+                    "(temp_dir) a folder on storage that the client and every worker share, at the same path"
                 )
         if len(left) == len(states):
             raise MemlmError(
