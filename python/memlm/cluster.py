@@ -483,8 +483,8 @@ class _Session:
             self.client.run(_forget_text)
 
     def check_workers(self) -> None:
-        """Every worker runs this memlm and can read and write the work folder (one that dies meanwhile is left out; none left:
-        an error)."""
+        """Every worker runs this memlm and can read and write the work folder (one that dies meanwhile is left
+        out; none left: an error)."""
         cluster = self.cluster
         probe, content = "probe", uuid.uuid4().bytes
         (self.work / probe).write_bytes(content)
