@@ -6,22 +6,26 @@ One model is trained (W=16 on `--train-file`, by default Jane Austen's novels) a
 from a subprocess on 127.0.0.1 (a free port; nothing leaves the machine). The prompts are the first sentences of
 Persuasion's paragraphs (held-out text), taken in turn. In the same run:
 
-- `Model.generate` in this process (the model loaded from its file, memory-mapped as the server's): every
-  prompt of the load, greedy, `--max-tokens` new tokens each, one after another; tokens/s = generated
-  tokens / wall time of the second of two such passes (the first warms the tokenizer's and the model's
-  caches up, as the server's first pass does);
 - the HTTP ceiling: `--completions` requests of `GET /health` from the same clients, requests/s (what the
   server's HTTP stack answers when a route does no work);
-- the load: `--clients` concurrent clients (each one keep-alive connection) send `--completions` requests
-  of `POST /v1/completions` in all (`temperature` 0, `max_tokens` `--max-tokens`): latency per request
-  (p50, p95, p99, max), requests/s and generated tokens/s (from the responses' usage). An error is a
-  status other than 200, a body that is not a completion, a completion of fewer tokens or whose text is not
-  `Model.generate`'s for the same prompt (greedy: they must be identical), or a request still unanswered
-  after `--request-timeout` s; the load stops at `--timeout` s whatever is left (counted as errors). The
-  load runs twice; the second is measured, the errors of both are counted.
+- `--repeats` rounds, each of `Model.generate` in this process (the model loaded from its file, memory-mapped as
+  the server's: every prompt of the load, greedy, `--max-tokens` new tokens each, one after another; tokens/s =
+  generated tokens / wall time) and then the load: `--clients` concurrent clients (each one keep-alive
+  connection) send `--completions` requests of `POST /v1/completions` in all (`temperature` 0, `max_tokens`
+  `--max-tokens`): requests/s, generated tokens/s (from the responses' usage), the CPU time of the server's
+  processes and of the clients, and their ratio to `Model.generate`'s tokens/s of the same round (the machine's
+  speed drifts: a round's two measures are taken back to back). The headline is the median round's ratio;
+  latency per request (p50, p95, p99, max) is over every round. Before the rounds, one pass of each warms the
+  caches up (the tokenizer's, the model's, the server's) and gives the texts every answer must have.
 
-Must hold: zero errors, and the served tokens/s at least `TARGET_RATIO` x `Model.generate`'s. Writes
-bench/out/serve_load.json and .md. The clients, the server and its thread pool share this machine's cores.
+An error is a status other than 200, a body that is not a completion, a completion of fewer tokens or whose text
+is not `Model.generate`'s for the same prompt (greedy: they must be identical), or a request still unanswered after
+`--request-timeout` s; a load stops at `--timeout` s whatever is left (counted as errors). The clients are asyncio
+protocols on uvloop (no task or stream per request) and check the answers once a load is over: they share the
+cores with the server, and should take as little of them as they can, as a load generator in C would.
+
+Must hold: zero errors, and the served tokens/s at least `TARGET_RATIO` x `Model.generate`'s (the median round).
+Writes bench/out/serve_load.json and .md. The clients, the server and its thread pool share this machine's cores.
 """
 
 from __future__ import annotations
@@ -79,48 +83,102 @@ async def exchange(reader, writer, request: bytes) -> tuple[int, bytes]:
     """Sends ``request`` and reads the response (status, body); the server sends a Content-Length."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
+    status, length = parse_head(head)
+    return status, await reader.readexactly(length)
+
+
+def parse_head(head: bytes) -> tuple[int, int]:
+    """(the status, the Content-Length) of a response's head (its bytes up to the blank line)."""
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-    body = await reader.readexactly(int(headers["content-length"]))
-    return int(lines[0].split()[1]), body
+    return int(lines[0].split()[1]), int(headers["content-length"])
+
+
+class Client(asyncio.Protocol):
+    """One client: a keep-alive connection that sends the next request of ``load`` as soon as the last is
+    answered, reading responses straight off the socket (an asyncio protocol: no task or stream per request, so
+    that the clients, which share the cores with the server, take as little CPU time as they can). Each answer is
+    kept, (index, status, body), to be checked once the load is over."""
+
+    def __init__(self, load: LoadRun):
+        self.load, self.buffer, self.index, self.started = load, b"", -1, 0.0
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.send_next()
+
+    def send_next(self) -> None:
+        if not self.load.queue:
+            self.transport.close()
+            return
+        self.index, request = self.load.queue.pop()
+        self.started = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        status, length = parse_head(self.buffer[: end + 4])
+        if len(self.buffer) < end + 4 + length:
+            return
+        self.load.latencies.append(time.perf_counter() - self.started)
+        self.load.answers.append((self.index, status, self.buffer[end + 4 : end + 4 + length]))
+        self.buffer, self.index = self.buffer[end + 4 + length :], -1
+        self.send_next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.index >= 0:
+            self.load.errors.append(f"request {self.index}: the connection was lost ({exc!r})")
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+@dataclass
+class LoadRun:
+    """A load in progress: the requests still to send (popped from the end), and what came back."""
+
+    queue: list[tuple[int, bytes]]
+    latencies: list[float] = field(default_factory=list)
+    answers: list[tuple[int, int, bytes]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 async def run_load(port: int, requests: list[bytes], expected: list[str] | None, args) -> Load:
-    """``requests`` sent by ``args.clients`` clients, each taking the next one when done with its last;
-    with ``expected``, each answer must be a completion of ``args.max_tokens`` tokens and that text."""
-    load, queue = Load(), list(enumerate(requests))
-    queue.reverse()
+    """``requests`` sent by ``args.clients`` clients, each taking the next one when done with its last; a request
+    unanswered after ``args.request_timeout`` s ends its connection (an error; the client reconnects). Once all are
+    answered (or ``args.timeout`` s passed), each answer is checked: with ``expected``, it must be a completion of
+    ``args.max_tokens`` tokens and that text."""
+    loop = asyncio.get_running_loop()
+    run = LoadRun(list(enumerate(requests))[::-1])
 
     async def client() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while queue:
-                index, request = queue.pop()
-                started = time.perf_counter()
-                try:
-                    status, body = await asyncio.wait_for(exchange(reader, writer, request), args.request_timeout)
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
-                    load.errors.append(f"request {index}: {type(e).__name__} {e}")
-                    writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    continue
-                load.latencies.append(time.perf_counter() - started)
-                problem = check(status, body, None if expected is None else expected[index], args.max_tokens, load)
-                if problem:
-                    load.errors.append(f"request {index}: {problem}")
-        finally:
-            writer.close()
+        while run.queue:
+            _, protocol = await loop.create_connection(lambda: Client(run), "127.0.0.1", port)
+            while not protocol.closed.done():
+                await asyncio.wait([protocol.closed], timeout=1.0)
+                if protocol.index >= 0 and time.perf_counter() - protocol.started > args.request_timeout:
+                    run.errors.append(f"request {protocol.index}: no answer after {args.request_timeout} s")
+                    protocol.index = -1
+                    protocol.transport.abort()
 
     started = time.perf_counter()
     tasks = [asyncio.ensure_future(client()) for _ in range(args.clients)]
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
-    load.seconds = time.perf_counter() - started
+    load = Load(latencies=run.latencies, errors=run.errors, seconds=time.perf_counter() - started)
+    unanswered = len(requests) - len(run.answers) - len(run.errors)  # each error so far is one request lost
     for task in pending:
         task.cancel()
     for task in done:
         if task.exception() is not None:
             load.errors.append(f"a client failed: {task.exception()!r}")
-    unanswered = len(requests) - len(load.latencies) - len(load.errors)
+    for index, status, body in run.answers:
+        problem = check(status, body, None if expected is None else expected[index], args.max_tokens, load)
+        if problem:
+            load.errors.append(f"request {index}: {problem}")
     if unanswered > 0:
         load.errors.append(f"{unanswered} requests unanswered after {args.timeout} s")
     return load
@@ -191,36 +249,57 @@ async def _one(port: int, request: bytes) -> tuple[int, bytes]:
         writer.close()
 
 
+def round_report(load: Load, generate_seconds: float, server_cpu: float, client_cpu: float, args) -> dict:
+    """One round's figures: `Model.generate`'s pass (``generate_seconds``) and the load after it, and their ratio."""
+    generate_tokens_per_s = args.completions * args.max_tokens / generate_seconds
+    return {
+        "generate_tokens_per_s": generate_tokens_per_s,
+        "generate_us_per_call": generate_seconds / args.completions * 1e6,
+        "seconds": load.seconds,
+        "requests_per_s": len(load.latencies) / load.seconds,
+        "tokens_per_s": load.tokens / load.seconds,
+        "ratio": load.tokens / load.seconds / generate_tokens_per_s,
+        "server_cpu_us_per_request": server_cpu / args.completions * 1e6,
+        "client_cpu_us_per_request": client_cpu / args.completions * 1e6,
+    }
+
+
 def percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3 if values else float("nan")
 
 
 def markdown(report: dict) -> str:
-    load, baseline = report["load"], report["generate"]
+    load = report["load"]
+    low, high = report["ratio_range"]
     lines = [
         f"`memlm serve` on 127.0.0.1: W={report['width']}, trained on {report['train_file']} "
         f"({report['train_tokens']:,} tokens), {report['workers']} server processes without access log; "
         f"{report['clients']} clients, {report['completions']:,} completions "
-        f"of {report['max_tokens']} tokens (greedy); {report['machine']}; load average before the run "
-        f"{report['load_average']}",
+        f"of {report['max_tokens']} tokens (greedy) in each of {len(report['rounds'])} rounds; {report['machine']}; "
+        f"load average before the run {report['load_average']}",
+        "",
+        "| round | `Model.generate` tokens/s (µs per call) | served completions/s | served tokens/s | ratio | "
+        "CPU µs per completion: server / clients |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {number} | {r['generate_tokens_per_s']:,.0f} ({r['generate_us_per_call']:.0f}) | "
+            f"{r['requests_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {r['ratio']:.2f} | "
+            f"{r['server_cpu_us_per_request']:.0f} / {r['client_cpu_us_per_request']:.0f} |"
+            for number, r in enumerate(report["rounds"], 1)
+        ),
         "",
         "| measure | value |",
         "|---|---|",
-        f"| errors | {load['error_count']} |",
-        f"| latency p50 / p95 / p99 / max, ms | {load['p50_ms']:.1f} / {load['p95_ms']:.1f} / "
+        f"| errors (all rounds and the warm-up) | {load['error_count']} |",
+        f"| latency p50 / p95 / p99 / max (all rounds), ms | {load['p50_ms']:.1f} / {load['p95_ms']:.1f} / "
         f"{load['p99_ms']:.1f} / {load['max_ms']:.1f} |",
-        f"| served completions/s | {load['requests_per_s']:,.0f} |",
-        f"| served tokens/s | {load['tokens_per_s']:,.0f} |",
-        f"| `Model.generate` in one process, tokens/s | {baseline['tokens_per_s']:,.0f} "
-        f"({baseline['us_per_call']:.0f} µs per call) |",
-        f"| served / `Model.generate` | **{report['ratio']:.2f}** |",
-        f"| CPU time per completion: server (all processes) / clients, µs | {load['server_cpu_us_per_request']:.0f} / "
-        f"{load['client_cpu_us_per_request']:.0f} |",
+        f"| served / `Model.generate`: median round (lowest, highest) | **{report['ratio']:.2f}** ({low:.2f}, "
+        f"{high:.2f}) |",
         f"| HTTP ceiling: `GET /health` requests/s (x {report['max_tokens']} tokens) | "
         f"{report['health_requests_per_s']:,.0f} ({report['health_requests_per_s'] * report['max_tokens']:,.0f}) |",
         "",
         "- zero errors: " + ("met" if not load["error_count"] else f"**not met** ({load['error_count']})"),
-        f"- served tokens/s >= {TARGET_RATIO:g} x `Model.generate`'s: "
+        f"- served tokens/s >= {TARGET_RATIO:g} x `Model.generate`'s (the median round): "
         + ("met" if report["ratio"] >= TARGET_RATIO else "**not met**"),
     ]
     return "\n".join(lines) + "\n"
@@ -236,8 +315,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="server processes (memlm serve --workers)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the load may take in all")
     parser.add_argument("--request-timeout", type=float, default=60.0, help="seconds one request may take")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of Model.generate's pass and the load")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = parser.parse_args(argv)
+    if min(args.repeats, args.clients, args.completions) < 1:
+        parser.error("--repeats, --clients and --completions must be at least 1")
     work = args.out / "work"
     work.mkdir(parents=True, exist_ok=True)
     load_average = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -250,16 +332,6 @@ def main(argv: list[str] | None = None) -> None:
     chosen = [prompts[i % len(prompts)] for i in range(args.completions)]
 
     expected = [model.generate(p, max_new_tokens=args.max_tokens) for p in chosen]  # the warm-up pass
-    started = time.perf_counter()
-    again = [model.generate(p, max_new_tokens=args.max_tokens) for p in chosen]
-    generate_seconds = time.perf_counter() - started
-    assert again == expected, "greedy generation is not repeatable"
-    baseline = {
-        "tokens_per_s": len(chosen) * args.max_tokens / generate_seconds,
-        "us_per_call": generate_seconds / len(chosen) * 1e6,
-    }
-    print(f"Model.generate: {baseline['tokens_per_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
-
     port = free_port()
     server = start_server(model_path, port, args.workers, work / "serve_load.log")
     try:
@@ -269,15 +341,26 @@ def main(argv: list[str] | None = None) -> None:
         ]
         requests = [request_bytes("POST", "/v1/completions", b) for b in bodies]
         warm = run_clients(run_load(port, requests, expected, args))  # the warm-up pass: checked, not timed
-        server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
-        load = run_clients(run_load(port, requests, expected, args))
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
-        load.errors[:0] = [f"warm-up {error}" for error in warm.errors]
+        errors = [f"warm-up {error}" for error in warm.errors]
+        rounds, latencies = [], []
+        for number in range(args.repeats):
+            started = time.perf_counter()
+            again = [model.generate(p, max_new_tokens=args.max_tokens) for p in chosen]
+            generate_seconds = time.perf_counter() - started
+            assert again == expected, "greedy generation is not repeatable"
+            server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
+            load = run_clients(run_load(port, requests, expected, args))
+            server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
+            rounds.append(round_report(load, generate_seconds, server_cpu, client_cpu, args))
+            latencies += load.latencies
+            errors += [f"round {number + 1} {error}" for error in load.errors]
+            print(f"round {number + 1}: ratio {rounds[-1]['ratio']:.2f}", file=sys.stderr, flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
-    latencies = load.latencies
+    ratios = sorted(r["ratio"] for r in rounds)
+    median = min(rounds, key=lambda r: abs(r["ratio"] - ratios[len(ratios) // 2]))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "load_average": load_average,
@@ -288,24 +371,21 @@ def main(argv: list[str] | None = None) -> None:
         "workers": args.workers,
         "completions": args.completions,
         "max_tokens": args.max_tokens,
-        "generate": baseline,
         "health_requests_per_s": len(health.latencies) / health.seconds,
+        "rounds": rounds,
         "load": {
-            "errors": load.errors[:20],
-            "error_count": len(load.errors),
-            "seconds": load.seconds,
+            **median,
+            "errors": errors[:20],
+            "error_count": len(errors),
             "p50_ms": percentile_ms(latencies, 50),
             "p95_ms": percentile_ms(latencies, 95),
             "p99_ms": percentile_ms(latencies, 99),
             "max_ms": max(latencies, default=float("nan")) * 1e3,
-            "requests_per_s": len(latencies) / load.seconds,
-            "tokens_per_s": load.tokens / load.seconds,
-            "server_cpu_us_per_request": server_cpu / args.completions * 1e6,
-            "client_cpu_us_per_request": client_cpu / args.completions * 1e6,
         },
+        "ratio": median["ratio"],
+        "ratio_range": [ratios[0], ratios[-1]],
     }
-    report["ratio"] = report["load"]["tokens_per_s"] / baseline["tokens_per_s"]
-    report["errors_met"] = not load.errors
+    report["errors_met"] = not errors
     report["ratio_met"] = report["ratio"] >= TARGET_RATIO
     (args.out / "serve_load.json").write_text(json.dumps(report, indent=2))
     table = markdown(report)

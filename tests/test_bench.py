@@ -139,11 +139,13 @@ def test_serve_load_smoke(tmp_path):
     sample = str(Path(__file__).resolve().parent.parent / "data" / "austen_emma_sample.txt")
     serve_load.main(
         ["--train-file", sample, "--width", "4", "--clients", "4", "--completions", "40", "--max-tokens", "8"]
-        + ["--out", str(tmp_path)]
+        + ["--repeats", "2", "--out", str(tmp_path)]
     )
     report = json.loads((tmp_path / "serve_load.json").read_text())
     assert report["load"]["error_count"] == 0 and report["errors_met"]
     assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"] and report["ratio"] > 0
+    assert len(report["rounds"]) == 2 and report["ratio_range"][0] <= report["ratio"] <= report["ratio_range"][1]
+    assert all(r["tokens_per_s"] > 0 and r["generate_tokens_per_s"] > 0 for r in report["rounds"])
 
 
 def test_cluster_build_smoke(tmp_path):

@@ -25,7 +25,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import memlm
-from bench.common import SHARED_DATA
 
 from conftest import ROOT, TRAIN_TEXT
 
@@ -618,17 +617,6 @@ def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
         command = [sys.executable, "-m", "memlm", "serve", *map(str, arguments), *port]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert (proc.returncode, proc.stderr.strip()) == (1, f"memlm: error: {message}")
-
-
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not there")
-def test_load_benchmark_smoke(tmp_path):
-    from bench import serve_load
-
-    args = ["--train-file", str(TRAIN_TEXT), "--width", "4", "--clients", "4", "--completions", "40"]
-    serve_load.main([*args, "--max-tokens", "8", "--out", str(tmp_path)])
-    report = json.loads((tmp_path / "serve_load.json").read_text())
-    assert report["load"]["error_count"] == 0 and report["load"]["tokens_per_s"] > 0
-    assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"]
 
 
 def _workers(server_pid: int) -> set[int]:

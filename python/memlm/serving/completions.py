@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -94,7 +94,8 @@ def start(model: memlm.Model, request: CompletionRequest, max_tokens_cap: int) -
     prompts = [_prompt(model, p) for p in request.prompts()]
     _within_budget(request, prompts)
     sampled = request.temperature > 0
-    choices = []
+    plain = not request.echo and request.logprobs is None
+    choices: list[Iterator[Piece]] = []
     for prompt in prompts:
         for j in range(request.n):
             options = {
@@ -106,16 +107,18 @@ def start(model: memlm.Model, request: CompletionRequest, max_tokens_cap: int) -
                 "seed": None if request.seed is None else (request.seed + j) % _SEEDS,
             }
             # Streamed or cut at a stop string: the ids as they come (no more are generated than are read);
-            # else all at once (fewer calls into the core).
-            generated = (
-                model.stream_ids(prompt.ids, **options)
-                if request.stream or stops
-                else iter([model.generate_ids(prompt.ids, **options)])
-            )
-            choices.append(_pieces(model, prompt, generated, request, stops))
+            # else all at once (fewer calls into the core), and a plain choice is one piece.
+            if request.stream or stops:
+                choices.append(_pieces(model, prompt, model.stream_ids(prompt.ids, **options), request, stops))
+                continue
+            ids = model.generate_ids(prompt.ids, **options)
+            if plain and len(ids) <= DECODE_SLICE:
+                choices.append(iter([_whole(model, ids, request.max_tokens)]))
+            else:
+                choices.append(_pieces(model, prompt, iter([ids]), request, stops))
     prompt_tokens = sum(len(p.ids) for p in prompts)
     asked = request.logprobs is not None
-    return Completion(f"cmpl-{uuid.uuid4().hex}", int(time.time()), request.model, prompt_tokens, asked, choices)
+    return Completion(f"cmpl-{secrets.token_hex(16)}", int(time.time()), request.model, prompt_tokens, asked, choices)
 
 
 #: Tokens one request may generate in all (choices x max_tokens), and score with ``logprobs`` in all (choices x
@@ -167,6 +170,12 @@ def _prompt(model: memlm.Model, prompt: str | list[int]) -> Prompt:
         return Prompt(known_ids(model, prompt, "prompt"), model.decode(prompt))
     except MemlmError as e:
         raise APIError(400, str(e), "prompt", "invalid_value") from None
+
+
+def _whole(model: memlm.Model, ids: list[int], max_tokens: int) -> Piece:
+    """A choice of ``ids`` (at most :data:`DECODE_SLICE`) without echo, logprobs or stop strings, as one piece:
+    the text :func:`_pieces` gives in pieces, decoded at once."""
+    return Piece(model.tokenizer.decode(ids), None, "length" if len(ids) == max_tokens else "stop", len(ids))
 
 
 def _pieces(

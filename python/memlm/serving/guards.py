@@ -33,14 +33,17 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        given = headers.get(b"authorization", b"")
+        given, declared = b"", None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+            elif name == b"content-length":
+                declared = value
         if self._locked(scope["path"]) and not hmac.compare_digest(given, self.expected or b""):
             message = "a valid API key is needed: send the header 'Authorization: Bearer KEY'"
             error = APIError(401, message, None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
             await error_response(error)(scope, receive, send)
             return
-        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(scope, receive, send)
             return
