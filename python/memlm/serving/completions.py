@@ -22,6 +22,7 @@ answered on the event loop; generation itself runs in the core with the GIL rele
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
@@ -41,6 +42,10 @@ from memlm.serving.schemas import CompletionRequest
 
 log = logging.getLogger("memlm.serve")
 
+#: A completion's id: ``cmpl-`` and 32 hex digits, random ones for this process then its count of completions (unique
+#: without a system call per request).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
 #: Seeds wrap here (``seed + j`` of choice ``j``).
 _SEEDS = 2**64
 #: The most ids decoded in one call: the tokenizer holds the GIL while it decodes (about 0.15 µs per id),
@@ -118,7 +123,8 @@ def start(model: memlm.Model, request: CompletionRequest, max_tokens_cap: int) -
                 choices.append(_pieces(model, prompt, iter([ids]), request, stops))
     prompt_tokens = sum(len(p.ids) for p in prompts)
     asked = request.logprobs is not None
-    return Completion(f"cmpl-{secrets.token_hex(16)}", int(time.time()), request.model, prompt_tokens, asked, choices)
+    completion_id = f"cmpl-{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return Completion(completion_id, int(time.time()), request.model, prompt_tokens, asked, choices)
 
 
 #: Tokens one request may generate in all (choices x max_tokens), and score with ``logprobs`` in all (choices x

@@ -42,10 +42,14 @@ class APIError(Exception):
         self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
+#: Compact JSON, UTF-8 as it is (one encoder for every response: ``json.dumps`` with options makes one a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def json_bytes(value: object) -> bytes:
     """``value`` as compact JSON (UTF-8); a NaN or an infinity is a bug here (JSON has none), so it raises
     rather than sending invalid JSON."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class JSONBody(Response):
