@@ -499,3 +499,36 @@ def test_partition_sizes_divide_the_model_by_nearest_token(model4):
     for bad in ([], [n - 1], [0, n], [5, 5, n], [n + 1], [-1, n], [2**70, n], [True, n], [2.5, n]):
         with pytest.raises(MemlmError, match="ranges' ends"):
             model4.partition_sizes(bad)
+
+
+def test_a_tasks_inputs_are_checked_in_the_core(tmp_path):
+    """What a worker's task is given (by another client, or a bug) is checked by the core: one error line, no
+    panic; and the tasks' sizes follow the core's rules."""
+    from memlm._core import ShardText, class_counts, gain_terms, read_shard, spill_partition, task_sizes
+
+    shard = tmp_path / "a.shard"
+    memlm.make_shard(TEST_TEXT, shard)
+    tokens, _, vocab_size, *_ = read_shard(shard)
+    text = ShardText([shard], 3)
+    counts = class_counts(tokens, vocab_size + 1)
+    spill_partition(text, [0, 1, 2], counts, "igtree", (0, vocab_size + 1), tmp_path / "whole.partition")
+    other = class_counts(tokens[:-1], vocab_size + 1)
+    for bad_counts, order, message in [
+        (other, [0, 1, 2], "class counts of .* for a text of"),
+        (class_counts(tokens, vocab_size), [0, 1, 2], "class counts of .* for a text of"),
+        (counts, [0, 1], "is not an order of the 3 features"),
+        (counts, [0, 1, 7], "is not an order of the 3 features"),
+    ]:
+        with pytest.raises(MemlmError, match=message) as e:
+            spill_partition(text, order, bad_counts, "igtree", (0, 10), tmp_path / "bad.partition")
+        assert "\n" not in str(e.value)
+    with pytest.raises(MemlmError, match="features 2..5 of a text of 3 features"):
+        gain_terms(text, (2, 5), (0, 10))
+    with pytest.raises(MemlmError, match="width must be between 1 and 64"):
+        ShardText([shard], 65)
+    assert not (tmp_path / "bad.partition").exists()
+    # 1000 instances, 4 features, 2 threads, 4 tasks each: partitions of 125; a budget of 480 bytes (10
+    # instances at 48 bytes) caps both kinds of task.
+    assert task_sizes(1000, 4, 2, 4) == (1000, 125)
+    assert task_sizes(1000, 2, 8, 4) == (250, 32)
+    assert task_sizes(1000, 4, 2, 4, 480) == (10, 10)

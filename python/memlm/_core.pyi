@@ -33,6 +33,7 @@ __all__ = [
     "value_ranges",
     "gain_terms",
     "spill_partition",
+    "task_sizes",
     "ShardText",
     "Reduction",
     "KneserNeyStatistics",
@@ -410,7 +411,6 @@ class ShardText:
     kept by a worker for its tasks; an error for shards of other tokenizers."""
 
     def __new__(cls, shards: Sequence[str | PathLike[str]], width: int) -> ShardText: ...
-    def __len__(self) -> int: ...
 
 def gain_terms(text: ShardText, features: tuple[int, int], values: tuple[int, int]) -> list[_ValueTerms]:
     """Per feature, its weight terms over the values ``[start, end)`` for the features ``[first, end)``
@@ -427,6 +427,13 @@ def spill_partition(
     """Builds the partition of ``trie`` whose first values (in feature ``order``) lie in ``[start, end)``,
     with the whole corpus's ``class_counts``, and writes it to ``path`` atomically."""
 
+def task_sizes(
+    instances: int, width: int, threads: int, tasks_per_thread: int, partition_memory: int | None = None
+) -> tuple[int, int]:
+    """How large a cluster build's tasks are: (the most instances of a weighing task's range of values, the
+    most instances of a trie partition) for ``instances`` of ``width`` features on ``threads`` worker threads,
+    about ``tasks_per_thread`` tasks each, with ``partition_memory`` bytes for a partition (None: no budget)."""
+
 @final
 class Reduction:
     """A cluster build's statistics, reduced: the class counts of its shards (in corpus order) and the
@@ -439,10 +446,6 @@ class Reduction:
     @property
     def class_counts(self) -> _ClassCounts:
         """The whole corpus's class counts."""
-    @property
-    def info_gain(self) -> list[float]: ...
-    @property
-    def gain_ratio(self) -> list[float]: ...
     def order(self, weighting: str) -> list[int]:
         """The features in the order the IGTree tests them under ``weighting``."""
     def partitions(

@@ -71,13 +71,13 @@ import numpy as np
 
 from memlm import __version__
 from memlm._core import (
-    BUILD_BYTES_PER_INSTANCE,
     FORMAT_VERSION,
     KneserNeyStatistics,
     Reduction,
     ShardText,
     TrainOptions,
     read_shard,
+    task_sizes,
     value_ranges,
     write_shard,
 )
@@ -112,7 +112,7 @@ POLL_SECONDS = 1
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_WORKER = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
-KNESER_NEY = "computing Kneser-Ney statistics (beside the cluster)"
+KNESER_NEY_PHASE = "computing Kneser-Ney statistics (beside the cluster)"
 #: The tokenizer section of the shards in the work folder: none (the client has the tokenizer; compressing it
 #: for every shard would cost a task a fifth of a second).
 SCRATCH_TOKENIZER = b""
@@ -171,7 +171,7 @@ class Identity(NamedTuple):
 
 
 #: Where the files are each process's own.
-_SPECIAL_FOLDERS = ("/dev/", "/proc/")
+_PROCESS_FOLDERS = ("/dev/", "/proc/")
 
 
 def _identity(piece: Piece) -> Identity:
@@ -183,7 +183,7 @@ def _identity(piece: Piece) -> Identity:
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), piece.label) from None
     # /dev/stdin or /dev/fd/N that is a regular file is still the client's own (a worker would open its own).
-    if not stat.S_ISREG(status.st_mode) or piece.path.startswith(_SPECIAL_FOLDERS):
+    if not stat.S_ISREG(status.st_mode) or piece.path.startswith(_PROCESS_FOLDERS):
         raise CorpusError(
             f"{source_name(piece.label)}: standard input, a pipe or a device, not a regular file: a cluster's "
             "workers cannot read it: give files"
@@ -625,13 +625,18 @@ class _Session:
         output: Path | None,
     ) -> Model:
         """Steps 2-4: the model of the shards' text; the client computes the Kneser-Ney statistics meanwhile."""
-        from memlm.training import _build, partition_memory
+        from memlm.training import build_model, partition_memory
 
         paths = [s.path for s in shards]
         n = sum(s.tokens for s in shards)
-        # Instances a task may take: what the memory budget leaves a partition, as in one process.
-        fits = (
-            None if memory is None else max(1, partition_memory(memory, n, tokens.itemsize) // BUILD_BYTES_PER_INSTANCE)
+        # The tasks' sizes: about TASKS_PER_WORKER per thread, each within what the memory budget leaves a
+        # partition in one process (the core's rules: memlm_core::cluster::TaskSizes).
+        sizes = task_sizes(
+            n,
+            options.width,
+            self.threads,
+            TASKS_PER_WORKER,
+            None if memory is None else partition_memory(memory, n, tokens.itemsize),
         )
         abandoned = threading.Event()
 
@@ -644,14 +649,14 @@ class _Session:
                 KneserNeyStatistics.compute, tokens, lengths, options.width, spec.vocab_size, go_on
             )
             try:
-                reduction = self._weigh(shards, options, fits)
-                spilled = self._partitions(paths, options, reduction, fits)
-                self.progress(KNESER_NEY, 0, 1)
+                reduction = self._weigh(shards, options, sizes[0])
+                spilled = self._partitions(paths, options, reduction, sizes[1])
+                self.progress(KNESER_NEY_PHASE, 0, 1)
                 kneser_ney = statistics.result()
-                self.progress(KNESER_NEY, 1, 1)
+                self.progress(KNESER_NEY_PHASE, 1, 1)
             finally:
                 abandoned.set()
-        return _build(
+        return build_model(
             tokens,
             lengths,
             spec,
@@ -666,31 +671,23 @@ class _Session:
             kneser_ney=kneser_ney,
         )
 
-    def _weigh(self, shards: list[Shard], options: TrainOptions, fits: int | None) -> Reduction:
-        """Step 2: the statistics, reduced; one task per feature, and per range of values when a feature's
-        instances are more than a task ``fits`` (None: any number) or the features fewer than the tasks
-        wanted."""
+    def _weigh(self, shards: list[Shard], options: TrainOptions, range_size: int) -> Reduction:
+        """Step 2: the statistics, reduced; one task per feature and per range of values of at most
+        ``range_size`` instances (of the first feature's histogram)."""
         paths = [s.path for s in shards]
-        n = sum(s.tokens for s in shards)
         width = options.width
-        ranges = max(1 if fits is None else math.ceil(n / fits), math.ceil(self.threads / width))
         histogram = np.sum([s.class_counts[0] for s in shards], axis=0)
         calls = [
-            (paths, width, (f, f + 1), values)
-            for values in value_ranges(histogram, math.ceil(n / ranges))
-            for f in range(width)
+            (paths, width, (f, f + 1), values) for values in value_ranges(histogram, range_size) for f in range(width)
         ]
         terms = self._tasks("weighing the features on the cluster", _weigh, calls)
         return Reduction([_owned(s.class_counts) for s in shards], [[_owned(f) for f in t] for t in terms])
 
     def _partitions(
-        self, paths: list[str], options: TrainOptions, reduction: Reduction, fits: int | None
+        self, paths: list[str], options: TrainOptions, reduction: Reduction, capacity: int
     ) -> tuple[list[str], list[str]]:
-        """Step 3: the tries' partitions, spilled: (the IGTree's files, the instance base's), in order; about
-        :data:`TASKS_PER_WORKER` per worker, each of at most the instances a task ``fits``."""
-        n = int(reduction.class_counts[0].sum())
-        capacity = math.ceil(n / (TASKS_PER_WORKER * self.threads))
-        capacity = capacity if fits is None else min(capacity, fits)
+        """Step 3: the tries' partitions, spilled: (the IGTree's files, the instance base's), in order, each of
+        at most ``capacity`` instances."""
         order = reduction.order(options.weighting)
         counts = self._shared(reduction.class_counts)
         spilled: dict[str, list[str]] = {"igtree": [], "instance_base": []}

@@ -16,9 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from memlm import cluster as on_cluster
 from memlm._core import file_kind, read_shard, write_shard
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
-from memlm.cluster import parse_cluster
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.provenance import Origins, concatenated
@@ -146,15 +146,13 @@ def merge(
     memory = memory_budget(memory)
     callback(progress)
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
-    place = None if cluster is None else parse_cluster(cluster)
+    place = None if cluster is None else on_cluster.parse_cluster(cluster)
     paths = list(paths)
     if output is not None:
         output = output_file(output)
         not_an_input(output, paths)
     tokens, lengths, spec, fields, origins = _gather(paths, provenance)
     if place is not None:
-        from memlm import cluster as on_cluster
-
         metadata = _metadata(**fields)
         return on_cluster.merge(place, tokens, lengths, spec, options, memory, progress, output, metadata, origins)
     return train_token_ids(

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from memlm import __version__
+from memlm import cluster as on_cluster
 from memlm._core import ALGORITHMS, WEIGHTINGS, CoreModel, KneserNeyStatistics, Reduction, TrainOptions
 from memlm.checks import block_lengths as checked_lengths
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, token_ids, train_options
-from memlm.cluster import parse_cluster
 from memlm.corpus import Piece, iter_blocks, no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -172,14 +172,13 @@ def train(
     memory = memory_budget(memory)
     callback(progress)
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
-    place = None if cluster is None else parse_cluster(cluster)
+    place = None if cluster is None else on_cluster.parse_cluster(cluster)
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if output is not None:
         output = output_file(output)
         not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
     if place is not None:
-        from memlm import cluster as on_cluster
 
         def metadata_of(tokens: np.ndarray, lengths: np.ndarray) -> str:
             return _metadata(**corpus_fields(sources, spec, tokens, lengths))
@@ -189,7 +188,7 @@ def train(
         )
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)
     origins = None if recorder is None else recorder.to_bytes()
-    return _build(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output, origins)
+    return build_model(tokens, lengths, spec, options, _metadata(**fields), memory, progress, output, origins)
 
 
 def provenance_recorder(provenance: bool, errors: str) -> OriginsRecorder | None:
@@ -269,10 +268,10 @@ def train_token_ids(
         )
     else:
         metadata = _with_tokenizer(metadata, tokenizer)
-    return _build(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output, origins)
+    return build_model(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output, origins)
 
 
-def _build(
+def build_model(
     tokens: np.ndarray,
     block_lengths: np.ndarray,
     tokenizer: TokenizerSpec,

@@ -35,6 +35,12 @@ use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
 /// key (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
 pub const BUILD_BYTES_PER_INSTANCE: u64 = 48;
 
+/// The most instances a partition holds under a budget of `partition_memory` bytes of working
+/// memory (at [`BUILD_BYTES_PER_INSTANCE`] each, and at least one), or any number without one.
+pub fn partition_capacity(partition_memory: Option<u64>) -> u64 {
+    partition_memory.map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1))
+}
+
 /// A build's progress callback: any `Fn(phase: &str, done: u64, total: u64)` that returns `()` (it
 /// only listens) or a [`Result<()>`] (an error, such as [`Error::Interrupted`], stops the build,
 /// which returns that error having written nothing; the spilled partitions are removed). A build
@@ -457,8 +463,8 @@ fn partition_levels<I: Instances + ?Sized>(
 
 /// Builds one partition of a trie of `kind` (the subtrees whose first value in feature `order`
 /// lies in `values`, one of [`plan_partitions`]' ranges) and writes it to `path`, atomically: a
-/// cluster build's task, whose files [`BuildOptions::spilled`] then assembles. Running it twice
-/// writes the same file. `progress` as for [`build_igtree`].
+/// cluster build's task ([`crate::cluster`]), whose files [`BuildOptions::spilled`] then assembles.
+/// Running it twice writes the same file.
 pub fn spill_partition<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
@@ -466,7 +472,6 @@ pub fn spill_partition<I: Instances + ?Sized>(
     kind: TrieKind,
     values: Range<u32>,
     path: &Path,
-    progress: Option<Progress>,
 ) -> Result<()> {
     let mut features = order.to_vec();
     features.sort_unstable();
@@ -477,7 +482,7 @@ pub fn spill_partition<I: Instances + ?Sized>(
         )));
     }
     let root_default = root_level(instances, stats).default[0];
-    let mut ticker = Ticker::start(progress, kind.phase(), 1)?;
+    let mut ticker = Ticker::start(None, kind.phase(), 1)?;
     let levels = partition_levels(
         instances,
         order,
@@ -570,9 +575,7 @@ fn build<I: Instances + ?Sized>(
             )
         }
         None => {
-            let capacity = options
-                .partition_memory
-                .map_or(u64::MAX, |m| (m / BUILD_BYTES_PER_INSTANCE).max(1));
+            let capacity = partition_capacity(options.partition_memory);
             let ranges = plan_partitions(kind, order, stats, capacity, |f| {
                 histogram(instances, f, n_symbols)
             });

@@ -7,7 +7,8 @@
 //!   [`instances::Context`]) and [`columns`] (TiMBL column files: reading, writing, classifying).
 //! - Symbols: [`vocabulary`] (token ids or a symbol table, the padding and unknown ids).
 //! - Training: [`training`] runs the pipeline: class statistics and tie-break ranks ([`classes`]),
-//!   feature weights and order ([`weights`]), the tries ([`build`]), the file ([`model_file`]).
+//!   feature weights and order ([`weights`]), the tries ([`build`]), the file ([`model_file`]); a
+//!   cluster build's tasks ([`cluster`]) and their spilled partitions ([`spill`]).
 //! - Storage: the trie's compact form ([`trie`], with [`offsets`], the encoded class distributions
 //!   of [`distribution`] and the id arrays of [`ids`]); the checksummed container ([`mod@format`]);
 //!   the model file on top of it ([`model_file`]); tokenised corpora ([`shard`]); atomic writes
@@ -27,6 +28,7 @@ pub mod atomic;
 pub mod build;
 pub mod cache;
 pub mod classes;
+pub mod cluster;
 pub mod columns;
 pub mod distribution;
 pub mod error;

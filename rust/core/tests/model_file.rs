@@ -412,16 +412,8 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
                     let path = dir.path().join(format!("{}-{i}", kind.name()));
                     // A task run twice leaves the same file.
                     for _ in 0..2 {
-                        spill_partition(
-                            &instances,
-                            &order,
-                            &stats,
-                            kind,
-                            values.clone(),
-                            &path,
-                            None,
-                        )
-                        .unwrap();
+                        spill_partition(&instances, &order, &stats, kind, values.clone(), &path)
+                            .unwrap();
                     }
                     path
                 })

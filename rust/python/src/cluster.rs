@@ -1,18 +1,19 @@
 //! The steps of a cluster build, which `memlm.cluster` runs on Dask: what its workers compute from
 //! the shards in the shared folder (class counts; over `ShardText`, the shards' text read once per
 //! worker, the feature weights' terms over a range of values, and a trie partition spilled to a
-//! file) and `Reduction`, what the process that assembles the model adds up. Each converts, then
-//! calls the core with the GIL released.
+//! file), how large its tasks are, and `Reduction`, what the process that assembles the model adds
+//! up. The rules are the core's (`memlm_core::cluster`): each function here converts, then calls
+//! the core with the GIL released.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use memlm_core::build::{self, TrieKind};
-use memlm_core::classes::{ClassCounts, ClassStats};
+use memlm_core::classes::ClassCounts;
+use memlm_core::cluster::{self, TaskSizes};
 use memlm_core::kneser_ney::KneserNey;
 use memlm_core::training::{self, Reduced};
 use memlm_core::weights::{GainTerms, ValueTerms};
-use memlm_core::{shard, Error, Instances, TokenWindows};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
@@ -53,29 +54,19 @@ fn counts_given((counts, first_seen): &CountsGiven<'_>) -> PyResult<ClassCounts>
     })
 }
 
-/// The windows of shards' text at a width (their padding id the shards' vocabulary size), read once
-/// and kept by a worker for all its tasks on those shards.
+/// The windows of shards' text at a width (`memlm_core::cluster::ShardText`), read once and kept
+/// by a worker for all its tasks on those shards.
 #[pyclass(frozen, name = "ShardText", module = "memlm._core")]
 pub struct ShardText {
-    windows: TokenWindows,
+    inner: cluster::ShardText,
 }
 
 #[pymethods]
 impl ShardText {
     #[new]
     fn new(py: Python<'_>, shards: Vec<PathBuf>, width: Int) -> PyResult<Self> {
-        let windows = py.detach(|| {
-            guard(|| {
-                let width = memlm_core::instances::check_width(width.0)?;
-                let (tokens, lengths, vocab_size) = shard::concatenated(&shards)?;
-                TokenWindows::new(tokens, &lengths, width, vocab_size)
-            })
-        })?;
-        Ok(ShardText { windows })
-    }
-
-    fn __len__(&self) -> usize {
-        self.windows.len()
+        let inner = py.detach(|| guard(|| cluster::ShardText::open(&shards, width.0)))?;
+        Ok(ShardText { inner })
     }
 }
 
@@ -110,16 +101,9 @@ pub fn gain_terms<'py>(
     features: (usize, usize),
     values: (u32, u32),
 ) -> PyResult<Vec<TermArrays<'py>>> {
-    let terms = py.detach(|| {
-        guard(|| {
-            GainTerms::compute(
-                &text.windows,
-                features.0..features.1,
-                values.0..values.1,
-                |_| Ok(()),
-            )
-        })
-    })?;
+    let text = &text.inner;
+    let terms =
+        py.detach(|| guard(|| text.gain_terms(features.0..features.1, values.0..values.1)))?;
     Ok(terms
         .features
         .iter()
@@ -136,7 +120,7 @@ pub fn gain_terms<'py>(
 
 /// Builds the partition of the `trie` ("igtree" or "instance_base") whose first values (in feature
 /// `order`) lie in `[start, end)`, over the text's windows with the whole corpus's `class_counts`,
-/// and writes it to `path` atomically.
+/// and writes it to `path` atomically (`memlm_core::cluster::ShardText::spill_partition`).
 #[pyfunction]
 pub fn spill_partition(
     py: Python<'_>,
@@ -149,23 +133,31 @@ pub fn spill_partition(
 ) -> PyResult<()> {
     let kind: TrieKind = trie.parse().map_err(to_py)?;
     let counts = counts_given(&class_counts)?;
-    let windows = &text.windows;
-    py.detach(|| {
-        guard(|| {
-            let n_symbols = windows.pad() as usize + 1;
-            counts.check()?;
-            if counts.counts.len() != n_symbols || counts.total() != windows.len() as u64 {
-                return Err(Error::InvalidInput(format!(
-                    "class counts of {} instances over {} symbols for a text of {} instances over {n_symbols}",
-                    counts.total(),
-                    counts.counts.len(),
-                    windows.len()
-                )));
-            }
-            let stats = ClassStats::from_counts(counts);
-            build::spill_partition(windows, &order, &stats, kind, values.0..values.1, &path, None)
-        })
-    })
+    let text = &text.inner;
+    py.detach(|| guard(|| text.spill_partition(&order, counts, kind, values.0..values.1, &path)))
+}
+
+/// How large a cluster build's tasks are (`memlm_core::cluster::TaskSizes`): (the most instances
+/// of a weighing task's range of values, the most instances of a trie partition) for `instances`
+/// of `width` features on `threads` worker threads, about `tasks_per_thread` tasks each, with
+/// `partition_memory` bytes for a partition (None: no budget).
+#[pyfunction]
+#[pyo3(signature = (instances, width, threads, tasks_per_thread, partition_memory=None))]
+pub fn task_sizes(
+    instances: u64,
+    width: usize,
+    threads: u64,
+    tasks_per_thread: u64,
+    partition_memory: Option<u64>,
+) -> (u64, u64) {
+    let sizes = TaskSizes::new(
+        instances,
+        width,
+        threads,
+        tasks_per_thread,
+        partition_memory,
+    );
+    (sizes.weigh_range, sizes.partition)
 }
 
 /// The Kneser-Ney statistics of token blocks, computed on their own (a cluster build's client
@@ -267,16 +259,6 @@ impl Reduction {
         count_arrays(py, &self.inner.class_counts)
     }
 
-    #[getter]
-    fn info_gain(&self) -> Vec<f64> {
-        self.inner.weights.info_gain.clone()
-    }
-
-    #[getter]
-    fn gain_ratio(&self) -> Vec<f64> {
-        self.inner.weights.gain_ratio.clone()
-    }
-
     /// The features in the order the IGTree tests them under `weighting`.
     fn order(&self, weighting: &str) -> PyResult<Vec<usize>> {
         Ok(self.inner.order(weighting.parse().map_err(to_py)?))
@@ -302,5 +284,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(value_ranges, m)?)?;
     m.add_function(wrap_pyfunction!(gain_terms, m)?)?;
     m.add_function(wrap_pyfunction!(spill_partition, m)?)?;
+    m.add_function(wrap_pyfunction!(task_sizes, m)?)?;
     Ok(())
 }
