@@ -177,14 +177,17 @@ def test_a_file_changed_after_planning_is_refused(cluster, tmp_path):
 
 
 def test_a_relative_temp_dir_is_the_clients(cluster, tmp_path, monkeypatch):
-    """A relative --temp-dir is taken in the client's current folder, not in each worker's."""
+    """A relative --temp-dir is taken in the client's current folder, not in each worker's. At width 1 on two
+    worker threads, the one feature's weights are reduced from several ranges of values (a task each)."""
     shard = tmp_path / "emma.shard"
     memlm.make_shard(TEST_TEXT, shard)
     (tmp_path / "relative").mkdir()
     monkeypatch.chdir(tmp_path)
-    memlm.merge([shard], width=3, output=tmp_path / "single.memlm")
-    memlm.merge([shard], width=3, output=tmp_path / "cluster.memlm", cluster=cluster.address, temp_dir="relative")
+    memlm.merge([shard], width=1, output=tmp_path / "single.memlm")
+    with cluster.client() as client, distributed.get_task_stream(client) as tasks:
+        memlm.merge([shard], width=1, output=tmp_path / "cluster.memlm", cluster=cluster.address, temp_dir="relative")
     assert (tmp_path / "cluster.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+    assert len({task["key"] for task in tasks.data if "-weigh-" in task["key"]}) >= 2
 
 
 def test_a_workers_error_is_raised_on_the_client_as_it_was_raised(cluster, tmp_path):

@@ -30,6 +30,7 @@ use crate::instances::Instances;
 use crate::offsets::PackedOffsets;
 use crate::spill::{LevelOut, Partition, PartitionOf};
 use crate::trie::{EncodedTrie, STORED_TOTAL_BYTES};
+use xxhash_rust::xxh3::Xxh3;
 
 /// Working memory per instance of a partition while its levels are built: the id (4 bytes), its sort
 /// key (8) and the unpruned nodes' arrays (about 36, measured on GPT-2 text at W = 16).
@@ -492,14 +493,17 @@ pub fn spill_partition<I: Instances + ?Sized>(
         root_default,
         &mut ticker,
     )?;
-    let of = partition_of(instances, order, kind, values);
+    let of = partition_of(instances, order, stats, kind, values);
     Partition::write_file(&levels, &of, path)?;
     ticker.finish()
 }
 
+/// What a partition of this build is: its trie, width, values and instances, and the build's
+/// fingerprint ([`build_fingerprint`]).
 fn partition_of<I: Instances + ?Sized>(
     instances: &I,
     order: &[usize],
+    stats: &ClassStats,
     kind: TrieKind,
     values: Range<u32>,
 ) -> PartitionOf {
@@ -508,7 +512,27 @@ fn partition_of<I: Instances + ?Sized>(
         width: order.len() as u32,
         values,
         instances: instances.len() as u64,
+        build: build_fingerprint(order, stats),
     }
+}
+
+/// A build's fingerprint, written into its spilled partitions and checked when they are assembled:
+/// the xxh3-64 hash of its feature order (which follows from the weighting and the weights) and its
+/// class statistics (counts and tie-break ranks per symbol), so that a partition spilled by another
+/// build, even of as many instances, is refused rather than assembled into a wrong trie.
+fn build_fingerprint(order: &[usize], stats: &ClassStats) -> u64 {
+    let mut hasher = Xxh3::new();
+    for part in [order.len() as u64, stats.counts.len() as u64] {
+        hasher.update(&part.to_le_bytes());
+    }
+    for &f in order {
+        hasher.update(&(f as u64).to_le_bytes());
+    }
+    for (&count, &rank) in stats.counts.iter().zip(&stats.rank) {
+        hasher.update(&count.to_le_bytes());
+        hasher.update(&rank.to_le_bytes());
+    }
+    hasher.digest()
 }
 
 /// Opens the partitions other processes spilled for this build, checking that they are of this
@@ -528,7 +552,14 @@ fn open_spilled<I: Instances + ?Sized>(
     let mut next = 0;
     for (partition, path) in partitions.iter().zip(paths) {
         let of = partition.of().expect("opened from a file");
-        let expected = partition_of(instances, order, kind, next..of.values.end);
+        let expected = partition_of(instances, order, stats, kind, next..of.values.end);
+        if of.build != expected.build {
+            return Err(Error::InvalidInput(format!(
+                "{}: a spilled partition of another build (its feature order or class statistics \
+                 differ from this build's)",
+                crate::error::shown(path)
+            )));
+        }
         if *of != expected || of.values.is_empty() {
             return Err(Error::InvalidInput(format!(
                 "{}: a spilled partition of another build, or out of order: {of:?} where {expected:?} was due",
@@ -597,7 +628,7 @@ fn build<I: Instances + ?Sized>(
                 partitions.push(if ranges.len() == 1 {
                     Partition::InMemory(levels)
                 } else {
-                    let of = partition_of(instances, order, kind, values.clone());
+                    let of = partition_of(instances, order, stats, kind, values.clone());
                     Partition::spill(levels, of, options.temp_dir)?
                 });
             }

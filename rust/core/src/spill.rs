@@ -9,8 +9,13 @@
 //! | part | content |
 //! |---|---|
 //! | levels | each level below the root, one after the other: six arrays, each a u64 byte length and the bytes (labels u32, child counts u32, distribution lengths u32, distribution bytes, tail lengths u32, tail values u32; the tail arrays empty for the IGTree) |
-//! | trailer | kind (1 IGTree, 2 instance base), width, first value, end value (u32 each); instances and level count (u64 each); per level its start, byte length and xxh3-64 hash (u64 each) |
+//! | trailer | kind (1 IGTree, 2 instance base), width, first value, end value (u32 each); instances, level count and the build's fingerprint (u64 each); per level its start, byte length and xxh3-64 hash (u64 each) |
 //! | footer | the trailer's offset and its xxh3-64 hash (u64 each), then the magic `MEMLMSPL` |
+//!
+//! The build's fingerprint (a hash of its feature order and class statistics, see
+//! [`crate::build`]) is checked by the assembly, so that a file another build spilled (an earlier
+//! run's, another client's in the same folder) is refused even when its trie, width, values and
+//! instance count match.
 //!
 //! A level's arrays hold one entry per kept node (the tail lengths too, in the instance base), its
 //! distribution bytes add up to the lengths, its tails to the tail lengths. Reading checks the
@@ -32,8 +37,8 @@ use crate::error::{Error, Result};
 const MAGIC: &[u8; 8] = b"MEMLMSPL";
 /// The footer: the trailer's offset and hash, and the magic.
 const FOOTER_BYTES: u64 = 24;
-/// The trailer's fixed part (four u32, two u64) and its bytes per level (three u64).
-const TRAILER_FIXED_BYTES: u64 = 32;
+/// The trailer's fixed part (four u32, three u64) and its bytes per level (three u64).
+const TRAILER_FIXED_BYTES: u64 = 40;
 const TRAILER_LEVEL_BYTES: u64 = 24;
 /// The name messages give an unnamed temporary spill file.
 const UNNAMED: &str = "<spilled partition>";
@@ -118,14 +123,16 @@ impl LevelOut {
     }
 }
 
-/// What a spilled partition belongs to: which trie, of which width over how many instances, and
-/// the range of the first feature's values (in feature order) that its subtrees hang from.
+/// What a spilled partition belongs to: which trie, of which width over how many instances, the
+/// range of the first feature's values (in feature order) that its subtrees hang from, and the
+/// fingerprint of its build.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PartitionOf {
     pub kind: TrieKind,
     pub width: u32,
     pub values: Range<u32>,
     pub instances: u64,
+    pub build: u64,
 }
 
 /// Where a spilled level lies in its file, and its hash.
@@ -179,7 +186,7 @@ fn write_partition(
     for word in [of.kind.code(), of.width, of.values.start, of.values.end] {
         trailer.extend(word.to_le_bytes());
     }
-    for word in [of.instances, entries.len() as u64] {
+    for word in [of.instances, entries.len() as u64, of.build] {
         trailer.extend(word.to_le_bytes());
     }
     for e in &entries {
@@ -266,6 +273,7 @@ impl Partition {
             width: small(1),
             values: small(2)..small(3),
             instances: word(&trailer, 2),
+            build: word(&trailer, 4),
         };
         let depth = word(&trailer, 3);
         if trailer.len() as u64 != TRAILER_FIXED_BYTES + TRAILER_LEVEL_BYTES * depth {

@@ -363,7 +363,7 @@ fn a_version_2_model_is_read_and_scores_with_witten_bell() {
 #[test]
 fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_byte_for_byte() {
     use memlm_core::build::{spill_partition, value_ranges, TrieKind};
-    use memlm_core::classes::ClassCounts;
+    use memlm_core::classes::{ClassCounts, ClassStats};
     use memlm_core::training::{Reduced, Spilled};
     use memlm_core::weights::{FeatureWeights, GainTerms};
     use memlm_core::Ids;
@@ -399,7 +399,11 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         let reduced = Reduced::new(shard_counts(), &terms).unwrap();
         let stats = reduced.stats();
         let whole = FeatureWeights::compute(&instances, &stats, |_| Ok(())).unwrap();
-        assert_eq!(reduced.weights, whole, "bit for bit");
+        let bits = |w: &FeatureWeights| {
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (bits(&w.info_gain), bits(&w.gain_ratio))
+        };
+        assert_eq!(bits(&reduced.weights), bits(&whole), "bit for bit");
         let order = reduced.order(Weighting::GainRatio);
         let dir = tempfile::tempdir().unwrap();
         let spill = |kind: TrieKind| -> Vec<std::path::PathBuf> {
@@ -437,6 +441,47 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
             single.file().as_bytes(),
             "width {width}"
         );
+        // A partition another build spilled (another feature order, or other class statistics, over
+        // as many instances) is refused, though its trie, width, values and instances are these.
+        let mut counts = reduced.class_counts.clone();
+        let seen: Vec<usize> = (0..counts.counts.len())
+            .filter(|&c| counts.counts[c] > 0)
+            .collect();
+        let (a, b) = (
+            seen[0],
+            seen[1..]
+                .iter()
+                .copied()
+                .find(|&c| counts.counts[c] != counts.counts[seen[0]])
+                .expect("two classes of different counts"),
+        );
+        counts.counts.swap(a, b);
+        let other_stats = ClassStats::from_counts(counts);
+        let reversed: Vec<usize> = order.iter().rev().copied().collect();
+        let foreign = dir.path().join("foreign");
+        let first = reduced.partitions(TrieKind::IgTree, Weighting::GainRatio, 700)[0].clone();
+        let mut foreign_builds = vec![(&order, &other_stats)];
+        if width > 1 {
+            foreign_builds.push((&reversed, &stats));
+        }
+        for (other_order, other) in foreign_builds {
+            spill_partition(
+                &instances,
+                other_order,
+                other,
+                TrieKind::IgTree,
+                first.clone(),
+                &foreign,
+            )
+            .unwrap();
+            let mut mixed = igtree.clone();
+            mixed[0] = foreign.clone();
+            let err = assemble(&mixed).err().expect("refused").to_string();
+            assert!(
+                err.contains("a spilled partition of another build"),
+                "{err}"
+            );
+        }
         // Partitions out of order, missing, or of the other trie are refused; so is a damaged one.
         let mut swapped = igtree.clone();
         swapped.swap(0, 1);
