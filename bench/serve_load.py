@@ -8,21 +8,23 @@ Persuasion's paragraphs (held-out text), taken in turn. In the same run:
 
 - the HTTP ceiling: `--completions` requests of `GET /health` from the same clients, requests/s (what the
   server's HTTP stack answers when a route does no work);
-- `--repeats` rounds, each of `Model.generate` in this process (the model loaded from its file, memory-mapped as
-  the server's: every prompt of the load, greedy, `--max-tokens` new tokens each, one after another; tokens/s =
-  generated tokens / wall time) and then the load: `--clients` concurrent clients (each one keep-alive
-  connection) send `--completions` requests of `POST /v1/completions` in all (`temperature` 0, `max_tokens`
-  `--max-tokens`): requests/s, generated tokens/s (from the responses' usage), the CPU time of the server's
-  processes and of the clients, and their ratio to `Model.generate`'s tokens/s of the same round (the machine's
-  speed drifts: a round's two measures are taken back to back). The headline is the median round's ratio;
-  latency per request (p50, p95, p99, max) is over every round. Before the rounds, one pass of each warms the
-  caches up (the tokenizer's, the model's, the server's) and gives the texts every answer must have.
+- `--repeats` rounds, each of `Model.generate` in this process (the model loaded from its file, memory-mapped as the
+  server's: every prompt of the load, greedy, `--max-tokens` new tokens each, one after another; tokens/s =
+  generated tokens / wall time) and then the load: `--clients` concurrent clients (each one keep-alive connection)
+  send `--completions` requests of `POST /v1/completions` in all (`temperature` 0, `max_tokens` `--max-tokens`):
+  requests/s, generated tokens/s (from the responses' usage), the CPU time of the server's processes and of the
+  clients, and their ratio to `Model.generate`'s tokens/s of the same round (the machine's speed drifts: a round's
+  two measures are taken back to back). The headline is the median round's ratio (the lower of the middle two for an
+  even number of rounds); latency per request (p50, p95, p99, max) is over every round. Before the rounds, one pass
+  of each warms the caches up (the tokenizer's, the model's, the server's) and gives the texts every answer must
+  have.
 
-An error is a status other than 200, a body that is not a completion, a completion of fewer tokens or whose text
-is not `Model.generate`'s for the same prompt (greedy: they must be identical), or a request still unanswered after
-`--request-timeout` s; a load stops at `--timeout` s whatever is left (counted as errors). The clients are asyncio
-protocols on uvloop (no task or stream per request) and check the answers once a load is over: they share the
-cores with the server, and should take as little of them as they can, as a load generator in C would.
+An error is a status other than 200, a body that is not a completion, a completion of other than `--max-tokens`
+tokens or whose text is not `Model.generate`'s for the same prompt (greedy: they must be identical), or a request
+still unanswered after `--request-timeout` s; a load stops at `--timeout` s whatever is left (counted as errors).
+The clients are asyncio protocols on uvloop (no task or stream per request) and check the answers once a load is
+over: they share the cores with the server, and should take as little of them as they can, as a load generator in C
+would.
 
 Must hold: zero errors, and the served tokens/s at least `TARGET_RATIO` x `Model.generate`'s (the median round).
 Writes bench/out/serve_load.json and .md. The clients, the server and its thread pool share this machine's cores.
@@ -37,6 +39,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -79,14 +82,6 @@ def request_bytes(method: str, path: str, body: dict | None = None) -> bytes:
     return (head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data
 
 
-async def exchange(reader, writer, request: bytes) -> tuple[int, bytes]:
-    """Sends ``request`` and reads the response (status, body); the server sends a Content-Length."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status, length = parse_head(head)
-    return status, await reader.readexactly(length)
-
-
 def parse_head(head: bytes) -> tuple[int, int]:
     """(the status, the Content-Length) of a response's head (its bytes up to the blank line)."""
     lines = head.decode("latin-1").split("\r\n")
@@ -95,13 +90,13 @@ def parse_head(head: bytes) -> tuple[int, int]:
 
 
 class Client(asyncio.Protocol):
-    """One client: a keep-alive connection that sends the next request of ``load`` as soon as the last is
+    """One client: a keep-alive connection that sends the next request of ``shared`` as soon as the last is
     answered, reading responses straight off the socket (an asyncio protocol: no task or stream per request, so
     that the clients, which share the cores with the server, take as little CPU time as they can). Each answer is
     kept, (index, status, body), to be checked once the load is over."""
 
-    def __init__(self, load: LoadRun):
-        self.load, self.buffer, self.index, self.started = load, b"", -1, 0.0
+    def __init__(self, shared: Shared):
+        self.shared, self.buffer, self.index, self.started = shared, b"", -1, 0.0
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
@@ -110,10 +105,10 @@ class Client(asyncio.Protocol):
         self.send_next()
 
     def send_next(self) -> None:
-        if not self.load.queue:
+        if not self.shared.queue:
             self.transport.close()
             return
-        self.index, request = self.load.queue.pop()
+        self.index, request = self.shared.queue.pop()
         self.started = time.perf_counter()
         self.transport.write(request)
 
@@ -125,20 +120,20 @@ class Client(asyncio.Protocol):
         status, length = parse_head(self.buffer[: end + 4])
         if len(self.buffer) < end + 4 + length:
             return
-        self.load.latencies.append(time.perf_counter() - self.started)
-        self.load.answers.append((self.index, status, self.buffer[end + 4 : end + 4 + length]))
+        self.shared.latencies.append(time.perf_counter() - self.started)
+        self.shared.answers.append((self.index, status, self.buffer[end + 4 : end + 4 + length]))
         self.buffer, self.index = self.buffer[end + 4 + length :], -1
         self.send_next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.index >= 0:
-            self.load.errors.append(f"request {self.index}: the connection was lost ({exc!r})")
+            self.shared.errors.append(f"request {self.index}: the connection was lost ({exc!r})")
         if not self.closed.done():
             self.closed.set_result(None)
 
 
 @dataclass
-class LoadRun:
+class Shared:
     """A load in progress: the requests still to send (popped from the end), and what came back."""
 
     queue: list[tuple[int, bytes]]
@@ -153,29 +148,30 @@ async def run_load(port: int, requests: list[bytes], expected: list[str] | None,
     answered (or ``args.timeout`` s passed), each answer is checked: with ``expected``, it must be a completion of
     ``args.max_tokens`` tokens and that text."""
     loop = asyncio.get_running_loop()
-    run = LoadRun(list(enumerate(requests))[::-1])
+    shared = Shared(list(enumerate(requests))[::-1])
 
     async def client() -> None:
-        while run.queue:
-            _, protocol = await loop.create_connection(lambda: Client(run), "127.0.0.1", port)
+        while shared.queue:
+            _, protocol = await loop.create_connection(lambda: Client(shared), "127.0.0.1", port)
             while not protocol.closed.done():
                 await asyncio.wait([protocol.closed], timeout=1.0)
                 if protocol.index >= 0 and time.perf_counter() - protocol.started > args.request_timeout:
-                    run.errors.append(f"request {protocol.index}: no answer after {args.request_timeout} s")
+                    shared.errors.append(f"request {protocol.index}: no answer after {args.request_timeout} s")
                     protocol.index = -1
                     protocol.transport.abort()
 
     started = time.perf_counter()
     tasks = [asyncio.ensure_future(client()) for _ in range(args.clients)]
     done, pending = await asyncio.wait(tasks, timeout=args.timeout)
-    load = Load(latencies=run.latencies, errors=run.errors, seconds=time.perf_counter() - started)
-    unanswered = len(requests) - len(run.answers) - len(run.errors)  # each error so far is one request lost
+    load = Load(latencies=shared.latencies, errors=shared.errors, seconds=time.perf_counter() - started)
+    load.errors = list(shared.errors)  # a connection lost as the clients are cancelled adds nothing now
+    unanswered = len(requests) - len(shared.answers) - len(load.errors)  # each error so far is one request lost
     for task in pending:
         task.cancel()
     for task in done:
         if task.exception() is not None:
             load.errors.append(f"a client failed: {task.exception()!r}")
-    for index, status, body in run.answers:
+    for index, status, body in shared.answers:
         problem = check(status, body, None if expected is None else expected[index], args.max_tokens, load)
         if problem:
             load.errors.append(f"request {index}: {problem}")
@@ -203,7 +199,7 @@ def run_clients(load: Coroutine[None, None, Load]) -> Load:
 
 
 def check(status: int, body: bytes, expected: str | None, max_tokens: int, load: Load) -> str | None:
-    """What is wrong with an answer (None: nothing); counts the tokens of a good completion."""
+    """What is wrong with an answer (None: nothing); counts the tokens of a good completion (only)."""
     if status != 200:
         return f"status {status}: {body[:200]!r}"
     if expected is None:
@@ -213,11 +209,11 @@ def check(status: int, body: bytes, expected: str | None, max_tokens: int, load:
         text, tokens = answer["choices"][0]["text"], answer["usage"]["completion_tokens"]
     except (ValueError, KeyError, IndexError) as e:
         return f"not a completion ({e!r}): {body[:200]!r}"
-    load.tokens += tokens
     if tokens != max_tokens:
         return f"{tokens} tokens, not {max_tokens}"
     if text != expected:
         return f"text {text[:60]!r} is not Model.generate's {expected[:60]!r}"
+    load.tokens += tokens
     return None
 
 
@@ -232,8 +228,7 @@ def start_server(model_path: Path, port: int, workers: int, log: Path) -> subpro
         if server.poll() is not None:
             raise RuntimeError(f"memlm serve exited with {server.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            status, _ = asyncio.run(_one(port, request_bytes("GET", "/health")))
-            if status == 200:
+            if health_status(port) == 200:
                 return server
         except OSError:
             time.sleep(0.1)
@@ -241,12 +236,17 @@ def start_server(model_path: Path, port: int, workers: int, log: Path) -> subpro
     raise RuntimeError(f"memlm serve did not answer /health within {STARTUP_SECONDS} s")
 
 
-async def _one(port: int, request: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        return await exchange(reader, writer, request)
-    finally:
-        writer.close()
+def health_status(port: int) -> int:
+    """The status of ``GET /health`` on 127.0.0.1:``port`` (OSError: nothing answers there yet)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_bytes("GET", "/health"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionResetError("the server closed the connection")
+            head += chunk
+        return parse_head(head[: head.index(b"\r\n\r\n") + 4])[0]
 
 
 def round_report(load: Load, generate_seconds: float, server_cpu: float, client_cpu: float, args) -> dict:
@@ -290,7 +290,7 @@ def markdown(report: dict) -> str:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| errors (all rounds and the warm-up) | {load['error_count']} |",
+        f"| errors (`GET /health`, the warm-up and every round) | {load['error_count']} |",
         f"| latency p50 / p95 / p99 / max (all rounds), ms | {load['p50_ms']:.1f} / {load['p95_ms']:.1f} / "
         f"{load['p99_ms']:.1f} / {load['max_ms']:.1f} |",
         f"| served / `Model.generate`: median round (lowest, highest) | **{report['ratio']:.2f}** ({low:.2f}, "
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
         requests = [request_bytes("POST", "/v1/completions", b) for b in bodies]
         warm = run_clients(run_load(port, requests, expected, args))  # the warm-up pass: checked, not timed
-        errors = [f"warm-up {error}" for error in warm.errors]
+        errors = [f"GET /health {error}" for error in health.errors] + [f"warm-up {error}" for error in warm.errors]
         rounds, latencies = [], []
         for number in range(args.repeats):
             started = time.perf_counter()
@@ -359,8 +359,8 @@ def main(argv: list[str] | None = None) -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
+    median = next(r for r in rounds if r["ratio"] == statistics.median_low(r["ratio"] for r in rounds))
     ratios = sorted(r["ratio"] for r in rounds)
-    median = min(rounds, key=lambda r: abs(r["ratio"] - ratios[len(ratios) // 2]))
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "load_average": load_average,

@@ -1,7 +1,9 @@
 """Smoke runs of the benchmarks on tiny slices, so they cannot rot. They measure nothing worth keeping."""
 
+import argparse
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,27 @@ def test_serve_load_smoke(tmp_path):
     assert 0 < report["load"]["p50_ms"] <= report["load"]["p95_ms"] and report["ratio"] > 0
     assert len(report["rounds"]) == 2 and report["ratio_range"][0] <= report["ratio"] <= report["ratio_range"][1]
     assert all(r["tokens_per_s"] > 0 and r["generate_tokens_per_s"] > 0 for r in report["rounds"])
+
+
+def test_serve_load_counts_every_error():
+    """The load's clients count a silent server's requests as errors (after --request-timeout), and check() refuses a
+    wrong status, text or token count without counting its tokens."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        args = argparse.Namespace(clients=2, max_tokens=2, timeout=30, request_timeout=1)
+        load = serve_load.run_clients(
+            serve_load.run_load(silent.getsockname()[1], [serve_load.request_bytes("GET", "/health")] * 3, None, args)
+        )
+    assert len(load.errors) == 3 and all("no answer after 1 s" in e for e in load.errors), load.errors
+    good = json.dumps({"choices": [{"text": "ab"}], "usage": {"completion_tokens": 2}}).encode()
+    counted = serve_load.Load()
+    assert serve_load.check(200, good, "ab", 2, counted) is None and counted.tokens == 2
+    assert "status 500" in serve_load.check(500, good, "ab", 2, counted)
+    assert "is not Model.generate's" in serve_load.check(200, good, "ac", 2, counted)
+    assert "2 tokens, not 3" in serve_load.check(200, good, "ab", 3, counted)
+    assert "not a completion" in serve_load.check(200, b"{}", "ab", 2, counted)
+    assert counted.tokens == 2
 
 
 def test_cluster_build_smoke(tmp_path):

@@ -25,6 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 import memlm
+from bench.serve_load import free_port, parse_head
 
 from conftest import ROOT, TRAIN_TEXT
 
@@ -50,17 +51,11 @@ def model(model_files) -> memlm.Model:
     return memlm.load(model_files[0])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=[1, 2], ids=["1 worker", "2 workers"])
 def server(model_files, tmp_path_factory, request):
     """`memlm serve` in a subprocess, with one worker process and with two (every test that asks a server runs
     with both): (URL, process, log, workers) once /health answers 200."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("log") / "serve.log"
     command = [sys.executable, "-m", "memlm", "serve", *map(str, model_files), "--port", str(port)]
     command += ["--workers", str(request.param)]
@@ -154,6 +149,35 @@ def test_sampled_choices_follow_the_seed(client, model):
     sampling = {"do_sample": True, "temperature": 0.8, "top_p": 0.9, "top_k": 0}
     assert texts == [model.generate(PROMPT, max_new_tokens=12, seed=5 + j, **sampling) for j in range(3)]
     assert len(set(texts)) > 1
+
+
+@pytest.mark.parametrize("max_tokens", [0, 1, 9, 40])
+def test_a_plain_completion_is_the_streamed_one(client, max_tokens):
+    """A completion decoded at once (no stop, echo or logprobs) has the text, finish reason and token counts of
+    the same request streamed, greedy and sampled, for prompts as text and as ids."""
+    prompts = ["It was", "Emma", "\u00e9t\u00e9 \u2014", [464, 373], [50256]]
+    for model_name, temperature in [("emma", 0.0), ("tiny", 1.3)]:
+        for prompt in prompts:
+            ask = {"model": model_name, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+            whole = client.completions.create(**ask, n=2, seed=11)
+            streamed = list(
+                client.completions.create(**ask, n=2, seed=11, stream=True, stream_options={"include_usage": True})
+            )
+            for index, choice in enumerate(whole.choices):
+                pieces = [c.choices[0] for c in streamed if c.choices and c.choices[0].index == index]
+                assert choice.text == "".join(p.text for p in pieces), (ask, index)
+                assert choice.finish_reason == pieces[-1].finish_reason, (ask, index)
+            assert whole.usage == streamed[-1].usage, ask
+
+
+def test_a_long_plain_completion_is_decoded_in_slices(client, model):
+    """Past DECODE_SLICE ids a plain completion is decoded in slices (the event loop is never held long): the same
+    text as Model.generate."""
+    from memlm.serving.completions import DECODE_SLICE
+
+    answer = client.completions.create(model="emma", prompt=PROMPT, max_tokens=DECODE_SLICE + 500, temperature=0)
+    assert answer.choices[0].text == model.generate(PROMPT, max_new_tokens=DECODE_SLICE + 500)
+    assert answer.usage.completion_tokens == DECODE_SLICE + 500
 
 
 def test_streamed_completion(client, model):
@@ -465,7 +489,10 @@ _DATA_SEGS_IN = 152
 
 
 def _data_segments_in(sock: socket.socket) -> int:
-    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), _DATA_SEGS_IN)[0]
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    if len(info) < _DATA_SEGS_IN + 4:
+        pytest.skip("this kernel's TCP_INFO has no data segment count (Linux 4.6+)")
+    return struct.unpack_from("I", info, _DATA_SEGS_IN)[0]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="TCP_INFO's data segment count is Linux's")
@@ -491,26 +518,44 @@ def test_a_short_response_is_one_tcp_segment(url):
             head = b""
             while not head.endswith(b"\r\n\r\n"):
                 head += reader.readline()
-            fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
-            length = int(fields[b"content-length"])
-            body = reader.read(length)
-            assert head.startswith(b"HTTP/1.1 200") and len(body) == length, head
+            status, length = parse_head(head)
+            assert status == 200 and len(reader.read(length)) == length, head
             assert _data_segments_in(sock) - before == 1, (request[:40], head)
+
+
+async def _coalescing_pair() -> tuple[object, list[bytes], socket.socket]:
+    """(a CoalescingTransport over one end of a real socket pair, the writes that reached the real transport, the
+    other end, non-blocking)."""
+    from memlm.serving.coalescing import CoalescingTransport
+
+    loop = asyncio.get_running_loop()
+    near, far = socket.socketpair()
+    far.setblocking(False)
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, near)
+    writes: list[bytes] = []
+    real_write = transport.write
+    transport.write = lambda data: (writes.append(bytes(data)), real_write(data))[1]
+    return CoalescingTransport(transport, loop), writes, far
+
+
+async def _read_to_end(far: socket.socket, pause: float = 0.0) -> bytes:
+    """What arrives at ``far`` until the other end closes (sleeping ``pause`` s between reads: a slow reader)."""
+    received = b""
+    while chunk := await asyncio.wait_for(asyncio.get_running_loop().sock_recv(far, 1 << 16), 10):
+        received += chunk
+        await asyncio.sleep(pause)
+    far.close()
+    return received
 
 
 def test_coalescing_transport_keeps_order_and_loses_nothing():
     """CoalescingTransport on a real socket: writes of one event-loop iteration reach the transport as one, in
-    order; writes of later iterations as later writes; close sends what is kept first; abort drops it."""
-    from memlm.serving.coalescing import CoalescingTransport
+    order; writes of later iterations as later writes; close (and write_eof) send what is kept first; abort drops
+    it; past the transport's high-water mark a write goes at once (its flow control sees it), and megabytes reach a
+    slow reader whole."""
 
-    async def scenario() -> tuple[list[bytes], bytes, list[bytes]]:
-        loop = asyncio.get_running_loop()
-        near, far = socket.socketpair()
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, near)
-        written: list[bytes] = []
-        real_write = transport.write
-        transport.write = lambda data: (written.append(bytes(data)), real_write(data))[1]
-        coalescing = CoalescingTransport(transport, loop)
+    async def scenario() -> None:
+        coalescing, writes, far = await _coalescing_pair()
         coalescing.write(b"head ")
         coalescing.write(bytearray(b"body"))
         coalescing.write(b"")
@@ -519,27 +564,33 @@ def test_coalescing_transport_keeps_order_and_loses_nothing():
         await asyncio.sleep(0)
         coalescing.write(b" last")
         coalescing.close()  # before the next iteration: sent first
-        far.setblocking(False)
-        received = b""
-        while chunk := await asyncio.wait_for(loop.sock_recv(far, 1024), 10):
-            received += chunk
-        far.close()
-        aborted_writes: list[bytes] = []
-        near, far = socket.socketpair()
-        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, near)
-        real_abort_write = transport.write
-        transport.write = lambda data: (aborted_writes.append(bytes(data)), real_abort_write(data))[1]
-        coalescing = CoalescingTransport(transport, loop)
+        assert await _read_to_end(far) == b"head body and more last"
+        assert writes == [b"head body", b" and more", b" last"]
+
+        coalescing, writes, far = await _coalescing_pair()
         coalescing.write(b"never sent")
         coalescing.abort()
         await asyncio.sleep(0)
         far.close()
-        return written, received, aborted_writes
+        assert writes == []
 
-    written, received, aborted_writes = asyncio.run(scenario())
-    assert written == [b"head body", b" and more", b" last"]
-    assert received == b"head body and more last"
-    assert aborted_writes == []
+        coalescing, writes, far = await _coalescing_pair()
+        coalescing.write(b"before eof")
+        coalescing.write_eof()
+        assert writes == [b"before eof"] and await _read_to_end(far) == b"before eof"
+
+        coalescing, writes, far = await _coalescing_pair()
+        high = coalescing.get_write_buffer_limits()[1]
+        pieces = [bytes([i % 251]) * (high // 3 + 7) for i in range(12)]
+        for piece in pieces:
+            coalescing.write(piece)  # one iteration: every third write reaches the high-water mark
+        assert len(writes) == 4 and coalescing.get_write_buffer_size() > 0
+        reading = asyncio.ensure_future(_read_to_end(far, pause=0.001))
+        await asyncio.sleep(0.05)
+        coalescing.close()
+        assert await reading == b"".join(pieces)
+
+    asyncio.run(scenario())
 
 
 # -- the playground ---------------------------------------------------------------------------------
@@ -590,7 +641,7 @@ def test_playground_streams_and_explains(url, http, model, browser):
     assert len(severe) == 1 and "/v1/models" in severe[0] and "401" in severe[0], severe
 
 
-# -- the command line and the benchmark -------------------------------------------------------------
+# -- the command line -----------------------------------------------------------------------------
 
 
 def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
@@ -620,7 +671,7 @@ def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
 
 
 def _workers(server_pid: int) -> set[int]:
-    """The worker processes of a server (uvicorn's supervisor spawns them)."""
+    """The worker processes of a server (serving.server's supervisor spawns them)."""
     children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
     return {int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
 
@@ -674,6 +725,7 @@ def test_only_short_completions_are_answered_on_the_event_loop():
     assert not on_event_loop(request(max_tokens=0, n=128, prompt=["a"] * 8), 100)  # 1,024 choices of nothing
     assert not on_event_loop(request(max_tokens=1, n=5), 100)
     assert not on_event_loop(request(max_tokens=1, logprobs=0), 100)
+    assert not on_event_loop(request(max_tokens=1, stop="."), 100)  # decoded a token at a time
 
 
 def test_a_port_in_use_is_one_line(model_files):
@@ -703,7 +755,7 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
 
 def test_sighup_stops_a_server_of_workers(model_files, tmp_path):
     """SIGHUP stops the server as it stops every memlm command (128 + 1), its workers with it."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "memlm", "serve", str(model_files[1]), "--port", str(port), "--workers", "2"]
     with (tmp_path / "log").open("w") as log:
         process = subprocess.Popen([*command, "--no-access-log"], stdout=log, stderr=subprocess.STDOUT)

@@ -22,8 +22,8 @@ log = logging.getLogger("memlm.serve")
 
 #: What a request whose body is missing or not a JSON object is told.
 NOT_AN_OBJECT = "the request body must be a JSON object, sent with 'Content-Type: application/json'"
-#: OpenAI's error types, by status.
-_TYPES = {401: "authentication_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+#: OpenAI's error types, by status, where not ``invalid_request_error`` (4xx) or ``server_error`` (5xx).
+_TYPES = {401: "authentication_error"}
 
 
 class APIError(Exception):
@@ -63,15 +63,14 @@ class JSONBody(Response):
 
 def error_response(error: APIError) -> JSONBody:
     """The response of ``error``: its status, headers and OpenAI's error body."""
-    body = {
-        "error": {
-            "message": error.message,
-            "type": "server_error" if error.status >= 500 else _TYPES.get(error.status, "invalid_request_error"),
-            "param": error.param,
-            "code": error.code,
-        }
-    }
+    body = error_body(error.status, error.message, error.param, error.code)
     return JSONBody(body, status_code=error.status, headers=error.headers)
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    """OpenAI's error body for an error of HTTP ``status``: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = "server_error" if status >= 500 else _TYPES.get(status, "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def validation_error(errors: list[dict]) -> APIError:

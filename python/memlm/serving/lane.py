@@ -41,7 +41,7 @@ class Lane:
             if method != "POST":
                 raise APIError(405, f"Method Not Allowed: {method} {path}", headers={"Allow": "POST"})
             body = await read_body(receive)
-            if body is None:  # the client left
+            if body is None:  # the client left (behind the Gate, never: it has read the body)
                 return
             content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), None)
             response = await handler(body, content_type)
