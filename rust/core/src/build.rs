@@ -405,8 +405,10 @@ pub fn plan_partitions(
 }
 
 /// Ranges of values, ascending, covering every value of `histogram` (a count per value), each
-/// holding at most `capacity` counts (a single value with more is a range of its own).
+/// holding at most `capacity` counts (taken as 1 when 0; a single value with more is a range of
+/// its own).
 pub fn value_ranges(histogram: &[u64], capacity: u64) -> Vec<Range<u32>> {
+    let capacity = capacity.max(1);
     let mut ranges = Vec::new();
     let (mut start, mut held) = (0u32, 0u64);
     for (value, &count) in histogram.iter().enumerate() {

@@ -506,5 +506,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         let other = Reduced::new(shard_counts()[1..].to_vec(), &terms);
         assert!(other.is_err());
         assert!(value_ranges(&[5, 0, 9, 1], 6) == vec![0..2, 2..3, 3..4]);
+        // A capacity of 0 is taken as 1: no range holds two values that have counts.
+        assert!(value_ranges(&[2, 0, 3], 0) == vec![0..1, 1..3]);
     }
 }

@@ -87,7 +87,7 @@ pub fn class_counts<'py>(
 /// at most `capacity` counts (a value with more is a range of its own).
 #[pyfunction]
 pub fn value_ranges(histogram: PyReadonlyArray1<u64>, capacity: u64) -> PyResult<Vec<(u32, u32)>> {
-    let ranges = build::value_ranges(histogram.as_slice()?, capacity.max(1));
+    let ranges = build::value_ranges(histogram.as_slice()?, capacity);
     Ok(ranges.into_iter().map(|r| (r.start, r.end)).collect())
 }
 
@@ -268,9 +268,9 @@ impl Reduction {
     /// each holding at most `capacity` instances (none when the root is a leaf).
     fn partitions(&self, trie: &str, weighting: &str, capacity: u64) -> PyResult<Vec<(u32, u32)>> {
         let kind: TrieKind = trie.parse().map_err(to_py)?;
-        let ranges =
-            self.inner
-                .partitions(kind, weighting.parse().map_err(to_py)?, capacity.max(1));
+        let ranges = self
+            .inner
+            .partitions(kind, weighting.parse().map_err(to_py)?, capacity);
         Ok(ranges.into_iter().map(|r| (r.start, r.end)).collect())
     }
 }
