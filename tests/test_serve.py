@@ -775,6 +775,34 @@ def test_sighup_stops_a_server_of_workers(model_files, tmp_path):
         process.wait()
 
 
+def test_signals_ignored_at_start_stay_ignored(model_files, tmp_path):
+    """Started with SIGHUP and SIGINT ignored (nohup; a shell's background job), the server goes on serving through
+    both, and SIGTERM still stops it (143)."""
+    port = free_port()
+    command = [sys.executable, "-m", "memlm", "serve", str(model_files[1]), "--port", str(port), "--no-access-log"]
+
+    def ignore() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    with (tmp_path / "log").open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=ignore)
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(f"http://127.0.0.1:{port}"):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+        for signum in (signal.SIGHUP, signal.SIGINT):
+            process.send_signal(signum)
+            time.sleep(0.5)
+            assert process.poll() is None and _healthy(f"http://127.0.0.1:{port}"), (tmp_path / "log").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=1).status_code == 200

@@ -71,12 +71,18 @@ def _stop(signum: int, _frame) -> None:
     raise Stopped(signum)
 
 
+def _ignored(signum: int) -> bool:
+    """Whether signal ``signum`` is ignored (as memlm was started, by ``nohup`` or a shell's background job)."""
+    return signal.getsignal(signum) == signal.SIG_IGN
+
+
 @contextmanager
 def _clean_errors():
     """Turns memlm's errors and file errors into one line on stderr and exit status 1; Ctrl-C into one line
     and 130 (SIGTERM and SIGHUP into one line and 143, 129); a closed standard output (a pipe whose reader
-    quit) into a quiet exit with 141. The handlers of SIGTERM and SIGHUP are memlm's while the command runs."""
-    previous = {signum: signal.signal(signum, _stop) for signum in STOPPING_SIGNALS}
+    quit) into a quiet exit with 141. The handlers of SIGTERM and SIGHUP are memlm's while the command runs, unless
+    memlm was started with the signal ignored (``nohup`` ignores SIGHUP): it stays ignored."""
+    previous = {signum: signal.signal(signum, _stop) for signum in STOPPING_SIGNALS if not _ignored(signum)}
     try:
         yield
         sys.stdout.flush()  # here, so that a closed pipe is noticed while it can still be handled

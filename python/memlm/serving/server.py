@@ -16,7 +16,8 @@ than generating a short completion); ``workers`` processes answer up to that man
   :class:`memlm.serving.coalescing.HttpProtocol` (a short response in one write).
 - A worker that cannot load the models (a file gone or damaged since the parent checked it) stops the server with
   an error; one that dies later is replaced, on the same socket.
-- SIGINT, SIGTERM and SIGHUP stop the server: each worker gets SIGTERM and answers the requests in flight
+- SIGINT, SIGTERM and SIGHUP (each unless it was ignored when memlm started: ``nohup`` ignores SIGHUP, a shell's
+  background job SIGINT) stop the server: each worker gets SIGTERM and answers the requests in flight
   (uvicorn's graceful shutdown; killed after :data:`STOP_SECONDS` or at a second signal), then the parent raises
   the first signal again, so that ``memlm serve`` ends as every memlm command ends (130, 143, 129).
 """
@@ -92,7 +93,11 @@ def _supervise(settings: Settings, sockets: list[socket.socket], options: dict) 
     once the workers have stopped; a worker that cannot start is a :class:`MemlmError`."""
     spawn = multiprocessing.get_context("spawn")
     stopped_by: list[int] = []
-    previous = {signum: signal.signal(signum, lambda signum, _frame: stopped_by.append(signum)) for signum in STOPPING}
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: stopped_by.append(signum))
+        for signum in STOPPING
+        if signal.getsignal(signum) != signal.SIG_IGN  # ignored as memlm started (nohup, a background job): stays so
+    }
     workers: list[multiprocessing.process.BaseProcess | None] = [None] * len(sockets)
     try:
         while not stopped_by:
