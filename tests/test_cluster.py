@@ -320,10 +320,39 @@ def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):
     assert model.read_bytes() == b"old" and list(shared.iterdir()) == []
 
 
-def test_local_workers_build_the_same_model(tmp_path):
-    run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "single.memlm")
-    proc = run_cli("train", TEST_TEXT, "--width", 3, "-o", tmp_path / "local.memlm", "--cluster", "local:2")
-    assert "Traceback" not in proc.stderr
+def _worker_processes(parent: int) -> list[int]:
+    """The Dask worker processes a local cluster's nannies started in process ``parent`` (multiprocessing's
+    spawned children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if ppid == parent and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_local_workers_build_the_same_model_when_all_are_killed(tmp_path):
+    """local:N's nannies restart killed worker processes: the build goes on, and writes the same file."""
+    corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes() * 2)
+    shared.mkdir()
+    run_cli("train", corpus, "--width", 3, "-o", tmp_path / "single.memlm")
+    command = [sys.executable, "-m", "memlm", "train", corpus, "--width", "3", "-o", tmp_path / "local.memlm"]
+    proc = subprocess.Popen([*command, "--cluster", "local:2", "--temp-dir", shared], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.01)
+    workers = _worker_processes(proc.pid)
+    assert len(workers) == 2, workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in stderr, stderr
     assert (tmp_path / "local.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
 
 
