@@ -139,6 +139,8 @@ def test_completion_is_what_generate_gives(client, model):
     prompt_tokens = len(model.encode(PROMPT))
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, 20)
     assert answer.usage.total_tokens == prompt_tokens + 20
+    again = client.completions.create(model="emma", prompt=PROMPT, max_tokens=1, temperature=0)
+    assert again.id != answer.id and len(again.id) == len("cmpl-") + 32 and int(again.id[5:], 16) >= 0
 
 
 def test_sampled_choices_follow_the_seed(client, model):

@@ -33,13 +33,13 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given, declared = b"", None
+        given, declared = None, None  # the first of each, as Starlette's headers give
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            if name == b"authorization" and given is None:
                 given = value
-            elif name == b"content-length":
+            elif name == b"content-length" and declared is None:
                 declared = value
-        if self._locked(scope["path"]) and not hmac.compare_digest(given, self.expected or b""):
+        if self._locked(scope["path"]) and not hmac.compare_digest(given or b"", self.expected or b""):
             message = "a valid API key is needed: send the header 'Authorization: Bearer KEY'"
             error = APIError(401, message, None, "invalid_api_key", {"WWW-Authenticate": "Bearer"})
             await error_response(error)(scope, receive, send)
