@@ -46,6 +46,7 @@ file a worker cannot read, invalid UTF-8) is raised on the client as it was rais
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import errno
@@ -118,6 +119,9 @@ KNESER_NEY_PHASE = "computing Kneser-Ney statistics (beside the cluster)"
 SCRATCH_TOKENIZER = b""
 #: The smallest piece of a plain-text file that a task tokenises.
 MIN_PIECE_BYTES = 1 << 16
+
+#: What a wait with a timeout raises (asyncio's is not the builtin before Python 3.11).
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 
 _ADDRESS = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+):(?P<port>[0-9]{1,5})")
 _LOCAL = re.compile(r"local:(?P<workers>[+-]?[0-9]+)")
@@ -554,7 +558,7 @@ class _Session:
             try:
                 with self.client.as_current():
                     done, pending = distributed.wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+            except _TIMEOUTS:
                 alone_since = self._alone(phase, alone_since)
                 continue
             alone_since = None
@@ -568,7 +572,7 @@ class _Session:
         the cancelled futures of a lost scheduler tell); fails after :data:`NO_WORKERS_SECONDS` of it."""
         try:
             workers = len(self.client.nthreads(callback_timeout=CONNECT_SECONDS))
-        except (OSError, TimeoutError):
+        except (OSError, *_TIMEOUTS):
             return since
         if workers:
             return None
