@@ -32,6 +32,8 @@ from conftest import ROOT, TRAIN_TEXT
 KEY = "test-key"
 #: The server's cap: large, so that one request can run long (the non-blocking test).
 CAP = 3_000_000
+#: The server's --body-timeout: short, for the slow-body test.
+BODY_SECONDS = 2
 PROMPT = "Emma Woodhouse, handsome, clever, and rich,"
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 
@@ -61,7 +63,9 @@ def server(model_files, tmp_path_factory, request):
     command += ["--workers", str(request.param)]
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*command, "--api-key", KEY, "--max-tokens-cap", str(CAP)], stdout=out, stderr=subprocess.STDOUT
+            [*command, "--api-key", KEY, "--max-tokens-cap", str(CAP), "--body-timeout", str(BODY_SECONDS)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -498,6 +502,32 @@ def _data_segments_in(sock: socket.socket) -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="TCP_INFO's data segment count is Linux's")
+def test_a_body_that_does_not_arrive_in_time_is_408(url):
+    """A request whose body has not all arrived --body-timeout seconds after its head is answered 408 and its
+    connection closed (a slow client cannot hold it for ever); one that sends its body in time is answered."""
+    body = json.dumps({"model": "emma", "prompt": PROMPT, "max_tokens": 2}).encode()
+    head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+    head += b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(BODY_SECONDS / 2)
+        sock.sendall(body[10:20])  # still short at the deadline
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in answer, answer
+    assert BODY_SECONDS / 2 - 0.5 < waited < BODY_SECONDS + 5, waited
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(BODY_SECONDS / 2)
+        sock.sendall(body[10:])
+        status, _ = parse_head(sock.recv(65536).split(b"\r\n\r\n")[0] + b"\r\n\r\n")
+    assert status == 200
+
+
 def test_a_short_response_is_one_tcp_segment(url):
     """Head and body of a short response reach the client in one TCP segment (coalescing.CoalescingTransport:
     uvicorn alone sends two), on a keep-alive connection, for a completion and for a FastAPI route."""
@@ -663,6 +693,8 @@ def test_serve_refuses_what_it_cannot_serve(model_files, tmp_path):
         ((model_files[0], "--workers", "0"), "--workers must be from 1 to 256, got 0"),
         ((model_files[0], "--workers", "257"), "--workers must be from 1 to 256, got 257"),
         ((model_files[0], "--workers", "-3"), "--workers must be from 1 to 256, got -3"),
+        ((model_files[0], "--body-timeout", "0"), "--body-timeout must be from 1 to 3600, got 0"),
+        ((model_files[0], "--body-timeout", "3601"), "--body-timeout must be from 1 to 3600, got 3601"),
     ]:
         # Port 0 (any free one) where the port is not what is wrong, and a timeout: a server that starts by
         # mistake fails the test rather than holding it up.
@@ -750,7 +782,8 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
     sockets = server._listening_sockets("127.0.0.1", 0, 1)
     try:
         with pytest.raises(memlm.MemlmError, match="a worker could not start"):
-            server._supervise(server.Settings.of([tmp_path / "gone.memlm"], None, 16), sockets, {"log_level": "info"})
+            settings = server.Settings.of([tmp_path / "gone.memlm"], None, 16, 30)
+            server._supervise(settings, sockets, {"log_level": "info"})
     finally:
         sockets[0].close()
 

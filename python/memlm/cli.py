@@ -26,7 +26,7 @@ from memlm.explain_view import NO_PROVENANCE, print_table, write_page
 from memlm.model import KNESER_NEY
 from memlm.progress import BuildProgress, parse_size
 from memlm.scoring import perplexities
-from memlm.serving import MAX_TOKENS_CAP
+from memlm.serving import BODY_SECONDS, MAX_BODY_SECONDS, MAX_TOKENS_CAP
 
 app = typer.Typer(
     help="memlm: a memory-based language model (IGTree over all training contexts), CPU only.",
@@ -675,6 +675,12 @@ def serve(
     workers: Annotated[
         int, _int_option(help=f"Server processes (1..{MAX_WORKERS}), each loading the models (memory-mapped: shared).")
     ] = 1,
+    body_timeout: Annotated[
+        int,
+        _int_option(
+            help=f"Seconds (1..{MAX_BODY_SECONDS}) a request's body may take to arrive after its head (then 408)."
+        ),
+    ] = BODY_SECONDS,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API (/v1/completions, ...), with a playground page at /
@@ -688,4 +694,7 @@ def serve(
             raise MemlmError(f"--port must be from 0 to {PORTS[-1]}, got {port}")
         if not 1 <= workers <= MAX_WORKERS:
             raise MemlmError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
-        server.run(server.Settings.of(model_paths, api_key, max_tokens_cap), host, port, workers, access_log)
+        if not 1 <= body_timeout <= MAX_BODY_SECONDS:
+            raise MemlmError(f"--body-timeout must be from 1 to {MAX_BODY_SECONDS}, got {body_timeout}")
+        settings = server.Settings.of(model_paths, api_key, max_tokens_cap, body_timeout)
+        server.run(settings, host, port, workers, access_log)

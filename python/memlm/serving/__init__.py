@@ -13,3 +13,6 @@ line can name its defaults without the serve extra installed."""
 MAX_TOKENS_CAP = 4096
 #: The default body limit: 1 MiB, plenty for prompts (a lm-evaluation-harness batch of token ids is far less).
 MAX_BODY_BYTES = 1 << 20
+#: The default seconds a request's body may take to arrive once its head has (``--body-timeout``), and the most.
+BODY_SECONDS = 30
+MAX_BODY_SECONDS = 3600

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 import memlm
 from memlm import checks
 from memlm.errors import MemlmError
-from memlm.serving import MAX_BODY_BYTES, MAX_TOKENS_CAP, completions, inspection
+from memlm.serving import BODY_SECONDS, MAX_BODY_BYTES, MAX_BODY_SECONDS, MAX_TOKENS_CAP, completions, inspection
 from memlm.serving.errors import JSONBody, install_handlers
 from memlm.serving.guards import Gate
 from memlm.serving.lane import Lane
@@ -49,10 +49,12 @@ def create_app(
     api_key: str | None = None,
     max_tokens_cap: int = MAX_TOKENS_CAP,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_seconds: int = BODY_SECONDS,
 ) -> ASGIApp:
     """The application serving ``models`` (by name, :func:`memlm.serving.registry.load_models`): requests need
     ``Authorization: Bearer API_KEY`` when ``api_key`` is given; a completion generates at most
-    ``max_tokens_cap`` tokens; a body over ``max_body_bytes`` is refused (413)."""
+    ``max_tokens_cap`` tokens; a body over ``max_body_bytes`` is refused (413), one not all there ``body_seconds``
+    after the request's head too (408)."""
     if not models:
         raise MemlmError("give at least one model to serve")
     for name, model in models.items():
@@ -60,6 +62,8 @@ def create_app(
             raise MemlmError(f"{name}: trained from an instance file (symbols, no tokenizer): it cannot be served")
     max_tokens_cap = checks.amount(max_tokens_cap, "max_tokens_cap", _LARGEST_CAP)
     max_body_bytes = checks.amount(max_body_bytes, "max_body_bytes", _LARGEST_CAP)
+    if checks.amount(body_seconds, "body_seconds", MAX_BODY_SECONDS) == 0:
+        raise MemlmError("body_seconds must be at least 1")
     if api_key is not None and not api_key:
         raise MemlmError("the API key is empty")
     playground = files("memlm.serving").joinpath("playground.html").read_text(encoding="utf-8")
@@ -110,7 +114,7 @@ def create_app(
     async def explain(request: ExplainRequest) -> JSONBody:
         return await _answer(inspection.explain, model_named(models, request.model), request, max_tokens_cap)
 
-    return Gate(Lane(app, {"/v1/completions": complete}), limit=max_body_bytes, key=api_key)
+    return Gate(Lane(app, {"/v1/completions": complete}), limit=max_body_bytes, key=api_key, seconds=body_seconds)
 
 
 async def _answer(work: Callable[..., dict], *arguments: object) -> JSONBody:

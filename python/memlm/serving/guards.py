@@ -1,15 +1,18 @@
-"""What a request must pass: when the server has one, the API key, then the body size limit, before any route
-reads it; the server's token cap, before any generation.
+"""What a request must pass: when the server has one, the API key, then the body size and time limits, before any
+route reads it; the server's token cap, before any generation.
 
 :class:`Gate` answers 401 to a request for any path but the open ones (``/``, ``/health``) that does not carry
 ``Authorization: Bearer KEY`` (compared in constant time), before reading its body; then it reads the whole
 body before the application sees it (so no parser ever sees more than the limit) and answers 413 to a body
-over ``limit`` bytes, whether its ``Content-Length`` says so or its chunks add up to more. :func:`within_cap`
+over ``limit`` bytes, whether its ``Content-Length`` says so or its chunks add up to more, and 408 to one that has
+not all arrived ``seconds`` after the request's head (a client that sends its body slowly, or never, would hold
+the connection and its buffer for ever); both close the connection. :func:`within_cap`
 answers 400 to a request for more tokens than ``--max-tokens-cap``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,11 +25,11 @@ OPEN_PATHS = frozenset(["/", "/health"])
 
 class Gate:
     """ASGI middleware: without the API key (``key``, None for none) a request for a path not in
-    :data:`OPEN_PATHS` is answered 401, and a request body over ``limit`` bytes 413, before the application
-    runs (see the module doc)."""
+    :data:`OPEN_PATHS` is answered 401, a request body over ``limit`` bytes 413, and one not all there after
+    ``seconds`` 408, before the application runs (see the module doc)."""
 
-    def __init__(self, app: ASGIApp, limit: int, key: str | None):
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, key: str | None, seconds: float):
+        self.app, self.limit, self.seconds = app, limit, seconds
         self.expected = None if key is None else f"Bearer {key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,12 +51,34 @@ class Gate:
             await self._refuse(scope, receive, send)
             return
         try:
-            body = await read_body(receive, self.limit)
+            body = await self._body(receive)
         except TooLarge:
             await self._refuse(scope, receive, send)
             return
+        except TooSlow:
+            message = f"the request body did not all arrive within {self.seconds:g} s"
+            error = APIError(408, message, None, "request_timeout", {"Connection": "close"})
+            await error_response(error)(scope, receive, send)
+            return
         if body is not None:
             await self.app(scope, _replay(body, receive), send)
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """:func:`read_body` within the limit, and within ``seconds`` (:class:`TooSlow`): a timer cancels the
+        request's task, and the cancellation it caused (only that one) is turned into TooSlow."""
+        task = asyncio.current_task()
+        expired: list[bool] = []
+        timer = asyncio.get_running_loop().call_later(self.seconds, lambda: (expired.append(True), task.cancel()))
+        try:
+            return await read_body(receive, self.limit)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: the task is no longer being cancelled
+                task.uncancel()
+            raise TooSlow from None
+        finally:
+            timer.cancel()
 
     def _locked(self, path: str) -> bool:
         """Whether ``path`` needs the API key."""
@@ -67,6 +92,10 @@ class Gate:
 
 class TooLarge(Exception):
     """A request body over the limit."""
+
+
+class TooSlow(Exception):
+    """A request body that took longer than the server waits."""
 
 
 async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:

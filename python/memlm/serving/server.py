@@ -57,19 +57,22 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Settings:
-    """What a server serves: the model files (named by their stems), the API key, the token cap."""
+    """What a server serves: the model files (named by their stems), the API key, the token cap, the seconds a
+    request's body may take."""
 
     paths: tuple[str, ...]
     api_key: str | None
     max_tokens_cap: int
+    body_seconds: int
 
     @classmethod
-    def of(cls, paths: Sequence[str | Path], api_key: str | None, max_tokens_cap: int) -> Settings:
-        return cls(tuple(os.fspath(p) for p in paths), api_key, max_tokens_cap)
+    def of(cls, paths: Sequence[str | Path], api_key: str | None, max_tokens_cap: int, body_seconds: int) -> Settings:
+        return cls(tuple(os.fspath(p) for p in paths), api_key, max_tokens_cap, body_seconds)
 
     def application(self) -> ASGIApp:
         """The application, its models loaded and checked (a :class:`MemlmError` or OSError otherwise)."""
-        return create_app(load_models(self.paths), api_key=self.api_key, max_tokens_cap=self.max_tokens_cap)
+        models = load_models(self.paths)
+        return create_app(models, self.api_key, self.max_tokens_cap, body_seconds=self.body_seconds)
 
 
 def run(settings: Settings, host: str, port: int, workers: int = 1, access_log: bool = True) -> None:
