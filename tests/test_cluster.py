@@ -164,7 +164,7 @@ def test_a_file_changed_after_planning_is_refused(cluster, tmp_path):
 
     with pytest.raises(CorpusError) as e:
         memlm.train(corpus, width=3, cluster=cluster.address, progress=change)
-    assert str(e.value).startswith(f"{corpus}: the file changed during the cluster build (its size, modification")
+    assert str(e.value).startswith(f"{corpus}: the file changed during the cluster build (its size or modification")
     # The same size, another modification time: changed too.
     memlm.train(corpus, width=3, cluster=cluster.address)  # as it is now, it builds
 
@@ -235,6 +235,49 @@ def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path):
     assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
 
 
+def test_a_worker_keeps_the_text_of_each_build(tmp_path):
+    """Two builds sharing a cluster each keep their text on a worker (one's end drops only its own); a third
+    evicts the least recently used."""
+    from memlm.cluster import TEXTS_KEPT, _forget_text, _shard_text
+
+    shard = tmp_path / "a.shard"
+    memlm.make_shard(TEST_TEXT, shard)
+    paths = [str(shard)]
+    try:
+        a = _shard_text("build-a", paths, 3)
+        b = _shard_text("build-b", paths, 2)
+        assert _shard_text("build-a", paths, 3) is a and _shard_text("build-b", paths, 2) is b
+        _forget_text("build-a")
+        assert _shard_text("build-b", paths, 2) is b and set(memlm.cluster._TEXT) == {"build-b"}
+        for build in ["build-c", "build-d"][:TEXTS_KEPT]:
+            _shard_text(build, paths, 1)
+        assert "build-b" not in memlm.cluster._TEXT and len(memlm.cluster._TEXT) == TEXTS_KEPT
+    finally:
+        for build in list(memlm.cluster._TEXT):
+            _forget_text(build)
+
+
+def test_a_task_compares_the_clients_identity_of_a_file_by_size_and_seconds(tmp_path):
+    """Across machines only a file's size and modification time in whole seconds are compared (another machine
+    may see another inode number, a cached or coarser time): the task run here with the identity a client
+    elsewhere would have taken (another inode, other nanoseconds) tokenises; another size or second does not."""
+    from memlm.cluster import Identity, _identity, _tokenise
+    from memlm.tokenization import TokenizerSpec
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Some text.\n\nMore text.\n")
+    os.utime(corpus, ns=(0, 1_700_000_000_250_000_000))
+    (piece,) = pieces([corpus], 1 << 20)
+    here = _identity(piece)
+    spec = TokenizerSpec.from_file(None)
+    elsewhere = Identity(here.size, here.mtime_ns + 500_000_000, here.inode + 1)
+    shard = _tokenise(piece, elsewhere, str(tmp_path / "a.shard"), spec, "text", "strict", False)
+    assert shard is not None and shard.tokens > 0
+    for changed in [here._replace(size=here.size + 1), here._replace(mtime_ns=here.mtime_ns + 10**9)]:
+        with pytest.raises(CorpusError, match="the file changed during the cluster build"):
+            _tokenise(piece, changed, str(tmp_path / "b.shard"), spec, "text", "strict", False)
+
+
 def _when_a_task_runs(client, builder: threading.Thread) -> str:
     """The worker that runs one of the build's tasks, as soon as one does."""
     deadline = time.monotonic() + 60
@@ -248,9 +291,11 @@ def _when_a_task_runs(client, builder: threading.Thread) -> str:
 
 def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch):
     """Dask waits forever for a worker to come back: the build does not, and says why. A worker that cannot
-    write to the work folder (here: mounted read-only for it), or that dies in the start-up check (its memlm
-    made to exit there, by a preload module), is one line before any task too."""
+    write to the work folder (here: mounted read-only for it), that dies in the start-up check (its memlm
+    made to exit there, by a preload module), or that never answers it (as on a hung mount), is one line
+    before any task too."""
     monkeypatch.setattr(memlm.cluster, "NO_WORKERS_SECONDS", 2)
+    monkeypatch.setattr(memlm.cluster, "ANSWER_SECONDS", 2)
     corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 3)
     shared.mkdir()
@@ -271,6 +316,18 @@ def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch
         with pytest.raises(MemlmError, match="every Dask worker of .* left the cluster during the start-up check") as e:
             memlm.train(corpus, width=4, cluster=own.address)
         assert "\n" not in str(e.value)
+        hangs = tmp_path / "hangs_at_check.py"
+        hangs.write_text(
+            "import time\nimport memlm.cluster\nmemlm.cluster._worker_state = lambda *_: time.sleep(600)\n"
+        )
+        own.add_workers(1, "--preload", str(hangs))
+        started = time.monotonic()
+        with pytest.raises(
+            MemlmError, match="checking the workers: the Dask cluster .* did not answer within 2 s"
+        ) as e:
+            memlm.train(corpus, width=4, cluster=own.address)
+        assert "\n" not in str(e.value) and time.monotonic() - started < 20
+        own.drop_worker()
         own.add_workers(1)
         outcome: dict = {}
 

@@ -40,8 +40,11 @@ runs its tasks again on the others (tasks are deterministic and write atomically
 same); a task whose workers died three times (Dask's ``allowed-failures``) is an error. When every worker has
 left, the client waits :data:`NO_WORKERS_SECONDS` for one to come (a ``LocalCluster`` restarts its killed
 workers) and then fails with one line; a worker that dies during the start-up check is left out of it (the
-build fails when none is left). A task's own error (a
-file a worker cannot read, invalid UTF-8) is raised on the client as it was raised there.
+build fails when none is left). Dask's other waits have no deadline: the client runs each in a thread of its
+own, bounded by :data:`ANSWER_SECONDS` (calls that do no build work) or by the same no-worker rule (collecting
+results). A task's own error (a file a worker cannot read, invalid UTF-8) is raised on the client as it was
+raised there. A corpus file must stay unchanged during the build: the client and each task compare its
+:class:`Identity` (across machines, only its size and modification time in whole seconds).
 """
 
 from __future__ import annotations
@@ -110,6 +113,10 @@ HANDSHAKE_SECONDS = 30
 NO_WORKERS_SECONDS = 60
 #: How often the client, while it waits for tasks, asks the scheduler how many workers it has when none finished.
 POLL_SECONDS = 1
+#: How long the client waits for the answer to a call that does no build work: the start-up check run on every
+#: worker (a worker whose work folder is on a hung mount never answers it), copying the build's options to every
+#: worker, the workers dropping their text at the end.
+ANSWER_SECONDS = 60
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_WORKER = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
@@ -165,13 +172,20 @@ def parse_cluster(value) -> Cluster:
 
 
 class Identity(NamedTuple):
-    """What tells a file from the same file changed: its size, modification time (ns) and inode number. Taken
-    when its pieces are planned and checked by each task that reads one, before and after, and by the client
-    after the tokenising, so that a file changed meanwhile is an error, not a model of two texts."""
+    """What tells a file from the same file changed, on one machine: its size, modification time (ns) and
+    inode number. The client takes it when it plans the pieces and again once they are tokenised; each task
+    takes its own before and after it reads its piece (a file changed meanwhile is an error, not a model of
+    two texts). Between machines only :meth:`shared` is compared: shared storage may give other inode
+    numbers (CIFS, FUSE) and coarser or cached modification times (NFS) on each machine."""
 
     size: int
     mtime_ns: int
     inode: int
+
+    def shared(self) -> tuple[int, int]:
+        """What every machine must see alike of an unchanged file: its size and its modification time in
+        whole seconds."""
+        return self.size, self.mtime_ns // 1_000_000_000
 
 
 #: Where the files are each process's own.
@@ -195,17 +209,26 @@ def _identity(piece: Piece) -> Identity:
     return Identity(status.st_size, status.st_mtime_ns, status.st_ino)
 
 
-def _check_unchanged(piece: Piece, identity: Identity) -> None:
-    """A :class:`CorpusError` when the piece's file is no longer the one planned."""
+def _identity_now(piece: Piece) -> Identity | None:
+    """The identity of the piece's file now (None: it is gone, or no longer a regular file)."""
     try:
-        now: Identity | None = _identity(piece)
-    except CorpusError:  # no longer a regular file (gone: FileNotFoundError, as opening it would raise)
-        now = None
-    if now != identity:
-        raise CorpusError(
-            f"{source_name(piece.label)}: the file changed during the cluster build (its size, modification time "
-            "or inode is not what it was when the build planned its pieces): build again once it stays the same"
-        )
+        return _identity(piece)
+    except (OSError, CorpusError):
+        return None
+
+
+def _changed(piece: Piece) -> CorpusError:
+    return CorpusError(
+        f"{source_name(piece.label)}: the file changed during the cluster build (its size or modification time "
+        "is not what it was when the build planned its pieces, or it changed while it was read): build again "
+        "once it stays the same"
+    )
+
+
+def _check_unchanged(piece: Piece, identity: Identity) -> None:
+    """A :class:`CorpusError` when the piece's file is no longer the one planned on this machine."""
+    if _identity_now(piece) != identity:
+        raise _changed(piece)
 
 
 class Shard(NamedTuple):
@@ -408,16 +431,21 @@ def _value(value):
 
 
 def _tokenise(
-    piece: Piece, identity: Identity, shard: str, spec: TokenizerSpec, text_field: str, errors: str, provenance: bool
+    piece: Piece, planned: Identity, shard: str, spec: TokenizerSpec, text_field: str, errors: str, provenance: bool
 ):
-    """A task: tokenises a piece of the corpus, whose file must be as it was planned (its ``identity``), and
-    writes it as a shard (None for a piece without text)."""
+    """A task: tokenises a piece of the corpus, whose file must be as it was planned (the ``planned`` identity,
+    taken on the client: :meth:`Identity.shared` compared) and stay as it is on this worker while it is read,
+    and writes it as a shard (None for a piece without text)."""
     from memlm.training import encoded
 
-    _check_unchanged(piece, identity)
+    # This machine's identity (not found here: FileNotFoundError, as reading it would raise); the client's
+    # inode and nanoseconds may not be this machine's.
+    before = _identity(piece)
+    if before.shared() != planned.shared():
+        raise _changed(piece)
     recorder = OriginsRecorder() if provenance else None
     tokens, lengths = encoded([piece], spec, text_field, errors, origins=recorder)
-    _check_unchanged(piece, identity)
+    _check_unchanged(piece, before)
     if tokens.size == 0:
         return None
     origins = None if recorder is None else recorder.to_bytes()
@@ -425,36 +453,45 @@ def _tokenise(
     return Shard(shard, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
 
 
-#: The text of the shards the worker's last task read, by (paths, width): kept for its next tasks of the build.
-_TEXT: dict[tuple[tuple[str, ...], int], ShardText] = {}
+#: The most builds whose text a worker keeps at once (builds sharing a cluster each keep their own; a third
+#: evicts the one least recently used, whose next task reads it again).
+TEXTS_KEPT = 2
+#: The text of the shards a worker's tasks read, by build (its :attr:`_Session.run`): (paths, width, text),
+#: most recently used last, kept for the build's next tasks.
+_TEXT: dict[str, tuple[tuple[str, ...], int, ShardText]] = {}
 #: Held while :data:`_TEXT` is looked at or changed: a worker may run several tasks at once, in threads.
 _TEXT_LOCK = threading.Lock()
 
 
-def _shard_text(shards: list[str], width: int) -> ShardText:
-    """The windows of the shards' text at ``width``, read once per worker (the last shards read are kept)."""
+def _shard_text(build: str, shards: list[str], width: int) -> ShardText:
+    """The windows of the shards' text at ``width`` for the ``build``, read once per worker and build."""
     key = (tuple(shards), width)
     with _TEXT_LOCK:  # another thread that needs the same text waits for this one to read it
-        if key not in _TEXT:
-            _TEXT.clear()
-            _TEXT[key] = ShardText(shards, width)
-        return _TEXT[key]
+        kept = _TEXT.pop(build, None)
+        if kept is None or kept[:2] != key:
+            while len(_TEXT) >= TEXTS_KEPT:
+                del _TEXT[next(iter(_TEXT))]
+            kept = (*key, ShardText(shards, width))
+        _TEXT[build] = kept
+        return kept[2]
 
 
-def _forget_text() -> None:
-    """Run on every worker when a build ends: the text it kept goes."""
+def _forget_text(build: str) -> None:
+    """Run on every worker when a build ends: the text it kept for that build goes."""
     with _TEXT_LOCK:
-        _TEXT.clear()
+        _TEXT.pop(build, None)
 
 
-def _weigh(shards: list[str], width: int, features: tuple[int, int], values: tuple[int, int]):
+def _weigh(build: str, shards: list[str], width: int, features: tuple[int, int], values: tuple[int, int]):
     """A task: the weight terms of some features over a range of values (:func:`memlm._core.gain_terms`)."""
-    return _gain_terms(_shard_text(shards, width), features, values)
+    return _gain_terms(_shard_text(build, shards, width), features, values)
 
 
-def _spill(shards: list[str], width: int, order: list[int], counts, trie: str, values: tuple[int, int], path: str):
+def _spill(
+    build: str, shards: list[str], width: int, order: list[int], counts, trie: str, values: tuple[int, int], path: str
+):
     """A task: builds a partition of a trie and spills it to ``path`` (:func:`memlm._core.spill_partition`)."""
-    _spill_partition(_shard_text(shards, width), order, _owned(counts), trie, values, path)
+    _spill_partition(_shard_text(build, shards, width), order, _owned(counts), trie, values, path)
     return path
 
 
@@ -482,9 +519,40 @@ class _Session:
         return str(self.work / name)
 
     def forget(self) -> None:
-        """The workers drop the text they kept (best effort: a worker gone has nothing to drop)."""
+        """The workers drop the text they kept for this build (best effort: a worker gone has nothing to drop;
+        one that does not answer is not waited for past :data:`ANSWER_SECONDS`)."""
         with contextlib.suppress(Exception):
-            self.client.run(_forget_text)
+            self._waited("ending the build", lambda: self.client.run(_forget_text, self.run), ANSWER_SECONDS)
+
+    def _waited(self, phase: str, call, seconds: float | None = None):
+        """``call()``, a blocking call to the cluster (Dask's own have no deadline), run in a thread of its own:
+        a :class:`MemlmError` when it has not returned within ``seconds`` (None: no limit), or when the cluster
+        has had no worker for :data:`NO_WORKERS_SECONDS` meanwhile (:meth:`_alone`)."""
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = call()
+            except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+                outcome["error"] = e
+
+        thread = threading.Thread(target=run, name="memlm-dask-wait", daemon=True)
+        started = time.monotonic()
+        thread.start()
+        alone_since: float | None = None
+        while True:
+            thread.join(POLL_SECONDS)
+            if not thread.is_alive():
+                break
+            if seconds is not None and time.monotonic() - started >= seconds:
+                raise MemlmError(
+                    f"{phase}: the Dask cluster {self.cluster} did not answer within {seconds} s (a worker stuck "
+                    "on a hung mount of the work folder or of the corpus?): the build stopped"
+                )
+            alone_since = self._alone(phase, alone_since)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def check_workers(self) -> None:
         """Every worker runs this memlm and can read and write the work folder (one that dies meanwhile is left
@@ -492,7 +560,11 @@ class _Session:
         cluster = self.cluster
         probe, content = "probe", uuid.uuid4().bytes
         (self.work / probe).write_bytes(content)
-        states = self.client.run(_worker_state, str(self.work), probe, content, on_error="return")
+        states = self._waited(
+            "checking the workers",
+            lambda: self.client.run(_worker_state, str(self.work), probe, content, on_error="return"),
+            ANSWER_SECONDS,
+        )
         (self.work / probe).unlink()
         left = []
         for worker, state in states.items():
@@ -530,7 +602,7 @@ class _Session:
         with self._failures(phase):
             for _ in self._finished(phase, [future]):
                 pass
-        self.client.replicate([future])
+        self._waited(phase, lambda: self.client.replicate([future]), ANSWER_SECONDS)
         return future
 
     @contextlib.contextmanager
@@ -599,7 +671,10 @@ class _Session:
                 self.progress(phase, 0, len(futures))
                 results = {}
                 for batch in self._finished(phase, futures):
-                    results.update(zip([f.key for f in batch], self.client.gather(batch), strict=True))
+                    # The worker holding a result may die meanwhile: Dask computes it again, or waits for ever
+                    # for a worker when none is left.
+                    gathered = self._waited(phase, lambda batch=batch: self.client.gather(batch))
+                    results.update(zip([f.key for f in batch], gathered, strict=True))
                     self.progress(phase, len(results), len(futures))
                 return [results[f.key] for f in futures]
         finally:
@@ -682,7 +757,9 @@ class _Session:
         width = options.width
         histogram = np.sum([s.class_counts[0] for s in shards], axis=0)
         calls = [
-            (paths, width, (f, f + 1), values) for values in value_ranges(histogram, range_size) for f in range(width)
+            (self.run, paths, width, (f, f + 1), values)
+            for values in value_ranges(histogram, range_size)
+            for f in range(width)
         ]
         terms = self._tasks("weighing the features on the cluster", _weigh, calls)
         return Reduction([_owned(s.class_counts) for s in shards], [[_owned(f) for f in t] for t in terms])
@@ -697,7 +774,7 @@ class _Session:
         spilled: dict[str, list[str]] = {"igtree": [], "instance_base": []}
         for trie, name in [("igtree", "IGTree"), ("instance_base", "instance base")][: 1 + options.instance_base]:
             calls = [
-                (paths, options.width, order, counts, trie, values, self.path(f"{trie}-{i}.partition"))
+                (self.run, paths, options.width, order, counts, trie, values, self.path(f"{trie}-{i}.partition"))
                 for i, values in enumerate(reduction.partitions(trie, options.weighting, capacity))
             ]
             spilled[trie] = self._tasks(f"building the {name} on the cluster", _spill, calls)

@@ -514,17 +514,27 @@ fn partition_of<I: Instances + ?Sized>(
         width: order.len() as u32,
         values,
         instances: instances.len() as u64,
-        build: build_fingerprint(order, stats),
+        build: build_fingerprint(instances, order, stats),
     }
 }
 
 /// A build's fingerprint, written into its spilled partitions and checked when they are assembled:
-/// the xxh3-64 hash of its feature order (which follows from the weighting and the weights) and its
-/// class statistics (counts and tie-break ranks per symbol), so that a partition spilled by another
-/// build, even of as many instances, is refused rather than assembled into a wrong trie.
-fn build_fingerprint(order: &[usize], stats: &ClassStats) -> u64 {
+/// the xxh3-64 hash of its instances' fingerprint ([`Instances::fingerprint`]: for text, its token
+/// ids and block boundaries), its feature order (which follows from the weighting and the weights)
+/// and its class statistics (counts and tie-break ranks per symbol), so that a partition spilled by
+/// another build, even of as many instances with the same counts, is refused rather than assembled
+/// into a wrong trie.
+fn build_fingerprint<I: Instances + ?Sized>(
+    instances: &I,
+    order: &[usize],
+    stats: &ClassStats,
+) -> u64 {
     let mut hasher = Xxh3::new();
-    for part in [order.len() as u64, stats.counts.len() as u64] {
+    for part in [
+        instances.fingerprint(),
+        order.len() as u64,
+        stats.counts.len() as u64,
+    ] {
         hasher.update(&part.to_le_bytes());
     }
     for &f in order {
@@ -557,8 +567,8 @@ fn open_spilled<I: Instances + ?Sized>(
         let expected = partition_of(instances, order, stats, kind, next..of.values.end);
         if of.build != expected.build {
             return Err(Error::InvalidInput(format!(
-                "{}: a spilled partition of another build (its feature order or class statistics \
-                 differ from this build's)",
+                "{}: a spilled partition of another build (its text, feature order or class \
+                 statistics differ from this build's)",
                 crate::error::shown(path)
             )));
         }

@@ -10,8 +10,12 @@
 //! same rule: its last W ids count, a shorter prefix is a block start ([`Context::new`]). Training
 //! ([`TokenWindows`]), evaluation ([`windows`]) and queries share that rule ([`back`]).
 
+use std::sync::OnceLock;
+
+use xxhash_rust::xxh3::Xxh3;
+
 use crate::error::{Error, Result};
-use crate::ids::IdVec;
+use crate::ids::{IdVec, Ids};
 
 /// Largest supported context width.
 pub const MAX_WIDTH: usize = 64;
@@ -30,6 +34,22 @@ pub trait Instances: Sync {
     fn feature(&self, i: usize, f: usize) -> u32;
     /// Class (target symbol) of instance `i`.
     fn class(&self, i: usize) -> u32;
+    /// An xxh3-64 hash of the instances' content (their count, width, and every feature and class
+    /// in order): what a cluster build's spilled partitions carry so that the assembly refuses a
+    /// partition built from other instances ([`crate::build`]). A type may hash what its instances
+    /// follow from instead ([`TokenWindows`]: its text).
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = Xxh3::new();
+        hasher.update(&(self.len() as u64).to_le_bytes());
+        hasher.update(&(self.width() as u64).to_le_bytes());
+        for i in 0..self.len() {
+            for f in 0..self.width() {
+                hasher.update(&self.feature(i, f).to_le_bytes());
+            }
+            hasher.update(&self.class(i).to_le_bytes());
+        }
+        hasher.digest()
+    }
 }
 
 /// `width` (of any integer type) as a usize, once checked to be in the supported range
@@ -133,6 +153,8 @@ pub struct TokenWindows {
     offset_in_block: Vec<u8>,
     width: usize,
     pad: u32,
+    /// [`Instances::fingerprint`], computed at its first call.
+    fingerprint: OnceLock<u64>,
 }
 
 impl TokenWindows {
@@ -154,6 +176,7 @@ impl TokenWindows {
             offset_in_block,
             width,
             pad,
+            fingerprint: OnceLock::new(),
         })
     }
 
@@ -180,6 +203,31 @@ impl Instances for TokenWindows {
     #[inline]
     fn class(&self, i: usize) -> u32 {
         self.tokens.get(i)
+    }
+    /// A hash of what the instances follow from, computed once (a pass over the text): the width,
+    /// the padding id, the token ids (as u32, whatever width holds them) and each token's offset in
+    /// its block (saturated as stored: it tells where every non-empty block starts).
+    fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            let mut hasher = Xxh3::new();
+            for word in [self.width as u64, self.pad as u64, self.tokens.len() as u64] {
+                hasher.update(&word.to_le_bytes());
+            }
+            match self.tokens.view() {
+                Ids::U32(ids) => hasher.update(bytemuck::cast_slice(ids)),
+                Ids::U16(ids) => {
+                    let mut wide = [0u32; 4096];
+                    for chunk in ids.chunks(wide.len()) {
+                        for (w, &id) in wide.iter_mut().zip(chunk) {
+                            *w = id as u32;
+                        }
+                        hasher.update(bytemuck::cast_slice(&wide[..chunk.len()]));
+                    }
+                }
+            }
+            hasher.update(&self.offset_in_block);
+            hasher.digest()
+        })
     }
 }
 

@@ -12,10 +12,10 @@
 //! | trailer | kind (1 IGTree, 2 instance base), width, first value, end value (u32 each); instances, level count and the build's fingerprint (u64 each); per level its start, byte length and xxh3-64 hash (u64 each) |
 //! | footer | the trailer's offset and its xxh3-64 hash (u64 each), then the magic `MEMLMSPL` |
 //!
-//! The build's fingerprint (a hash of its feature order and class statistics, see
-//! [`crate::build`]) is checked by the assembly, so that a file another build spilled (an earlier
-//! run's, another client's in the same folder) is refused even when its trie, width, values and
-//! instance count match.
+//! The build's fingerprint (a hash of its text, its token ids and block boundaries, its feature
+//! order and its class statistics, see [`crate::build`]) is checked by the assembly, so that a file
+//! another build spilled (an earlier run's, another client's in the same folder) is refused even
+//! when its trie, width, values and instance count match.
 //!
 //! A level's arrays hold one entry per kept node (the tail lengths too, in the instance base), its
 //! distribution bytes add up to the lengths, its tails to the tail lengths. Reading checks the
@@ -276,7 +276,11 @@ impl Partition {
             build: word(&trailer, 4),
         };
         let depth = word(&trailer, 3);
-        if trailer.len() as u64 != TRAILER_FIXED_BYTES + TRAILER_LEVEL_BYTES * depth {
+        // A crafted depth must not overflow (a panic in debug builds, a wrong length in release).
+        let expected = TRAILER_LEVEL_BYTES
+            .checked_mul(depth)
+            .and_then(|levels| levels.checked_add(TRAILER_FIXED_BYTES));
+        if expected != Some(trailer.len() as u64) {
             return Err(bad("its trailer's length does not match its level count"));
         }
         let levels: Vec<LevelEntry> = trailer[TRAILER_FIXED_BYTES as usize..]
@@ -339,5 +343,52 @@ impl Partition {
                 LevelOut::parse(&bytes).map_err(|why| bad(format!("level {d}: {why}")))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spilled partition of two small levels, written to `path`.
+    fn spilled(path: &Path) {
+        let level = LevelOut {
+            labels: vec![3, 4],
+            children: vec![0, 0],
+            dist_lens: vec![1, 2],
+            dist_bytes: vec![7, 8, 9],
+            ..LevelOut::default()
+        };
+        let of = PartitionOf {
+            kind: TrieKind::IgTree,
+            width: 2,
+            values: 0..5,
+            instances: 10,
+            build: 42,
+        };
+        Partition::write_file(&[level], &of, path).unwrap();
+    }
+
+    #[test]
+    fn a_crafted_level_count_is_an_error_not_an_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.partition");
+        spilled(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let footer = bytes.len() - FOOTER_BYTES as usize;
+        let trailer_start =
+            u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize;
+        // The level count (the trailer's second u64), then the trailer's hash made to match it: only
+        // the length check can refuse it. 24 * (2^63 + 1) overflows u64.
+        let count = trailer_start + 16 + 8;
+        bytes[count..count + 8].copy_from_slice(&((1u64 << 63) + 1).to_le_bytes());
+        let hash = xxh3_64(&bytes[trailer_start..footer]);
+        bytes[footer + 8..footer + 16].copy_from_slice(&hash.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Partition::open(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains("its trailer's length does not match its level count"),
+            "{err}"
+        );
     }
 }

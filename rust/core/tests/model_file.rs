@@ -464,6 +464,13 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         if width > 1 {
             foreign_builds.push((&reversed, &stats));
         }
+        let another_build = "a spilled partition of another build (its text, feature order or \
+                             class statistics differ from this build's)";
+        let mixed_with = |foreign: &std::path::Path| {
+            let mut mixed = igtree.clone();
+            mixed[0] = foreign.to_path_buf();
+            assemble(&mixed).err().expect("refused").to_string()
+        };
         for (other_order, other) in foreign_builds {
             spill_partition(
                 &instances,
@@ -474,25 +481,42 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
                 &foreign,
             )
             .unwrap();
-            let mut mixed = igtree.clone();
-            mixed[0] = foreign.clone();
-            let err = assemble(&mixed).err().expect("refused").to_string();
-            assert!(
-                err.contains("a spilled partition of another build"),
-                "{err}"
-            );
+            let err = mixed_with(&foreign);
+            assert!(err.ends_with(another_build), "{err}");
         }
-        // Partitions out of order, missing, or of the other trie are refused; so is a damaged one.
+        // The same token ids in other blocks (the first two joined): the same counts, first
+        // occurrences and instances, built with this build's order and statistics, but another
+        // trie: refused by the text's part of the fingerprint.
+        let mut joined = vec![lengths[0] + lengths[1]];
+        joined.extend_from_slice(&lengths[2..]);
+        let rejoined = TokenWindows::new(IdVec::U32(ids.clone()), &joined, width, VOCAB).unwrap();
+        spill_partition(
+            &rejoined,
+            &order,
+            &stats,
+            TrieKind::IgTree,
+            first.clone(),
+            &foreign,
+        )
+        .unwrap();
+        let err = mixed_with(&foreign);
+        assert!(err.ends_with(another_build), "{err}");
+        // Partitions out of order, missing, or of the other trie are refused, each by its check.
         let mut swapped = igtree.clone();
         swapped.swap(0, 1);
-        for wrong in [
-            &swapped[..],
-            &igtree[1..],
-            &igtree[..igtree.len() - 1],
-            &base,
+        let out_of_order = "a spilled partition of another build, or out of order: ";
+        let uncovered = format!(
+            "the {} partitions given do not cover the igtree trie's {n_symbols} symbols",
+            igtree.len() - 1
+        );
+        for (wrong, message) in [
+            (&swapped[..], out_of_order),
+            (&igtree[1..], out_of_order),
+            (&igtree[..igtree.len() - 1], uncovered.as_str()),
+            (&base[..], out_of_order),
         ] {
             let err = assemble(wrong).err().expect("refused").to_string();
-            assert!(err.contains("partition"), "{err}");
+            assert!(err.contains(message), "{message:?} not in {err:?}");
         }
         let mut bytes = std::fs::read(&igtree[2]).unwrap();
         bytes[3] ^= 0x40;
