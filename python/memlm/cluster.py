@@ -10,11 +10,15 @@ set to the CPUs divided by N).
 The steps, each a set of Dask tasks that the client waits for before it submits the next:
 
 1. Tokenise: one task per piece of the corpus (a file, or a part of a large plain-text file cut at the start
-   of a blank line, so that its blocks are the file's: :func:`memlm.corpus.pieces`; about four pieces per
-   worker) writes the piece's token ids as a shard into the work folder and returns its class counts.
+   of a blank line, so that its blocks are the file's: :func:`memlm.corpus.pieces`; about
+   :data:`TASKS_PER_THREAD` pieces per worker thread) writes the piece's token ids as a shard into the work
+   folder and returns its class counts.
 2. Weigh: the class counts of the shards, reduced in corpus order, are the corpus's (counts add, first
-   occurrences shift by the tokens before their shard: the tie-break ranks follow); one task per range of
-   values (balanced by those counts) computes every feature's weight terms over its range from all shards.
+   occurrences shift by the tokens before their shard: the tie-break ranks follow); one task per feature and
+   per range of values computes that feature's weight terms over its range from all shards. The ranges are
+   cut from the summed class histogram (every feature's values are the same ids): one per feature unless
+   there are more worker threads than features, or the memory budget's partition is smaller than the text
+   (the core's rules: ``memlm_core::cluster::TaskSizes``).
 3. Partition: the terms, added up in value order, are the feature weights, bit for bit those of one process
    (:class:`memlm._core.Reduction`); the tries' partitions are planned from the exact histogram of the first
    feature in weight order (the nearest token, on text), as the ``memory`` build plans them; one task per
@@ -118,7 +122,7 @@ POLL_SECONDS = 1
 #: worker, the workers dropping their text at the end.
 ANSWER_SECONDS = 60
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
-TASKS_PER_WORKER = 4
+TASKS_PER_THREAD = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
 KNESER_NEY_PHASE = "computing Kneser-Ney statistics (beside the cluster)"
 #: The tokenizer section of the shards in the work folder: none (the client has the tokenizer; compressing it
@@ -260,7 +264,7 @@ def train(
     identities = {piece.path: _identity(piece) for piece in whole}  # each a regular file
     total_bytes = sum(identity.size for identity in identities.values())
     with _session(cluster, options.temp_dir, progress) as session:
-        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_WORKER * session.threads)))
+        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_THREAD * session.threads)))
         # Cut from the files found above (a folder's files are not looked for again).
         parts = [(piece, identities[piece.path]) for piece in pieces(whole, piece_bytes)]
         shards = session.tokenise(parts, spec, text_field, errors, provenance)
@@ -708,13 +712,13 @@ class _Session:
 
         paths = [s.path for s in shards]
         n = sum(s.tokens for s in shards)
-        # The tasks' sizes: about TASKS_PER_WORKER per thread, each within what the memory budget leaves a
+        # The tasks' sizes: about TASKS_PER_THREAD per thread, each within what the memory budget leaves a
         # partition in one process (the core's rules: memlm_core::cluster::TaskSizes).
         sizes = task_sizes(
             n,
             options.width,
             self.threads,
-            TASKS_PER_WORKER,
+            TASKS_PER_THREAD,
             None if memory is None else partition_memory(memory, n, tokens.itemsize),
         )
         abandoned = threading.Event()

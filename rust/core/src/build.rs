@@ -467,15 +467,27 @@ fn partition_levels<I: Instances + ?Sized>(
 /// Builds one partition of a trie of `kind` (the subtrees whose first value in feature `order`
 /// lies in `values`, one of [`plan_partitions`]' ranges) and writes it to `path`, atomically: a
 /// cluster build's task ([`crate::cluster`]), whose files [`BuildOptions::spilled`] then assembles.
-/// Running it twice writes the same file.
+/// Running it twice writes the same file. What it is given is checked first (an
+/// [`Error::InvalidInput`], never a panic): `stats` must count `n_symbols` symbols (every class of
+/// the instances lies below it) and these instances, `order` must order their features.
 pub fn spill_partition<I: Instances + ?Sized>(
     instances: &I,
+    n_symbols: usize,
     order: &[usize],
     stats: &ClassStats,
     kind: TrieKind,
     values: Range<u32>,
     path: &Path,
 ) -> Result<()> {
+    let counted: u64 = stats.counts.iter().sum();
+    if stats.counts.len() != n_symbols || counted != instances.len() as u64 {
+        return Err(Error::InvalidInput(format!(
+            "class counts of {counted} instances over {} symbols for a text of {} instances over \
+             {n_symbols}",
+            stats.counts.len(),
+            instances.len()
+        )));
+    }
     let mut features = order.to_vec();
     features.sort_unstable();
     if !features.into_iter().eq(0..instances.width()) {

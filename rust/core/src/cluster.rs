@@ -13,12 +13,14 @@
 //!   - the feature weights' terms are computed one task per feature and per range of values, the
 //!     ranges as many as a budget's partition needs (`ceil(instances / capacity)`) and at least as
 //!     many as there are threads per feature (`ceil(threads / width)`); a range holds at most
-//!     `ceil(instances / ranges)` instances of the first feature's histogram (a value with more is
-//!     a range of its own).
+//!     `ceil(instances / ranges)` instances of the class histogram (the client cuts the ranges
+//!     from the summed class counts: every feature's values are the same ids, so it is close to
+//!     each feature's own histogram; a value with more is a range of its own).
 //! - **Before a partition is built.** The class counts a task is given (the whole corpus's,
 //!   reduced on the client) must be valid ([`ClassCounts::check`]) and of this text: one count per
 //!   symbol (the vocabulary and the padding id), summing to its instances; the feature order must
-//!   order this text's features. Anything else is [`Error::InvalidInput`], never a panic.
+//!   order this text's features ([`build::spill_partition`] checks both). Anything else is
+//!   [`Error::InvalidInput`], never a panic.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -47,11 +49,6 @@ impl ShardText {
         })
     }
 
-    /// The windows.
-    pub fn windows(&self) -> &TokenWindows {
-        &self.windows
-    }
-
     /// The feature weights' terms of the `features` over the `values` (see [`GainTerms::compute`]).
     pub fn gain_terms(&self, features: Range<usize>, values: Range<u32>) -> Result<GainTerms> {
         if features.start > features.end || features.end > self.windows.width() {
@@ -66,8 +63,9 @@ impl ShardText {
     }
 
     /// Builds the partition of the trie of `kind` whose first values (in feature `order`) lie in
-    /// `values`, with the whole corpus's `class_counts`, and writes it to `path` atomically (see
-    /// [`build::spill_partition`]), once the counts are checked to be this text's.
+    /// `values`, with the whole corpus's `class_counts` (valid: [`ClassCounts::check`]), and writes
+    /// it to `path` atomically; the counts must be this text's, over its vocabulary and the padding
+    /// id ([`build::spill_partition`] checks them and the order).
     pub fn spill_partition(
         &self,
         order: &[usize],
@@ -76,26 +74,18 @@ impl ShardText {
         values: Range<u32>,
         path: &Path,
     ) -> Result<()> {
-        let windows = &self.windows;
-        let n_symbols = windows.pad() as usize + 1;
         class_counts.check()?;
-        if class_counts.counts.len() != n_symbols || class_counts.total() != windows.len() as u64 {
-            return Err(Error::InvalidInput(format!(
-                "class counts of {} instances over {} symbols for a text of {} instances over {n_symbols}",
-                class_counts.total(),
-                class_counts.counts.len(),
-                windows.len()
-            )));
-        }
         let stats = ClassStats::from_counts(class_counts);
-        build::spill_partition(windows, order, &stats, kind, values, path)
+        let n_symbols = self.windows.pad() as usize + 1;
+        build::spill_partition(&self.windows, n_symbols, order, &stats, kind, values, path)
     }
 }
 
 /// How large a cluster build's tasks are (the rules in the module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskSizes {
-    /// The most instances of the first feature's histogram a weighing task's range of values holds.
+    /// The most instances of the class histogram a weighing task's range of values holds (see the
+    /// module's documentation).
     pub weigh_range: u64,
     /// The most instances a trie partition holds.
     pub partition: u64,

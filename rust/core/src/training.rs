@@ -6,7 +6,7 @@
 //!
 //! A cluster build splits the pipeline: workers count the classes of their shards and compute the
 //! feature weights' terms over ranges of values ([`crate::classes::ClassCounts`],
-//! [`crate::weights::GainTerms`]), which [`Reduced`] adds up in corpus and value order (the
+//! [`crate::weights::GainTerms`]), which [`Reduction`] adds up in corpus and value order (the
 //! statistics one process computes, bit for bit), then build and spill the tries' partitions
 //! ([`crate::build::spill_partition`]); the process that assembles the model passes both to
 //! [`train_tokens`], which then builds no statistics and no partition itself.
@@ -54,7 +54,7 @@ pub struct TrainSpec<'a> {
     pub provenance: Option<&'a [u8]>,
     /// What a cluster build's workers computed: the statistics, reduced, and the spilled
     /// partitions of each trie, assembled here (None: everything is computed here).
-    pub reduced: Option<(&'a Reduced, Spilled<'a>)>,
+    pub reduced: Option<(&'a Reduction, Spilled<'a>)>,
 }
 
 /// Where a token model's Kneser-Ney statistics come from.
@@ -68,9 +68,10 @@ pub enum KneserNeyFrom<'a> {
 }
 
 /// The statistics of a cluster build, reduced from what its workers computed: class counts per
-/// shard (in corpus order) and feature-weight terms per range of values (in value order).
+/// shard (in corpus order) and feature-weight terms per task (a range of values and some features,
+/// in value order).
 #[derive(Clone, Debug)]
-pub struct Reduced {
+pub struct Reduction {
     /// The classes of the whole corpus.
     pub class_counts: ClassCounts,
     /// Both weights of every feature.
@@ -79,16 +80,17 @@ pub struct Reduced {
     histograms: Vec<(Vec<u32>, Vec<u64>)>,
 }
 
-impl Reduced {
-    /// Reduces the class counts of consecutive shards and the weights' terms of consecutive value
-    /// ranges (see [`ClassCounts::concatenated`], [`FeatureWeights::from_terms`]).
-    pub fn new(shards: Vec<ClassCounts>, ranges: &[GainTerms]) -> Result<Reduced> {
+impl Reduction {
+    /// Reduces the class counts of consecutive shards and the weights' terms of `tasks`, each over
+    /// a range of values, in value order (see [`ClassCounts::concatenated`],
+    /// [`FeatureWeights::from_terms`]).
+    pub fn new(shards: Vec<ClassCounts>, tasks: &[GainTerms]) -> Result<Reduction> {
         let class_counts = ClassCounts::concatenated(shards)?;
         let weights =
-            FeatureWeights::from_terms(ranges, &ClassStats::from_counts(class_counts.clone()))?;
+            FeatureWeights::from_terms(tasks, &ClassStats::from_counts(class_counts.clone()))?;
         let histograms = (0..weights.info_gain.len())
             .map(|f| {
-                let terms = ranges.iter().map(|r| &r.features[f]);
+                let terms = tasks.iter().map(|t| &t.features[f]);
                 let values = terms
                     .clone()
                     .flat_map(|t| t.values.iter().copied())
@@ -99,7 +101,7 @@ impl Reduced {
                 )
             })
             .collect();
-        Ok(Reduced {
+        Ok(Reduction {
             class_counts,
             weights,
             histograms,
@@ -378,7 +380,7 @@ pub fn train_tokens(
     partition_memory: Option<u64>,
     progress: Option<Progress>,
     origins: Option<&[u8]>,
-    reduced: Option<(&Reduced, Spilled)>,
+    reduced: Option<(&Reduction, Spilled)>,
     kneser_ney: Option<KneserNey>,
 ) -> Result<Model> {
     if partition_memory == Some(0) {

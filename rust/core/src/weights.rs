@@ -94,26 +94,27 @@ impl FeatureWeights {
         Self::from_terms(&[all], classes)
     }
 
-    /// The weights from the terms of value ranges: per feature, the ranges it has terms for (the
-    /// others' terms are empty) must be in ascending order and together cover every value that
-    /// occurs. The same numbers, bit for bit, as one pass over all values, since each sum adds the
-    /// same terms in the same order. An error when the ranges are out of order, of different
-    /// widths, or do not add up to the instances `classes` counts.
-    pub fn from_terms(ranges: &[GainTerms], classes: &ClassStats) -> Result<Self> {
+    /// The weights from the terms of `tasks`, each over a range of values (and all features, the
+    /// terms of those it did not compute empty): per feature, the ranges it has terms for must be
+    /// in ascending order and together cover every value that occurs. The same numbers, bit for
+    /// bit, as one pass over all values, since each sum adds the same terms in the same order. An
+    /// error when the ranges are out of order, the tasks of different widths, or the terms do not
+    /// add up to the instances `classes` counts.
+    pub fn from_terms(tasks: &[GainTerms], classes: &ClassStats) -> Result<Self> {
         let class_entropy = classes.entropy();
         let instances: u64 = classes.counts.iter().sum();
-        let width = ranges.first().map_or(0, |r| r.features.len());
+        let width = tasks.first().map_or(0, |t| t.features.len());
         let mismatch =
             |what: &str| Error::InvalidInput(format!("feature weight terms to reduce: {what}"));
-        if ranges.iter().any(|r| r.features.len() != width) {
-            return Err(mismatch("ranges of different widths"));
+        if tasks.iter().any(|t| t.features.len() != width) {
+            return Err(mismatch("tasks of different widths"));
         }
         let mut info_gain = Vec::with_capacity(width);
         let mut gain_ratio = Vec::with_capacity(width);
         for f in 0..width {
             let (mut conditional, mut split_info) = (0.0, 0.0);
             let (mut counted, mut last) = (0u64, None);
-            for terms in ranges.iter().map(|r| &r.features[f]) {
+            for terms in tasks.iter().map(|t| &t.features[f]) {
                 if !terms.is_consistent() || terms.values.first().is_some_and(|&v| Some(v) <= last)
                 {
                     return Err(mismatch(

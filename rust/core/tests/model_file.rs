@@ -364,7 +364,7 @@ fn a_version_2_model_is_read_and_scores_with_witten_bell() {
 fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_byte_for_byte() {
     use memlm_core::build::{spill_partition, value_ranges, TrieKind};
     use memlm_core::classes::{ClassCounts, ClassStats};
-    use memlm_core::training::{Reduced, Spilled};
+    use memlm_core::training::{Reduction, Spilled};
     use memlm_core::weights::{FeatureWeights, GainTerms};
     use memlm_core::Ids;
     let (ids, lengths) = corpus(13, 6000);
@@ -396,7 +396,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
                 GainTerms::compute(&instances, features, values, |_| Ok(())).unwrap()
             })
             .collect();
-        let reduced = Reduced::new(shard_counts(), &terms).unwrap();
+        let reduced = Reduction::new(shard_counts(), &terms).unwrap();
         let stats = reduced.stats();
         let whole = FeatureWeights::compute(&instances, &stats, |_| Ok(())).unwrap();
         let bits = |w: &FeatureWeights| {
@@ -416,8 +416,16 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
                     let path = dir.path().join(format!("{}-{i}", kind.name()));
                     // A task run twice leaves the same file.
                     for _ in 0..2 {
-                        spill_partition(&instances, &order, &stats, kind, values.clone(), &path)
-                            .unwrap();
+                        spill_partition(
+                            &instances,
+                            n_symbols,
+                            &order,
+                            &stats,
+                            kind,
+                            values.clone(),
+                            &path,
+                        )
+                        .unwrap();
                     }
                     path
                 })
@@ -474,6 +482,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         for (other_order, other) in foreign_builds {
             spill_partition(
                 &instances,
+                n_symbols,
                 other_order,
                 other,
                 TrieKind::IgTree,
@@ -492,6 +501,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         let rejoined = TokenWindows::new(IdVec::U32(ids.clone()), &joined, width, VOCAB).unwrap();
         spill_partition(
             &rejoined,
+            n_symbols,
             &order,
             &stats,
             TrieKind::IgTree,
@@ -527,7 +537,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         let err = assemble(&igtree).err().expect("refused").to_string();
         assert!(err.contains("not a whole spilled partition"), "{err}");
         // Statistics of other instances are refused.
-        let other = Reduced::new(shard_counts()[1..].to_vec(), &terms);
+        let other = Reduction::new(shard_counts()[1..].to_vec(), &terms);
         assert!(other.is_err());
         assert!(value_ranges(&[5, 0, 9, 1], 6) == vec![0..2, 2..3, 3..4]);
         // A capacity of 0 is taken as 1: no range holds two values that have counts.

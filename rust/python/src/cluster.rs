@@ -12,7 +12,7 @@ use memlm_core::build::{self, TrieKind};
 use memlm_core::classes::ClassCounts;
 use memlm_core::cluster::{self, TaskSizes};
 use memlm_core::kneser_ney::KneserNey;
-use memlm_core::training::{self, Reduced};
+use memlm_core::training;
 use memlm_core::weights::{GainTerms, ValueTerms};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -217,7 +217,7 @@ impl KneserNeyStatistics {
 /// shards (in corpus order) and the feature weights' terms of its value ranges (in value order).
 #[pyclass(frozen, name = "Reduction", module = "memlm._core")]
 pub struct Reduction {
-    pub inner: Reduced,
+    pub inner: training::Reduction,
 }
 
 #[pymethods]
@@ -232,7 +232,7 @@ impl Reduction {
             .iter()
             .map(counts_given)
             .collect::<PyResult<Vec<_>>>()?;
-        let ranges = gain_terms
+        let tasks = gain_terms
             .iter()
             .map(|features| {
                 let features = features
@@ -249,7 +249,7 @@ impl Reduction {
                 Ok(GainTerms { features })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let inner = py.detach(|| guard(|| Reduced::new(counts, &ranges)))?;
+        let inner = py.detach(|| guard(|| training::Reduction::new(counts, &tasks)))?;
         Ok(Reduction { inner })
     }
 
