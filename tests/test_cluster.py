@@ -272,7 +272,7 @@ def test_a_task_compares_the_clients_identity_of_a_file_by_size_and_seconds(tmp_
     spec = TokenizerSpec.from_file(None)
     elsewhere = Identity(here.size, here.mtime_ns + 500_000_000, here.inode + 1)
     shard = _tokenise(piece, elsewhere, str(tmp_path / "a.shard"), spec, "text", "strict", False)
-    assert shard is not None and shard.tokens > 0
+    assert shard is not None and shard.class_counts[0].sum() > 0
     for changed in [here._replace(size=here.size + 1), here._replace(mtime_ns=here.mtime_ns + 10**9)]:
         with pytest.raises(CorpusError, match="the file changed during the cluster build"):
             _tokenise(piece, changed, str(tmp_path / "b.shard"), spec, "text", "strict", False)
@@ -593,18 +593,27 @@ def test_partition_sizes_divide_the_model_by_nearest_token(model4):
 def test_a_tasks_inputs_are_checked_in_the_core(tmp_path):
     """What a worker's task is given (by another client, or a bug) is checked by the core: one error line, no
     panic; and the tasks' sizes follow the core's rules."""
-    from memlm._core import ShardText, class_counts, gain_terms, read_shard, spill_partition, task_sizes
+    from memlm._core import (
+        ShardText,
+        class_counts,
+        gain_terms,
+        piece_bytes,
+        read_shard,
+        spill_partition,
+        task_sizes,
+        weighing_tasks,
+    )
 
     shard = tmp_path / "a.shard"
     memlm.make_shard(TEST_TEXT, shard)
     tokens, _, vocab_size, *_ = read_shard(shard)
     text = ShardText([shard], 3)
-    counts = class_counts(tokens, vocab_size + 1)
+    counts = class_counts(tokens, vocab_size)
     spill_partition(text, [0, 1, 2], counts, "igtree", (0, vocab_size + 1), tmp_path / "whole.partition")
-    other = class_counts(tokens[:-1], vocab_size + 1)
+    other = class_counts(tokens[:-1], vocab_size)
     for bad_counts, order, message in [
         (other, [0, 1, 2], "class counts of .* for a text of"),
-        (class_counts(tokens, vocab_size), [0, 1, 2], "class counts of .* for a text of"),
+        (class_counts(tokens, vocab_size + 1), [0, 1, 2], "class counts of .* for a text of"),
         (counts, [0, 1], "is not an order of the 3 features"),
         (counts, [0, 1, 7], "is not an order of the 3 features"),
     ]:
@@ -616,8 +625,7 @@ def test_a_tasks_inputs_are_checked_in_the_core(tmp_path):
     with pytest.raises(MemlmError, match="width must be between 1 and 64"):
         ShardText([shard], 65)
     assert not (tmp_path / "bad.partition").exists()
-    # 1000 instances, 4 features, 2 threads, 4 tasks each: partitions of 125; a budget of 480 bytes (10
-    # instances at 48 bytes) caps both kinds of task.
+    # The tasks' sizes are the core's rules (tested there): one call of each binding.
     assert task_sizes(1000, 4, 2, 4) == (1000, 125)
-    assert task_sizes(1000, 2, 8, 4) == (250, 32)
-    assert task_sizes(1000, 4, 2, 4, 480) == (10, 10)
+    assert piece_bytes(80 << 20, 2, 4) == 10 << 20
+    assert weighing_tasks([counts], 2, tokens.size) == [((0, 1), (0, vocab_size + 1)), ((1, 2), (0, vocab_size + 1))]

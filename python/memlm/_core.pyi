@@ -30,7 +30,8 @@ __all__ = [
     "read_shard",
     "file_kind",
     "class_counts",
-    "value_ranges",
+    "weighing_tasks",
+    "piece_bytes",
     "gain_terms",
     "spill_partition",
     "task_sizes",
@@ -42,7 +43,6 @@ __all__ = [
     "InstanceFileError",
     "FORMAT_VERSION",
     "MAX_WIDTH",
-    "BUILD_BYTES_PER_INSTANCE",
     "UNKNOWN",
     "ALGORITHMS",
     "WEIGHTINGS",
@@ -60,8 +60,6 @@ _Prefix: TypeAlias = Iterable[int] | npt.NDArray[np.integer[Any]]
 FORMAT_VERSION: int
 #: Largest context width W.
 MAX_WIDTH: int
-#: Working memory per instance of a partition of the trie build (what a memory budget is divided by).
-BUILD_BYTES_PER_INSTANCE: int
 #: The id that matches nothing: what an unknown symbol of an instance-file model maps to.
 UNKNOWN: int
 #: Names the core parses and prints (one place for each list).
@@ -190,17 +188,17 @@ class CoreModel:
         partition_memory: int | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         origins: bytes | None = None,
-        reduced: Reduction | None = None,
-        spilled: tuple[Sequence[str | PathLike[str]], Sequence[str | PathLike[str]]] | None = None,
+        reduced: tuple[Reduction, Sequence[str | PathLike[str]], Sequence[str | PathLike[str]]] | None = None,
         kneser_ney: KneserNeyStatistics | None = None,
     ) -> CoreModel:
         """``partition_memory``: working memory of each partition of the trie build (spilled to the
         options' ``temp_dir``); None builds in one piece. ``progress(phase, done, total)`` hears how far
         the build got; an exception it raises (or Ctrl-C) stops the build and is raised again.
         ``origins``: the blocks' origins (opaque bytes), to give the model a provenance index. A cluster
-        build passes its ``reduced`` statistics and the partition files its workers ``spilled`` (the
-        IGTree's, the instance base's, in order), which are assembled instead of built, and the
-        ``kneser_ney`` statistics it computed meanwhile (checked to be these tokens')."""
+        build passes ``reduced``: its statistics and the partition files its workers spilled (the IGTree's,
+        the instance base's, in order), which are assembled instead of built; and the ``kneser_ney``
+        statistics it computed meanwhile (checked to be these tokens'; taken once the other arguments are
+        converted)."""
     @staticmethod
     def train_instance_file(
         path: str | PathLike[str],
@@ -398,12 +396,20 @@ _ValueTerms: TypeAlias = tuple[
     npt.NDArray[np.uint32], npt.NDArray[np.uint64], npt.NDArray[np.float64], npt.NDArray[np.float64]
 ]
 
-def class_counts(tokens: _TokenIds, n_symbols: int) -> _ClassCounts:
-    """The class counts of token ids (every token a target) over ``n_symbols`` ids."""
+def class_counts(tokens: _TokenIds, vocab_size: int) -> _ClassCounts:
+    """The class counts of token ids (every token a target) of a vocabulary of ``vocab_size`` ids, over its
+    symbols (those ids and the padding id)."""
 
-def value_ranges(histogram: npt.NDArray[np.uint64], capacity: int) -> list[tuple[int, int]]:
-    """Ranges ``(start, end)`` of values, ascending, covering every value of ``histogram`` (a count per
-    value), each holding at most ``capacity`` counts (a value with more is a range of its own)."""
+def weighing_tasks(
+    class_counts: Sequence[_ClassCounts], width: int, range: int
+) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """A cluster build's weighing tasks for shards of these ``class_counts`` (in corpus order) at ``width``:
+    ``((feature, feature + 1), (start, end))`` per feature and per range of values, the ranges holding at
+    most ``range`` instances of the summed class histogram, in value order."""
+
+def piece_bytes(total_bytes: int, threads: int, tasks_per_thread: int) -> int:
+    """The bytes of corpus a cluster build's tokenising task reads: ``total_bytes`` over ``threads`` worker
+    threads, about ``tasks_per_thread`` pieces each, at least 64 KiB."""
 
 @final
 class ShardText:

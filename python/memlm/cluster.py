@@ -84,9 +84,10 @@ from memlm._core import (
     Reduction,
     ShardText,
     TrainOptions,
+    piece_bytes,
     read_shard,
     task_sizes,
-    value_ranges,
+    weighing_tasks,
     write_shard,
 )
 from memlm._core import class_counts as _class_counts
@@ -128,8 +129,6 @@ KNESER_NEY_PHASE = "computing Kneser-Ney statistics (beside the cluster)"
 #: The tokenizer section of the shards in the work folder: none (the client has the tokenizer; compressing it
 #: for every shard would cost a task a fifth of a second).
 SCRATCH_TOKENIZER = b""
-#: The smallest piece of a plain-text file that a task tokenises.
-MIN_PIECE_BYTES = 1 << 16
 
 #: What a wait with a timeout raises (asyncio's is not the builtin before Python 3.11).
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
@@ -236,11 +235,10 @@ def _check_unchanged(piece: Piece, identity: Identity) -> None:
 
 
 class Shard(NamedTuple):
-    """A shard a task wrote: its path in the work folder, its token count, and the class counts of its tokens
-    (instances per symbol, index of each symbol's first instance)."""
+    """A shard a task wrote: its path in the work folder and the class counts of its tokens (instances per
+    symbol, index of each symbol's first instance)."""
 
     path: str
-    tokens: int
     class_counts: tuple[np.ndarray, np.ndarray]
 
 
@@ -264,9 +262,9 @@ def train(
     identities = {piece.path: _identity(piece) for piece in whole}  # each a regular file
     total_bytes = sum(identity.size for identity in identities.values())
     with _session(cluster, options.temp_dir, progress) as session:
-        piece_bytes = max(MIN_PIECE_BYTES, math.ceil(total_bytes / (TASKS_PER_THREAD * session.threads)))
+        size = piece_bytes(total_bytes, session.threads, TASKS_PER_THREAD)
         # Cut from the files found above (a folder's files are not looked for again).
-        parts = [(piece, identities[piece.path]) for piece in pieces(whole, piece_bytes)]
+        parts = [(piece, identities[piece.path]) for piece in pieces(whole, size)]
         shards = session.tokenise(parts, spec, text_field, errors, provenance)
         for piece in whole:  # a file changed after its tasks ran would make the model another file's
             _check_unchanged(piece, identities[piece.path])
@@ -294,7 +292,7 @@ def merge(
     with _session(cluster, options.temp_dir, progress) as session:
         path = session.path("merged.shard")
         write_shard(path, tokens, lengths, spec.vocab_size, SCRATCH_TOKENIZER, "{}", None, scratch=True)
-        shard = Shard(path, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
+        shard = Shard(path, _class_counts(tokens, spec.vocab_size))
         return session.build([shard], spec, options, memory, tokens, lengths, metadata, origins, output)
 
 
@@ -454,7 +452,7 @@ def _tokenise(
         return None
     origins = None if recorder is None else recorder.to_bytes()
     write_shard(shard, tokens, lengths, spec.vocab_size, SCRATCH_TOKENIZER, "{}", origins, scratch=True)
-    return Shard(shard, int(tokens.size), _class_counts(tokens, spec.vocab_size + 1))
+    return Shard(shard, _class_counts(tokens, spec.vocab_size))
 
 
 #: The most builds whose text a worker keeps at once (builds sharing a cluster each keep their own; a third
@@ -711,7 +709,7 @@ class _Session:
         from memlm.training import build_model, partition_memory
 
         paths = [s.path for s in shards]
-        n = sum(s.tokens for s in shards)
+        n = tokens.size
         # The tasks' sizes: about TASKS_PER_THREAD per thread, each within what the memory budget leaves a
         # partition in one process (the core's rules: memlm_core::cluster::TaskSizes).
         sizes = task_sizes(
@@ -749,24 +747,21 @@ class _Session:
             self.progress,
             output,
             origins,
-            reduced=reduction,
-            spilled=spilled,
+            reduced=(reduction, *spilled),
             kneser_ney=kneser_ney,
         )
 
     def _weigh(self, shards: list[Shard], options: TrainOptions, range_size: int) -> Reduction:
         """Step 2: the statistics, reduced; one task per feature and per range of values of at most
-        ``range_size`` instances (of the first feature's histogram)."""
+        ``range_size`` instances of the summed class histogram."""
         paths = [s.path for s in shards]
-        width = options.width
-        histogram = np.sum([s.class_counts[0] for s in shards], axis=0)
+        counts = [_owned(s.class_counts) for s in shards]
         calls = [
-            (self.run, paths, width, (f, f + 1), values)
-            for values in value_ranges(histogram, range_size)
-            for f in range(width)
+            (self.run, paths, options.width, features, values)
+            for features, values in weighing_tasks(counts, options.width, range_size)
         ]
         terms = self._tasks("weighing the features on the cluster", _weigh, calls)
-        return Reduction([_owned(s.class_counts) for s in shards], [[_owned(f) for f in t] for t in terms])
+        return Reduction(counts, [[_owned(f) for f in t] for t in terms])
 
     def _partitions(
         self, paths: list[str], options: TrainOptions, reduction: Reduction, capacity: int

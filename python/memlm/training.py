@@ -281,12 +281,11 @@ def build_model(
     progress,
     output: Path | None,
     origins: bytes | None = None,
-    reduced: Reduction | None = None,
-    spilled: tuple[list[str], list[str]] | None = None,
+    reduced: tuple[Reduction, list[str], list[str]] | None = None,
     kneser_ney: KneserNeyStatistics | None = None,
 ) -> Model:
-    """The model of the token blocks (and the save to ``output``); a cluster build passes its ``reduced``
-    statistics and the partitions its workers ``spilled`` (IGTree's, instance base's), assembled here, and the
+    """The model of the token blocks (and the save to ``output``); a cluster build passes ``reduced``, its
+    statistics and the partitions its workers spilled (IGTree's, instance base's), assembled here, and the
     ``kneser_ney`` statistics it computed meanwhile."""
     if origins is not None:
         check_spelled(tokens, block_lengths, tokenizer, Origins.from_bytes(origins, "the origins given").block_bytes)
@@ -301,7 +300,6 @@ def build_model(
         progress=progress,
         origins=origins,
         reduced=reduced,
-        spilled=spilled,
         kneser_ney=kneser_ney,
     )
     model = Model(core, tokenizer)

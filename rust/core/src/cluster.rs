@@ -81,6 +81,33 @@ impl ShardText {
     }
 }
 
+/// The smallest piece of a plain-text file that a tokenising task reads.
+pub const MIN_PIECE_BYTES: u64 = 1 << 16;
+
+/// The bytes of corpus a tokenising task reads (a piece of a plain-text file; a smaller file, a
+/// gzip or JSONL file is one piece whatever its size): `total_bytes` over `threads` worker threads,
+/// about `tasks_per_thread` pieces each, and at least [`MIN_PIECE_BYTES`].
+pub fn piece_bytes(total_bytes: u64, threads: u64, tasks_per_thread: u64) -> u64 {
+    let pieces = tasks_per_thread.max(1).saturating_mul(threads.max(1));
+    total_bytes.div_ceil(pieces).max(MIN_PIECE_BYTES)
+}
+
+/// The weighing tasks of a text of `width` features whose shards have `shard_counts` (their class
+/// counts, in corpus order): per range of values (holding at most `range` instances of the summed
+/// class histogram: every feature's values are the same ids) and per feature, that feature and
+/// range, in value order.
+pub fn weighing_tasks(
+    shard_counts: Vec<ClassCounts>,
+    width: usize,
+    range: u64,
+) -> Result<Vec<(Range<usize>, Range<u32>)>> {
+    let histogram = ClassCounts::concatenated(shard_counts)?.counts;
+    Ok(build::value_ranges(&histogram, range)
+        .into_iter()
+        .flat_map(|values| (0..width).map(move |f| (f..f + 1, values.clone())))
+        .collect())
+}
+
 /// How large a cluster build's tasks are (the rules in the module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskSizes {
@@ -121,6 +148,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn weighing_tasks_cut_the_summed_class_histogram() {
+        let counts = |counts: Vec<u64>, first_seen: Vec<u64>| ClassCounts { counts, first_seen };
+        let u = ClassCounts::UNSEEN;
+        // Two shards: 4 + 3 instances over 4 symbols; the sum is [3, 2, 0, 2].
+        let shards = vec![
+            counts(vec![2, 1, 0, 1], vec![0, 1, u, 3]),
+            counts(vec![1, 1, 0, 1], vec![0, 1, u, 2]),
+        ];
+        let tasks = weighing_tasks(shards.clone(), 2, 4).unwrap();
+        assert_eq!(
+            tasks,
+            vec![(0..1, 0..1), (1..2, 0..1), (0..1, 1..4), (1..2, 1..4)]
+        );
+        // Shards over different symbol spaces are an error, not a panic.
+        let mut other = shards;
+        other[1] = counts(vec![1, 1, 0], vec![0, 1, u]);
+        assert!(weighing_tasks(other, 2, 3).is_err());
+    }
+
+    #[test]
     fn task_sizes_follow_the_threads_and_the_budget() {
         // No budget: partitions of a quarter of a thread's share; the weights in one range per
         // feature while the features are as many as the threads.
@@ -143,6 +190,10 @@ mod tests {
                 partition: 10
             }
         );
+        // Tokenising: pieces of a quarter of a thread's share, at least MIN_PIECE_BYTES.
+        assert_eq!(piece_bytes(80 << 20, 2, 4), 10 << 20);
+        assert_eq!(piece_bytes(1000, 2, 4), MIN_PIECE_BYTES);
+        assert_eq!(piece_bytes(1 << 30, 0, 0), 1 << 30);
         // A budget below one instance still lets a task take one; no instances, one all the same.
         assert_eq!(TaskSizes::new(1000, 4, 2, 4, Some(1)).partition, 1);
         assert_eq!(

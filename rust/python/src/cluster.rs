@@ -1,18 +1,19 @@
 //! The steps of a cluster build, which `memlm.cluster` runs on Dask: what its workers compute from
 //! the shards in the shared folder (class counts; over `ShardText`, the shards' text read once per
 //! worker, the feature weights' terms over a range of values, and a trie partition spilled to a
-//! file), how large its tasks are, and `Reduction`, what the process that assembles the model adds
-//! up. The rules are the core's (`memlm_core::cluster`): each function here converts, then calls
+//! file), how large and which its tasks are, and `Reduction`, what the process that assembles the
+//! model adds up. The rules are the core's (`memlm_core::cluster`): each function here converts, then calls
 //! the core with the GIL released.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use memlm_core::build::{self, TrieKind};
+use memlm_core::build::TrieKind;
 use memlm_core::classes::ClassCounts;
 use memlm_core::cluster::{self, TaskSizes};
 use memlm_core::kneser_ney::KneserNey;
 use memlm_core::training;
+use memlm_core::vocabulary::Vocabulary;
 use memlm_core::weights::{GainTerms, ValueTerms};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -70,25 +71,49 @@ impl ShardText {
     }
 }
 
-/// The class counts of token ids over `n_symbols` ids: (instances per id, index of each id's first
-/// instance or 2**64 - 1).
+/// The class counts of token ids of a vocabulary of `vocab_size` ids (its symbols: those and the
+/// padding id): (instances per symbol, index of each symbol's first instance or 2**64 - 1).
 #[pyfunction]
 pub fn class_counts<'py>(
     py: Python<'py>,
     tokens: &Bound<'py, PyAny>,
-    n_symbols: usize,
+    vocab_size: u32,
 ) -> PyResult<CountArrays<'py>> {
     let tokens = token_ids(tokens)?;
+    let n_symbols = Vocabulary::TokenIds { size: vocab_size }.symbol_count();
     let counts = py.detach(|| guard(|| ClassCounts::of_tokens(tokens.view(), n_symbols)))?;
     Ok(count_arrays(py, &counts))
 }
 
-/// Ranges `(start, end)` of values, ascending, covering every value of `histogram`, each holding
-/// at most `capacity` counts (a value with more is a range of its own).
+/// A weighing task: its features `(first, end)` and values `(start, end)`.
+type WeighingTask = ((usize, usize), (u32, u32));
+
+/// The weighing tasks (`memlm_core::cluster::weighing_tasks`) of a text of `width` features whose
+/// shards have `class_counts` (in corpus order): `((feature, feature + 1), (start, end))` each, the
+/// value ranges holding at most `range` instances of the summed class histogram.
 #[pyfunction]
-pub fn value_ranges(histogram: PyReadonlyArray1<u64>, capacity: u64) -> PyResult<Vec<(u32, u32)>> {
-    let ranges = build::value_ranges(histogram.as_slice()?, capacity);
-    Ok(ranges.into_iter().map(|r| (r.start, r.end)).collect())
+pub fn weighing_tasks(
+    py: Python<'_>,
+    class_counts: Vec<CountsGiven<'_>>,
+    width: usize,
+    range: u64,
+) -> PyResult<Vec<WeighingTask>> {
+    let counts = class_counts
+        .iter()
+        .map(counts_given)
+        .collect::<PyResult<Vec<_>>>()?;
+    let tasks = py.detach(|| guard(|| cluster::weighing_tasks(counts, width, range)))?;
+    Ok(tasks
+        .into_iter()
+        .map(|(f, v)| ((f.start, f.end), (v.start, v.end)))
+        .collect())
+}
+
+/// The bytes of corpus a tokenising task reads (`memlm_core::cluster::piece_bytes`): `total_bytes`
+/// over `threads` worker threads, about `tasks_per_thread` pieces each, at least 64 KiB.
+#[pyfunction]
+pub fn piece_bytes(total_bytes: u64, threads: u64, tasks_per_thread: u64) -> u64 {
+    cluster::piece_bytes(total_bytes, threads, tasks_per_thread)
 }
 
 /// Per feature: the values in `[start, end)` that occur in the text's windows, and per value its
@@ -281,7 +306,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ShardText>()?;
     m.add_class::<KneserNeyStatistics>()?;
     m.add_function(wrap_pyfunction!(class_counts, m)?)?;
-    m.add_function(wrap_pyfunction!(value_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(weighing_tasks, m)?)?;
+    m.add_function(wrap_pyfunction!(piece_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(gain_terms, m)?)?;
     m.add_function(wrap_pyfunction!(spill_partition, m)?)?;
     m.add_function(wrap_pyfunction!(task_sizes, m)?)?;

@@ -147,10 +147,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InstanceFileError", m.py().get_type::<InstanceFileError>())?;
     m.add("FORMAT_VERSION", memlm_core::format::FORMAT_VERSION)?;
     m.add("MAX_WIDTH", memlm_core::instances::MAX_WIDTH)?;
-    m.add(
-        "BUILD_BYTES_PER_INSTANCE",
-        memlm_core::build::BUILD_BYTES_PER_INSTANCE,
-    )?;
     m.add("UNKNOWN", memlm_core::UNKNOWN)?;
     m.add("ALGORITHMS", PyTuple::new(m.py(), Algorithm::NAMES)?)?;
     m.add("WEIGHTINGS", PyTuple::new(m.py(), Weighting::NAMES)?)?;

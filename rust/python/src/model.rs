@@ -84,11 +84,12 @@ impl CoreModel {
     /// `block_lengths`); `partition_memory` caps the trie build's working memory (partitions
     /// spilled to the options' `temp_dir`); `progress(phase, done, total)` hears how far it got, at
     /// least every 100 ms; an exception it raises (or Ctrl-C, also with progress=None) stops the
-    /// build and is raised again. A cluster build passes its `reduced` statistics and the files
-    /// its workers `spilled` the partitions to (IGTree's, instance base's), which are assembled,
-    /// and the `kneser_ney` statistics it computed meanwhile (checked to be these tokens').
+    /// build and is raised again. A cluster build passes `reduced`: its statistics and the files its
+    /// workers spilled the partitions to (IGTree's, instance base's), which are assembled, and the
+    /// `kneser_ney` statistics it computed meanwhile (checked to be these tokens'; taken once every
+    /// other argument is converted).
     #[staticmethod]
-    #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None, origins=None, reduced=None, spilled=None, kneser_ney=None))]
+    #[pyo3(signature = (tokens, block_lengths, vocab_size, tokenizer, metadata, options, partition_memory=None, progress=None, origins=None, reduced=None, kneser_ney=None))]
     #[allow(clippy::too_many_arguments)]
     fn train_tokens(
         py: Python<'_>,
@@ -101,25 +102,23 @@ impl CoreModel {
         partition_memory: Option<Int>,
         progress: Option<Py<PyAny>>,
         origins: Option<&[u8]>,
-        reduced: Option<Bound<'_, Reduction>>,
-        spilled: Option<(Vec<PathBuf>, Vec<PathBuf>)>,
+        reduced: Option<(Bound<'_, Reduction>, Vec<PathBuf>, Vec<PathBuf>)>,
         kneser_ney: Option<Bound<'_, KneserNeyStatistics>>,
     ) -> PyResult<Self> {
-        let kneser_ney = kneser_ney.map(|k| k.get().take()).transpose()?;
         let partition_memory = partition_memory
             .map(|m| training::check_partition_memory(m.0))
             .transpose()
             .map_err(to_py)?;
         let tokens = token_ids(tokens)?;
         let block_lengths = block_lengths.as_slice()?;
-        let (igtree, instance_base) = spilled.unwrap_or_default();
-        let reduced = reduced.as_ref().map(|r| {
+        let reduced = reduced.as_ref().map(|(reduction, igtree, instance_base)| {
             let spilled = training::Spilled {
-                igtree: &igtree,
-                instance_base: &instance_base,
+                igtree,
+                instance_base,
             };
-            (&r.get().inner, spilled)
+            (&reduction.get().inner, spilled)
         });
+        let kneser_ney = kneser_ney.map(|k| k.get().take()).transpose()?;
         let inner = run_build(py, progress, |report| {
             training::train_tokens(
                 tokens,
