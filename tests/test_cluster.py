@@ -207,32 +207,47 @@ def test_a_workers_error_is_raised_on_the_client_as_it_was_raised(cluster, tmp_p
     )
 
 
-def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path):
+@pytest.mark.parametrize("step", ["memlm-", "-spill-"])
+def test_a_worker_killed_mid_build_still_gives_the_same_model(tmp_path, step):
+    """SIGKILLed while it runs the first task of the build (tokenising), or a task building a trie partition
+    (its spilled file then written again by the other worker)."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)  # ~700,000 tokens: tasks of a tenth of a second and more
     single = memlm.train(corpus, width=8)
     own = DaskCluster(tmp_path, workers=2)
     try:
-        outcome: dict = {}
-
-        def build() -> None:
-            try:
-                outcome["model"] = memlm.train(corpus, width=8, cluster=own.address, output=tmp_path / "m.memlm")
-            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
-                outcome["error"] = e
-
-        builder = threading.Thread(target=build)
-        with own.client() as client:
-            pids = client.run(os.getpid)
-            builder.start()
-            os.kill(pids[_when_a_task_runs(client, builder)], signal.SIGKILL)
-            builder.join(timeout=120)
-            assert builder.is_alive() is False and "error" not in outcome, outcome.get("error")
-            assert len(client.nthreads()) == 1, "the killed worker is gone"
+        outcome = _train_while_killing(own, step, corpus, width=8, output=tmp_path / "m.memlm")
     finally:
         own.stop()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["workers"] == 1, "the killed worker is gone"
     single.save(tmp_path / "single.memlm")
     assert (tmp_path / "m.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+
+
+def _train_while_killing(own: DaskCluster, step: str, corpus: Path, **options) -> dict:
+    """Trains on ``corpus`` on ``own`` in a thread and SIGKILLs the worker that runs a task of the build whose
+    key holds ``step`` as soon as one does. The outcome: the "model" or the "error" raised, the "seconds" the
+    build went on after the kill, and the "workers" the scheduler has once it ended."""
+    outcome: dict = {}
+
+    def build() -> None:
+        try:
+            outcome["model"] = memlm.train(corpus, cluster=own.address, **options)
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            outcome["error"] = e
+
+    builder = threading.Thread(target=build)
+    with own.client() as client:
+        pids = client.run(os.getpid)
+        builder.start()
+        os.kill(pids[_when_a_task_runs(client, builder, step)], signal.SIGKILL)
+        killed = time.monotonic()
+        builder.join(timeout=120)
+        assert not builder.is_alive(), "the build did not end"
+        outcome["seconds"] = time.monotonic() - killed
+        outcome["workers"] = len(client.nthreads())
+    return outcome
 
 
 def test_a_worker_keeps_the_text_of_each_build(tmp_path):
@@ -278,11 +293,11 @@ def test_a_task_compares_the_clients_identity_of_a_file_by_size_and_seconds(tmp_
             _tokenise(piece, changed, str(tmp_path / "b.shard"), spec, "text", "strict", False)
 
 
-def _when_a_task_runs(client, builder: threading.Thread) -> str:
-    """The worker that runs one of the build's tasks, as soon as one does."""
+def _when_a_task_runs(client, builder: threading.Thread, step: str) -> str:
+    """The worker that runs one of the build's tasks whose key holds ``step``, as soon as one does."""
     deadline = time.monotonic() + 60
     while True:
-        busy = [w for w, keys in client.processing().items() if any("memlm-" in k for k in keys)]
+        busy = [w for w, keys in client.processing().items() if any("memlm-" in k and step in k for k in keys)]
         if busy:
             return busy[0]
         assert time.monotonic() < deadline and builder.is_alive(), "no task of the build was seen running"
@@ -329,22 +344,8 @@ def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch
         assert "\n" not in str(e.value) and time.monotonic() - started < 20
         own.drop_worker()
         own.add_workers(1)
-        outcome: dict = {}
-
-        def build() -> None:
-            try:
-                memlm.train(corpus, width=4, cluster=own.address, temp_dir=tmp_path)
-            except BaseException as e:  # noqa: BLE001 - handed to the test's thread
-                outcome["error"] = e
-
-        builder = threading.Thread(target=build)
-        with own.client() as client:
-            pids = client.run(os.getpid)
-            builder.start()
-            os.kill(pids[_when_a_task_runs(client, builder)], signal.SIGKILL)
-            killed = time.monotonic()
-            builder.join(timeout=60)
-        assert not builder.is_alive() and time.monotonic() - killed < 30
+        outcome = _train_while_killing(own, "memlm-", corpus, width=4, temp_dir=tmp_path)
+        assert outcome["seconds"] < 30
     finally:
         own.stop()
     error = outcome.get("error")

@@ -275,7 +275,7 @@ def train(
         return session.build(shards, spec, options, memory, tokens, lengths, metadata, origins, output)
 
 
-def merge(
+def train_tokens(
     cluster: Cluster,
     tokens: np.ndarray,
     lengths: np.ndarray,
@@ -287,8 +287,8 @@ def merge(
     metadata: str,
     origins: bytes | None,
 ) -> Model:
-    """:func:`memlm.merge` on ``cluster``, its inputs read on the client (they need not be on shared storage):
-    their text goes to the workers as one shard."""
+    """:func:`memlm.train_token_ids` on ``cluster`` (what :func:`memlm.merge` runs, its inputs read on the client:
+    they need not be on shared storage), its arguments checked: the text goes to the workers as one shard."""
     with _session(cluster, options.temp_dir, progress) as session:
         path = session.path("merged.shard")
         write_shard(path, tokens, lengths, spec.vocab_size, SCRATCH_TOKENIZER, "{}", None, scratch=True)

@@ -141,20 +141,18 @@ def merge(
     otherwise. ``cluster``: build on a Dask cluster, as :func:`memlm.train` does (the inputs are read here,
     and need not be on the workers' storage). The other arguments are those of
     :func:`memlm.train_token_ids`, checked before any input is read."""
-    options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
+    train_options(width, weighting, algorithms, temp_dir, keep_tokens)  # checked before any input is read
     flag(provenance, "provenance")
     memory = memory_budget(memory)
     callback(progress)
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
-    place = None if cluster is None else on_cluster.parse_cluster(cluster)
+    if cluster is not None:
+        on_cluster.parse_cluster(cluster)  # checked before any input is read
     paths = list(paths)
     if output is not None:
         output = output_file(output)
         not_an_input(output, paths)
     tokens, lengths, spec, fields, origins = _gather(paths, provenance)
-    if place is not None:
-        metadata = _metadata(**fields)
-        return on_cluster.merge(place, tokens, lengths, spec, options, memory, progress, output, metadata, origins)
     return train_token_ids(
         tokens,
         lengths,
@@ -169,6 +167,7 @@ def merge(
         keep_tokens=keep_tokens,
         output=output,
         origins=origins,
+        cluster=cluster,
     )
 
 

@@ -238,6 +238,7 @@ def train_token_ids(
     keep_tokens: bool = False,
     output: str | Path | None = None,
     origins: bytes | None = None,
+    cluster: str | None = None,
 ) -> Model:
     """Trains on text already tokenised: all token ids concatenated and the length of every block.
 
@@ -249,7 +250,8 @@ def train_token_ids(
     the trie and the model's image included), which the budget must also hold. A budget too small for
     either is an error that names the minimum. ``output``: also save the model there. ``origins``: where
     each block came from (a serialised :mod:`memlm.provenance` store, as shards made with ``provenance``
-    hold), for a provenance index.
+    hold), for a provenance index. ``cluster``: build on a Dask cluster (``tcp://HOST:PORT`` or ``local:N``,
+    as :func:`memlm.train`), the ids sent to the workers as one shard.
     """
     if not isinstance(tokenizer, TokenizerSpec):
         kind = type(tokenizer).__name__
@@ -257,6 +259,7 @@ def train_token_ids(
     options = train_options(width, weighting, algorithms, temp_dir, keep_tokens)
     memory = memory_budget(memory)
     callback(progress)
+    place = None if cluster is None else on_cluster.parse_cluster(cluster)
     output = None if output is None else output_file(output)
     tokens = token_ids(
         tokens, "tokens", tokenizer.vocab_size, unknown=False, dtype=tokenizer.id_dtype, vocabulary="the tokenizer's"
@@ -268,6 +271,10 @@ def train_token_ids(
         )
     else:
         metadata = _with_tokenizer(metadata, tokenizer)
+    if place is not None:
+        return on_cluster.train_tokens(
+            place, tokens, block_lengths, tokenizer, options, memory, progress, output, metadata, origins
+        )
     return build_model(tokens, block_lengths, tokenizer, options, metadata, memory, progress, output, origins)
 
 

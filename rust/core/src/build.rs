@@ -327,15 +327,14 @@ pub enum TrieKind {
 }
 
 impl TrieKind {
-    /// The names [`TrieKind::name`] gives and `parse` reads.
+    /// The names [`TrieKind::name`] gives and `parse` reads, in the order of [`TrieKind::ALL`].
     pub const NAMES: [&'static str; 2] = ["igtree", "instance_base"];
+    /// Every kind, in declaration order (a kind's index is its name's in [`TrieKind::NAMES`]).
+    pub const ALL: [TrieKind; 2] = [TrieKind::IgTree, TrieKind::InstanceBase];
 
     /// The trie's name (`igtree`, `instance_base`).
     pub fn name(self) -> &'static str {
-        match self {
-            TrieKind::IgTree => "igtree",
-            TrieKind::InstanceBase => "instance_base",
-        }
+        Self::NAMES[self as usize]
     }
 
     /// Its code in spilled partitions.
@@ -368,10 +367,9 @@ impl std::str::FromStr for TrieKind {
 
     /// A name of [`TrieKind::NAMES`].
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "igtree" => Ok(TrieKind::IgTree),
-            "instance_base" => Ok(TrieKind::InstanceBase),
-            other => Err(Error::unknown_name("trie", other, &Self::NAMES)),
+        match Self::NAMES.iter().position(|&n| n == name) {
+            Some(i) => Ok(Self::ALL[i]),
+            None => Err(Error::unknown_name("trie", name, &Self::NAMES)),
         }
     }
 }
@@ -969,6 +967,19 @@ fn level_outs<I: Instances + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trie_kinds_parse_their_names() {
+        for kind in TrieKind::ALL {
+            assert_eq!(kind.name().parse::<TrieKind>().unwrap(), kind);
+        }
+        assert_eq!(TrieKind::IgTree.name(), "igtree");
+        let err = "ig_tree".parse::<TrieKind>().unwrap_err().to_string();
+        assert!(
+            err.contains("igtree") && err.contains("instance_base"),
+            "{err}"
+        );
+    }
     use crate::instances::InstanceTable;
     use crate::trie::{TrieView, ROOT};
 
