@@ -140,6 +140,25 @@ def test_a_scheduler_and_two_workers_build_the_single_process_model_byte_for_byt
     assert (tmp_path / "cluster16.memlm").read_bytes() == (tmp_path / "single16.memlm").read_bytes()
 
 
+def test_a_folder_of_plain_gzip_and_jsonl_files_under_a_memory_budget_is_the_single_build(cluster, tmp_path):
+    """A folder (its files in sorted order) holding a plain-text file cut into several pieces, a gzip file and a
+    JSONL file, with a memory budget: the file of one process, byte for byte. (No budget gives a cluster build
+    more than one partition or weighing range: a budget must hold the Kneser-Ney phase, 80 bytes a token,
+    which leaves a partition room for every instance; so this runs the budget's arithmetic, not its split.)"""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(TRAIN_TEXT.read_bytes())  # ~400 kB: pieces of 64 kB and more
+    (folder / "b.txt.gz").write_bytes(gzip.compress(TEST_TEXT.read_bytes(), mtime=0))
+    paragraphs = TEST_TEXT.read_text().split("\n\n")[:50]
+    (folder / "c.jsonl").write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs))
+    options = dict(width=5, memory=256 << 20)
+    memlm.train(folder, output=tmp_path / "single.memlm", **options)
+    with cluster.client() as client, distributed.get_task_stream(client) as tasks:
+        memlm.train(folder, output=tmp_path / "cluster.memlm", cluster=cluster.address, **options)
+    assert (tmp_path / "cluster.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+    assert len({task["key"] for task in tasks.data if "-tokenise-" in task["key"]}) > 3, "a.txt cut into pieces"
+
+
 def test_merge_on_the_cluster_is_the_single_merge(cluster, tmp_path):
     parts = [tmp_path / "emma.shard", tmp_path / "persuasion.shard"]
     for text, part in zip([TRAIN_TEXT, TEST_TEXT], parts, strict=True):
