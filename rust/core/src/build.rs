@@ -994,6 +994,46 @@ mod tests {
     }
 
     #[test]
+    fn spilled_levels_that_do_not_fit_together_are_an_error() {
+        // Level 1 holds the node of feature 1's value 1, with one child (value 9) in level 2; the
+        // spilled file is rewritten (a whole, checksummed file of this build) with two children.
+        let rows = vec![8, 1, 5, 8, 1, 5, 9, 1, 6, 8, 2, 5];
+        let t = InstanceTable::new(rows, 2).unwrap();
+        let stats = ClassStats::new(&t, 10);
+        let (order, kind) = ([1, 0], TrieKind::IgTree);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whole.partition");
+        let values = 0..10;
+        spill_partition(&t, 10, &order, &stats, kind, values.clone(), &path).unwrap();
+        let paths = [path.clone()];
+        let spilled = || BuildOptions {
+            spilled: Some(&paths),
+            ..BuildOptions::default()
+        };
+        let whole = build_igtree(&t, &order, &stats, BuildOptions::default()).unwrap();
+        let assembled = build_igtree(&t, &order, &stats, spilled()).unwrap();
+        assert_eq!(assembled.view().node_count(), whole.view().node_count());
+        let mut partition = Partition::open(&path).unwrap();
+        let mut levels: Vec<LevelOut> = (1..=partition.depth())
+            .map(|d| partition.take_level(d).unwrap())
+            .collect();
+        assert_eq!(levels[0].children, vec![1]);
+        levels[0].children[0] = 2;
+        let of = partition_of(&t, &order, &stats, kind, values);
+        Partition::write_file(&levels, &of, &path).unwrap();
+        let Err(err) = build_igtree(&t, &order, &stats, spilled()) else {
+            panic!("levels that do not fit together were assembled");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains(
+                "the partitions' levels do not fit together: a level of 1 nodes where 2 were due"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn pure_root_is_a_single_node() {
         let trie = build(vec![1, 2, 7, 3, 4, 7], 2, 8, &[1, 0]);
         assert_eq!(trie.view().node_count(), 1);
