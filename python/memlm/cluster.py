@@ -27,7 +27,7 @@ The steps, each a set of Dask tasks that the client waits for before it submits 
 4. Assemble, on the client: it reads the shards (the whole text, 2 bytes per token, as the build in one
    process holds it), puts the spilled partitions together level by level, computes the Kneser-Ney
    statistics and the provenance index, and writes the model: its memory is the single build's without the
-   trie's working memory (its peak is the Kneser-Ney phase: ~80 bytes per token, :mod:`memlm.training`).
+   trie's working memory (its peak is the Kneser-Ney phase: ~80 bytes per token, :mod:`memlm.building`).
 
 Files pass through a work folder, a new folder inside ``temp_dir`` that the client and every worker see at
 the same path: shared storage (NFS, Lustre, a cluster's scratch) for workers on other machines; for
@@ -93,6 +93,7 @@ from memlm._core import (
 from memlm._core import class_counts as _class_counts
 from memlm._core import gain_terms as _gain_terms
 from memlm._core import spill_partition as _spill_partition
+from memlm.building import build_model, encoded, partition_memory
 from memlm.corpus import Piece, check_reading, no_text, pieces, source_name
 from memlm.errors import CorpusError, MemlmError
 from memlm.model import Model
@@ -438,8 +439,6 @@ def _tokenise(
     """A task: tokenises a piece of the corpus, whose file must be as it was planned (the ``planned`` identity,
     taken on the client: :meth:`Identity.shared` compared) and stay as it is on this worker while it is read,
     and writes it as a shard (None for a piece without text)."""
-    from memlm.training import encoded
-
     # This machine's identity (not found here: FileNotFoundError, as reading it would raise); the client's
     # inode and nanoseconds may not be this machine's.
     before = _identity(piece)
@@ -706,8 +705,6 @@ class _Session:
         output: Path | None,
     ) -> Model:
         """Steps 2-4: the model of the shards' text; the client computes the Kneser-Ney statistics meanwhile."""
-        from memlm.training import build_model, partition_memory
-
         paths = [s.path for s in shards]
         n = tokens.size
         # The tasks' sizes: about TASKS_PER_THREAD per thread, each within what the memory budget leaves a
