@@ -28,6 +28,7 @@ __all__ = [
     "write_shard",
     "write_atomic",
     "read_shard",
+    "read_shards",
     "file_kind",
     "class_counts",
     "weighing_tasks",
@@ -363,6 +364,12 @@ def read_shard(
 ) -> tuple[_TokenIds, npt.NDArray[np.uint64], int, bytes, str, bytes | None]:
     """Opens and verifies a shard file: (token ids, block lengths, vocabulary size, tokenizer blob, metadata,
     the blocks' origins or None)."""
+
+def read_shards(
+    paths: Sequence[str | PathLike[str]], origins: bool
+) -> tuple[_TokenIds, npt.NDArray[np.uint64], list[bytes | None]]:
+    """The text of shards (of one tokenizer) one after the other, as a cluster build's workers read it: (token
+    ids, block lengths, and with ``origins`` each shard's origins section or None, else an empty list)."""
 
 def write_atomic(path: str | PathLike[str], data: bytes) -> None:
     """Writes bytes to a file atomically (a Ctrl-C during the write abandons it)."""

@@ -85,7 +85,7 @@ from memlm._core import (
     ShardText,
     TrainOptions,
     piece_bytes,
-    read_shard,
+    read_shards,
     task_sizes,
     weighing_tasks,
     write_shard,
@@ -298,14 +298,17 @@ def train_tokens(
 
 
 def _read_text(paths: list[str], provenance: bool) -> tuple[np.ndarray, np.ndarray, bytes | None]:
-    """The shards' text one after the other: ids, block lengths, and the blocks' origins (with provenance)."""
-    parts = [read_shard(path) for path in paths]
-    tokens = np.concatenate([part[0] for part in parts])
-    lengths = np.concatenate([part[1] for part in parts])
+    """The shards' text one after the other (read as the workers read it: :func:`memlm._core.read_shards`): ids,
+    block lengths, and the blocks' origins (with provenance)."""
+    tokens, lengths, parts = read_shards(paths, provenance)
     if not provenance:
         return tokens, lengths, None
-    where = [f"{path} (a shard)" for path in paths]
-    return tokens, lengths, concatenated([Origins.from_bytes(part[5], w) for part, w in zip(parts, where, strict=True)])
+    origins = []
+    for path, part in zip(paths, parts, strict=True):
+        if part is None:
+            raise MemlmError(f"{path} (a shard of this build) holds no provenance origins")
+        origins.append(Origins.from_bytes(part, f"{path} (a shard)"))
+    return tokens, lengths, concatenated(origins)
 
 
 @contextlib.contextmanager

@@ -43,9 +43,9 @@ impl ShardText {
     /// at `width` (1..=64).
     pub fn open(paths: &[PathBuf], width: i64) -> Result<ShardText> {
         let width = check_width(width)?;
-        let (tokens, lengths, vocab_size) = shard::concatenated(paths)?;
+        let text = shard::concatenated(paths, false)?;
         Ok(ShardText {
-            windows: TokenWindows::new(tokens, &lengths, width, vocab_size)?,
+            windows: TokenWindows::new(text.tokens, &text.block_lengths, width, text.vocab_size)?,
         })
     }
 

@@ -178,9 +178,20 @@ impl Shard {
     }
 }
 
-/// The text of shards one after the other (a cluster build's corpus): the ids, the block lengths and
-/// the vocabulary size; an error for none, or for shards of different tokenizers.
-pub fn concatenated(paths: &[PathBuf]) -> Result<(IdVec, Vec<u64>, u32)> {
+/// The text of shards one after the other (a cluster build's corpus), read by [`concatenated`].
+pub struct Concatenated {
+    pub tokens: IdVec,
+    pub block_lengths: Vec<u64>,
+    /// The shards' vocabulary size (their padding id).
+    pub vocab_size: u32,
+    /// Each shard's origins section (None: it has none), when asked for (else empty).
+    pub origins: Vec<Option<Vec<u8>>>,
+}
+
+/// The text of the shards at `paths` one after the other: the ids, the block lengths, the
+/// vocabulary size, and, `with_origins`, each shard's origins; an error for none, or for shards of
+/// different tokenizers. The one reader of a cluster build's shards (its workers' and its client's).
+pub fn concatenated(paths: &[PathBuf], with_origins: bool) -> Result<Concatenated> {
     let shards = paths
         .iter()
         .map(|p| Shard::open(p))
@@ -189,7 +200,8 @@ pub fn concatenated(paths: &[PathBuf]) -> Result<(IdVec, Vec<u64>, u32)> {
         .first()
         .ok_or_else(|| Error::InvalidInput("no shards given".into()))?;
     let mut tokens = IdVec::for_symbols(first.vocab_size());
-    let mut lengths = Vec::new();
+    let mut block_lengths = Vec::new();
+    let mut origins = Vec::new();
     for (shard, path) in shards.iter().zip(paths) {
         if shard.tokenizer_blob() != first.tokenizer_blob()
             || shard.vocab_size() != first.vocab_size()
@@ -200,13 +212,21 @@ pub fn concatenated(paths: &[PathBuf]) -> Result<(IdVec, Vec<u64>, u32)> {
                 crate::error::shown(&paths[0])
             )));
         }
-        let (ids, block_lengths) = shard.tokens();
+        let (ids, lengths) = shard.tokens();
         for i in 0..ids.len() {
             tokens.push(ids.get(i));
         }
-        lengths.extend_from_slice(block_lengths);
+        block_lengths.extend_from_slice(lengths);
+        if with_origins {
+            origins.push(shard.origins().map(<[u8]>::to_vec));
+        }
     }
-    Ok((tokens, lengths, first.vocab_size()))
+    Ok(Concatenated {
+        tokens,
+        block_lengths,
+        vocab_size: first.vocab_size(),
+        origins,
+    })
 }
 
 #[cfg(test)]

@@ -115,6 +115,32 @@ fn read_shard<'py>(
     ))
 }
 
+/// The text of shards one after the other (`memlm_core::shard::concatenated`, what a cluster
+/// build's workers read too): (token ids, block lengths, and, with `origins`, each shard's origins
+/// section or None; else an empty list).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn read_shards<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    origins: bool,
+) -> PyResult<(
+    Bound<'py, PyAny>,
+    Bound<'py, PyArray1<u64>>,
+    Vec<Option<Bound<'py, PyBytes>>>,
+)> {
+    let text = py
+        .detach(|| shard::concatenated(&paths, origins))
+        .map_err(to_py)?;
+    let (tokens, lengths) = token_arrays(py, (text.tokens.view(), &text.block_lengths));
+    let origins = text
+        .origins
+        .iter()
+        .map(|o| o.as_deref().map(|o| PyBytes::new(py, o)))
+        .collect();
+    Ok((tokens, lengths, origins))
+}
+
 /// The kind of a memlm file by its magic number ("model", "shard", or None for neither), reading
 /// only its first eight bytes; anything but a regular file raises OSError without blocking (a FIFO
 /// with no writer included).
@@ -140,6 +166,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_shard, m)?)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(read_shards, m)?)?;
     m.add_function(wrap_pyfunction!(file_kind, m)?)?;
     cluster::register(m)?;
     m.add("MemlmError", m.py().get_type::<MemlmError>())?;
