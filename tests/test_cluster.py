@@ -3,6 +3,7 @@ model file of the single-process build, byte for byte (SOURCE_DATE_EPOCH fixes t
 a worker is killed mid-build; bad addresses, missing inputs and an unreachable scheduler are one-line errors
 before any task is sent."""
 
+import concurrent.futures
 import gzip
 import json
 import os
@@ -286,6 +287,10 @@ def test_a_worker_keeps_the_text_of_each_build(tmp_path):
         for build in ["build-c", "build-d"][:TEXTS_KEPT]:
             _shard_text(build, paths, 1)
         assert "build-b" not in memlm.cluster._TEXT and len(memlm.cluster._TEXT) == TEXTS_KEPT
+        # Tasks of one build running at once in a worker's threads read its text once (the lock).
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            texts = list(pool.map(lambda _: _shard_text("build-e", paths, 4), range(8)))
+        assert all(text is texts[0] for text in texts)
     finally:
         for build in list(memlm.cluster._TEXT):
             _forget_text(build)
