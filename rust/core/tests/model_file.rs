@@ -479,12 +479,13 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
             mixed[0] = foreign.to_path_buf();
             assemble(&mixed).err().expect("refused").to_string()
         };
-        for (other_order, other) in foreign_builds {
+        // A partition spilled from `windows` with `order` and `statistics` is refused as another build's.
+        let refused = |windows: &TokenWindows, order: &[usize], statistics: &ClassStats| {
             spill_partition(
-                &instances,
+                windows,
                 n_symbols,
-                other_order,
-                other,
+                order,
+                statistics,
                 TrieKind::IgTree,
                 first.clone(),
                 &foreign,
@@ -492,6 +493,9 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
             .unwrap();
             let err = mixed_with(&foreign);
             assert!(err.ends_with(another_build), "{err}");
+        };
+        for (other_order, other) in foreign_builds {
+            refused(&instances, other_order, other);
         }
         // The same token ids in other blocks (the first two joined): the same counts, first
         // occurrences and instances, built with this build's order and statistics, but another
@@ -499,18 +503,7 @@ fn a_build_reduced_from_shards_and_spilled_partitions_equals_the_single_build_by
         let mut joined = vec![lengths[0] + lengths[1]];
         joined.extend_from_slice(&lengths[2..]);
         let rejoined = TokenWindows::new(IdVec::U32(ids.clone()), &joined, width, VOCAB).unwrap();
-        spill_partition(
-            &rejoined,
-            n_symbols,
-            &order,
-            &stats,
-            TrieKind::IgTree,
-            first.clone(),
-            &foreign,
-        )
-        .unwrap();
-        let err = mixed_with(&foreign);
-        assert!(err.ends_with(another_build), "{err}");
+        refused(&rejoined, &order, &stats);
         // Partitions out of order, missing, or of the other trie are refused, each by its check.
         let mut swapped = igtree.clone();
         swapped.swap(0, 1);
