@@ -89,15 +89,22 @@ def _peak_rss(pid: int) -> int | None:
     return None
 
 
+#: The roles of a build's processes, in the order the report lists them.
+ROLES = ("client", "scheduler", "worker")
+
+
 def _role(pid: int, root: int) -> str:
-    """What a process of a build is: the client (the `memlm` command), a Dask worker, or a helper (the
-    resource tracker, a short-lived command some library ran), which the report leaves out."""
+    """What a process of a build is: the client (the `memlm` command), the scheduler (``local:N``'s process,
+    `memlm.local_cluster`), a Dask worker, or a helper (the resource tracker, a short-lived command some library
+    ran), which the report leaves out."""
     if pid == root:
         return "client"
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return "helper"
+    if "memlm.local_cluster" in command:
+        return "scheduler"
     return "worker" if "spawn_main" in command and "resource_tracker" not in command else "helper"
 
 
@@ -142,7 +149,7 @@ def build(corpus: Path, model: Path, width: int, cluster: str | None, work: Path
         raise SystemExit(f"memlm train {'--cluster ' + cluster if cluster else ''} failed:\n{log.read_text()[-3000:]}")
     processes = sorted(
         ({"role": role, "peak_rss_bytes": peak} for role, peak in peaks.values() if role != "helper"),
-        key=lambda p: (p["role"] != "client", -p["peak_rss_bytes"]),
+        key=lambda p: (ROLES.index(p["role"]), -p["peak_rss_bytes"]),
     )
     return {"wall_s": seconds, "processes": processes, "bytes": model.stat().st_size}
 
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     builds = {
         name: {
             "wall_s": median([r["wall_s"] for r in rs]),
-            # The client, then the workers by their peak (the i-th of each run: medians over the runs).
+            # The client, the scheduler, then the workers by their peak (the i-th of each run: medians over the runs).
             "processes": [
                 {
                     "role": p["role"],

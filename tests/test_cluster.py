@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -195,6 +196,16 @@ def test_a_file_changed_after_planning_is_refused(cluster, tmp_path):
     with pytest.raises(CorpusError, match="the file changed during the cluster build"):
         memlm.train(corpus, width=3, cluster=cluster.address, progress=touch)
 
+    # Rewritten in place, the same size, its modification time set back (`cp -p`, os.utime): changed too.
+    def rewrite(phase, done, total) -> None:
+        if phase == "tokenising on the cluster" and done == 0:
+            before = corpus.stat()
+            corpus.write_bytes(corpus.read_bytes().swapcase())
+            os.utime(corpus, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    with pytest.raises(CorpusError, match="the file changed during the cluster build"):
+        memlm.train(corpus, width=3, cluster=cluster.address, progress=rewrite)
+
 
 def test_a_relative_temp_dir_is_the_clients(cluster, tmp_path, monkeypatch):
     """A relative --temp-dir is taken in the client's current folder, not in each worker's. At width 1 on two
@@ -309,7 +320,7 @@ def test_a_task_compares_the_clients_identity_of_a_file_by_size_and_seconds(tmp_
     (piece,) = pieces([corpus], 1 << 20)
     here = _identity(piece)
     spec = TokenizerSpec.from_file(None)
-    elsewhere = Identity(here.size, here.mtime_ns + 500_000_000, here.inode + 1)
+    elsewhere = Identity(here.size, here.mtime_ns + 500_000_000, here.inode + 1, here.ctime_ns + 1)
     shard = _tokenise(piece, elsewhere, str(tmp_path / "a.shard"), spec, "text", "strict", False)
     assert shard is not None and shard.class_counts[0].sum() > 0
     for changed in [here._replace(size=here.size + 1), here._replace(mtime_ns=here.mtime_ns + 10**9)]:
@@ -378,7 +389,9 @@ def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch
     assert not list(tmp_path.glob("memlm-cluster-*")), "the work folder is removed"
 
 
-def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("moment", ["*", "*/piece-*.shard"])
+def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path, moment):
+    """Ctrl-C as the local cluster starts (its work folder made) or as its workers tokenise (their shards there)."""
     corpus, shared, model = tmp_path / "corpus.txt", tmp_path / "shared", tmp_path / "m.memlm"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
     shared.mkdir()
@@ -392,50 +405,91 @@ def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # whatever this test's runner ignores
     )
     deadline = time.monotonic() + 60
-    while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
+    while not list(shared.glob(moment)):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to the build's process and its workers
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to every process of the build's group
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 130 and stderr.strip().splitlines()[-1] == "memlm: interrupted", stderr
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr  # the workers' were 66 lines
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr  # starting workers' were pages
     assert model.read_bytes() == b"old" and list(shared.iterdir()) == []
+    assert _local_cluster_processes(proc.pid) == [], "the local cluster is stopped"
 
 
-def _worker_processes(parent: int) -> list[int]:
-    """The Dask worker processes a local cluster's nannies started in process ``parent`` (multiprocessing's
-    spawned children)."""
+def _local_cluster_processes(build: int) -> list[int]:
+    """The processes of the local clusters that the build process ``build`` started (found by the session their
+    process started: theirs is not the build's)."""
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            command = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
+            if b"memlm.local_cluster" in entry.read_bytes():
+                found.append(int(entry.parent.name))
+        except OSError:
             continue  # gone meanwhile
-        if ppid == parent and b"spawn_main" in command:
-            found.append(int(stat.parent.name))
+    return [pid for pid in found if _parent(pid) == build]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None  # gone meanwhile
+
+
+def _worker_processes(build: int) -> list[int]:
+    """The Dask worker processes of the local cluster the build process ``build`` started (multiprocessing's
+    spawned children of its cluster process)."""
+    (cluster,) = _local_cluster_processes(build)
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = entry.read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.parent.name)
+        if b"spawn_main" in command and b"resource_tracker" not in command and _parent(pid) == cluster:
+            found.append(pid)
     return found
 
 
-def test_local_workers_build_the_same_model_when_all_are_killed(tmp_path):
-    """local:N's nannies restart killed worker processes: the build goes on, and writes the same file."""
+@pytest.mark.parametrize("fault", ["all killed", "one frozen"])
+def test_local_workers_build_the_same_model_when_killed_or_frozen(tmp_path, fault):
+    """local:N's nannies start killed worker processes again; its scheduler drops a frozen one (SIGSTOP: no
+    heartbeat) after its worker-ttl (3 s here, Dask's setting; 30 s unless set shorter) and its nanny starts it
+    again: the build goes on, and writes the same file."""
     corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 2)
     shared.mkdir()
     run_cli("train", corpus, "--width", 3, "-o", tmp_path / "single.memlm")
     command = [sys.executable, "-m", "memlm", "train", corpus, "--width", "3", "-o", tmp_path / "local.memlm"]
-    proc = subprocess.Popen([*command, "--cluster", "local:2", "--temp-dir", shared], stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "3s"}
+    proc = subprocess.Popen(
+        [*command, "--cluster", "local:2", "--temp-dir", shared], stderr=subprocess.PIPE, text=True, env=env
+    )
     deadline = time.monotonic() + 60
     while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.01)
     workers = _worker_processes(proc.pid)
     assert len(workers) == 2, workers
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+    for pid in workers if fault == "all killed" else workers[:1]:
+        os.kill(pid, signal.SIGKILL if fault == "all killed" else signal.SIGSTOP)
     stderr = proc.stderr.read()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in stderr, stderr
     assert (tmp_path / "local.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
+    assert _parent(workers[0]) is None, "the frozen worker is gone"
+
+
+def test_a_script_without_a_main_guard_builds_on_a_local_cluster(tmp_path):
+    """The local cluster's workers are spawned from memlm's own module: a script that calls memlm.train with
+    local:N at its top level is not run again in each of them (multiprocessing's spawn runs the main module)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        f"import memlm\nmemlm.train({str(TEST_TEXT)!r}, width=2, output='m.memlm', cluster='local:1')\nprint('built')\n"
+    )
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "built\n", "")
+    assert memlm.load(tmp_path / "m.memlm").width == 2
 
 
 @pytest.mark.parametrize(
@@ -515,10 +569,13 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "cannot reach" in proc.stderr
 
 
-@pytest.mark.parametrize("answer", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", None])
-def test_a_port_that_is_no_scheduler_is_one_line(monkeypatch, answer):
-    """Something that accepts connections but is no Dask scheduler (an HTTP server; a silent one): one error
-    within the connection deadline, not a hang or Dask's traceback."""
+@pytest.mark.parametrize(
+    "answer", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", bytes(range(256)) * 4, None]
+)
+def test_a_port_that_is_no_scheduler_is_one_line(tmp_path, monkeypatch, answer):
+    """Something that accepts connections but is no Dask scheduler (an HTTP server, one sending bytes that Dask
+    reads as a message of exabytes, a silent one): one error within the connection deadline, not a hang or Dask's
+    traceback (the command too: nothing after its line, as a Client that met such bytes printed at exit)."""
     monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 1)
     monkeypatch.setattr(memlm.cluster, "HANDSHAKE_SECONDS", 3)
     with socket.socket() as stranger:
@@ -543,6 +600,10 @@ def test_a_port_that_is_no_scheduler_is_one_line(monkeypatch, answer):
         with pytest.raises(MemlmError, match=f"cannot reach the Dask scheduler at {address}: is it a Dask scheduler"):
             memlm.train(TEST_TEXT, cluster=address)
         assert time.monotonic() - started < 10
+        if answer is not None:
+            proc = run_cli("train", TEST_TEXT, "-o", tmp_path / "m.memlm", "--cluster", address, check=False)
+            assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+            assert proc.stderr.startswith(f"memlm: error: cannot reach the Dask scheduler at {address}: is it a Dask")
 
 
 def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
@@ -553,6 +614,35 @@ def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
             memlm.train(TEST_TEXT, cluster=lonely.address)
     finally:
         lonely.stop()
+
+
+def test_a_workers_address_and_a_lost_scheduler_are_one_line(tmp_path, monkeypatch, capfd):
+    """A Dask worker's address given for the scheduler's; the scheduler killed mid-build (the client gives up
+    reconnecting after its timeout, CONNECT_SECONDS): one line each, and none of Dask's log lines."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
+    own = DaskCluster(tmp_path, workers=1)
+    try:
+        with own.client() as client:
+            (worker,) = client.scheduler_info()["workers"]
+        with pytest.raises(MemlmError, match=f"at {worker}: it is a Dask Worker, not a scheduler"):
+            memlm.train(TEST_TEXT, cluster=worker)
+        monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 2)
+
+        def kill_the_scheduler(phase, done, total) -> None:
+            if phase == "tokenising on the cluster" and done == 0:
+                own.scheduler.kill()
+
+        with pytest.raises(MemlmError) as e:
+            memlm.train(corpus, width=8, cluster=own.address, progress=kill_the_scheduler)
+    finally:
+        own.stop()
+    assert str(e.value) == (
+        f"tokenising on the cluster: the build lost the connection to the Dask scheduler {own.address}: "
+        "the build stopped"
+    )
+    assert "distributed" not in capfd.readouterr().err
+    assert not list(Path(tempfile.gettempdir()).glob("memlm-cluster-*")), "the work folder is removed"
 
 
 def test_what_a_cluster_build_refuses(tmp_path, monkeypatch):

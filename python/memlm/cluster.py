@@ -3,9 +3,9 @@ model file a build in one process writes, byte for byte, its work spread over th
 Needs the optional extra ``memlm[dask]`` (Dask's ``distributed``) on the client and on every worker.
 
 A cluster is given as ``tcp://HOST:PORT``, the address of a running Dask scheduler (``dask scheduler``, or one
-that ``dask-jobqueue``, ``dask-kubernetes`` or an SSH cluster started), or as ``local:N``: a ``LocalCluster`` of
-N worker processes on this machine, started for the build and stopped after it (each worker's core threads
-set to the CPUs divided by N).
+that ``dask-jobqueue``, ``dask-kubernetes`` or an SSH cluster started), or as ``local:N``: a scheduler and N
+worker processes on this machine, started for the build and stopped after it (each worker's core threads set
+to the CPUs divided by N), in a process and session of their own (:mod:`memlm.local_cluster`).
 
 The steps, each a set of Dask tasks that the client waits for before it submits the next:
 
@@ -42,13 +42,16 @@ memlm and can read and write the work folder.
 A worker that dies mid-build (killed, out of memory, its machine gone) is Dask's to handle: the scheduler
 runs its tasks again on the others (tasks are deterministic and write atomically, so the model is the
 same); a task whose workers died three times (Dask's ``allowed-failures``) is an error. When every worker has
-left, the client waits :data:`NO_WORKERS_SECONDS` for one to come (a ``LocalCluster`` restarts its killed
+left, the client waits :data:`NO_WORKERS_SECONDS` for one to come (a ``local:N`` cluster restarts its killed
 workers) and then fails with one line; a worker that dies during the start-up check is left out of it (the
-build fails when none is left). Dask's other waits have no deadline: the client runs each in a thread of its
-own, bounded by :data:`ANSWER_SECONDS` (calls that do no build work) or by the same no-worker rule (collecting
-results). A task's own error (a file a worker cannot read, invalid UTF-8) is raised on the client as it was
-raised there. A corpus file must stay unchanged during the build: the client and each task compare its
-:class:`Identity` (across machines, only its size and modification time in whole seconds).
+build fails when none is left). A frozen worker (alive, silent) holds its tasks until the scheduler drops it
+after its ``worker-ttl`` (``local:N``: :data:`memlm.local_cluster.WORKER_TTL_SECONDS`). A lost scheduler is one
+line, and Dask's log shows only critical records while the build runs. Dask's other waits have no deadline:
+the client runs each in a thread of its own, bounded by :data:`ANSWER_SECONDS` (calls that do no build work)
+or by the same no-worker rule (collecting results). A task's own error (a file a worker cannot read, invalid
+UTF-8) is raised on the client as it was raised there. A corpus file must stay unchanged during the build:
+the client and each task compare its :class:`Identity` (across machines, only its size and modification time
+in whole seconds).
 """
 
 from __future__ import annotations
@@ -62,7 +65,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import tempfile
@@ -77,7 +79,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from memlm import __version__
+from memlm import __version__, local_cluster
 from memlm._core import (
     FORMAT_VERSION,
     KneserNeyStatistics,
@@ -115,7 +117,7 @@ CONNECT_SECONDS = 10
 #: Seconds Dask's handshake with the scheduler may take in all (it can hang against something that is no scheduler).
 HANDSHAKE_SECONDS = 30
 #: How long a build waits for a worker when every worker has left the cluster (killed, their machines gone) before
-#: it fails: a cluster that restarts its workers (a ``LocalCluster``'s nannies, a job queue) has them back sooner.
+#: it fails: a cluster that restarts its workers (``local:N``'s nannies, a job queue) has them back sooner.
 NO_WORKERS_SECONDS = 60
 #: How often the client, while it waits for tasks, asks the scheduler how many workers it has when none finished.
 POLL_SECONDS = 1
@@ -176,15 +178,17 @@ def parse_cluster(value) -> Cluster:
 
 
 class Identity(NamedTuple):
-    """What tells a file from the same file changed, on one machine: its size, modification time (ns) and
-    inode number. The client takes it when it plans the pieces and again once they are tokenised; each task
-    takes its own before and after it reads its piece (a file changed meanwhile is an error, not a model of
-    two texts). Between machines only :meth:`shared` is compared: shared storage may give other inode
-    numbers (CIFS, FUSE) and coarser or cached modification times (NFS) on each machine."""
+    """What tells a file from the same file changed, on one machine: its size, modification time (ns), inode
+    number and inode change time (ns: a write, even one whose modification time was set back after it, changes
+    it). The client takes it when it plans the pieces and again once they are tokenised; each task takes its own
+    before and after it reads its piece (a file changed meanwhile is an error, not a model of two texts).
+    Between machines only :meth:`shared` is compared: shared storage may give other inode numbers (CIFS, FUSE)
+    and coarser or cached times (NFS) on each machine."""
 
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int
 
     def shared(self) -> tuple[int, int]:
         """What every machine must see alike of an unchanged file: its size and its modification time in
@@ -210,7 +214,7 @@ def _identity(piece: Piece) -> Identity:
             f"{source_name(piece.label)}: standard input, a pipe or a device, not a regular file: a cluster's "
             "workers cannot read it: give files"
         )
-    return Identity(status.st_size, status.st_mtime_ns, status.st_ino)
+    return Identity(status.st_size, status.st_mtime_ns, status.st_ino, status.st_ctime_ns)
 
 
 def _identity_now(piece: Piece) -> Identity | None:
@@ -224,7 +228,7 @@ def _identity_now(piece: Piece) -> Identity | None:
 def _changed(piece: Piece) -> CorpusError:
     return CorpusError(
         f"{source_name(piece.label)}: the file changed during the cluster build (its size or modification time "
-        "is not what it was when the build planned its pieces, or it changed while it was read): build again "
+        "is not what it was when the build planned its pieces, or it was written while it was read): build again "
         "once it stays the same"
     )
 
@@ -320,6 +324,7 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
     except ImportError:
         raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"') from None
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_dask_logs())
         # Absolute: a relative folder would be taken in each worker's own current folder. Made before the client,
         # so removed after it is closed (a local cluster's workers stopped, a remote scheduler told to forget the
         # build's tasks), not while tasks still write into it.
@@ -334,6 +339,25 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
         yield session
 
 
+@contextlib.contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Dask's loggers (``distributed`` and those under it) show only critical records meanwhile: what goes wrong
+    reaches the build as an error of its own, one line (a lost scheduler was Dask's ERROR line, then the build's)."""
+    loggers = [logging.getLogger("distributed")] + [
+        logger
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if name.startswith("distributed.") and isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def _remove(work: Path) -> None:
     """Removes the work folder (again, a moment later, should a remote worker's task that was still running have
     written into it meanwhile)."""
@@ -346,21 +370,12 @@ def _remove(work: Path) -> None:
 
 @contextlib.contextmanager
 def _client(distributed, cluster: Cluster):
-    """A connected ``distributed.Client``."""
+    """A connected ``distributed.Client`` (of a ``local:N`` cluster started for the build and stopped after it)."""
     if cluster.local_workers is not None:
-        threads = max(1, (os.cpu_count() or 1) // cluster.local_workers)
+        core_threads = max(1, (os.cpu_count() or 1) // cluster.local_workers)
         with (
-            distributed.LocalCluster(
-                n_workers=cluster.local_workers,
-                threads_per_worker=1,
-                processes=True,
-                # Its HTTP server (there even without a dashboard) on a free port of the loopback interface only.
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.CRITICAL,  # a task's error is raised here, not logged there
-                preload=[__name__],  # dask_setup: the workers leave Ctrl-C to this process
-                env={"RAYON_NUM_THREADS": str(threads)},
-            ) as local,
-            distributed.Client(local, set_as_default=False) as client,
+            local_cluster.started(cluster.local_workers, core_threads) as address,
+            _connected(distributed, parse_cluster(address)) as client,
         ):
             yield client
         return
@@ -372,31 +387,33 @@ def _client(distributed, cluster: Cluster):
         yield client
 
 
-def dask_setup(worker) -> None:
-    """Dask's preload hook, run in each worker process of a ``local:N`` cluster as it starts (restarted ones
-    too): the process ignores SIGINT. Ctrl-C in a terminal goes to every process of its group, and a worker's
-    KeyboardInterrupt was a page of tracebacks under the build's one line; the build's process stops them."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _connected(distributed, cluster: Cluster):
     """A client of the scheduler at ``cluster``, or a :class:`MemlmError` within :data:`HANDSHAKE_SECONDS`. A plain
     connection first: a refused or unresolvable address fails at once (Dask would retry it until its timeout).
-    Then Dask's handshake, in a thread of its own: against something that answers but is no Dask scheduler (a
-    scheduler's HTTP port, a proxy) it can hang past its own timeout, or fail on the stranger's bytes with any
-    error at all (seen: numpy's "Unable to allocate 3.07 EiB")."""
+    Then the question Dask's peers ask each other, who they are (:func:`_identify`): something that answers but is
+    no Dask scheduler (a scheduler's HTTP port, a proxy) is refused before a ``Client`` meets it (a ``Client``
+    whose handshake failed on a stranger's bytes closed itself for 20 s and a page of traceback as the process
+    ended). Then the ``Client``'s handshake, in a thread of its own, bounded too."""
     unreachable = f"cannot reach the Dask scheduler at {cluster}"
     try:
         socket.create_connection((cluster.host, cluster.port), CONNECT_SECONDS).close()
     except OSError as e:
         raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
+    with ThreadPoolExecutor(1, thread_name_prefix="memlm-dask-identify") as pool:  # a loop of its own
+        identified = pool.submit(asyncio.run, _identify(cluster.address))
+        try:
+            kind = identified.result()
+        except Exception as e:  # whatever a stranger's bytes make Dask raise (seen: "Unable to allocate 3.07 EiB")
+            reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if isinstance(e, _TIMEOUTS) else _reason(e)
+            raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason})") from None
+    if kind != "Scheduler":
+        raise MemlmError(f"{unreachable}: it is a Dask {kind!s:.50}, not a scheduler")
     outcome: dict = {}
 
     def connect() -> None:
         try:
             outcome["client"] = distributed.Client(cluster.address, timeout=CONNECT_SECONDS, set_as_default=False)
-        except Exception as e:  # whatever a stranger's answer makes Dask raise
+        except Exception as e:  # noqa: BLE001 - shown in the caller's thread
             outcome["error"] = e
 
     thread = threading.Thread(target=connect, name="memlm-dask-connect", daemon=True)
@@ -405,8 +422,25 @@ def _connected(distributed, cluster: Cluster):
     if "client" in outcome:
         return outcome["client"]
     error = outcome.get("error")
-    reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if error is None else f"{type(error).__name__}: {error}"
-    raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason:.200})")
+    reason = f"no answer within {HANDSHAKE_SECONDS} s" if error is None else _reason(error)
+    raise MemlmError(f"{unreachable}: the scheduler did not take the client ({reason})")
+
+
+async def _identify(address: str):
+    """What the Dask peer at ``address`` says it is (``"Scheduler"`` for a scheduler), asked over a connection of
+    its own that is closed after, whatever the answer; a :class:`TimeoutError` after :data:`HANDSHAKE_SECONDS`."""
+    from distributed.comm import connect
+
+    async def ask():
+        comm = await connect(address, timeout=CONNECT_SECONDS)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            answer = await comm.read()
+        finally:
+            comm.abort()
+        return answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+
+    return await asyncio.wait_for(ask(), HANDSHAKE_SECONDS)
 
 
 def _worker_state(work: str, probe: str, content: bytes) -> tuple[str, int, str | None]:
@@ -621,7 +655,8 @@ class _Session:
                 f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
             ) from None
         except concurrent.futures.CancelledError as e:  # what the client raises when it loses the scheduler
-            raise MemlmError(f"{phase}: the build's tasks were cancelled (lost the Dask scheduler?): {e}") from None
+            why = "lost the connection to" if "scheduler-connection-lost" in str(e) else "its tasks were cancelled on"
+            raise MemlmError(f"{phase}: the build {why} the Dask scheduler {self.cluster}: the build stopped") from None
 
     def _finished(self, phase: str, futures: list) -> Iterator[list]:
         """The futures in batches as they finish (a task's error raised); fails when the cluster has had no

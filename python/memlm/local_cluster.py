@@ -1,0 +1,133 @@
+"""A ``local:N`` cluster (``memlm train --cluster local:N``): a Dask scheduler on the loopback interface and N
+worker processes under nannies (a killed worker is started again), run by a process of their own that the
+build's process starts and stops (:func:`started`).
+
+Why a process of their own, not a ``LocalCluster`` inside the build's process:
+
+- It runs in a session of its own: a terminal's Ctrl-C, Ctrl-Z or hang-up reaches the build's process only,
+  which stops the cluster; never a worker as it starts (a worker's KeyboardInterrupt was a page of tracebacks).
+- Its worker processes are spawned from this module: a script that calls ``memlm.train(..., cluster="local:2")``
+  without ``if __name__ == "__main__":`` is not run again in every worker (multiprocessing's spawn imports the
+  spawning process's main module).
+- Its scheduler drops a worker that has not sent a heartbeat for :data:`WORKER_TTL_SECONDS` (a frozen process,
+  one swapping for ever), or for Dask's configured ``distributed.scheduler.worker-ttl`` when that is shorter,
+  and its nanny starts it again (Dask's default, five minutes, would stall the build that long).
+
+The protocol, as ``python -m memlm.local_cluster WORKERS THREADS``: once every worker is up, the process writes
+the scheduler's address on one line of standard output; it stops the cluster when its standard input ends (the
+build closed it, or the build's process died). Its errors go to standard error, one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+from memlm.errors import MemlmError
+
+#: The longest a ``local:N`` worker may go without a heartbeat before the scheduler starts it again.
+WORKER_TTL_SECONDS = 30
+#: How long the build waits for a ``local:N`` cluster to start (its workers each import Dask and memlm).
+START_SECONDS = 120
+#: How long the build waits for a ``local:N`` cluster to stop by itself before it kills its processes.
+STOP_SECONDS = 10
+
+
+@contextlib.contextmanager
+def started(workers: int, core_threads: int) -> Iterator[str]:
+    """The address of a ``local:N`` cluster of ``workers`` processes (each with ``core_threads`` threads for the
+    core's work), started for the ``with`` block and stopped after it: its processes gone, whatever happens."""
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(workers), str(core_threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            start_new_session=True,  # no terminal signal reaches it: the build stops it
+        )
+        try:
+            yield _address(process, errors)
+        finally:
+            _stop(process)
+
+
+def _address(process: subprocess.Popen, errors) -> str:
+    """The scheduler address the process writes once its workers are up (a :class:`MemlmError` with the last line
+    of its errors when it ends first, or when it has not within :data:`START_SECONDS`)."""
+    deadline = time.monotonic() + START_SECONDS
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([process.stdout], [], [], remaining)[0]:
+            raise MemlmError(f"the local Dask cluster did not start within {START_SECONDS} s")
+        chunk = os.read(process.stdout.fileno(), 4096)
+        if not chunk:
+            errors.seek(0)
+            said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+            reason = said[-1].strip() if said else f"its process ended with status {process.wait()}"
+            raise MemlmError(f"the local Dask cluster did not start: {reason:.300}")
+        line += chunk
+    return line.decode().strip()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Closes the process's standard input (it stops its cluster), waits :data:`STOP_SECONDS` for it, then kills
+    what is left of its session (a worker that does not stop, one that was frozen)."""
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_SECONDS)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # its session's group: it and its workers
+    process.wait()
+    process.stdout.close()
+
+
+def _worker_ttl() -> float:
+    """The scheduler's worker-ttl: :data:`WORKER_TTL_SECONDS`, or the configured one when shorter."""
+    import dask
+    from dask.utils import parse_timedelta
+
+    configured = dask.config.get("distributed.scheduler.worker-ttl", None)
+    return min(WORKER_TTL_SECONDS, parse_timedelta(configured) or WORKER_TTL_SECONDS)
+
+
+def _run(workers: int, core_threads: int) -> None:
+    """Runs the cluster: its address to standard output, then until standard input ends."""
+    import dask
+    import distributed
+
+    with (
+        dask.config.set({"distributed.scheduler.worker-ttl": f"{_worker_ttl()}s"}),
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            # Its HTTP server (there even without a dashboard) on a free port of the loopback interface only.
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.CRITICAL,  # a task's error is raised in the build's process, not logged here
+            env={"RAYON_NUM_THREADS": str(core_threads)},
+        ) as cluster,
+    ):
+        sys.stdout.write(cluster.scheduler_address + "\n")
+        sys.stdout.flush()
+        while sys.stdin.buffer.read(4096):
+            pass
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ended by its standard input, never by a stray Ctrl-C
+    try:
+        _run(int(sys.argv[1]), int(sys.argv[2]))
+    except Exception as e:  # noqa: BLE001 - the build's process shows it as one line
+        print(f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        sys.exit(1)
