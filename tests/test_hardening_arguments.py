@@ -139,3 +139,16 @@ def test_text_field_is_a_name(tmp_path):
     for call in (lambda: memlm.train(TEST_TEXT, text_field=None), lambda: read_blocks([TEST_TEXT], None)):
         with pytest.raises(memlm.MemlmError, match=re.escape("text_field must be a name (a str), got None")):
             call()
+
+
+def test_paths_of_the_wrong_type_are_refused_naming_the_argument(tmp_path):
+    """A number, bytes or None where a path must be: a MemlmError naming the argument, not Python's TypeError."""
+    for call, message in [
+        (lambda: memlm.train(TEST_TEXT, temp_dir=3), "temp_dir must be a path (a str or an os.PathLike), got 3"),
+        (lambda: memlm.train(TEST_TEXT, output=3, cluster="local:1"), "the output must be a path"),
+        (lambda: memlm.train([TEST_TEXT, 3]), "each of the sources must be a path (a str or an os.PathLike), got 3"),
+        (lambda: memlm.train(None), "sources must be a path or an iterable of paths, got None"),
+        (lambda: memlm.make_shard(b"/x", tmp_path / "s.shard"), "sources must be a path or an iterable of paths"),
+    ]:
+        with pytest.raises(memlm.MemlmError, match=re.escape(message)):
+            call()

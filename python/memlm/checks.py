@@ -60,7 +60,7 @@ def train_options(
         width=context_width(width),
         weighting=name(weighting, "weighting"),
         algorithms=[name(algorithm, "algorithms").strip() for algorithm in names],
-        temp_dir=None if temp_dir is None else Path(temp_dir),
+        temp_dir=None if temp_dir is None else Path(path_text(temp_dir, "temp_dir")),
         keep_tokens=flag(keep_tokens, "keep_tokens"),
     )
 
@@ -195,6 +195,30 @@ def memory_error(given: str) -> MemlmError:
     return MemlmError(f"memory must be a whole number of bytes from 1 to 2**63 - 1 (8 EiB less one byte), got {given}")
 
 
+def path_text(value, what: str) -> str:
+    """The path ``value`` names, once it is a ``str`` or an ``os.PathLike`` naming one (bytes, a number or None
+    where a path must be is an error naming ``what``)."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str):
+        raise MemlmError(f"{what} must be a path (a str or an os.PathLike), got {shown(value)[:200]}")
+    return text
+
+
+def sources(value) -> list[str | Path]:
+    """The corpus sources of ``value``: one path, or an iterable of them (each a str or an os.PathLike)."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    try:
+        if isinstance(value, (bytes, bytearray)):
+            raise TypeError
+        given = list(value)
+    except TypeError:
+        raise MemlmError(f"sources must be a path or an iterable of paths, got {shown(value)[:200]}") from None
+    for source in given:
+        path_text(source, "each of the sources")
+    return given
+
+
 def writable_folder(folder: str | Path) -> Path:
     """``folder``, once it is known to be an existing folder in which files can be created."""
     folder = Path(folder)
@@ -216,7 +240,7 @@ def output_file(path: str | Path) -> Path:
     """``path``, once it is known that a file can be written there: not the empty path, not a folder, not
     a FIFO, device or socket (in the core's words; a symbolic link to a regular file is written through),
     in a writable folder."""
-    if os.fspath(path) == "":
+    if path_text(path, "the output") == "":
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
     path = Path(path)
     if path.is_dir():

@@ -19,6 +19,7 @@ import numpy as np
 from memlm import cluster as on_cluster
 from memlm._core import file_kind, read_shard, write_shard
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
+from memlm.checks import sources as checked_sources
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.provenance import Origins, concatenated
@@ -41,7 +42,7 @@ def make_shard(
     callback(progress)
     recorder = provenance_recorder(provenance, errors)
     output = output_file(output)
-    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    sources = checked_sources(sources)
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)

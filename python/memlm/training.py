@@ -22,6 +22,7 @@ from memlm.building import MIN_PARTITION_BYTES, build_model, encoded, partition_
 from memlm.building import check_spelled as check_spelled
 from memlm.checks import block_lengths as checked_lengths
 from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, token_ids, train_options
+from memlm.checks import sources as checked_sources
 from memlm.corpus import no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -157,7 +158,7 @@ def train(
     callback(progress)
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
     place = None if cluster is None else on_cluster.parse_cluster(cluster)
-    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    sources = checked_sources(sources)
     if output is not None:
         output = output_file(output)
         not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
