@@ -60,6 +60,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import importlib.util
 import logging
 import math
 import os
@@ -319,12 +320,9 @@ def _read_text(paths: list[str], provenance: bool) -> tuple[np.ndarray, np.ndarr
 def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Session]:
     """A client of the cluster (a local one started for the build) and a work folder every worker sees; both
     gone afterwards."""
-    try:
-        import distributed
-    except ImportError:
-        raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"') from None
+    if importlib.util.find_spec("distributed") is None:
+        raise MemlmError('a cluster build needs Dask: pip install "memlm[dask]"')
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_quiet_dask_logs())
         # Absolute: a relative folder would be taken in each worker's own current folder. Made before the client,
         # so removed after it is closed (a local cluster's workers stopped, a remote scheduler told to forget the
         # build's tasks), not while tasks still write into it.
@@ -332,7 +330,14 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
             tempfile.mkdtemp(prefix="memlm-cluster-", dir=None if temp_dir is None else Path(temp_dir).absolute())
         )
         stack.callback(_remove, work)
-        client = stack.enter_context(_client(distributed, cluster))
+        local = None
+        if cluster.local_workers is not None:  # starting while this process imports Dask
+            core_threads = max(1, (os.cpu_count() or 1) // cluster.local_workers)
+            local = stack.enter_context(local_cluster.started(cluster.local_workers, core_threads))
+        import distributed
+
+        stack.enter_context(_quiet_dask_logs())
+        client = stack.enter_context(_client(distributed, cluster if local is None else parse_cluster(local())))
         session = _Session(client, cluster, work, progress)
         session.check_workers()
         stack.callback(session.forget)
@@ -370,15 +375,7 @@ def _remove(work: Path) -> None:
 
 @contextlib.contextmanager
 def _client(distributed, cluster: Cluster):
-    """A connected ``distributed.Client`` (of a ``local:N`` cluster started for the build and stopped after it)."""
-    if cluster.local_workers is not None:
-        core_threads = max(1, (os.cpu_count() or 1) // cluster.local_workers)
-        with (
-            local_cluster.started(cluster.local_workers, core_threads) as address,
-            _connected(distributed, parse_cluster(address)) as client,
-        ):
-            yield client
-        return
+    """A connected ``distributed.Client`` of the scheduler at ``cluster``, which has a worker."""
     with _connected(distributed, cluster) as client:
         try:
             client.wait_for_workers(1, timeout=CONNECT_SECONDS)

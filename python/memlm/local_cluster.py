@@ -21,6 +21,7 @@ build closed it, or the build's process died). Its errors go to standard error, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from memlm.errors import MemlmError
 
@@ -42,9 +43,10 @@ STOP_SECONDS = 10
 
 
 @contextlib.contextmanager
-def started(workers: int, core_threads: int) -> Iterator[str]:
-    """The address of a ``local:N`` cluster of ``workers`` processes (each with ``core_threads`` threads for the
-    core's work), started for the ``with`` block and stopped after it: its processes gone, whatever happens."""
+def started(workers: int, core_threads: int) -> Iterator[Callable[[], str]]:
+    """A ``local:N`` cluster of ``workers`` processes (each with ``core_threads`` threads for the core's work),
+    started for the ``with`` block and stopped after it, its processes gone, whatever happens. What the block
+    gets waits for the cluster to be up and returns its scheduler's address (the caller works meanwhile)."""
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
             [sys.executable, "-m", __name__, str(workers), str(core_threads)],
@@ -54,7 +56,7 @@ def started(workers: int, core_threads: int) -> Iterator[str]:
             start_new_session=True,  # no terminal signal reaches it: the build stops it
         )
         try:
-            yield _address(process, errors)
+            yield functools.partial(_address, process, errors)
         finally:
             _stop(process)
 
