@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -185,7 +184,7 @@ def test_a_file_changed_after_planning_is_refused(cluster, tmp_path):
 
     with pytest.raises(CorpusError) as e:
         memlm.train(corpus, width=3, cluster=cluster.address, progress=change)
-    assert str(e.value).startswith(f"{corpus}: the file changed during the cluster build (its size or modification")
+    assert str(e.value).startswith(f"{corpus}: the file changed during the cluster build (its size or times are")
     # The same size, another modification time: changed too.
     memlm.train(corpus, width=3, cluster=cluster.address)  # as it is now, it builds
 
@@ -389,95 +388,161 @@ def test_workers_that_cannot_build_or_all_die_are_one_line(tmp_path, monkeypatch
     assert not list(tmp_path.glob("memlm-cluster-*")), "the work folder is removed"
 
 
-@pytest.mark.parametrize("moment", ["*", "*/piece-*.shard"])
-def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path, moment):
-    """Ctrl-C as the local cluster starts (its work folder made) or as its workers tokenise (their shards there)."""
+def _start_local_build(tmp_path: Path, *options: str, **popen) -> tuple[subprocess.Popen, Path, Path]:
+    """`memlm train` of a ~700,000-token corpus on local:2 (its -o file holding b"old"), started: the process, the
+    shared folder and the model's path."""
     corpus, shared, model = tmp_path / "corpus.txt", tmp_path / "shared", tmp_path / "m.memlm"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
     shared.mkdir()
     model.write_bytes(b"old")
-    command = [sys.executable, "-m", "memlm", "train", corpus, "-o", model, "--cluster", "local:2"]
-    proc = subprocess.Popen(
-        [*command, "--temp-dir", shared],
+    command = [sys.executable, "-m", "memlm", "train", corpus, "-o", model, "--cluster", "local:2", *options]
+    return subprocess.Popen([*command, "--temp-dir", shared], **popen), shared, model
+
+
+def _wait_for(found, proc: subprocess.Popen, what: str):
+    """``found()`` once it is true (within 60 s, while ``proc`` runs)."""
+    deadline = time.monotonic() + 60
+    while not (value := found()):
+        assert time.monotonic() < deadline and proc.poll() is None, f"no {what}"
+        time.sleep(0.01)
+    return value
+
+
+@pytest.mark.parametrize("moment", ["*", "*/piece-*.shard"])
+def test_ctrl_c_stops_a_cluster_build_and_leaves_nothing(tmp_path, moment):
+    """Ctrl-C as the local cluster starts (its work folder made) or as its workers tokenise (their shards there)."""
+    proc, shared, model = _start_local_build(
+        tmp_path,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a process group of its own, as a terminal's command is
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # whatever this test's runner ignores
     )
-    deadline = time.monotonic() + 60
-    while not list(shared.glob(moment)):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.01)
+    _wait_for(lambda: list(shared.glob(moment)), proc, moment)
+    cluster = _wait_for(lambda: _local_cluster(proc.pid), proc, "local cluster process")
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to every process of the build's group
     stderr = proc.stderr.read()
     assert proc.wait(timeout=60) == 130 and stderr.strip().splitlines()[-1] == "memlm: interrupted", stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr  # starting workers' were pages
     assert model.read_bytes() == b"old" and list(shared.iterdir()) == []
-    assert _local_cluster_processes(proc.pid) == [], "the local cluster is stopped"
+    assert _session(cluster) == [], "the local cluster's processes are gone"
 
 
-def _local_cluster_processes(build: int) -> list[int]:
-    """The processes of the local clusters that the build process ``build`` started (found by the session their
-    process started: theirs is not the build's)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+def test_a_local_cluster_stops_when_its_build_is_killed(tmp_path):
+    """The build's process SIGKILLed (nothing of it runs to stop the cluster): the cluster's process sees its
+    standard input end and stops the cluster; the -o file stays as it was."""
+    proc, shared, model = _start_local_build(tmp_path, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: list(shared.glob("*/piece-*.shard")), proc, "shard")
+    cluster = _local_cluster(proc.pid)
+    assert cluster is not None and len(_session(cluster)) >= 3, "the cluster's process and its two workers"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _session(cluster):
+        assert time.monotonic() < deadline, f"the local cluster runs on: {_session(cluster)}"
+        time.sleep(0.1)
+    assert model.read_bytes() == b"old"
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every live process (zombies left out): its parent and its session."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if b"memlm.local_cluster" in entry.read_bytes():
-                found.append(int(entry.parent.name))
-        except OSError:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue  # gone meanwhile
-    return [pid for pid in found if _parent(pid) == build]
+        if fields[0] != "Z":
+            found[int(entry.parent.name)] = (int(fields[1]), int(fields[3]))
+    return found
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None  # gone meanwhile
+def _local_cluster(build: int) -> int | None:
+    """The process of the local cluster that the build process ``build`` started (None: not yet, or no more)."""
+    for pid, (parent, _) in _processes().items():
+        if parent == build and b"memlm.local_cluster" in _command(pid):
+            return pid
+    return None
+
+
+def _session(leader: int) -> list[int]:
+    """The live processes of the session that process ``leader`` started (a local cluster's: it and its workers)."""
+    return [pid for pid, (_, session) in _processes().items() if session == leader]
 
 
 def _worker_processes(build: int) -> list[int]:
     """The Dask worker processes of the local cluster the build process ``build`` started (multiprocessing's
     spawned children of its cluster process)."""
-    (cluster,) = _local_cluster_processes(build)
-    found = []
-    for entry in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command = entry.read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        pid = int(entry.parent.name)
-        if b"spawn_main" in command and b"resource_tracker" not in command and _parent(pid) == cluster:
-            found.append(pid)
-    return found
+    cluster = _local_cluster(build)
+    return [
+        pid
+        for pid, (parent, _) in _processes().items()
+        if parent == cluster and b"spawn_main" in (command := _command(pid)) and b"resource_tracker" not in command
+    ]
 
 
 @pytest.mark.parametrize("fault", ["all killed", "one frozen"])
 def test_local_workers_build_the_same_model_when_killed_or_frozen(tmp_path, fault):
     """local:N's nannies start killed worker processes again; its scheduler drops a frozen one (SIGSTOP: no
-    heartbeat) after its worker-ttl (3 s here, Dask's setting; 30 s unless set shorter) and its nanny starts it
-    again: the build goes on, and writes the same file."""
+    heartbeat) after its worker-ttl (given as 1 s here: Dask makes it at least 5 s for a few workers; 30 s
+    unless set shorter) and its nanny replaces it, while the build waits for its task: the build goes on, and
+    writes the same file."""
     corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 2)
     shared.mkdir()
     run_cli("train", corpus, "--width", 3, "-o", tmp_path / "single.memlm")
     command = [sys.executable, "-m", "memlm", "train", corpus, "--width", "3", "-o", tmp_path / "local.memlm"]
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "3s"}
-    proc = subprocess.Popen(
-        [*command, "--cluster", "local:2", "--temp-dir", shared], stderr=subprocess.PIPE, text=True, env=env
-    )
-    deadline = time.monotonic() + 60
-    while not list(shared.glob("*/piece-*.shard")):  # the workers are tokenising
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.01)
-    workers = _worker_processes(proc.pid)
-    assert len(workers) == 2, workers
-    for pid in workers if fault == "all killed" else workers[:1]:
-        os.kill(pid, signal.SIGKILL if fault == "all killed" else signal.SIGSTOP)
-    stderr = proc.stderr.read()
-    assert proc.wait(timeout=120) == 0 and "Traceback" not in stderr, stderr
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": "1s"}
+    with (tmp_path / "stderr").open("w+") as stderr:
+        proc = subprocess.Popen([*command, "--cluster", "local:2", "--temp-dir", shared], stderr=stderr, env=env)
+        _wait_for(lambda: list(shared.glob("*/piece-*.shard")), proc, "shard")  # the workers are tokenising
+        workers = _worker_processes(proc.pid)
+        assert len(workers) == 2, workers
+        for pid in workers if fault == "all killed" else workers[:1]:
+            os.kill(pid, signal.SIGKILL if fault == "all killed" else signal.SIGSTOP)
+        replaced_while_building, deadline = False, time.monotonic() + 120
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, "the build did not end"
+            replaced_while_building |= workers[0] not in _processes()
+            time.sleep(0.05)
+        stderr.seek(0)
+        said = stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in said, said
     assert (tmp_path / "local.memlm").read_bytes() == (tmp_path / "single.memlm").read_bytes()
-    assert _parent(workers[0]) is None, "the frozen worker is gone"
+    assert replaced_while_building, "the build ended before the worker was replaced"
+
+
+def test_a_local_cluster_that_does_not_start_is_one_line(monkeypatch):
+    """Its process ends first (here: refused arguments), or is not up within START_SECONDS: one line, and the
+    process (and its workers, if any) stopped."""
+    from memlm import local_cluster
+
+    refused = r"^the local Dask cluster did not start: usage: python -c .* WORKERS THREADS"
+    with pytest.raises(MemlmError, match=refused), local_cluster.started(0, 1) as address:
+        address()
+    monkeypatch.setattr(local_cluster, "START_SECONDS", 0.2)
+    late = r"^the local Dask cluster did not start within 0.2 s$"
+    with pytest.raises(MemlmError, match=late), local_cluster.started(1, 1) as address:
+        cluster = _local_cluster(os.getpid())
+        address()
+    assert cluster is not None and _session(cluster) == []
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # gone meanwhile
+
+
+@pytest.mark.parametrize(("configured", "ttl"), [("5 minutes", 30), ("7s", 7), (None, 30), ("0s", 30)])
+def test_a_local_clusters_worker_ttl_is_30_s_or_the_configured_one_if_shorter(configured, ttl):
+    import dask
+
+    from memlm.local_cluster import _worker_ttl
+
+    with dask.config.set({"distributed.scheduler.worker-ttl": configured}):
+        assert _worker_ttl() == ttl
 
 
 def test_a_script_without_a_main_guard_builds_on_a_local_cluster(tmp_path):
@@ -616,25 +681,29 @@ def test_a_scheduler_without_workers_is_one_line(tmp_path, monkeypatch):
         lonely.stop()
 
 
-def test_a_workers_address_and_a_lost_scheduler_are_one_line(tmp_path, monkeypatch, capfd):
-    """A Dask worker's address given for the scheduler's; the scheduler killed mid-build (the client gives up
-    reconnecting after its timeout, CONNECT_SECONDS): one line each, and none of Dask's log lines."""
-    corpus = tmp_path / "corpus.txt"
+def test_a_workers_address_is_one_line(cluster):
+    with cluster.client() as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    with pytest.raises(MemlmError, match=f"cannot reach the Dask scheduler at {worker}: it is a Dask Worker, not a"):
+        memlm.train(TEST_TEXT, cluster=worker)
+
+
+def test_a_lost_scheduler_is_one_line(tmp_path, monkeypatch, capfd):
+    """The scheduler killed mid-build (the client gives up reconnecting after its timeout, CONNECT_SECONDS): one
+    line, none of Dask's log lines, the work folder removed."""
+    corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
+    shared.mkdir()
     own = DaskCluster(tmp_path, workers=1)
+    monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 2)
+
+    def kill_the_scheduler(phase, done, total) -> None:
+        if phase == "tokenising on the cluster" and done == 0:
+            own.scheduler.kill()
+
     try:
-        with own.client() as client:
-            (worker,) = client.scheduler_info()["workers"]
-        with pytest.raises(MemlmError, match=f"at {worker}: it is a Dask Worker, not a scheduler"):
-            memlm.train(TEST_TEXT, cluster=worker)
-        monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 2)
-
-        def kill_the_scheduler(phase, done, total) -> None:
-            if phase == "tokenising on the cluster" and done == 0:
-                own.scheduler.kill()
-
         with pytest.raises(MemlmError) as e:
-            memlm.train(corpus, width=8, cluster=own.address, progress=kill_the_scheduler)
+            memlm.train(corpus, width=8, cluster=own.address, temp_dir=shared, progress=kill_the_scheduler)
     finally:
         own.stop()
     assert str(e.value) == (
@@ -642,7 +711,7 @@ def test_a_workers_address_and_a_lost_scheduler_are_one_line(tmp_path, monkeypat
         "the build stopped"
     )
     assert "distributed" not in capfd.readouterr().err
-    assert not list(Path(tempfile.gettempdir()).glob("memlm-cluster-*")), "the work folder is removed"
+    assert list(shared.iterdir()) == [], "the work folder is removed"
 
 
 def test_what_a_cluster_build_refuses(tmp_path, monkeypatch):

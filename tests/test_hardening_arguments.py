@@ -145,7 +145,9 @@ def test_paths_of_the_wrong_type_are_refused_naming_the_argument(tmp_path):
     """A number, bytes or None where a path must be: a MemlmError naming the argument, not Python's TypeError."""
     for call, message in [
         (lambda: memlm.train(TEST_TEXT, temp_dir=3), "temp_dir must be a path (a str or an os.PathLike), got 3"),
-        (lambda: memlm.train(TEST_TEXT, output=3, cluster="local:1"), "the output must be a path"),
+        (lambda: memlm.train(TEST_TEXT, output=3), "output must be a path (a str or an os.PathLike), got 3"),
+        (lambda: memlm.tokenize(3), "sources must be a path or an iterable of paths, got 3"),
+        (lambda: memlm.merge_shards(None, tmp_path / "s.shard"), "paths must be a path or an iterable of paths"),
         (lambda: memlm.train([TEST_TEXT, 3]), "each of the sources must be a path (a str or an os.PathLike), got 3"),
         (lambda: memlm.train(None), "sources must be a path or an iterable of paths, got None"),
         (lambda: memlm.make_shard(b"/x", tmp_path / "s.shard"), "sources must be a path or an iterable of paths"),

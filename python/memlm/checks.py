@@ -204,18 +204,17 @@ def path_text(value, what: str) -> str:
     return text
 
 
-def sources(value) -> list[str | Path]:
-    """The corpus sources of ``value``: one path, or an iterable of them (each a str or an os.PathLike)."""
-    if isinstance(value, (str, os.PathLike)):
-        value = [value]
+def path_list(value, what: str) -> list:
+    """The paths of ``value``: one path, or an iterable of them (each a ``str`` or an ``os.PathLike``); an error
+    naming ``what`` for anything else (bytes, a number, None)."""
     try:
         if isinstance(value, (bytes, bytearray)):
             raise TypeError
-        given = list(value)
+        given = [value] if isinstance(value, (str, os.PathLike)) else list(value)
     except TypeError:
-        raise MemlmError(f"sources must be a path or an iterable of paths, got {shown(value)[:200]}") from None
-    for source in given:
-        path_text(source, "each of the sources")
+        raise MemlmError(f"{what} must be a path or an iterable of paths, got {shown(value)[:200]}") from None
+    for item in given:
+        path_text(item, f"each of the {what}")
     return given
 
 
@@ -240,7 +239,7 @@ def output_file(path: str | Path) -> Path:
     """``path``, once it is known that a file can be written there: not the empty path, not a folder, not
     a FIFO, device or socket (in the core's words; a symbolic link to a regular file is written through),
     in a writable folder."""
-    if path_text(path, "the output") == "":
+    if path_text(path, "output") == "":
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "")
     path = Path(path)
     if path.is_dir():

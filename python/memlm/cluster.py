@@ -115,7 +115,7 @@ def max_local_workers() -> int:
 
 #: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
 CONNECT_SECONDS = 10
-#: Seconds Dask's handshake with the scheduler may take in all (it can hang against something that is no scheduler).
+#: Seconds the handshake with the scheduler may take in all (Dask's can hang against something that is no scheduler).
 HANDSHAKE_SECONDS = 30
 #: How long a build waits for a worker when every worker has left the cluster (killed, their machines gone) before
 #: it fails: a cluster that restarts its workers (``local:N``'s nannies, a job queue) has them back sooner.
@@ -180,11 +180,12 @@ def parse_cluster(value) -> Cluster:
 
 class Identity(NamedTuple):
     """What tells a file from the same file changed, on one machine: its size, modification time (ns), inode
-    number and inode change time (ns: a write, even one whose modification time was set back after it, changes
-    it). The client takes it when it plans the pieces and again once they are tokenised; each task takes its own
-    before and after it reads its piece (a file changed meanwhile is an error, not a model of two texts).
-    Between machines only :meth:`shared` is compared: shared storage may give other inode numbers (CIFS, FUSE)
-    and coarser or cached times (NFS) on each machine."""
+    number and inode change time (ns: a write changes it, even one whose modification time was set back after
+    it; so do a chmod, chown, rename or new hard link, which the build counts as changes too). The client takes
+    it when it plans the pieces and again once they are tokenised; each task takes its own before and after it
+    reads its piece (a file changed meanwhile is an error, not a model of two texts). Between machines only
+    :meth:`shared` is compared: shared storage may give other inode numbers (CIFS, FUSE) and coarser or cached
+    times (NFS) on each machine."""
 
     size: int
     mtime_ns: int
@@ -228,8 +229,8 @@ def _identity_now(piece: Piece) -> Identity | None:
 
 def _changed(piece: Piece) -> CorpusError:
     return CorpusError(
-        f"{source_name(piece.label)}: the file changed during the cluster build (its size or modification time "
-        "is not what it was when the build planned its pieces, or it was written while it was read): build again "
+        f"{source_name(piece.label)}: the file changed during the cluster build (its size or times are not what "
+        "they were when the build planned its pieces: it was written, or its attributes changed): build again "
         "once it stays the same"
     )
 
@@ -344,23 +345,36 @@ def _session(cluster: Cluster, temp_dir: Path | None, progress) -> Iterator[_Ses
         yield session
 
 
+#: Builds running in this process (in threads) whose Dask logs are quiet, and the levels to give back after the
+#: last (:func:`_quiet_dask_logs`); changed under :data:`_QUIET_LOCK`.
+_QUIET: dict = {"builds": 0, "levels": {}}
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_dask_logs() -> Iterator[None]:
-    """Dask's loggers (``distributed`` and those under it) show only critical records meanwhile: what goes wrong
-    reaches the build as an error of its own, one line (a lost scheduler was Dask's ERROR line, then the build's)."""
-    loggers = [logging.getLogger("distributed")] + [
-        logger
-        for name, logger in list(logging.root.manager.loggerDict.items())
-        if name.startswith("distributed.") and isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
-    ]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
+    """Dask's loggers (``distributed`` and those under it) show only critical records while a build of this
+    process runs: what goes wrong reaches the build as an error of its own, one line (a lost scheduler was
+    Dask's ERROR line, then the build's). Their levels are given back when the last build ends."""
+    with _QUIET_LOCK:
+        if _QUIET["builds"] == 0:
+            loggers = [logging.getLogger("distributed")] + [
+                logger
+                for name, logger in list(logging.root.manager.loggerDict.items())
+                if name.startswith("distributed.") and isinstance(logger, logging.Logger) and logger.level
+            ]
+            _QUIET["levels"] = {logger: logger.level for logger in loggers}
+            for logger in loggers:
+                logger.setLevel(logging.CRITICAL)
+        _QUIET["builds"] += 1
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        with _QUIET_LOCK:
+            _QUIET["builds"] -= 1
+            if _QUIET["builds"] == 0:
+                for logger, level in _QUIET.pop("levels").items():
+                    logger.setLevel(level)
 
 
 def _remove(work: Path) -> None:
@@ -388,23 +402,26 @@ def _connected(distributed, cluster: Cluster):
     """A client of the scheduler at ``cluster``, or a :class:`MemlmError` within :data:`HANDSHAKE_SECONDS`. A plain
     connection first: a refused or unresolvable address fails at once (Dask would retry it until its timeout).
     Then the question Dask's peers ask each other, who they are (:func:`_identify`): something that answers but is
-    no Dask scheduler (a scheduler's HTTP port, a proxy) is refused before a ``Client`` meets it (a ``Client``
-    whose handshake failed on a stranger's bytes closed itself for 20 s and a page of traceback as the process
-    ended). Then the ``Client``'s handshake, in a thread of its own, bounded too."""
+    no Dask scheduler (a scheduler's HTTP port, a proxy, a worker) is refused before a ``Client`` meets it (one
+    whose handshake fails on a stranger's bytes cannot be closed: it tries, for 20 s, as the process ends). Then
+    the ``Client``'s handshake, in a thread of its own: both within the one deadline."""
     unreachable = f"cannot reach the Dask scheduler at {cluster}"
     try:
         socket.create_connection((cluster.host, cluster.port), CONNECT_SECONDS).close()
     except OSError as e:
         raise MemlmError(f"{unreachable} ({e.strerror or e})") from None
+    deadline = time.monotonic() + HANDSHAKE_SECONDS
     with ThreadPoolExecutor(1, thread_name_prefix="memlm-dask-identify") as pool:  # a loop of its own
-        identified = pool.submit(asyncio.run, _identify(cluster.address))
+        identified = pool.submit(asyncio.run, _identify(cluster.address, HANDSHAKE_SECONDS))
         try:
             kind = identified.result()
         except Exception as e:  # whatever a stranger's bytes make Dask raise (seen: "Unable to allocate 3.07 EiB")
             reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if isinstance(e, _TIMEOUTS) else _reason(e)
             raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason})") from None
+    if kind is None:
+        raise MemlmError(f"{unreachable}: is it a Dask scheduler? (its answer is no Dask identity)")
     if kind != "Scheduler":
-        raise MemlmError(f"{unreachable}: it is a Dask {kind!s:.50}, not a scheduler")
+        raise MemlmError(f"{unreachable}: it is a Dask {kind:.50}, not a scheduler")
     outcome: dict = {}
 
     def connect() -> None:
@@ -415,7 +432,7 @@ def _connected(distributed, cluster: Cluster):
 
     thread = threading.Thread(target=connect, name="memlm-dask-connect", daemon=True)
     thread.start()
-    thread.join(HANDSHAKE_SECONDS)
+    thread.join(max(0.0, deadline - time.monotonic()))
     if "client" in outcome:
         return outcome["client"]
     error = outcome.get("error")
@@ -423,9 +440,10 @@ def _connected(distributed, cluster: Cluster):
     raise MemlmError(f"{unreachable}: the scheduler did not take the client ({reason})")
 
 
-async def _identify(address: str):
-    """What the Dask peer at ``address`` says it is (``"Scheduler"`` for a scheduler), asked over a connection of
-    its own that is closed after, whatever the answer; a :class:`TimeoutError` after :data:`HANDSHAKE_SECONDS`."""
+async def _identify(address: str, seconds: float) -> str | None:
+    """The kind of Dask peer at ``address`` (``"Scheduler"``, ``"Worker"``; None when its answer is no Dask
+    identity), asked over a connection of its own that is closed after, whatever the answer; a
+    :class:`TimeoutError` after ``seconds``."""
     from distributed.comm import connect
 
     async def ask():
@@ -435,9 +453,10 @@ async def _identify(address: str):
             answer = await comm.read()
         finally:
             comm.abort()
-        return answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+        kind = answer.get("type") if isinstance(answer, dict) else None
+        return kind if isinstance(kind, str) else None
 
-    return await asyncio.wait_for(ask(), HANDSHAKE_SECONDS)
+    return await asyncio.wait_for(ask(), seconds)
 
 
 def _worker_state(work: str, probe: str, content: bytes) -> tuple[str, int, str | None]:
@@ -652,8 +671,14 @@ class _Session:
                 f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
             ) from None
         except concurrent.futures.CancelledError as e:  # what the client raises when it loses the scheduler
-            why = "lost the connection to" if "scheduler-connection-lost" in str(e) else "its tasks were cancelled on"
-            raise MemlmError(f"{phase}: the build {why} the Dask scheduler {self.cluster}: the build stopped") from None
+            if "scheduler-connection-lost" in str(e):
+                raise MemlmError(
+                    f"{phase}: the build lost the connection to the Dask scheduler {self.cluster}: the build stopped"
+                ) from None
+            raise MemlmError(
+                f"{phase}: the Dask scheduler {self.cluster} cancelled the build's tasks ({_reason(e)}): the build "
+                "stopped"
+            ) from None
 
     def _finished(self, phase: str, futures: list) -> Iterator[list]:
         """The futures in batches as they finish (a task's error raised); fails when the cluster has had no

@@ -13,9 +13,10 @@ Why a process of their own, not a ``LocalCluster`` inside the build's process:
   one swapping for ever), or for Dask's configured ``distributed.scheduler.worker-ttl`` when that is shorter,
   and its nanny starts it again (Dask's default, five minutes, would stall the build that long).
 
-The protocol, as ``python -m memlm.local_cluster WORKERS THREADS``: once every worker is up, the process writes
-the scheduler's address on one line of standard output; it stops the cluster when its standard input ends (the
-build closed it, or the build's process died). Its errors go to standard error, one line.
+The protocol, as :data:`COMMAND` ``WORKERS THREADS`` (a command, not ``python -m``: memlm's package imports
+this module before ``-m`` would run it): once every worker is up, the process writes the scheduler's address
+on one line of standard output; it stops the cluster when its standard input ends (the build closed it, or the
+build's process died). Its errors go to standard error, one line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ WORKER_TTL_SECONDS = 30
 START_SECONDS = 120
 #: How long the build waits for a ``local:N`` cluster to stop by itself before it kills its processes.
 STOP_SECONDS = 10
+#: The Python code that runs a ``local:N`` cluster's process (:func:`main`).
+COMMAND = "from memlm.local_cluster import main; main()"
 
 
 @contextlib.contextmanager
@@ -49,7 +52,7 @@ def started(workers: int, core_threads: int) -> Iterator[Callable[[], str]]:
     gets waits for the cluster to be up and returns its scheduler's address (the caller works meanwhile)."""
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(workers), str(core_threads)],
+            [sys.executable, "-c", COMMAND, str(workers), str(core_threads)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -126,10 +129,16 @@ def _run(workers: int, core_threads: int) -> None:
             pass
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The cluster's process: ``WORKERS THREADS`` from its command line (whole numbers from 1), one line on
+    standard error and status 1 for what goes wrong, 2 for other arguments."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ended by its standard input, never by a stray Ctrl-C
+    arguments = sys.argv[1:]
+    if len(arguments) != 2 or not all(a.isascii() and a.isdigit() and int(a) >= 1 for a in arguments):
+        print(f"usage: python -c {COMMAND!r} WORKERS THREADS (whole numbers from 1)", file=sys.stderr)
+        sys.exit(2)
     try:
-        _run(int(sys.argv[1]), int(sys.argv[2]))
+        _run(int(arguments[0]), int(arguments[1]))
     except Exception as e:  # noqa: BLE001 - the build's process shows it as one line
         print(f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
         sys.exit(1)

@@ -18,8 +18,7 @@ import numpy as np
 
 from memlm import cluster as on_cluster
 from memlm._core import file_kind, read_shard, write_shard
-from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, shown_path, train_options
-from memlm.checks import sources as checked_sources
+from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, path_list, shown_path, train_options
 from memlm.errors import MemlmError, ModelFormatError, TokenizerMismatchError
 from memlm.model import Model
 from memlm.provenance import Origins, concatenated
@@ -42,7 +41,7 @@ def make_shard(
     callback(progress)
     recorder = provenance_recorder(provenance, errors)
     output = output_file(output)
-    sources = checked_sources(sources)
+    sources = path_list(sources, "sources")
     not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
     spec = spec_or_path(tokenizer)
     tokens, lengths, spec, fields = tokenize(sources, spec, text_field, errors, progress, recorder)
@@ -93,7 +92,7 @@ def _gather(
 ) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict, bytes | None]:
     """The inputs' text concatenated: (ids, block lengths, tokenizer, metadata fields, the blocks' origins
     when every input holds them, else None: an error with ``provenance``)."""
-    paths = list(paths)
+    paths = path_list(paths, "paths")
     if not paths:
         raise MemlmError("nothing to merge")
     parts = [_read_tokens(p) for p in paths]

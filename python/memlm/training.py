@@ -21,8 +21,7 @@ from memlm.building import KNESER_NEY_BYTES_PER_TOKEN as KNESER_NEY_BYTES_PER_TO
 from memlm.building import MIN_PARTITION_BYTES, build_model, encoded, partition_memory
 from memlm.building import check_spelled as check_spelled
 from memlm.checks import block_lengths as checked_lengths
-from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, token_ids, train_options
-from memlm.checks import sources as checked_sources
+from memlm.checks import callback, flag, memory_budget, not_an_input, output_file, path_list, token_ids, train_options
 from memlm.corpus import no_text
 from memlm.errors import MemlmError
 from memlm.model import Model
@@ -98,8 +97,7 @@ def tokenize(
     """Reads and tokenises a corpus as a stream: (token ids in the narrowest dtype, block lengths, the
     tokenizer, metadata fields naming the sources). An empty corpus is a :class:`CorpusError`. ``origins``
     hears where each block came from (and is checked to match the tokens: :func:`check_spelled`)."""
-    if isinstance(sources, (str, Path)):
-        sources = [sources]
+    sources = path_list(sources, "sources")
     spec = spec_or_path(tokenizer)
     tokens, lengths = encoded(sources, spec, text_field, errors, progress, origins)
     if tokens.size == 0:
@@ -158,7 +156,7 @@ def train(
     callback(progress)
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
     place = None if cluster is None else on_cluster.parse_cluster(cluster)
-    sources = checked_sources(sources)
+    sources = path_list(sources, "sources")
     if output is not None:
         output = output_file(output)
         not_an_input(output, [*sources, None if isinstance(tokenizer, TokenizerSpec) else tokenizer])
