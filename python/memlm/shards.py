@@ -92,7 +92,7 @@ def _gather(
 ) -> tuple[np.ndarray, np.ndarray, TokenizerSpec, dict, bytes | None]:
     """The inputs' text concatenated: (ids, block lengths, tokenizer, metadata fields, the blocks' origins
     when every input holds them, else None: an error with ``provenance``)."""
-    paths = path_list(paths, "paths")
+    paths = list(paths)
     if not paths:
         raise MemlmError("nothing to merge")
     parts = [_read_tokens(p) for p in paths]
@@ -148,7 +148,7 @@ def merge(
     created_stamp()  # SOURCE_DATE_EPOCH, checked now
     if cluster is not None:
         on_cluster.parse_cluster(cluster)  # checked before any input is read
-    paths = list(paths)
+    paths = path_list(paths, "paths")
     if output is not None:
         output = output_file(output)
         not_an_input(output, paths)
@@ -177,7 +177,7 @@ def merge_shards(paths: Iterable[str | Path], output: str | Path, provenance: bo
     checked before any input is read."""
     flag(provenance, "provenance")
     output = output_file(output)
-    paths = list(paths)
+    paths = path_list(paths, "paths")
     not_an_input(output, paths)
     tokens, lengths, spec, fields, origins = _gather(paths, provenance)
     write_shard(output, tokens, lengths, spec.vocab_size, spec.to_blob(), _metadata(**fields), origins)
