@@ -95,8 +95,8 @@ ROLES = ("client", "scheduler", "worker")
 
 def _role(pid: int, root: int) -> str:
     """What a process of a build is: the client (the `memlm` command), the scheduler (``local:N``'s process,
-    `memlm.local_cluster`: the scheduler and the workers' nannies), a Dask worker, or a helper (the resource tracker, a short-lived command some library
-    ran), which the report leaves out."""
+    `memlm.local_cluster`: the scheduler and the workers' nannies), a Dask worker, or a helper (the resource
+    tracker, a short-lived command some library ran), which the report leaves out."""
     if pid == root:
         return "client"
     try:
