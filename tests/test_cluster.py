@@ -688,27 +688,33 @@ def test_a_workers_address_is_one_line(cluster):
         memlm.train(TEST_TEXT, cluster=worker)
 
 
-def test_a_lost_scheduler_is_one_line(tmp_path, monkeypatch, capfd):
-    """The scheduler killed mid-build (the client gives up reconnecting after its timeout, CONNECT_SECONDS): one
-    line, none of Dask's log lines, the work folder removed."""
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_a_lost_or_frozen_scheduler_is_one_line(tmp_path, monkeypatch, capfd, fault):
+    """The scheduler killed mid-build (the client gives up reconnecting after its timeout, CONNECT_SECONDS), or
+    frozen (SIGSTOP: the connection stays open, nothing answers; NO_WORKERS_SECONDS of it): one line, none of
+    Dask's log lines, the work folder removed."""
     corpus, shared = tmp_path / "corpus.txt", tmp_path / "shared"
     corpus.write_bytes(TRAIN_TEXT.read_bytes() * 6)
     shared.mkdir()
     own = DaskCluster(tmp_path, workers=1)
-    monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 2)
+    monkeypatch.setattr(memlm.cluster, "CONNECT_SECONDS", 1)
+    monkeypatch.setattr(memlm.cluster, "NO_WORKERS_SECONDS", 2)
+    monkeypatch.setattr(memlm.cluster, "FORGET_SECONDS", 1)
 
-    def kill_the_scheduler(phase, done, total) -> None:
+    def stop_the_scheduler(phase, done, total) -> None:
         if phase == "tokenising on the cluster" and done == 0:
-            own.scheduler.kill()
+            own.scheduler.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
 
     try:
         with pytest.raises(MemlmError) as e:
-            memlm.train(corpus, width=8, cluster=own.address, temp_dir=shared, progress=kill_the_scheduler)
+            memlm.train(corpus, width=8, cluster=own.address, temp_dir=shared, progress=stop_the_scheduler)
     finally:
         own.stop()
-    assert str(e.value) == (
-        f"tokenising on the cluster: the build lost the connection to the Dask scheduler {own.address}: "
-        "the build stopped"
+    assert str(e.value) == "tokenising on the cluster: " + (
+        f"the build lost the connection to the Dask scheduler {own.address}: the build stopped"
+        if fault == "killed"
+        else f"the Dask scheduler of {own.address} has not answered for 2 s (frozen? its machine gone?): the build "
+        "stopped"
     )
     assert "distributed" not in capfd.readouterr().err
     assert list(shared.iterdir()) == [], "the work folder is removed"

@@ -124,8 +124,11 @@ NO_WORKERS_SECONDS = 60
 POLL_SECONDS = 1
 #: How long the client waits for the answer to a call that does no build work: the start-up check run on every
 #: worker (a worker whose work folder is on a hung mount never answers it), copying the build's options to every
-#: worker, the workers dropping their text at the end.
-ANSWER_SECONDS = 60
+#: worker. Longer than a frozen ``local:N`` worker can hold it up: two of its worker-ttl, then its restart.
+ANSWER_SECONDS = 4 * local_cluster.WORKER_TTL_SECONDS
+#: How long the client waits for the workers of a cluster it did not start to drop their text at the end (best
+#: effort: the model is written by then).
+FORGET_SECONDS = 10
 #: Tasks per worker thread for tokenising and for each trie's partitions: enough to even out their sizes.
 TASKS_PER_THREAD = 4
 #: The phase in which the client waits for its Kneser-Ney statistics.
@@ -573,15 +576,17 @@ class _Session:
         return str(self.work / name)
 
     def forget(self) -> None:
-        """The workers drop the text they kept for this build (best effort: a worker gone has nothing to drop;
-        one that does not answer is not waited for past :data:`ANSWER_SECONDS`)."""
-        with contextlib.suppress(Exception):
-            self._waited("ending the build", lambda: self.client.run(_forget_text, self.run), ANSWER_SECONDS)
+        """The workers of a cluster the build did not start drop the text they kept for it (best effort: a worker
+        gone has nothing to drop; one that does not answer is not waited for past :data:`FORGET_SECONDS`); a
+        ``local:N`` cluster is stopped instead."""
+        if self.cluster.local_workers is None:
+            with contextlib.suppress(Exception):
+                self._waited("ending the build", lambda: self.client.run(_forget_text, self.run), FORGET_SECONDS)
 
     def _waited(self, phase: str, call, seconds: float | None = None):
         """``call()``, a blocking call to the cluster (Dask's own have no deadline), run in a thread of its own:
         a :class:`MemlmError` when it has not returned within ``seconds`` (None: no limit), or when the cluster
-        has had no worker for :data:`NO_WORKERS_SECONDS` meanwhile (:meth:`_alone`)."""
+        has had no worker, or its scheduler no answer, for :data:`NO_WORKERS_SECONDS` meanwhile (:meth:`_alone`)."""
         outcome: dict = {}
 
         def run() -> None:
@@ -614,11 +619,13 @@ class _Session:
         cluster = self.cluster
         probe, content = "probe", uuid.uuid4().bytes
         (self.work / probe).write_bytes(content)
-        states = self._waited(
-            "checking the workers",
-            lambda: self.client.run(_worker_state, str(self.work), probe, content, on_error="return"),
-            ANSWER_SECONDS,
-        )
+        phase = "checking the workers"
+        with self._failures(phase):
+            states = self._waited(
+                phase,
+                lambda: self.client.run(_worker_state, str(self.work), probe, content, on_error="return"),
+                ANSWER_SECONDS,
+            )
         (self.work / probe).unlink()
         left = []
         for worker, state in states.items():
@@ -656,33 +663,39 @@ class _Session:
         with self._failures(phase):
             for _ in self._finished(phase, [future]):
                 pass
-        self._waited(phase, lambda: self.client.replicate([future]), ANSWER_SECONDS)
+            self._waited(phase, lambda: self.client.replicate([future]), ANSWER_SECONDS)
         return future
 
     @contextlib.contextmanager
     def _failures(self, phase: str) -> Iterator[None]:
-        """Dask's errors for a build's tasks as one line each."""
+        """Dask's errors for a build's tasks and calls as one line each."""
         import distributed
+        from distributed.comm import CommClosedError
 
         try:
             yield
+        except CommClosedError:  # a call's connection to the scheduler closed under it
+            raise self._lost(phase) from None
         except distributed.KilledWorker as e:
             raise MemlmError(
                 f"{phase}: Dask gave up on a task whose workers died ({e}): out of memory? (give --memory)"
             ) from None
         except concurrent.futures.CancelledError as e:  # what the client raises when it loses the scheduler
             if "scheduler-connection-lost" in str(e):
-                raise MemlmError(
-                    f"{phase}: the build lost the connection to the Dask scheduler {self.cluster}: the build stopped"
-                ) from None
+                raise self._lost(phase) from None
             raise MemlmError(
                 f"{phase}: the Dask scheduler {self.cluster} cancelled the build's tasks ({_reason(e)}): the build "
                 "stopped"
             ) from None
 
+    def _lost(self, phase: str) -> MemlmError:
+        return MemlmError(
+            f"{phase}: the build lost the connection to the Dask scheduler {self.cluster}: the build stopped"
+        )
+
     def _finished(self, phase: str, futures: list) -> Iterator[list]:
         """The futures in batches as they finish (a task's error raised); fails when the cluster has had no
-        worker for :data:`NO_WORKERS_SECONDS` (Dask itself would wait for one forever)."""
+        worker, or its scheduler no answer, for :data:`NO_WORKERS_SECONDS` (Dask itself would wait for ever)."""
         import distributed
 
         pending = set(futures)
@@ -701,12 +714,32 @@ class _Session:
             yield list(done)
 
     def _alone(self, phase: str, since: float | None) -> float | None:
-        """Since when the cluster has had no worker (None: it has some, or the scheduler does not answer now, which
-        the cancelled futures of a lost scheduler tell); fails after :data:`NO_WORKERS_SECONDS` of it."""
+        """Since when the cluster has had no worker, or its scheduler has not answered (frozen, its machine gone
+        without closing the connection) within :data:`CONNECT_SECONDS`; None: it has workers, or the connection
+        to the scheduler closed (Dask reconnects, then cancels the build's futures). Fails after
+        :data:`NO_WORKERS_SECONDS` of it."""
         try:
-            workers = len(self.client.nthreads(callback_timeout=CONNECT_SECONDS))
-        except (OSError, *_TIMEOUTS):
+            workers, silent = len(self.client.nthreads(callback_timeout=CONNECT_SECONDS)), False
+        except _TIMEOUTS:
+            workers, silent = 0, True
+        except OSError:
             return since
+        if workers:
+            return None
+        now = time.monotonic()
+        if since is None:
+            return now
+        if now - since >= NO_WORKERS_SECONDS:
+            if silent:
+                raise MemlmError(
+                    f"{phase}: the Dask scheduler of {self.cluster} has not answered for {NO_WORKERS_SECONDS} s "
+                    "(frozen? its machine gone?): the build stopped"
+                )
+            raise MemlmError(
+                f"{phase}: every Dask worker left the cluster {self.cluster} and none came back within "
+                f"{NO_WORKERS_SECONDS} s: the build stopped"
+            )
+        return since
         if workers:
             return None
         now = time.monotonic()

@@ -38,7 +38,7 @@ from memlm.errors import MemlmError
 #: The longest a ``local:N`` worker may go without a heartbeat before the scheduler starts it again.
 WORKER_TTL_SECONDS = 30
 #: How long the build waits for a ``local:N`` cluster to start (its workers each import Dask and memlm).
-START_SECONDS = 120
+START_SECONDS = 60
 #: How long the build waits for a ``local:N`` cluster to stop by itself before it kills its processes.
 STOP_SECONDS = 10
 #: The Python code that runs a ``local:N`` cluster's process (:func:`main`).
@@ -75,12 +75,19 @@ def _address(process: subprocess.Popen, errors) -> str:
             raise MemlmError(f"the local Dask cluster did not start within {START_SECONDS} s")
         chunk = os.read(process.stdout.fileno(), 4096)
         if not chunk:
-            errors.seek(0)
-            said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
-            reason = said[-1].strip() if said else f"its process ended with status {process.wait()}"
-            raise MemlmError(f"the local Dask cluster did not start: {reason:.300}")
+            raise MemlmError(f"the local Dask cluster did not start: {_why_ended(process, errors):.300}")
         line += chunk
     return line.decode().strip()
+
+
+def _why_ended(process: subprocess.Popen, errors) -> str:
+    """Why the cluster's process ended before it was up: the signal that killed it, else its last line."""
+    status = process.wait()
+    if status < 0:
+        return f"its process was killed by {signal.Signals(-status).name}"
+    errors.seek(0)
+    said = [line.strip() for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+    return said[-1] if said else f"its process ended with status {status}"
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -102,7 +109,14 @@ def _worker_ttl() -> float:
     from dask.utils import parse_timedelta
 
     configured = dask.config.get("distributed.scheduler.worker-ttl", None)
-    return min(WORKER_TTL_SECONDS, parse_timedelta(configured) or WORKER_TTL_SECONDS)
+    try:
+        seconds = parse_timedelta(configured)
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"Dask's distributed.scheduler.worker-ttl is no duration: {configured!r} (DASK_DISTRIBUTED__SCHEDULER__"
+            "WORKER_TTL or a Dask configuration file)"
+        ) from None
+    return min(WORKER_TTL_SECONDS, seconds or WORKER_TTL_SECONDS)
 
 
 def _run(workers: int, core_threads: int) -> None:
