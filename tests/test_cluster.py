@@ -521,6 +521,10 @@ def test_a_local_cluster_that_does_not_start_is_one_line(monkeypatch):
     with pytest.raises(MemlmError, match=refused), local_cluster.started(0, 1) as address:
         address()
     monkeypatch.setattr(local_cluster, "START_SECONDS", 0.2)
+    killed = r"^the local Dask cluster did not start: its process was killed by SIGKILL$"
+    with pytest.raises(MemlmError, match=killed), local_cluster.started(1, 1) as address:
+        os.kill(_local_cluster(os.getpid()), signal.SIGKILL)
+        address()
     late = r"^the local Dask cluster did not start within 0.2 s$"
     with pytest.raises(MemlmError, match=late), local_cluster.started(1, 1) as address:
         cluster = _local_cluster(os.getpid())
@@ -535,14 +539,20 @@ def _command(pid: int) -> bytes:
         return b""  # gone meanwhile
 
 
-@pytest.mark.parametrize(("configured", "ttl"), [("5 minutes", 30), ("7s", 7), (None, 30), ("0s", 30)])
+@pytest.mark.parametrize(
+    ("configured", "ttl"), [("5 minutes", 30), ("7s", 7), (None, 30), ("0s", 30), ("abc", None), (-5, None)]
+)
 def test_a_local_clusters_worker_ttl_is_30_s_or_the_configured_one_if_shorter(configured, ttl):
     import dask
 
     from memlm.local_cluster import _worker_ttl
 
     with dask.config.set({"distributed.scheduler.worker-ttl": configured}):
-        assert _worker_ttl() == ttl
+        if ttl is None:
+            with pytest.raises(ValueError, match="^Dask's distributed.scheduler.worker-ttl is no duration: "):
+                _worker_ttl()
+        else:
+            assert _worker_ttl() == ttl
 
 
 def test_a_script_without_a_main_guard_builds_on_a_local_cluster(tmp_path):
@@ -705,11 +715,13 @@ def test_a_lost_or_frozen_scheduler_is_one_line(tmp_path, monkeypatch, capfd, fa
         if phase == "tokenising on the cluster" and done == 0:
             own.scheduler.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
 
+    started = time.monotonic()
     try:
         with pytest.raises(MemlmError) as e:
             memlm.train(corpus, width=8, cluster=own.address, temp_dir=shared, progress=stop_the_scheduler)
     finally:
         own.stop()
+    assert time.monotonic() - started < 30
     assert str(e.value) == "tokenising on the cluster: " + (
         f"the build lost the connection to the Dask scheduler {own.address}: the build stopped"
         if fault == "killed"

@@ -113,18 +113,23 @@ def max_local_workers() -> int:
     return LOCAL_WORKERS_PER_CPU * (os.cpu_count() or 1)
 
 
-#: How long the client waits for a scheduler's handshake, and for a scheduler to have a worker.
+#: How long the client waits for a scheduler's handshake, for a scheduler to have a worker, and for each answer of
+#: a scheduler while it waits for the build (Dask's client waits as long to reconnect to a lost one).
 CONNECT_SECONDS = 10
 #: Seconds the handshake with the scheduler may take in all (Dask's can hang against something that is no scheduler).
 HANDSHAKE_SECONDS = 30
 #: How long a build waits for a worker when every worker has left the cluster (killed, their machines gone) before
-#: it fails: a cluster that restarts its workers (``local:N``'s nannies, a job queue) has them back sooner.
+#: it fails: a cluster that restarts its workers (``local:N``'s nannies, a job queue) has them back sooner. Also how
+#: long it waits for a scheduler that does not answer (frozen, its machine gone without closing the connection).
 NO_WORKERS_SECONDS = 60
-#: How often the client, while it waits for tasks, asks the scheduler how many workers it has when none finished.
+#: How often the client, while it waits for tasks or for a call, asks the scheduler how many workers it has (when
+#: nothing finished meanwhile): the waits' limits are checked as often, so each is met within about
+#: ``POLL_SECONDS + CONNECT_SECONDS``.
 POLL_SECONDS = 1
 #: How long the client waits for the answer to a call that does no build work: the start-up check run on every
 #: worker (a worker whose work folder is on a hung mount never answers it), copying the build's options to every
-#: worker. Longer than a frozen ``local:N`` worker can hold it up: two of its worker-ttl, then its restart.
+#: worker (about: see :data:`POLL_SECONDS`). Longer than a frozen ``local:N`` worker can hold it up: two of its
+#: worker-ttl, then its restart.
 ANSWER_SECONDS = 4 * local_cluster.WORKER_TTL_SECONDS
 #: How long the client waits for the workers of a cluster it did not start to drop their text at the end (best
 #: effort: the model is written by then).
@@ -558,6 +563,13 @@ def _owned(arrays):
     return tuple(np.array(a) for a in arrays)
 
 
+class _Outage(NamedTuple):
+    """Since when (``time.monotonic()``) a cluster has had no worker, or (``silent``) its scheduler no answer."""
+
+    since: float
+    silent: bool
+
+
 class _Session:
     """A build's client, work folder and progress, and its steps as Dask tasks."""
 
@@ -570,7 +582,10 @@ class _Session:
         self.run = uuid.uuid4().hex[:12]
         self.steps = 0
         #: Threads the workers run tasks on, all told.
-        self.threads = sum(client.nthreads().values()) or 1
+        try:
+            self.threads = sum(client.nthreads(callback_timeout=CONNECT_SECONDS).values()) or 1
+        except (OSError, *_TIMEOUTS):
+            raise MemlmError(f"the Dask scheduler of {cluster} stopped answering as the build began") from None
 
     def path(self, name: str) -> str:
         return str(self.work / name)
@@ -598,7 +613,7 @@ class _Session:
         thread = threading.Thread(target=run, name="memlm-dask-wait", daemon=True)
         started = time.monotonic()
         thread.start()
-        alone_since: float | None = None
+        outage: _Outage | None = None
         while True:
             thread.join(POLL_SECONDS)
             if not thread.is_alive():
@@ -608,7 +623,7 @@ class _Session:
                     f"{phase}: the Dask cluster {self.cluster} did not answer within {seconds} s (a worker stuck "
                     "on a hung mount of the work folder or of the corpus?): the build stopped"
                 )
-            alone_since = self._alone(phase, alone_since)
+            outage = self._alone(phase, outage)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
@@ -699,58 +714,47 @@ class _Session:
         import distributed
 
         pending = set(futures)
-        alone_since: float | None = None
+        outage: _Outage | None = None
         while pending:
             try:
                 with self.client.as_current():
                     done, pending = distributed.wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
             except _TIMEOUTS:
-                alone_since = self._alone(phase, alone_since)
+                outage = self._alone(phase, outage)
                 continue
-            alone_since = None
+            outage = None
             for future in done:
                 if future.status == "error":
                     future.result()  # raises the task's error
             yield list(done)
 
-    def _alone(self, phase: str, since: float | None) -> float | None:
-        """Since when the cluster has had no worker, or its scheduler has not answered (frozen, its machine gone
-        without closing the connection) within :data:`CONNECT_SECONDS`; None: it has workers, or the connection
-        to the scheduler closed (Dask reconnects, then cancels the build's futures). Fails after
-        :data:`NO_WORKERS_SECONDS` of it."""
+    def _alone(self, phase: str, outage: _Outage | None) -> _Outage | None:
+        """The cluster's outage so far, ``outage`` carried on (None: it has workers; or the connection to the
+        scheduler closed, which Dask ends by cancelling the build's futures): since when it has had no worker, or
+        its scheduler no answer within :data:`CONNECT_SECONDS` (frozen, its machine gone without closing the
+        connection). Fails after :data:`NO_WORKERS_SECONDS` of either."""
         try:
             workers, silent = len(self.client.nthreads(callback_timeout=CONNECT_SECONDS)), False
         except _TIMEOUTS:
             workers, silent = 0, True
         except OSError:
-            return since
+            return outage
         if workers:
             return None
         now = time.monotonic()
-        if since is None:
-            return now
-        if now - since >= NO_WORKERS_SECONDS:
-            if silent:
-                raise MemlmError(
-                    f"{phase}: the Dask scheduler of {self.cluster} has not answered for {NO_WORKERS_SECONDS} s "
-                    "(frozen? its machine gone?): the build stopped"
-                )
+        if outage is None or outage.silent != silent:
+            return _Outage(now - CONNECT_SECONDS if silent else now, silent)  # silent since the question was asked
+        if now - outage.since < NO_WORKERS_SECONDS:
+            return outage
+        if silent:
             raise MemlmError(
-                f"{phase}: every Dask worker left the cluster {self.cluster} and none came back within "
-                f"{NO_WORKERS_SECONDS} s: the build stopped"
+                f"{phase}: the Dask scheduler of {self.cluster} has not answered for {NO_WORKERS_SECONDS} s (frozen? "
+                "its machine gone?): the build stopped"
             )
-        return since
-        if workers:
-            return None
-        now = time.monotonic()
-        if since is None:
-            return now
-        if now - since >= NO_WORKERS_SECONDS:
-            raise MemlmError(
-                f"{phase}: every Dask worker left the cluster {self.cluster} and none came back within "
-                f"{NO_WORKERS_SECONDS} s: the build stopped"
-            )
-        return since
+        raise MemlmError(
+            f"{phase}: every Dask worker left the cluster {self.cluster} and none came back within "
+            f"{NO_WORKERS_SECONDS} s: the build stopped"
+        )
 
     def _tasks(self, phase: str, function, calls: Sequence[tuple]) -> list:
         """Runs ``function(*call)`` for every call as Dask tasks and returns their results in order, reporting

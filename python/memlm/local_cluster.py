@@ -84,7 +84,10 @@ def _why_ended(process: subprocess.Popen, errors) -> str:
     """Why the cluster's process ended before it was up: the signal that killed it, else its last line."""
     status = process.wait()
     if status < 0:
-        return f"its process was killed by {signal.Signals(-status).name}"
+        try:
+            return f"its process was killed by {signal.Signals(-status).name}"
+        except ValueError:  # a real-time signal without a name of its own
+            return f"its process was killed by signal {-status}"
     errors.seek(0)
     said = [line.strip() for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
     return said[-1] if said else f"its process ended with status {status}"
@@ -111,10 +114,12 @@ def _worker_ttl() -> float:
     configured = dask.config.get("distributed.scheduler.worker-ttl", None)
     try:
         seconds = parse_timedelta(configured)
-    except (ValueError, KeyError, TypeError):
+        if seconds is not None and not 0 <= seconds < float("inf"):
+            raise ValueError
+    except Exception:  # whatever parse_timedelta raises for what is no duration (ValueError, KeyError, ...)
         raise ValueError(
-            f"Dask's distributed.scheduler.worker-ttl is no duration: {configured!r} (DASK_DISTRIBUTED__SCHEDULER__"
-            "WORKER_TTL or a Dask configuration file)"
+            f"Dask's distributed.scheduler.worker-ttl is no duration: {configured!r:.100} (DASK_DISTRIBUTED__"
+            "SCHEDULER__WORKER_TTL or a Dask configuration file)"
         ) from None
     return min(WORKER_TTL_SECONDS, seconds or WORKER_TTL_SECONDS)
 
