@@ -141,7 +141,10 @@ def build(corpus: Path, model: Path, width: int, cluster: str | None, work: Path
             for pid in [process.pid, *_descendants(process.pid)]:
                 peak = _peak_rss(pid)
                 if peak is not None:
-                    role = peaks[pid][0] if pid in peaks else _role(pid, process.pid)
+                    # Asked again each time: a child between fork and exec still shows its parent's command.
+                    role = _role(pid, process.pid)
+                    if role == "helper" and pid in peaks:  # gone meanwhile: it keeps the role it had
+                        role = peaks[pid][0]
                     peaks[pid] = (role, max(peak, peaks.get(pid, ("", 0))[1]))
             time.sleep(SAMPLE_SECONDS)
         seconds = time.perf_counter() - start
