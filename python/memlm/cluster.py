@@ -98,7 +98,7 @@ from memlm._core import gain_terms as _gain_terms
 from memlm._core import spill_partition as _spill_partition
 from memlm.building import build_model, encoded, partition_memory
 from memlm.corpus import Piece, check_reading, no_text, pieces, source_name
-from memlm.errors import CorpusError, MemlmError
+from memlm.errors import CorpusError, MemlmError, one_line
 from memlm.model import Model
 from memlm.provenance import Origins, OriginsRecorder, concatenated
 from memlm.tokenization import TokenizerSpec
@@ -424,7 +424,7 @@ def _connected(distributed, cluster: Cluster):
         try:
             kind = identified.result()
         except Exception as e:  # whatever a stranger's bytes make Dask raise (seen: "Unable to allocate 3.07 EiB")
-            reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if isinstance(e, _TIMEOUTS) else _reason(e)
+            reason = f"no Dask answer within {HANDSHAKE_SECONDS} s" if isinstance(e, _TIMEOUTS) else one_line(e)
             raise MemlmError(f"{unreachable}: is it a Dask scheduler? ({reason})") from None
     if kind is None:
         raise MemlmError(f"{unreachable}: is it a Dask scheduler? (its answer is no Dask identity)")
@@ -444,7 +444,7 @@ def _connected(distributed, cluster: Cluster):
     if "client" in outcome:
         return outcome["client"]
     error = outcome.get("error")
-    reason = f"no answer within {HANDSHAKE_SECONDS} s" if error is None else _reason(error)
+    reason = f"no answer within {HANDSHAKE_SECONDS} s" if error is None else one_line(error)
     raise MemlmError(f"{unreachable}: the scheduler did not take the client ({reason})")
 
 
@@ -480,13 +480,8 @@ def _worker_state(work: str, probe: str, content: bytes) -> tuple[str, int, str 
             file.write(content)
         os.remove(own)
     except OSError as e:
-        return __version__, FORMAT_VERSION, _reason(e)
+        return __version__, FORMAT_VERSION, one_line(e)
     return __version__, FORMAT_VERSION, None
-
-
-def _reason(error: BaseException) -> str:
-    """An error on one line of at most 200 characters."""
-    return " ".join(f"{type(error).__name__}: {error}".split())[:200]
 
 
 def _value(value):
@@ -647,10 +642,10 @@ class _Session:
             if isinstance(state, ImportError):
                 raise MemlmError(f'a worker of {cluster} cannot import memlm ({state}): install "memlm[dask]" there')
             if isinstance(state, OSError):  # the connection to it closed: it left the cluster
-                left.append(f"{worker}: {_reason(state)}")
+                left.append(f"{worker}: {one_line(state)}")
                 continue
             if isinstance(state, BaseException):
-                raise MemlmError(f"worker {worker} of {cluster} failed the start-up check: {_reason(state)}")
+                raise MemlmError(f"worker {worker} of {cluster} failed the start-up check: {one_line(state)}")
             version, model_format, problem = state
             if (version, model_format) != (__version__, FORMAT_VERSION):
                 raise MemlmError(
@@ -699,7 +694,7 @@ class _Session:
             if "scheduler-connection-lost" in str(e):
                 raise self._lost(phase) from None
             raise MemlmError(
-                f"{phase}: the Dask scheduler {self.cluster} cancelled the build's tasks ({_reason(e)}): the build "
+                f"{phase}: the Dask scheduler {self.cluster} cancelled the build's tasks ({one_line(e)}): the build "
                 "stopped"
             ) from None
 

@@ -40,3 +40,8 @@ __all__ = [
     "ModelFormatError",
     "TokenizerMismatchError",
 ]
+
+
+def one_line(error: BaseException) -> str:
+    """``error`` as its class name and message on one line of at most 200 characters (for a line that cites it)."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:200]

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
-from memlm.errors import MemlmError
+from memlm.errors import MemlmError, one_line
 
 #: The longest a ``local:N`` worker may go without a heartbeat before the scheduler starts it again.
 WORKER_TTL_SECONDS = 30
@@ -159,5 +159,5 @@ def main() -> None:
     try:
         _run(int(arguments[0]), int(arguments[1]))
     except Exception as e:  # noqa: BLE001 - the build's process shows it as one line
-        print(f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         sys.exit(1)
